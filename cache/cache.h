@@ -1,0 +1,74 @@
+/* Disk cache: blobs content-addressed by digest (shared across
+ * repositories), stored partially by chunk until complete and verified;
+ * small opaque metadata records (manifests by digest, last known tag ->
+ * digest). Knows nothing of ECR or its JSON.
+ *
+ * Layout under dir (mode 0700): blobs/sha256/<hex> (complete, verified),
+ * partial/<hex>.data + .map (chunks present), meta/<ns>/<key-hash>, lock.
+ * Writes are atomic (temp + rename). An LRU by access time keeps the total
+ * under max_bytes and never evicts a pinned (open) blob. Two mounts on one
+ * dir coordinate through flock. Thread-safe. */
+#ifndef ECRFS_CACHE_H
+#define ECRFS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct cache cache;
+
+#define CACHE_CHUNK_SIZE (1024 * 1024)
+
+/* max_bytes 0: unlimited. Creates dir (0700) and tightens an existing one's
+ * mode to 0700. Returns 0 or -errno. */
+int cache_open(const char *dir, uint64_t max_bytes, cache **out);
+void cache_close(cache *c);
+const char *cache_dir(const cache *c);
+
+/* ---- blobs ("sha256:<hex>") ---- */
+/* Pin/unpin keep a blob from eviction while a file is open on it. */
+void cache_blob_pin(cache *c, const char *digest);
+void cache_blob_unpin(cache *c, const char *digest);
+
+/* 1 if the complete, verified blob is cached. */
+int cache_blob_complete(cache *c, const char *digest);
+
+/* Reads [off, off+len) if every chunk covering it is present (complete blob
+ * or partial chunks). Returns bytes read (short only at end of blob), or
+ * -ENOENT when some chunk is missing. size is the blob's full size. */
+ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
+			uint64_t off);
+
+/* Stores one chunk: off must be a multiple of CACHE_CHUNK_SIZE and len the
+ * full chunk (or the blob's tail). -ENOSPC when the disk is full (the caller
+ * streams from the network instead; cache logs it once). */
+int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t off,
+			   const void *buf, size_t len);
+
+/* When every chunk is present: hashes the data; on match, moves it to
+ * blobs/ and returns 0; on mismatch deletes it and returns -EIO. -EAGAIN
+ * while chunks are missing. */
+int cache_blob_seal(cache *c, const char *digest, uint64_t size);
+
+/* Stores a whole blob known to hash to digest (e.g. a manifest we hold). */
+int cache_blob_put(cache *c, const char *digest, const void *data, size_t len);
+
+/* Path of the complete blob file (for benchmarks and `cat` comparisons);
+ * -ENOENT if not complete. */
+int cache_blob_path(cache *c, const char *digest, char *buf, size_t bufsize);
+
+void cache_blob_drop(cache *c, const char *digest);
+
+/* ---- metadata records: opaque bytes under (namespace, key) ---- */
+int cache_meta_put(cache *c, const char *ns, const char *key, const void *data, size_t len);
+/* *data malloc'd (NUL-terminated), *len excludes the NUL. -ENOENT when absent. */
+int cache_meta_get(cache *c, const char *ns, const char *key, char **data, size_t *len);
+int cache_meta_del(cache *c, const char *ns, const char *key);
+
+struct cache_stats {
+	uint64_t hits, misses, bytes_stored, evictions, bytes_total;
+	int disk_full;
+};
+void cache_get_stats(cache *c, struct cache_stats *out);
+
+#endif

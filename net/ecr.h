@@ -1,0 +1,204 @@
+/* The ECR API client (JSON 1.1 over SigV4) and STS GetCallerIdentity.
+ *
+ * One ecr handle per credential set (a profile); the registry id and region
+ * are given per call, so one handle serves every region of a registry.
+ * Every call returns 0 or -errno, mapped by ecr_errno() (DESIGN §4), fills
+ * *err (when non-NULL) with ECR's error code and message, and logs one line
+ * naming the cause (the IAM action denied, the repository and region, the
+ * immutable tag, ...). Pagination and batching (<=100 ids) happen inside.
+ * All returned strings and arrays are malloc'd and owned by the caller
+ * (free with the matching *_free). Thread-safe. */
+#ifndef ECRFS_ECR_H
+#define ECRFS_ECR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "net/cred.h"
+#include "net/http.h"
+
+typedef struct ecr ecr;
+
+struct ecr_opts {
+	cred_provider *creds;  /* borrowed */
+	net_http *http;        /* borrowed */
+	const char *endpoint;  /* NULL: AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL, then
+	                          https://api.ecr.REGION.amazonaws.com (.com.cn in cn-*) */
+	const char *sts_endpoint; /* NULL: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, default */
+	int fips;              /* ecr-fips.REGION.amazonaws.com */
+	int deadline_ms;       /* per operation, 0: 30000 */
+};
+
+int ecr_new(const struct ecr_opts *opts, ecr **out);
+void ecr_free(ecr *e);
+
+struct ecr_error {
+	char code[96];     /* "RepositoryNotFoundException", "" for transport errors */
+	char message[512];
+	long http_status;
+};
+
+/* Where: registry_id NULL means the caller's own registry. */
+struct ecr_where {
+	const char *registry_id;
+	const char *region;
+	const char *repository; /* NULL for registry-level calls */
+};
+
+/* ---- errors ---- */
+/* Maps an ECR error code / HTTP status / transport rc to -errno (DESIGN §4).
+ * Returns 0 for the codes that mean success (LayerAlreadyExists,
+ * ImageAlreadyExists, RepositoryAlreadyExists). */
+int ecr_errno(const char *code, long http_status, int transport_rc);
+
+/* ---- registry and repositories ---- */
+int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out,
+			  struct ecr_error *err);
+
+struct ecr_repo {
+	char *name;
+	char *arn;
+	char *uri;
+	char *registry_id;
+	int immutable;      /* imageTagMutability == IMMUTABLE */
+	int scan_on_push;
+	time_t created_at;
+};
+struct ecr_repo_list {
+	struct ecr_repo *v;
+	size_t n;
+};
+void ecr_repo_list_free(struct ecr_repo_list *l);
+
+/* names NULL: all repositories (paginated, maxResults 1000). */
+int ecr_describe_repositories(ecr *e, const struct ecr_where *w, const char *const *names,
+			      size_t nnames, struct ecr_repo_list *out, struct ecr_error *err);
+/* RepositoryAlreadyExists is success (returns 0, *created=0). */
+int ecr_create_repository(ecr *e, const struct ecr_where *w, int immutable, int *created,
+			  struct ecr_error *err);
+int ecr_delete_repository(ecr *e, const struct ecr_where *w, int force, struct ecr_error *err);
+
+/* ---- images ---- */
+struct ecr_image {
+	char *digest;              /* "sha256:..." */
+	char **tags;               /* may be empty */
+	size_t ntags;
+	int64_t size;              /* imageSizeInBytes (compressed layers; ECR's view) */
+	time_t pushed_at;
+	char *media_type;          /* imageManifestMediaType, may be NULL */
+	char *artifact_media_type; /* may be NULL */
+	char *scan_status;         /* imageScanStatus.status, may be NULL */
+};
+struct ecr_image_list {
+	struct ecr_image *v;
+	size_t n;
+};
+void ecr_image_list_free(struct ecr_image_list *l);
+
+struct ecr_image_id {
+	const char *digest; /* either or both */
+	const char *tag;
+};
+
+/* All images (paginated with maxResults 1000): DescribeImages. ids/nids
+ * restrict to those images (batched by 100; ImageNotFound for all -> -ENOENT). */
+int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
+			size_t nids, struct ecr_image_list *out, struct ecr_error *err);
+
+struct ecr_image_ref {
+	char *digest;
+	char *tag; /* NULL for untagged */
+};
+struct ecr_image_ref_list {
+	struct ecr_image_ref *v;
+	size_t n;
+};
+void ecr_image_ref_list_free(struct ecr_image_ref_list *l);
+int ecr_list_images(ecr *e, const struct ecr_where *w, struct ecr_image_ref_list *out,
+		    struct ecr_error *err);
+
+struct ecr_manifest {
+	char *digest;       /* imageId.imageDigest */
+	char *tag;          /* imageId.imageTag or NULL */
+	char *media_type;   /* imageManifestMediaType */
+	char *bytes;        /* exact imageManifest bytes, NUL-terminated */
+	size_t len;
+};
+struct ecr_manifest_list {
+	struct ecr_manifest *v;
+	size_t n;
+	/* failures: ids ECR could not return (ImageNotFound, ...) */
+	struct ecr_image_ref *failed;
+	char **failure_codes;
+	size_t nfailed;
+};
+void ecr_manifest_list_free(struct ecr_manifest_list *l);
+
+/* BatchGetImage with every manifest and index media type in
+ * acceptedMediaTypes (docker v2 schema2, manifest list, OCI manifest, OCI
+ * index). Bytes kept exactly as returned. */
+int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
+			size_t nids, struct ecr_manifest_list *out, struct ecr_error *err);
+
+/* BatchDeleteImage; ImageNotFound after a retry counts as success.
+ * ImageReferencedByManifestList -> -EBUSY. */
+int ecr_batch_delete_image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
+			   size_t nids, struct ecr_error *err);
+
+/* PutImage of the exact bytes with media_type; tag may be NULL (by digest).
+ * digest (may be NULL) is sent as imageDigest. ImageAlreadyExists is success.
+ * ImageTagAlreadyExists -> -EEXIST. digest_out (may be NULL) gets the image digest. */
+int ecr_put_image(ecr *e, const struct ecr_where *w, const char *tag, const char *manifest,
+		  size_t len, const char *media_type, const char *digest, char **digest_out,
+		  struct ecr_error *err);
+
+/* ---- layers: download ---- */
+/* GetDownloadUrlForLayer. *expires_out: when the URL should be re-requested
+ * (from X-Amz-Expires/Expires in the URL, else now+10 min). */
+int ecr_get_download_url(ecr *e, const struct ecr_where *w, const char *digest, char **url_out,
+			 time_t *expires_out, struct ecr_error *err);
+
+/* Ranged GET of a download URL into sink. Returns 0, -EKEYEXPIRED when the
+ * URL answered 403 (re-request it), -EIO on a short or mismatched
+ * Content-Range body, other -errno. len==0 means to the end. */
+int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net_sink_cb sink,
+			void *sink_arg, volatile int *cancel);
+
+/* ---- layers: upload ---- */
+/* BatchCheckLayerAvailability: available[i] = 1 when present (batched by 100). */
+int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const *digests,
+			   size_t n, int *available, struct ecr_error *err);
+
+int ecr_initiate_layer_upload(ecr *e, const struct ecr_where *w, char **upload_id_out,
+			      int64_t *part_size_out, struct ecr_error *err);
+
+/* UploadLayerPart of data[0..len) at first_byte (the body's base64 is built
+ * streaming, never as one big JSON string). On InvalidLayerPartException
+ * returns -ERANGE with *last_valid_byte set from lastValidByteReceived (or -1).
+ * On UploadNotFound returns -ENOENT with err->code set. */
+int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_id,
+			  uint64_t first_byte, const void *data, size_t len,
+			  int64_t *last_valid_byte, struct ecr_error *err);
+
+/* CompleteLayerUpload; LayerAlreadyExists is success. */
+int ecr_complete_layer_upload(ecr *e, const struct ecr_where *w, const char *upload_id,
+			      const char *digest, struct ecr_error *err);
+
+/* ---- identity ---- */
+struct ecr_identity {
+	char account[32];
+	char arn[512];
+	char user_id[256];
+	char source[128]; /* credential source, from cred_get */
+};
+int ecr_get_caller_identity(ecr *e, const char *region, struct ecr_identity *out,
+			    struct ecr_error *err);
+
+/* Credential source in use and API counters for .ecrfs/stats (JSON object,
+ * malloc'd: {"calls":{"DescribeImages":3,...},"errors":{...},"retries":N,
+ * "bytes_in":N,"bytes_out":N}). */
+char *ecr_stats_json(ecr *e);
+
+#endif
