@@ -1,0 +1,23 @@
+/* Syntax of the names the tree accepts (DESIGN §1, §8). Pure functions: a
+ * name that fails them is ENOENT without any network call. */
+#ifndef ECRFS_FS_NAMES_H
+#define ECRFS_FS_NAMES_H
+
+#include <stddef.h>
+
+/* 12 decimal digits. */
+int fs_name_is_account(const char *s);
+/* AWS region syntax: "us-east-1", "eu-west-3", "us-gov-west-1", "cn-north-1". */
+int fs_name_is_region(const char *s);
+/* ECR tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */
+int fs_name_is_tag(const char *s);
+/* One '/'-separated component of a repository name: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* */
+int fs_name_is_repo_component(const char *s);
+/* A whole repository name: components joined by '/', 2..256 chars. */
+int fs_name_is_repo(const char *s);
+/* "sha256:<64 lowercase hex>" */
+int fs_name_is_digest(const char *s);
+/* "@sha256-<hex>" -> "sha256:<hex>" into out (72 bytes). Returns 1 on match. */
+int fs_name_digest_dir(const char *name, char *out, size_t outsize);
+
+#endif

@@ -1,0 +1,141 @@
+/* The inode table: every name the kernel has looked up is an fs_node.
+ *
+ * Locking: one mutex (fs_node_lock/fs_node_unlock) protects the table, every
+ * node's nlookup/refs counts, its child map (children by name), and the
+ * pending-child list (FS_N_PENDING_* children and their `push` pointers).
+ * Fields marked "immutable" are set before a node is published and never
+ * change, so they may be read without the lock while holding a reference.
+ *
+ * Lifetime: a node lives while the kernel knows it (nlookup > 0) or someone
+ * holds a reference (refs > 0, from fs_node_get / fs_node_ref), or it is a
+ * pending node not yet removed (the push side owns that reference). Children
+ * hold a reference on their parent.
+ *
+ * Pending (locally created) entries: the push side adds them with
+ * fs_node_add_pending() as children of region, namespace, image or pending
+ * directories. LOOKUP, GETATTR and READDIR consult them before the network
+ * listing: a pending child shadows a same-named remote entry. GETATTR of a
+ * pending node calls fs_push_getattr() (push side) when it is linked in. */
+#ifndef ECRFS_FS_NODE_H
+#define ECRFS_FS_NODE_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct fs_image; /* fs/image.h: a loaded image (manifests, layout), refcounted */
+
+enum fs_kind {
+	FS_N_ROOT = 1,
+	FS_N_CTL_DIR,     /* MNT/.ecrfs */
+	FS_N_CTL_FILE,    /* .ecrfs/{stats,identity,version,pending}; ctl = which */
+	FS_N_REGISTRY,    /* 12-digit account id; registry set */
+	FS_N_REGION,      /* registry, region set */
+	FS_N_NAMESPACE,   /* repository path prefix (repo); may also be a repository */
+	FS_N_IMAGE,       /* tag dir or @sha256-<hex> dir: an OCI layout root; img set */
+	FS_N_IMG_DIR,     /* blobs/ (blob_idx -1) and blobs/sha256/ (blob_idx -2) */
+	FS_N_IMG_FILE,    /* oci-layout (-1), index.json (-2), blob (blob_idx >= 0) */
+	FS_N_PENDING_DIR, /* created locally by mkdir; push owns `push` */
+	FS_N_PENDING_FILE,/* created locally by create; push owns `push` */
+};
+
+enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING };
+
+/* Special blob_idx values for IMG_DIR / IMG_FILE nodes. */
+#define FS_IDX_BLOBS (-1)      /* IMG_DIR blobs/ */
+#define FS_IDX_SHA256 (-2)     /* IMG_DIR blobs/sha256/ */
+#define FS_IDX_OCI_LAYOUT (-1) /* IMG_FILE oci-layout */
+#define FS_IDX_INDEX_JSON (-2) /* IMG_FILE index.json */
+
+struct fs_node {
+	fuse_ino_t ino;          /* immutable: the FUSE node id */
+	enum fs_kind kind;       /* immutable */
+	struct fs_node *parent;  /* immutable (NULL for root); referenced */
+	char *name;              /* immutable */
+	/* Location (immutable, malloc'd, NULL when not applicable). */
+	char *registry;          /* 12-digit id */
+	char *region;
+	char *repo;              /* NAMESPACE: the prefix ("team/app"); IMAGE and
+	                            below: the repository name */
+	char *tag;               /* IMAGE and below: the tag, NULL for @sha256- dirs */
+	struct fs_image *img;    /* IMAGE/IMG_*: referenced (fs_image_put on free) */
+	int blob_idx;            /* IMG_DIR/IMG_FILE: see FS_IDX_*, or index in img */
+	enum fs_ctl ctl;         /* CTL_FILE */
+	time_t created;          /* immutable: when the node was made (TTL checks) */
+
+	/* Under the node lock. */
+	uint64_t nlookup;        /* kernel references */
+	uint64_t refs;           /* internal references */
+	int listed;              /* reachable by name from its parent (child hash) */
+	struct fs_node *hnext;   /* ino hash chain */
+	struct fs_node *cnext;   /* child hash chain, keyed by (parent ino, name) */
+	struct fs_node *pend_head, *pend_next; /* pending children of a dir */
+
+	/* Pending entries (push side). `push` is opaque to the read side. */
+	void *push;
+	int pending;             /* 1 while listed as a pending child of parent */
+};
+
+/* Creates the root (ino FUSE_ROOT_ID). Call once at mount. */
+int fs_node_init(void);
+void fs_node_shutdown(void);
+
+void fs_node_lock(void);
+void fs_node_unlock(void);
+
+/* Looks up ino and takes a reference; NULL when unknown. */
+struct fs_node *fs_node_get(fuse_ino_t ino);
+void fs_node_ref(struct fs_node *n);
+/* Drops a reference; frees the node when nothing holds it any more. */
+void fs_node_put(struct fs_node *n);
+
+/* Kernel accounting: LOOKUP/CREATE/MKDIR replies add one, FORGET removes. */
+void fs_node_lookup_inc(struct fs_node *n);
+void fs_node_forget(fuse_ino_t ino, uint64_t nlookup);
+
+/* The cached child of dir called name (pending or not), referenced, or NULL. */
+struct fs_node *fs_node_child(struct fs_node *dir, const char *name);
+
+/* Template for a new child; unset fields are inherited from the parent
+ * (registry, region, repo, tag, img). */
+struct fs_node_tmpl {
+	enum fs_kind kind;
+	const char *registry, *region, *repo, *tag;
+	struct fs_image *img; /* a new reference is taken */
+	int blob_idx;
+	enum fs_ctl ctl;
+};
+
+/* Makes dir/name from tmpl, replacing (detaching) an older non-pending child
+ * of that name. Returns the new node referenced, or NULL on ENOMEM. */
+struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
+			     const struct fs_node_tmpl *tmpl);
+
+/* Detaches dir/name (not pending) so the next lookup rebuilds it. */
+void fs_node_drop_child(struct fs_node *dir, const char *name);
+
+/* ---- pending entries (for the push side) ---- */
+/* Adds a pending child (kind FS_N_PENDING_DIR or FS_N_PENDING_FILE) of dir
+ * with the push pointer. A previous non-pending child of that name is
+ * detached (shadowed). Returns the node referenced (the caller passes that
+ * reference to fs_node_lookup_inc + the reply, or drops it), or NULL with
+ * errno set (EEXIST when a pending child of that name exists). The node
+ * stays listed until fs_node_remove_pending(). */
+struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
+				    void *push);
+/* Unlists a pending child (the node itself lives until FORGET). */
+void fs_node_remove_pending(struct fs_node *n);
+/* Calls fn(node, arg) for each pending child of dir, under the node lock
+ * (fn must not call fs_node_* functions that lock). */
+void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, void *),
+			     void *arg);
+
+/* Path of a node from the root ("/111111111111/us-east-1/team/app/v1"), malloc'd. */
+char *fs_node_path(struct fs_node *n);
+
+/* Hash for stable inode numbers shown to users (st_ino of blobs). */
+uint64_t fs_hash64(const char *const *parts, size_t nparts);
+
+#endif
