@@ -108,6 +108,7 @@ static void node_free(struct fs_node *n)
 	free(n->region);
 	free(n->repo);
 	free(n->tag);
+	free(n->digest);
 	if (n->img)
 		fs_image_put(n->img);
 	free(n);
@@ -248,10 +249,13 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->repo = xstrdup(t && t->repo ? t->repo : dir->repo);
 	n->tag = xstrdup(t && t->tag ? t->tag : dir->tag);
 	n->img = t && t->img ? t->img : dir->img;
+	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
+	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
+	n->immutable = t && t->immutable ? t->immutable : dir->immutable;
 	n->blob_idx = t ? t->blob_idx : 0;
 	n->ctl = t ? t->ctl : 0;
 	n->created = time(NULL);
-	if (!n->name || (dir->registry && !n->registry) || (dir->region && !n->region) ||
+	if (!n->name || (t && t->digest && !n->digest) || (dir->registry && !n->registry) || (dir->region && !n->region) ||
 	    (dir->repo && !n->repo) || (dir->tag && !n->tag)) {
 		n->img = NULL;
 		node_free(n);
@@ -294,6 +298,29 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 		maybe_free_locked(old);
 	pthread_mutex_unlock(&node_mu);
 	return n;
+}
+
+struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img)
+{
+	pthread_mutex_lock(&node_mu);
+	if (!n->img) {
+		fs_image_ref(img);
+		n->img = img;
+	}
+	img = n->img;
+	fs_image_ref(img);
+	pthread_mutex_unlock(&node_mu);
+	return img;
+}
+
+struct fs_image *fs_node_img(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_image *img = n->img;
+	if (img)
+		fs_image_ref(img);
+	pthread_mutex_unlock(&node_mu);
+	return img;
 }
 
 void fs_node_drop_child(struct fs_node *dir, const char *name)

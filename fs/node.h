@@ -60,7 +60,11 @@ struct fs_node {
 	char *repo;              /* NAMESPACE: the prefix ("team/app"); IMAGE and
 	                            below: the repository name */
 	char *tag;               /* IMAGE and below: the tag, NULL for @sha256- dirs */
-	struct fs_image *img;    /* IMAGE/IMG_*: referenced (fs_image_put on free) */
+	char *digest;            /* IMAGE: the image digest ("sha256:<hex>") */
+	time_t mtime;            /* IMAGE: imagePushedAt */
+	int immutable;           /* IMAGE and below: repository is IMMUTABLE */
+	struct fs_image *img;    /* IMG_*: immutable, referenced. IMAGE: loaded lazily,
+	                            set once under the node lock (fs_node_set_img) */
 	int blob_idx;            /* IMG_DIR/IMG_FILE: see FS_IDX_*, or index in img */
 	enum fs_ctl ctl;         /* CTL_FILE */
 	time_t created;          /* immutable: when the node was made (TTL checks) */
@@ -104,6 +108,9 @@ struct fs_node_tmpl {
 	enum fs_kind kind;
 	const char *registry, *region, *repo, *tag;
 	struct fs_image *img; /* a new reference is taken */
+	const char *digest;
+	time_t mtime;
+	int immutable;
 	int blob_idx;
 	enum fs_ctl ctl;
 };
@@ -112,6 +119,12 @@ struct fs_node_tmpl {
  * of that name. Returns the new node referenced, or NULL on ENOMEM. */
 struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 			     const struct fs_node_tmpl *tmpl);
+
+/* Sets an IMAGE node's img once (takes a reference); returns the node's img
+ * (the one already set if another thread won), referenced. */
+struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img);
+/* The node's img referenced, or NULL. */
+struct fs_image *fs_node_img(struct fs_node *n);
 
 /* Detaches dir/name (not pending) so the next lookup rebuilds it. */
 void fs_node_drop_child(struct fs_node *dir, const char *name);
