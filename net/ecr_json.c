@@ -1,0 +1,258 @@
+/* JSON helpers and the parsers of ECR's reply pages (pure: no I/O). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/ecr_i.h"
+
+const char *ecr_json_str(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+char *ecr_json_strdup(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+	char *s;
+
+	if (!json_is_string(v))
+		return NULL;
+	s = malloc(json_string_length(v) + 1);
+	if (s) {
+		memcpy(s, json_string_value(v), json_string_length(v));
+		s[json_string_length(v)] = '\0';
+	}
+	return s;
+}
+
+time_t ecr_json_time(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	/* ECR sends timestamps as epoch seconds (float). */
+	if (json_is_number(v))
+		return (time_t)json_number_value(v);
+	return 0;
+}
+
+int64_t ecr_json_int(const json_t *o, const char *key, int64_t dflt)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (json_is_integer(v))
+		return (int64_t)json_integer_value(v);
+	if (json_is_real(v))
+		return (int64_t)json_real_value(v);
+	return dflt;
+}
+
+int ecr_json_where(json_t *req, const struct ecr_where *w)
+{
+	if (w && w->registry_id && json_object_set_new(req, "registryId", json_string(w->registry_id)))
+		return -ENOMEM;
+	if (w && w->repository &&
+	    json_object_set_new(req, "repositoryName", json_string(w->repository)))
+		return -ENOMEM;
+	return 0;
+}
+
+json_t *ecr_json_image_ids(const struct ecr_image_id *ids, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++) {
+		json_t *id = json_object();
+		if (!id)
+			goto fail;
+		if (ids[i].digest)
+			json_object_set_new(id, "imageDigest", json_string(ids[i].digest));
+		if (ids[i].tag)
+			json_object_set_new(id, "imageTag", json_string(ids[i].tag));
+		if (json_array_append_new(arr, id))
+			goto fail;
+	}
+	return arr;
+fail:
+	json_decref(arr);
+	return NULL;
+}
+
+static int take_next(const json_t *resp, char **next)
+{
+	const char *t = ecr_json_str(resp, "nextToken");
+
+	*next = NULL;
+	if (t && *t) {
+		*next = strdup(t);
+		if (!*next)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Grows a vector of elements of size sz to hold n+add. */
+static int grow(void **v, size_t n, size_t add, size_t sz)
+{
+	void *p = realloc(*v, (n + add) * sz);
+	if (!p && n + add)
+		return -ENOMEM;
+	*v = p;
+	return 0;
+}
+
+int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **next)
+{
+	const json_t *arr = json_object_get(resp, "repositories");
+	size_t i;
+	json_t *r;
+	int rc;
+
+	*next = NULL;
+	if (!json_is_array(arr))
+		return -EPROTO;
+	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	if (rc)
+		return rc;
+	json_array_foreach(arr, i, r) {
+		struct ecr_repo *x = &out->v[out->n];
+		const json_t *scan = json_object_get(r, "imageScanningConfiguration");
+		const char *mut = ecr_json_str(r, "imageTagMutability");
+
+		memset(x, 0, sizeof(*x));
+		x->name = ecr_json_strdup(r, "repositoryName");
+		if (!x->name)
+			continue; /* malformed entry: skip it rather than show "" */
+		x->arn = ecr_json_strdup(r, "repositoryArn");
+		x->uri = ecr_json_strdup(r, "repositoryUri");
+		x->registry_id = ecr_json_strdup(r, "registryId");
+		x->immutable = mut && strncmp(mut, "IMMUTABLE", 9) == 0;
+		x->scan_on_push = json_is_true(json_object_get(scan, "scanOnPush"));
+		x->created_at = ecr_json_time(r, "createdAt");
+		out->n++;
+	}
+	return take_next(resp, next);
+}
+
+int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char **next)
+{
+	const json_t *arr = json_object_get(resp, "imageDetails");
+	size_t i, j;
+	json_t *d, *t;
+	int rc;
+
+	*next = NULL;
+	if (!json_is_array(arr))
+		return -EPROTO;
+	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	if (rc)
+		return rc;
+	json_array_foreach(arr, i, d) {
+		struct ecr_image *x = &out->v[out->n];
+		const json_t *tags = json_object_get(d, "imageTags");
+		const json_t *scan = json_object_get(d, "imageScanStatus");
+
+		memset(x, 0, sizeof(*x));
+		x->digest = ecr_json_strdup(d, "imageDigest");
+		if (!x->digest)
+			continue;
+		if (json_is_array(tags) && json_array_size(tags)) {
+			x->tags = calloc(json_array_size(tags), sizeof(char *));
+			if (!x->tags) {
+				free(x->digest);
+				return -ENOMEM;
+			}
+			json_array_foreach(tags, j, t) {
+				char *s = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
+				if (s)
+					x->tags[x->ntags++] = s;
+			}
+		}
+		x->size = ecr_json_int(d, "imageSizeInBytes", 0);
+		x->pushed_at = ecr_json_time(d, "imagePushedAt");
+		x->media_type = ecr_json_strdup(d, "imageManifestMediaType");
+		x->artifact_media_type = ecr_json_strdup(d, "artifactMediaType");
+		x->scan_status = ecr_json_strdup(scan, "status");
+		out->n++;
+	}
+	return take_next(resp, next);
+}
+
+int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next)
+{
+	const json_t *arr = json_object_get(resp, "imageIds");
+	size_t i;
+	json_t *d;
+	int rc;
+
+	*next = NULL;
+	if (!json_is_array(arr))
+		return -EPROTO;
+	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	if (rc)
+		return rc;
+	json_array_foreach(arr, i, d) {
+		struct ecr_image_ref *x = &out->v[out->n];
+
+		x->digest = ecr_json_strdup(d, "imageDigest");
+		if (!x->digest)
+			continue;
+		x->tag = ecr_json_strdup(d, "imageTag");
+		out->n++;
+	}
+	return take_next(resp, next);
+}
+
+int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
+{
+	const json_t *imgs = json_object_get(resp, "images");
+	const json_t *fails = json_object_get(resp, "failures");
+	size_t i;
+	json_t *d;
+	int rc;
+
+	if (!json_is_array(imgs))
+		return -EPROTO;
+	rc = grow((void **)&out->v, out->n, json_array_size(imgs), sizeof(*out->v));
+	if (rc)
+		return rc;
+	json_array_foreach(imgs, i, d) {
+		struct ecr_manifest *m = &out->v[out->n];
+		const json_t *id = json_object_get(d, "imageId");
+		const json_t *man = json_object_get(d, "imageManifest");
+
+		memset(m, 0, sizeof(*m));
+		if (!json_is_string(man))
+			continue;
+		/* The exact bytes: the decoded string by its length (manifests
+		 * may hold escapes; never re-serialise). */
+		m->len = json_string_length(man);
+		m->bytes = malloc(m->len + 1);
+		if (!m->bytes)
+			return -ENOMEM;
+		memcpy(m->bytes, json_string_value(man), m->len);
+		m->bytes[m->len] = '\0';
+		m->digest = ecr_json_strdup(id, "imageDigest");
+		m->tag = ecr_json_strdup(id, "imageTag");
+		m->media_type = ecr_json_strdup(d, "imageManifestMediaType");
+		out->n++;
+	}
+	if (!json_is_array(fails) || !json_array_size(fails))
+		return 0;
+	rc = grow((void **)&out->failed, out->nfailed, json_array_size(fails),
+		  sizeof(*out->failed));
+	if (!rc)
+		rc = grow((void **)&out->failure_codes, out->nfailed, json_array_size(fails),
+			  sizeof(*out->failure_codes));
+	if (rc)
+		return rc;
+	json_array_foreach(fails, i, d) {
+		const json_t *id = json_object_get(d, "imageId");
+
+		out->failed[out->nfailed].digest = ecr_json_strdup(id, "imageDigest");
+		out->failed[out->nfailed].tag = ecr_json_strdup(id, "imageTag");
+		out->failure_codes[out->nfailed] = ecr_json_strdup(d, "failureCode");
+		out->nfailed++;
+	}
+	return 0;
+}

@@ -1,0 +1,341 @@
+/* Layer upload: BatchCheckLayerAvailability, InitiateLayerUpload,
+ * UploadLayerPart (JSON body with base64 built streaming, never as one big
+ * string), CompleteLayerUpload. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "net/ecr_i.h"
+#include "net/log.h"
+
+#define UPLOAD_STALL_MS 30000
+/* Uploads have no fixed total: only "no progress for 30 s" ends an attempt;
+ * this bound just keeps retries from going on forever. */
+#define UPLOAD_DEADLINE_MS (15 * 60 * 1000)
+
+static const char part_suffix[] = "\"}";
+
+/* ---- the streaming body ---- */
+
+/* Appends ,"key":<json string> using jansson's escaping. */
+static int append_str(char **buf, size_t *len, const char *key, const char *val)
+{
+	json_t *s = json_string(val);
+	char *enc = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	char *p;
+	int n, rc = -ENOMEM;
+
+	if (!enc)
+		goto out;
+	n = asprintf(&p, "%s%s\"%s\":%s", *buf ? *buf : "{", *buf ? "," : "", key, enc);
+	if (n < 0)
+		goto out;
+	free(*buf);
+	*buf = p;
+	*len = (size_t)n;
+	rc = 0;
+out:
+	free(enc);
+	json_decref(s);
+	return rc;
+}
+
+int ecr_part_body_init(struct ecr_part_body *b, const char *registry_id, const char *repository,
+		       const char *upload_id, uint64_t first_byte, const void *data, size_t len)
+{
+	char *p = NULL;
+	int n, rc;
+
+	memset(b, 0, sizeof(*b));
+	if (!len || !repository || !upload_id)
+		return -EINVAL;
+	if (registry_id && (rc = append_str(&b->prefix, &b->prefix_len, "registryId", registry_id)))
+		goto fail;
+	if ((rc = append_str(&b->prefix, &b->prefix_len, "repositoryName", repository)) ||
+	    (rc = append_str(&b->prefix, &b->prefix_len, "uploadId", upload_id)))
+		goto fail;
+	n = asprintf(&p, "%s,\"partFirstByte\":%" PRIu64 ",\"partLastByte\":%" PRIu64
+			 ",\"layerPartBlob\":\"",
+		     b->prefix, first_byte, first_byte + len - 1);
+	if (n < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	free(b->prefix);
+	b->prefix = p;
+	b->prefix_len = (size_t)n;
+	b->data = data;
+	b->data_len = len;
+	b->b64_len = 4 * ((len + 2) / 3);
+	b->total = b->prefix_len + b->b64_len + sizeof(part_suffix) - 1;
+	return 0;
+fail:
+	ecr_part_body_free(b);
+	return rc;
+}
+
+void ecr_part_body_free(struct ecr_part_body *b)
+{
+	free(b->prefix);
+	b->prefix = NULL;
+}
+
+/* Copies base64 characters [pos, pos+n) of the encoded data into dst.
+ * Encodes 3-byte-aligned slices with EVP_EncodeBlock. */
+static size_t b64_copy(const struct ecr_part_body *b, char *dst, size_t n, size_t pos)
+{
+	unsigned char tmp[4 * 1024 + 1];
+	size_t done = 0;
+
+	while (done < n && pos < b->b64_len) {
+		size_t group = pos / 4, skip = pos % 4;
+		size_t in_off = group * 3;
+		size_t in_len = b->data_len - in_off;
+		size_t want = n - done;
+
+		/* Enough input for want (+skip) characters, in whole groups. */
+		size_t groups = (want + skip + 3) / 4;
+		if (groups > sizeof(tmp) / 4 - 1)
+			groups = sizeof(tmp) / 4 - 1;
+		if (in_len > groups * 3)
+			in_len = groups * 3;
+		int out = EVP_EncodeBlock(tmp, b->data + in_off, (int)in_len);
+		size_t avail = (size_t)out - skip;
+		if (avail > want)
+			avail = want;
+		memcpy(dst + done, tmp + skip, avail);
+		done += avail;
+		pos += avail;
+	}
+	return done;
+}
+
+ssize_t ecr_part_body_read(void *arg, char *dst, size_t n, uint64_t off)
+{
+	const struct ecr_part_body *b = arg;
+	size_t done = 0;
+
+	if (off >= b->total)
+		return 0;
+	while (done < n && off < b->total) {
+		size_t k;
+		if (off < b->prefix_len) {
+			k = b->prefix_len - (size_t)off;
+			if (k > n - done)
+				k = n - done;
+			memcpy(dst + done, b->prefix + off, k);
+		} else if (off < b->prefix_len + b->b64_len) {
+			k = b64_copy(b, dst + done, n - done, (size_t)off - b->prefix_len);
+		} else {
+			size_t s = (size_t)off - b->prefix_len - b->b64_len;
+			k = sizeof(part_suffix) - 1 - s;
+			if (k > n - done)
+				k = n - done;
+			memcpy(dst + done, part_suffix + s, k);
+		}
+		done += k;
+		off += k;
+	}
+	return (ssize_t)done;
+}
+
+int ecr_part_body_hash(struct ecr_part_body *b, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char h[32];
+	char *buf = malloc(64 * 1024);
+	uint64_t off = 0;
+	int rc = -ENOMEM;
+
+	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+		goto out;
+	while (off < b->total) {
+		ssize_t got = ecr_part_body_read(b, buf, 64 * 1024, off);
+		if (got <= 0) {
+			rc = -EIO;
+			goto out;
+		}
+		EVP_DigestUpdate(md, buf, (size_t)got);
+		off += (uint64_t)got;
+	}
+	EVP_DigestFinal_ex(md, h, NULL);
+	for (int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[h[i] >> 4];
+		hex[2 * i + 1] = digits[h[i] & 15];
+	}
+	hex[64] = '\0';
+	rc = 0;
+out:
+	free(buf);
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+/* ---- the calls ---- */
+
+int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const *digests,
+			   size_t n, int *available, struct ecr_error *err)
+{
+	struct ecr_call c = {.op = "BatchCheckLayerAvailability", .region = w->region, .w = w};
+	json_t *j = NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		available[i] = 0;
+	for (size_t i = 0; i < n; i += ECR_BATCH_MAX) {
+		size_t m = n - i < ECR_BATCH_MAX ? n - i : ECR_BATCH_MAX;
+		json_t *arr = json_array(), *l;
+		size_t k;
+
+		c.req = json_object();
+		if (!arr || !c.req || ecr_json_where(c.req, w)) {
+			json_decref(arr);
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (k = 0; k < m; k++)
+			json_array_append_new(arr, json_string(digests[i + k]));
+		json_object_set_new(c.req, "layerDigests", arr);
+		c.subject = digests[i];
+		rc = ecr_call(e, &c, &j, err);
+		if (rc)
+			goto out;
+		json_array_foreach(json_object_get(j, "layers"), k, l) {
+			const char *d = ecr_json_str(l, "layerDigest");
+			const char *av = ecr_json_str(l, "layerAvailability");
+			if (!d || !av || strcmp(av, "AVAILABLE") != 0)
+				continue;
+			for (size_t q = i; q < i + m; q++)
+				if (strcmp(digests[q], d) == 0)
+					available[q] = 1;
+		}
+		json_decref(j);
+		j = NULL;
+		json_decref(c.req);
+		c.req = NULL;
+	}
+out:
+	json_decref(j);
+	json_decref(c.req);
+	return rc;
+}
+
+int ecr_initiate_layer_upload(ecr *e, const struct ecr_where *w, char **upload_id_out,
+			      int64_t *part_size_out, struct ecr_error *err)
+{
+	struct ecr_call c = {.op = "InitiateLayerUpload", .region = w->region, .w = w};
+	json_t *j = NULL;
+	int rc;
+
+	*upload_id_out = NULL;
+	c.req = json_object();
+	if (!c.req || ecr_json_where(c.req, w)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = ecr_call(e, &c, &j, err);
+	if (rc)
+		goto out;
+	*upload_id_out = ecr_json_strdup(j, "uploadId");
+	if (!*upload_id_out) {
+		rc = -EPROTO;
+		goto out;
+	}
+	if (part_size_out)
+		*part_size_out = ecr_json_int(j, "partSize", 0);
+out:
+	json_decref(j);
+	json_decref(c.req);
+	return rc;
+}
+
+int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_id,
+			  uint64_t first_byte, const void *data, size_t len,
+			  int64_t *last_valid_byte, struct ecr_error *err)
+{
+	static const char *const expected[] = {"InvalidLayerPartException",
+					       "UploadNotFoundException", NULL};
+	struct ecr_call c = {.op = "UploadLayerPart", .region = w->region, .w = w,
+			     .subject = upload_id, .expected = expected};
+	struct ecr_error eb, *er = err ? err : &eb;
+	struct ecr_part_body b;
+	char hash[65];
+	json_t *j = NULL;
+	int rc;
+
+	if (last_valid_byte)
+		*last_valid_byte = -1;
+	rc = ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte, data,
+				len);
+	if (rc)
+		return rc;
+	rc = ecr_part_body_hash(&b, hash);
+	if (rc)
+		goto out;
+	c.body_cb = ecr_part_body_read;
+	c.body_arg = &b;
+	c.body_len = b.total;
+	c.payload_hash = hash;
+	c.stall_ms = UPLOAD_STALL_MS;
+	c.deadline_ms = UPLOAD_DEADLINE_MS;
+	rc = ecr_call(e, &c, &j, er);
+	if (rc == -ERANGE) {
+		int64_t lv = ecr_json_int(j, "lastValidByteReceived", -1);
+		if (last_valid_byte)
+			*last_valid_byte = lv;
+		if (lv == (int64_t)(first_byte + len - 1)) {
+			/* The part was stored but its reply got lost (our retry
+			 * saw the upload already past it): that is success. */
+			log_info("ecr UploadLayerPart: bytes %" PRIu64 "-%" PRIu64
+				 " of upload %s already stored",
+				 first_byte, first_byte + len - 1, upload_id);
+			rc = 0;
+		} else {
+			log_info("ecr UploadLayerPart: repository '%s' upload %s expects byte "
+				 "%" PRId64 ", not %" PRIu64 "; resuming there",
+				 w->repository, upload_id, lv + 1, first_byte);
+		}
+	} else if (rc == -ENOENT && strcmp(er->code, "UploadNotFoundException") == 0) {
+		log_info("ecr UploadLayerPart: upload %s of repository '%s' is gone; the upload "
+			 "restarts",
+			 upload_id, w->repository);
+	} else if (rc == 0 && last_valid_byte) {
+		*last_valid_byte = ecr_json_int(j, "lastByteReceived", -1);
+	}
+out:
+	json_decref(j);
+	ecr_part_body_free(&b);
+	return rc;
+}
+
+int ecr_complete_layer_upload(ecr *e, const struct ecr_where *w, const char *upload_id,
+			      const char *digest, struct ecr_error *err)
+{
+	struct ecr_call c = {.op = "CompleteLayerUpload", .region = w->region, .w = w,
+			     .subject = digest};
+	json_t *arr;
+	int rc;
+
+	c.req = json_object();
+	arr = json_array();
+	if (!c.req || !arr || ecr_json_where(c.req, w)) {
+		json_decref(arr);
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_array_append_new(arr, json_string(digest));
+	json_object_set_new(c.req, "uploadId", json_string(upload_id));
+	json_object_set_new(c.req, "layerDigests", arr);
+	c.stall_ms = UPLOAD_STALL_MS;
+	c.deadline_ms = UPLOAD_DEADLINE_MS / 5;
+	/* LayerAlreadyExists maps to 0 (ecr_errno). */
+	rc = ecr_call(e, &c, NULL, err);
+out:
+	json_decref(c.req);
+	return rc;
+}
