@@ -256,3 +256,73 @@ int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 	}
 	return 0;
 }
+
+/* ---- list destructors ---- */
+
+void ecr_repo_list_free(struct ecr_repo_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].name);
+		free(l->v[i].arn);
+		free(l->v[i].uri);
+		free(l->v[i].registry_id);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void ecr_image_list_free(struct ecr_image_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		struct ecr_image *x = &l->v[i];
+		for (size_t k = 0; k < x->ntags; k++)
+			free(x->tags[k]);
+		free(x->tags);
+		free(x->digest);
+		free(x->media_type);
+		free(x->artifact_media_type);
+		free(x->scan_status);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void ecr_image_ref_list_free(struct ecr_image_ref_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].digest);
+		free(l->v[i].tag);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void ecr_manifest_list_free(struct ecr_manifest_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].digest);
+		free(l->v[i].tag);
+		free(l->v[i].media_type);
+		free(l->v[i].bytes);
+	}
+	for (size_t i = 0; i < l->nfailed; i++) {
+		free(l->failed[i].digest);
+		free(l->failed[i].tag);
+		free(l->failure_codes[i]);
+	}
+	free(l->v);
+	free(l->failed);
+	free(l->failure_codes);
+	memset(l, 0, sizeof(*l));
+}

@@ -6,21 +6,6 @@
 
 #include "net/ecr_i.h"
 
-void ecr_repo_list_free(struct ecr_repo_list *l)
-{
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].name);
-		free(l->v[i].arn);
-		free(l->v[i].uri);
-		free(l->v[i].registry_id);
-	}
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
 int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out,
 			  struct ecr_error *err)
 {
