@@ -1,0 +1,677 @@
+/* Streaming blob upload: see upload.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "fs/upload.h"
+#include "net/log.h"
+
+#define HOLD_CAP_DEFAULT (4u * 1024 * 1024)
+#define MAX_RESUMES 8  /* InvalidLayerPart resumes for one part */
+#define MAX_RESTARTS 2 /* UploadNotFound restarts of one upload */
+
+enum mode {
+	M_NEW = 0, /* no byte yet */
+	M_HOLD,    /* JSON (or hold_only) kept until finish */
+	M_STREAM,  /* parts flowing to ECR */
+	M_SKIP,    /* the repository has the blob: hash only */
+	M_FAILED,
+};
+
+struct upload {
+	/* read-only after upload_new */
+	struct push_remote *remote;
+	char *spill_dir;
+	size_t hold_cap;
+	char known[72];
+	int hold_only;
+	char name[256];
+
+	/* wmu serialises the writer side and protects: mode, fail_rc, sha,
+	 * written, hold*, spill_fd, fill*, part_size, finished, finish_rc, res. */
+	pthread_mutex_t wmu;
+	enum mode mode;
+	int fail_rc;
+	EVP_MD_CTX *sha;
+	uint64_t written;
+	char *hold;
+	size_t hold_len;
+	int spill_fd;
+	char *fill;
+	size_t fill_len;
+	uint64_t fill_off;
+	size_t part_size;
+	int finished;
+	int finish_rc;
+	struct upload_result res;
+
+	/* mu + cv hand parts to the worker and protect: send, send_len,
+	 * send_off, send_ready, upload_id, acked, err, stop, worker_on. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *send;
+	size_t send_len;
+	uint64_t send_off;
+	int send_ready;
+	char *upload_id;
+	uint64_t acked;
+	int err;
+	int stop;
+	int worker_on;
+	pthread_t worker;
+};
+
+int upload_new(const struct upload_opts *o, upload **out)
+{
+	upload *u = calloc(1, sizeof(*u));
+	const char *tmp = getenv("TMPDIR");
+
+	if (!u)
+		return -ENOMEM;
+	u->remote = o->remote;
+	u->spill_dir = strdup(o->spill_dir ? o->spill_dir : (tmp && *tmp ? tmp : "/tmp"));
+	u->hold_cap = o->hold_cap ? o->hold_cap : HOLD_CAP_DEFAULT;
+	if (o->digest)
+		snprintf(u->known, sizeof(u->known), "%s", o->digest);
+	u->hold_only = o->hold_only;
+	snprintf(u->name, sizeof(u->name), "%s", o->name ? o->name : "blob");
+	u->spill_fd = -1;
+	u->sha = EVP_MD_CTX_new();
+	if (!u->spill_dir || !u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(u->sha);
+		free(u->spill_dir);
+		free(u);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&u->wmu, NULL);
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_cond_init(&u->cv, NULL);
+	*out = u;
+	return 0;
+}
+
+static void stop_worker(upload *u)
+{
+	int on;
+
+	pthread_mutex_lock(&u->mu);
+	u->stop = 1;
+	on = u->worker_on;
+	u->worker_on = 0;
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mu);
+	if (on)
+		pthread_join(u->worker, NULL);
+}
+
+void upload_free(upload *u)
+{
+	if (!u)
+		return;
+	stop_worker(u);
+	if (u->spill_fd >= 0)
+		close(u->spill_fd);
+	EVP_MD_CTX_free(u->sha);
+	if (u->res.bytes != u->hold)
+		free(u->res.bytes);
+	free(u->hold);
+	free(u->res.media_type);
+	free(u->fill);
+	free(u->send);
+	free(u->upload_id);
+	free(u->spill_dir);
+	pthread_cond_destroy(&u->cv);
+	pthread_mutex_destroy(&u->mu);
+	pthread_mutex_destroy(&u->wmu);
+	free(u);
+}
+
+/* ---- the worker: sends the part in u->send, one at a time ---- */
+
+/* Sends send[pos..len) at send_off+pos, resuming after lost replies. Called
+ * by the worker without mu; send/send_len/send_off are stable while
+ * send_ready is set. */
+static int send_part(upload *u)
+{
+	const struct push_remote_ops *ops = u->remote->ops;
+	uint64_t off = u->send_off;
+	size_t pos = 0;
+	int resumes = 0, restarts = 0;
+	char *id;
+
+	while (pos < u->send_len) {
+		int64_t last_valid = -1;
+		int rc;
+
+		pthread_mutex_lock(&u->mu);
+		id = u->upload_id;
+		rc = u->stop ? -ECANCELED : 0;
+		pthread_mutex_unlock(&u->mu);
+		if (rc)
+			return rc;
+		rc = ops->upload_part(u->remote->ctx, id, off + pos, u->send + pos,
+				      u->send_len - pos, &last_valid);
+		if (rc == 0)
+			return 0;
+		if (rc == -ERANGE && last_valid >= 0) {
+			/* A part may be stored while its reply was lost: resume where
+			 * ECR says it stands. */
+			uint64_t next = (uint64_t)last_valid + 1;
+			if (next == off + u->send_len)
+				return 0;
+			if (next >= off && next < off + u->send_len && ++resumes <= MAX_RESUMES) {
+				log_info("upload of %s: resuming at byte %llu", u->name,
+					 (unsigned long long)next);
+				pos = next - off;
+				continue;
+			}
+			log_err("upload of %s: ECR holds %lld bytes, part starts at %llu; giving up",
+				u->name, (long long)last_valid + 1, (unsigned long long)off);
+			return -EIO;
+		}
+		if (rc == -ESTALE && off == 0 && ++restarts <= MAX_RESTARTS) {
+			char *nid = NULL;
+			int64_t ps = 0;
+			log_warn("upload of %s: UploadNotFound, starting it again", u->name);
+			rc = ops->initiate(u->remote->ctx, &nid, &ps);
+			if (rc < 0)
+				return rc;
+			pthread_mutex_lock(&u->mu);
+			free(u->upload_id);
+			u->upload_id = nid;
+			pthread_mutex_unlock(&u->mu);
+			pos = 0;
+			continue;
+		}
+		if (rc == -ESTALE) {
+			/* Earlier parts are gone from memory (bounded buffers). */
+			log_err("upload of %s: ECR lost the upload (UploadNotFound) after %llu bytes; "
+				"run the copy again", u->name, (unsigned long long)off);
+			return -EIO;
+		}
+		if (rc == -ERANGE)
+			rc = -EIO;
+		return rc;
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	upload *u = arg;
+	int rc;
+
+	pthread_mutex_lock(&u->mu);
+	for (;;) {
+		while (!u->send_ready && !u->stop)
+			pthread_cond_wait(&u->cv, &u->mu);
+		if (u->stop)
+			break;
+		pthread_mutex_unlock(&u->mu);
+		rc = send_part(u);
+		pthread_mutex_lock(&u->mu);
+		if (rc < 0) {
+			if (rc != -ECANCELED)
+				log_err("upload of %s failed at byte %llu: %s", u->name,
+					(unsigned long long)u->send_off, strerror(-rc));
+			u->err = rc;
+			u->send_ready = 0;
+			pthread_cond_broadcast(&u->cv);
+			break;
+		}
+		u->acked = u->send_off + u->send_len;
+		u->send_ready = 0;
+		pthread_cond_broadcast(&u->cv);
+	}
+	pthread_mutex_unlock(&u->mu);
+	return NULL;
+}
+
+/* ---- writer side (wmu held) ---- */
+
+static int fail(upload *u, int rc)
+{
+	if (u->mode != M_FAILED) {
+		u->mode = M_FAILED;
+		u->fail_rc = rc;
+	}
+	return u->fail_rc;
+}
+
+static int start_stream(upload *u)
+{
+	int rc;
+	int64_t ps = 0;
+	char *id = NULL;
+
+	rc = u->remote->ops->initiate(u->remote->ctx, &id, &ps);
+	if (rc < 0)
+		return rc;
+	/* ECR advertises partSize; parts must stay within 5-10 MiB. */
+	u->part_size = ps < UPLOAD_PART_MIN ? UPLOAD_PART_MIN
+		       : ps > UPLOAD_PART_MAX ? UPLOAD_PART_MAX : (size_t)ps;
+	u->fill = malloc(u->part_size);
+	if (!u->fill) {
+		free(id);
+		return -ENOMEM;
+	}
+	u->fill_len = 0;
+	u->fill_off = 0;
+	pthread_mutex_lock(&u->mu);
+	u->upload_id = id;
+	u->stop = 0;
+	u->err = 0;
+	rc = -pthread_create(&u->worker, NULL, worker_main, u);
+	u->worker_on = rc == 0;
+	pthread_mutex_unlock(&u->mu);
+	if (rc == 0)
+		u->mode = M_STREAM;
+	return rc;
+}
+
+/* 1 when the repository already has digest, 0 when not (or unknown). */
+static int remote_has(upload *u, const char *digest)
+{
+	int avail = 0;
+	const char *d[1] = { digest };
+
+	if (!digest || !*digest)
+		return 0;
+	if (u->remote->ops->check_layers(u->remote->ctx, d, 1, &avail) < 0)
+		return 0; /* not fatal: upload it */
+	return avail == 1;
+}
+
+/* Hands the filled buffer to the worker (waiting for the part in flight). */
+static int hand_off(upload *u)
+{
+	int rc = 0;
+	char *t;
+
+	pthread_mutex_lock(&u->mu);
+	while (u->send_ready && !u->err && !u->stop)
+		pthread_cond_wait(&u->cv, &u->mu);
+	if (u->err || u->stop) {
+		rc = u->err ? u->err : -ECANCELED;
+		goto out;
+	}
+	if (!u->send) {
+		u->send = malloc(u->part_size);
+		if (!u->send) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	t = u->send;
+	u->send = u->fill;
+	u->fill = t;
+	u->send_off = u->fill_off;
+	u->send_len = u->fill_len;
+	u->send_ready = 1;
+	u->fill_off += u->fill_len;
+	u->fill_len = 0;
+	pthread_cond_broadcast(&u->cv);
+out:
+	pthread_mutex_unlock(&u->mu);
+	return rc;
+}
+
+static int stream_feed(upload *u, const char *data, size_t n)
+{
+	int rc;
+
+	while (n > 0) {
+		size_t k = u->part_size - u->fill_len;
+		if (k > n)
+			k = n;
+		memcpy(u->fill + u->fill_len, data, k);
+		u->fill_len += k;
+		data += k;
+		n -= k;
+		if (u->fill_len == u->part_size) {
+			rc = hand_off(u);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int hold_append(upload *u, const char *data, size_t n)
+{
+	if (u->spill_fd < 0 && u->hold_len + n <= u->hold_cap) {
+		char *h = realloc(u->hold, u->hold_len + n + 1);
+		if (!h)
+			return -ENOMEM;
+		u->hold = h;
+		memcpy(h + u->hold_len, data, n);
+		u->hold_len += n;
+		h[u->hold_len] = '\0';
+		return 0;
+	}
+	if (u->hold_only) {
+		log_err("%s: larger than %zu bytes, refused", u->name, u->hold_cap);
+		return -EFBIG;
+	}
+	if (u->spill_fd < 0) {
+		/* Past the cap: move what we hold to an unlinked file. */
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/ecrfs-push-XXXXXX", u->spill_dir);
+		u->spill_fd = mkostemp(path, O_CLOEXEC);
+		if (u->spill_fd < 0)
+			return -errno;
+		unlink(path);
+		if (pwrite(u->spill_fd, u->hold, u->hold_len, 0) != (ssize_t)u->hold_len)
+			return -EIO;
+		free(u->hold);
+		u->hold = NULL;
+	}
+	if (pwrite(u->spill_fd, data, n, (off_t)(u->written - n)) != (ssize_t)n)
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+/* Takes n bytes at the current end. */
+static int feed(upload *u, const char *data, size_t n)
+{
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if (u->mode == M_NEW) {
+		if (u->hold_only || data[0] == '{') {
+			u->mode = M_HOLD;
+		} else if (u->known[0] && remote_has(u, u->known)) {
+			log_debug("%s: the repository has it, not uploading", u->name);
+			u->mode = M_SKIP;
+		} else {
+			rc = start_stream(u);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (EVP_DigestUpdate(u->sha, data, n) != 1)
+		return -ENOMEM;
+	u->written += n;
+	switch (u->mode) {
+	case M_HOLD:
+		return hold_append(u, data, n);
+	case M_STREAM:
+		return stream_feed(u, data, n);
+	case M_SKIP:
+		return 0;
+	default:
+		return -EIO;
+	}
+}
+
+static int feed_zeros(upload *u, uint64_t n)
+{
+	static const char zeros[65536];
+	int rc = 0;
+
+	while (n > 0 && rc == 0) {
+		size_t k = n > sizeof(zeros) ? sizeof(zeros) : (size_t)n;
+		rc = feed(u, zeros, k);
+		n -= k;
+	}
+	return rc;
+}
+
+static int async_err(upload *u)
+{
+	int rc;
+	pthread_mutex_lock(&u->mu);
+	rc = u->err;
+	pthread_mutex_unlock(&u->mu);
+	return rc;
+}
+
+static int writable(upload *u)
+{
+	int rc;
+	if (u->mode == M_FAILED)
+		return u->fail_rc;
+	if (u->finished) {
+		log_err("%s: written after it was finished", u->name);
+		return -EIO;
+	}
+	rc = async_err(u);
+	return rc < 0 ? fail(u, rc) : 0;
+}
+
+int upload_write(upload *u, const void *buf, size_t len, uint64_t off)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->wmu);
+	rc = writable(u);
+	if (rc < 0)
+		goto out;
+	if (off < u->written) {
+		log_err("%s: write at %llu below %llu already taken (writes must be sequential)",
+			u->name, (unsigned long long)off, (unsigned long long)u->written);
+		rc = fail(u, -EIO); /* the running hash cannot go back */
+		goto out;
+	}
+	rc = feed_zeros(u, off - u->written);
+	if (rc == 0)
+		rc = feed(u, buf, len);
+	if (rc < 0)
+		rc = fail(u, rc);
+out:
+	pthread_mutex_unlock(&u->wmu);
+	return rc;
+}
+
+int upload_truncate(upload *u, uint64_t size)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->wmu);
+	rc = writable(u);
+	if (rc < 0)
+		goto out;
+	if (size < u->written) {
+		log_err("%s: truncate to %llu below %llu already written", u->name,
+			(unsigned long long)size, (unsigned long long)u->written);
+		rc = fail(u, -EIO);
+		goto out;
+	}
+	rc = feed_zeros(u, size - u->written);
+	if (rc < 0)
+		rc = fail(u, rc);
+out:
+	pthread_mutex_unlock(&u->wmu);
+	return rc;
+}
+
+uint64_t upload_size(upload *u)
+{
+	uint64_t n;
+	pthread_mutex_lock(&u->wmu);
+	n = u->written;
+	pthread_mutex_unlock(&u->wmu);
+	return n;
+}
+
+void upload_progress(upload *u, uint64_t *written, uint64_t *acked)
+{
+	/* Not under wmu: a writer may hold it while waiting on the network. */
+	pthread_mutex_lock(&u->mu);
+	*acked = u->acked;
+	*written = u->fill_off > u->acked ? u->fill_off : u->acked;
+	pthread_mutex_unlock(&u->mu);
+}
+
+/* Waits until the worker has nothing in flight; returns its error. */
+static int drain(upload *u)
+{
+	int rc;
+	pthread_mutex_lock(&u->mu);
+	while (u->send_ready && !u->err && !u->stop)
+		pthread_cond_wait(&u->cv, &u->mu);
+	rc = u->err ? u->err : u->stop ? -ECANCELED : 0;
+	pthread_mutex_unlock(&u->mu);
+	return rc;
+}
+
+int upload_sync(upload *u)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->wmu);
+	if (u->mode == M_FAILED) {
+		rc = u->fail_rc;
+	} else if (u->finished) {
+		rc = u->finish_rc;
+	} else {
+		rc = u->mode == M_STREAM ? drain(u) : 0;
+		if (rc < 0)
+			rc = fail(u, rc);
+	}
+	pthread_mutex_unlock(&u->wmu);
+	return rc;
+}
+
+/* Sends the rest and completes the layer upload. */
+static int stream_complete(upload *u, const char *digest)
+{
+	int rc = 0;
+
+	if (u->fill_len > 0)
+		rc = hand_off(u); /* the last part may be short */
+	if (rc == 0)
+		rc = drain(u);
+	if (rc == 0)
+		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
+	if (rc == 0)
+		u->res.uploaded = 1;
+	return rc;
+}
+
+/* Uploads held JSON that turned out not to be a manifest (a config). */
+static int upload_held(upload *u, const char *digest)
+{
+	int rc;
+	uint64_t off = 0;
+	char *buf = NULL;
+
+	if (remote_has(u, digest))
+		return 0;
+	rc = start_stream(u);
+	if (rc < 0)
+		return rc;
+	if (u->spill_fd < 0)
+		return stream_feed(u, u->hold, u->hold_len) ?: stream_complete(u, digest);
+	buf = malloc(1 << 20);
+	if (!buf)
+		return -ENOMEM;
+	while (off < u->written && rc == 0) {
+		ssize_t n = pread(u->spill_fd, buf, 1 << 20, (off_t)off);
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		rc = stream_feed(u, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	return rc ?: stream_complete(u, digest);
+}
+
+static int finish_locked(upload *u, const char *digest)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int rc;
+
+	if (u->mode == M_FAILED)
+		return u->fail_rc;
+	rc = async_err(u);
+	if (rc < 0)
+		return rc;
+	if (EVP_DigestFinal_ex(u->sha, md, &mdlen) != 1 || mdlen != 32)
+		return -EIO;
+	strcpy(u->res.digest, "sha256:");
+	for (unsigned i = 0; i < 32; i++)
+		sprintf(u->res.digest + 7 + 2 * i, "%02x", md[i]);
+	u->res.size = u->written;
+	u->res.kind = PUSH_BLOB;
+	if (u->hold_only) {
+		u->res.bytes = u->hold ? u->hold : strdup("");
+		u->res.len = u->hold_len;
+		return u->res.bytes ? 0 : -ENOMEM;
+	}
+	if (!digest || strcmp(digest, u->res.digest)) {
+		log_err("%s: content has digest %s, not the one its name gives (%s); "
+			"the push is aborted", u->name, u->res.digest, digest ? digest : "none");
+		return -EIO;
+	}
+	switch (u->mode) {
+	case M_NEW:
+		/* ECR refuses empty uploads (EmptyUpload): it must be there already. */
+		if (remote_has(u, digest))
+			return 0;
+		log_err("%s: empty blob the repository does not have; ECR cannot upload it",
+			u->name);
+		return -EIO;
+	case M_SKIP:
+		return 0;
+	case M_STREAM:
+		return stream_complete(u, digest);
+	case M_HOLD:
+		if (u->spill_fd < 0) {
+			u->res.kind = push_json_classify(u->hold, u->hold_len, &u->res.media_type);
+			if (u->res.kind != PUSH_BLOB) {
+				u->res.bytes = u->hold;
+				u->res.len = u->hold_len;
+				return 0; /* goes to PutImage, never a layer */
+			}
+		}
+		return upload_held(u, digest);
+	default:
+		return -EIO;
+	}
+}
+
+int upload_finish(upload *u, const char *digest, const struct upload_result **res)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->wmu);
+	if (!u->finished) {
+		u->finished = 1;
+		u->finish_rc = finish_locked(u, digest);
+		if (u->finish_rc < 0 && u->mode != M_FAILED)
+			fail(u, u->finish_rc);
+		pthread_mutex_unlock(&u->wmu);
+		stop_worker(u); /* nothing more to send either way */
+		pthread_mutex_lock(&u->wmu);
+		if (u->fill) {
+			free(u->fill);
+			u->fill = NULL;
+		}
+	}
+	rc = u->finish_rc;
+	if (res)
+		*res = &u->res;
+	pthread_mutex_unlock(&u->wmu);
+	return rc;
+}
+
+void upload_abort(upload *u)
+{
+	pthread_mutex_lock(&u->mu);
+	u->stop = 1;
+	if (!u->err)
+		u->err = -ECANCELED;
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mu);
+}

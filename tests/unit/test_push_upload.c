@@ -1,0 +1,391 @@
+/* The streaming uploader against an in-memory ECR with ECR's part rules. */
+#include "push_fake.h"
+
+#include "fs/upload.h"
+
+#define MiB (1024 * 1024)
+
+static struct fake F;
+static struct push_remote R;
+
+static upload *new_upload(const char *digest, size_t hold_cap, int hold_only)
+{
+	struct upload_opts o = { .remote = &R, .digest = digest, .hold_cap = hold_cap,
+				 .hold_only = hold_only, .name = "test" };
+	upload *u = NULL;
+	CHECK(upload_new(&o, &u) == 0);
+	return u;
+}
+
+/* Writes buf in pieces of step bytes (FUSE's max_write is 1 MiB). */
+static int write_all(upload *u, const char *buf, size_t n, size_t step)
+{
+	for (size_t off = 0; off < n; off += step) {
+		size_t k = n - off < step ? n - off : step;
+		int rc = upload_write(u, buf + off, k, off);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void test_classify(void)
+{
+	char *mt = NULL;
+	const char *oci = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+			  "\"config\":{\"mediaType\":\"x\",\"digest\":\"sha256:"
+			  "0000000000000000000000000000000000000000000000000000000000000000\",\"size\":2},"
+			  "\"layers\":[]}";
+	CHECK(push_json_classify(oci, strlen(oci), &mt) == PUSH_MANIFEST);
+	CHECK(!strcmp(mt, "application/vnd.oci.image.manifest.v1+json"));
+	free(mt);
+	const char *bare = "{\"schemaVersion\":2,\"layers\":[]}";
+	CHECK(push_json_classify(bare, strlen(bare), &mt) == PUSH_MANIFEST);
+	CHECK(!strcmp(mt, "application/vnd.oci.image.manifest.v1+json"));
+	free(mt);
+	const char *dock = "{\"schemaVersion\":2,\"mediaType\":"
+			   "\"application/vnd.docker.distribution.manifest.list.v2+json\",\"manifests\":[]}";
+	CHECK(push_json_classify(dock, strlen(dock), &mt) == PUSH_INDEX);
+	CHECK(!strcmp(mt, "application/vnd.docker.distribution.manifest.list.v2+json"));
+	free(mt);
+	const char *idx = "{\"schemaVersion\":2,\"manifests\":[]}";
+	CHECK(push_json_classify(idx, strlen(idx), &mt) == PUSH_INDEX);
+	free(mt);
+	const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{}}";
+	CHECK(push_json_classify(cfg, strlen(cfg), &mt) == PUSH_BLOB && !mt);
+	CHECK(push_json_classify("{not json", 9, &mt) == PUSH_BLOB && !mt);
+	CHECK(push_json_classify("\x1f\x8b", 2, &mt) == PUSH_BLOB && !mt);
+
+	struct push_desc_list l;
+	CHECK(push_json_descs(oci, strlen(oci), PUSH_MANIFEST, &l) == 0 && l.n == 1);
+	CHECK(l.v[0].size == 2);
+	push_desc_list_free(&l);
+	CHECK(push_json_descs("{\"manifests\":[{\"digest\":\"sha256:12\"}]}", 38, PUSH_INDEX, &l) ==
+	      -EINVAL);
+	CHECK(push_digest_valid("sha256:0000000000000000000000000000000000000000000000000000000000000000"));
+	CHECK(!push_digest_valid("sha256:000000000000000000000000000000000000000000000000000000000000000"));
+	CHECK(!push_digest_valid("sha256:000000000000000000000000000000000000000000000000000000000000000A"));
+}
+
+/* 23 MiB + 5 bytes in 1 MiB writes with a 20 MiB advertised partSize:
+ * parts are clamped to 10 MiB, sent in order, the bytes arrive intact. */
+static void test_stream(void)
+{
+	size_t n = 23 * MiB + 5;
+	char *b = fake_bytes(n, 1), d[72];
+	const struct upload_result *res;
+	upload *u;
+
+	fake_init(&F, &R, 20 * MiB);
+	fake_sha(b, n, d);
+	u = new_upload(d, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_size(u) == n);
+	CHECK(upload_finish(u, d, &res) == 0);
+	CHECK(res->uploaded == 1 && res->size == n && !strcmp(res->digest, d));
+	CHECK(F.n_initiate == 1 && F.n_complete == 1);
+	CHECK(F.up[0].parts == 3);
+	CHECK(F.up[0].len == n && !memcmp(F.up[0].data, b, n));
+	CHECK(fake_has_layer(&F, d));
+	/* idempotent: a second FLUSH returns the same result, no new calls */
+	CHECK(upload_finish(u, d, &res) == 0 && F.n_complete == 1);
+	CHECK(upload_write(u, "x", 1, n) == -EIO); /* after finish */
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* partSize below the minimum is raised to 5 MiB. */
+static void test_part_min(void)
+{
+	size_t n = 11 * MiB;
+	char *b = fake_bytes(n, 2), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 1 * MiB);
+	F.part_size = 1 * MiB;
+	fake_sha(b, n, d);
+	u = new_upload(NULL, 0, 0);
+	/* the fake checks len <= partSize: give it room for 5 MiB parts */
+	F.part_size = 5 * MiB;
+	CHECK(write_all(u, b, n, 128 * 1024) == 0);
+	CHECK(upload_finish(u, d, NULL) == 0);
+	CHECK(F.up[0].parts == 3 && F.up[0].len == n);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* Gaps and ftruncate up are zeros; writes below what was taken are EIO. */
+static void test_gaps(void)
+{
+	size_t n = 7 * MiB;
+	char *b = fake_bytes(n, 3), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 5 * MiB);
+	memset(b + 100, 0, 3 * MiB);        /* a hole cp would skip */
+	memset(b + n - 4096, 0, 4096);      /* a hole at the end: ftruncate */
+	fake_sha(b, n, d);
+	u = new_upload(d, 0, 0);
+	CHECK(upload_write(u, b, 100, 0) == 0);
+	CHECK(upload_write(u, b + 100 + 3 * MiB, n - 4096 - 100 - 3 * MiB, 100 + 3 * MiB) == 0);
+	CHECK(upload_truncate(u, n) == 0);
+	CHECK(upload_write(u, b, 10, 50) == -EIO);
+	/* the failure is sticky: the file cannot complete */
+	CHECK(upload_finish(u, d, NULL) == -EIO);
+	CHECK(F.n_complete == 0);
+	upload_free(u);
+
+	u = new_upload(d, 0, 0);
+	CHECK(upload_write(u, b, 100, 0) == 0);
+	CHECK(upload_write(u, b + 100 + 3 * MiB, n - 4096 - 100 - 3 * MiB, 100 + 3 * MiB) == 0);
+	CHECK(upload_truncate(u, n) == 0);
+	CHECK(upload_truncate(u, n) == 0); /* same size: nothing to do */
+	CHECK(upload_finish(u, d, NULL) == 0);
+	CHECK(F.n_complete == 1 && F.up[1].len == n && !memcmp(F.up[1].data, b, n));
+	upload_free(u);
+
+	u = new_upload(NULL, 0, 0);
+	CHECK(upload_write(u, b, 100, 0) == 0);
+	CHECK(upload_truncate(u, 99) == -EIO);
+	CHECK(upload_write(u, b + 100, 100, 100) == -EIO);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* Digest mismatch: EIO and no CompleteLayerUpload. */
+static void test_mismatch(void)
+{
+	size_t n = 6 * MiB;
+	char *b = fake_bytes(n, 4), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	fake_sha(b, n, d);
+	b[n / 2] ^= 1;
+	u = new_upload(d, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == -EIO);
+	CHECK(upload_finish(u, d, NULL) == -EIO);
+	CHECK(F.n_complete == 0 && F.nlayers == 0);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* A blob the repository has is hashed, not uploaded; its digest is still checked. */
+static void test_skip_existing(void)
+{
+	size_t n = 3 * MiB;
+	char *b = fake_bytes(n, 5), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	fake_sha(b, n, d);
+	strcpy(F.layers[F.nlayers++], d);
+	u = new_upload(d, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	const struct upload_result *res;
+	CHECK(upload_finish(u, d, &res) == 0 && res->uploaded == 0);
+	CHECK(F.n_initiate == 0 && F.n_part == 0);
+	upload_free(u);
+
+	u = new_upload(d, 0, 0);
+	b[7] ^= 1;
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == -EIO);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* A lost reply (part stored) resumes after lastValidByteReceived. */
+static void test_lost_reply(void)
+{
+	size_t n = 25 * MiB;
+	char *b = fake_bytes(n, 6), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	F.drop_reply_at = 2;
+	fake_sha(b, n, d);
+	u = new_upload(NULL, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == 0);
+	CHECK(F.up[0].parts == 3 && F.up[0].len == n && !memcmp(F.up[0].data, b, n));
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* UploadNotFound on the first part restarts the upload; later it is EIO. */
+static void test_not_found(void)
+{
+	size_t n = 12 * MiB;
+	char *b = fake_bytes(n, 7), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	F.not_found_at = 1;
+	fake_sha(b, n, d);
+	u = new_upload(NULL, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == 0);
+	CHECK(F.n_initiate == 2 && F.up[1].len == n);
+	upload_free(u);
+	fake_fini(&F);
+
+	fake_init(&F, &R, 5 * MiB);
+	F.not_found_at = 2;
+	u = new_upload(NULL, 0, 0);
+	int rc = write_all(u, b, n, MiB);
+	if (rc == 0)
+		rc = upload_finish(u, d, NULL);
+	CHECK(rc == -EIO);
+	CHECK(upload_sync(u) == -EIO);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* Upload errors surface in a later write or the finish. */
+static void test_denied(void)
+{
+	char *b = fake_bytes(MiB, 8), d[72];
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	F.deny_initiate = 1;
+	fake_sha(b, MiB, d);
+	u = new_upload(d, 0, 0);
+	CHECK(upload_write(u, b, MiB, 0) == -EACCES);
+	CHECK(upload_write(u, b, 10, MiB) == -EACCES);
+	CHECK(upload_finish(u, d, NULL) == -EACCES);
+	upload_free(u);
+	fake_fini(&F);
+	free(b);
+}
+
+/* JSON: manifests are held and returned, never uploaded; configs are
+ * uploaded at finish (also when spilled beyond the cap). */
+static void test_json(void)
+{
+	const char *man = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+			  "\"config\":{\"mediaType\":\"x\",\"digest\":\"sha256:"
+			  "0000000000000000000000000000000000000000000000000000000000000000\",\"size\":2},"
+			  "\"layers\":[]}";
+	char d[72];
+	const struct upload_result *res;
+	upload *u;
+
+	fake_init(&F, &R, 10 * MiB);
+	fake_sha(man, strlen(man), d);
+	u = new_upload(d, 0, 0);
+	CHECK(upload_write(u, man, 10, 0) == 0);
+	CHECK(upload_write(u, man + 10, strlen(man) - 10, 10) == 0);
+	CHECK(upload_finish(u, d, &res) == 0);
+	CHECK(res->kind == PUSH_MANIFEST && res->len == strlen(man) && !memcmp(res->bytes, man, res->len));
+	CHECK(!strcmp(res->media_type, "application/vnd.oci.image.manifest.v1+json"));
+	CHECK(F.n_initiate == 0 && F.n_part == 0 && F.n_check == 0);
+	upload_free(u);
+
+	/* a config of 3000 bytes with a 1 KiB hold cap: spilled, then uploaded */
+	size_t n = 3000;
+	char *cfg = malloc(n);
+	memset(cfg, ' ', n);
+	memcpy(cfg, "{\"os\":\"linux\",\"x\":\"", 19);
+	memcpy(cfg + n - 3, "\"} ", 3);
+	fake_sha(cfg, n, d);
+	u = new_upload(d, 1024, 0);
+	CHECK(write_all(u, cfg, n, 700) == 0);
+	CHECK(F.n_initiate == 0);
+	CHECK(upload_finish(u, d, &res) == 0);
+	CHECK(res->kind == PUSH_BLOB && res->uploaded == 1);
+	CHECK(F.n_complete == 1 && F.up[0].len == n && !memcmp(F.up[0].data, cfg, n));
+	upload_free(u);
+
+	/* hold_only (index.json) beyond the cap is refused */
+	u = new_upload(NULL, 1024, 1);
+	CHECK(write_all(u, cfg, n, 700) == -EFBIG);
+	upload_free(u);
+	u = new_upload(NULL, 0, 1);
+	CHECK(write_all(u, cfg, n, 700) == 0);
+	CHECK(upload_finish(u, NULL, &res) == 0 && res->len == n && !memcmp(res->bytes, cfg, n));
+	upload_free(u);
+	free(cfg);
+	fake_fini(&F);
+}
+
+/* Several layers at once from several threads. */
+struct par {
+	int i;
+	int rc;
+};
+static void *par_main(void *arg)
+{
+	struct par *p = arg;
+	size_t n = 12 * MiB + (size_t)p->i * 1000;
+	char *b = fake_bytes(n, 100 + (unsigned)p->i), d[72];
+	upload *u;
+	fake_sha(b, n, d);
+	u = new_upload(d, 0, 0);
+	p->rc = write_all(u, b, n, MiB);
+	if (p->rc == 0)
+		p->rc = upload_finish(u, d, NULL);
+	upload_free(u);
+	free(b);
+	return NULL;
+}
+static void test_parallel(void)
+{
+	pthread_t t[4];
+	struct par p[4];
+	fake_init(&F, &R, 5 * MiB);
+	for (int i = 0; i < 4; i++) {
+		p[i].i = i;
+		CHECK(pthread_create(&t[i], NULL, par_main, &p[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(p[i].rc == 0);
+	}
+	CHECK(F.nlayers == 4 && F.n_complete == 4);
+	fake_fini(&F);
+}
+
+/* An abandoned upload (abort, free before finish) stops cleanly. */
+static void test_abort(void)
+{
+	size_t n = 17 * MiB;
+	char *b = fake_bytes(n, 9);
+	upload *u;
+	fake_init(&F, &R, 5 * MiB);
+	u = new_upload(NULL, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	upload_abort(u);
+	CHECK(upload_write(u, b, 1, n) == -ECANCELED);
+	upload_free(u);
+	CHECK(F.n_complete == 0);
+	fake_fini(&F);
+	free(b);
+}
+
+int main(void)
+{
+	test_classify();
+	test_stream();
+	test_part_min();
+	test_gaps();
+	test_mismatch();
+	test_skip_existing();
+	test_lost_reply();
+	test_not_found();
+	test_denied();
+	test_json();
+	test_parallel();
+	test_abort();
+	printf("push upload tests passed\n");
+	return 0;
+}
