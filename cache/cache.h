@@ -24,6 +24,10 @@ typedef struct cache cache;
 int cache_open(const char *dir, uint64_t max_bytes, cache **out);
 void cache_close(cache *c);
 const char *cache_dir(const cache *c);
+/* on (the default): fdatasync blobs and records before renaming them into
+ * place, so a crash never leaves a "verified" blob with lost data. off: for
+ * benchmarks or a throwaway cache. */
+void cache_set_sync(cache *c, int on);
 
 /* ---- blobs ("sha256:<hex>") ---- */
 /* Pin/unpin keep a blob from eviction while a file is open on it. */

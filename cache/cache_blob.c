@@ -1,0 +1,324 @@
+/* Blob data: chunked writes into partial files, reads from complete or
+ * partial files, sealing (verify + move into blobs/), whole-blob puts. */
+#include "cache/cache_i.h"
+#include "net/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Adds delta (may be negative) to the blob's accounted bytes. */
+static void account(cache *c, const char *hex, int64_t delta)
+{
+	struct cache_entry *e;
+
+	pthread_mutex_lock(&c->mu);
+	e = cache_entry_find(c, hex);
+	if (e) {
+		e->bytes += (uint64_t)delta;
+		c->total += (uint64_t)delta;
+		e->tick = cache_now_tick(c);
+		cache_entry_maybe_free(c, e);
+	}
+	c->stats.bytes_total = c->total;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* 1 when every chunk covering [off, off+len) is flagged in the map. */
+static int chunks_present(int map_fd, uint64_t off, size_t len)
+{
+	uint64_t first = off / CACHE_CHUNK_SIZE, last = (off + len - 1) / CACHE_CHUNK_SIZE;
+	unsigned char flags[64];
+
+	while (first <= last) {
+		size_t n = last - first + 1 < sizeof(flags) ? (size_t)(last - first + 1) : sizeof(flags);
+		size_t got = 0;
+		if (cache_pread_full(map_fd, flags, n, CACHE_MAP_HDR + first, &got) || got != n)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (flags[i] != 1)
+				return 0;
+		first += n;
+	}
+	return 1;
+}
+
+static void count(cache *c, int hit)
+{
+	pthread_mutex_lock(&c->mu);
+	if (hit)
+		c->stats.hits++;
+	else
+		c->stats.misses++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
+			uint64_t off)
+{
+	char hex[CACHE_HEX_LEN + 1];
+	struct cache_fds f;
+	size_t got = 0;
+	ssize_t ret = cache_hex_of(digest, hex);
+
+	if (ret)
+		return ret;
+	if (off >= size || !len)
+		return 0;
+	if (len > size - off)
+		len = (size_t)(size - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	for (int attempt = 0;; attempt++) {
+		ret = cache_fds_get(c, hex, size, 0, &f);
+		if (ret)
+			break;
+		if (!f.complete && !chunks_present(f.map_fd, off, len)) {
+			cache_fds_put(c, &f);
+			/* Another mount may have sealed it since we opened it. */
+			if (attempt == 0 && cache_refresh_complete(c, hex)) {
+				pthread_mutex_lock(&c->mu);
+				cache_slot_invalidate(c, hex);
+				pthread_mutex_unlock(&c->mu);
+				continue;
+			}
+			ret = -ENOENT;
+			break;
+		}
+		ret = cache_pread_full(f.data_fd, buf, len, off, &got);
+		cache_fds_put(c, &f);
+		if (!ret && got < len && !f.complete)
+			ret = -ENOENT; /* flagged but short: treat as missing */
+		if (!ret)
+			ret = (ssize_t)got;
+		break;
+	}
+	count(c, ret >= 0);
+	if (ret >= 0)
+		account(c, hex, 0); /* touch: LRU order */
+	return ret;
+}
+
+static int chunk_args_ok(uint64_t size, uint64_t off, size_t len)
+{
+	if (off % CACHE_CHUNK_SIZE)
+		return 0;
+	if (size == 0)
+		return off == 0 && len == 0;
+	if (off >= size)
+		return 0;
+	return len == (size - off < CACHE_CHUNK_SIZE ? size - off : CACHE_CHUNK_SIZE);
+}
+
+int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t off,
+			   const void *buf, size_t len)
+{
+	static const unsigned char one = 1;
+	char hex[CACHE_HEX_LEN + 1];
+	struct cache_fds f;
+	unsigned char flag = 0;
+	uint64_t idx = off / CACHE_CHUNK_SIZE;
+	size_t got = 0;
+	int ret = cache_hex_of(digest, hex), reserved = 0;
+
+	if (ret)
+		return ret;
+	if (!chunk_args_ok(size, off, len))
+		return -EINVAL;
+	ret = cache_fds_get(c, hex, size, 1, &f);
+	if (ret)
+		return cache_write_error(c, ret);
+	if (f.complete)
+		goto out; /* already verified and stored */
+	ret = cache_pread_full(f.map_fd, &flag, 1, CACHE_MAP_HDR + idx, &got);
+	if (ret)
+		goto out;
+	if (got == 1 && flag == 1)
+		goto out; /* same digest, same bytes: nothing to do */
+	pthread_mutex_lock(&c->mu);
+	ret = cache_reserve(c, hex, len);
+	if (!ret) {
+		struct cache_entry *e = cache_entry_find(c, hex);
+		if (e) /* busy while we hold the fds, so it exists */
+			e->bytes += len;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (ret) {
+		cache_fds_put(c, &f);
+		return ret; /* the cap, not the disk: no disk_full */
+	}
+	reserved = 1;
+	/* Data before flag: a flag never claims bytes not written. */
+	ret = cache_pwrite_full(f.data_fd, buf, len, off);
+	if (!ret)
+		ret = cache_pwrite_full(f.map_fd, &one, 1, CACHE_MAP_HDR + idx);
+	if (ret)
+		goto out;
+	pthread_mutex_lock(&c->mu);
+	c->stats.bytes_stored += len;
+	pthread_mutex_unlock(&c->mu);
+out:
+	if (ret && reserved) {
+		/* Give the space back to the disk and to the cap. */
+		if (len)
+			fallocate(f.data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+				  (off_t)len);
+		account(c, hex, -(int64_t)len);
+	}
+	cache_fds_put(c, &f);
+	return ret ? cache_write_error(c, ret) : 0;
+}
+
+/* Marks hex complete with size bytes, or forgets it (complete 0). */
+static void set_state(cache *c, const char *hex, int complete, uint64_t size)
+{
+	struct cache_entry *e;
+
+	pthread_mutex_lock(&c->mu);
+	cache_slot_invalidate(c, hex);
+	e = complete ? cache_entry_get(c, hex) : cache_entry_find(c, hex);
+	if (e) {
+		uint64_t bytes = complete ? size : 0;
+		c->total = c->total - e->bytes + bytes;
+		e->bytes = bytes;
+		e->complete = complete;
+		e->tick = cache_now_tick(c);
+		cache_entry_maybe_free(c, e);
+	}
+	c->stats.bytes_total = c->total;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static int all_flags_set(int map_fd, uint64_t size)
+{
+	unsigned char hdr[CACHE_MAP_HDR];
+	uint64_t hsize = 0;
+	size_t got = 0;
+
+	if (cache_pread_full(map_fd, hdr, sizeof(hdr), 0, &got) || got != sizeof(hdr) ||
+	    memcmp(hdr, CACHE_MAP_MAGIC, 8) != 0)
+		return -EIO;
+	for (int i = 0; i < 8; i++)
+		hsize |= (uint64_t)hdr[8 + i] << (8 * i);
+	if (hsize != size)
+		return -EIO;
+	return size == 0 || chunks_present(map_fd, 0, (size_t)size) ? 1 : 0;
+}
+
+int cache_blob_seal(cache *c, const char *digest, uint64_t size)
+{
+	char hex[CACHE_HEX_LEN + 1], got_hex[CACHE_HEX_LEN + 1];
+	char map[PATH_MAX], data[PATH_MAX], blob[PATH_MAX];
+	unsigned char md[32];
+	struct stat a, b;
+	int map_fd = -1, data_fd = -1, ret = cache_hex_of(digest, hex);
+
+	if (ret)
+		return ret;
+	if (cache_refresh_complete(c, hex))
+		return 0;
+	cache_path_map(c, hex, map);
+	cache_path_data(c, hex, data);
+	cache_path_blob(c, hex, blob);
+	map_fd = open(map, O_RDWR | O_CLOEXEC);
+	if (map_fd < 0) {
+		ret = errno == ENOENT ? -EAGAIN : -errno;
+		goto out;
+	}
+	/* Exclusive on the map: one sealer at a time, across mounts too. */
+	if (flock(map_fd, LOCK_EX) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (fstat(map_fd, &a) < 0 || stat(map, &b) < 0 || a.st_ino != b.st_ino) {
+		/* Sealed (or dropped) by someone else while we waited. */
+		ret = cache_refresh_complete(c, hex) ? 0 : -EAGAIN;
+		goto out;
+	}
+	ret = all_flags_set(map_fd, size);
+	if (ret == 0) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	data_fd = open(data, O_RDONLY | O_CLOEXEC);
+	if (ret == 1 && data_fd >= 0)
+		ret = cache_sha256_fd(data_fd, size, md);
+	else if (ret == 1)
+		ret = -EIO;
+	if (!ret) {
+		cache_md_to_hex(md, got_hex);
+		if (strcmp(got_hex, hex) != 0)
+			ret = -EIO;
+	}
+	if (ret == -EIO) {
+		log_warn("cache: sha256:%s: cached data does not match the digest; dropped", hex);
+		unlink(map);
+		unlink(data);
+		set_state(c, hex, 0, 0);
+		goto out;
+	}
+	if (ret)
+		goto out;
+	if (c->sync && fdatasync(data_fd) < 0) {
+		ret = cache_write_error(c, -errno);
+		goto out;
+	}
+	if (rename(data, blob) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	unlink(map);
+	set_state(c, hex, 1, size);
+	ret = 0;
+out:
+	if (data_fd >= 0)
+		close(data_fd);
+	if (map_fd >= 0)
+		close(map_fd);
+	return ret;
+}
+
+int cache_blob_put(cache *c, const char *digest, const void *data, size_t len)
+{
+	char hex[CACHE_HEX_LEN + 1], got_hex[CACHE_HEX_LEN + 1], path[PATH_MAX];
+	int ret = cache_hex_of(digest, hex);
+
+	if (ret)
+		return ret;
+	cache_sha256_hex(data, len, got_hex);
+	if (strcmp(got_hex, hex) != 0)
+		return -EIO;
+	if (cache_refresh_complete(c, hex)) {
+		account(c, hex, 0);
+		return 0;
+	}
+	pthread_mutex_lock(&c->mu);
+	ret = cache_reserve(c, hex, len);
+	pthread_mutex_unlock(&c->mu);
+	if (ret)
+		return ret;
+	cache_path_blob(c, hex, path);
+	ret = cache_write_atomic(c, path, NULL, 0, data, len);
+	if (ret) {
+		pthread_mutex_lock(&c->mu);
+		c->total -= len;
+		c->stats.bytes_total = c->total;
+		pthread_mutex_unlock(&c->mu);
+		return cache_write_error(c, ret);
+	}
+	/* The whole blob supersedes any partial copy. */
+	cache_path_map(c, hex, path);
+	unlink(path);
+	cache_path_data(c, hex, path);
+	unlink(path);
+	pthread_mutex_lock(&c->mu);
+	c->total -= len; /* set_state accounts the blob's final size */
+	c->stats.bytes_stored += len;
+	pthread_mutex_unlock(&c->mu);
+	set_state(c, hex, 1, len);
+	return 0;
+}

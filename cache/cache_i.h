@@ -1,0 +1,133 @@
+/* Private parts of the disk cache, shared by the cache/ sources only. */
+#ifndef ECRFS_CACHE_I_H
+#define ECRFS_CACHE_I_H
+
+#include "cache/cache.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define CACHE_HEX_LEN 64
+/* Buckets of the in-memory index (digests are random: the first bytes hash). */
+#define CACHE_BUCKETS 1024
+/* Open-file table size: bounded, pinned blobs may hold a slot for long. */
+#define CACHE_SLOTS 32
+
+/* Partial map file: 16-byte header ("ECRFSMP1" + size, little endian), then
+ * one byte per chunk (1 = present). A flag is one byte written with one
+ * pwrite, so writers of different chunks (threads or processes) never
+ * overwrite each other's flags: no read-modify-write of shared bytes. */
+#define CACHE_MAP_MAGIC "ECRFSMP1"
+#define CACHE_MAP_HDR 16
+
+/* One blob known to this process (complete, partial, or only pinned). */
+struct cache_entry {
+	char hex[CACHE_HEX_LEN + 1];
+	int complete;
+	uint64_t bytes; /* bytes it occupies in the cache (chunks present) */
+	uint64_t tick;	/* last access, ns since the epoch; the LRU key */
+	int pins;
+	int busy;	     /* operations using its files right now */
+	unsigned evict_skip; /* reservation round that found it locked elsewhere */
+	struct cache_entry *next;
+};
+
+/* An open blob: the read/write fds and a shared flock on the data file that
+ * tells other processes not to evict it. */
+struct cache_slot {
+	int used;
+	char hex[CACHE_HEX_LEN + 1];
+	int complete;
+	int data_fd;
+	int map_fd; /* -1 when complete */
+	uint64_t size;
+	int refs;  /* operations using the fds right now */
+	int stale; /* close when refs drops to 0 (sealed, dropped, evicted) */
+	uint64_t tick;
+};
+
+/* Fds borrowed for one operation: a slot's, or temporary ones (slot < 0).
+ * While borrowed, the blob's entry is busy and cannot be evicted. */
+struct cache_fds {
+	int slot;
+	char hex[CACHE_HEX_LEN + 1];
+	int complete;
+	int data_fd;
+	int map_fd;
+};
+
+struct cache {
+	char *dir;
+	uint64_t max_bytes;
+	int lock_fd; /* DIR/lock, held LOCK_SH while open */
+	atomic_int sync; /* fdatasync before renames into place */
+
+	/* mu protects: buckets (the index), total, slots, stats, disk_full_logged,
+	 * last_tick and evict_round. File I/O on slot fds happens outside it,
+	 * with the slot's refs held. */
+	pthread_mutex_t mu;
+	struct cache_entry *buckets[CACHE_BUCKETS];
+	uint64_t total;
+	struct cache_slot slots[CACHE_SLOTS];
+	struct cache_stats stats;
+	int disk_full_logged;
+	uint64_t last_tick;
+	unsigned evict_round;
+
+	atomic_uint tmp_counter; /* unique temp names (lock-free) */
+};
+
+/* cache.c */
+/* 1 if the complete blob file exists; syncs the index with what another
+ * mount stored or evicted. Takes mu. */
+int cache_refresh_complete(cache *c, const char *hex);
+int cache_hex_of(const char *digest, char hex[CACHE_HEX_LEN + 1]);
+int cache_is_hex(const char *s, size_t n);
+void cache_path_blob(const cache *c, const char *hex, char buf[PATH_MAX]);
+void cache_path_data(const cache *c, const char *hex, char buf[PATH_MAX]);
+void cache_path_map(const cache *c, const char *hex, char buf[PATH_MAX]);
+void cache_path_tmp(cache *c, char buf[PATH_MAX]);
+/* Maps a write error (negative errno) to what the caller gets: ENOSPC,
+ * EDQUOT and EFBIG become -ENOSPC with one warning per cache, and
+ * stats.disk_full stays 1 from then on. Takes mu. */
+int cache_write_error(cache *c, int err);
+
+/* cache_index.c (callers hold mu) */
+uint64_t cache_now_tick(cache *c);
+struct cache_entry *cache_entry_find(cache *c, const char *hex);
+struct cache_entry *cache_entry_get(cache *c, const char *hex);
+void cache_entry_remove(cache *c, struct cache_entry *e);
+/* Removes the entry if nothing is stored and nothing pins it. */
+void cache_entry_maybe_free(cache *c, struct cache_entry *e);
+void cache_index_free(cache *c);
+/* Makes room for len more bytes under max_bytes by evicting least recently
+ * used unpinned blobs other than keep_hex, then accounts len. -ENOSPC when
+ * not possible. */
+int cache_reserve(cache *c, const char *keep_hex, uint64_t len);
+/* Deletes a blob's files if no other process holds it open (non-blocking
+ * exclusive flock). 0, or -EBUSY when locked elsewhere. */
+int cache_unlink_blob(cache *c, const char *hex);
+
+/* cache_slot.c (take mu themselves) */
+int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct cache_fds *f);
+void cache_fds_put(cache *c, struct cache_fds *f);
+/* Marks the blob's slot stale (closed now if unused). Caller holds mu. */
+void cache_slot_invalidate(cache *c, const char *hex);
+void cache_slots_close(cache *c);
+
+/* cache_io.c */
+int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Writes a file atomically: temp in DIR/tmp, optional fdatasync, rename. */
+int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen,
+		       const void *data, size_t len);
+int cache_sha256_fd(int fd, uint64_t size, unsigned char md[32]);
+void cache_sha256_hex(const void *data, size_t len, char hex[CACHE_HEX_LEN + 1]);
+void cache_md_to_hex(const unsigned char md[32], char hex[CACHE_HEX_LEN + 1]);
+/* Opens path and takes a shared flock, retrying until the open file is the
+ * one at path (it may be unlinked or replaced in between). */
+int cache_open_locked(const char *path, int flags, mode_t mode);
+
+#endif

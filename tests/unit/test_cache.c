@@ -1,0 +1,747 @@
+/* cache/: layout and modes, chunked partial blobs, sealing, puts, LRU under a
+ * cap with pins, persistence across reopen, metadata records, full disk,
+ * threads, and a second process on the same cache_dir. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "cache/cache.h"
+#include "net/log.h"
+
+#define CH CACHE_CHUNK_SIZE
+#define MIB (1024 * 1024)
+
+static int failures;
+static char root[64];
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+#define CHECK_EQ(got, want)                                                                        \
+	do {                                                                                       \
+		long long g_ = (long long)(got), w_ = (long long)(want);                           \
+		if (g_ != w_) {                                                                    \
+			fprintf(stderr, "FAIL %s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__,  \
+				#got, g_, w_);                                                     \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+/* Deterministic bytes that differ per seed and per offset. */
+static unsigned char *make_data(size_t len, unsigned seed)
+{
+	unsigned char *p = malloc(len ? len : 1);
+	uint32_t x = seed * 2654435761u + 1;
+
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (unsigned char)x;
+	}
+	return p;
+}
+
+static void digest_of(const void *data, size_t len, char out[72])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+	strcpy(out, "sha256:");
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 7 + 2 * i, "%02x", md[i]);
+}
+
+static void subdir(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", root, name);
+}
+
+static int exists(const char *fmt, const char *dir, const char *digest)
+{
+	char path[512];
+	snprintf(path, sizeof(path), fmt, dir, digest + 7);
+	return access(path, F_OK) == 0;
+}
+
+static int write_all_chunks(cache *c, const char *d, const unsigned char *data, size_t size)
+{
+	for (size_t off = 0; off < size; off += CH) {
+		size_t len = size - off < CH ? size - off : CH;
+		int r = cache_blob_write_chunk(c, d, size, off, data + off, len);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void test_dir_mode(void)
+{
+	char dir[256], sub[300];
+	struct stat st;
+	cache *c = NULL;
+
+	subdir(dir, sizeof(dir), "new/nested/cache");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
+	static const char *const subs[] = {"blobs/sha256", "partial", "meta", "tmp", "lock"};
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
+		CHECK(access(sub, F_OK) == 0);
+	}
+	CHECK(strcmp(cache_dir(c), dir) == 0);
+	cache_close(c);
+
+	subdir(dir, sizeof(dir), "open755");
+	CHECK(mkdir(dir, 0755) == 0);
+	CHECK(chmod(dir, 0755) == 0);
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
+	cache_close(c);
+}
+
+static void test_invalid_digest(void)
+{
+	static const char *const bad[] = {
+		"sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+		"sha256:../../../../../../etc/passwd0123456789abcdef0123456789abcdef0123",
+		"sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"",
+	};
+	char dir[256], path[512], buf[16];
+	cache *c = NULL;
+
+	subdir(dir, sizeof(dir), "invalid");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_EQ(cache_blob_write_chunk(c, bad[i], 4, 0, "abcd", 4), -EINVAL);
+		CHECK_EQ(cache_blob_read(c, bad[i], 4, buf, 4, 0), -EINVAL);
+		CHECK_EQ(cache_blob_seal(c, bad[i], 4), -EINVAL);
+		CHECK_EQ(cache_blob_put(c, bad[i], "abcd", 4), -EINVAL);
+		CHECK_EQ(cache_blob_path(c, bad[i], path, sizeof(path)), -EINVAL);
+		CHECK_EQ(cache_blob_complete(c, bad[i]), 0);
+		cache_blob_pin(c, bad[i]);
+		cache_blob_unpin(c, bad[i]);
+		cache_blob_drop(c, bad[i]);
+	}
+	CHECK_EQ(cache_blob_read(c, NULL, 4, buf, 4, 0), -EINVAL);
+	/* Nothing was created from those names. */
+	snprintf(path, sizeof(path), "%s/partial", dir);
+	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0);
+	cache_close(c);
+}
+
+static void test_chunks_and_seal(void)
+{
+	const size_t size = 2 * CH + CH / 2 + 7;
+	unsigned char *data = make_data(size, 1), *buf = malloc(size);
+	char dir[256], d[72], path[512], cmd[600], line[200];
+	struct cache_stats st;
+	cache *c = NULL;
+
+	digest_of(data, size, d);
+	subdir(dir, sizeof(dir), "chunks");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	/* Offsets must be chunk aligned, lengths a full chunk or the tail. */
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 5, data, CH), -EINVAL);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH - 1), -EINVAL);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data, CH), -EINVAL);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 3 * CH, data, 1), -EINVAL);
+
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, size - 2 * CH), 0);
+	CHECK(exists("%s/partial/%s.data", dir, d) && exists("%s/partial/%s.map", dir, d));
+	CHECK_EQ(cache_blob_complete(c, d), 0);
+	/* Present chunks read; any range touching the hole is -ENOENT. */
+	CHECK_EQ(cache_blob_read(c, d, size, buf, CH, 0), CH);
+	CHECK(memcmp(buf, data, CH) == 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 100, CH - 50), -ENOENT);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, CH + 5), -ENOENT);
+	/* The tail, with a read running past the end: short at the end only. */
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 4096, size - 100), 100);
+	CHECK(memcmp(buf, data + size - 100, 100) == 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, size), 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, size - CH);
+
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	/* Writing a present chunk again is harmless and not counted twice. */
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	memset(buf, 0, size);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK(!exists("%s/partial/%s.data", dir, d) && !exists("%s/partial/%s.map", dir, d));
+	CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
+	CHECK_EQ(cache_blob_path(c, d, path, 10), -ERANGE);
+	CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
+	/* Independent check of the stored file: sha256sum agrees with the name. */
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
+	FILE *p = popen(cmd, "r");
+	CHECK(p && fgets(line, sizeof(line), p) && strncmp(line, d + 7, 64) == 0);
+	if (p)
+		pclose(p);
+	memset(buf, 0, size);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), 0); /* idempotent */
+	/* A complete blob ignores further chunk writes. */
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, size);
+	CHECK(st.hits >= 4 && st.misses >= 3);
+
+	cache_blob_drop(c, d);
+	CHECK_EQ(cache_blob_complete(c, d), 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, 0);
+	cache_close(c);
+	free(data);
+	free(buf);
+}
+
+static void test_seal_mismatch(void)
+{
+	const size_t size = CH + 10;
+	unsigned char *data = make_data(size, 2), *other = make_data(size, 3);
+	char dir[256], d[72], buf[16];
+	struct cache_stats st;
+	cache *c = NULL;
+
+	digest_of(data, size, d);
+	subdir(dir, sizeof(dir), "mismatch");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
+	CHECK_EQ(write_all_chunks(c, d, other, size), 0); /* wrong bytes */
+	CHECK_EQ(cache_blob_seal(c, d, size), -EIO);
+	CHECK(!exists("%s/partial/%s.data", dir, d) && !exists("%s/partial/%s.map", dir, d));
+	CHECK(!exists("%s/blobs/sha256/%s", dir, d));
+	CHECK_EQ(cache_blob_complete(c, d), 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 4, 0), -ENOENT);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, 0);
+	/* The right bytes afterwards seal fine. */
+	CHECK_EQ(write_all_chunks(c, d, data, size), 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_EQ(cache_blob_complete(c, d), 1);
+	cache_close(c);
+	free(data);
+	free(other);
+}
+
+static void test_put_and_empty(void)
+{
+	unsigned char *data = make_data(3000, 4);
+	char dir[256], d[72], e[72], buf[4000];
+	cache *c = NULL;
+
+	digest_of(data, 3000, d);
+	digest_of("", 0, e);
+	subdir(dir, sizeof(dir), "put");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_put(c, d, data, 2999), -EIO); /* does not hash to d */
+	CHECK_EQ(cache_blob_complete(c, d), 0);
+	CHECK_EQ(cache_blob_put(c, d, data, 3000), 0);
+	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK_EQ(cache_blob_read(c, d, 3000, buf, sizeof(buf), 0), 3000);
+	CHECK(memcmp(buf, data, 3000) == 0);
+	CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 2995), 5);
+	CHECK_EQ(cache_blob_put(c, d, data, 3000), 0); /* again: fine */
+	/* The empty blob (size 0) works both ways. */
+	CHECK_EQ(cache_blob_put(c, e, "", 0), 0);
+	CHECK_EQ(cache_blob_read(c, e, 0, buf, 10, 0), 0);
+	CHECK_EQ(cache_blob_complete(c, e), 1);
+	cache_blob_drop(c, e);
+	CHECK_EQ(cache_blob_write_chunk(c, e, 0, 0, "", 0), 0);
+	CHECK_EQ(cache_blob_seal(c, e, 0), 0);
+	CHECK_EQ(cache_blob_complete(c, e), 1);
+	cache_close(c);
+	free(data);
+}
+
+static void test_meta(cache *c)
+{
+	char *v = NULL;
+	size_t n = 0;
+
+	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), -ENOENT);
+	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v1", "sha256:aa", 9), 0);
+	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v2", "sha256:bb", 9), 0);
+	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK(v && n == 9 && strcmp(v, "sha256:aa") == 0);
+	free(v);
+	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v1", "sha256:cc", 9), 0); /* replace */
+	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK(v && n == 9 && strcmp(v, "sha256:cc") == 0);
+	free(v);
+	/* Binary data with NULs, and an empty record. */
+	CHECK_EQ(cache_meta_put(c, "manifests", "sha256:x", "a\0b\nc", 5), 0);
+	CHECK_EQ(cache_meta_get(c, "manifests", "sha256:x", &v, &n), 0);
+	CHECK(v && n == 5 && memcmp(v, "a\0b\nc", 6) == 0);
+	free(v);
+	CHECK_EQ(cache_meta_put(c, "manifests", "empty", "", 0), 0);
+	CHECK_EQ(cache_meta_get(c, "manifests", "empty", &v, &n), 0);
+	CHECK(v && n == 0 && v[0] == '\0');
+	free(v);
+	/* Namespaces become directory names: only [a-z0-9_-]. */
+	CHECK_EQ(cache_meta_put(c, "../x", "k", "v", 1), -EINVAL);
+	CHECK_EQ(cache_meta_put(c, "a/b", "k", "v", 1), -EINVAL);
+	CHECK_EQ(cache_meta_put(c, "", "k", "v", 1), -EINVAL);
+	CHECK_EQ(cache_meta_get(c, "Tags", "k", &v, &n), -EINVAL);
+	CHECK_EQ(cache_meta_del(c, "tags", "r/a:v2"), 0);
+	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v2", &v, &n), -ENOENT);
+	CHECK_EQ(cache_meta_del(c, "tags", "r/a:v2"), -ENOENT);
+}
+
+static void test_meta_key_check(const char *dir)
+{
+	/* A record file holding another key (a collision, a copied file) is
+	 * never returned for this key. */
+	char src[512], dst[512], cmd[1800];
+	cache *c = NULL;
+	char *v = NULL;
+	size_t n = 0;
+
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_meta_put(c, "coll", "key-one", "1", 1), 0);
+	CHECK_EQ(cache_meta_put(c, "coll", "key-two", "2", 1), 0);
+	/* Copy key-one's file over key-two's name, found by listing. */
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s/meta/coll' && for f in *; do grep -q key-one \"$f\" && echo \"$f\"; done",
+		 dir);
+	FILE *p = popen(cmd, "r");
+	CHECK(p && fgets(src, sizeof(src), p));
+	if (p)
+		pclose(p);
+	src[strcspn(src, "\n")] = '\0';
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s/meta/coll' && for f in *; do grep -q key-two \"$f\" && echo \"$f\"; done",
+		 dir);
+	p = popen(cmd, "r");
+	CHECK(p && fgets(dst, sizeof(dst), p));
+	if (p)
+		pclose(p);
+	dst[strcspn(dst, "\n")] = '\0';
+	snprintf(cmd, sizeof(cmd), "cd '%s/meta/coll' && cp '%s' '%s'", dir, src, dst);
+	CHECK(system(cmd) == 0);
+	CHECK_EQ(cache_meta_get(c, "coll", "key-two", &v, &n), -ENOENT);
+	CHECK_EQ(cache_meta_get(c, "coll", "key-one", &v, &n), 0);
+	free(v);
+	cache_close(c);
+}
+
+static void test_persistence(void)
+{
+	const size_t size = 3 * CH;
+	unsigned char *data = make_data(size, 5), *small = make_data(5000, 6);
+	unsigned char *buf = malloc(size);
+	char dir[256], d[72], s[72];
+	struct cache_stats st;
+	cache *c = NULL;
+	char *v = NULL;
+	size_t n = 0;
+
+	digest_of(data, size, d);
+	digest_of(small, 5000, s);
+	subdir(dir, sizeof(dir), "persist");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_EQ(cache_blob_put(c, s, small, 5000), 0);
+	test_meta(c);
+	cache_close(c);
+
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, CH + 5000);
+	CHECK_EQ(cache_blob_complete(c, s), 1);
+	CHECK_EQ(cache_blob_read(c, s, 5000, buf, 5000, 0), 5000);
+	CHECK(memcmp(buf, small, 5000) == 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, CH, CH), CH);
+	CHECK(memcmp(buf, data + CH, CH) == 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, 1, 0), -ENOENT);
+	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK(v && strcmp(v, "sha256:cc") == 0);
+	free(v);
+	/* Finish the partial blob across the remount. */
+	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, CH), 0);
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, size + 5000);
+	cache_close(c);
+
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	cache_close(c);
+	test_meta_key_check(dir);
+	free(data);
+	free(small);
+	free(buf);
+}
+
+struct blob {
+	unsigned char *data;
+	char d[72];
+};
+
+static void blobs_make(struct blob *b, int n, size_t size, unsigned seed)
+{
+	for (int i = 0; i < n; i++) {
+		b[i].data = make_data(size, seed + (unsigned)i);
+		digest_of(b[i].data, size, b[i].d);
+	}
+}
+
+static void blobs_free(struct blob *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(b[i].data);
+}
+
+static void test_lru(void)
+{
+	struct blob b[6];
+	char dir[256], path[512], buf[8];
+	struct cache_stats st;
+	cache *c = NULL;
+
+	blobs_make(b, 6, CH, 100);
+	subdir(dir, sizeof(dir), "lru");
+	/* Room for three 1 MiB blobs. */
+	CHECK_EQ(cache_open(dir, 3 * CH + CH / 2, &c), 0);
+	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_EQ(write_all_chunks(c, b[1].d, b[1].data, CH), 0); /* partial counts too */
+	CHECK_EQ(cache_blob_put(c, b[2].d, b[2].data, CH), 0);
+	CHECK_EQ(cache_blob_read(c, b[0].d, CH, buf, 1, 0), 1); /* 0 is now newest */
+	CHECK_EQ(cache_blob_put(c, b[3].d, b[3].data, CH), 0); /* evicts 1 */
+	CHECK_EQ(cache_blob_read(c, b[1].d, CH, buf, 1, 0), -ENOENT);
+	CHECK(!exists("%s/partial/%s.data", dir, b[1].d));
+	CHECK_EQ(cache_blob_complete(c, b[0].d), 1);
+	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.evictions, 1);
+	CHECK(st.bytes_total <= 3 * CH + CH / 2);
+
+	/* 2 is the oldest now, but pinned: 0 goes instead. */
+	cache_blob_pin(c, b[2].d);
+	CHECK_EQ(cache_blob_put(c, b[4].d, b[4].data, CH), 0);
+	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	CHECK_EQ(cache_blob_complete(c, b[0].d), 0);
+	/* Everything pinned: a write fails with ENOSPC, nothing is evicted. */
+	cache_blob_pin(c, b[3].d);
+	cache_blob_pin(c, b[4].d);
+	CHECK_EQ(cache_blob_put(c, b[5].d, b[5].data, CH), -ENOSPC);
+	CHECK_EQ(cache_blob_write_chunk(c, b[5].d, CH, 0, b[5].data, CH), -ENOSPC);
+	CHECK_EQ(cache_blob_complete(c, b[2].d) + cache_blob_complete(c, b[3].d) +
+			 cache_blob_complete(c, b[4].d),
+		 3);
+	cache_get_stats(c, &st);
+	CHECK(st.bytes_total <= 3 * CH + CH / 2);
+	CHECK_EQ(st.disk_full, 0); /* the cap is not a full disk */
+	/* Pins count: one unpin of a twice-pinned blob still protects it. */
+	cache_blob_pin(c, b[2].d);
+	cache_blob_unpin(c, b[2].d);
+	cache_blob_unpin(c, b[3].d);
+	CHECK_EQ(cache_blob_put(c, b[5].d, b[5].data, CH), 0); /* evicts 3 */
+	CHECK_EQ(cache_blob_complete(c, b[3].d), 0);
+	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	cache_blob_unpin(c, b[2].d);
+	cache_blob_unpin(c, b[4].d);
+	/* Larger than the whole cap: refused without evicting anything. */
+	unsigned char *big = make_data(4 * CH, 9);
+	char bd[72];
+	digest_of(big, 4 * CH, bd);
+	CHECK_EQ(cache_blob_put(c, bd, big, 4 * CH), -ENOSPC);
+	CHECK_EQ(cache_blob_complete(c, b[5].d), 1);
+	free(big);
+	cache_close(c);
+
+	/* After a remount the order comes from the files' access times. */
+	struct timespec t[2];
+	int order[3] = {5, 2, 4}; /* oldest first */
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", dir, b[order[i]].d + 7);
+		t[0].tv_sec = t[1].tv_sec = 1000000000 + i * 1000;
+		t[0].tv_nsec = t[1].tv_nsec = 0;
+		CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
+	}
+	CHECK_EQ(cache_open(dir, 3 * CH + CH / 2, &c), 0);
+	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_EQ(cache_blob_complete(c, b[5].d), 0);
+	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	CHECK_EQ(cache_blob_complete(c, b[4].d), 1);
+	cache_close(c);
+	blobs_free(b, 6);
+}
+
+static int count_lines(const char *path, const char *needle)
+{
+	char line[4096];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* Runs in a child: RLIMIT_FSIZE makes writes past 1.5 MiB fail with EFBIG
+ * (SIGXFSZ ignored), which the cache treats as a full disk. */
+static int disk_full_child(const char *dir, const char *logpath)
+{
+	struct blob b[2];
+	struct rlimit rl = {.rlim_cur = CH + CH / 2, .rlim_max = RLIM_INFINITY};
+	struct cache_stats st;
+	char buf[8];
+	cache *c = NULL;
+	int before = failures;
+
+	blobs_make(b, 2, 2 * CH, 200);
+	CHECK_EQ(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, 0, b[0].data, CH), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
+	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
+	CHECK_EQ(cache_blob_put(c, b[1].d, b[1].data, 2 * CH), -ENOSPC);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.disk_full, 1);
+	CHECK_EQ(st.bytes_total, CH); /* failed writes are not counted */
+	/* What was stored still reads; the failed chunk is missing. */
+	CHECK_EQ(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, 0), 1);
+	CHECK_EQ(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, CH), -ENOENT);
+	CHECK_EQ(cache_blob_complete(c, b[1].d), 0);
+	cache_close(c);
+	log_close();
+	blobs_free(b, 2);
+	return failures != before;
+}
+
+static void test_disk_full(void)
+{
+	char dir[256], logpath[256];
+	int status = 0;
+	pid_t pid;
+
+	subdir(dir, sizeof(dir), "full");
+	subdir(logpath, sizeof(logpath), "full.log");
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		exit(disk_full_child(dir, logpath));
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(count_lines(logpath, "is full; reading from the network without caching"), 1);
+	CHECK_EQ(count_lines(logpath, dir), 1);
+}
+
+struct writer_arg {
+	cache *c;
+	const char *d;
+	const unsigned char *data;
+	size_t size;
+	int first, step;
+	int ret;
+};
+
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+	char buf[16];
+
+	for (size_t i = (size_t)a->first; i * CH < a->size; i += (size_t)a->step) {
+		size_t off = i * CH, len = a->size - off < CH ? a->size - off : CH;
+		int r = cache_blob_write_chunk(a->c, a->d, a->size, off, a->data + off, len);
+		if (r && !a->ret)
+			a->ret = r;
+		/* Reads of other threads' chunks race with their writes. */
+		ssize_t n = cache_blob_read(a->c, a->d, a->size, buf, sizeof(buf), off);
+		if (n != (ssize_t)sizeof(buf) || memcmp(buf, a->data + off, sizeof(buf)) != 0)
+			a->ret = -EIO;
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	const size_t size = 12 * CH + 123;
+	unsigned char *data = make_data(size, 7), *buf = malloc(size);
+	struct writer_arg a[4];
+	pthread_t t[4];
+	char dir[256], d[72];
+	struct cache_stats st;
+	cache *c = NULL;
+
+	digest_of(data, size, d);
+	subdir(dir, sizeof(dir), "threads");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct writer_arg){c, d, data, size, i, 4, 0};
+		CHECK_EQ(pthread_create(&t[i], NULL, writer, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(a[i].ret, 0);
+	}
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, size);
+	cache_close(c);
+	free(data);
+	free(buf);
+}
+
+/* Child of test_two_processes: a second cache_open on the same dir. */
+static int second_mount(const char *dir, struct blob *x, size_t xsize, struct blob *y,
+			struct blob *w, int go_fd)
+{
+	struct cache_stats st;
+	cache *c = NULL;
+	char ch;
+	int before = failures;
+
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	/* Odd chunks of x, concurrently with the parent's even ones. */
+	for (size_t i = 1; i * CH < xsize; i += 2)
+		CHECK_EQ(cache_blob_write_chunk(c, x->d, xsize, i * CH, x->data + i * CH,
+						xsize - i * CH < CH ? xsize - i * CH : CH),
+			 0);
+	CHECK_EQ(cache_blob_put(c, y->d, y->data, CH / 2), 0);
+	cache_close(c);
+	/* Once the parent holds x and z open (z pinned), a mount whose cap
+	 * forces eviction must leave both alone: they are in use there. */
+	CHECK(read(go_fd, &ch, 1) == 1);
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	cache_get_stats(c, &st);
+	cache_close(c);
+	CHECK_EQ(st.bytes_total, xsize + CH / 2 + CH);
+	CHECK_EQ(cache_open(dir, st.bytes_total + CH / 2, &c), 0);
+	cache_blob_pin(c, y->d);
+	CHECK_EQ(cache_blob_put(c, w->d, w->data, CH), -ENOSPC);
+	CHECK(exists("%s/blobs/sha256/%s", dir, y->d));
+	cache_blob_unpin(c, y->d);
+	cache_close(c);
+	return failures != before;
+}
+
+static void test_two_processes(void)
+{
+	const size_t xsize = 6 * CH + 99;
+	struct blob x, y, z, w;
+	char dir[256], buf[64];
+	unsigned char *out = malloc(xsize);
+	int go[2], status = 0;
+	cache *c = NULL;
+	pid_t pid;
+
+	x.data = make_data(xsize, 300);
+	digest_of(x.data, xsize, x.d);
+	y.data = make_data(CH / 2, 301);
+	digest_of(y.data, CH / 2, y.d);
+	z.data = make_data(CH, 302);
+	digest_of(z.data, CH, z.d);
+	w.data = make_data(CH, 303);
+	digest_of(w.data, CH, w.d);
+	subdir(dir, sizeof(dir), "shared");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_put(c, z.d, z.data, CH), 0);
+	CHECK(pipe(go) == 0);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		cache_close(c); /* the parent's handle is not the child's to use */
+		close(go[1]);
+		exit(second_mount(dir, &x, xsize, &y, &w, go[0]));
+	}
+	close(go[0]);
+	for (size_t i = 0; i * CH < xsize; i += 2)
+		CHECK_EQ(cache_blob_write_chunk(c, x.d, xsize, i * CH, x.data + i * CH,
+						xsize - i * CH < CH ? xsize - i * CH : CH),
+			 0);
+	cache_blob_pin(c, z.d);
+	CHECK_EQ(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	CHECK(write(go[1], "g", 1) == 1);
+	close(go[1]);
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The chunks both processes wrote make the whole blob. */
+	CHECK_EQ(cache_blob_seal(c, x.d, xsize), 0);
+	CHECK_EQ(cache_blob_read(c, x.d, xsize, out, xsize, 0), (ssize_t)xsize);
+	CHECK(memcmp(out, x.data, xsize) == 0);
+	/* What the other mount stored is visible here. */
+	CHECK_EQ(cache_blob_complete(c, y.d), 1);
+	CHECK_EQ(cache_blob_read(c, y.d, CH / 2, buf, sizeof(buf), 100), (ssize_t)sizeof(buf));
+	CHECK(memcmp(buf, y.data + 100, sizeof(buf)) == 0);
+	CHECK_EQ(cache_blob_complete(c, z.d), 1);
+	CHECK_EQ(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	cache_blob_unpin(c, z.d);
+	cache_close(c);
+	free(x.data);
+	free(y.data);
+	free(z.data);
+	free(w.data);
+	free(out);
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+int main(void)
+{
+	strcpy(root, "/tmp/ecrfs-test-cache.XXXXXX");
+	if (!mkdtemp(root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_dir_mode();
+	test_invalid_digest();
+	test_chunks_and_seal();
+	test_seal_mismatch();
+	test_put_and_empty();
+	test_persistence();
+	test_lru();
+	test_disk_full();
+	test_threads();
+	test_two_processes();
+	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	if (failures)
+		fprintf(stderr, "%d failure(s)\n", failures);
+	else
+		printf("all cache tests passed\n");
+	return failures ? 1 : 0;
+}
