@@ -168,14 +168,15 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 	int rc;
 
 	memset(&resp, 0, sizeof(resp));
-	/* Open-ended ranges are sent as a far end the server clamps. */
+	/* Open-ended ranges are sent with a far end the server clamps (RFC 9110),
+	 * so net/http can resume them after a cut connection. */
 	struct net_request req = {
 		.method = "GET",
 		.url = url,
 		.sink = range_sink_cb,
 		.sink_arg = &rs,
 		.range_start = off,
-		.range_len = len ? len : (off ? (UINT64_C(1) << 53) - off : 0),
+		.range_len = len ? len : (UINT64_C(1) << 53) - off,
 		.deadline_ms = e->deadline_ms,
 		.cancel = cancel,
 	};
