@@ -182,23 +182,30 @@ static void scan_dir(cache *c, const char *sub, int partial)
 		struct cache_entry *e;
 		char hex[CACHE_HEX_LEN + 1];
 
-		if (partial ? (len != CACHE_HEX_LEN + 5 || strcmp(n + CACHE_HEX_LEN, ".data") != 0)
-			    : len != CACHE_HEX_LEN)
-			continue;
-		if (!cache_is_hex(n, CACHE_HEX_LEN))
-			continue;
-		if (fstatat(dirfd(d), n, &st, 0) < 0 || !S_ISREG(st.st_mode))
+		if (len < CACHE_HEX_LEN || !cache_is_hex(n, CACHE_HEX_LEN))
 			continue;
 		memcpy(hex, n, CACHE_HEX_LEN);
 		hex[CACHE_HEX_LEN] = '\0';
+		if (partial && len == CACHE_HEX_LEN + 4 && strcmp(n + CACHE_HEX_LEN, ".map") == 0) {
+			/* A map whose data is gone (a seal or an eviction cut
+			 * short) can only mislead: remove it. */
+			cache_path_data(c, hex, path);
+			if (access(path, F_OK) < 0 && errno == ENOENT)
+				unlinkat(dirfd(d), n, 0);
+			continue;
+		}
+		if (partial ? (len != CACHE_HEX_LEN + 5 || strcmp(n + CACHE_HEX_LEN, ".data") != 0)
+			    : len != CACHE_HEX_LEN)
+			continue;
+		if (fstatat(dirfd(d), n, &st, 0) < 0 || !S_ISREG(st.st_mode))
+			continue;
 		e = cache_entry_get(c, hex);
 		if (!e)
 			break;
-		if (partial && e->complete)
-			continue; /* leftover of a seal cut short; complete wins */
-		if (!partial && !e->complete) {
-			c->total -= e->bytes;
-			e->bytes = 0;
+		if (partial && e->complete) {
+			/* The complete blob supersedes it (unless in use). */
+			cache_unlink_partial(c, hex);
+			continue;
 		}
 		e->complete = !partial;
 		e->bytes = partial ? partial_bytes(c, hex, &st) : (uint64_t)st.st_size;
@@ -262,6 +269,16 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	ret = make_layout(c->dir);
 	if (ret)
 		goto out;
+	/* Absolute: the daemon may chdir("/") after this. */
+	{
+		char *abs = realpath(c->dir, NULL);
+		if (!abs) {
+			ret = -errno;
+			goto out;
+		}
+		free(c->dir);
+		c->dir = abs;
+	}
 	snprintf(path, sizeof(path), "%s/lock", c->dir);
 	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (c->lock_fd < 0) {
@@ -276,7 +293,13 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	clean_tmp(c);
 	scan_dir(c, "blobs/sha256", 0);
 	scan_dir(c, "partial", 1);
+	/* cache_size may be smaller than last time: evict down to it now
+	 * (what other mounts hold open stays). */
+	pthread_mutex_lock(&c->mu);
+	if (c->max_bytes && c->total > c->max_bytes)
+		cache_reserve(c, NULL, 0);
 	c->stats.bytes_total = c->total;
+	pthread_mutex_unlock(&c->mu);
 	ret = 0;
 out:
 	if (ret) {

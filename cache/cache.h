@@ -43,6 +43,11 @@ int cache_blob_complete(cache *c, const char *digest);
 ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
 			uint64_t off);
 
+/* 1 if every chunk covering [off, off+len) is present (or the blob is
+ * complete), else 0. A cheap probe for fetch planning: no stats counted,
+ * no data copied. */
+int cache_blob_has(cache *c, const char *digest, uint64_t size, uint64_t off, size_t len);
+
 /* Stores one chunk: off must be a multiple of CACHE_CHUNK_SIZE and len the
  * full chunk (or the blob's tail). -ENOSPC when the disk is full (the caller
  * streams from the network instead; cache logs it once). */

@@ -103,6 +103,26 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 	return ret;
 }
 
+int cache_blob_has(cache *c, const char *digest, uint64_t size, uint64_t off, size_t len)
+{
+	char hex[CACHE_HEX_LEN + 1];
+	struct cache_fds f;
+	int has;
+
+	if (cache_hex_of(digest, hex))
+		return 0;
+	if (off >= size || !len)
+		return 1; /* nothing to fetch */
+	if (len > size - off)
+		len = (size_t)(size - off);
+	if (cache_fds_get(c, hex, size, 0, &f))
+		return 0;
+	has = f.complete || chunks_present(f.map_fd, off, len);
+	cache_fds_put(c, &f);
+	/* Sealed by another mount since our fds were opened. */
+	return has || cache_refresh_complete(c, hex);
+}
+
 static int chunk_args_ok(uint64_t size, uint64_t off, size_t len)
 {
 	if (off % CACHE_CHUNK_SIZE)
@@ -154,6 +174,9 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	reserved = 1;
 	/* Data before flag: a flag never claims bytes not written. */
 	ret = cache_pwrite_full(f.data_fd, buf, len, off);
+	/* Start writeback now (no wait), so the fdatasync at seal is short. */
+	if (!ret && c->sync && len)
+		sync_file_range(f.data_fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 	if (!ret)
 		ret = cache_pwrite_full(f.map_fd, &one, 1, CACHE_MAP_HDR + idx);
 	if (ret)

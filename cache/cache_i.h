@@ -109,6 +109,8 @@ int cache_reserve(cache *c, const char *keep_hex, uint64_t len);
 /* Deletes a blob's files if no other process holds it open (non-blocking
  * exclusive flock). 0, or -EBUSY when locked elsewhere. */
 int cache_unlink_blob(cache *c, const char *hex);
+/* The same for the partial files only. */
+int cache_unlink_partial(cache *c, const char *hex);
 
 /* cache_slot.c (take mu themselves) */
 int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct cache_fds *f);

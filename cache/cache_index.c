@@ -115,7 +115,7 @@ static int lock_for_delete(const char *path)
 
 int cache_unlink_blob(cache *c, const char *hex)
 {
-	char path[PATH_MAX], map[PATH_MAX];
+	char path[PATH_MAX];
 	int fd;
 
 	cache_path_blob(c, hex, path);
@@ -126,6 +126,14 @@ int cache_unlink_blob(cache *c, const char *hex)
 		unlink(path);
 		close(fd);
 	}
+	return cache_unlink_partial(c, hex);
+}
+
+int cache_unlink_partial(cache *c, const char *hex)
+{
+	char path[PATH_MAX], map[PATH_MAX];
+	int fd;
+
 	cache_path_data(c, hex, path);
 	fd = lock_for_delete(path);
 	if (fd == -EBUSY)

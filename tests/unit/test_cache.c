@@ -716,6 +716,129 @@ static void test_two_processes(void)
 	free(out);
 }
 
+/* cache_blob_has probes without counting hits or misses. */
+static void test_has(void)
+{
+	const size_t size = 3 * CH + 5;
+	unsigned char *data = make_data(size, 500);
+	char dir[256], d[72];
+	struct cache_stats st;
+	cache *c = NULL;
+
+	digest_of(data, size, d);
+	subdir(dir, sizeof(dir), "has");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, 0, 1), 0);
+	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, CH, CH), 1);
+	CHECK_EQ(cache_blob_has(c, d, size, CH + 10, 20), 1);
+	CHECK_EQ(cache_blob_has(c, d, size, CH - 1, 2), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, 3 * CH, 5), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, size, 5), 1); /* past the end */
+	CHECK_EQ(cache_blob_has(c, "sha256:nope", size, 0, 1), 0);
+	CHECK_EQ(write_all_chunks(c, d, data, size), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, 0, size), 1);
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_EQ(cache_blob_has(c, d, size, 0, size), 1);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.hits, 0);
+	CHECK_EQ(st.misses, 0);
+	cache_close(c);
+	free(data);
+}
+
+/* More blobs open (pinned) than the fd table holds: all still read. */
+static void test_many_open(void)
+{
+	enum { N = 80 };
+	struct blob b[N];
+	char dir[256], buf[100];
+	cache *c = NULL;
+
+	blobs_make(b, N, 4096, 600);
+	subdir(dir, sizeof(dir), "many");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	for (int i = 0; i < N; i++) {
+		cache_blob_pin(c, b[i].d);
+		if (i % 2)
+			CHECK_EQ(cache_blob_put(c, b[i].d, b[i].data, 4096), 0);
+		else
+			CHECK_EQ(cache_blob_write_chunk(c, b[i].d, 4096, 0, b[i].data, 4096), 0);
+	}
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < N; i++) {
+			CHECK_EQ(cache_blob_read(c, b[i].d, 4096, buf, sizeof(buf), 1000),
+				 (ssize_t)sizeof(buf));
+			CHECK(memcmp(buf, b[i].data + 1000, sizeof(buf)) == 0);
+		}
+	for (int i = 0; i < N; i++)
+		cache_blob_unpin(c, b[i].d);
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(cache_blob_read(c, b[i].d, 4096, buf, 10, 0), 10);
+	cache_close(c);
+	blobs_free(b, N);
+}
+
+/* What cache_open tidies: temp files of dead processes, maps without
+ * data, partial copies of complete blobs, and a cap smaller than before. */
+static void test_open_cleanup(void)
+{
+	struct blob b[3];
+	char dir[256], path[600], rel[300], cwd[256];
+	struct cache_stats st;
+	cache *c = NULL;
+	pid_t dead;
+	int fd;
+
+	blobs_make(b, 3, CH, 700);
+	subdir(dir, sizeof(dir), "cleanup");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(cache_blob_put(c, b[i].d, b[i].data, CH), 0);
+	cache_close(c);
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	waitpid(dead, NULL, 0);
+	snprintf(path, sizeof(path), "%s/tmp/%ld.%ld.7", dir, (long)dead, (long)dead);
+	CHECK((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/tmp/1.1.7", dir); /* pid 1 lives */
+	CHECK((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/partial/%s.map", dir, b[0].d + 7 + 0);
+	path[strlen(path) - 68] = 'f'; /* a map for another digest, no data */
+	CHECK((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/partial/%s.data", dir, b[1].d + 7);
+	CHECK((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	/* Relative dir, and a cap that fits two of the three blobs. */
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	CHECK(chdir(root) == 0);
+	snprintf(rel, sizeof(rel), "./cleanup/");
+	CHECK_EQ(cache_open(rel, 2 * CH, &c), 0);
+	CHECK(chdir(cwd) == 0);
+	CHECK(strcmp(cache_dir(c), dir) == 0);
+	snprintf(path, sizeof(path), "cd '%s/tmp' && ls | tr '\\n' ' '", dir);
+	FILE *p = popen(path, "r");
+	char line[200] = "";
+	CHECK(p && fgets(line, sizeof(line), p));
+	if (p)
+		pclose(p);
+	CHECK(strcmp(line, "1.1.7 ") == 0);
+	snprintf(path, sizeof(path), "%s/partial", dir);
+	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0); /* emptied */
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, 2 * CH);
+	CHECK_EQ(st.evictions, 1);
+	CHECK_EQ(cache_blob_complete(c, b[0].d) + cache_blob_complete(c, b[1].d) +
+			 cache_blob_complete(c, b[2].d),
+		 2);
+	cache_close(c);
+	blobs_free(b, 3);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -738,6 +861,9 @@ int main(void)
 	test_disk_full();
 	test_threads();
 	test_two_processes();
+	test_has();
+	test_many_open();
+	test_open_cleanup();
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	if (failures)
 		fprintf(stderr, "%d failure(s)\n", failures);
