@@ -22,6 +22,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -140,17 +141,16 @@ class Curl:
         self.endpoint = emu.endpoint.rstrip("/") + "/"
         self.dir = pathlib.Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.n = 0
+        self.seq = itertools.count(1)  # file names; next() is atomic under the GIL
 
-    def config(self, op, body_files):
+    def config(self, op, body_files, k):
         """A curl -K config that sends one request per body file."""
-        self.n += 1
-        cfg = self.dir / f"curl-{self.n}.cfg"
+        cfg = self.dir / f"curl-{k}.cfg"
         outs = []
         key, secret = self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
         with open(cfg, "w") as f:
             for i, body in enumerate(body_files):
-                out = self.dir / f"curl-{self.n}-{i}.out"
+                out = self.dir / f"curl-{k}-{i}.out"
                 outs.append(out)
                 if i:
                     f.write("next\n")
@@ -167,26 +167,36 @@ class Curl:
 
     def run(self, op, bodies):
         """Sends the bodies (dicts or paths) in order; returns (seconds, replies)."""
-        files = []
+        k = next(self.seq)
+        files, made = [], []
         for i, b in enumerate(bodies):
             if isinstance(b, (str, pathlib.Path)):
                 files.append(b)
             else:
-                p = self.dir / f"body-{self.n}-{op}-{i}.json"
+                p = self.dir / f"body-{k}-{i}.json"
                 p.write_text(json.dumps(b))
                 files.append(p)
-        cfg, outs = self.config(op, files)
+                made.append(p)
+        cfg, outs = self.config(op, files, k)
         t0 = time.perf_counter()
         r = subprocess.run(["curl", "-K", str(cfg)], capture_output=True, text=True)
         dt = time.perf_counter() - t0
         codes = r.stdout.split()
         replies = [json.loads(o.read_text() or "{}") if o.exists() else {} for o in outs]
-        for o in outs:
+        for o in outs + made + [cfg]:
             o.unlink(missing_ok=True)
         if r.returncode != 0 or any(c != "200" for c in codes) or len(codes) != len(outs):
             bad = next((rep for c, rep in zip(codes, replies) if c != "200"), r.stderr)
             raise RuntimeError(f"curl {op}: codes {set(codes)}: {bad}")
         return dt, replies
+
+    def run_parallel(self, op, bodies, jobs=8):
+        """Seeding only: the bodies split over several curl processes at once."""
+        from concurrent.futures import ThreadPoolExecutor
+        chunks = [bodies[i::jobs] for i in range(jobs) if bodies[i::jobs]]
+        with ThreadPoolExecutor(len(chunks) or 1) as ex:
+            for f in [ex.submit(self.run, op, c) for c in chunks]:
+                f.result()
 
     def call(self, op, body):
         return self.run(op, [body])[1][0]
@@ -224,6 +234,7 @@ class Curl:
         return dt, len(bodies)
 
     def push_layout(self, layout, repo, tag, man_bytes):
+        man_digest = "sha256:" + hashlib.sha256(man_bytes).hexdigest()
         self.call("CreateRepository", {"repositoryName": repo}) if not self.repo_exists(repo) else None
         for p in sorted((layout / "blobs" / "sha256").iterdir()):
             d = "sha256:" + p.name
@@ -231,8 +242,7 @@ class Curl:
                               {"repositoryName": repo, "layerDigests": [d]})
             if any(l.get("layerAvailability") == "AVAILABLE" for l in avail.get("layers", [])):
                 continue
-            if p.read_bytes()[:1] == b"{" and p.stat().st_size < MIB and \
-                    b'"layers"' in p.read_bytes():
+            if d == man_digest:
                 continue  # the manifest goes through PutImage
             self.upload_blob(repo, p, d)
         self.call("PutImage", {"repositoryName": repo, "imageTag": tag,
@@ -404,7 +414,7 @@ class Bench:
         self.curl.push_layout(lay, repo, "t0", man)
         bodies = [{"repositoryName": repo, "imageTag": f"t{i}", "imageManifest": man.decode(),
                    "imageManifestMediaType": OCI_MANIFEST} for i in range(1, n)]
-        self.curl.run("PutImage", bodies)
+        self.curl.run_parallel("PutImage", bodies)
         shutil.rmtree(lay)
         ls, cli, ls_calls, cli_calls = [], [], [], []
         env = dict(os.environ, **self.emu.env(account=ACCOUNT, region=REGION), AWS_PAGER="")
