@@ -35,6 +35,8 @@ struct pending_file {
 	int refs;
 	int listed; /* in v->files */
 	upload *up; /* NULL for a reference */
+	int finished; /* finish_file ran: later flushes return outcome */
+	int outcome;
 	/* final results (v->mu): */
 	char digest[72];
 	uint64_t size;
@@ -752,6 +754,11 @@ static int finish_file(pending_file *f)
 
 	pthread_mutex_lock(&v->mu);
 	digest_of_name(f->name, digest, sizeof(digest));
+	if (f->finished) {
+		rc = f->outcome;
+		pthread_mutex_unlock(&v->mu);
+		return rc;
+	}
 	pthread_mutex_unlock(&v->mu);
 	rc = f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
 	pthread_mutex_lock(&v->mu);
@@ -785,6 +792,8 @@ static int finish_file(pending_file *f)
 		rc = f->rc;
 	if (!f->listed || f->gen != v->gen) {
 		/* Replaced, or written after the commit: not part of a pending set. */
+		f->finished = 1;
+		f->outcome = rc;
 		pthread_mutex_unlock(&v->mu);
 		return rc;
 	}
@@ -795,15 +804,21 @@ static int finish_file(pending_file *f)
 			fail_version_locked(v, rc);
 			did = 1;
 		}
+		f->finished = 1;
+		f->outcome = rc;
 		pthread_mutex_unlock(&v->mu);
 		notify(v, did, rc);
 		return rc;
 	}
 	erc = evaluate_locked(v, &did);
+	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
+	if (erc == -ENODATA)
+		erc = 0;
+	f->finished = 1;
+	f->outcome = erc;
 	pthread_mutex_unlock(&v->mu);
 	notify(v, did, erc);
-	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
-	return erc == -ENODATA ? 0 : erc;
+	return erc;
 }
 
 int pending_flush(pending_file *f)

@@ -604,14 +604,19 @@ static int finish_locked(upload *u, const char *digest)
 		sprintf(u->res.digest + 7 + 2 * i, "%02x", md[i]);
 	u->res.size = u->written;
 	u->res.kind = PUSH_BLOB;
-	if (u->hold_only) {
+	if (u->hold_only || !digest) {
+		/* index.json, oci-layout (also written under a temporary name) */
+		if ((u->mode != M_HOLD && u->mode != M_NEW) || u->spill_fd >= 0) {
+			log_err("%s: not a JSON document of at most %zu bytes", u->name, u->hold_cap);
+			return -EINVAL;
+		}
 		u->res.bytes = u->hold ? u->hold : strdup("");
 		u->res.len = u->hold_len;
 		return u->res.bytes ? 0 : -ENOMEM;
 	}
-	if (!digest || strcmp(digest, u->res.digest)) {
+	if (strcmp(digest, u->res.digest)) {
 		log_err("%s: content has digest %s, not the one its name gives (%s); "
-			"the push is aborted", u->name, u->res.digest, digest ? digest : "none");
+			"the push is aborted", u->name, u->res.digest, digest);
 		return -EIO;
 	}
 	switch (u->mode) {

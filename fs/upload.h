@@ -62,8 +62,9 @@ int upload_sync(upload *u);
 
 /* Finishes under the final name: digest ("sha256:<hex>") must equal the
  * SHA-256 of the bytes (-EIO otherwise, nothing completed); NULL for
- * hold_only files. *res (may be NULL) points into the upload and lives
- * until upload_free. Idempotent: later calls return the first result. */
+ * index.json and oci-layout (hold_only, or written under a temporary name):
+ * their bytes are kept, never uploaded (-EINVAL unless held JSON). *res
+ * (may be NULL) points into the upload and lives until upload_free. Idempotent: later calls return the first result. */
 int upload_finish(upload *u, const char *digest, const struct upload_result **res);
 
 /* Stops the upload without completing it (the version was aborted). */
