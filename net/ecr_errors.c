@@ -191,6 +191,11 @@ void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
 		snprintf(buf, size,
 			 "ecr %s in %s: no usable credentials (%s); check clock and credentials",
 			 c->op, region, *err->message ? err->message : "see the sources tried");
+	} else if (!*code && err->http_status > 0) {
+		snprintf(buf, size,
+			 "ecr %s in %s: HTTP %ld without an ECR error code (a proxy, or not an "
+			 "ECR endpoint?) after %d attempt(s)",
+			 c->op, region, err->http_status, attempts);
 	} else if (!*code) {
 		snprintf(buf, size,
 			 "ecr %s in %s failed after %d attempt(s): %s%s%s (HTTP %ld); check "
