@@ -1,0 +1,644 @@
+/* Blob reads through the cache (see blob.h). */
+#include "fs/blob.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "net/log.h"
+
+#define CHUNK ((uint64_t)CACHE_CHUNK_SIZE)
+#define RA_MIN (1u << 20)
+#define RA_MAX (16u << 20)
+#define PIECE (4u << 20)   /* a background worker fetches up to this much */
+#define MAX_WORKERS 8      /* background fetches in flight, process-wide */
+#define BAD_TTL 60         /* seconds a blob that failed its hash answers EIO */
+
+struct fs_rstate {
+	struct fs_ctx *c;
+	struct fs_image *img; /* referenced */
+	const struct fs_blob *b;
+	fuse_ino_t ino;
+	pthread_mutex_t mu;   /* protects the fields below */
+	uint64_t next_off;    /* where a sequential reader reads next */
+	uint32_t ra;          /* readahead for the next sequential miss */
+	uint64_t ra_until;    /* chunks below this were already considered */
+	EVP_MD_CTX *sha;      /* hash of [0, hashed) while reads are in order */
+	uint64_t hashed;
+};
+
+/* ---- in-flight chunks (single-flight) and bad blobs ---- */
+
+struct flight {
+	char digest[72];
+	uint64_t chunk;
+	struct flight *next;
+};
+
+struct bad {
+	char digest[72];
+	time_t at;
+	struct bad *next;
+};
+
+/* Protects flights, bads, nworkers and the URL cache. */
+static pthread_mutex_t bl_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bl_cv = PTHREAD_COND_INITIALIZER; /* a flight ended / a worker exited */
+static struct flight *flights;
+static struct bad *bads;
+static int nworkers;
+
+static struct flight *flight_find(const char *digest, uint64_t chunk)
+{
+	for (struct flight *f = flights; f; f = f->next)
+		if (f->chunk == chunk && !strcmp(f->digest, digest))
+			return f;
+	return NULL;
+}
+
+/* Claims a chunk for fetching; 0 if someone else fetches it. Lock held. */
+static int claim_locked(const char *digest, uint64_t chunk)
+{
+	if (flight_find(digest, chunk))
+		return 0;
+	struct flight *f = calloc(1, sizeof *f);
+	if (!f)
+		return 0;
+	snprintf(f->digest, sizeof f->digest, "%s", digest);
+	f->chunk = chunk;
+	f->next = flights;
+	flights = f;
+	return 1;
+}
+
+static void release_range(const char *digest, uint64_t c0, uint64_t c1)
+{
+	pthread_mutex_lock(&bl_mu);
+	for (struct flight **pp = &flights; *pp;) {
+		struct flight *f = *pp;
+		if (f->chunk >= c0 && f->chunk < c1 && !strcmp(f->digest, digest)) {
+			*pp = f->next;
+			free(f);
+		} else {
+			pp = &f->next;
+		}
+	}
+	pthread_cond_broadcast(&bl_cv);
+	pthread_mutex_unlock(&bl_mu);
+}
+
+static int is_bad(const char *digest)
+{
+	int bad = 0;
+	time_t now = time(NULL);
+	pthread_mutex_lock(&bl_mu);
+	for (struct bad *b = bads; b; b = b->next)
+		if (!strcmp(b->digest, digest) && now - b->at < BAD_TTL)
+			bad = 1;
+	pthread_mutex_unlock(&bl_mu);
+	return bad;
+}
+
+static void mark_bad(const char *digest)
+{
+	struct bad *b = calloc(1, sizeof *b);
+	if (!b)
+		return;
+	snprintf(b->digest, sizeof b->digest, "%s", digest);
+	b->at = time(NULL);
+	pthread_mutex_lock(&bl_mu);
+	b->next = bads;
+	bads = b;
+	pthread_mutex_unlock(&bl_mu);
+}
+
+/* ---- download URLs, cached until they expire ---- */
+
+struct url {
+	char *key; /* registry/region/repo/digest */
+	char *url;
+	time_t expires;
+	struct url *next;
+};
+static struct url *urls; /* under bl_mu */
+
+static int get_url(struct fs_ctx *c, const struct fs_image *img, const char *digest, int renew,
+		   char **out)
+{
+	char key[600];
+	snprintf(key, sizeof key, "%s/%s/%s/%s", img->registry, img->region, img->repo, digest);
+	time_t now = time(NULL);
+	pthread_mutex_lock(&bl_mu);
+	for (struct url *u = urls; u; u = u->next) {
+		if (!strcmp(u->key, key)) {
+			if (!renew && u->expires > now + 5) {
+				*out = strdup(u->url);
+				pthread_mutex_unlock(&bl_mu);
+				return *out ? 0 : -ENOMEM;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&bl_mu);
+
+	char *url = NULL;
+	time_t exp = 0;
+	struct ecr_where w = {.registry_id = img->registry, .region = img->region,
+			      .repository = img->repo};
+	int rc = ecr_get_download_url(fs_ecr_for(c, img->registry), &w, digest, &url, &exp, NULL);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&bl_mu);
+	struct url *u;
+	for (u = urls; u; u = u->next)
+		if (!strcmp(u->key, key))
+			break;
+	if (!u && (u = calloc(1, sizeof *u)) && !(u->key = strdup(key))) {
+		free(u);
+		u = NULL;
+	} else if (u && !u->url) {
+		u->next = urls;
+		urls = u;
+	}
+	if (u) {
+		char *copy = strdup(url);
+		if (copy) {
+			free(u->url);
+			u->url = copy;
+			u->expires = exp;
+		}
+	}
+	pthread_mutex_unlock(&bl_mu);
+	*out = url;
+	return 0;
+}
+
+/* ---- fetching a range of chunks into the cache ---- */
+
+struct fetch {
+	struct fs_ctx *c;
+	struct fs_image *img; /* referenced by workers */
+	char digest[72];
+	uint64_t size;
+	uint64_t pos;     /* offset of the chunk being filled */
+	uint64_t end;     /* end of the range (chunk-aligned or size) */
+	char *chunk;      /* CHUNK bytes */
+	size_t fill;
+	int cache_err;    /* a chunk could not be stored (-ENOSPC...) */
+	char *out;        /* direct copy of [out_off, out_off+out_len) */
+	uint64_t out_off;
+	size_t out_len;
+	uint64_t delivered; /* bytes of the range received */
+};
+
+static int fetch_sink(void *arg, const char *data, size_t n)
+{
+	struct fetch *f = arg;
+	while (n > 0) {
+		uint64_t abs = f->pos + f->fill;
+		uint64_t clen = (f->pos + CHUNK <= f->size ? CHUNK : f->size - f->pos);
+		size_t take = (size_t)(clen - f->fill) < n ? (size_t)(clen - f->fill) : n;
+		if (abs >= f->end)
+			return -EIO; /* more than asked */
+		memcpy(f->chunk + f->fill, data, take);
+		/* Serve the reader straight from the wire when it asked for this. */
+		if (f->out && abs < f->out_off + f->out_len && abs + take > f->out_off) {
+			uint64_t s = abs > f->out_off ? abs : f->out_off;
+			uint64_t e = abs + take < f->out_off + f->out_len ? abs + take
+									 : f->out_off + f->out_len;
+			memcpy(f->out + (s - f->out_off), data + (s - abs), (size_t)(e - s));
+		}
+		f->fill += take;
+		f->delivered += take;
+		data += take;
+		n -= take;
+		if (f->fill == clen) {
+			if (!f->cache_err) {
+				int rc = cache_blob_write_chunk(f->c->cache, f->digest, f->size, f->pos,
+								f->chunk, clen);
+				if (rc)
+					f->cache_err = rc;
+			}
+			f->pos += clen;
+			f->fill = 0;
+		}
+	}
+	return 0;
+}
+
+/* Fetches [f->pos, f->end) (chunk-aligned start) with resumption after a
+ * short body and URL renewal after a 403. */
+static int fetch_run(struct fetch *f, volatile int *cancel)
+{
+	int rc = 0, renew = 0;
+	char *url = NULL;
+	time_t deadline = time(NULL) + f->c->deadline_ms / 1000 + 1;
+	for (int attempt = 0; attempt < 6; attempt++) {
+		if (!url && (rc = get_url(f->c, f->img, f->digest, renew, &url)) != 0)
+			break;
+		uint64_t from = f->pos + f->fill;
+		rc = ecr_fetch_url_range(fs_ecr_for(f->c, f->img->registry), url, from, f->end - from,
+					 fetch_sink, f, cancel);
+		if (rc == 0 && f->pos + f->fill < f->end)
+			rc = -EIO;
+		if (rc == 0 || rc == -EINTR || rc == -ENOENT || (cancel && *cancel))
+			break;
+		if (rc == -EKEYEXPIRED) {
+			free(url);
+			url = NULL;
+			renew = 1;
+		}
+		if (time(NULL) >= deadline)
+			break;
+		/* A short body keeps the bytes received: resume after them. */
+	}
+	free(url);
+	if (rc == 0 && f->cache_err == 0)
+		return 0;
+	return rc ? rc : f->cache_err;
+}
+
+static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
+{
+	if (cache_blob_complete(c->cache, digest))
+		return;
+	int rc = cache_blob_seal(c->cache, digest, size);
+	if (rc == -EIO) {
+		log_err("blob %s: downloaded bytes do not hash to the digest; reads answer EIO",
+			digest);
+		mark_bad(digest);
+		if (ino)
+			fs_inval_inode_async(ino);
+	}
+}
+
+struct worker_arg {
+	struct fetch f;
+	fuse_ino_t ino;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker_arg *w = arg;
+	struct fetch *f = &w->f;
+	uint64_t c0 = f->pos / CHUNK, c1 = (f->end + CHUNK - 1) / CHUNK;
+	int rc = fetch_run(f, NULL);
+	if (rc && rc != -ENOSPC)
+		log_debug("readahead of %s failed: %s", f->digest, strerror(-rc));
+	release_range(f->digest, c0, c1);
+	if (rc == 0)
+		seal_check(f->c, f->digest, f->size, w->ino);
+	fs_image_put(f->img);
+	free(f->chunk);
+	free(w);
+	pthread_mutex_lock(&bl_mu);
+	nworkers--;
+	pthread_cond_broadcast(&bl_cv);
+	pthread_mutex_unlock(&bl_mu);
+	return NULL;
+}
+
+/* Starts a background fetch of chunks [c0, c1) already claimed; releases
+ * them when no worker can start. */
+static void start_worker(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
+{
+	struct worker_arg *w = calloc(1, sizeof *w);
+	pthread_t t;
+	pthread_attr_t at;
+	int started = 0;
+	pthread_mutex_lock(&bl_mu);
+	int ok = nworkers < MAX_WORKERS;
+	if (ok)
+		nworkers++;
+	pthread_mutex_unlock(&bl_mu);
+	if (!ok || !w || !(w->f.chunk = malloc(CHUNK)))
+		goto out;
+	w->f.c = rs->c;
+	w->f.img = rs->img;
+	fs_image_ref(rs->img);
+	snprintf(w->f.digest, sizeof w->f.digest, "%s", rs->b->digest);
+	w->f.size = rs->b->size;
+	w->f.pos = c0 * CHUNK;
+	w->f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
+	w->ino = rs->ino;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 256 * 1024);
+	started = pthread_create(&t, &at, worker_main, w) == 0;
+	pthread_attr_destroy(&at);
+	if (!started)
+		fs_image_put(rs->img);
+out:
+	if (!started) {
+		if (w)
+			free(w->f.chunk);
+		free(w);
+		release_range(rs->b->digest, c0, c1);
+		if (ok) {
+			pthread_mutex_lock(&bl_mu);
+			nworkers--;
+			pthread_cond_broadcast(&bl_cv);
+			pthread_mutex_unlock(&bl_mu);
+		}
+	}
+}
+
+/* 1 when chunk ci of the blob is in the cache. */
+static int chunk_cached(struct fs_rstate *rs, uint64_t ci)
+{
+	char byte;
+	uint64_t off = ci * CHUNK;
+	return cache_blob_read(rs->c->cache, rs->b->digest, rs->b->size, &byte, 1, off) == 1;
+}
+
+/* ---- the read path ---- */
+
+int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, fuse_ino_t ino,
+		 struct fs_rstate **out)
+{
+	struct fs_rstate *rs = calloc(1, sizeof *rs);
+	if (!rs)
+		return -ENOMEM;
+	rs->c = c;
+	rs->img = img;
+	fs_image_ref(img);
+	rs->b = &img->blobs[blob_idx];
+	rs->ino = ino;
+	rs->ra = RA_MIN;
+	pthread_mutex_init(&rs->mu, NULL);
+	if (!rs->b->data && !cache_blob_complete(c->cache, rs->b->digest)) {
+		rs->sha = EVP_MD_CTX_new();
+		if (rs->sha && !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL)) {
+			EVP_MD_CTX_free(rs->sha);
+			rs->sha = NULL;
+		}
+	}
+	if (!rs->b->data)
+		cache_blob_pin(c->cache, rs->b->digest);
+	*out = rs;
+	return 0;
+}
+
+void fs_blob_close(struct fs_rstate *rs)
+{
+	if (!rs)
+		return;
+	if (!rs->b->data)
+		cache_blob_unpin(rs->c->cache, rs->b->digest);
+	EVP_MD_CTX_free(rs->sha);
+	pthread_mutex_destroy(&rs->mu);
+	fs_image_put(rs->img);
+	free(rs);
+}
+
+/* Feeds the sequential hash; -EIO when a whole-file read mismatches. */
+static int seq_hash(struct fs_rstate *rs, const char *buf, size_t n, uint64_t off)
+{
+	int rc = 0;
+	pthread_mutex_lock(&rs->mu);
+	if (!rs->sha || off > rs->hashed || off + n <= rs->hashed)
+		goto out;
+	size_t skip = (size_t)(rs->hashed - off);
+	EVP_DigestUpdate(rs->sha, buf + skip, n - skip);
+	rs->hashed = off + n;
+	if (rs->hashed == rs->b->size) {
+		unsigned char md[32];
+		unsigned int l = 0;
+		char hex[65];
+		EVP_DigestFinal_ex(rs->sha, md, &l);
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		if (strcmp(hex, rs->b->hex) != 0) {
+			log_err("blob %s: content hashes to sha256:%s; answering EIO",
+				rs->b->digest, hex);
+			mark_bad(rs->b->digest);
+			cache_blob_drop(rs->c->cache, rs->b->digest);
+			fs_inval_inode_async(rs->ino);
+			rc = -EIO;
+		}
+		EVP_MD_CTX_free(rs->sha);
+		rs->sha = NULL;
+	}
+out:
+	pthread_mutex_unlock(&rs->mu);
+	return rc;
+}
+
+/* Synchronous fetch of the chunks [c0, c1) into the cache, copying the
+ * reader's part into buf on the way. */
+static int fetch_sync(struct fs_rstate *rs, uint64_t c0, uint64_t c1, char *buf, size_t len,
+		      uint64_t off, volatile int *cancel)
+{
+	struct fetch f = {.c = rs->c, .img = rs->img, .size = rs->b->size, .pos = c0 * CHUNK,
+			  .out = buf, .out_off = off, .out_len = len};
+	snprintf(f.digest, sizeof f.digest, "%s", rs->b->digest);
+	f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
+	f.chunk = malloc(CHUNK);
+	if (!f.chunk)
+		return -ENOMEM;
+	int rc = fetch_run(&f, cancel);
+	free(f.chunk);
+	return rc;
+}
+
+/* verify=strict: the whole blob is fetched and sealed before any byte. */
+static int ensure_verified(struct fs_rstate *rs, volatile int *cancel)
+{
+	const char *dg = rs->b->digest;
+	uint64_t nch = (rs->b->size + CHUNK - 1) / CHUNK;
+	for (int round = 0; round < 3 && !cache_blob_complete(rs->c->cache, dg); round++) {
+		uint64_t c = 0;
+		while (c < nch) {
+			if (chunk_cached(rs, c)) {
+				c++;
+				continue;
+			}
+			uint64_t e = c;
+			pthread_mutex_lock(&bl_mu);
+			while (e < nch && e - c < 64 && claim_locked(dg, e))
+				e++;
+			pthread_mutex_unlock(&bl_mu);
+			if (e == c) { /* someone else fetches it: wait */
+				pthread_mutex_lock(&bl_mu);
+				while (flight_find(dg, c))
+					pthread_cond_wait(&bl_cv, &bl_mu);
+				pthread_mutex_unlock(&bl_mu);
+				if (!chunk_cached(rs, c))
+					return -EIO;
+				continue;
+			}
+			int rc = fetch_sync(rs, c, e, NULL, 0, 0, cancel);
+			release_range(dg, c, e);
+			if (rc == -ENOSPC) {
+				log_err("verify=strict: no cache space to verify %s", dg);
+				return -EIO;
+			}
+			if (rc)
+				return rc;
+			c = e;
+		}
+		int rc = cache_blob_seal(rs->c->cache, dg, rs->b->size);
+		if (rc == -EIO) {
+			mark_bad(dg);
+			log_err("blob %s: content does not hash to the digest; answering EIO", dg);
+			return -EIO;
+		}
+	}
+	return cache_blob_complete(rs->c->cache, dg) ? 0 : -EIO;
+}
+
+ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
+		     volatile int *cancel)
+{
+	const struct fs_blob *b = rs->b;
+	ssize_t rc;
+	if (off >= b->size)
+		return 0;
+	if (len > b->size - off)
+		len = (size_t)(b->size - off);
+	if (b->data) {
+		memcpy(buf, b->data + off, len);
+		return (ssize_t)len;
+	}
+	if (is_bad(b->digest))
+		return -EIO;
+	if (rs->c->verify_strict && (rc = ensure_verified(rs, cancel)) != 0)
+		return rc;
+
+	/* Readahead grows while the reader goes on where it stopped. */
+	pthread_mutex_lock(&rs->mu);
+	int sequential = off == rs->next_off;
+	uint32_t ra = sequential ? rs->ra : 0;
+	if (sequential && rs->ra < RA_MAX)
+		rs->ra *= 2;
+	else if (!sequential) {
+		rs->ra = RA_MIN;
+		rs->ra_until = 0;
+	}
+	rs->next_off = off + len;
+	pthread_mutex_unlock(&rs->mu);
+
+	rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
+	uint64_t nch = (b->size + CHUNK - 1) / CHUNK;
+	uint64_t n0 = off / CHUNK, n1 = (off + len + CHUNK - 1) / CHUNK;
+	uint64_t r1 = (off + len + ra + CHUNK - 1) / CHUNK;
+	if (r1 > nch)
+		r1 = nch;
+	if (ra) {
+		/* Start readahead of what follows, even on a hit, so that a
+		 * sequential reader rarely waits. Only the chunks past the
+		 * request that nobody fetches yet. */
+		pthread_mutex_lock(&rs->mu);
+		uint64_t c = rs->ra_until > n1 ? rs->ra_until : n1;
+		if (rs->ra_until < r1)
+			rs->ra_until = r1;
+		pthread_mutex_unlock(&rs->mu);
+		while (c < r1) {
+			if (chunk_cached(rs, c)) {
+				c++;
+				continue;
+			}
+			uint64_t e = c;
+			pthread_mutex_lock(&bl_mu);
+			while (e < r1 && (e - c) * CHUNK < PIECE && claim_locked(b->digest, e))
+				e++;
+			pthread_mutex_unlock(&bl_mu);
+			if (e == c) {
+				c++;
+				continue;
+			}
+			start_worker(rs, c, e);
+			c = e;
+		}
+	}
+	if (rc == (ssize_t)len)
+		goto done;
+
+	/* Miss: fetch the chunks we need that nobody fetches, wait for the rest. */
+	int fetched_all = 1;
+	uint64_t c = n0;
+	while (c < n1) {
+		if (chunk_cached(rs, c)) {
+			c++;
+			fetched_all = 0;
+			continue;
+		}
+		uint64_t e = c;
+		pthread_mutex_lock(&bl_mu);
+		while (e < n1 && claim_locked(b->digest, e))
+			e++;
+		pthread_mutex_unlock(&bl_mu);
+		if (e == c) {
+			fetched_all = 0;
+			pthread_mutex_lock(&bl_mu);
+			while (flight_find(b->digest, c) && !(cancel && *cancel))
+				pthread_cond_wait(&bl_cv, &bl_mu);
+			pthread_mutex_unlock(&bl_mu);
+			if (cancel && *cancel)
+				return -EINTR;
+			c++;
+			continue;
+		}
+		int frc = fetch_sync(rs, c, e, buf, len, off, cancel);
+		release_range(b->digest, c, e);
+		if (frc && frc != -ENOSPC)
+			return frc == -EINTR ? -EINTR : frc == -ENOENT ? -EIO : frc;
+		if (frc == 0)
+			seal_check(rs->c, b->digest, b->size, rs->ino);
+		c = e;
+	}
+	if (is_bad(b->digest))
+		return -EIO;
+	rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
+	if (rc != (ssize_t)len && !fetched_all) {
+		/* Another reader's fetch failed or the disk is full: fetch the
+		 * exact range ourselves, without the cache. */
+		struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size, .pos = n0 * CHUNK,
+				  .out = buf, .out_off = off, .out_len = len, .cache_err = -ENOSPC};
+		snprintf(f.digest, sizeof f.digest, "%s", b->digest);
+		f.end = n1 * CHUNK < b->size ? n1 * CHUNK : b->size;
+		f.chunk = malloc(CHUNK);
+		if (!f.chunk)
+			return -ENOMEM;
+		int frc = fetch_run(&f, cancel);
+		free(f.chunk);
+		if (frc && frc != -ENOSPC)
+			return frc == -ENOENT ? -EIO : frc;
+		rc = (ssize_t)len;
+	} else if (rc != (ssize_t)len) {
+		rc = (ssize_t)len; /* filled from the wire by fetch_sync */
+	}
+done:
+	if (seq_hash(rs, buf, len, off) != 0)
+		return -EIO;
+	return (ssize_t)len;
+}
+
+void fs_blob_shutdown(void)
+{
+	pthread_mutex_lock(&bl_mu);
+	while (nworkers > 0)
+		pthread_cond_wait(&bl_cv, &bl_mu);
+	while (flights) {
+		struct flight *f = flights;
+		flights = f->next;
+		free(f);
+	}
+	while (bads) {
+		struct bad *b = bads;
+		bads = b->next;
+		free(b);
+	}
+	while (urls) {
+		struct url *u = urls;
+		urls = u->next;
+		free(u->key);
+		free(u->url);
+		free(u);
+	}
+	pthread_mutex_unlock(&bl_mu);
+}
