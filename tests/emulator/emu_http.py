@@ -110,7 +110,16 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         if n > BODY_MAX:
             raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
+        if not n:
+            return b""
+        buf = bytearray(n)  # readinto: large reads go straight into buf
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = self.rfile.readinto(view[got:])
+            if not k:
+                raise ValueError("body shorter than Content-Length")
+            got += k
+        return buf
 
     def send(self, status, body, ctype, headers=(), fault=None):
         if isinstance(body, str):
@@ -153,12 +162,14 @@ class Handler(BaseHTTPRequestHandler):
         self.entry = {"ts": round(time.time(), 6), "op": None, "account": None, "region": None,
                       "repo": None, "status": None, "code": "", "bytes_in": 0, "bytes_out": 0,
                       "range": self.headers.get("Range")}
+        t0 = time.monotonic()
         try:
             body = self.read_body()
         except (ValueError, OSError):
             self.close_connection = True
             return self.send(413, "request body too large or malformed", "text/plain")
         self.entry["bytes_in"] = len(body)
+        self.entry["read_ms"] = round((time.monotonic() - t0) * 1000, 1)
         path = self.path
         try:
             if path.startswith("/_emu/"):
@@ -181,6 +192,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         finally:
             if self.entry.get("op"):
+                self.entry["ms"] = round((time.monotonic() - t0) * 1000, 1)
                 self.app.log.append(self.entry)
 
     def generic_fault(self, fault, error):

@@ -4,7 +4,6 @@ Parts are appended to a temp file in STATE_DIR/uploads (hashing as they
 arrive); CompleteLayerUpload checks the digest and streams the file into
 the backing registry.
 """
-import base64
 import binascii
 import hashlib
 import hmac
@@ -78,7 +77,7 @@ class Layers:
         u = self._upload(ctx, p, r)
         first, last = p.get("partFirstByte"), p.get("partLastByte")
         try:
-            blob = base64.b64decode(p.get("layerPartBlob") or "", validate=True)
+            blob = binascii.a2b_base64(p.get("layerPartBlob") or "", strict_mode=True)
         except (binascii.Error, ValueError):
             raise invalid("layerPartBlob", "must be valid base64")
         uid = p["uploadId"]
