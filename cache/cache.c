@@ -287,8 +287,13 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	}
 	/* Shared: any number of mounts; an exclusive holder (a cleaner) waits. */
 	if (flock(c->lock_fd, LOCK_SH | LOCK_NB) < 0) {
-		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		goto out;
+		if (errno == ENOLCK || errno == EOPNOTSUPP) {
+			log_warn("cache_dir %s: no flock on this filesystem; do not share it "
+				 "between mounts", c->dir);
+		} else {
+			ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			goto out;
+		}
 	}
 	clean_tmp(c);
 	scan_dir(c, "blobs/sha256", 0);

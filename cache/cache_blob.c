@@ -75,6 +75,8 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 		len = SSIZE_MAX;
 	for (int attempt = 0;; attempt++) {
 		ret = cache_fds_get(c, hex, size, 0, &f);
+		if (ret == -ENOENT)
+			cache_refresh_complete(c, hex); /* forget what another mount evicted */
 		if (ret)
 			break;
 		if (!f.complete && !chunks_present(f.map_fd, off, len)) {
@@ -249,11 +251,12 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 	cache_path_blob(c, hex, blob);
 	map_fd = open(map, O_RDWR | O_CLOEXEC);
 	if (map_fd < 0) {
-		ret = errno == ENOENT ? -EAGAIN : -errno;
+		/* No map: nothing written, or sealed since the check above. */
+		ret = errno != ENOENT ? -errno : cache_refresh_complete(c, hex) ? 0 : -EAGAIN;
 		goto out;
 	}
 	/* Exclusive on the map: one sealer at a time, across mounts too. */
-	if (flock(map_fd, LOCK_EX) < 0) {
+	if (flock(map_fd, LOCK_EX) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
 		ret = -errno;
 		goto out;
 	}

@@ -100,7 +100,7 @@ static int lock_for_delete(const char *path)
 
 	if (fd < 0)
 		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
 		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(fd);
 		return err;

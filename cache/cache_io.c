@@ -134,7 +134,9 @@ int cache_open_locked(const char *path, int flags, mode_t mode)
 		int fd = open(path, flags | O_CLOEXEC, mode);
 		if (fd < 0)
 			return -errno;
-		if (flock(fd, LOCK_SH) < 0) {
+		/* A filesystem without flock: work unlocked (open fds still
+		 * read what another mount unlinks). */
+		if (flock(fd, LOCK_SH) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
 			int err = -errno;
 			close(fd);
 			return err;

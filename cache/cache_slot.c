@@ -180,16 +180,26 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 		goto out;
 	}
 	cache_path_blob(c, hex, path);
-	dfd = cache_open_locked(path, O_RDONLY, 0);
-	if (dfd >= 0) {
-		complete = 1;
-	} else {
+	for (int tries = 0;; tries++) {
+		dfd = cache_open_locked(path, O_RDONLY, 0);
+		if (dfd >= 0) {
+			complete = 1;
+			break;
+		}
 		ret = dfd;
 		if (ret != -ENOENT)
 			goto out;
 		ret = open_partial(c, hex, size, create, &dfd, &mfd);
 		if (ret)
 			goto out;
+		if (access(path, F_OK) < 0 || tries == 2)
+			break;
+		/* Sealed between our two opens: use the complete blob, and
+		 * remove the partial we may just have created (if unused). */
+		close(dfd);
+		close(mfd);
+		dfd = mfd = -1;
+		cache_unlink_partial(c, hex);
 	}
 	adopt(c, e, complete, dfd, size);
 	/* Refresh the on-disk access time: the LRU order of the next mount. */

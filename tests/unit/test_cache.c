@@ -839,6 +839,133 @@ static void test_open_cleanup(void)
 	blobs_free(b, 3);
 }
 
+struct sealer_arg {
+	cache *c;
+	const char *d;
+	const unsigned char *data;
+	size_t size;
+	int start;
+	int bad; /* a seal answered something else than 0 or -EAGAIN */
+};
+
+static void *sealer(void *p)
+{
+	struct sealer_arg *a = p;
+	size_t n = (a->size + CH - 1) / CH;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (k + (size_t)a->start) % n, off = i * CH;
+		size_t len = a->size - off < CH ? a->size - off : CH;
+		if (cache_blob_write_chunk(a->c, a->d, a->size, off, a->data + off, len))
+			a->bad = 1;
+		int r = cache_blob_seal(a->c, a->d, a->size);
+		if (r != 0 && r != -EAGAIN)
+			a->bad = 1;
+	}
+	return NULL;
+}
+
+/* Threads of two processes write overlapping chunks of one blob and seal
+ * whenever they like: every seal answers 0 or -EAGAIN, one blob results. */
+static int seal_race(const char *dir, const char *d, const unsigned char *data, size_t size,
+		     int base)
+{
+	struct sealer_arg a[3];
+	pthread_t t[3];
+	cache *c = NULL;
+	int before = failures;
+
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	for (int i = 0; i < 3; i++) {
+		a[i] = (struct sealer_arg){c, d, data, size, base + 2 * i, 0};
+		CHECK_EQ(pthread_create(&t[i], NULL, sealer, &a[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(a[i].bad, 0);
+	}
+	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_EQ(cache_blob_complete(c, d), 1);
+	cache_close(c);
+	return failures != before;
+}
+
+static void test_seal_race(void)
+{
+	const size_t size = 7 * CH + 1;
+	unsigned char *data = make_data(size, 800), *buf = malloc(size);
+	char dir[256], d[72], path[512];
+	struct cache_stats st;
+	int status = 0;
+	cache *c = NULL;
+	pid_t pid;
+
+	digest_of(data, size, d);
+	subdir(dir, sizeof(dir), "sealrace");
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		exit(seal_race(dir, d, data, size, 1));
+	seal_race(dir, d, data, size, 0);
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, size);
+	snprintf(path, sizeof(path), "%s/partial", dir);
+	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0); /* no leftovers */
+	cache_close(c);
+	free(data);
+	free(buf);
+}
+
+/* Another mount evicts a blob this one knows but does not hold open. */
+static void test_evicted_elsewhere(void)
+{
+	struct blob b[3];
+	char dir[256], buf[8];
+	struct cache_stats st;
+	cache *c = NULL, *c2 = NULL;
+	int status = 0;
+	pid_t pid;
+
+	blobs_make(b, 3, CH, 900);
+	subdir(dir, sizeof(dir), "elsewhere");
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_EQ(cache_blob_put(c, b[1].d, b[1].data, CH), 0);
+	/* File times are coarse: make b[0] the older one for the other mount. */
+	for (int i = 0; i < 2; i++) {
+		char path[512];
+		struct timespec t[2] = {{.tv_sec = 1000000000 + i}, {.tv_sec = 1000000000 + i}};
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", dir, b[i].d + 7);
+		CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		int bad;
+		cache_close(c);
+		bad = cache_open(dir, 2 * CH, &c2) != 0 ||
+		      cache_blob_put(c2, b[2].d, b[2].data, CH) != 0;
+		cache_close(c2);
+		exit(bad);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(cache_blob_read(c, b[0].d, CH, buf, 1, 0), -ENOENT);
+	CHECK_EQ(cache_blob_complete(c, b[0].d), 0);
+	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	CHECK_EQ(cache_blob_read(c, b[2].d, CH, buf, 8, 0), 8);
+	CHECK(memcmp(buf, b[2].data, 8) == 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, 2 * CH);
+	cache_close(c);
+	blobs_free(b, 3);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -864,6 +991,8 @@ int main(void)
 	test_has();
 	test_many_open();
 	test_open_cleanup();
+	test_seal_race();
+	test_evicted_elsewhere();
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	if (failures)
 		fprintf(stderr, "%d failure(s)\n", failures);
