@@ -1,0 +1,191 @@
+"""Fixtures for the read-only filesystem suite: real ecrfs mounts on the
+local ECR emulator, seeded with umoci-built images."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+
+import ecrclient  # noqa: E402
+import layouts  # noqa: E402
+from emu import Emulator  # noqa: E402
+
+BUILD = os.environ.get("ECRFS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+ECRFS = os.path.join(BUILD, "fs", "ecrfs")
+ACCT = "111111111111"
+REGION = "us-east-1"
+
+
+class Mount:
+    """ecrfs -f MNT -o cache_dir=...,OPTS with the emulator's environment;
+    stop() unmounts (lazily if needed) and reaps the daemon."""
+
+    def __init__(self, emu, tmp, name="mnt", opts="", cache_dir=None, env=None):
+        self.emu = emu
+        self.mnt = os.path.join(str(tmp), name)
+        self.cache_dir = cache_dir or os.path.join(str(tmp), name + "-cache")
+        self.log = os.path.join(str(tmp), name + ".log")
+        self.opts = opts
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("AWS_"):
+                del self.env[k]
+        self.env.update(emu.env())
+        self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.rc = None
+
+    def start(self, timeout=60):
+        os.makedirs(self.mnt, exist_ok=True)
+        o = f"cache_dir={self.cache_dir},log={self.log}"
+        if self.opts:
+            o += "," + self.opts
+        logf = open(self.log + ".stderr", "ab")
+        self.proc = subprocess.Popen([ECRFS, "-f", self.mnt, "-o", o], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.ismount(self.mnt):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"ecrfs did not mount; log:\n{self.logtext()}")
+
+    def logtext(self):
+        out = ""
+        for p in (self.log, self.log + ".stderr"):
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    out += f.read()
+        return out
+
+    def stop(self):
+        if self.proc is None:
+            return self.rc
+        if os.path.ismount(self.mnt):
+            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
+        try:
+            self.rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.rc = self.proc.wait()
+        self.proc = None
+        return self.rc
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def repo(self, repo, *parts, acct=ACCT, region=REGION):
+        return os.path.join(self.mnt, acct, region, *repo.split("/"), *parts)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _mix_image(layout, base_tag, other_tag, ref):
+    """A manifest that shares base_tag's first layer and adds other_tag's
+    layers (so two different images share a layer)."""
+    a = json.loads(layouts._blob(layout, layouts.descriptor(layout, base_tag)["digest"]))
+    b = json.loads(layouts._blob(layout, layouts.descriptor(layout, other_tag)["digest"]))
+    m = dict(b)
+    m["layers"] = [a["layers"][0]] + b["layers"]
+    data = json.dumps(m).encode()
+    digest = layouts._write_blob(layout, data)
+    idx = layouts._index(layout)
+    idx["manifests"].append({"mediaType": layouts.INDEX.replace("index", "manifest"),
+                             "digest": digest, "size": len(data),
+                             "annotations": {layouts.REF: ref}})
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(idx, f)
+    return digest
+
+
+def _docker_image(layout, tag, ref):
+    """The same image as `tag` with Docker schema 2 media types."""
+    m = json.loads(layouts._blob(layout, layouts.descriptor(layout, tag)["digest"]))
+    m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+    m["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    for l in m["layers"]:
+        l["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    data = json.dumps(m, indent=3).encode()
+    digest = layouts._write_blob(layout, data)
+    idx = layouts._index(layout)
+    idx["manifests"].append({"mediaType": m["mediaType"], "digest": digest, "size": len(data),
+                             "annotations": {layouts.REF: ref}})
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(idx, f)
+    return digest
+
+
+def seed(emu, layout):
+    """Pushes the suite's images; returns what the tests check against."""
+    big = os.urandom((5 << 20) + 12345)  # incompressible: a multi-chunk layer
+    s = {}
+    s["v1"] = layouts.make_image(layout, "v1", {"/etc/v1": b"one\n", "/big.bin": big}, n_layers=2)
+    s["v2"] = layouts.make_image(layout, "v2", {"/etc/v2": b"two\n"})
+    s["mix"] = _mix_image(layout, "v1", "v2", "mix")
+    s["docker"] = _docker_image(layout, "v2", "dock")
+    s["ci"] = layouts.make_image(layout, "ci", {"/etc/ci": b"ci\n"})
+    s["untagged"] = layouts.make_image(layout, "lost", {"/etc/lost": b"lost\n"})
+    s["multi"] = layouts.make_multiarch_index(layout, "m1")
+    ecrclient.push_layout(emu, layout, "team/app", "v1")
+    ecrclient.push_layout(emu, layout, "team/app", "latest", ref="v1")  # same image, 2 tags
+    ecrclient.push_layout(emu, layout, "team/app", "v2")
+    ecrclient.push_layout(emu, layout, "team/app", "mix")
+    ecrclient.push_layout(emu, layout, "team/app", "ci")
+    ecrclient.push_layout(emu, layout, "team/app/ci", "c1", ref="ci")
+    ecrclient.push_layout(emu, layout, "dock", "d1", ref="dock")
+    ecrclient.push_layout(emu, layout, "multi", "m1")
+    # An untagged image: pushed by digest only.
+    c = ecrclient.client_for(emu)
+    try:
+        ecrclient._push_manifest(c, layout, "team/app", layouts.descriptor(layout, "lost"), None)
+    finally:
+        c.close()
+    return s
+
+
+@pytest.fixture(scope="session")
+def seeded(emulator, tmp_path_factory):
+    layout = str(tmp_path_factory.mktemp("seed") / "layout")
+    return {"emu": emulator, "layout": layout, "images": seed(emulator, layout)}
+
+
+@pytest.fixture
+def mount(seeded, tmp_path):
+    """A mount factory: mount(opts="", name="mnt", cache_dir=None) -> Mount;
+    every mount is stopped at teardown, and a daemon that exits non-zero
+    (ASan leak, crash) fails the test."""
+    made = []
+
+    def make(opts="", name="mnt", cache_dir=None, emu=None, env=None):
+        m = Mount(emu or seeded["emu"], tmp_path, name, opts, cache_dir, env)
+        made.append(m)
+        return m.start()
+    yield make
+    bad = []
+    for m in made:
+        rc = m.stop()
+        if rc not in (0, None):
+            bad.append((m.mnt, rc, m.logtext()[-4000:]))
+    assert not bad, f"ecrfs exited non-zero: {bad}"
