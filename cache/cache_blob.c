@@ -328,7 +328,7 @@ int cache_blob_put(cache *c, const char *digest, const void *data, size_t len)
 	if (ret)
 		return ret;
 	cache_path_blob(c, hex, path);
-	ret = cache_write_atomic(c, path, NULL, 0, data, len);
+	ret = cache_write_atomic(c, path, NULL, 0, data, len, c->sync);
 	if (ret) {
 		pthread_mutex_lock(&c->mu);
 		c->total -= len;

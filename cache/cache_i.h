@@ -122,9 +122,9 @@ void cache_slots_close(cache *c);
 /* cache_io.c */
 int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
-/* Writes a file atomically: temp in DIR/tmp, optional fdatasync, rename. */
+/* Writes a file atomically: temp in DIR/tmp, fdatasync if sync, rename. */
 int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen,
-		       const void *data, size_t len);
+		       const void *data, size_t len, int sync);
 int cache_sha256_fd(int fd, uint64_t size, unsigned char md[32]);
 void cache_sha256_hex(const void *data, size_t len, char hex[CACHE_HEX_LEN + 1]);
 void cache_md_to_hex(const unsigned char md[32], char hex[CACHE_HEX_LEN + 1]);

@@ -47,7 +47,7 @@ int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen,
-		       const void *data, size_t len)
+		       const void *data, size_t len, int sync)
 {
 	char tmp[PATH_MAX];
 	int fd, ret;
@@ -59,7 +59,7 @@ int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrle
 	ret = cache_pwrite_full(fd, hdr, hdrlen, 0);
 	if (!ret)
 		ret = cache_pwrite_full(fd, data, len, hdrlen);
-	if (!ret && c->sync && fdatasync(fd) < 0)
+	if (!ret && sync && fdatasync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
 		ret = -errno;

@@ -1,6 +1,8 @@
 /* Metadata records: opaque bytes under (namespace, key), one file each at
  * meta/<ns>/<sha256(key)>. The file repeats the key, so a hash collision or
- * a foreign file can never be read as another key's record. Not counted
+ * a foreign file can never be read as another key's record, and carries the
+ * data's length and sha256, so a record torn by a crash reads as absent
+ * (hence no fdatasync: records are rebuilt from the network). Not counted
  * against max_bytes (records are small: manifests, tag -> digest). */
 #include "cache/cache_i.h"
 
@@ -12,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define META_MAGIC "ECRFSMETA1 "
+/* Header: "ECRFSMETA2 <keylen> <datalen> <sha256 hex of data>\n", then the
+ * key, then the data. */
+#define META_MAGIC "ECRFSMETA2 "
 #define META_MAX (64u * 1024 * 1024) /* refuse to load absurd records */
 
 /* ns becomes a directory name: short, [a-z0-9_-] only. */
@@ -42,7 +46,7 @@ static int meta_path(const cache *c, const char *ns, const char *key, char path[
 
 int cache_meta_put(cache *c, const char *ns, const char *key, const void *data, size_t len)
 {
-	char path[PATH_MAX], hdr[64];
+	char path[PATH_MAX], dir[PATH_MAX], hdr[160], hex[CACHE_HEX_LEN + 1];
 	char *head = NULL;
 	size_t klen, hlen;
 	int ret = meta_path(c, ns, key, path);
@@ -51,30 +55,62 @@ int cache_meta_put(cache *c, const char *ns, const char *key, const void *data, 
 		return ret;
 	if (len > META_MAX)
 		return -EFBIG;
-	{
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s/meta/%s", c->dir, ns);
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return cache_write_error(c, -errno);
-	}
+	snprintf(dir, sizeof(dir), "%s/meta/%s", c->dir, ns);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return cache_write_error(c, -errno);
 	klen = strlen(key);
-	hlen = (size_t)snprintf(hdr, sizeof(hdr), META_MAGIC "%zu\n", klen);
+	cache_sha256_hex(data, len, hex);
+	hlen = (size_t)snprintf(hdr, sizeof(hdr), META_MAGIC "%zu %zu %s\n", klen, len, hex);
 	head = malloc(hlen + klen);
 	if (!head)
 		return -ENOMEM;
 	memcpy(head, hdr, hlen);
 	memcpy(head + hlen, key, klen);
-	ret = cache_write_atomic(c, path, head, hlen + klen, data, len);
+	ret = cache_write_atomic(c, path, head, hlen + klen, data, len, 0);
 	free(head);
 	return ret ? cache_write_error(c, ret) : 0;
+}
+
+/* Checks the record in buf[0..got) against key; on success *data and *len
+ * point at its data inside buf. -ENOENT when it is not key's intact record. */
+static int parse_record(char *buf, size_t got, const char *key, char **data, size_t *len)
+{
+	char hex[CACHE_HEX_LEN + 1], *p, *end;
+	unsigned long long klen, dlen;
+
+	if (got < sizeof(META_MAGIC) || memcmp(buf, META_MAGIC, sizeof(META_MAGIC) - 1) != 0)
+		return -ENOENT;
+	p = buf + sizeof(META_MAGIC) - 1;
+	klen = strtoull(p, &end, 10);
+	if (end == p || *end != ' ')
+		return -ENOENT;
+	p = end + 1;
+	dlen = strtoull(p, &end, 10);
+	if (end == p || *end != ' ')
+		return -ENOENT;
+	p = end + 1;
+	if ((size_t)(buf + got - p) < CACHE_HEX_LEN + 1 || p[CACHE_HEX_LEN] != '\n')
+		return -ENOENT;
+	end = p;
+	p += CACHE_HEX_LEN + 1;
+	if (klen != strlen(key) || (size_t)(buf + got - p) != klen + dlen ||
+	    memcmp(p, key, klen) != 0)
+		return -ENOENT;
+	p += klen;
+	cache_sha256_hex(p, dlen, hex);
+	if (memcmp(hex, end, CACHE_HEX_LEN) != 0)
+		return -ENOENT;
+	*data = p;
+	*len = dlen;
+	return 0;
 }
 
 int cache_meta_get(cache *c, const char *ns, const char *key, char **data, size_t *len)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	char *buf = NULL, *p, *end;
-	size_t got = 0, klen;
+	char *buf = NULL, *p = NULL;
+	size_t got = 0;
 	int fd = -1, ret = meta_path(c, ns, key, path);
 
 	*data = NULL;
@@ -97,25 +133,13 @@ int cache_meta_get(cache *c, const char *ns, const char *key, char **data, size_
 	ret = cache_pread_full(fd, buf, (size_t)st.st_size, 0, &got);
 	if (ret)
 		goto out;
-	buf[got] = '\0';
-	/* Header "ECRFSMETA1 <keylen>\n", then the key, then the data. */
-	ret = -ENOENT;
-	if (got < sizeof(META_MAGIC) || memcmp(buf, META_MAGIC, sizeof(META_MAGIC) - 1) != 0)
+	ret = parse_record(buf, got, key, &p, len);
+	if (ret)
 		goto out;
-	p = buf + sizeof(META_MAGIC) - 1;
-	klen = strtoul(p, &end, 10);
-	if (end == p || *end != '\n')
-		goto out;
-	p = end + 1;
-	if (klen != strlen(key) || (size_t)(buf + got - p) < klen || memcmp(p, key, klen) != 0)
-		goto out;
-	p += klen;
-	*len = (size_t)(buf + got - p);
 	memmove(buf, p, *len);
 	buf[*len] = '\0';
 	*data = buf;
 	buf = NULL;
-	ret = 0;
 out:
 	free(buf);
 	if (fd >= 0)
@@ -125,19 +149,18 @@ out:
 
 int cache_meta_del(cache *c, const char *ns, const char *key)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], *data = NULL;
+	size_t len = 0;
 	int ret = meta_path(c, ns, key, path);
 
 	if (ret)
 		return ret;
-	/* Check it is this key's record before removing it. */
-	{
-		char *data = NULL;
-		size_t len = 0;
-		ret = cache_meta_get(c, ns, key, &data, &len);
-		free(data);
-		if (ret)
-			return ret;
-	}
-	return unlink(path) < 0 ? -errno : 0;
+	/* Only this key's record goes; a torn one (-ENOENT) goes too. */
+	ret = cache_meta_get(c, ns, key, &data, &len);
+	free(data);
+	if (ret && ret != -ENOENT)
+		return ret;
+	if (unlink(path) < 0)
+		return -errno;
+	return 0;
 }
