@@ -49,7 +49,8 @@ def check_registry_id(rid):
 
 
 def image_id_str(iid):
-    return "{imageDigest:'%s', imageTag:'%s'}" % (iid.get("imageDigest"), iid.get("imageTag"))
+    d, t = iid.get("imageDigest"), iid.get("imageTag")
+    return "{imageDigest:'%s', imageTag:'%s'}" % (d or "null", "null" if t is None else t)
 
 
 class Paginator:
