@@ -16,16 +16,20 @@
 #define REFRESH_BEFORE_S 300
 
 struct cred_provider {
-	/* Protects cur, have and invalid; held during a refresh so concurrent
-	 * callers wait for one chain walk instead of starting their own. */
+	/* Protects cur, have, invalid, refreshing, generation and last_ret. A
+	 * chain walk (STS, IMDS: seconds) runs without it, one thread at a time
+	 * (refreshing); meanwhile the others keep using credentials that are
+	 * still valid, or wait on refreshed when there are none. */
 	pthread_mutex_t lock;
+	pthread_cond_t refreshed;
 	struct cred cur;
-	int have, invalid;
+	int have, invalid, refreshing, last_ret;
+	unsigned long generation; /* completed refreshes */
 	char *profile;
 	int profile_explicit;
 	char *sts_endpoint, *ca_file;
 	int timeout_ms;
-	net_http *http; /* created on first use; used only under lock */
+	net_http *http; /* created on first use; used only by the refreshing thread */
 };
 
 /* ---- small helpers shared by the sources ---- */
@@ -309,6 +313,7 @@ int cred_provider_new(const struct cred_opts *opts, cred_provider **out)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->refreshed, NULL);
 	if (prof && *prof) {
 		p->profile_explicit = 1;
 	} else {
@@ -341,6 +346,7 @@ void cred_provider_free(cred_provider *p)
 	free(p->sts_endpoint);
 	free(p->ca_file);
 	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->refreshed);
 	free(p);
 }
 
@@ -365,11 +371,11 @@ static int cred_copy(const struct cred *src, struct cred *dst)
 	return ret;
 }
 
-/* Called with p->lock held. */
-static int refresh(cred_provider *p)
+/* Walks the chain into *fresh. Called without p->lock, by one thread at a
+ * time (p->refreshing). */
+static int refresh(cred_provider *p, struct cred *fresh)
 {
 	struct cred_chain ch;
-	struct cred fresh = {0};
 	int ret;
 
 	memset(&ch, 0, sizeof(ch));
@@ -379,7 +385,8 @@ static int refresh(cred_provider *p)
 	ch.ca_file = p->ca_file;
 	ch.timeout_ms = p->timeout_ms;
 	if (!p->http) {
-		struct net_http_opts ho = {.ca_file = p->ca_file, .connect_timeout_ms = 1000};
+		/* Short connects: IMDS and the container agent are local or absent. */
+		struct net_http_opts ho = {.ca_file = p->ca_file, .connect_timeout_ms = 3000};
 		ret = net_http_new(&ho, &p->http);
 		if (ret)
 			return ret;
@@ -390,37 +397,67 @@ static int refresh(cred_provider *p)
 	    !ini_has_section(ch.credentials, p->profile))
 		log_warn("profile %s is in neither %s nor %s", p->profile, ch.config_path,
 			 ch.credentials_path);
-	ret = walk_chain(&ch, &fresh);
-	if (ret == 0) {
-		cred_clear(&p->cur);
-		p->cur = fresh;
-		p->have = 1;
-		p->invalid = 0;
-		log_info("credentials from %s", p->cur.source);
-	} else if (ret == -ENOENT) {
+	ret = walk_chain(&ch, fresh);
+	if (ret == 0)
+		log_info("credentials from %s", fresh->source);
+	else if (ret == -ENOENT)
 		log_err("no AWS credentials for profile %s; tried: %s. Check `aws configure "
 			"list --profile %s`",
 			p->profile, ch.tried, p->profile);
-	}
 	ini_free(ch.config);
 	ini_free(ch.credentials);
 	return ret;
 }
 
+/* Credentials that stay valid for more than margin seconds. Under p->lock. */
+static int usable(const cred_provider *p, time_t now, time_t margin)
+{
+	return p->have && !p->invalid &&
+	       (p->cur.expiration == 0 || p->cur.expiration - now > margin);
+}
+
 int cred_get(cred_provider *p, struct cred *out)
 {
-	time_t now = time(NULL);
+	struct cred fresh = {0};
+	time_t now;
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&p->lock);
-	if (p->have && !p->invalid &&
-	    (p->cur.expiration == 0 || p->cur.expiration - now > REFRESH_BEFORE_S))
-		goto copy;
-	ret = refresh(p);
+	for (;;) {
+		now = time(NULL);
+		if (usable(p, now, REFRESH_BEFORE_S))
+			goto copy;
+		if (!p->refreshing)
+			break;
+		/* Another thread refreshes: use what still works, else wait for it. */
+		if (usable(p, now, 10))
+			goto copy;
+		unsigned long gen = p->generation;
+		while (p->refreshing && p->generation == gen)
+			pthread_cond_wait(&p->refreshed, &p->lock);
+		if (p->generation != gen && p->last_ret && !usable(p, time(NULL), 10)) {
+			ret = -EACCES; /* that refresh failed and was logged; do not repeat it */
+			goto out;
+		}
+	}
+	p->refreshing = 1;
+	pthread_mutex_unlock(&p->lock);
+	ret = refresh(p, &fresh);
+	pthread_mutex_lock(&p->lock);
+	p->refreshing = 0;
+	p->generation++;
+	p->last_ret = ret;
+	if (ret == 0) {
+		cred_clear(&p->cur);
+		p->cur = fresh;
+		p->have = 1;
+		p->invalid = 0;
+	}
+	pthread_cond_broadcast(&p->refreshed);
 	if (ret) {
 		/* Keep serving credentials that are still valid. */
-		if (p->have && !p->invalid && p->cur.expiration > now + 10) {
+		if (usable(p, time(NULL), 10)) {
 			log_warn("credential refresh failed (%s); keeping %s until it expires",
 				 strerror(-ret), p->cur.source);
 			ret = 0;

@@ -39,7 +39,31 @@ static struct {
 	int imds_cred_fetches;  /* GETs of the role's credentials */
 	const char *container_auth;
 	const char *expect_web_token;
+	int block_fetch;        /* hold the next role-credentials GET until released */
+	int blocked;            /* a GET is being held */
 } fx;
+/* Protects fx.block_fetch and fx.blocked (server thread vs test thread). */
+static pthread_mutex_t fx_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fx_cond = PTHREAD_COND_INITIALIZER;
+
+/* Holds the server thread while fx.block_fetch is set (20 s at most, so a
+ * broken provider fails the test instead of hanging it). */
+static void maybe_block(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&fx_lock);
+	if (fx.block_fetch) {
+		fx.blocked = 1;
+		pthread_cond_broadcast(&fx_cond);
+		while (fx.block_fetch)
+			if (pthread_cond_timedwait(&fx_cond, &fx_lock, &until))
+				break;
+		fx.blocked = 0;
+	}
+	pthread_mutex_unlock(&fx_lock);
+}
 
 static void iso_time(time_t t, char *buf, size_t n)
 {
@@ -83,6 +107,7 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 			else
 				strcpy(rs->body, "test-role\n");
 		} else if (!strcmp(t, "/latest/meta-data/iam/security-credentials/test-role")) {
+			maybe_block();
 			int k = __atomic_add_fetch(&fx.imds_cred_fetches, 1, __ATOMIC_SEQ_CST);
 			iso_time(time(NULL) + fx.imds_ttl, exp, sizeof(exp));
 			snprintf(rs->body, sizeof(rs->body),
@@ -644,6 +669,61 @@ static void test_threads(void)
 	cred_provider_free(p);
 }
 
+static void *bg_get(void *arg)
+{
+	struct cred c;
+	char *key = NULL;
+	if (cred_get(arg, &c) == 0) {
+		key = strdup(c.access_key_id);
+		cred_clear(&c);
+	}
+	return key;
+}
+
+/* While one thread refreshes (slowly), others keep getting the credentials
+ * that are still valid instead of queueing behind the network call. */
+static void test_refresh_does_not_block(void)
+{
+	struct cred c;
+	cred_provider *p = NULL;
+	pthread_t t;
+	void *bgkey = NULL;
+	fresh();
+	use_imds();
+	fx.imds_ttl = 120; /* inside the 5-minute window: every get wants a refresh */
+	CHECK(cred_provider_new(NULL, &p) == 0);
+	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
+	cred_clear(&c);
+
+	pthread_mutex_lock(&fx_lock);
+	fx.block_fetch = 1;
+	pthread_mutex_unlock(&fx_lock);
+	pthread_create(&t, NULL, bg_get, p);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&fx_lock);
+	while (!fx.blocked)
+		if (pthread_cond_timedwait(&fx_cond, &fx_lock, &until))
+			break;
+	int held = fx.blocked;
+	pthread_mutex_unlock(&fx_lock);
+	CHECK(held);
+
+	/* The refresh is held in the server: this get must not wait for it. */
+	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
+	cred_clear(&c);
+
+	pthread_mutex_lock(&fx_lock);
+	fx.block_fetch = 0;
+	pthread_cond_broadcast(&fx_cond);
+	pthread_mutex_unlock(&fx_lock);
+	pthread_join(t, &bgkey);
+	CHECK(bgkey && !strcmp(bgkey, "ASIAIMDS2"));
+	free(bgkey);
+	cred_provider_free(p);
+}
+
 static void test_nothing(void)
 {
 	struct cred c;
@@ -714,6 +794,7 @@ int main(void)
 	test_container();
 	test_imds();
 	test_threads();
+	test_refresh_does_not_block();
 	test_nothing();
 	test_sts_identity();
 
