@@ -1,0 +1,87 @@
+"""Push by cp: `mkdir -p REPO && cp -rT LAYOUT TAG` and friends, checked with
+the AWS CLI and with skopeo against the emulator's backing registry."""
+import errno
+import json
+import os
+import shutil
+
+from conftest import ACCT, REGION, run, single_image, skopeo_pull, sync_dir, tag_digest
+
+
+def count(emu, op, repo):
+    return emu.count(op, repo=repo)
+
+
+def test_cp_rT_new_repository(emulator, mount, layout_dir, tmp_path):
+    big = os.urandom((12 << 20) + 777)  # incompressible: a layer of 2 parts
+    lay, info = single_image(str(layout_dir / "a"), "v1",
+                             {"/big.bin": big, "/etc/a": b"a\n"}, n_layers=2)
+    m = mount()
+    repo = "push/basic"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    # ECR (AWS CLI) has the tag at the layout's manifest digest, with its exact bytes
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    got = emulator.aws("batch-get-image", "--repository-name", repo, "--image-ids",
+                       "imageTag=v1")["images"][0]
+    with open(os.path.join(lay, "blobs", "sha256", info["manifest"].split(":")[1]), "rb") as f:
+        assert got["imageManifest"].encode() == f.read()
+    assert got["imageManifestMediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    # an independent client reads the same image from the backing registry
+    assert skopeo_pull(emulator, repo, "v1", str(tmp_path / "pulled")) == info["manifest"]
+    # the manifest went to PutImage, never through the layer upload
+    assert count(emulator, "PutImage", repo) == 1
+    chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
+                       "--layer-digests", info["manifest"], info["config"], *info["layers"])
+    avail = {l["layerDigest"]: l["layerAvailability"] for l in chk["layers"]}
+    assert all(avail[d] == "AVAILABLE" for d in [info["config"]] + info["layers"])
+    assert [f["failureCode"] for f in chk.get("failures", [])] in ([], ["MissingLayerDigest"]) \
+        and avail.get(info["manifest"], "UNAVAILABLE") == "UNAVAILABLE"
+    # (umoci leaves older configs in blobs/: they are uploaded too, harmlessly)
+    assert count(emulator, "UploadLayerPart", repo) >= 4  # the big layer took 2 parts
+    # the pushed tag is now browsable through the mount
+    names = os.listdir(m.repo(repo, "v1", "blobs", "sha256"))
+    assert info["manifest"].split(":")[1] in names
+
+    # pushing the same layout again uploads nothing and keeps the digest
+    parts = count(emulator, "UploadLayerPart", repo)
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    assert count(emulator, "UploadLayerPart", repo) == parts
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+
+
+def test_incomplete_layout_is_not_pushed(emulator, mount, layout_dir):
+    lay, info = single_image(str(layout_dir / "b"), "v1", {"/etc/b": b"b\n"})
+    os.unlink(os.path.join(lay, "blobs", "sha256", info["layers"][0].split(":")[1]))
+    m = mount()
+    repo = "push/incomplete"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr  # an incomplete push cannot fail a close
+    assert sync_dir(m.repo(repo, "v1")) == errno.ENODATA
+    assert info["layers"][0] in m.logtext()  # the log says what is missing
+    assert tag_digest(emulator, repo, "v1") is None
+    assert count(emulator, "PutImage", repo) == 0
+
+
+def test_corrupted_blob_fails_cp(emulator, mount, layout_dir):
+    lay, info = single_image(str(layout_dir / "c"), "v1", {"/etc/c": os.urandom(4096)})
+    p = os.path.join(lay, "blobs", "sha256", info["layers"][0].split(":")[1])
+    data = bytearray(open(p, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    os.chmod(p, 0o644)
+    with open(p, "wb") as f:
+        f.write(data)
+    m = mount()
+    repo = "push/corrupt"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode != 0
+    assert "Input/output error" in r.stderr
+    assert sync_dir(m.repo(repo, "v1")) != 0
+    assert tag_digest(emulator, repo, "v1") is None
+    assert count(emulator, "PutImage", repo) == 0
