@@ -1,0 +1,37 @@
+"""Fixtures of the net suite: ecrfs-ctl (the ECR client's CLI) run against
+the session emulator (tests/conftest.py), faults and knobs reset per test."""
+import uuid
+
+import pytest
+
+import ecrclient
+from ctlhelp import Ctl
+
+DEFAULT_CONFIG = {"tiny_pages": 0, "url_expires": 600, "part_size": 10 * 1024 * 1024,
+                  "min_part_size": 5 * 1024 * 1024}
+
+
+@pytest.fixture
+def emu(emulator):
+    """The session emulator with faults, knobs and the request log reset."""
+    emulator.clear_faults()
+    emulator.config(**DEFAULT_CONFIG)
+    emulator.reset_log()
+    try:
+        yield emulator
+    finally:
+        emulator.clear_faults()
+        emulator.config(**DEFAULT_CONFIG)
+
+
+@pytest.fixture
+def ctl(emu):
+    return Ctl(emu)
+
+
+@pytest.fixture
+def repo(emu):
+    """A fresh, created repository in 111111111111/us-east-1."""
+    name = f"net/{uuid.uuid4().hex[:10]}"
+    ecrclient.create_repository(emu, name)
+    return name
