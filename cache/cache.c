@@ -365,6 +365,8 @@ void cache_blob_unpin(cache *c, const char *digest)
 	e = cache_entry_find(c, hex);
 	if (e && e->pins > 0) {
 		e->pins--;
+		if (!e->pins)
+			cache_slots_trim(c);
 		cache_entry_maybe_free(c, e);
 	}
 	pthread_mutex_unlock(&c->mu);

@@ -12,8 +12,10 @@
 #define CACHE_HEX_LEN 64
 /* Buckets of the in-memory index (digests are random: the first bytes hash). */
 #define CACHE_BUCKETS 1024
-/* Open-file table size: bounded, pinned blobs may hold a slot for long. */
-#define CACHE_SLOTS 32
+/* Open-file table: pinned (open) blobs keep their slot, and so their lock,
+ * up to CACHE_SLOTS; unpinned blobs keep at most CACHE_SLOTS_IDLE open. */
+#define CACHE_SLOTS 128
+#define CACHE_SLOTS_IDLE 32
 
 /* Partial map file: 16-byte header ("ECRFSMP1" + size, little endian), then
  * one byte per chunk (1 = present). A flag is one byte written with one
@@ -118,6 +120,8 @@ void cache_fds_put(cache *c, struct cache_fds *f);
 /* Marks the blob's slot stale (closed now if unused). Caller holds mu. */
 void cache_slot_invalidate(cache *c, const char *hex);
 void cache_slots_close(cache *c);
+/* Closes idle slots of unpinned blobs beyond CACHE_SLOTS_IDLE. Holds mu. */
+void cache_slots_trim(cache *c);
 
 /* cache_io.c */
 int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);

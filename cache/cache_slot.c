@@ -108,27 +108,34 @@ static struct cache_slot *slot_find(cache *c, const char *hex)
 	return NULL;
 }
 
-/* A free slot, or the least recently used idle one of an unpinned blob. */
-static struct cache_slot *slot_take(cache *c)
+/* A slot for a new open file: a free one, or the least recently used idle
+ * slot of an unpinned blob (always so once unpinned blobs hold
+ * CACHE_SLOTS_IDLE slots, unless the new one is pinned). NULL: none. */
+static struct cache_slot *slot_take(cache *c, int pinned)
 {
-	struct cache_slot *best = NULL;
+	struct cache_slot *best = NULL, *free_slot = NULL;
+	int unpinned = 0;
 
 	for (int i = 0; i < CACHE_SLOTS; i++) {
 		struct cache_slot *s = &c->slots[i];
 		struct cache_entry *e;
-		if (!s->used)
-			return s;
-		if (s->refs)
+		if (!s->used) {
+			if (!free_slot)
+				free_slot = s;
 			continue;
+		}
 		e = cache_entry_find(c, s->hex);
 		if (e && e->pins)
 			continue; /* keeps its lock: other mounts must not evict it */
-		if (!best || s->tick < best->tick)
+		unpinned++;
+		if (!s->refs && (!best || s->tick < best->tick))
 			best = s;
 	}
-	if (best)
+	if (best && (!free_slot || (!pinned && unpinned >= CACHE_SLOTS_IDLE))) {
 		slot_close(best);
-	return best;
+		return best;
+	}
+	return free_slot;
 }
 
 /* Brings the index in line with a file found on disk (another mount may
@@ -208,7 +215,7 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 	f->complete = complete;
 	f->data_fd = dfd;
 	f->map_fd = mfd;
-	s = slot_take(c);
+	s = slot_take(c, e->pins > 0);
 	if (s) {
 		s->used = 1;
 		memcpy(s->hex, hex, CACHE_HEX_LEN + 1);
@@ -261,6 +268,30 @@ void cache_slot_invalidate(cache *c, const char *hex)
 		s->stale = 1;
 		if (!s->refs)
 			slot_close(s);
+	}
+}
+
+void cache_slots_trim(cache *c)
+{
+	for (;;) {
+		struct cache_slot *oldest = NULL;
+		int unpinned = 0;
+
+		for (int i = 0; i < CACHE_SLOTS; i++) {
+			struct cache_slot *s = &c->slots[i];
+			struct cache_entry *e;
+			if (!s->used)
+				continue;
+			e = cache_entry_find(c, s->hex);
+			if (e && e->pins)
+				continue;
+			unpinned++;
+			if (!s->refs && (!oldest || s->tick < oldest->tick))
+				oldest = s;
+		}
+		if (unpinned <= CACHE_SLOTS_IDLE || !oldest)
+			return;
+		slot_close(oldest);
 	}
 }
 
