@@ -273,6 +273,7 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 		.retry_arg = &rs,
 		.deadline_ms = c->deadline_ms > 0 ? c->deadline_ms : e->deadline_ms,
 		.stall_ms = c->stall_ms,
+		.max_attempts = ECR_MAX_ATTEMPTS,
 	};
 	rc = aws_sign_init(&sc, e->creds, c->region, "ecr", &req, payload_hash);
 	if (rc)
@@ -309,6 +310,11 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 	}
 	fill_error(err, j, resp.status);
 	rc = ecr_errno(err->code, resp.status, 0);
+	/* net/http stops retrying at its attempt limit or at the deadline;
+	 * still retryable with attempts left means the deadline passed. */
+	if (rc == -EIO && (resp.status == 429 || resp.status >= 500 || is_retryable_code(err->code)) &&
+	    resp.attempts < ECR_MAX_ATTEMPTS)
+		rc = -ETIMEDOUT;
 	if (rc == 0 || is_expected(c, err->code)) {
 		log_debug("ecr %s: %s (%s)", c->op, err->code, err->message);
 		goto out;

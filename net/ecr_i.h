@@ -17,6 +17,7 @@
 #define ECR_MAX_OPS 32
 #define ECR_PAGE_SIZE 1000
 #define ECR_BATCH_MAX 100
+#define ECR_MAX_ATTEMPTS 8 /* per call, throttling and 5xx included */
 
 /* Transport seam: net_http_do in production, a fake in unit tests. */
 typedef int (*ecr_transport_fn)(void *arg, const struct net_request *req,

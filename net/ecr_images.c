@@ -86,7 +86,7 @@ int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_imag
 	for (size_t i = 0; i < nids; i += ECR_BATCH_MAX) {
 		size_t n = nids - i < ECR_BATCH_MAX ? nids - i : ECR_BATCH_MAX;
 
-		rc = describe_ids(e, w, ids + i, n, out, err, n > 1);
+		rc = describe_ids(e, w, ids + i, n, out, err, 1);
 		if (rc == -ENOENT && n > 1) {
 			/* ECR fails the whole call when one id is missing: ask
 			 * one by one so the others are still returned. */
@@ -105,8 +105,17 @@ int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_imag
 		if (rc)
 			goto out;
 	}
-	if (out->n == 0 && found_missing)
+	if (out->n == 0 && found_missing) {
+		char subj[200];
+		id_subject(&ids[0], subj, sizeof(subj));
+		log_info("ecr DescribeImages: image %s%s not found in repository '%s' (registry %s "
+			 "region %s)",
+			 subj, nids > 1 ? " (and the others asked)" : "",
+			 w->repository ? w->repository : "",
+			 w->registry_id ? w->registry_id : "(caller's own)",
+			 w->region ? w->region : "?");
 		rc = -ENOENT;
+	}
 out:
 	json_decref(c.req);
 	if (rc)

@@ -58,8 +58,10 @@ int ecr_describe_repositories(ecr *e, const struct ecr_where *w, const char *con
 	for (size_t i = 0; i < nnames; i += ECR_BATCH_MAX) {
 		json_t *arr = json_array();
 
+		struct ecr_where reg = {rw.registry_id, rw.region, NULL};
+
 		c.req = json_object();
-		if (!c.req || !arr || ecr_json_where(c.req, &rw)) {
+		if (!c.req || !arr || ecr_json_where(c.req, &reg)) {
 			json_decref(arr);
 			rc = -ENOMEM;
 			goto out;

@@ -23,6 +23,7 @@ struct fake {
 	int (*reply)(struct fake *f, int i, const json_t *req, long *status, char **body);
 	int hash_mismatch; /* a streamed body whose sha256 != signed payload hash */
 	size_t max_body;
+	int attempts; /* reported per call, 0: 1 */
 	void *ctx;
 };
 
@@ -87,7 +88,7 @@ static int fake_transport(void *arg, const struct net_request *req, struct net_r
 	if (f->reply(f, i, f->bodies[i], &status, &reply))
 		return -EIO;
 	resp->status = status;
-	resp->attempts = 1;
+	resp->attempts = f->attempts ? f->attempts : 1;
 	if (reply)
 		net_buf_append(&resp->body, reply, strlen(reply));
 	free(reply);
@@ -402,6 +403,59 @@ static void test_batching(void)
 	fake_reset(&f);
 }
 
+/* DescribeImages by id: ECR fails the whole call when one id is missing. */
+static int reply_describe_ids(struct fake *f, int i, const json_t *req, long *status,
+			      char **body)
+{
+	const json_t *ids = json_object_get(req, "imageIds");
+	json_t *r = json_object(), *arr = json_array(), *id;
+	size_t k;
+
+	CHECK(json_object_get(req, "maxResults") == NULL);
+	json_array_foreach(ids, k, id) {
+		const char *t = ecr_json_str(id, "imageTag");
+		if (t && strncmp(t, "missing", 7) == 0) {
+			json_decref(r);
+			json_decref(arr);
+			*status = 400;
+			*body = strdup("{\"__type\":\"ImageNotFoundException\",\"message\":"
+				       "\"The image with imageId {imageTag:'missing'} does not exist\"}");
+			return 0;
+		}
+		json_array_append_new(arr, json_pack("{s:s,s:[s]}", "imageDigest", "sha256:d",
+						     "imageTags", t));
+	}
+	json_object_set_new(r, "imageDetails", arr);
+	*status = 200;
+	*body = json_dumps(r, JSON_COMPACT);
+	json_decref(r);
+	return 0;
+}
+
+static void test_describe_ids(void)
+{
+	struct fake f = {0};
+	struct ecr_where w = {.region = "us-east-1", .repository = "app"};
+	struct ecr_image_id ids[] = {{.tag = "a"}, {.tag = "missing1"}, {.tag = "b"}};
+	struct ecr_image_list l;
+	ecr *e;
+
+	f.reply = reply_describe_ids;
+	e = new_ecr(&f);
+	CHECK_INT(ecr_describe_images(e, &w, ids, 3, &l, NULL), 0);
+	CHECK_INT(l.n, 2);
+	CHECK_INT(f.ncalls, 4); /* the batch, then one by one */
+	if (l.n == 2) {
+		CHECK_STR(l.v[0].tags[0], "a");
+		CHECK_STR(l.v[1].tags[0], "b");
+	}
+	ecr_image_list_free(&l);
+	CHECK_INT(ecr_describe_images(e, &w, ids + 1, 1, &l, NULL), -ENOENT);
+	CHECK_INT(l.n, 0);
+	ecr_free(e);
+	fake_reset(&f);
+}
+
 /* ---- errors from replies, retry policy ---- */
 
 static int reply_error(struct fake *f, int i, const json_t *req, long *status, char **body)
@@ -448,6 +502,16 @@ static void test_error_replies(void)
 	free(dg);
 	f.ctx = "{\"__type\":\"LayerAlreadyExistsException\",\"message\":\"have it\"}";
 	CHECK_INT(ecr_complete_layer_upload(e, &w, "u", "sha256:ab", &err), 0);
+
+	/* Throttled to the end: EIO when the attempts ran out, ETIMEDOUT when
+	 * net/http stopped early because the deadline passed. */
+	f.ctx = "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}";
+	f.attempts = ECR_MAX_ATTEMPTS;
+	CHECK_INT(ecr_describe_images(e, &w, NULL, 0, &l, &err), -EIO);
+	CHECK_STR(err.code, "ThrottlingException");
+	f.attempts = 3;
+	CHECK_INT(ecr_describe_images(e, &w, NULL, 0, &l, &err), -ETIMEDOUT);
+	f.attempts = 0;
 
 	/* Not JSON at all (a proxy's HTML page) on a 400. */
 	f.ctx = "<html>bad gateway</html>";
@@ -670,6 +734,7 @@ int main(void)
 	test_upload_part();
 	test_pagination();
 	test_batching();
+	test_describe_ids();
 	test_error_replies();
 	test_retry_policy();
 	test_fetch_range();
