@@ -289,9 +289,11 @@ static void *worker_main(void *arg)
 	int rc = fetch_run(f, NULL);
 	if (rc && rc != -ENOSPC)
 		log_debug("readahead of %s failed: %s", f->digest, strerror(-rc));
-	release_range(f->digest, c0, c1);
+	/* Seal before waking the readers of these chunks: if they completed a
+	 * blob that does not hash, its readers get EIO, not its bytes. */
 	if (rc == 0)
 		seal_check(f->c, f->digest, f->size, w->ino);
+	release_range(f->digest, c0, c1);
 	fs_image_put(f->img);
 	free(f->chunk);
 	free(w);
@@ -584,11 +586,11 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 			continue;
 		}
 		int frc = fetch_sync(rs, c, e, buf, len, off, cancel);
+		if (frc == 0)
+			seal_check(rs->c, b->digest, b->size, rs->ino);
 		release_range(b->digest, c, e);
 		if (frc && frc != -ENOSPC)
 			return frc == -EINTR ? -EINTR : frc == -ENOENT ? -EIO : frc;
-		if (frc == 0)
-			seal_check(rs->c, b->digest, b->size, rs->ino);
 		c = e;
 	}
 	if (is_bad(b->digest))
@@ -613,6 +615,18 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 		rc = (ssize_t)len; /* filled from the wire by fetch_sync */
 	}
 done:
+	if (off + len == b->size && !cache_blob_complete(rs->c->cache, b->digest)) {
+		/* The read that reaches the end completes a whole-file read:
+		 * the blob is verified before its last bytes are served. */
+		int src = cache_blob_seal(rs->c->cache, b->digest, b->size);
+		if (src == -EIO) {
+			log_err("blob %s: content does not hash to the digest; answering EIO",
+				b->digest);
+			mark_bad(b->digest);
+			fs_inval_inode_async(rs->ino);
+			return -EIO;
+		}
+	}
 	if (seq_hash(rs, buf, len, off) != 0)
 		return -EIO;
 	return (ssize_t)len;

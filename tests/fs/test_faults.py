@@ -1,0 +1,113 @@
+"""Faults on the way: the reader gets the right bytes or EIO, never wrong
+bytes on a whole-file read."""
+import errno
+import hashlib
+import os
+
+import pytest
+
+import ecrclient
+import layouts
+from conftest import sha256_file
+
+
+@pytest.fixture(scope="module")
+def faulty(seeded, tmp_path_factory):
+    """A repository of its own (unique layer bytes) for fault tests."""
+    emu = seeded["emu"]
+    layout = str(tmp_path_factory.mktemp("faulty") / "layout")
+    imgs = {}
+    for tag in ["t1", "t2", "t3", "t4", "t5", "bad"]:
+        imgs[tag] = layouts.make_image(layout, tag, {"/data.bin": os.urandom(3 << 20),
+                                                     "/name": tag.encode()})
+        ecrclient.push_layout(emu, layout, "faulty", tag)
+    return imgs
+
+
+def big_layer(m, imgs, tag):
+    d = m.repo("faulty", tag, "blobs", "sha256")
+    layer = max(imgs[tag]["layers"], key=lambda x: os.path.getsize(os.path.join(d, x[7:])))
+    return os.path.join(d, layer[7:]), layer[7:]
+
+
+def read_all(p):
+    with open(p, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def emu(seeded):
+    e = seeded["emu"]
+    e.clear_faults()
+    yield e
+    e.clear_faults()
+
+
+def test_truncated_bodies_resume(emu, faulty, mount):
+    m = mount()
+    p, hexd = big_layer(m, faulty, "t1")
+    emu.fault(op="BlobGet", kind="truncate", keep_bytes=100000, count=3)
+    assert hashlib.sha256(read_all(p)).hexdigest() == hexd
+
+
+def test_503_storm_gives_right_bytes_or_eio(emu, faulty, mount):
+    m = mount()
+    p, hexd = big_layer(m, faulty, "t2")
+    emu.fault(op="BlobGet", kind="http503", count=0, probability=0.4, seed=7)
+    try:
+        data = read_all(p)
+    except OSError as e:
+        assert e.errno == errno.EIO
+    else:
+        assert hashlib.sha256(data).hexdigest() == hexd
+
+
+def test_expired_url_is_renewed(emu, faulty, mount):
+    m = mount()
+    p, hexd = big_layer(m, faulty, "t3")
+    emu.reset_log()
+    emu.fault(op="BlobGet", kind="expired_url", count=1)
+    assert hashlib.sha256(read_all(p)).hexdigest() == hexd
+    assert emu.count("GetDownloadUrlForLayer") >= 2
+
+
+def test_throttled_listing_and_manifest(emu, faulty, mount):
+    m = mount()
+    emu.fault(op="DescribeRepositories", kind="throttle", count=2)
+    emu.fault(op="DescribeImages", kind="throttle", count=2)
+    emu.fault(op="BatchGetImage", kind="http429", count=2)
+    assert "t4" in os.listdir(m.repo("faulty"))
+    p, hexd = big_layer(m, faulty, "t4")
+    assert hashlib.sha256(read_all(p)).hexdigest() == hexd
+
+
+def test_corrupted_blob_detected_by_full_read(emu, faulty, mount):
+    m = mount()
+    p, hexd = big_layer(m, faulty, "bad")
+    emu.corrupt_blob("sha256:" + hexd, offset=1 << 20, length=16)
+    with pytest.raises(OSError) as e:
+        read_all(p)
+    assert e.value.errno == errno.EIO
+    # and again (not served from a poisoned cache)
+    with pytest.raises(OSError) as e:
+        read_all(p)
+    assert e.value.errno == errno.EIO
+    assert "do not hash" in m.logtext() or "hashes to" in m.logtext()
+
+
+def test_verify_strict_refuses_any_byte_of_a_bad_blob(emu, faulty, seeded, mount, tmp_path):
+    # a separate image with its own corrupted layer
+    layout = str(tmp_path / "layout")
+    info = layouts.make_image(layout, "s1", {"/x": os.urandom(2 << 20)})
+    ecrclient.push_layout(emu, layout, "faulty", "s1")
+    layer = info["layers"][0]
+    emu.corrupt_blob(layer, offset=10, length=4)
+    m = mount("verify=strict")
+    p = m.repo("faulty", "s1", "blobs", "sha256", layer[7:])
+    with open(p, "rb") as f:
+        with pytest.raises(OSError) as e:
+            f.read(100)  # the first bytes are intact, yet refused
+        assert e.value.errno == errno.EIO
+    # good blobs read fine under verify=strict
+    p5, hexd = big_layer(m, faulty, "t5")
+    assert sha256_file(p5) == hexd
