@@ -48,6 +48,10 @@ STS_AUTH = {
 }
 
 
+STS_CODES = {"ThrottlingException": "Throttling", "ServerException": "InternalFailure",
+             "ServiceUnavailableException": "ServiceUnavailable"}
+
+
 class RequestLog:
     def __init__(self, path):
         self.path = path
@@ -320,7 +324,7 @@ class Handler(BaseHTTPRequestHandler):
                           caller=ident["arn"] if ident else None)
         fault = app.faults.match(action, None, self.entry["account"])
         if fault:
-            if self.generic_fault(fault, self.sts_error):
+            if self.generic_fault(fault, lambda c, m, st: self.sts_error(STS_CODES.get(c, c), m, st)):
                 return
             if fault["kind"] == "expired_token":
                 return self.sts_error("ExpiredToken",
@@ -338,12 +342,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200, xml, "text/xml", fault=fault)
 
     # -- download URLs -------------------------------------------------------
-    def s3_error(self, status, code, message, extra=""):
+    def s3_error(self, status, code, message, extra="", headers=()):
         self.entry["code"] = code
         self.send(status, '<?xml version="1.0" encoding="UTF-8"?>\n'
                   f"<Error><Code>{code}</Code><Message>{message}</Message>{extra}"
                   f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId>"
-                  f"<HostId>emu</HostId></Error>", "application/xml")
+                  f"<HostId>emu</HostId></Error>", "application/xml", headers=headers)
 
     def blob(self, path):
         app = self.app
@@ -385,12 +389,13 @@ class Handler(BaseHTTPRequestHandler):
         conn, resp = self.app.registry.open_blob(name, digest, self.headers.get("Range"),
                                                  method=self.command)
         try:
+            if resp.status == 416:
+                return self.s3_error(416, "InvalidRange", "The requested range is not "
+                                     "satisfiable", headers=[
+                                         ("Content-Range", resp.getheader("Content-Range") or "")])
             if resp.status not in (200, 206):
-                data = resp.read()
-                return self.s3_error(resp.status if resp.status == 416 else 502,
-                                     "InvalidRange" if resp.status == 416 else "BadGateway",
-                                     f"backing registry answered {resp.status}: "
-                                     f"{data[:100]!r}")
+                return self.s3_error(502, "BadGateway",
+                                     f"backing registry answered {resp.status}")
             length = int(resp.getheader("Content-Length"))
             self.send_response(resp.status)
             self.send_header("Content-Type", "application/octet-stream")

@@ -1,0 +1,98 @@
+"""Download URLs: full and ranged GETs with exact bytes, expiry, forgery,
+corruption, truncation."""
+import hashlib
+import http.client
+import os
+import urllib.parse
+
+import pytest
+
+
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def get(url, headers=None, method="GET"):
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        c.request(method, u.path + "?" + u.query, headers=headers or {})
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def layer(emu, client, repo):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    d = client.push_blob(repo, data)
+    url = client.call("GetDownloadUrlForLayer", repositoryName=repo,
+                      layerDigest=d)["downloadUrl"]
+    return data, d, url
+
+
+def test_full_and_ranged_get(emu, repo, layer):
+    data, d, url = layer
+    assert url.startswith(f"{emu.endpoint}/_blob/111111111111/us-east-1/{repo}/{d}?")
+    assert "X-Amz-Expires=" in url and "X-Amz-Signature=" in url
+    st, h, body = get(url)
+    assert st == 200 and body == data and int(h["Content-Length"]) == len(data)
+    for a, b in [(0, 0), (100, 1_048_675), (len(data) - 10, len(data) - 1)]:
+        st, h, body = get(url, {"Range": f"bytes={a}-{b}"})
+        assert st == 206 and body == data[a:b + 1]
+        assert h["Content-Range"] == f"bytes {a}-{b}/{len(data)}"
+    st, h, body = get(url, {"Range": f"bytes={len(data) - 5}-"})
+    assert st == 206 and body == data[-5:]
+    st, h, _ = get(url, {"Range": f"bytes={len(data) + 5}-{len(data) + 9}"})
+    assert st == 416 and h["Content-Range"] == f"bytes */{len(data)}"
+    st, h, body = get(url, method="HEAD")
+    assert st == 200 and int(h["Content-Length"]) == len(data)
+    e = [x for x in emu.log() if x["op"] == "BlobGet"][-3]
+    assert e["range"] == f"bytes={len(data) - 5}-" and e["bytes_out"] == 5
+
+
+def test_forged_and_foreign_urls_refused(emu, repo, layer):
+    data, d, url = layer
+    st, _, body = get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
+    assert st == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    st, _, body = get(url.replace(repo, repo + "x"))
+    assert st == 403  # the signature covers the path
+
+
+def test_url_for_missing_layer(emu, client, repo):
+    st, body = client.raw("GetDownloadUrlForLayer", {"repositoryName": repo,
+                                                     "layerDigest": sha(b"absent")})
+    assert st == 400 and body["__type"] == "LayersNotFoundException"
+
+
+def test_expired_url_real_and_injected(emu, client, repo, layer):
+    data, d, url = layer
+    emu.fault(op="BlobGet", kind="expired_url", repo=repo)
+    st, _, body = get(url)
+    assert st == 403 and b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body
+    assert get(url)[0] == 200
+    emu.config(url_expires=-1)
+    old = client.call("GetDownloadUrlForLayer", repositoryName=repo,
+                      layerDigest=d)["downloadUrl"]
+    st, _, body = get(old)
+    assert st == 403 and b"Request has expired" in body
+
+
+def test_truncated_download(emu, repo, layer):
+    data, d, url = layer
+    emu.fault(op="BlobGet", kind="truncate", keep_bytes=1000)
+    with pytest.raises(http.client.IncompleteRead) as e:
+        get(url)
+    assert e.value.partial == data[:1000]
+    assert get(url)[2] == data
+
+
+def test_corrupt_blob(emu, repo, layer):
+    data, d, url = layer
+    emu.corrupt_blob(d, offset=10, length=4)
+    st, _, body = get(url)
+    assert st == 200 and len(body) == len(data) and body != data
+    assert body[:10] == data[:10] and body[14:] == data[14:]
+    emu.corrupt_blob(d, offset=10, length=4)  # flipping twice restores it
+    assert get(url)[2] == data
