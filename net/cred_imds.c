@@ -53,7 +53,7 @@ static int imds_disabled(void)
 static int imds_get(net_http *h, const char *base, const char *path, const char *token,
 		    struct net_response *resp)
 {
-	char url[1024], th[256];
+	char url[1100], th[600];
 	const char *hdrs[2] = {NULL, NULL};
 	if (token) {
 		snprintf(th, sizeof(th), "X-aws-ec2-metadata-token: %s", token);
