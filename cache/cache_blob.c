@@ -47,13 +47,20 @@ static int chunks_present(int map_fd, uint64_t off, size_t len)
 	return 1;
 }
 
-static void count(cache *c, int hit)
+/* Counts a hit (and refreshes the blob's LRU position) or a miss. */
+static void count(cache *c, const char *hex, int hit)
 {
+	struct cache_entry *e;
+
 	pthread_mutex_lock(&c->mu);
-	if (hit)
+	if (hit) {
 		c->stats.hits++;
-	else
+		e = cache_entry_find(c, hex);
+		if (e)
+			e->tick = cache_now_tick(c);
+	} else {
 		c->stats.misses++;
+	}
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -99,9 +106,7 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 			ret = (ssize_t)got;
 		break;
 	}
-	count(c, ret >= 0);
-	if (ret >= 0)
-		account(c, hex, 0); /* touch: LRU order */
+	count(c, hex, ret >= 0);
 	return ret;
 }
 
@@ -165,8 +170,10 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	ret = cache_reserve(c, hex, len);
 	if (!ret) {
 		struct cache_entry *e = cache_entry_find(c, hex);
-		if (e) /* busy while we hold the fds, so it exists */
+		if (e) { /* busy while we hold the fds, so it exists */
 			e->bytes += len;
+			e->tick = cache_now_tick(c);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (ret) {
