@@ -4,11 +4,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "net/cred_i.h"
 #include "net/log.h"
@@ -252,8 +254,11 @@ static void config_paths(struct cred_chain *ch)
 	const char *home = getenv("HOME");
 	const char *c = getenv("AWS_CONFIG_FILE");
 	const char *k = getenv("AWS_SHARED_CREDENTIALS_FILE");
-	if (!home)
-		home = "";
+	/* mount(8) and systemd run mount helpers without HOME (fstab mounts). */
+	if (!home || !*home) {
+		struct passwd *pw = getpwuid(geteuid());
+		home = pw && pw->pw_dir ? pw->pw_dir : "";
+	}
 	if (c && *c)
 		snprintf(ch->config_path, sizeof(ch->config_path), "%s", c);
 	else
