@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 import time
 
 from emu_registry import RegistryError
@@ -110,6 +111,9 @@ class Ecr:
         self.registry = registry
         self.cfg = cfg
         self.pages = Paginator(cfg)
+        # One PutImage at a time per repository, so the tag checks and the
+        # registry writes of two pushes cannot interleave. Guarded by state.lock.
+        self.put_locks = {}
 
     # -- helpers -------------------------------------------------------------
     def repo(self, ctx, name, must=True):
@@ -349,6 +353,17 @@ class Ecr:
 
         with self.state.lock:
             r = self.repo(ctx, p.get("repositoryName"))
+            lock = self.put_locks.setdefault((r.account, r.region, r.name), threading.Lock())
+        with lock:
+            return self._put_image(r, p, text, data, doc, mt, digest, tag, blobs, children,
+                                   artifact)
+
+    def _put_image(self, r, p, text, data, doc, mt, digest, tag, blobs, children, artifact):
+        with self.state.lock:
+            if self.state.repos.get((r.account, r.region, r.name)) is not r:
+                raise EcrError("RepositoryNotFoundException",
+                               f"The repository with name '{r.name}' does not exist in the "
+                               f"registry with id '{r.account}'")
             missing = [b for b in blobs if b not in r.blobs]
             if missing:
                 raise EcrError("LayersNotFoundException",

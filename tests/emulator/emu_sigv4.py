@@ -35,8 +35,8 @@ def canonical_query(raw_query):
             if not part:
                 continue
             k, _, v = part.partition("=")
-            k = urllib.parse.unquote_plus(k)
-            v = urllib.parse.unquote_plus(v)
+            k = urllib.parse.unquote(k)
+            v = urllib.parse.unquote(v)
             pairs.append((_uri_encode(k), _uri_encode(v)))
     pairs.sort()
     return "&".join(f"{k}={v}" for k, v in pairs)

@@ -171,3 +171,38 @@ def test_readonly_role(emu):
     st, body = t.raw("CreateRepository", {"repositoryName": "nope/ro"})
     assert st == 400 and body["__type"] == "AccessDeniedException"
     t.close()
+
+
+def test_chunked_request_body(emu, client, repo):
+    # A client streaming its body (Transfer-Encoding: chunked) signs the bytes.
+    import http.client
+    import urllib.parse
+    import sigv4
+    body = json.dumps({"repositoryNames": [repo]}).encode()
+    h = {"Content-Type": "application/x-amz-json-1.1",
+         "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"}
+    h = sigv4.sign("POST", emu.endpoint + "/", h, body, client.akid, client.secret,
+                   "us-east-1", "ecr")
+    u = urllib.parse.urlsplit(emu.endpoint)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        c.request("POST", "/", body=iter([body[:7], body[7:]]), headers=h, encode_chunked=True)
+        r = c.getresponse()
+        assert r.status == 200, r.read()
+        assert json.loads(r.read())["repositories"][0]["repositoryName"] == repo
+    finally:
+        c.close()
+
+
+def test_curl_aws_sigv4_accepted(emu, repo):
+    # The bench compares with curl --aws-sigv4: the emulator must accept it.
+    import subprocess
+    akid, secret = emu.credentials()
+    r = subprocess.run(["curl", "-sS", "--fail-with-body", "--aws-sigv4", "aws:amz:us-east-1:ecr",
+                        "--user", f"{akid}:{secret}", "-H",
+                        "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+                        "-H", "Content-Type: application/x-amz-json-1.1",
+                        "-d", json.dumps({"repositoryNames": [repo]}), emu.endpoint + "/"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["repositories"][0]["repositoryName"] == repo

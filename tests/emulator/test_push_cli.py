@@ -110,3 +110,26 @@ def test_multiarch_index_push_and_skopeo_inspect(emu, tmp_path):
     untagged = emu.aws("list-images", "--repository-name", "cli/multi", "--filter",
                        "tagStatus=UNTAGGED")["imageIds"]
     assert sorted(i["imageDigest"] for i in untagged) == sorted(mi["manifests"].values())
+
+
+def _skopeo_digest(emu, repo, tag):
+    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                        f"docker://{emu.registry}/111111111111/us-east-1/{repo}:{tag}"],
+                       capture_output=True, timeout=120)
+    return "sha256:" + hashlib.sha256(r.stdout).hexdigest() if r.returncode == 0 else None
+
+
+def test_registry_follows_tag_moves_and_deletes(emu, tmp_path):
+    import ecrclient
+    layout = str(tmp_path / "l")
+    a = layouts.make_image(layout, "a", {"/f": b"one"})
+    b = layouts.make_image(layout, "b", {"/f": b"two"})
+    repo = "cli/tags"
+    ecrclient.push_layout(emu, layout, repo, "x", ref="a")
+    ecrclient.push_layout(emu, layout, repo, "y", ref="a")
+    assert _skopeo_digest(emu, repo, "x") == a["manifest"]
+    ecrclient.push_layout(emu, layout, repo, "x", ref="b")  # x moves
+    assert _skopeo_digest(emu, repo, "x") == b["manifest"]
+    emu.aws("batch-delete-image", "--repository-name", repo, "--image-ids", "imageTag=y")
+    assert _skopeo_digest(emu, repo, "y") is None
+    assert _skopeo_digest(emu, repo, "x") == b["manifest"]
