@@ -156,7 +156,8 @@ static uint64_t partial_bytes(const cache *c, const char *hex, const struct stat
 		for (size_t i = 0; i < got; i++, idx++) {
 			uint64_t off = idx * CACHE_CHUNK_SIZE;
 			if (buf[i] == 1 && off < size)
-				bytes += size - off < CACHE_CHUNK_SIZE ? size - off : CACHE_CHUNK_SIZE;
+				bytes +=
+				    size - off < CACHE_CHUNK_SIZE ? size - off : CACHE_CHUNK_SIZE;
 		}
 	}
 out:
@@ -289,7 +290,8 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	if (flock(c->lock_fd, LOCK_SH | LOCK_NB) < 0) {
 		if (errno == ENOLCK || errno == EOPNOTSUPP) {
 			log_warn("cache_dir %s: no flock on this filesystem; do not share it "
-				 "between mounts", c->dir);
+				 "between mounts",
+				 c->dir);
 		} else {
 			ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 			goto out;
@@ -330,15 +332,9 @@ void cache_close(cache *c)
 	free(c);
 }
 
-const char *cache_dir(const cache *c)
-{
-	return c->dir;
-}
+const char *cache_dir(const cache *c) { return c->dir; }
 
-void cache_set_sync(cache *c, int on)
-{
-	c->sync = on;
-}
+void cache_set_sync(cache *c, int on) { c->sync = on; }
 
 void cache_blob_pin(cache *c, const char *digest)
 {

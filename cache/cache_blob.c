@@ -35,7 +35,8 @@ static int chunks_present(int map_fd, uint64_t off, size_t len)
 	unsigned char flags[64];
 
 	while (first <= last) {
-		size_t n = last - first + 1 < sizeof(flags) ? (size_t)(last - first + 1) : sizeof(flags);
+		size_t n =
+		    last - first + 1 < sizeof(flags) ? (size_t)(last - first + 1) : sizeof(flags);
 		size_t got = 0;
 		if (cache_pread_full(map_fd, flags, n, CACHE_MAP_HDR + first, &got) || got != n)
 			return 0;

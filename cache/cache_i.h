@@ -63,7 +63,7 @@ struct cache_fds {
 struct cache {
 	char *dir;
 	uint64_t max_bytes;
-	int lock_fd; /* DIR/lock, held LOCK_SH while open */
+	int lock_fd;	 /* DIR/lock, held LOCK_SH while open */
 	atomic_int sync; /* fdatasync before renames into place */
 
 	/* mu protects: buckets (the index), total, slots, stats, disk_full_logged,
@@ -127,8 +127,8 @@ void cache_slots_trim(cache *c);
 int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Writes a file atomically: temp in DIR/tmp, fdatasync if sync, rename. */
-int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen,
-		       const void *data, size_t len, int sync);
+int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen, const void *data,
+		       size_t len, int sync);
 int cache_sha256_fd(int fd, uint64_t size, unsigned char md[32]);
 void cache_sha256_hex(const void *data, size_t len, char hex[CACHE_HEX_LEN + 1]);
 void cache_md_to_hex(const unsigned char md[32], char hex[CACHE_HEX_LEN + 1]);

@@ -46,8 +46,8 @@ int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen,
-		       const void *data, size_t len, int sync)
+int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen, const void *data,
+		       size_t len, int sync)
 {
 	char tmp[PATH_MAX];
 	int fd, ret;

@@ -5,11 +5,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -70,10 +70,7 @@ static void digest_of(const void *data, size_t len, char out[72])
 		sprintf(out + 7 + 2 * i, "%02x", md[i]);
 }
 
-static void subdir(char *buf, size_t n, const char *name)
-{
-	snprintf(buf, n, "%s/%s", root, name);
-}
+static void subdir(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", root, name); }
 
 static int exists(const char *fmt, const char *dir, const char *digest)
 {
@@ -121,13 +118,13 @@ static void test_dir_mode(void)
 static void test_invalid_digest(void)
 {
 	static const char *const bad[] = {
-		"sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
-		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
-		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
-		"sha256:../../../../../../etc/passwd0123456789abcdef0123456789abcdef0123",
-		"sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"",
+	    "sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+	    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+	    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+	    "sha256:../../../../../../etc/passwd0123456789abcdef0123456789abcdef0123",
+	    "sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	    "",
 	};
 	char dir[256], path[512], buf[16];
 	cache *c = NULL;
@@ -457,7 +454,7 @@ static void test_lru(void)
 	CHECK_EQ(write_all_chunks(c, b[1].d, b[1].data, CH), 0); /* partial counts too */
 	CHECK_EQ(cache_blob_put(c, b[2].d, b[2].data, CH), 0);
 	CHECK_EQ(cache_blob_read(c, b[0].d, CH, buf, 1, 0), 1); /* 0 is now newest */
-	CHECK_EQ(cache_blob_put(c, b[3].d, b[3].data, CH), 0); /* evicts 1 */
+	CHECK_EQ(cache_blob_put(c, b[3].d, b[3].data, CH), 0);	/* evicts 1 */
 	CHECK_EQ(cache_blob_read(c, b[1].d, CH, buf, 1, 0), -ENOENT);
 	CHECK(!exists("%s/partial/%s.data", dir, b[1].d));
 	CHECK_EQ(cache_blob_complete(c, b[0].d), 1);
@@ -477,7 +474,7 @@ static void test_lru(void)
 	CHECK_EQ(cache_blob_put(c, b[5].d, b[5].data, CH), -ENOSPC);
 	CHECK_EQ(cache_blob_write_chunk(c, b[5].d, CH, 0, b[5].data, CH), -ENOSPC);
 	CHECK_EQ(cache_blob_complete(c, b[2].d) + cache_blob_complete(c, b[3].d) +
-			 cache_blob_complete(c, b[4].d),
+		     cache_blob_complete(c, b[4].d),
 		 3);
 	cache_get_stats(c, &st);
 	CHECK(st.bytes_total <= 3 * CH + CH / 2);
@@ -930,7 +927,7 @@ static void test_open_cleanup(void)
 	CHECK_EQ(st.bytes_total, 2 * CH);
 	CHECK_EQ(st.evictions, 1);
 	CHECK_EQ(cache_blob_complete(c, b[0].d) + cache_blob_complete(c, b[1].d) +
-			 cache_blob_complete(c, b[2].d),
+		     cache_blob_complete(c, b[2].d),
 		 2);
 	cache_close(c);
 	blobs_free(b, 3);
