@@ -21,6 +21,26 @@
 
 #define LONG_TTL 86400.0
 
+/* What a user sees for an error from below: network trouble is EIO. */
+static int user_errno(int rc)
+{
+	switch (rc) {
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ECONNRESET:
+	case -EAGAIN:
+	case -EKEYEXPIRED:
+	case -ECANCELED:
+	case -EPROTO:
+	case -EBADMSG:
+		return EIO;
+	default:
+		return -rc;
+	}
+}
+
 /* ---- attributes and timeouts ---- */
 
 double fs_entry_timeout(const struct fs_node *n)
@@ -384,7 +404,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		e.entry_timeout = dir->kind == FS_N_PENDING_DIR ? 0 : fs_ctx_get()->o.neg_ttl;
 		fuse_reply_entry(req, &e);
 	} else if (rc) {
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, user_errno(rc));
 	} else {
 		reply_entry(req, n);
 		fs_node_put(n);
@@ -647,7 +667,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 out:
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, user_errno(rc));
 	if (s)
 		snap_free(s);
 	fs_node_put(n);
@@ -797,7 +817,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t n = fs_blob_read(h->rs, buf, size, (uint64_t)off, &cancel);
 	fuse_req_interrupt_func(req, NULL, NULL);
 	if (n < 0)
-		fuse_reply_err(req, (int)-n);
+		fuse_reply_err(req, user_errno((int)n));
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
