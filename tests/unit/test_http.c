@@ -3,10 +3,13 @@
  * bodies and sinks, ranged resume, cancel, connection reuse, signing on
  * every attempt, and no query string in the logs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fakesrv.h"
@@ -517,6 +520,119 @@ static void test_log_no_query(const char *logpath)
 	free(text);
 }
 
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &al))
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static int port_open(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* TLS: verification is on by default (a self-signed server is refused and
+ * not retried), ca_file makes it trusted, insecure skips the check and says
+ * so in the log. The server is `openssl s_server -www`. */
+static void test_tls(const char *logpath)
+{
+	char dir[] = "/tmp/ecrfs-test-tls-XXXXXX", cmd[1024], u[128], ca[300], ps[16];
+	struct net_response r;
+	net_http *plain = NULL, *trusted = NULL, *insecure = NULL;
+	int port, inpipe[2] = {-1, -1};
+	pid_t pid = -1;
+
+	if (!mkdtemp(dir)) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		 "-nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=127.0.0.1 "
+		 "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+		 dir);
+	CHECK(system(cmd) == 0);
+	port = free_port();
+	snprintf(ps, sizeof(ps), "%d", port);
+	snprintf(ca, sizeof(ca), "%s/cert.pem", dir);
+	CHECK(pipe(inpipe) == 0);
+	pid = fork();
+	if (pid == 0) {
+		/* stdin stays open (a pipe) so s_server keeps serving. */
+		dup2(inpipe[0], 0);
+		int dn = open("/dev/null", O_WRONLY);
+		dup2(dn, 1);
+		dup2(dn, 2);
+		if (chdir(dir) == 0)
+			execlp("openssl", "openssl", "s_server", "-accept", ps, "-cert", "cert.pem",
+			       "-key", "key.pem", "-www", (char *)NULL);
+		_exit(127);
+	}
+	close(inpipe[0]);
+	for (int i = 0; i < 200 && !port_open(port); i++) {
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	CHECK(port_open(port));
+	snprintf(u, sizeof(u), "https://127.0.0.1:%d/", port);
+
+	struct net_http_opts po = {0}, to = {.ca_file = ca}, io = {.insecure = 1};
+	CHECK(net_http_new(&po, &plain) == 0);
+	CHECK(net_http_new(&to, &trusted) == 0);
+	CHECK(net_http_new(&io, &insecure) == 0);
+	struct net_request q = {.method = "GET", .url = u, .deadline_ms = 20000};
+	if (plain) {
+		CHECK(net_http_do(plain, &q, &r) == -EIO);
+		CHECK(r.attempts == 1); /* a certificate error is not retried */
+		net_buf_free(&r.body);
+	}
+	if (trusted) {
+		CHECK(net_http_do(trusted, &q, &r) == 0);
+		CHECK(r.status == 200);
+		net_buf_free(&r.body);
+	}
+	if (insecure) {
+		CHECK(net_http_do(insecure, &q, &r) == 0);
+		CHECK(r.status == 200);
+		net_buf_free(&r.body);
+	}
+	net_http_free(plain);
+	net_http_free(trusted);
+	net_http_free(insecure);
+
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+	if (inpipe[1] >= 0)
+		close(inpipe[1]);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+
+	char text[65536] = "";
+	FILE *f = fopen(logpath, "r");
+	if (f) {
+		size_t n = fread(text, 1, sizeof(text) - 1, f);
+		text[n] = '\0';
+		fclose(f);
+	}
+	CHECK(strstr(text, "TLS certificate verification is off") != NULL);
+}
+
 int main(void)
 {
 	char logpath[] = "/tmp/ecrfs-test-http-XXXXXX";
@@ -545,6 +661,7 @@ int main(void)
 	test_cancel();
 	test_refused();
 	test_sign_each_attempt();
+	test_tls(logpath);
 	test_log_no_query(logpath);
 
 	net_http_free(h);
