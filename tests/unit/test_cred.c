@@ -35,6 +35,7 @@ static char logpath[300];
 /* ---- what the fake server plays ---- */
 static struct {
 	int imds_no_role;
+	int imds_v1;            /* IMDSv2 off: the token PUT answers 403 */
 	int imds_ttl;           /* seconds until the IMDS credentials expire */
 	int imds_cred_fetches;  /* GETs of the role's credentials */
 	const char *container_auth;
@@ -87,15 +88,18 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 	const char *t = rq->target;
 
 	if (!strcmp(rq->method, "PUT") && !strcmp(t, "/latest/api/token")) {
-		if (!fake_header(rq->headers, "X-aws-ec2-metadata-token-ttl-seconds", h, sizeof(h)))
+		if (fx.imds_v1)
+			rs->status = 403;
+		else if (!fake_header(rq->headers, "X-aws-ec2-metadata-token-ttl-seconds", h,
+				      sizeof(h)))
 			rs->status = 400;
 		else
 			strcpy(rs->body, "IMDSTOKEN");
 		return;
 	}
 	if (!strncmp(t, "/latest/", 8)) {
-		if (!fake_header(rq->headers, "X-aws-ec2-metadata-token", h, sizeof(h)) ||
-		    strcmp(h, "IMDSTOKEN")) {
+		int has = fake_header(rq->headers, "X-aws-ec2-metadata-token", h, sizeof(h));
+		if (fx.imds_v1 ? has : (!has || strcmp(h, "IMDSTOKEN"))) {
 			rs->status = 401;
 			return;
 		}
@@ -623,6 +627,13 @@ static void test_imds(void)
 	/* Region from IMDS when nothing else says. */
 	char r[64];
 	CHECK(cred_resolve_region(NULL, r, sizeof(r)) == 0 && !strcmp(r, "ap-south-2"));
+
+	/* IMDSv2 not offered (token PUT 403): IMDSv1 requests without a token. */
+	fresh();
+	use_imds();
+	fx.imds_v1 = 1;
+	CHECK(get(NULL, &c) == 0 && c.access_key_id && !strcmp(c.access_key_id, "ASIAIMDS1"));
+	cred_clear(&c);
 
 	/* An instance without a role: the log says so. */
 	fresh();
