@@ -37,7 +37,8 @@ typedef ssize_t (*net_body_cb)(void *arg, char *dst, size_t n, uint64_t off);
 typedef int (*net_sink_cb)(void *arg, const char *data, size_t n);
 /* Called before each attempt (SigV4 signs here: the date changes). It may
  * set extra headers into hdrs (array of "Name: value" strings, up to maxh),
- * returns the count or -errno. */
+ * returns the count or -errno. Each string is malloc'd by the callback and
+ * freed by net_http_do (net/aws_sign.h's aws_sign_cb is the usual one). */
 typedef int (*net_sign_cb)(void *arg, char **hdrs, int maxh);
 /* After a complete response: return 1 to retry (e.g. ThrottlingException in
  * a 400 body), 0 to accept. */
