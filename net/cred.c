@@ -249,16 +249,28 @@ int cred_resolve_profile(struct cred_chain *ch, const char *profile, int depth,
 
 /* ---- the chain ---- */
 
-static void config_paths(struct cred_chain *ch)
+const char *cred_home(char *buf, size_t n)
 {
 	const char *home = getenv("HOME");
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+
+	/* mount(8) and systemd run mount helpers without HOME (fstab mounts). */
+	if (!home || !*home)
+		home = getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res &&
+				       res->pw_dir
+			       ? res->pw_dir
+			       : "";
+	snprintf(buf, n, "%s", home);
+	return buf;
+}
+
+static void config_paths(struct cred_chain *ch)
+{
+	char hb[512];
+	const char *home = cred_home(hb, sizeof(hb));
 	const char *c = getenv("AWS_CONFIG_FILE");
 	const char *k = getenv("AWS_SHARED_CREDENTIALS_FILE");
-	/* mount(8) and systemd run mount helpers without HOME (fstab mounts). */
-	if (!home || !*home) {
-		struct passwd *pw = getpwuid(geteuid());
-		home = pw && pw->pw_dir ? pw->pw_dir : "";
-	}
 	if (c && *c)
 		snprintf(ch->config_path, sizeof(ch->config_path), "%s", c);
 	else

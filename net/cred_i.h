@@ -58,6 +58,10 @@ int cred_parse_time(const char *s, time_t *out);
 const char *cred_sts_region(const struct cred_chain *ch, const char *profile, char *buf,
 			    size_t n);
 
+/* The home directory: $HOME, else the passwd entry of the effective user
+ * (mount helpers run without HOME). Returns buf. */
+const char *cred_home(char *buf, size_t n);
+
 /* Reads a whole small file into a malloc'd NUL-terminated string with
  * surrounding whitespace trimmed. Returns 0 or -errno. */
 int cred_read_file(const char *path, char **out);

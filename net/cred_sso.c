@@ -74,8 +74,8 @@ int cred_from_sso(struct cred_chain *ch, const char *profile, struct cred *out)
 	}
 	/* The cache key is the session name, or the start URL (legacy form). */
 	sha1_hex(session ? session : start_url, hex);
-	const char *home = getenv("HOME");
-	snprintf(path, sizeof(path), "%s/.aws/sso/cache/%s.json", home ? home : "", hex);
+	char hb[512];
+	snprintf(path, sizeof(path), "%s/.aws/sso/cache/%s.json", cred_home(hb, sizeof(hb)), hex);
 	ret = cred_read_file(path, &text);
 	if (ret) {
 		login_hint(profile, "there is no cached token");
