@@ -164,6 +164,15 @@ static void tagdir_note(pending_version *v, struct fs_node *dir)
 	pthread_mutex_unlock(&wmu);
 }
 
+/* Notes the IMAGE node at or above n (a committed tag being rewritten). */
+static void note_image_of(pending_version *v, struct fs_node *n)
+{
+	while (n && n->kind != FS_N_IMAGE)
+		n = n->parent;
+	if (n)
+		tagdir_note(v, n);
+}
+
 /* ---- where a directory stands ---- */
 
 struct where {
@@ -255,8 +264,7 @@ static int where_of(struct fs_node *dir, struct where *wh)
 			return rc;
 		if (dir->kind == FS_N_IMG_DIR)
 			wh->prefix = dir->blob_idx == FS_IDX_BLOBS ? "blobs" : "blobs/sha256";
-		else
-			tagdir_note(wh->v, dir);
+		note_image_of(wh->v, dir);
 		return 0;
 	}
 	return 0;
@@ -649,6 +657,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = version_for(n->registry, n->region, n->repo, n->tag, &v);
 		if (rc < 0)
 			goto out;
+		note_image_of(v, n);
 		rel = img_file_rel(n);
 	} else {
 		rc = -EPERM;

@@ -1,0 +1,67 @@
+"""Existing tags: moving a mutable tag while a reader holds the old image,
+untagging with rm -r / rmdir, deleting an image by digest and a repository."""
+import errno
+import os
+
+from conftest import run, sha256_file, single_image, sync_dir, tag_digest
+
+
+def test_move_tag_while_reader_holds_old_image(emulator, mount, layout_dir):
+    repo = "push/move"
+    old_data = os.urandom(200000)
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/f": old_data})
+    b, ib = single_image(str(layout_dir / "b"), "v1", {"/etc/f": os.urandom(200000)})
+    m = mount()
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", a, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    old_layer = ia["layers"][0].split(":")[1]
+    reader = open(m.repo(repo, "v1", "blobs", "sha256", old_layer), "rb")
+    try:
+        head = reader.read(100)
+        # the tag moves to image b while the reader keeps its file open
+        r = run("cp", "-rT", b, m.repo(repo, "v1"))
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+        assert sync_dir(m.repo(repo, "v1")) == 0
+        assert tag_digest(emulator, repo, "v1") == ib["manifest"]
+        import hashlib
+        h = hashlib.sha256(head + reader.read())
+        assert h.hexdigest() == old_layer  # the old bytes, whole and right
+    finally:
+        reader.close()
+    # a fresh lookup shows the new image
+    new_layer = ib["layers"][0].split(":")[1]
+    d = m.repo(repo, "v1", "blobs", "sha256")
+    assert new_layer in os.listdir(d)
+    assert sha256_file(os.path.join(d, new_layer)) == new_layer
+
+
+def test_untag_delete_image_and_repository(emulator, mount, layout_dir):
+    repo = "push/delete"
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/a": b"a\n"})
+    m = mount()
+    os.makedirs(m.repo(repo))
+    for tag in ("v1", "v2", "v3"):
+        r = run("cp", "-rT", a, m.repo(repo, tag))
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    # rm -r TAG: the files only hide, the final rmdir untags
+    r = run("rm", "-r", m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr
+    assert tag_digest(emulator, repo, "v1") is None
+    assert tag_digest(emulator, repo, "v2") == ia["manifest"]
+    os.rmdir(m.repo(repo, "v2"))
+    assert tag_digest(emulator, repo, "v2") is None
+    # the repository still has an image: rmdir REPO is ENOTEMPTY
+    try:
+        os.rmdir(m.repo(repo))
+        raise AssertionError("rmdir of a repository with images succeeded")
+    except OSError as e:
+        assert e.errno == errno.ENOTEMPTY
+    # BatchDeleteImage of the last tag deletes the image (as ECR does)
+    os.rmdir(m.repo(repo, "v3"))
+    assert tag_digest(emulator, repo, "v3") is None
+    imgs = emulator.aws("list-images", "--repository-name", repo)["imageIds"]
+    assert imgs == []
+    os.rmdir(m.repo(repo))
+    r = emulator.aws_run("describe-repositories", "--repository-names", repo)
+    assert r.returncode != 0 and "RepositoryNotFound" in r.stderr
