@@ -494,6 +494,10 @@ static void setup_easy(net_http *h, CURL *c, const struct net_request *r, struct
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* Larger buffers than curl's 16/64 KiB: fewer callbacks on layer
+	 * downloads and part uploads (several MiB each). */
+	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 128L * 1024);
+	curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 128L * 1024);
 
 	int has_body = r->body_len > 0 || r->body_cb;
 	if (has_body) {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define FAKE_MAX_REQS 256
-#define FAKE_MAX_CONNS 64
+#define FAKE_MAX_CONNS 256
 
 enum fake_action { FAKE_REPLY = 0, FAKE_RESET, FAKE_HANG, FAKE_TRUNCATE };
 

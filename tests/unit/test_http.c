@@ -520,6 +520,49 @@ static void test_log_no_query(const char *logpath)
 	free(text);
 }
 
+struct par_arg {
+	int ok;
+	char body[8];
+};
+
+static void *par_worker(void *arg)
+{
+	struct par_arg *a = arg;
+	char u[256];
+	for (int i = 0; i < 25; i++) {
+		struct net_response r;
+		snprintf(u, sizeof(u), "%s/par/%s/%d", base, a->body, i);
+		struct net_request q = {.method = "POST", .url = u, .body = a->body,
+					.body_len = strlen(a->body)};
+		if (net_http_do(h, &q, &r) == 0 && r.status == 200 && r.body.data &&
+		    strstr(r.body.data, u + strlen(base)))
+			a->ok++;
+		net_buf_free(&r.body);
+	}
+	return NULL;
+}
+
+/* Many threads share one handle (pool + shared connection cache). */
+static void test_parallel(void)
+{
+	pthread_t t[8];
+	struct par_arg a[8];
+	reset(SC_OK);
+	int conns0 = fakesrv_nconn(&srv);
+	for (int i = 0; i < 8; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		snprintf(a[i].body, sizeof(a[i].body), "t%d", i);
+		pthread_create(&t[i], NULL, par_worker, &a[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(a[i].ok == 25);
+	}
+	CHECK(fakesrv_nreq(&srv) == 200);
+	/* Connections are reused: far fewer than requests. */
+	CHECK(fakesrv_nconn(&srv) - conns0 <= 16);
+}
+
 static int free_port(void)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -659,6 +702,7 @@ int main(void)
 	test_range_sink();
 	test_stream_body();
 	test_cancel();
+	test_parallel();
 	test_refused();
 	test_sign_each_attempt();
 	test_tls(logpath);
