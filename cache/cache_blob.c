@@ -99,10 +99,22 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 			ret = -ENOENT;
 			break;
 		}
-		ret = cache_pread_full(f.data_fd, buf, len, off, &got);
-		cache_fds_put(c, &f);
-		if (!ret && got < len && !f.complete)
-			ret = -ENOENT; /* flagged but short: treat as missing */
+		if (f.complete && f.file_size < size) {
+			got = 0; /* cut short, whatever part is asked */
+			cache_fds_put(c, &f);
+		} else {
+			ret = cache_pread_full(f.data_fd, buf, len, off, &got);
+			cache_fds_put(c, &f);
+		}
+		if (!ret && got < len && f.complete) {
+			/* Shorter than its size: cut by a crash before its data
+			 * reached the disk. Never serve it; fetch it again. */
+			log_warn("cache: sha256:%s is shorter than %llu bytes; dropped", hex,
+				 (unsigned long long)size);
+			cache_blob_drop(c, digest);
+		}
+		if (!ret && got < len)
+			ret = -ENOENT;
 		if (!ret)
 			ret = (ssize_t)got;
 		break;
@@ -142,6 +154,33 @@ static int chunk_args_ok(uint64_t size, uint64_t off, size_t len)
 	return len == (size - off < CACHE_CHUNK_SIZE ? size - off : CACHE_CHUNK_SIZE);
 }
 
+/* Shared flock on the map through a fresh open file (flock is per open
+ * file, so this excludes a sealer in this process too): a seal (exclusive)
+ * never hashes or moves the data while a chunk is being written into it.
+ * -ESTALE when map_fd is no longer the live map (sealed or dropped). */
+static int writer_lock(cache *c, const char *hex, int map_fd)
+{
+	char path[PATH_MAX];
+	struct stat a, b;
+	int fd;
+
+	cache_path_map(c, hex, path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESTALE : -errno;
+	if (flock(fd, LOCK_SH) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if (fstat(fd, &a) < 0 || fstat(map_fd, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev || a.st_nlink == 0) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
 int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t off,
 			   const void *buf, size_t len)
 {
@@ -151,17 +190,31 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	unsigned char flag = 0;
 	uint64_t idx = off / CACHE_CHUNK_SIZE;
 	size_t got = 0;
-	int ret = cache_hex_of(digest, hex), reserved = 0;
+	int ret = cache_hex_of(digest, hex), reserved = 0, lock_fd = -1;
 
 	if (ret)
 		return ret;
 	if (!chunk_args_ok(size, off, len))
 		return -EINVAL;
-	ret = cache_fds_get(c, hex, size, 1, &f);
-	if (ret)
-		return cache_write_error(c, ret);
-	if (f.complete)
-		goto out; /* already verified and stored */
+	for (int attempt = 0;; attempt++) {
+		ret = cache_fds_get(c, hex, size, 1, &f);
+		if (ret)
+			return cache_write_error(c, ret);
+		if (f.complete)
+			goto out; /* already verified and stored */
+		lock_fd = writer_lock(c, hex, f.map_fd);
+		if (lock_fd >= 0 || lock_fd != -ESTALE || attempt == 2)
+			break;
+		/* Sealed or dropped since our fds were opened: look again. */
+		cache_fds_put(c, &f);
+		pthread_mutex_lock(&c->mu);
+		cache_slot_invalidate(c, hex);
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (lock_fd < 0) {
+		ret = lock_fd;
+		goto out;
+	}
 	ret = cache_pread_full(f.map_fd, &flag, 1, CACHE_MAP_HDR + idx, &got);
 	if (ret)
 		goto out;
@@ -178,6 +231,7 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (ret) {
+		close(lock_fd);
 		cache_fds_put(c, &f);
 		return ret; /* the cap, not the disk: no disk_full */
 	}
@@ -202,6 +256,8 @@ out:
 				  (off_t)len);
 		account(c, hex, -(int64_t)len);
 	}
+	if (lock_fd >= 0)
+		close(lock_fd);
 	cache_fds_put(c, &f);
 	return ret ? cache_write_error(c, ret) : 0;
 }

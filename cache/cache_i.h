@@ -45,8 +45,9 @@ struct cache_slot {
 	int data_fd;
 	int map_fd; /* -1 when complete */
 	uint64_t size;
-	int refs;  /* operations using the fds right now */
-	int stale; /* close when refs drops to 0 (sealed, dropped, evicted) */
+	uint64_t file_size; /* st_size at open (complete files never change) */
+	int refs;	    /* operations using the fds right now */
+	int stale;	    /* close when refs drops to 0 (sealed, dropped, evicted) */
 	uint64_t tick;
 };
 
@@ -58,6 +59,7 @@ struct cache_fds {
 	int complete;
 	int data_fd;
 	int map_fd;
+	uint64_t file_size;
 };
 
 struct cache {

@@ -164,6 +164,7 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 	char path[PATH_MAX];
 	struct cache_slot *s;
 	struct cache_entry *e;
+	struct stat st;
 	int dfd = -1, mfd = -1, complete = 0, ret;
 
 	memcpy(f->hex, hex, CACHE_HEX_LEN + 1);
@@ -182,6 +183,7 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 		f->complete = s->complete;
 		f->data_fd = s->data_fd;
 		f->map_fd = s->map_fd;
+		f->file_size = s->file_size;
 		e->busy++;
 		ret = 0;
 		goto out;
@@ -209,6 +211,7 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 		cache_unlink_partial(c, hex);
 	}
 	adopt(c, e, complete, dfd, size);
+	f->file_size = fstat(dfd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	/* Refresh the on-disk access time: the LRU order of the next mount. */
 	futimens(dfd, (struct timespec[2]){{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}});
 	e->busy++;
@@ -223,6 +226,7 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 		s->data_fd = dfd;
 		s->map_fd = mfd;
 		s->size = size;
+		s->file_size = f->file_size;
 		s->refs = 1;
 		s->stale = 0;
 		s->tick = cache_now_tick(c);

@@ -269,6 +269,20 @@ static void test_put_and_empty(void)
 	CHECK(memcmp(buf, data, 3000) == 0);
 	CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 2995), 5);
 	CHECK_EQ(cache_blob_put(c, d, data, 3000), 0); /* again: fine */
+	/* A complete blob cut short (a crash before its data reached the
+	 * disk) is never served: dropped on the read that finds it. */
+	{
+		char path[512];
+		CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
+		CHECK(truncate(path, 2999) == 0);
+		cache_close(c); /* the crash and the remount */
+		CHECK_EQ(cache_open(dir, 0, &c), 0);
+		CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 0), -ENOENT);
+		CHECK_EQ(cache_blob_complete(c, d), 0);
+		CHECK_EQ(cache_blob_put(c, d, data, 3000), 0);
+		CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 2990), 10);
+		CHECK(memcmp(buf, data + 2990, 10) == 0);
+	}
 	/* The empty blob (size 0) works both ways. */
 	CHECK_EQ(cache_blob_put(c, e, "", 0), 0);
 	CHECK_EQ(cache_blob_read(c, e, 0, buf, 10, 0), 0);
