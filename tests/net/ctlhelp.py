@@ -47,3 +47,12 @@ def stats_of(stderr):
     raise AssertionError(f"no stats line in: {stderr}")
 
 
+
+
+# Numbers the lead quotes (call counts, retries): shown in the run's summary.
+MEASURED = []
+
+
+def measured(text):
+    print("\nMEASURED: " + text)
+    MEASURED.append(text)
