@@ -588,13 +588,17 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 				ret = nsigned;
 				goto out;
 			}
+			if (nsigned > MAX_SIGN_HDRS)
+				nsigned = MAX_SIGN_HDRS;
 		}
 		/* A ranged download that already delivered bytes resumes after them. */
 		uint64_t rs = req->range_start + x.delivered;
 		uint64_t rl = req->range_len ? req->range_len - x.delivered : 0;
 		hl = build_headers(req, shdrs, nsigned, rs, rl);
-		for (int i = 0; i < nsigned; i++)
+		for (int i = 0; i < nsigned; i++) {
+			explicit_bzero(shdrs[i], strlen(shdrs[i])); /* session token */
 			free(shdrs[i]);
+		}
 		c = hl ? pool_get(h) : NULL;
 		if (!c) {
 			curl_slist_free_all(hl);
@@ -622,12 +626,13 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 			have_resp = 1;
 			log_debug("http %s %s -> %ld (attempt %d)", req->method, safe_url, status,
 				  attempt);
-			if (x.resume_from && status != 206) {
-				/* A resumed range answered with something else: the
+			if (retryable_status(status)) {
+				retry = 1;
+			} else if (x.resume_from && status >= 200 && status < 300 &&
+				   status != 206) {
+				/* A resumed range answered with the whole body: the
 				 * sink already has the first bytes, so give up. */
 				err = -EIO;
-			} else if (retryable_status(status)) {
-				retry = 1;
 			} else if (req->retry_cb && x.sink_mode != 1 &&
 				   req->retry_cb(req->retry_arg, status, &resp->body) == 1) {
 				retry = 1;

@@ -45,6 +45,7 @@ enum scenario {
 	SC_THROTTLE_BODY_ONCE,
 	SC_RANGE,
 	SC_RANGE_TRUNCATE_ONCE,
+	SC_RANGE_TRUNCATE_THEN_503,
 	SC_ECHO_BODY_503_ONCE,
 	SC_FORBIDDEN,
 };
@@ -89,7 +90,12 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 		}
 		break;
 	case SC_RANGE:
-	case SC_RANGE_TRUNCATE_ONCE: {
+	case SC_RANGE_TRUNCATE_ONCE:
+	case SC_RANGE_TRUNCATE_THEN_503: {
+		if (scenario == SC_RANGE_TRUNCATE_THEN_503 && n == 1) {
+			rs->status = 503;
+			break;
+		}
 		unsigned long a = 0, b = 0;
 		if (!fake_header(rq->headers, "Range", range, sizeof(range)) ||
 		    sscanf(range, "bytes=%lu-%lu", &a, &b) != 2 || b >= sizeof(blob) - 1 || a > b) {
@@ -102,7 +108,7 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 		rs->body_len = l;
 		snprintf(rs->headers + strlen(rs->headers), sizeof(rs->headers) - strlen(rs->headers),
 			 "Content-Range: bytes %lu-%lu/%zu\r\n", a, b, sizeof(blob) - 1);
-		if (scenario == SC_RANGE_TRUNCATE_ONCE && n == 0) {
+		if (scenario != SC_RANGE && n == 0) {
 			rs->action = FAKE_TRUNCATE;
 			rs->truncate_at = 5;
 		}
@@ -312,6 +318,17 @@ static void test_range_sink(void)
 	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
 	CHECK(fakesrv_nreq(&srv) == 2);
 	CHECK(fake_header(srv.reqs[1].headers, "Range", rh, sizeof(rh)) &&
+	      !strcmp(rh, "bytes=15-19"));
+	net_buf_free(&r.body);
+
+	/* Broken, then busy, then whole: the resumed range survives a 503. */
+	memset(&sb, 0, sizeof(sb));
+	reset(SC_RANGE_TRUNCATE_THEN_503);
+	CHECK(net_http_do(h, &q, &r) == 0);
+	CHECK(r.status == 206);
+	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
+	CHECK(fakesrv_nreq(&srv) == 3);
+	CHECK(fake_header(srv.reqs[2].headers, "Range", rh, sizeof(rh)) &&
 	      !strcmp(rh, "bytes=15-19"));
 	net_buf_free(&r.body);
 
