@@ -519,6 +519,8 @@ int cred_resolve_region(const struct cred_opts *opts, char *buf, size_t bufsize)
 	if (!prof)
 		prof = getenv("AWS_PROFILE");
 	if (!prof || !*prof)
+		prof = getenv("AWS_DEFAULT_PROFILE");
+	if (!prof || !*prof)
 		prof = "default";
 	config_paths(&ch);
 	ch.config = ini_load(ch.config_path, 1, NULL);
