@@ -307,8 +307,8 @@ static int cmd_cat_blob(struct ctl *c, int argc, char **argv)
 	/* One ranged GET for all that is asked (net/http resumes it after a
 	 * cut); an expired URL is re-requested and the fetch goes on. */
 	for (;;) {
-		rc = ecr_fetch_url_range(c->e, url, off + o.n, len ? len - o.n : 0, out_sink_cb,
-					 &o, NULL);
+		rc = ecr_fetch_url_range(c->e, url, off + o.n, len ? len - o.n : 0, out_sink_cb, &o,
+					 NULL);
 		if (rc != -EKEYEXPIRED || renewals++ >= 3)
 			break;
 		free(url);
@@ -323,8 +323,9 @@ static int cmd_cat_blob(struct ctl *c, int argc, char **argv)
 		char hex[65];
 		rc = hex_of(o.md, hex);
 		if (!rc && strcmp(hex, r.digest + 7) != 0) {
-			fprintf(stderr, "ecrfs-ctl: cat-blob: content hashes to sha256:%s, not %s\n",
-				hex, r.digest);
+			fprintf(stderr,
+				"ecrfs-ctl: cat-blob: content hashes to sha256:%s, not %s\n", hex,
+				r.digest);
 			rc = -EIO;
 		}
 	}
@@ -492,30 +493,48 @@ static int run(struct ctl *c, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"endpoint", required_argument, NULL, 'e'},
-		{"profile", required_argument, NULL, 'p'},
-		{"region", required_argument, NULL, 'r'},
-		{"ca-file", required_argument, NULL, 'c'},
-		{"insecure", no_argument, NULL, 'k'},
-		{"debug", no_argument, NULL, 'd'},
-		{"stats", no_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"endpoint", required_argument, NULL, 'e'},
+	    {"profile", required_argument, NULL, 'p'},
+	    {"region", required_argument, NULL, 'r'},
+	    {"ca-file", required_argument, NULL, 'c'},
+	    {"insecure", no_argument, NULL, 'k'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"stats", no_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ctl c = {0};
 	int o, ret = 1;
 
 	while ((o = getopt_long(argc, argv, "+dh", opts, NULL)) != -1) {
 		switch (o) {
-		case 'e': c.endpoint = optarg; break;
-		case 'p': c.profile = optarg; break;
-		case 'r': c.region = optarg; break;
-		case 'c': c.ca_file = optarg; break;
-		case 'k': c.insecure = 1; break;
-		case 'd': c.debug = 1; break;
-		case 's': c.stats = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'e':
+			c.endpoint = optarg;
+			break;
+		case 'p':
+			c.profile = optarg;
+			break;
+		case 'r':
+			c.region = optarg;
+			break;
+		case 'c':
+			c.ca_file = optarg;
+			break;
+		case 'k':
+			c.insecure = 1;
+			break;
+		case 'd':
+			c.debug = 1;
+			break;
+		case 's':
+			c.stats = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	argc -= optind;

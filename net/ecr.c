@@ -117,9 +117,8 @@ char *ecr_stats_json(ecr *e)
 		const struct ecr_op_stats *st = &e->stats[i];
 		json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I}", "calls", (json_int_t)st->calls,
 				      "errors", (json_int_t)st->errors, "retries",
-				      (json_int_t)st->retries, "bytes_in",
-				      (json_int_t)st->bytes_in, "bytes_out",
-				      (json_int_t)st->bytes_out);
+				      (json_int_t)st->retries, "bytes_in", (json_int_t)st->bytes_in,
+				      "bytes_out", (json_int_t)st->bytes_out);
 		json_object_set_new(calls, st->op, json_integer((json_int_t)st->calls));
 		json_object_set_new(errors, st->op, json_integer((json_int_t)st->errors));
 		if (o)
@@ -153,9 +152,13 @@ struct retry_state {
 
 static int is_retryable_code(const char *code)
 {
-	static const char *const codes[] = {"ThrottlingException", "TooManyRequestsException",
-					    "ServerException", "ServiceUnavailableException",
-					    "InternalFailure", "ServiceUnavailable", NULL};
+	static const char *const codes[] = {"ThrottlingException",
+					    "TooManyRequestsException",
+					    "ServerException",
+					    "ServiceUnavailableException",
+					    "InternalFailure",
+					    "ServiceUnavailable",
+					    NULL};
 	for (int i = 0; codes[i]; i++)
 		if (strcmp(code, codes[i]) == 0)
 			return 1;
@@ -262,18 +265,18 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 	}
 
 	struct net_request req = {
-		.method = "POST",
-		.url = url,
-		.headers = headers,
-		.body = body,
-		.body_len = body_len,
-		.body_cb = c->req ? NULL : c->body_cb,
-		.body_arg = c->body_arg,
-		.retry_cb = retry_cb,
-		.retry_arg = &rs,
-		.deadline_ms = c->deadline_ms > 0 ? c->deadline_ms : e->deadline_ms,
-		.stall_ms = c->stall_ms,
-		.max_attempts = ECR_MAX_ATTEMPTS,
+	    .method = "POST",
+	    .url = url,
+	    .headers = headers,
+	    .body = body,
+	    .body_len = body_len,
+	    .body_cb = c->req ? NULL : c->body_cb,
+	    .body_arg = c->body_arg,
+	    .retry_cb = retry_cb,
+	    .retry_arg = &rs,
+	    .deadline_ms = c->deadline_ms > 0 ? c->deadline_ms : e->deadline_ms,
+	    .stall_ms = c->stall_ms,
+	    .max_attempts = ECR_MAX_ATTEMPTS,
 	};
 	rc = aws_sign_init(&sc, e->creds, c->region, "ecr", &req, payload_hash);
 	if (rc)
@@ -312,7 +315,9 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 	rc = ecr_errno(err->code, resp.status, 0);
 	/* net/http stops retrying at its attempt limit or at the deadline;
 	 * still retryable with attempts left means the deadline passed. */
-	if (rc == -EIO && (resp.status == 429 || resp.status >= 500 || is_retryable_code(err->code)) &&
+	if (rc == -EIO &&
+	    (resp.status == 429 || (resp.status >= 500 && resp.status != 501) ||
+	     is_retryable_code(err->code)) &&
 	    resp.attempts < ECR_MAX_ATTEMPTS)
 		rc = -ETIMEDOUT;
 	if (rc == 0 || is_expected(c, err->code)) {
@@ -333,8 +338,7 @@ out:
 	return rc;
 }
 
-int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out,
-		   struct ecr_error *err)
+int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out, struct ecr_error *err)
 {
 	char *next = NULL, *prev = NULL;
 	json_t *j = NULL;

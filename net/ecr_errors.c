@@ -9,50 +9,50 @@
 
 struct code_map {
 	const char *code; /* without the "Exception" suffix */
-	int err;          /* positive errno, 0 = success */
+	int err;	  /* positive errno, 0 = success */
 };
 
 static const struct code_map code_table[] = {
-	{"AccessDenied", EACCES},
-	{"UnrecognizedClient", EACCES},
-	{"InvalidSignature", EACCES},
-	{"SignatureDoesNotMatch", EACCES},
-	{"IncompleteSignature", EACCES},
-	{"ExpiredToken", EACCES},
-	{"MissingAuthenticationToken", EACCES},
-	{"InvalidClientTokenId", EACCES},
-	{"RepositoryNotFound", ENOENT},
-	{"ImageNotFound", ENOENT},
-	{"UploadNotFound", ENOENT},
-	{"RegistryPolicyNotFound", ENOENT},
-	{"RepositoryPolicyNotFound", ENOENT},
-	{"LifecyclePolicyNotFound", ENOENT},
-	{"ImageTagAlreadyExists", EEXIST},
-	{"LayersNotFound", EIO},
-	{"ReferencedImagesNotFound", EIO},
-	{"InvalidLayer", EIO},
-	{"LayerPartTooSmall", EIO},
-	{"EmptyUpload", EIO},
-	{"ImageDigestDoesNotMatch", EIO},
-	{"KmsError", EIO},
-	{"Kms", EIO},
-	{"InvalidLayerPart", ERANGE},
-	{"RepositoryNotEmpty", ENOTEMPTY},
-	{"InvalidParameter", EINVAL},
-	{"InvalidTagParameter", EINVAL},
-	{"Validation", EINVAL},
-	{"UnsupportedImageType", EINVAL},
-	{"LimitExceeded", EDQUOT},
-	{"TooManyTags", EDQUOT},
-	{"ImageReferencedByManifestList", EBUSY},
-	{"Throttling", EIO},
-	{"TooManyRequests", EIO},
-	{"Server", EIO},
-	{"ServiceUnavailable", EIO},
-	{"InternalFailure", EIO},
-	{"LayerAlreadyExists", 0},
-	{"ImageAlreadyExists", 0},
-	{"RepositoryAlreadyExists", 0},
+    {"AccessDenied", EACCES},
+    {"UnrecognizedClient", EACCES},
+    {"InvalidSignature", EACCES},
+    {"SignatureDoesNotMatch", EACCES},
+    {"IncompleteSignature", EACCES},
+    {"ExpiredToken", EACCES},
+    {"MissingAuthenticationToken", EACCES},
+    {"InvalidClientTokenId", EACCES},
+    {"RepositoryNotFound", ENOENT},
+    {"ImageNotFound", ENOENT},
+    {"UploadNotFound", ENOENT},
+    {"RegistryPolicyNotFound", ENOENT},
+    {"RepositoryPolicyNotFound", ENOENT},
+    {"LifecyclePolicyNotFound", ENOENT},
+    {"ImageTagAlreadyExists", EEXIST},
+    {"LayersNotFound", EIO},
+    {"ReferencedImagesNotFound", EIO},
+    {"InvalidLayer", EIO},
+    {"LayerPartTooSmall", EIO},
+    {"EmptyUpload", EIO},
+    {"ImageDigestDoesNotMatch", EIO},
+    {"KmsError", EIO},
+    {"Kms", EIO},
+    {"InvalidLayerPart", ERANGE},
+    {"RepositoryNotEmpty", ENOTEMPTY},
+    {"InvalidParameter", EINVAL},
+    {"InvalidTagParameter", EINVAL},
+    {"Validation", EINVAL},
+    {"UnsupportedImageType", EINVAL},
+    {"LimitExceeded", EDQUOT},
+    {"TooManyTags", EDQUOT},
+    {"ImageReferencedByManifestList", EBUSY},
+    {"Throttling", EIO},
+    {"TooManyRequests", EIO},
+    {"Server", EIO},
+    {"ServiceUnavailable", EIO},
+    {"InternalFailure", EIO},
+    {"LayerAlreadyExists", 0},
+    {"ImageAlreadyExists", 0},
+    {"RepositoryAlreadyExists", 0},
 };
 
 static int code_is(const char *code, const char *base)
@@ -123,8 +123,8 @@ static void copy_span(char *dst, size_t size, const char *src, size_t n)
 	dst[n] = '\0';
 }
 
-int ecr_parse_denied(const char *msg, char *principal, size_t psize, char *action,
-		     size_t asize, char *resource, size_t rsize)
+int ecr_parse_denied(const char *msg, char *principal, size_t psize, char *action, size_t asize,
+		     char *resource, size_t rsize)
 {
 	static const char k_user[] = "User: ";
 	static const char k_perf[] = " is not authorized to perform: ";
@@ -176,8 +176,7 @@ static void registry_of(const struct ecr_call *c, const struct ecr_error *err, c
 }
 
 void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
-			const struct ecr_error *err, int rc, const char *cred_source,
-			int attempts)
+			const struct ecr_error *err, int rc, const char *cred_source, int attempts)
 {
 	const char *code = err->code;
 	const char *repo = c->w && c->w->repository ? c->w->repository : "";
@@ -266,9 +265,8 @@ void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
 	} else if (code_is(code, "Throttling") || code_is(code, "TooManyRequests") ||
 		   code_is(code, "Server") || code_is(code, "ServiceUnavailable") ||
 		   code_is(code, "InternalFailure")) {
-		snprintf(buf, size,
-			 "ecr %s in %s still failing after %d attempt(s): %s (%s)%s", c->op,
-			 region, attempts, code, err->message,
+		snprintf(buf, size, "ecr %s in %s still failing after %d attempt(s): %s (%s)%s",
+			 c->op, region, attempts, code, err->message,
 			 rc == -ETIMEDOUT ? "; deadline passed" : "");
 	} else if (code_is(code, "InvalidParameter") || code_is(code, "Validation")) {
 		snprintf(buf, size, "ecr %s%s%s: invalid parameter: %s", c->op,

@@ -30,8 +30,8 @@ struct ecr_op_stats {
 
 struct ecr {
 	cred_provider *creds; /* borrowed */
-	net_http *http;       /* borrowed */
-	char *endpoint;       /* fixed override (option or env), NULL: per region */
+	net_http *http;	      /* borrowed */
+	char *endpoint;	      /* fixed override (option or env), NULL: per region */
 	char *sts_endpoint;   /* NULL: resolved by the STS helper */
 	int fips;
 	int deadline_ms;
@@ -46,17 +46,17 @@ struct ecr {
 /* One ECR API call. Either req (a JSON object, serialised compactly) or a
  * streaming body (body_cb, body_len, payload_hash precomputed). */
 struct ecr_call {
-	const char *op;              /* "DescribeImages" */
+	const char *op; /* "DescribeImages" */
 	const char *region;
-	const struct ecr_where *w;   /* for log lines, may be NULL */
-	const char *subject;         /* tag/digest/upload for log lines, may be NULL */
+	const struct ecr_where *w; /* for log lines, may be NULL */
+	const char *subject;	   /* tag/digest/upload for log lines, may be NULL */
 	json_t *req;
 	net_body_cb body_cb;
 	void *body_arg;
 	size_t body_len;
 	const char *payload_hash;
-	int deadline_ms;             /* 0: the handle's */
-	int stall_ms;                /* 0: net/http's default */
+	int deadline_ms; /* 0: the handle's */
+	int stall_ms;	 /* 0: net/http's default */
 	/* Error codes the caller handles itself (logged at debug, not as
 	 * failures); NULL-terminated, may be NULL. */
 	const char *const *expected;
@@ -73,8 +73,7 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp, struct ecr_error *err);
 /* Runs a paginated call (maxResults 1000, nextToken loop): page() parses
  * each reply into out and returns the next token (malloc'd) or NULL. */
 typedef int (*ecr_page_fn)(const json_t *resp, void *out, char **next);
-int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out,
-		   struct ecr_error *err);
+int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out, struct ecr_error *err);
 
 /* Base URL for region ("https://api.ecr.REGION.amazonaws.com" or override). */
 int ecr_endpoint_url(const ecr *e, const char *region, char *buf, size_t size);
@@ -88,15 +87,14 @@ void ecr_stats_add(ecr *e, const char *op, int failed, int retries, uint64_t byt
 void ecr_error_code(const char *type, char *out, size_t size);
 /* Parses "User: ARN is not authorized to perform: ACTION on resource: RES..."
  * Returns 0 when found. Any output may be NULL. */
-int ecr_parse_denied(const char *msg, char *principal, size_t psize, char *action,
-		     size_t asize, char *resource, size_t rsize);
+int ecr_parse_denied(const char *msg, char *principal, size_t psize, char *action, size_t asize,
+		     char *resource, size_t rsize);
 /* Writes the one log line that names cause and fix. */
 void ecr_log_failure(const struct ecr_call *c, const struct ecr_error *err, int rc,
 		     const char *cred_source, int attempts);
 /* Formats the failure line into buf (what ecr_log_failure logs). */
 void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
-			const struct ecr_error *err, int rc, const char *cred_source,
-			int attempts);
+			const struct ecr_error *err, int rc, const char *cred_source, int attempts);
 
 /* ---- JSON helpers (ecr_json.c) ---- */
 const char *ecr_json_str(const json_t *o, const char *key);
@@ -111,8 +109,7 @@ json_t *ecr_json_image_ids(const struct ecr_image_id *ids, size_t n);
  * is returned malloc'd in *next. */
 int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **next);
 int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char **next);
-int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out,
-			      char **next);
+int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next);
 int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out);
 
 /* ---- upload body (ecr_upload.c) ---- */

@@ -25,8 +25,8 @@ int ecr_get_caller_identity(ecr *e, const char *region, struct ecr_identity *out
 	snprintf(out->source, sizeof(out->source), "%s", c.source);
 	rc = sts_get_caller_identity(e->http, e->creds, e->sts_endpoint,
 				     region && *region ? region : "us-east-1", out->account,
-				     sizeof(out->account), out->arn, sizeof(out->arn),
-				     out->user_id, sizeof(out->user_id));
+				     sizeof(out->account), out->arn, sizeof(out->arn), out->user_id,
+				     sizeof(out->user_id));
 out:
 	if (rc && err)
 		snprintf(err->message, sizeof(err->message), "GetCallerIdentity: %s",

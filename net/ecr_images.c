@@ -11,12 +11,12 @@
 
 /* Every manifest and index type, so ECR never converts (DESIGN §8). */
 static const char *const accepted_media_types[] = {
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.docker.distribution.manifest.v1+prettyjws",
-	"application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v1+json",
 };
 
 static void id_subject(const struct ecr_image_id *id, char *buf, size_t size)
@@ -38,8 +38,8 @@ static int refs_page(const json_t *resp, void *out, char **next)
 }
 
 /* DescribeImages of ids (no maxResults with imageIds). */
-static int describe_ids(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
-			size_t n, struct ecr_image_list *out, struct ecr_error *err, int quiet)
+static int describe_ids(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids, size_t n,
+			struct ecr_image_list *out, struct ecr_error *err, int quiet)
 {
 	static const char *const expected[] = {"ImageNotFoundException", NULL};
 	char subj[200];
@@ -185,19 +185,20 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 	if (out->n == 0 && out->nfailed > 0) {
 		const char *code = out->failure_codes[0] ? out->failure_codes[0] : "";
 		log_info("ecr BatchGetImage: %s of repository '%s' (registry %s region %s): %s",
-			 out->failed[0].tag       ? out->failed[0].tag
+			 out->failed[0].tag	 ? out->failed[0].tag
 			 : out->failed[0].digest ? out->failed[0].digest
 						 : "?",
-			 w->repository ? w->repository : "", w->registry_id ? w->registry_id : "own",
-			 w->region ? w->region : "?", code);
+			 w->repository ? w->repository : "",
+			 w->registry_id ? w->registry_id : "own", w->region ? w->region : "?",
+			 code);
 		if (err) {
 			snprintf(err->code, sizeof(err->code), "%s", code);
 			snprintf(err->message, sizeof(err->message), "BatchGetImage failure");
 		}
 		rc = strcmp(code, "ImageNotFound") == 0 || strcmp(code, "InvalidImageTag") == 0 ||
-				     strcmp(code, "InvalidImageDigest") == 0
-			     ? -ENOENT
-			     : -EIO;
+			     strcmp(code, "InvalidImageDigest") == 0
+			 ? -ENOENT
+			 : -EIO;
 	}
 out:
 	json_decref(c.req);
@@ -249,7 +250,8 @@ int ecr_batch_delete_image(ecr *e, const struct ecr_where *w, const struct ecr_i
 		if (rc)
 			goto out;
 		fails = json_object_get(j, "failures");
-		json_array_foreach(fails, k, f) {
+		json_array_foreach(fails, k, f)
+		{
 			const char *code = ecr_json_str(f, "failureCode");
 			const char *reason = ecr_json_str(f, "failureReason");
 			const json_t *id = json_object_get(f, "imageId");

@@ -49,7 +49,8 @@ int64_t ecr_json_int(const json_t *o, const char *key, int64_t dflt)
 
 int ecr_json_where(json_t *req, const struct ecr_where *w)
 {
-	if (w && w->registry_id && json_object_set_new(req, "registryId", json_string(w->registry_id)))
+	if (w && w->registry_id &&
+	    json_object_set_new(req, "registryId", json_string(w->registry_id)))
 		return -ENOMEM;
 	if (w && w->repository &&
 	    json_object_set_new(req, "repositoryName", json_string(w->repository)))
@@ -114,7 +115,8 @@ int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **n
 	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
 	if (rc)
 		return rc;
-	json_array_foreach(arr, i, r) {
+	json_array_foreach(arr, i, r)
+	{
 		struct ecr_repo *x = &out->v[out->n];
 		const json_t *scan = json_object_get(r, "imageScanningConfiguration");
 		const char *mut = ecr_json_str(r, "imageTagMutability");
@@ -147,7 +149,8 @@ int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char *
 	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
 	if (rc)
 		return rc;
-	json_array_foreach(arr, i, d) {
+	json_array_foreach(arr, i, d)
+	{
 		struct ecr_image *x = &out->v[out->n];
 		const json_t *tags = json_object_get(d, "imageTags");
 		const json_t *scan = json_object_get(d, "imageScanStatus");
@@ -162,7 +165,8 @@ int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char *
 				free(x->digest);
 				return -ENOMEM;
 			}
-			json_array_foreach(tags, j, t) {
+			json_array_foreach(tags, j, t)
+			{
 				char *s = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
 				if (s)
 					x->tags[x->ntags++] = s;
@@ -191,7 +195,8 @@ int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out
 	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
 	if (rc)
 		return rc;
-	json_array_foreach(arr, i, d) {
+	json_array_foreach(arr, i, d)
+	{
 		struct ecr_image_ref *x = &out->v[out->n];
 
 		x->digest = ecr_json_strdup(d, "imageDigest");
@@ -216,7 +221,8 @@ int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 	rc = grow((void **)&out->v, out->n, json_array_size(imgs), sizeof(*out->v));
 	if (rc)
 		return rc;
-	json_array_foreach(imgs, i, d) {
+	json_array_foreach(imgs, i, d)
+	{
 		struct ecr_manifest *m = &out->v[out->n];
 		const json_t *id = json_object_get(d, "imageId");
 		const json_t *man = json_object_get(d, "imageManifest");
@@ -239,14 +245,15 @@ int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 	}
 	if (!json_is_array(fails) || !json_array_size(fails))
 		return 0;
-	rc = grow((void **)&out->failed, out->nfailed, json_array_size(fails),
-		  sizeof(*out->failed));
+	rc =
+	    grow((void **)&out->failed, out->nfailed, json_array_size(fails), sizeof(*out->failed));
 	if (!rc)
 		rc = grow((void **)&out->failure_codes, out->nfailed, json_array_size(fails),
 			  sizeof(*out->failure_codes));
 	if (rc)
 		return rc;
-	json_array_foreach(fails, i, d) {
+	json_array_foreach(fails, i, d)
+	{
 		const json_t *id = json_object_get(d, "imageId");
 
 		out->failed[out->nfailed].digest = ecr_json_strdup(id, "imageDigest");

@@ -66,7 +66,7 @@ int ecr_get_download_url(ecr *e, const struct ecr_where *w, const char *digest, 
 			 time_t *expires_out, struct ecr_error *err)
 {
 	struct ecr_call c = {
-		.op = "GetDownloadUrlForLayer", .region = w->region, .w = w, .subject = digest};
+	    .op = "GetDownloadUrlForLayer", .region = w->region, .w = w, .subject = digest};
 	json_t *j = NULL;
 	int rc;
 
@@ -99,10 +99,10 @@ struct range_sink {
 	net_sink_cb sink;
 	void *arg;
 	const struct net_response *resp; /* filled by net/http as headers arrive */
-	uint64_t off, len;                /* len 0: to the end */
+	uint64_t off, len;		 /* len 0: to the end */
 	uint64_t delivered;
-	uint64_t total;                   /* from Content-Range, 0 unknown */
-	char seen_cr[128];                /* Content-Range of the response in progress */
+	uint64_t total;	   /* from Content-Range, 0 unknown */
+	char seen_cr[128]; /* Content-Range of the response in progress */
 	int checked;
 };
 
@@ -129,8 +129,7 @@ static int range_sink_cb(void *arg, const char *data, size_t n)
 		snprintf(rs->seen_cr, sizeof(rs->seen_cr), "%s", cr);
 		rs->checked = 1;
 		if (*cr) {
-			if (parse_content_range(cr, &a, &b, &t) ||
-			    a != rs->off + rs->delivered ||
+			if (parse_content_range(cr, &a, &b, &t) || a != rs->off + rs->delivered ||
 			    (rs->len && b > rs->off + rs->len - 1)) {
 				log_err("layer download: unexpected Content-Range '%s' for bytes "
 					"%" PRIu64 "+%" PRIu64,
@@ -162,8 +161,8 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 			void *sink_arg, volatile int *cancel)
 {
 	struct net_response resp;
-	struct range_sink rs = {.sink = sink, .arg = sink_arg, .resp = &resp, .off = off,
-				.len = len};
+	struct range_sink rs = {
+	    .sink = sink, .arg = sink_arg, .resp = &resp, .off = off, .len = len};
 	char safe[512];
 	int rc;
 
@@ -171,14 +170,14 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 	/* Open-ended ranges are sent with a far end the server clamps (RFC 9110),
 	 * so net/http can resume them after a cut connection. */
 	struct net_request req = {
-		.method = "GET",
-		.url = url,
-		.sink = range_sink_cb,
-		.sink_arg = &rs,
-		.range_start = off,
-		.range_len = len ? len : (UINT64_C(1) << 53) - off,
-		.deadline_ms = e->deadline_ms,
-		.cancel = cancel,
+	    .method = "GET",
+	    .url = url,
+	    .sink = range_sink_cb,
+	    .sink_arg = &rs,
+	    .range_start = off,
+	    .range_len = len ? len : (UINT64_C(1) << 53) - off,
+	    .deadline_ms = e->deadline_ms,
+	    .cancel = cancel,
 	};
 	log_url_safe(url, safe, sizeof(safe));
 	rc = e->transport(e->transport_arg, &req, &resp);
@@ -192,8 +191,7 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 	}
 	if (resp.status == 403) {
 		/* Presigned URLs expire: the caller asks ECR for a new one. */
-		log_info("layer download %s: URL expired or refused (403); re-requesting it",
-			 safe);
+		log_info("layer download %s: URL expired or refused (403); re-requesting it", safe);
 		rc = -EKEYEXPIRED;
 		goto out;
 	}

@@ -6,8 +6,7 @@
 
 #include "net/ecr_i.h"
 
-int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out,
-			  struct ecr_error *err)
+int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "DescribeRegistry", .region = region};
 	json_t *j = NULL;

@@ -58,8 +58,9 @@ int ecr_part_body_init(struct ecr_part_body *b, const char *registry_id, const c
 	if ((rc = append_str(&b->prefix, &b->prefix_len, "repositoryName", repository)) ||
 	    (rc = append_str(&b->prefix, &b->prefix_len, "uploadId", upload_id)))
 		goto fail;
-	n = asprintf(&p, "%s,\"partFirstByte\":%" PRIu64 ",\"partLastByte\":%" PRIu64
-			 ",\"layerPartBlob\":\"",
+	n = asprintf(&p,
+		     "%s,\"partFirstByte\":%" PRIu64 ",\"partLastByte\":%" PRIu64
+		     ",\"layerPartBlob\":\"",
 		     b->prefix, first_byte, first_byte + len - 1);
 	if (n < 0) {
 		rc = -ENOMEM;
@@ -178,8 +179,8 @@ out:
 
 /* ---- the calls ---- */
 
-int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const *digests,
-			   size_t n, int *available, struct ecr_error *err)
+int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const *digests, size_t n,
+			   int *available, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "BatchCheckLayerAvailability", .region = w->region, .w = w};
 	json_t *j = NULL;
@@ -205,7 +206,8 @@ int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const 
 		rc = ecr_call(e, &c, &j, err);
 		if (rc)
 			goto out;
-		json_array_foreach(json_object_get(j, "layers"), k, l) {
+		json_array_foreach(json_object_get(j, "layers"), k, l)
+		{
 			const char *d = ecr_json_str(l, "layerDigest");
 			const char *av = ecr_json_str(l, "layerAvailability");
 			if (!d || !av || strcmp(av, "AVAILABLE") != 0)
@@ -260,8 +262,11 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
 {
 	static const char *const expected[] = {"InvalidLayerPartException",
 					       "UploadNotFoundException", NULL};
-	struct ecr_call c = {.op = "UploadLayerPart", .region = w->region, .w = w,
-			     .subject = upload_id, .expected = expected};
+	struct ecr_call c = {.op = "UploadLayerPart",
+			     .region = w->region,
+			     .w = w,
+			     .subject = upload_id,
+			     .expected = expected};
 	struct ecr_error eb, *er = err ? err : &eb;
 	struct ecr_part_body b;
 	char hash[65];
@@ -270,8 +275,8 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
 
 	if (last_valid_byte)
 		*last_valid_byte = -1;
-	rc = ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte, data,
-				len);
+	rc =
+	    ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte, data, len);
 	if (rc)
 		return rc;
 	rc = ecr_part_body_hash(&b, hash);
@@ -316,8 +321,8 @@ out:
 int ecr_complete_layer_upload(ecr *e, const struct ecr_where *w, const char *upload_id,
 			      const char *digest, struct ecr_error *err)
 {
-	struct ecr_call c = {.op = "CompleteLayerUpload", .region = w->region, .w = w,
-			     .subject = digest};
+	struct ecr_call c = {
+	    .op = "CompleteLayerUpload", .region = w->region, .w = w, .subject = digest};
 	json_t *arr;
 	int rc;
 

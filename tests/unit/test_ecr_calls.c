@@ -17,7 +17,7 @@
 
 struct fake {
 	int ncalls;
-	char *targets[MAX_CALLS]; /* X-Amz-Target of each call */
+	char *targets[MAX_CALLS];  /* X-Amz-Target of each call */
 	json_t *bodies[MAX_CALLS]; /* parsed request bodies */
 	/* reply producer */
 	int (*reply)(struct fake *f, int i, const json_t *req, long *status, char **body);
@@ -126,8 +126,7 @@ static void check_body(size_t len)
 
 	for (size_t i = 0; i < len; i++)
 		data[i] = (unsigned char)(i * 131 + (i >> 8) * 7 + 3);
-	CHECK_INT(ecr_part_body_init(&b, "111111111111", "team/app\"x", "up-1", 5242880, data,
-				     len),
+	CHECK_INT(ecr_part_body_init(&b, "111111111111", "team/app\"x", "up-1", 5242880, data, len),
 		  0);
 	/* Independently: the whole JSON with the base64 of the whole part. */
 	size_t b64len = 4 * ((len + 2) / 3);
@@ -202,8 +201,8 @@ static void check_body(size_t len)
 
 static void test_part_body(void)
 {
-	static const size_t lens[] = {1, 2, 3, 4, 5, 6, 7, 1000, 3071, 3072, 3073, 3 * 4096 + 1,
-				      1048576 + 2};
+	static const size_t lens[] = {
+	    1, 2, 3, 4, 5, 6, 7, 1000, 3071, 3072, 3073, 3 * 4096 + 1, 1048576 + 2};
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
 		check_body(lens[i]);
 	/* Own registry: no registryId key. */
@@ -279,8 +278,8 @@ static void test_upload_part(void)
 /* ---- pagination and batching ---- */
 
 struct pager {
-	int total;     /* images in the fake repository */
-	int page;      /* per page */
+	int total; /* images in the fake repository */
+	int page;  /* per page */
 };
 
 static int reply_pages(struct fake *f, int i, const json_t *req, long *status, char **body)
@@ -314,8 +313,8 @@ static void test_pagination(void)
 {
 	struct fake f = {0};
 	struct pager p = {.total = 2500, .page = 1000};
-	struct ecr_where w = {.registry_id = "111111111111", .region = "us-east-1",
-			      .repository = "app"};
+	struct ecr_where w = {
+	    .registry_id = "111111111111", .region = "us-east-1", .repository = "app"};
 	struct ecr_image_list l;
 	ecr *e;
 
@@ -360,12 +359,13 @@ static int reply_batch(struct fake *f, int i, const json_t *req, long *status, c
 	size_t k;
 	json_t *id;
 
-	json_array_foreach(ids, k, id) {
+	json_array_foreach(ids, k, id)
+	{
 		char m[64];
 		snprintf(m, sizeof(m), "{\"n\":\"%s\"}", ecr_json_str(id, "imageTag"));
-		json_array_append_new(imgs, json_pack("{s:O,s:s,s:s}", "imageId", id,
-						      "imageManifest", m,
-						      "imageManifestMediaType", "x"));
+		json_array_append_new(imgs,
+				      json_pack("{s:O,s:s,s:s}", "imageId", id, "imageManifest", m,
+						"imageManifestMediaType", "x"));
 	}
 	json_object_set_new(r, "images", imgs);
 	json_object_set_new(r, "failures", json_array());
@@ -404,26 +404,27 @@ static void test_batching(void)
 }
 
 /* DescribeImages by id: ECR fails the whole call when one id is missing. */
-static int reply_describe_ids(struct fake *f, int i, const json_t *req, long *status,
-			      char **body)
+static int reply_describe_ids(struct fake *f, int i, const json_t *req, long *status, char **body)
 {
 	const json_t *ids = json_object_get(req, "imageIds");
 	json_t *r = json_object(), *arr = json_array(), *id;
 	size_t k;
 
 	CHECK(json_object_get(req, "maxResults") == NULL);
-	json_array_foreach(ids, k, id) {
+	json_array_foreach(ids, k, id)
+	{
 		const char *t = ecr_json_str(id, "imageTag");
 		if (t && strncmp(t, "missing", 7) == 0) {
 			json_decref(r);
 			json_decref(arr);
 			*status = 400;
-			*body = strdup("{\"__type\":\"ImageNotFoundException\",\"message\":"
-				       "\"The image with imageId {imageTag:'missing'} does not exist\"}");
+			*body = strdup(
+			    "{\"__type\":\"ImageNotFoundException\",\"message\":"
+			    "\"The image with imageId {imageTag:'missing'} does not exist\"}");
 			return 0;
 		}
-		json_array_append_new(arr, json_pack("{s:s,s:[s]}", "imageDigest", "sha256:d",
-						     "imageTags", t));
+		json_array_append_new(
+		    arr, json_pack("{s:s,s:[s]}", "imageDigest", "sha256:d", "imageTags", t));
 	}
 	json_object_set_new(r, "imageDetails", arr);
 	*status = 200;
@@ -547,14 +548,14 @@ static int probe_transport(void *arg, const struct net_request *req, struct net_
 static void test_retry_policy(void)
 {
 	struct probe p = {
-		.bodies = {"{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}",
-			   "{\"__type\":\"TooManyRequestsException\"}",
-			   "{\"__type\":\"ServerException\"}", "", "",
-			   "{\"__type\":\"RepositoryNotFoundException\"}",
-			   "{\"__type\":\"ExpiredTokenException\",\"message\":\"expired\"}",
-			   "{\"__type\":\"ExpiredTokenException\",\"message\":\"expired\"}"},
-		.statuses = {400, 400, 500, 503, 429, 400, 403, 403},
-		.n = 8,
+	    .bodies = {"{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}",
+		       "{\"__type\":\"TooManyRequestsException\"}",
+		       "{\"__type\":\"ServerException\"}", "", "",
+		       "{\"__type\":\"RepositoryNotFoundException\"}",
+		       "{\"__type\":\"ExpiredTokenException\",\"message\":\"expired\"}",
+		       "{\"__type\":\"ExpiredTokenException\",\"message\":\"expired\"}"},
+	    .statuses = {400, 400, 500, 503, 429, 400, 403, 403},
+	    .n = 8,
 	};
 	static const int want[8] = {1, 1, 1, 1, 1, 0, 1, 0};
 	struct cred_opts co = {0};
@@ -630,7 +631,8 @@ static void test_fetch_range(void)
 	e->transport = range_transport;
 	e->transport_arg = &s;
 
-	s = (struct range_script){.status = 206, .content_range = "bytes 100-2099/10000", .deliver = 2000};
+	s = (struct range_script){
+	    .status = 206, .content_range = "bytes 100-2099/10000", .deliver = 2000};
 	got = 0;
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b?X-Amz-Signature=s", 100, 2000, count_sink,
 				      &got, NULL),
@@ -640,11 +642,13 @@ static void test_fetch_range(void)
 	CHECK_INT(s.want_len, 2000);
 
 	/* Short body. */
-	s = (struct range_script){.status = 206, .content_range = "bytes 100-2099/10000", .deliver = 1500};
+	s = (struct range_script){
+	    .status = 206, .content_range = "bytes 100-2099/10000", .deliver = 1500};
 	got = 0;
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b", 100, 2000, count_sink, &got, NULL), -EIO);
 	/* Wrong Content-Range: nothing reaches the caller. */
-	s = (struct range_script){.status = 206, .content_range = "bytes 0-1999/10000", .deliver = 2000};
+	s = (struct range_script){
+	    .status = 206, .content_range = "bytes 0-1999/10000", .deliver = 2000};
 	got = 0;
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b", 100, 2000, count_sink, &got, NULL), -EIO);
 	CHECK_INT(got, 0);
@@ -662,11 +666,13 @@ static void test_fetch_range(void)
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b", 0, 2000, count_sink, &got, NULL),
 		  -EKEYEXPIRED);
 	/* To the end: complete by Content-Range's total, short otherwise. */
-	s = (struct range_script){.status = 206, .content_range = "bytes 9000-9999/10000", .deliver = 1000};
+	s = (struct range_script){
+	    .status = 206, .content_range = "bytes 9000-9999/10000", .deliver = 1000};
 	got = 0;
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b", 9000, 0, count_sink, &got, NULL), 0);
 	CHECK_INT(got, 1000);
-	s = (struct range_script){.status = 206, .content_range = "bytes 9000-9999/10000", .deliver = 999};
+	s = (struct range_script){
+	    .status = 206, .content_range = "bytes 9000-9999/10000", .deliver = 999};
 	CHECK_INT(ecr_fetch_url_range(e, "http://x/b", 9000, 0, count_sink, &got, NULL), -EIO);
 	ecr_free(e);
 }

@@ -11,33 +11,33 @@ static void test_table(void)
 		const char *code;
 		int err;
 	} cases[] = {
-		{"AccessDeniedException", -EACCES},
-		{"UnrecognizedClientException", -EACCES},
-		{"InvalidSignatureException", -EACCES},
-		{"ExpiredTokenException", -EACCES},
-		{"MissingAuthenticationToken", -EACCES},
-		{"MissingAuthenticationTokenException", -EACCES},
-		{"RepositoryNotFoundException", -ENOENT},
-		{"ImageNotFoundException", -ENOENT},
-		{"UploadNotFoundException", -ENOENT},
-		{"RegistryPolicyNotFoundException", -ENOENT},
-		{"ImageTagAlreadyExistsException", -EEXIST},
-		{"LayersNotFoundException", -EIO},
-		{"ReferencedImagesNotFoundException", -EIO},
-		{"InvalidLayerException", -EIO},
-		{"LayerPartTooSmallException", -EIO},
-		{"EmptyUploadException", -EIO},
-		{"RepositoryNotEmptyException", -ENOTEMPTY},
-		{"InvalidParameterException", -EINVAL},
-		{"LimitExceededException", -EDQUOT},
-		{"ImageReferencedByManifestListException", -EBUSY},
-		{"ThrottlingException", -EIO},
-		{"TooManyRequestsException", -EIO},
-		{"ServerException", -EIO},
-		{"InvalidLayerPartException", -ERANGE},
-		{"LayerAlreadyExistsException", 0},
-		{"ImageAlreadyExistsException", 0},
-		{"RepositoryAlreadyExistsException", 0},
+	    {"AccessDeniedException", -EACCES},
+	    {"UnrecognizedClientException", -EACCES},
+	    {"InvalidSignatureException", -EACCES},
+	    {"ExpiredTokenException", -EACCES},
+	    {"MissingAuthenticationToken", -EACCES},
+	    {"MissingAuthenticationTokenException", -EACCES},
+	    {"RepositoryNotFoundException", -ENOENT},
+	    {"ImageNotFoundException", -ENOENT},
+	    {"UploadNotFoundException", -ENOENT},
+	    {"RegistryPolicyNotFoundException", -ENOENT},
+	    {"ImageTagAlreadyExistsException", -EEXIST},
+	    {"LayersNotFoundException", -EIO},
+	    {"ReferencedImagesNotFoundException", -EIO},
+	    {"InvalidLayerException", -EIO},
+	    {"LayerPartTooSmallException", -EIO},
+	    {"EmptyUploadException", -EIO},
+	    {"RepositoryNotEmptyException", -ENOTEMPTY},
+	    {"InvalidParameterException", -EINVAL},
+	    {"LimitExceededException", -EDQUOT},
+	    {"ImageReferencedByManifestListException", -EBUSY},
+	    {"ThrottlingException", -EIO},
+	    {"TooManyRequestsException", -EIO},
+	    {"ServerException", -EIO},
+	    {"InvalidLayerPartException", -ERANGE},
+	    {"LayerAlreadyExistsException", 0},
+	    {"ImageAlreadyExistsException", 0},
+	    {"RepositoryAlreadyExistsException", 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int got = ecr_errno(cases[i].code, 400, 0);
@@ -178,8 +178,8 @@ static void test_lines(void)
 	line_for(l, sizeof(l), "CompleteLayerUpload", "LayerPartTooSmallException", "too small",
 		 "app", NULL, -EIO);
 	CHECK_CONTAINS(l, "BUG in ecrfs");
-	line_for(l, sizeof(l), "CompleteLayerUpload", "EmptyUploadException", "empty", "app",
-		 NULL, -EIO);
+	line_for(l, sizeof(l), "CompleteLayerUpload", "EmptyUploadException", "empty", "app", NULL,
+		 -EIO);
 	CHECK_CONTAINS(l, "BUG in ecrfs");
 
 	line_for(l, sizeof(l), "DescribeImages", "ThrottlingException", "Rate exceeded", "app",

@@ -22,16 +22,16 @@ static void test_describe_images(void)
 	/* As ECR sends it: timestamps are epoch floats, untagged images have
 	 * no imageTags, scan status optional. */
 	json_t *j = parse(
-		"{\"imageDetails\":["
-		"{\"registryId\":\"111111111111\",\"repositoryName\":\"team/app\","
-		"\"imageDigest\":\"sha256:aaaa\",\"imageTags\":[\"v1\",\"latest\"],"
-		"\"imageSizeInBytes\":31415926535,\"imagePushedAt\":1700000000.123,"
-		"\"imageManifestMediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-		"\"artifactMediaType\":\"application/vnd.oci.image.config.v1+json\","
-		"\"imageScanStatus\":{\"status\":\"COMPLETE\",\"description\":\"ok\"}},"
-		"{\"registryId\":\"111111111111\",\"repositoryName\":\"team/app\","
-		"\"imageDigest\":\"sha256:bbbb\",\"imageSizeInBytes\":12,\"imagePushedAt\":1600000000}"
-		"],\"nextToken\":\"tok-2\"}");
+	    "{\"imageDetails\":["
+	    "{\"registryId\":\"111111111111\",\"repositoryName\":\"team/app\","
+	    "\"imageDigest\":\"sha256:aaaa\",\"imageTags\":[\"v1\",\"latest\"],"
+	    "\"imageSizeInBytes\":31415926535,\"imagePushedAt\":1700000000.123,"
+	    "\"imageManifestMediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	    "\"artifactMediaType\":\"application/vnd.oci.image.config.v1+json\","
+	    "\"imageScanStatus\":{\"status\":\"COMPLETE\",\"description\":\"ok\"}},"
+	    "{\"registryId\":\"111111111111\",\"repositoryName\":\"team/app\","
+	    "\"imageDigest\":\"sha256:bbbb\",\"imageSizeInBytes\":12,\"imagePushedAt\":1600000000}"
+	    "],\"nextToken\":\"tok-2\"}");
 	struct ecr_image_list l = {0};
 	char *next = NULL;
 
@@ -74,13 +74,13 @@ static void test_describe_images(void)
 
 static void test_repos_and_refs(void)
 {
-	json_t *j = parse(
-		"{\"repositories\":[{\"repositoryArn\":\"arn:aws:ecr:us-east-1:111111111111:"
-		"repository/team/app\",\"registryId\":\"111111111111\",\"repositoryName\":"
-		"\"team/app\",\"repositoryUri\":\"111111111111.dkr.ecr.us-east-1.amazonaws.com/"
-		"team/app\",\"createdAt\":1690000000.5,\"imageTagMutability\":\"IMMUTABLE\","
-		"\"imageScanningConfiguration\":{\"scanOnPush\":true}},"
-		"{\"repositoryName\":\"b\",\"imageTagMutability\":\"MUTABLE\"}]}");
+	json_t *j =
+	    parse("{\"repositories\":[{\"repositoryArn\":\"arn:aws:ecr:us-east-1:111111111111:"
+		  "repository/team/app\",\"registryId\":\"111111111111\",\"repositoryName\":"
+		  "\"team/app\",\"repositoryUri\":\"111111111111.dkr.ecr.us-east-1.amazonaws.com/"
+		  "team/app\",\"createdAt\":1690000000.5,\"imageTagMutability\":\"IMMUTABLE\","
+		  "\"imageScanningConfiguration\":{\"scanOnPush\":true}},"
+		  "{\"repositoryName\":\"b\",\"imageTagMutability\":\"MUTABLE\"}]}");
 	struct ecr_repo_list r = {0};
 	struct ecr_image_ref_list refs = {0};
 	char *next = (char *)1;
@@ -119,13 +119,13 @@ static void test_batch_get_exact_bytes(void)
 	 * as UTF-8 and as \u escapes, and a surrogate pair. The bytes kept
 	 * must be the decoded string, byte for byte. */
 	const char *reply =
-		"{\"images\":[{\"registryId\":\"111111111111\",\"repositoryName\":\"app\","
-		"\"imageId\":{\"imageDigest\":\"sha256:d1\",\"imageTag\":\"v1\"},"
-		"\"imageManifest\":\"{\\n\\t\\\"schemaVersion\\\": 2,\\n\\t\\\"a\\\": "
-		"\\\"q\\\\\\\"uote\\\\\\\\ \\/sl\\u00e9 \xc3\xa9 \\ud83d\\ude00\\\"\\n}\","
-		"\"imageManifestMediaType\":\"application/vnd.oci.image.manifest.v1+json\"}],"
-		"\"failures\":[{\"imageId\":{\"imageTag\":\"gone\"},\"failureCode\":"
-		"\"ImageNotFound\",\"failureReason\":\"Requested image not found\"}]}";
+	    "{\"images\":[{\"registryId\":\"111111111111\",\"repositoryName\":\"app\","
+	    "\"imageId\":{\"imageDigest\":\"sha256:d1\",\"imageTag\":\"v1\"},"
+	    "\"imageManifest\":\"{\\n\\t\\\"schemaVersion\\\": 2,\\n\\t\\\"a\\\": "
+	    "\\\"q\\\\\\\"uote\\\\\\\\ \\/sl\\u00e9 \xc3\xa9 \\ud83d\\ude00\\\"\\n}\","
+	    "\"imageManifestMediaType\":\"application/vnd.oci.image.manifest.v1+json\"}],"
+	    "\"failures\":[{\"imageId\":{\"imageTag\":\"gone\"},\"failureCode\":"
+	    "\"ImageNotFound\",\"failureReason\":\"Requested image not found\"}]}";
 	const char expected[] = "{\n\t\"schemaVersion\": 2,\n\t\"a\": \"q\\\"uote\\\\ /sl"
 				"\xc3\xa9 \xc3\xa9 \xf0\x9f\x98\x80\"\n}";
 	json_t *j = parse(reply);
@@ -150,8 +150,8 @@ static void test_batch_get_exact_bytes(void)
 	/* Round trip: a manifest serialised by jansson in a request (as
 	 * PutImage sends it) and parsed back keeps the same sha256. */
 	json_t *s = json_stringn(expected, sizeof(expected) - 1);
-	json_t *o = json_pack("{s:{s:s},s:O}", "imageId", "imageDigest", "sha256:x",
-			      "imageManifest", s);
+	json_t *o =
+	    json_pack("{s:{s:s},s:O}", "imageId", "imageDigest", "sha256:x", "imageManifest", s);
 	json_t *arr = json_pack("{s:[O]}", "images", o);
 	char *text = json_dumps(arr, JSON_COMPACT);
 	json_t *back = parse(text);
@@ -172,10 +172,10 @@ static void test_batch_get_exact_bytes(void)
 
 static void test_where_and_ids(void)
 {
-	struct ecr_where w = {.registry_id = "111111111111", .region = "us-east-1",
-			      .repository = "team/app"};
-	struct ecr_image_id ids[] = {{.tag = "v1"}, {.digest = "sha256:ab"},
-				     {.digest = "sha256:cd", .tag = "t"}};
+	struct ecr_where w = {
+	    .registry_id = "111111111111", .region = "us-east-1", .repository = "team/app"};
+	struct ecr_image_id ids[] = {
+	    {.tag = "v1"}, {.digest = "sha256:ab"}, {.digest = "sha256:cd", .tag = "t"}};
 	json_t *req = json_object();
 	char *s;
 
