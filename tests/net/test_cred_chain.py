@@ -140,3 +140,34 @@ def test_no_credentials_lists_sources(emu, ctl, files):
     assert r.returncode != 0
     assert "no AWS credentials for profile ghost" in r.stderr
     assert "EC2 IMDS: disabled" in r.stderr
+
+
+def test_short_lived_role_credentials_are_refreshed(emu, ctl, files):
+    """Role credentials that expire within 5 minutes are fetched again before
+    each signed call; long-lived ones are fetched once per process."""
+    import ecrclient
+    for _ in range(2):
+        ecrclient.create_repository(emu, f"cred/{os.urandom(5).hex()}")
+    write(files, config="[profile short]\nrole_arn = arn:aws:iam::111111111111:role/dev\n"
+                        "source_profile = base\n",
+          credentials=f"[base]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\n")
+    env = {"AWS_CONFIG_FILE": str(files["config"]),
+           "AWS_SHARED_CREDENTIALS_FILE": str(files["credentials"])}
+    emu.config(tiny_pages=1)
+    try:
+        emu.config(sts_duration=3600)
+        emu.reset_log()
+        r = ctl.run("--profile", "short", "ls", f"{ACCOUNT}/us-east-1", env=env)
+        assert r.returncode == 0, r.stderr
+        pages = emu.count("DescribeRepositories", status=200)
+        assert pages >= 2
+        assert emu.count("AssumeRole", status=200) == 1
+
+        emu.config(sts_duration=120)  # inside the refresh window
+        emu.reset_log()
+        r = ctl.run("--profile", "short", "ls", f"{ACCOUNT}/us-east-1", env=env)
+        assert r.returncode == 0, r.stderr
+        assert emu.count("AssumeRole", status=200) >= emu.count("DescribeRepositories",
+                                                                status=200) >= 2
+    finally:
+        emu.config(sts_duration=None, tiny_pages=0)
