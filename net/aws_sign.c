@@ -113,12 +113,12 @@ int aws_sign_headers(const struct cred *c, const char *region, const char *servi
 	}
 
 	struct sigv4_request r = {
-		.method = method,
-		.path = path,
-		.query = query,
-		.headers = sh,
-		.nheaders = nsh,
-		.payload_sha256_hex = payload_hash,
+	    .method = method,
+	    .path = path,
+	    .query = query,
+	    .headers = sh,
+	    .nheaders = nsh,
+	    .payload_sha256_hex = payload_hash,
 	};
 	struct sigv4_creds sc = {c->access_key_id, c->secret_access_key, c->session_token};
 	ret = sigv4_sign(&r, &sc, region, service, amz_date, auth, sizeof(auth), NULL, NULL);
@@ -127,7 +127,8 @@ int aws_sign_headers(const struct cred *c, const char *region, const char *servi
 
 	if (!(hdrs[n++] = hdr_fmt("Host", hostport)) ||
 	    !(hdrs[n++] = hdr_fmt("X-Amz-Date", amz_date)) ||
-	    (c->session_token && !(hdrs[n++] = hdr_fmt("X-Amz-Security-Token", c->session_token))) ||
+	    (c->session_token &&
+	     !(hdrs[n++] = hdr_fmt("X-Amz-Security-Token", c->session_token))) ||
 	    (send_content_sha256 && !(hdrs[n++] = hdr_fmt("X-Amz-Content-Sha256", payload_hash))) ||
 	    !(hdrs[n++] = hdr_fmt("Authorization", auth))) {
 		ret = -ENOMEM;

@@ -23,17 +23,17 @@
 #include "net/http.h"
 
 struct aws_sign_ctx {
-	cred_provider *creds;          /* credentials come from here ... */
+	cred_provider *creds;		 /* credentials come from here ... */
 	const struct cred *static_creds; /* ... or from this snapshot (borrowed) */
 	const char *region;
-	const char *service;           /* "ecr", "sts" */
+	const char *service; /* "ecr", "sts" */
 	const char *method;
 	const char *url;
-	const char *const *headers;    /* the request's fixed headers */
-	char payload_hash[65];         /* hex sha256 of the body, or "UNSIGNED-PAYLOAD" */
-	int send_content_sha256;       /* also send X-Amz-Content-Sha256 */
-	int last_err;                  /* -errno of the last failed signing, 0 otherwise */
-	char source[128];              /* credential source used by the last signing */
+	const char *const *headers; /* the request's fixed headers */
+	char payload_hash[65];	    /* hex sha256 of the body, or "UNSIGNED-PAYLOAD" */
+	int send_content_sha256;    /* also send X-Amz-Content-Sha256 */
+	int last_err;		    /* -errno of the last failed signing, 0 otherwise */
+	char source[128];	    /* credential source used by the last signing */
 };
 
 /* Fills ctx and sets req->sign_cb/sign_arg. payload_hash: the hex sha256 of

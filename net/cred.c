@@ -108,8 +108,7 @@ int cred_parse_time(const char *s, time_t *out)
 	return 0;
 }
 
-const char *cred_sts_region(const struct cred_chain *ch, const char *profile, char *buf,
-			    size_t n)
+const char *cred_sts_region(const struct cred_chain *ch, const char *profile, char *buf, size_t n)
 {
 	const char *r = getenv("AWS_REGION");
 	if (!r || !*r)
@@ -182,9 +181,10 @@ int cred_from_env(struct cred_chain *ch, struct cred *out)
 		return -ENOENT;
 	}
 	if (!ak || !*ak || !sk || !*sk) {
-		cred_chain_note(ch, (ak && *ak) || (sk && *sk) ?
-					    "environment: only one of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set" :
-					    "environment: not set");
+		cred_chain_note(
+		    ch, (ak && *ak) || (sk && *sk)
+			    ? "environment: only one of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set"
+			    : "environment: not set");
 		return -ENOENT;
 	}
 	return cred_set(out, ak, sk, tok, 0, "environment");
@@ -214,8 +214,7 @@ int cred_from_static_profile(struct cred_chain *ch, const char *profile, int con
 
 /* Credentials of profile as a source_profile: its own role (unless it
  * names itself), web identity, SSO, static keys, credential_process. */
-int cred_resolve_profile(struct cred_chain *ch, const char *profile, int depth,
-			 struct cred *out)
+int cred_resolve_profile(struct cred_chain *ch, const char *profile, int depth, struct cred *out)
 {
 	int ret;
 
@@ -257,10 +256,9 @@ const char *cred_home(char *buf, size_t n)
 
 	/* mount(8) and systemd run mount helpers without HOME (fstab mounts). */
 	if (!home || !*home)
-		home = getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res &&
-				       res->pw_dir
-			       ? res->pw_dir
-			       : "";
+		home = getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res && res->pw_dir
+			   ? res->pw_dir
+			   : "";
 	snprintf(buf, n, "%s", home);
 	return buf;
 }
@@ -497,10 +495,7 @@ void cred_invalidate(cred_provider *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
-const char *cred_profile_name(const cred_provider *p)
-{
-	return p->profile;
-}
+const char *cred_profile_name(const cred_provider *p) { return p->profile; }
 
 int cred_resolve_region(const struct cred_opts *opts, char *buf, size_t bufsize)
 {

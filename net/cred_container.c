@@ -90,8 +90,11 @@ int cred_from_container(struct cred_chain *ch, struct cred *out)
 		snprintf(auth, n, "Authorization: %s", token);
 		hdrs[0] = auth;
 	}
-	struct net_request req = {.method = "GET", .url = url, .headers = hdrs,
-				  .deadline_ms = ch->timeout_ms, .max_attempts = 3};
+	struct net_request req = {.method = "GET",
+				  .url = url,
+				  .headers = hdrs,
+				  .deadline_ms = ch->timeout_ms,
+				  .max_attempts = 3};
 	log_url_safe(url, safe, sizeof(safe));
 	ret = net_http_do(ch->http, &req, &resp);
 	if (ret || resp.status != 200) {

@@ -27,18 +27,18 @@ int ini_has_section(const struct ini *f, const char *section);
 /* What one chain walk works with; filled by cred.c, used by each source. */
 struct cred_chain {
 	const char *profile;
-	int profile_explicit;    /* given by the caller (then environment keys are skipped) */
+	int profile_explicit; /* given by the caller (then environment keys are skipped) */
 	struct ini *config, *credentials;
 	char config_path[512], credentials_path[512];
 	const char *sts_endpoint; /* override, may be NULL */
 	const char *ca_file;
 	int timeout_ms;
-	net_http *http;          /* for STS, SSO, container and IMDS calls */
-	char tried[1024];        /* "environment: not set; profile x: ..." for the failure log */
+	net_http *http;	  /* for STS, SSO, container and IMDS calls */
+	char tried[1024]; /* "environment: not set; profile x: ..." for the failure log */
 };
 
 void cred_chain_note(struct cred_chain *ch, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Looks key up in profile of the config file, then the credentials file. */
 const char *cred_profile_get(const struct cred_chain *ch, const char *profile, const char *key);
@@ -55,8 +55,7 @@ int cred_parse_time(const char *s, time_t *out);
 
 /* Region for STS calls: AWS_REGION, AWS_DEFAULT_REGION, the profile's
  * region, else "us-east-1". */
-const char *cred_sts_region(const struct cred_chain *ch, const char *profile, char *buf,
-			    size_t n);
+const char *cred_sts_region(const struct cred_chain *ch, const char *profile, char *buf, size_t n);
 
 /* The home directory: $HOME, else the passwd entry of the effective user
  * (mount helpers run without HOME). Returns buf. */
@@ -82,8 +81,7 @@ int cred_from_imds(struct cred_chain *ch, struct cred *out);
 
 /* Credentials of a profile used as a source_profile (static keys, its own
  * role, web identity, SSO or credential_process), cycle-safe via depth. */
-int cred_resolve_profile(struct cred_chain *ch, const char *profile, int depth,
-			 struct cred *out);
+int cred_resolve_profile(struct cred_chain *ch, const char *profile, int depth, struct cred *out);
 
 /* Credentials from a JSON reply of IMDS or the container endpoint
  * (AccessKeyId, SecretAccessKey, Token, Expiration). Returns 0 or -EIO. */

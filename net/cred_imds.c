@@ -60,8 +60,11 @@ static int imds_get(net_http *h, const char *base, const char *path, const char 
 		hdrs[0] = th;
 	}
 	snprintf(url, sizeof(url), "%s%s", base, path);
-	struct net_request req = {.method = "GET", .url = url, .headers = hdrs,
-				  .deadline_ms = IMDS_CALL_MS, .max_attempts = 3};
+	struct net_request req = {.method = "GET",
+				  .url = url,
+				  .headers = hdrs,
+				  .deadline_ms = IMDS_CALL_MS,
+				  .max_attempts = 3};
 	return net_http_do(h, &req, resp);
 }
 
@@ -73,8 +76,11 @@ static int imds_token(net_http *h, const char *base, char *tok, size_t n)
 	static const char *const hdrs[] = {"X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL};
 	struct net_response resp;
 	snprintf(url, sizeof(url), "%s/latest/api/token", base);
-	struct net_request req = {.method = "PUT", .url = url, .headers = hdrs,
-				  .deadline_ms = IMDS_FIRST_MS, .max_attempts = 1};
+	struct net_request req = {.method = "PUT",
+				  .url = url,
+				  .headers = hdrs,
+				  .deadline_ms = IMDS_FIRST_MS,
+				  .max_attempts = 1};
 	int ret = net_http_do(h, &req, &resp);
 
 	tok[0] = '\0';
@@ -114,8 +120,9 @@ int cred_from_imds(struct cred_chain *ch, struct cred *out)
 	ret = imds_get(ch->http, base, "/latest/meta-data/iam/security-credentials/", t, &resp);
 	if (ret || resp.status != 200 || !resp.body.data || !resp.body.len) {
 		if (!ret && resp.status == 404)
-			cred_chain_note(ch, "EC2 IMDS: answered at %s, but the instance has no "
-					    "IAM role (instance profile)",
+			cred_chain_note(ch,
+					"EC2 IMDS: answered at %s, but the instance has no "
+					"IAM role (instance profile)",
 					base);
 		else
 			cred_chain_note(ch, "EC2 IMDS: answered at %s, role list failed (%s %ld)",

@@ -37,7 +37,8 @@ int cred_from_web_identity_env(struct cred_chain *ch, struct cred *out)
 	const char *arn = getenv("AWS_ROLE_ARN");
 
 	if (!tf || !*tf || !arn || !*arn) {
-		cred_chain_note(ch, "web identity: AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN not set");
+		cred_chain_note(ch,
+				"web identity: AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN not set");
 		return -ENOENT;
 	}
 	return web_identity(ch, tf, arn, getenv("AWS_ROLE_SESSION_NAME"), ch->profile, 0, out);

@@ -113,15 +113,15 @@ int cred_from_sso(struct cred_chain *ch, const char *profile, struct cred *out)
 	}
 	snprintf(url, sizeof(url), "%s/federation/credentials?role_name=%s&account_id=%s", ep, er,
 		 ea);
-	if (strpbrk(at, "\r\n") || (size_t)snprintf(th, sizeof(th), "x-amz-sso_bearer_token: %s",
-						    at) >= sizeof(th)) {
+	if (strpbrk(at, "\r\n") ||
+	    (size_t)snprintf(th, sizeof(th), "x-amz-sso_bearer_token: %s", at) >= sizeof(th)) {
 		login_hint(profile, "the cached token is malformed");
 		ret = -EACCES;
 		goto out;
 	}
 	const char *hdrs[] = {th, NULL};
-	struct net_request req = {.method = "GET", .url = url, .headers = hdrs,
-				  .deadline_ms = ch->timeout_ms};
+	struct net_request req = {
+	    .method = "GET", .url = url, .headers = hdrs, .deadline_ms = ch->timeout_ms};
 	ret = net_http_do(ch->http, &req, &resp);
 	explicit_bzero(th, sizeof(th));
 	if (ret || resp.status != 200) {

@@ -100,7 +100,8 @@ int net_http_new(const struct net_http_opts *opts, net_http **out)
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&h->share_lock[i], NULL);
 	pthread_mutex_init(&h->pool_lock, NULL);
-	h->connect_timeout_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 5000;
+	h->connect_timeout_ms =
+	    opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 5000;
 	h->max_conns = opts && opts->max_conns > 0 ? opts->max_conns : 32;
 	h->insecure = opts ? opts->insecure : 0;
 	if (opts && opts->ca_file && !(h->ca_file = strdup(opts->ca_file))) {
@@ -233,8 +234,8 @@ struct xfer {
 	uint64_t body_off;    /* next byte of the request body to send */
 	uint64_t delivered;   /* bytes given to the sink over all attempts */
 	uint64_t resume_from; /* bytes already delivered when this attempt began */
-	long status;          /* status line of the current response */
-	int sink_mode;        /* -1 undecided, 1 to sink, 0 collect */
+	long status;	      /* status line of the current response */
+	int sink_mode;	      /* -1 undecided, 1 to sink, 0 collect */
 	int sink_err, body_err;
 	int cancelled, stalled, too_big;
 	curl_off_t last_bytes;
@@ -368,10 +369,7 @@ static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	return 0;
 }
 
-static int retryable_status(long s)
-{
-	return s == 429 || (s >= 500 && s <= 599 && s != 501);
-}
+static int retryable_status(long s) { return s == 429 || (s >= 500 && s <= 599 && s != 501); }
 
 /* Transport errors worth another attempt. */
 static int retryable_curl(CURLcode rc)
@@ -649,7 +647,8 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 			log_debug("http %s %s: %s%s (attempt %d)", req->method, safe_url,
 				  x.stalled ? "stalled, " : "", curl_easy_strerror(rc), attempt);
 			if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline - 5) {
-				err = -ETIMEDOUT; /* the whole call's deadline, not a connect timeout */
+				err = -ETIMEDOUT; /* the whole call's deadline, not a connect
+						     timeout */
 			} else if (x.stalled || retryable_curl(rc)) {
 				retry = 1;
 				ret = x.stalled ? -ETIMEDOUT : curl_errno(c, rc);

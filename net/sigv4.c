@@ -44,15 +44,9 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
+static void sb_str(struct sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
-static void sb_chr(struct sbuf *b, char c)
-{
-	sb_add(b, &c, 1);
-}
+static void sb_chr(struct sbuf *b, char c) { sb_add(b, &c, 1); }
 
 static int unreserved(unsigned char c)
 {
@@ -92,8 +86,8 @@ static char *pct_decode(const char *s, size_t n)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
-		if (s[i] == '%' && i + 2 < n &&
-		    (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
 			out[o++] = (char)(hi * 16 + lo);
 			i += 2;
 		} else {
@@ -307,9 +301,9 @@ void sigv4_amz_date(time_t t, char buf[17])
 	strftime(buf, 17, "%Y%m%dT%H%M%SZ", &tm);
 }
 
-int sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
-	       const char *region, const char *service, const char *amz_date, char *out,
-	       size_t outsize, char **canonical_out, char **sts_out)
+int sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds, const char *region,
+	       const char *service, const char *amz_date, char *out, size_t outsize,
+	       char **canonical_out, char **sts_out)
 {
 	struct sbuf cr = {0}, sh = {0}, sts = {0};
 	struct chdr *hs = NULL;

@@ -16,9 +16,9 @@
 #include "net/log.h"
 
 static const char *const form_headers[] = {
-	"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
-	"Accept: text/xml",
-	NULL,
+    "Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+    "Accept: text/xml",
+    NULL,
 };
 
 const char *sts_endpoint(const char *override, const char *region, char *buf, size_t n)
@@ -123,13 +123,13 @@ static int sts_call(net_http *h, const struct cred *c, const char *endpoint, con
 		    const char *action, const struct net_buf *form, int timeout_ms, xmlDoc **doc)
 {
 	struct net_request req = {
-		.method = "POST",
-		.url = endpoint,
-		.headers = form_headers,
-		.body = form->data,
-		.body_len = form->len,
-		.retry_cb = sts_retry_cb,
-		.deadline_ms = timeout_ms > 0 ? timeout_ms : 10000,
+	    .method = "POST",
+	    .url = endpoint,
+	    .headers = form_headers,
+	    .body = form->data,
+	    .body_len = form->len,
+	    .retry_cb = sts_retry_cb,
+	    .deadline_ms = timeout_ms > 0 ? timeout_ms : 10000,
 	};
 	struct net_response resp;
 	struct aws_sign_ctx sc;
@@ -216,9 +216,9 @@ static int role_form(struct net_buf *f, const char *action, const char *role_arn
 	return ret;
 }
 
-int sts_assume_role(net_http *h, const struct cred *src, const char *endpoint,
-		    const char *region, const char *role_arn, const char *session_name,
-		    const char *external_id, int duration_s, int timeout_ms, struct cred *out)
+int sts_assume_role(net_http *h, const struct cred *src, const char *endpoint, const char *region,
+		    const char *role_arn, const char *session_name, const char *external_id,
+		    int duration_s, int timeout_ms, struct cred *out)
 {
 	struct net_buf form = {0};
 	xmlDoc *d = NULL;
@@ -259,8 +259,8 @@ int sts_assume_role_with_web_identity(net_http *h, const char *endpoint, const c
 		ret = form_add(&form, "WebIdentityToken", token);
 	if (ret)
 		goto out;
-	ret = sts_call(h, NULL, endpoint, region, "AssumeRoleWithWebIdentity", &form, timeout_ms,
-		       &d);
+	ret =
+	    sts_call(h, NULL, endpoint, region, "AssumeRoleWithWebIdentity", &form, timeout_ms, &d);
 	if (ret)
 		goto out;
 	ret = creds_from_doc(d, "web identity %s", role_arn, out);
@@ -273,8 +273,8 @@ out:
 }
 
 int sts_get_caller_identity_with(net_http *h, const struct cred *c, const char *endpoint,
-				 const char *region, char *account, size_t account_size,
-				 char *arn, size_t arn_size, char *user_id, size_t user_id_size)
+				 const char *region, char *account, size_t account_size, char *arn,
+				 size_t arn_size, char *user_id, size_t user_id_size)
 {
 	struct net_buf form = {0};
 	char ep[512];

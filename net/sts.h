@@ -18,9 +18,9 @@ const char *sts_endpoint(const char *override, const char *region, char *buf, si
 
 /* AssumeRole signed with src. session_name NULL: "ecrfs-<epoch>";
  * external_id NULL: none; duration_s 0: STS's default. */
-int sts_assume_role(net_http *h, const struct cred *src, const char *endpoint,
-		    const char *region, const char *role_arn, const char *session_name,
-		    const char *external_id, int duration_s, int timeout_ms, struct cred *out);
+int sts_assume_role(net_http *h, const struct cred *src, const char *endpoint, const char *region,
+		    const char *role_arn, const char *session_name, const char *external_id,
+		    int duration_s, int timeout_ms, struct cred *out);
 
 /* AssumeRoleWithWebIdentity (unsigned). */
 int sts_assume_role_with_web_identity(net_http *h, const char *endpoint, const char *region,
@@ -36,7 +36,7 @@ int sts_get_caller_identity(net_http *h, cred_provider *creds, const char *endpo
 
 /* Same with a credentials snapshot instead of a provider. */
 int sts_get_caller_identity_with(net_http *h, const struct cred *c, const char *endpoint,
-				 const char *region, char *account, size_t account_size,
-				 char *arn, size_t arn_size, char *user_id, size_t user_id_size);
+				 const char *region, char *account, size_t account_size, char *arn,
+				 size_t arn_size, char *user_id, size_t user_id_size);
 
 #endif

@@ -25,7 +25,7 @@ enum fake_action { FAKE_REPLY = 0, FAKE_RESET, FAKE_HANG, FAKE_TRUNCATE };
 
 struct fake_req {
 	char method[16];
-	char target[2048]; /* path and query as sent */
+	char target[2048];  /* path and query as sent */
 	char headers[8192]; /* raw header block */
 	char *body;
 	size_t body_len;
@@ -36,7 +36,7 @@ struct fake_resp {
 	int status;
 	char headers[2048]; /* extra "Name: value\r\n" lines */
 	char body[65536];
-	size_t body_len;    /* 0: strlen(body) */
+	size_t body_len; /* 0: strlen(body) */
 	enum fake_action action;
 	size_t truncate_at; /* FAKE_TRUNCATE: bytes of body sent before closing */
 };
@@ -149,8 +149,8 @@ static void *fake_conn_main(void *arg)
 		memcpy(rq.headers, hstart, hb);
 		char cl[32];
 		size_t blen = fake_header(rq.headers, "Content-Length", cl, sizeof(cl))
-				      ? strtoul(cl, NULL, 10)
-				      : 0;
+				  ? strtoul(cl, NULL, 10)
+				  : 0;
 		rq.body = malloc(blen + 1);
 		size_t have = len - hlen < blen ? len - hlen : blen;
 		memcpy(rq.body, buf + hlen, have);
@@ -202,9 +202,9 @@ static void *fake_conn_main(void *arg)
 		}
 		size_t bl = rs->body_len ? rs->body_len : strlen(rs->body);
 		char head[4096];
-		int hl = snprintf(head, sizeof(head),
-				  "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", rs->status, bl,
-				  rs->headers);
+		int hl =
+		    snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n",
+			     rs->status, bl, rs->headers);
 		if (fake_send_all(fd, head, (size_t)hl))
 			goto done;
 		if (strcmp(rq.method, "HEAD") == 0)
@@ -257,8 +257,8 @@ static inline int fakesrv_start(struct fakesrv *s, fake_handler h, void *arg)
 	s->arg = arg;
 	pthread_mutex_init(&s->lock, NULL);
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) ||
-	    listen(s->lfd, 64) || getsockname(s->lfd, (struct sockaddr *)&a, &al))
+	if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(s->lfd, 64) ||
+	    getsockname(s->lfd, (struct sockaddr *)&a, &al))
 		return -1;
 	s->port = ntohs(a.sin_port);
 	return pthread_create(&s->acceptor, NULL, fake_accept_main, s) ? -1 : 0;

@@ -35,13 +35,13 @@ static char logpath[300];
 /* ---- what the fake server plays ---- */
 static struct {
 	int imds_no_role;
-	int imds_v1;            /* IMDSv2 off: the token PUT answers 403 */
-	int imds_ttl;           /* seconds until the IMDS credentials expire */
-	int imds_cred_fetches;  /* GETs of the role's credentials */
+	int imds_v1;	       /* IMDSv2 off: the token PUT answers 403 */
+	int imds_ttl;	       /* seconds until the IMDS credentials expire */
+	int imds_cred_fetches; /* GETs of the role's credentials */
 	const char *container_auth;
 	const char *expect_web_token;
-	int block_fetch;        /* hold the next role-credentials GET until released */
-	int blocked;            /* a GET is being held */
+	int block_fetch; /* hold the next role-credentials GET until released */
+	int blocked;	 /* a GET is being held */
 } fx;
 /* Protects fx.block_fetch and fx.blocked (server thread vs test thread). */
 static pthread_mutex_t fx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -148,18 +148,20 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 			const char *c = strstr(h, "Credential=");
 			if (!signed_req || !c) {
 				rs->status = 403;
-				strcpy(rs->body, "<ErrorResponse><Error><Code>MissingAuthenticationToken"
-						 "</Code></Error></ErrorResponse>");
+				strcpy(rs->body,
+				       "<ErrorResponse><Error><Code>MissingAuthenticationToken"
+				       "</Code></Error></ErrorResponse>");
 				return;
 			}
 			sscanf(c + 11, "%63[^/]", signer);
-			snprintf(rs->body, sizeof(rs->body),
-				 "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/"
-				 "\"><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE-%s"
-				 "</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey>"
-				 "<SessionToken>role-token</SessionToken><Expiration>%s</Expiration>"
-				 "</Credentials></AssumeRoleResult></AssumeRoleResponse>",
-				 signer, exp);
+			snprintf(
+			    rs->body, sizeof(rs->body),
+			    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/"
+			    "\"><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE-%s"
+			    "</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey>"
+			    "<SessionToken>role-token</SessionToken><Expiration>%s</Expiration>"
+			    "</Credentials></AssumeRoleResult></AssumeRoleResponse>",
+			    signer, exp);
 			return;
 		}
 		if (form_has(b, "Action=AssumeRoleWithWebIdentity")) {
@@ -168,25 +170,28 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 				 fx.expect_web_token ? fx.expect_web_token : "");
 			if (signed_req || !form_has(b, want)) {
 				rs->status = 400;
-				strcpy(rs->body, "<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
-						 "<Message>bad token</Message></Error></ErrorResponse>");
+				strcpy(rs->body,
+				       "<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
+				       "<Message>bad token</Message></Error></ErrorResponse>");
 				return;
 			}
-			snprintf(rs->body, sizeof(rs->body),
-				 "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
-				 "<Credentials><AccessKeyId>ASIAWEB</AccessKeyId><SecretAccessKey>w-s"
-				 "</SecretAccessKey><SessionToken>w-t</SessionToken><Expiration>%s"
-				 "</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
-				 "</AssumeRoleWithWebIdentityResponse>",
-				 exp);
+			snprintf(
+			    rs->body, sizeof(rs->body),
+			    "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+			    "<Credentials><AccessKeyId>ASIAWEB</AccessKeyId><SecretAccessKey>w-s"
+			    "</SecretAccessKey><SessionToken>w-t</SessionToken><Expiration>%s"
+			    "</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+			    "</AssumeRoleWithWebIdentityResponse>",
+			    exp);
 			return;
 		}
 		if (form_has(b, "Action=GetCallerIdentity")) {
-			snprintf(rs->body, sizeof(rs->body),
-				 "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::"
-				 "123456789012:user/tester</Arn><UserId>AIDATEST</UserId><Account>"
-				 "123456789012</Account></GetCallerIdentityResult>"
-				 "</GetCallerIdentityResponse>");
+			snprintf(
+			    rs->body, sizeof(rs->body),
+			    "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::"
+			    "123456789012:user/tester</Arn><UserId>AIDATEST</UserId><Account>"
+			    "123456789012</Account></GetCallerIdentityResult>"
+			    "</GetCallerIdentityResponse>");
 			return;
 		}
 		rs->status = 400;
@@ -214,13 +219,25 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 /* ---- environment and files ---- */
 
 static const char *const aws_vars[] = {
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-	"AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN",
-	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
-	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	"AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS",
-	"AWS_ENDPOINT_URL_SSO", NULL,
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO",
+    NULL,
 };
 
 static void write_file(const char *name, const char *fmt, ...)
@@ -425,13 +442,15 @@ static void test_assume_role(void)
 	rq = find_req("Action=AssumeRole");
 	CHECK(rq != NULL);
 	if (rq) {
-		CHECK(form_has(rq->body, "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2FECR%20Reader"));
+		CHECK(form_has(rq->body,
+			       "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2FECR%20Reader"));
 		CHECK(form_has(rq->body, "ExternalId=ext-42"));
 		CHECK(form_has(rq->body, "DurationSeconds=900"));
 		CHECK(form_has(rq->body, "Version=2011-06-15"));
 		CHECK(strstr(rq->body, "RoleSessionName=ecrfs-"));
 		CHECK(fake_header(rq->headers, "Authorization", h, sizeof(h)));
-		CHECK(strstr(h, "Credential=AKIABASE/") && strstr(h, "/eu-central-1/sts/aws4_request"));
+		CHECK(strstr(h, "Credential=AKIABASE/") &&
+		      strstr(h, "/eu-central-1/sts/aws4_request"));
 	}
 
 	/* role -> role: the second call is signed with the first role's keys. */
@@ -484,8 +503,9 @@ static void test_web_identity(void)
 	fresh();
 	write_file("webtoken", "tok2");
 	fx.expect_web_token = "tok2";
-	write_file("config", "[profile web]\nrole_arn = arn:aws:iam::1:role/w\n"
-			     "web_identity_token_file = %s/webtoken\n",
+	write_file("config",
+		   "[profile web]\nrole_arn = arn:aws:iam::1:role/w\n"
+		   "web_identity_token_file = %s/webtoken\n",
 		   tmpdir);
 	CHECK(get("web", &c) == 0 && c.access_key_id && !strcmp(c.access_key_id, "ASIAWEB"));
 	cred_clear(&c);
@@ -528,8 +548,9 @@ static void test_sso(void)
 	sha1_hex("my-sso", hex);
 	snprintf(name, sizeof(name), ".aws/sso/cache/%s.json", hex);
 	iso_time(time(NULL) + 3600, exp, sizeof(exp));
-	write_file(name, "{\"accessToken\": \"SSOTOKEN\", \"expiresAt\": \"%s\", \"region\": "
-			 "\"eu-west-1\", \"startUrl\": \"https://example.awsapps.com/start\"}",
+	write_file(name,
+		   "{\"accessToken\": \"SSOTOKEN\", \"expiresAt\": \"%s\", \"region\": "
+		   "\"eu-west-1\", \"startUrl\": \"https://example.awsapps.com/start\"}",
 		   exp);
 	CHECK(get("sso", &c) == 0);
 	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIASSO"));

@@ -4,12 +4,12 @@
  * every attempt, and no query string in the logs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fakesrv.h"
@@ -106,7 +106,8 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 		size_t l = b - a + 1;
 		memcpy(rs->body, blob + a, l);
 		rs->body_len = l;
-		snprintf(rs->headers + strlen(rs->headers), sizeof(rs->headers) - strlen(rs->headers),
+		snprintf(rs->headers + strlen(rs->headers),
+			 sizeof(rs->headers) - strlen(rs->headers),
 			 "Content-Range: bytes %lu-%lu/%zu\r\n", a, b, sizeof(blob) - 1);
 		if (scenario != SC_RANGE && n == 0) {
 			rs->action = FAKE_TRUNCATE;
@@ -133,10 +134,7 @@ static struct fakesrv srv;
 static char base[64];
 static net_http *h;
 
-static void url(char *buf, size_t n, const char *path)
-{
-	snprintf(buf, n, "%s%s", base, path);
-}
+static void url(char *buf, size_t n, const char *path) { snprintf(buf, n, "%s%s", base, path); }
 
 static void reset(enum scenario sc)
 {
@@ -232,7 +230,8 @@ static void test_deadline(void)
 
 	/* A busy server and a short deadline: retries stop at the deadline. */
 	reset(SC_503_ALWAYS);
-	struct net_request q2 = {.method = "GET", .url = u, .deadline_ms = 800, .max_attempts = 1000};
+	struct net_request q2 = {
+	    .method = "GET", .url = u, .deadline_ms = 800, .max_attempts = 1000};
 	t0 = mono_ms();
 	rc = net_http_do(h, &q2, &r);
 	took = mono_ms() - t0;
@@ -248,8 +247,8 @@ static void test_stall(void)
 	struct net_response r;
 	reset(SC_HANG);
 	url(u, sizeof(u), "/stall");
-	struct net_request q = {.method = "GET", .url = u, .stall_ms = 300, .max_attempts = 2,
-				.deadline_ms = 60000};
+	struct net_request q = {
+	    .method = "GET", .url = u, .stall_ms = 300, .max_attempts = 2, .deadline_ms = 60000};
 	int rc = net_http_do(h, &q, &r);
 	CHECK(rc == -ETIMEDOUT);
 	CHECK(r.attempts == 2);
@@ -270,8 +269,12 @@ static void test_retry_cb(void)
 	int calls = 0;
 	reset(SC_THROTTLE_BODY_ONCE);
 	url(u, sizeof(u), "/");
-	struct net_request q = {.method = "POST", .url = u, .body = "{}", .body_len = 2,
-				.retry_cb = retry_throttle, .retry_arg = &calls};
+	struct net_request q = {.method = "POST",
+				.url = u,
+				.body = "{}",
+				.body_len = 2,
+				.retry_cb = retry_throttle,
+				.retry_arg = &calls};
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 200 && r.retries == 1 && calls == 2);
 	net_buf_free(&r.body);
@@ -299,8 +302,12 @@ static void test_range_sink(void)
 	struct sinkbuf sb = {0};
 	reset(SC_RANGE);
 	url(u, sizeof(u), "/blob");
-	struct net_request q = {.method = "GET", .url = u, .sink = sink, .sink_arg = &sb,
-				.range_start = 10, .range_len = 10};
+	struct net_request q = {.method = "GET",
+				.url = u,
+				.sink = sink,
+				.sink_arg = &sb,
+				.range_start = 10,
+				.range_len = 10};
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 206);
 	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
@@ -364,8 +371,11 @@ static void test_stream_body(void)
 	const char *payload = "streamed body that is sent in pieces of seven bytes";
 	reset(SC_ECHO_BODY_503_ONCE);
 	url(u, sizeof(u), "/upload");
-	struct net_request q = {.method = "PUT", .url = u, .body_cb = body_cb,
-				.body_arg = (void *)payload, .body_len = strlen(payload)};
+	struct net_request q = {.method = "PUT",
+				.url = u,
+				.body_cb = body_cb,
+				.body_arg = (void *)payload,
+				.body_len = strlen(payload)};
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 200 && r.retries == 1);
 	CHECK(fakesrv_nreq(&srv) == 2);
@@ -394,8 +404,8 @@ static void test_cancel(void)
 	reset(SC_HANG);
 	url(u, sizeof(u), "/cancel");
 	cancel_flag = 0;
-	struct net_request q = {.method = "GET", .url = u, .cancel = &cancel_flag,
-				.deadline_ms = 60000};
+	struct net_request q = {
+	    .method = "GET", .url = u, .cancel = &cancel_flag, .deadline_ms = 60000};
 	pthread_create(&t, NULL, canceller, NULL);
 	CHECK(net_http_do(h, &q, &r) == -EINTR);
 	pthread_join(t, NULL);
@@ -427,15 +437,17 @@ static void test_sign_each_attempt(void)
 {
 	char u[256], auth[512], host[128], tok[128], date[32];
 	struct net_response r;
-	struct cred c = {.access_key_id = "AKIDEXAMPLE", .secret_access_key = "secret",
-			 .session_token = "TOKEN123", .source = "test"};
+	struct cred c = {.access_key_id = "AKIDEXAMPLE",
+			 .secret_access_key = "secret",
+			 .session_token = "TOKEN123",
+			 .source = "test"};
 	static const char *const hdrs[] = {"Content-Type: application/x-amz-json-1.1",
 					   "X-Amz-Target: Svc.Op", NULL};
 	struct aws_sign_ctx sc;
 	reset(SC_503_TWICE);
 	url(u, sizeof(u), "/");
-	struct net_request q = {.method = "POST", .url = u, .headers = hdrs, .body = "{}",
-				.body_len = 2};
+	struct net_request q = {
+	    .method = "POST", .url = u, .headers = hdrs, .body = "{}", .body_len = 2};
 	CHECK(aws_sign_init(&sc, NULL, "eu-west-1", "ecr", &q, NULL) == 0);
 	sc.static_creds = &c;
 	CHECK(net_http_do(h, &q, &r) == 0 && r.status == 200);
@@ -470,8 +482,11 @@ static void test_sign_each_attempt(void)
 
 	/* X-Amz-Content-Sha256 only when asked; a streamed body needs its hash. */
 	reset(SC_OK);
-	struct net_request q2 = {.method = "PUT", .url = u, .body_cb = body_cb,
-				 .body_arg = (void *)"xyz", .body_len = 3};
+	struct net_request q2 = {.method = "PUT",
+				 .url = u,
+				 .body_cb = body_cb,
+				 .body_arg = (void *)"xyz",
+				 .body_len = 3};
 	CHECK(aws_sign_init(&sc, NULL, "eu-west-1", "ecr", &q2, NULL) == -EINVAL);
 	char hx[65];
 	sigv4_sha256_hex("xyz", 3, hx);
@@ -497,12 +512,15 @@ static void test_log_no_query(const char *logpath)
 {
 	char u[512];
 	struct net_response r;
-	struct cred c = {.access_key_id = "AKIDLOGTEST", .secret_access_key = "SECRETKEYLOG",
-			 .session_token = "SESSIONTOKENLOG", .source = "test"};
+	struct cred c = {.access_key_id = "AKIDLOGTEST",
+			 .secret_access_key = "SECRETKEYLOG",
+			 .session_token = "SESSIONTOKENLOG",
+			 .source = "test"};
 	struct aws_sign_ctx sc;
 
 	reset(SC_503_TWICE);
-	snprintf(u, sizeof(u), "%s/layer?X-Amz-Signature=SIGQUERYSECRET&X-Amz-Credential=CREDQ", base);
+	snprintf(u, sizeof(u), "%s/layer?X-Amz-Signature=SIGQUERYSECRET&X-Amz-Credential=CREDQ",
+		 base);
 	struct net_request q = {.method = "GET", .url = u};
 	CHECK(aws_sign_init(&sc, NULL, "us-east-1", "ecr", &q, NULL) == 0);
 	sc.static_creds = &c;
@@ -549,8 +567,8 @@ static void *par_worker(void *arg)
 	for (int i = 0; i < 25; i++) {
 		struct net_response r;
 		snprintf(u, sizeof(u), "%s/par/%s/%d", base, a->body, i);
-		struct net_request q = {.method = "POST", .url = u, .body = a->body,
-					.body_len = strlen(a->body)};
+		struct net_request q = {
+		    .method = "POST", .url = u, .body = a->body, .body_len = strlen(a->body)};
 		if (net_http_do(h, &q, &r) == 0 && r.status == 200 && r.body.data &&
 		    strstr(r.body.data, u + strlen(base)))
 			a->ok++;
@@ -595,7 +613,8 @@ static int free_port(void)
 
 static int port_open(int port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;

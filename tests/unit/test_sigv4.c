@@ -166,12 +166,12 @@ static void run_case(const char *name)
 	}
 
 	struct sigv4_request sr = {
-		.method = r.method,
-		.path = r.path,
-		.query = r.query,
-		.headers = r.hdr,
-		.nheaders = r.nh,
-		.payload_sha256_hex = bodyhash,
+	    .method = r.method,
+	    .path = r.path,
+	    .query = r.query,
+	    .headers = r.hdr,
+	    .nheaders = r.nh,
+	    .payload_sha256_hex = bodyhash,
 	};
 	struct sigv4_creds sc = {ak, sk, tok};
 	char auth[512];
@@ -225,28 +225,26 @@ static void negative_checks(void)
 {
 	struct sigv4_header h[] = {{"Host", "api.ecr.eu-west-1.amazonaws.com"},
 				   {"X-Amz-Date", "20260101T000000Z"}};
-	struct sigv4_request r = {"POST", "/", NULL, h, 2,
-				  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
+	struct sigv4_request r = {
+	    "POST", "/", NULL,
+	    h,	    2,	 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
 	struct sigv4_creds c = {"AKIAEXAMPLE", "secret", NULL};
 	struct sigv4_creds c2 = {"AKIAEXAMPLE", "secreT", NULL};
 	char a[512], b[512], small[20];
 
-	if (sigv4_sign(&r, &c, "eu-west-1", "ecr", "20260101T000000Z", a, sizeof(a), NULL,
-		       NULL) ||
-	    sigv4_sign(&r, &c2, "eu-west-1", "ecr", "20260101T000000Z", b, sizeof(b), NULL,
-		       NULL) ||
+	if (sigv4_sign(&r, &c, "eu-west-1", "ecr", "20260101T000000Z", a, sizeof(a), NULL, NULL) ||
+	    sigv4_sign(&r, &c2, "eu-west-1", "ecr", "20260101T000000Z", b, sizeof(b), NULL, NULL) ||
 	    strcmp(a, b) == 0) {
 		fprintf(stderr, "FAIL: secret change did not change the signature\n");
 		failures++;
 	}
-	if (sigv4_sign(&r, &c, "eu-west-2", "ecr", "20260101T000000Z", b, sizeof(b), NULL,
-		       NULL) ||
+	if (sigv4_sign(&r, &c, "eu-west-2", "ecr", "20260101T000000Z", b, sizeof(b), NULL, NULL) ||
 	    strcmp(a, b) == 0) {
 		fprintf(stderr, "FAIL: region change did not change the signature\n");
 		failures++;
 	}
-	if (sigv4_sign(&r, &c, "eu-west-1", "ecr", "20260101T000000Z", small, sizeof(small),
-		       NULL, NULL) != -ENOSPC) {
+	if (sigv4_sign(&r, &c, "eu-west-1", "ecr", "20260101T000000Z", small, sizeof(small), NULL,
+		       NULL) != -ENOSPC) {
 		fprintf(stderr, "FAIL: small buffer not reported\n");
 		failures++;
 	}
