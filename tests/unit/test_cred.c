@@ -809,6 +809,12 @@ static void test_sts_identity(void)
 
 int main(void)
 {
+	/* Test traffic goes to 127.0.0.1 directly, whatever proxy the host has. */
+	static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
+					      "HTTPS_PROXY", "ALL_PROXY",   "all_proxy",
+					      NULL};
+	for (int i = 0; proxies[i]; i++)
+		unsetenv(proxies[i]);
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ecrfs-test-cred-XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return 2;

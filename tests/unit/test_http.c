@@ -714,6 +714,12 @@ static void test_tls(const char *logpath)
 
 int main(void)
 {
+	/* Test traffic goes to 127.0.0.1 directly, whatever proxy the host has. */
+	static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
+					      "HTTPS_PROXY", "ALL_PROXY",   "all_proxy",
+					      NULL};
+	for (int i = 0; proxies[i]; i++)
+		unsetenv(proxies[i]);
 	char logpath[] = "/tmp/ecrfs-test-http-XXXXXX";
 	int lfd = mkstemp(logpath);
 	if (lfd < 0)
