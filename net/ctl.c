@@ -25,7 +25,7 @@
 #define MAX_PARTS 4200
 
 struct ctl {
-	const char *endpoint, *profile, *region, *ca_file;
+	const char *endpoint, *sts_endpoint, *profile, *region, *ca_file;
 	int insecure, debug, stats, force;
 	char default_region[64];
 	net_http *http;
@@ -40,21 +40,21 @@ struct ref {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ecrfs-ctl [--endpoint URL] [--profile P] [--region R] [--ca-file F]\n"
-		"                 [--insecure] [-d|--debug] [--stats] COMMAND [ARGS]\n"
-		"commands:\n"
-		"  ls [ACCOUNT/REGION[/REPO]]       repositories, or tags of REPO\n"
-		"                                   (tag, digest, size, pushed-at)\n"
-		"  whoami                           account, ARN and credential source\n"
-		"  get-manifest ACCOUNT/REGION/REPO:TAG|@sha256:HEX\n"
-		"                                   the exact manifest bytes\n"
-		"  cat-blob ACCOUNT/REGION/REPO@sha256:HEX [OFFSET [LENGTH]]\n"
-		"                                   blob bytes to stdout (ranged fetches;\n"
-		"                                   a whole blob is checked against its digest)\n"
-		"  push-blob [--force] ACCOUNT/REGION/REPO FILE\n"
-		"                                   upload FILE as a layer in parts\n"
-		"  stats COMMAND [ARGS]             run COMMAND, then print the API counters\n");
+	fprintf(
+	    f, "usage: ecrfs-ctl [--endpoint URL] [--sts-endpoint URL] [--profile P] [--region R]\n"
+	       "                 [--ca-file F] [--insecure] [-d|--debug] [--stats] COMMAND [ARGS]\n"
+	       "commands:\n"
+	       "  ls [ACCOUNT/REGION[/REPO]]       repositories, or tags of REPO\n"
+	       "                                   (tag, digest, size, pushed-at)\n"
+	       "  whoami                           account, ARN and credential source\n"
+	       "  get-manifest ACCOUNT/REGION/REPO:TAG|@sha256:HEX\n"
+	       "                                   the exact manifest bytes\n"
+	       "  cat-blob ACCOUNT/REGION/REPO@sha256:HEX [OFFSET [LENGTH]]\n"
+	       "                                   blob bytes to stdout (ranged fetches;\n"
+	       "                                   a whole blob is checked against its digest)\n"
+	       "  push-blob [--force] ACCOUNT/REGION/REPO FILE\n"
+	       "                                   upload FILE as a layer in parts\n"
+	       "  stats COMMAND [ARGS]             run COMMAND, then print the API counters\n");
 }
 
 static int parse_ref(char *s, struct ref *r, int want_repo)
@@ -193,6 +193,11 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
 		w.repository = r.repo;
 	} else {
 		/* The caller's own registry in the configured region. */
+		if (!c->region) {
+			fprintf(stderr, "ecrfs-ctl: ls: no region: give ACCOUNT/REGION, --region, "
+					"or set AWS_REGION\n");
+			return 1;
+		}
 		w.region = c->region;
 		rc = ecr_describe_registry(c->e, w.region, &own, NULL);
 		if (rc)
@@ -511,6 +516,9 @@ int main(int argc, char **argv)
 		case 'e':
 			c.endpoint = optarg;
 			break;
+		case 't':
+			c.sts_endpoint = optarg;
+			break;
 		case 'p':
 			c.profile = optarg;
 			break;
@@ -550,7 +558,8 @@ int main(int argc, char **argv)
 	}
 	log_init(LOG_TO_STDERR, NULL, c.debug ? LOGL_DEBUG : LOGL_INFO);
 
-	struct cred_opts co = {.profile = c.profile, .ca_file = c.ca_file};
+	struct cred_opts co = {
+	    .profile = c.profile, .sts_endpoint = c.sts_endpoint, .ca_file = c.ca_file};
 	struct net_http_opts ho = {.ca_file = c.ca_file, .insecure = c.insecure};
 	int rc = net_http_new(&ho, &c.http);
 	if (!rc)
@@ -562,10 +571,11 @@ int main(int argc, char **argv)
 	if (!c.region) {
 		if (cred_resolve_region(&co, c.default_region, sizeof(c.default_region)) == 0)
 			c.region = c.default_region;
-		else
-			c.region = "us-east-1";
 	}
-	struct ecr_opts eo = {.creds = c.creds, .http = c.http, .endpoint = c.endpoint};
+	struct ecr_opts eo = {.creds = c.creds,
+			      .http = c.http,
+			      .endpoint = c.endpoint,
+			      .sts_endpoint = c.sts_endpoint};
 	rc = ecr_new(&eo, &c.e);
 	if (rc) {
 		ret = fail("setup", rc);

@@ -410,3 +410,16 @@ def test_debug_log_has_no_secret(emu, ctl, repo, tmp_path):
     for bad in (SECRET, "wrong-secret-42", "X-Amz-Signature", "Authorization",
                 "X-Amz-Credential", "Signature="):
         assert bad not in log, f"{bad!r} leaked into the debug log"
+
+
+def test_endpoint_option_and_stats_command(emu, ctl, repo):
+    """--endpoint alone reaches the emulator (no endpoint variables), and
+    `stats CMD` prints the counters of the calls CMD made."""
+    seed_images(emu, repo, 1, threads=1)
+    no_env = {"AWS_ENDPOINT_URL_ECR": "", "AWS_ENDPOINT_URL": ""}
+    r = ctl.run("--endpoint", emu.endpoint, "stats", "ls", where(repo), env=no_env)
+    assert r.returncode == 0, r.stderr
+    assert [t for t, *_ in parse_ls(r.stdout)] == ["t00000"]
+    st = stats_of(r.stderr)
+    assert st["calls"] == {"DescribeImages": 1}
+    assert st["bytes_in"] > 0 and st["bytes_out"] > 0
