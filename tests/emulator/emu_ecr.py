@@ -111,8 +111,9 @@ class Ecr:
         self.registry = registry
         self.cfg = cfg
         self.pages = Paginator(cfg)
-        # One PutImage at a time per repository, so the tag checks and the
-        # registry writes of two pushes cannot interleave. Guarded by state.lock.
+        # One PutImage at a time per (repository, tag or digest), so the tag
+        # checks and registry writes of two pushes of one tag cannot
+        # interleave. The dict is guarded by state.lock.
         self.put_locks = {}
 
     # -- helpers -------------------------------------------------------------
@@ -353,7 +354,8 @@ class Ecr:
 
         with self.state.lock:
             r = self.repo(ctx, p.get("repositoryName"))
-            lock = self.put_locks.setdefault((r.account, r.region, r.name), threading.Lock())
+            key = (r.account, r.region, r.name, tag or digest)
+            lock = self.put_locks.setdefault(key, threading.Lock())
         with lock:
             return self._put_image(r, p, text, data, doc, mt, digest, tag, blobs, children,
                                    artifact)
@@ -407,9 +409,8 @@ class Ecr:
         self.state.save_manifest(digest, data)
         try:
             if mt not in (DOCKER_V1, DOCKER_V1_SIGNED):
-                self.registry.put_manifest(rname, digest, data, mt)
-                if tag:
-                    self.registry.put_manifest(rname, tag, data, mt)
+                # A PUT by tag also stores the manifest under its digest.
+                self.registry.put_manifest(rname, tag or digest, data, mt)
         except RegistryError as e:
             raise EcrError("ServerException", f"backing registry refused the manifest: {e}", 500)
         with self.state.lock:

@@ -73,7 +73,7 @@ class State:
         self.dirty = True
 
     def _flush_loop(self):
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(2.0):
             self.flush()
 
     def flush(self):
