@@ -19,8 +19,10 @@
 
 #include "fs/fs.h"
 #include "fs/image.h"
+#include "fs/catalog.h"
 #include "fs/names.h"
 #include "fs/pending.h"
+#include "fs/push_copy.h"
 #include "fs/push_remote.h"
 #include "net/log.h"
 
@@ -818,6 +820,76 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ---- RENAME ---- */
 
+/* mv TAG NEW: PutImage with NEW, then untag TAG. Into another repository,
+ * region or account: promotion by reference (blobs the destination lacks
+ * are streamed from the source by the daemon), then untag. Not atomic. */
+static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname)
+{
+	struct fs_ctx *c = fs_ctx_get();
+	struct wnode *w = wn(ndir);
+	struct ecr_where sw = { src->registry, src->region, src->repo };
+	struct ecr_image_id id = { NULL, src->tag };
+	struct fs_image *img = NULL;
+	struct push_remote *dst;
+	char *repo = NULL;
+	int rc;
+
+	if (ndir->kind == FS_N_NAMESPACE) {
+		repo = strdup(ndir->repo);
+	} else if (w) {
+		pthread_mutex_lock(&wmu);
+		repo = w->kind == W_DIR && w->path ? strdup(w->path) : NULL;
+		pthread_mutex_unlock(&wmu);
+		if (!repo)
+			return -EPERM;
+	} else {
+		return -EPERM;
+	}
+	if (!repo)
+		return -ENOMEM;
+	rc = -EINVAL;
+	if (!fs_name_is_tag(newname) || !fs_name_is_repo(repo)) {
+		log_err("mv to %s/%s: not a repository and tag name", repo, newname);
+		goto out;
+	}
+	rc = -ENOMEM;
+	dst = remote_for(ndir->registry, ndir->region, repo);
+	if (!dst)
+		goto out;
+	rc = fs_cat_image(c, src->registry, src->region, src->repo, src->digest, src->tag,
+			  src->immutable, src->mtime, &img);
+	if (rc < 0)
+		goto out;
+	if (strcmp(ndir->registry, src->registry) || strcmp(ndir->region, src->region) ||
+	    strcmp(repo, src->repo)) {
+		rc = c->o.no_create_repos ? 0 : dst->ops->create_repository(dst->ctx);
+		if (rc < 0)
+			goto out;
+	}
+	rc = push_copy_image(fs_ecr_for(c, src->registry), img, dst, newname);
+	if (rc < 0)
+		goto out;
+	log_info("%s:%s is now also %s:%s (%s)", src->repo, src->tag, repo, newname, src->digest);
+	rc = ecr_batch_delete_image(fs_ecr_for(c, src->registry), &sw, &id, 1, NULL);
+	if (rc < 0)
+		goto out;
+	fs_notify_changed(src->parent, src->name);
+	fs_notify_changed(ndir, newname);
+	if (w) {
+		/* The pending namespace now exists in ECR: let lookups find it. */
+		struct fs_node *up = ndir->parent;
+		if (count_pending(ndir) == 0) {
+			fs_node_remove_pending(ndir);
+			fs_notify_changed(up, ndir->name);
+		}
+	}
+out:
+	if (img)
+		fs_image_put(img);
+	free(repo);
+	return rc;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
@@ -836,6 +908,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		rc = -EINVAL;
 		goto out;
 	}
+	src = fs_node_child(dir, name);
+	if (src && src->kind == FS_N_IMAGE && src->tag) {
+		rc = retag(src, ndir, newname);
+		goto out;
+	}
 	rc = where_of(dir, &a);
 	if (rc == 0)
 		rc = where_of(ndir, &b);
@@ -845,7 +922,6 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		rc = -EPERM; /* only files within one pending tag */
 		goto out;
 	}
-	src = fs_node_child(dir, name);
 	if (!src || src->kind != FS_N_PENDING_FILE) {
 		rc = -EPERM;
 		goto out;
@@ -1000,13 +1076,69 @@ out:
 
 /* ---- COPY_FILE_RANGE ---- */
 
+struct cfr_src {
+	struct fs_node *n; /* the source blob's IMG_FILE */
+	const struct fs_blob *b;
+};
+
+static int cfr_copy(void *arg, struct push_remote *dst)
+{
+	struct cfr_src *s = arg;
+	struct ecr_where sw = { s->n->img->registry, s->n->img->region, s->n->img->repo };
+	return push_copy_blob(fs_ecr_for(fs_ctx_get(), sw.registry_id), &sw, s->b->digest,
+			      s->b->size, dst, NULL);
+}
+
+/* A whole blob from offset 0 into the file named by its digest is taken by
+ * reference (no read, no hash here; an upload only when the destination
+ * lacks it). Anything else is EOPNOTSUPP so the kernel and cp fall back to
+ * read/write; never ENOSYS, which would turn the call off for the mount. */
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
 			       struct fuse_file_info *fi_out, size_t len, int flags)
 {
-	/* Not by reference yet: the kernel falls back to read/write. Never
-	 * ENOSYS, which would turn the call off for the whole mount. */
-	fuse_reply_err(req, EOPNOTSUPP);
+	struct wfh *h = my_fh(fi_out);
+	struct fs_node *in = fs_node_get(ino_in), *out = fs_node_get(ino_out);
+	struct wnode *w = out ? wn(out) : NULL;
+	struct cfr_src s = { in, NULL };
+	char want[96] = "";
+	int rc = -EOPNOTSUPP;
+	ssize_t done = 0;
+
+	if (!h || !in || in->kind != FS_N_IMG_FILE || in->blob_idx < 0 || flags)
+		goto out;
+	s.b = &in->img->blobs[in->blob_idx];
+	if (w) {
+		pthread_mutex_lock(&wmu);
+		if (w->rel)
+			snprintf(want, sizeof(want), "%s", w->rel);
+		pthread_mutex_unlock(&wmu);
+	} else if (out && out->kind == FS_N_IMG_FILE && out->blob_idx >= 0) {
+		snprintf(want, sizeof(want), "blobs/sha256/%s", out->img->blobs[out->blob_idx].hex);
+	}
+	if (strncmp(want, "blobs/sha256/", 13) || strcmp(want + 13, s.b->hex))
+		goto out;
+	if ((uint64_t)off_in >= s.b->size && (uint64_t)off_out == pending_file_size(h->pf)) {
+		rc = 0; /* past the end: cp's last call */
+		goto out;
+	}
+	if (off_in != 0 || off_out != 0 || len < s.b->size)
+		goto out;
+	if (s.b->data) {
+		/* Manifests are in memory: written as bytes (they go to PutImage). */
+		rc = pending_write(h->pf, s.b->data, s.b->size, 0);
+	} else {
+		rc = pending_ref(h->pf, s.b->digest, s.b->size, cfr_copy, &s);
+	}
+	if (rc == 0)
+		done = (ssize_t)s.b->size;
+out:
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, (size_t)done);
+	fs_node_put(in);
+	fs_node_put(out);
 }
 
 /* ---- INIT and installation ---- */

@@ -35,6 +35,7 @@ struct pending_file {
 	int refs;
 	int listed; /* in v->files */
 	upload *up; /* NULL for a reference */
+	int by_ref;   /* copied by reference (pending_ref): no bytes written */
 	int finished; /* finish_file ran: later flushes return outcome */
 	int outcome;
 	/* final results (v->mu): */
@@ -441,7 +442,7 @@ int pending_truncate(pending_file *f, uint64_t size)
 
 uint64_t pending_file_size(pending_file *f)
 {
-	return f->up ? upload_size(f->up) : f->size;
+	return f->by_ref || !f->up ? f->size : upload_size(f->up);
 }
 
 pending_version *pending_file_version(pending_file *f)
@@ -760,10 +761,23 @@ static int finish_file(pending_file *f)
 		return rc;
 	}
 	pthread_mutex_unlock(&v->mu);
-	rc = f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
+	if (f->by_ref) {
+		/* The name must be the digest that was copied. */
+		pthread_mutex_lock(&v->mu);
+		rc = f->state == F_FAILED ? f->rc : strcmp(digest, f->digest) ? -EIO : 0;
+		if (rc == 0 && f->state == F_WRITING)
+			f->state = F_FINAL;
+		f->kind = PUSH_BLOB;
+		pthread_mutex_unlock(&v->mu);
+	}
+	rc = f->by_ref ? rc : f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
 	pthread_mutex_lock(&v->mu);
 	v->last_activity = time(NULL);
-	if (f->state == F_WRITING && f->up) {
+	if (f->by_ref && rc < 0 && f->state == F_WRITING) {
+		f->state = F_FAILED;
+		f->rc = rc;
+	}
+	if (f->state == F_WRITING && f->up && !f->by_ref) {
 		if (rc < 0) {
 			f->state = F_FAILED;
 			f->rc = rc;
@@ -929,100 +943,36 @@ int pending_unlink(pending_version *v, const char *rel)
 	return rc;
 }
 
-/* Streams a referenced blob the repository lacks into a new upload. */
-static int upload_from(pending_version *v, const char *rel, const char *digest, uint64_t size,
-		       pending_fetch_cb fetch, void *arg)
+int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy_cb copy,
+		void *arg)
 {
-	struct upload_opts uo = { 0 };
-	upload *u = NULL;
-	char *buf = malloc(1 << 20);
-	uint64_t off = 0;
+	pending_version *v = f->v;
 	int rc;
 
-	if (!buf)
-		return -ENOMEM;
-	uo.remote = v->remote;
-	uo.spill_dir = v->p->o.spill_dir;
-	uo.hold_cap = v->p->o.hold_cap;
-	uo.digest = digest;
-	uo.name = rel;
-	rc = upload_new(&uo, &u);
-	while (rc == 0 && off < size) {
-		size_t n = size - off > (1 << 20) ? (1 << 20) : (size_t)(size - off);
-		rc = fetch(arg, off, buf, n);
-		if (rc == 0)
-			rc = upload_write(u, buf, n, off);
-		off += n;
-	}
-	if (rc == 0)
-		rc = upload_finish(u, digest, NULL);
-	if (u)
-		upload_free(u);
-	free(buf);
-	return rc;
-}
-
-int pending_add_ref(pending_version *v, const char *rel, const char *digest, uint64_t size,
-		    const char *bytes, size_t len, pending_fetch_cb fetch, void *fetch_arg)
-{
-	pending_file *f = NULL, *old;
-	enum push_kind kind = PUSH_BLOB;
-	char *mt = NULL;
-	size_t idx;
-	int rc = 0, have = 0, did = 0;
-	const char *d[1] = { digest };
-
-	if (bytes)
-		kind = push_json_classify(bytes, len, &mt);
-	if (kind == PUSH_BLOB) {
-		rc = v->remote->ops->check_layers(v->remote->ctx, d, 1, &have);
-		if (rc == 0 && have != 1) {
-			if (!fetch) {
-				rc = -EOPNOTSUPP;
-			} else {
-				rc = upload_from(v, rel, digest, size, fetch, fetch_arg);
-			}
-		}
-		if (rc < 0)
-			goto out;
-	}
 	pthread_mutex_lock(&v->mu);
-	if (v->state == PV_EMPTY || v->state == PV_FAILED)
-		new_version_locked(v, 0);
-	old = find_locked(v, rel, &idx);
-	if (old)
-		unlist_locked(v, idx);
-	f = file_new(v, rel);
-	if (!f || (bytes && !(f->bytes = malloc(len + 1)))) {
-		pthread_mutex_unlock(&v->mu);
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (bytes) {
-		memcpy(f->bytes, bytes, len);
-		f->bytes[len] = '\0';
-		f->len = len;
-	}
-	f->state = F_FINAL;
-	snprintf(f->digest, sizeof(f->digest), "%s", digest);
-	f->size = size;
-	f->kind = kind;
-	f->media_type = mt;
-	mt = NULL;
-	rc = list_add_locked(v, f);
-	if (rc == 0) {
-		f = NULL;
-		v->last_activity = time(NULL);
-		rc = evaluate_locked(v, &did);
-		if (rc == -ENODATA)
-			rc = 0;
-	}
+	rc = f->state != F_WRITING || f->by_ref || (f->up && upload_size(f->up) > 0) ? -EOPNOTSUPP
+										       : 0;
 	pthread_mutex_unlock(&v->mu);
-	notify(v, did, rc);
-out:
-	free(mt);
-	if (f)
-		file_free(f);
+	if (rc < 0)
+		return rc;
+	/* Network work without the version lock: the destination gets the
+	 * blob only if it lacks it. */
+	rc = copy(arg, v->remote);
+	pthread_mutex_lock(&v->mu);
+	if (rc < 0) {
+		if (f->state == F_WRITING) {
+			f->state = F_FAILED;
+			f->rc = rc;
+		}
+	} else {
+		f->by_ref = 1;
+		snprintf(f->digest, sizeof(f->digest), "%s", digest);
+		f->size = size;
+		if (f->up)
+			upload_abort(f->up); /* nothing was written through it */
+	}
+	v->last_activity = time(NULL);
+	pthread_mutex_unlock(&v->mu);
 	return rc;
 }
 
@@ -1037,11 +987,11 @@ int pending_stat_file(pending_version *v, const char *rel, struct pending_stat *
 		st->final = f->state == F_FINAL;
 		st->failed = f->state == F_FAILED;
 		st->ino_hint = f->id;
-		st->size = f->state == F_FINAL ? f->size : 0;
+		st->size = f->state == F_FINAL || f->by_ref ? f->size : 0;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&v->mu);
-	if (rc == 0 && !st->final && f->up)
+	if (rc == 0 && !st->final && !f->by_ref && f->up)
 		st->size = upload_size(f->up); /* not under v->mu: may wait on a writer */
 	return rc;
 }

@@ -91,13 +91,14 @@ int pending_rename(pending_version *v, const char *from, const char *to);
 /* Removes a file of the pending version (its upload is abandoned). */
 int pending_unlink(pending_version *v, const char *rel);
 
-/* Adds a blob copied by reference (copy_file_range of a whole blob within
- * the mount): present when the repository has it; otherwise fetch (may be
- * NULL) is called to stream it into an upload. For manifests, bytes/len are
- * the exact manifest bytes (copied). */
-typedef int (*pending_fetch_cb)(void *arg, uint64_t off, void *buf, size_t len);
-int pending_add_ref(pending_version *v, const char *rel, const char *digest, uint64_t size,
-		    const char *bytes, size_t len, pending_fetch_cb fetch, void *fetch_arg);
+/* A writer's whole blob copied by reference (copy_file_range within the
+ * mount): copy(arg, the version's remote) makes sure the destination has
+ * the blob (it uploads only what is missing); the file then finishes at its
+ * flush as that digest, no bytes written. -EOPNOTSUPP when the file already
+ * has bytes. */
+typedef int (*pending_copy_cb)(void *arg, struct push_remote *dst);
+int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy_cb copy,
+		void *arg);
 
 /* What LOOKUP/GETATTR/READDIR of pending files need. */
 struct pending_stat {
