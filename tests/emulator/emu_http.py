@@ -353,7 +353,8 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
         self.entry["op"] = "BlobGet"
         split = urllib.parse.urlsplit(path)
-        parts = split.path.split("/")  # '', '_blob', acct, region, repo..., digest
+        upath = urllib.parse.unquote(split.path)  # some clients encode the ':'
+        parts = upath.split("/")  # '', '_blob', acct, region, repo..., digest
         q = dict(urllib.parse.parse_qsl(split.query))
         if len(parts) < 6 or self.command not in ("GET", "HEAD"):
             return self.s3_error(400, "InvalidRequest", "Malformed download URL")
@@ -362,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         self.entry.update(account=acct, region=region, repo=repo)
         fault = app.faults.match("BlobGet", repo, acct)
         date, exp = q.get("X-Amz-Date", ""), q.get("X-Amz-Expires", "0")
-        sig_ok = q.get("X-Amz-Signature") == app.layers.url_signature(split.path, date, exp)
+        sig_ok = q.get("X-Amz-Signature") == app.layers.url_signature(upath, date, exp)
         if not sig_ok:
             return self.s3_error(403, "SignatureDoesNotMatch", "The request signature we "
                                  "calculated does not match the signature you provided.")

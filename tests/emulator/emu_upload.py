@@ -38,6 +38,8 @@ class Layers:
         self.cfg = ecr.cfg
         self.dir = os.path.join(self.state.dir, "uploads")
         os.makedirs(self.dir, exist_ok=True)
+        for stale in os.listdir(self.dir):  # uploads do not survive a restart
+            os.unlink(os.path.join(self.dir, stale))
         self.url_key = url_key
         self.lock = threading.Lock()  # protects self.uploads
         self.uploads = {}

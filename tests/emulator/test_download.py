@@ -96,3 +96,9 @@ def test_corrupt_blob(emu, repo, layer):
     assert body[:10] == data[:10] and body[14:] == data[14:]
     emu.corrupt_blob(d, offset=10, length=4)  # flipping twice restores it
     assert get(url)[2] == data
+
+
+def test_encoded_colon_in_url_path(emu, repo, layer):
+    data, d, url = layer
+    st, _, body = get(url.replace("sha256:", "sha256%3A"))
+    assert st == 200 and body == data
