@@ -73,6 +73,7 @@ int ecr_errno(const char *code, long http_status, int transport_rc)
 		case EHOSTUNREACH:
 		case ENETUNREACH:
 		case ENOMEM:
+		case EFBIG:
 		case EKEYEXPIRED:
 			return transport_rc;
 		default:

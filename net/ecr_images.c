@@ -143,12 +143,45 @@ out:
 	return rc;
 }
 
-int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
-			size_t nids, struct ecr_manifest_list *out, struct ecr_error *err)
+/* One BatchGetImage of n <= 100 ids. A reply too big for net/http (large
+ * manifests) is asked again in halves. */
+static int batch_get_some(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
+			  size_t n, json_t *types, struct ecr_manifest_list *out,
+			  struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "BatchGetImage", .region = w->region, .w = w};
 	char subj[200];
-	json_t *j = NULL, *types = NULL;
+	json_t *j = NULL;
+	int rc;
+
+	id_subject(&ids[0], subj, sizeof(subj));
+	c.subject = subj;
+	c.req = json_object();
+	if (!c.req || ecr_json_where(c.req, w)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_object_set_new(c.req, "imageIds", ecr_json_image_ids(ids, n));
+	json_object_set(c.req, "acceptedMediaTypes", types);
+	rc = ecr_call(e, &c, &j, err);
+	if (rc == -EFBIG && n > 1) {
+		rc = batch_get_some(e, w, ids, n / 2, types, out, err);
+		if (rc == 0)
+			rc = batch_get_some(e, w, ids + n / 2, n - n / 2, types, out, err);
+		goto out;
+	}
+	if (rc == 0)
+		rc = ecr_parse_batch_get(j, out);
+out:
+	json_decref(j);
+	json_decref(c.req);
+	return rc;
+}
+
+int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
+			size_t nids, struct ecr_manifest_list *out, struct ecr_error *err)
+{
+	json_t *types = NULL;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -162,22 +195,7 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 	for (size_t i = 0; i < nids; i += ECR_BATCH_MAX) {
 		size_t n = nids - i < ECR_BATCH_MAX ? nids - i : ECR_BATCH_MAX;
 
-		id_subject(&ids[i], subj, sizeof(subj));
-		c.subject = subj;
-		c.req = json_object();
-		if (!c.req || ecr_json_where(c.req, w)) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		json_object_set_new(c.req, "imageIds", ecr_json_image_ids(ids + i, n));
-		json_object_set(c.req, "acceptedMediaTypes", types);
-		rc = ecr_call(e, &c, &j, err);
-		if (rc == 0)
-			rc = ecr_parse_batch_get(j, out);
-		json_decref(j);
-		j = NULL;
-		json_decref(c.req);
-		c.req = NULL;
+		rc = batch_get_some(e, w, ids + i, n, types, out, err);
 		if (rc)
 			goto out;
 	}
@@ -201,7 +219,6 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 			 : -EIO;
 	}
 out:
-	json_decref(c.req);
 	json_decref(types);
 	if (rc)
 		ecr_manifest_list_free(out);

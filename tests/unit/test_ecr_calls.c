@@ -85,8 +85,9 @@ static int fake_transport(void *arg, const struct net_request *req, struct net_r
 			f->targets[i] = strdup(*h + 14);
 	f->bodies[i] = json_loadb(data, got, 0, NULL);
 	free(data);
-	if (f->reply(f, i, f->bodies[i], &status, &reply))
-		return -EIO;
+	int rr = f->reply(f, i, f->bodies[i], &status, &reply);
+	if (rr)
+		return rr < 0 ? rr : -EIO;
 	resp->status = status;
 	resp->attempts = f->attempts ? f->attempts : 1;
 	if (reply)
@@ -375,6 +376,14 @@ static int reply_batch(struct fake *f, int i, const json_t *req, long *status, c
 	return 0;
 }
 
+/* net/http refuses replies over its size cap: more than 30 ids here. */
+static int reply_batch_capped(struct fake *f, int i, const json_t *req, long *status, char **body)
+{
+	if (json_array_size(json_object_get(req, "imageIds")) > 30)
+		return -EFBIG;
+	return reply_batch(f, i, req, status, body);
+}
+
 static void test_batching(void)
 {
 	struct fake f = {0};
@@ -398,6 +407,17 @@ static void test_batching(void)
 	CHECK_INT(json_array_size(json_object_get(f.bodies[0], "acceptedMediaTypes")), 6);
 	CHECK_INT(l.n, 250);
 	CHECK_STR(l.v[249].bytes, "{\"n\":\"v249\"}");
+	ecr_manifest_list_free(&l);
+	fake_reset(&f);
+
+	/* Too big a reply: asked again in halves (100 -> 50 -> 25). */
+	f.reply = reply_batch_capped;
+	e->transport_arg = &f;
+	CHECK_INT(ecr_batch_get_image(e, &w, ids, 100, &l, NULL), 0);
+	CHECK_INT(l.n, 100);
+	CHECK_INT(f.ncalls, 7);
+	for (size_t k = 0; k < l.n && k < 100; k++)
+		CHECK_STR(l.v[k].tag, tags[k]);
 	ecr_manifest_list_free(&l);
 	ecr_free(e);
 	fake_reset(&f);
