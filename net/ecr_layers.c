@@ -157,6 +157,19 @@ static int range_sink_cb(void *arg, const char *data, size_t n)
 	return 0;
 }
 
+/* A fixed 30 s cannot move a big blob over a slow link: the deadline grows
+ * with the size asked (at least 1 MiB/s), and an open-ended fetch relies
+ * on net/http's "no progress for 30 s" stall check. */
+static int fetch_deadline_ms(const ecr *e, uint64_t len)
+{
+	uint64_t ms;
+
+	if (!len)
+		return 6 * 3600 * 1000;
+	ms = (uint64_t)e->deadline_ms + len / 1024 / 1024 * 1000;
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net_sink_cb sink,
 			void *sink_arg, volatile int *cancel)
 {
@@ -176,7 +189,7 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 	    .sink_arg = &rs,
 	    .range_start = off,
 	    .range_len = len ? len : (UINT64_C(1) << 53) - off,
-	    .deadline_ms = e->deadline_ms,
+	    .deadline_ms = fetch_deadline_ms(e, len),
 	    .cancel = cancel,
 	};
 	log_url_safe(url, safe, sizeof(safe));
