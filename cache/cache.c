@@ -208,6 +208,13 @@ static void scan_dir(cache *c, const char *sub, int partial)
 			cache_unlink_partial(c, hex);
 			continue;
 		}
+		if (partial && c->crashed) {
+			/* After a crash a flag may name data that was lost:
+			 * forget the flags, keep the file for new chunks. */
+			cache_path_map(c, hex, path);
+			unlink(path);
+			c->crashed_dropped++;
+		}
 		e->complete = !partial;
 		e->bytes = partial ? partial_bytes(c, hex, &st) : (uint64_t)st.st_size;
 		e->tick = stat_tick(&st);
@@ -242,9 +249,103 @@ static void clean_tmp(cache *c)
 	closedir(d);
 }
 
-int cache_open(const char *dir, uint64_t max_bytes, cache **out)
+/* Serialises cache_open/cache_close of all processes on dir (held only
+ * during those): -1 when flock is not available. */
+static int open_close_lock(const cache *c)
 {
 	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock.open", c->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* 1 if no other process has the cache open (a fresh exclusive flock on
+ * DIR/lock succeeds). Call under open_close_lock. */
+static int sole_user(const cache *c)
+{
+	char path[PATH_MAX];
+	int fd, sole;
+
+	snprintf(path, sizeof(path), "%s/lock", c->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;
+	sole = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return sole;
+}
+
+/* DIR/lock held shared while open. DIR/dirty exists while some process has
+ * the cache open; the last clean close removes it after syncing partial
+ * data. Found by the first opener, it means a crash: the chunk flags of
+ * partial blobs may then name data that never reached the disk. */
+static int take_dir_lock(cache *c)
+{
+	char path[PATH_MAX];
+	int ocl = open_close_lock(c), fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/dirty", c->dir);
+	if (sole_user(c)) {
+		c->crashed = access(path, F_OK) == 0;
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/lock", c->dir);
+	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (c->lock_fd < 0) {
+		ret = -errno;
+	} else if (flock(c->lock_fd, LOCK_SH) < 0) {
+		if (errno == ENOLCK || errno == EOPNOTSUPP)
+			log_warn("cache_dir %s: no flock on this filesystem; do not share it "
+				 "between mounts",
+				 c->dir);
+		else
+			ret = -errno;
+	}
+	if (ocl >= 0)
+		close(ocl);
+	return ret;
+}
+
+/* Makes this process's partial data durable, then gives up DIR/lock and,
+ * as the last user, removes DIR/dirty. */
+static void release_dir_lock(cache *c)
+{
+	char path[PATH_MAX];
+	int ocl;
+
+	for (int b = 0; b < CACHE_BUCKETS; b++)
+		for (struct cache_entry *e = c->buckets[b]; e; e = e->next) {
+			int fd;
+			if (!e->dirty || e->complete)
+				continue;
+			cache_path_data(c, e->hex, path);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				fdatasync(fd);
+				close(fd);
+			}
+		}
+	ocl = open_close_lock(c);
+	close(c->lock_fd);
+	c->lock_fd = -1;
+	if (sole_user(c)) {
+		snprintf(path, sizeof(path), "%s/dirty", c->dir);
+		unlink(path);
+	}
+	if (ocl >= 0)
+		close(ocl);
+}
+
+int cache_open(const char *dir, uint64_t max_bytes, cache **out)
+{
 	cache *c = NULL;
 	int ret;
 
@@ -256,10 +357,10 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	if (!c)
 		goto out;
 	c->lock_fd = -1;
-	c->sync = 1;
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		c->slots[i].data_fd = c->slots[i].map_fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->hash_cv, NULL);
 	c->dir = strdup(dir);
 	if (!c->dir)
 		goto out;
@@ -280,26 +381,15 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 		free(c->dir);
 		c->dir = abs;
 	}
-	snprintf(path, sizeof(path), "%s/lock", c->dir);
-	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->lock_fd < 0) {
-		ret = -errno;
+	ret = take_dir_lock(c);
+	if (ret)
 		goto out;
-	}
-	/* Shared: any number of mounts; an exclusive holder (a cleaner) waits. */
-	if (flock(c->lock_fd, LOCK_SH | LOCK_NB) < 0) {
-		if (errno == ENOLCK || errno == EOPNOTSUPP) {
-			log_warn("cache_dir %s: no flock on this filesystem; do not share it "
-				 "between mounts",
-				 c->dir);
-		} else {
-			ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-			goto out;
-		}
-	}
 	clean_tmp(c);
 	scan_dir(c, "blobs/sha256", 0);
 	scan_dir(c, "partial", 1);
+	if (c->crashed_dropped)
+		log_info("cache_dir %s was not closed cleanly; %u partial blobs start again",
+			 c->dir, c->crashed_dropped);
 	/* cache_size may be smaller than last time: evict down to it now
 	 * (what other mounts hold open stays). */
 	pthread_mutex_lock(&c->mu);
@@ -324,9 +414,10 @@ void cache_close(cache *c)
 	if (!c)
 		return;
 	cache_slots_close(c);
-	cache_index_free(c);
 	if (c->lock_fd >= 0)
-		close(c->lock_fd);
+		release_dir_lock(c);
+	cache_index_free(c);
+	pthread_cond_destroy(&c->hash_cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c->dir);
 	free(c);
@@ -434,19 +525,17 @@ void cache_blob_drop(cache *c, const char *digest)
 		return;
 	pthread_mutex_lock(&c->mu);
 	cache_slot_invalidate(c, hex);
-	/* Explicit drop (e.g. bad data): files go even if another mount reads
-	 * them; its open fds keep working. */
-	cache_path_map(c, hex, path);
-	unlink(path);
-	cache_path_data(c, hex, path);
-	unlink(path);
+	/* Explicit drop (bad data): the complete file goes even if another
+	 * mount reads it (its open fds keep working); see discard_partial. */
 	cache_path_blob(c, hex, path);
 	unlink(path);
+	cache_discard_partial(c, hex);
 	e = cache_entry_find(c, hex);
 	if (e) {
 		c->total -= e->bytes;
 		e->bytes = 0;
 		e->complete = 0;
+		cache_hash_reset(e);
 		cache_entry_maybe_free(c, e);
 	}
 	c->stats.bytes_total = c->total;

@@ -24,9 +24,10 @@ typedef struct cache cache;
 int cache_open(const char *dir, uint64_t max_bytes, cache **out);
 void cache_close(cache *c);
 const char *cache_dir(const cache *c);
-/* on (the default): fdatasync blobs and records before renaming them into
- * place, so a crash never leaves a "verified" blob with lost data. off: for
- * benchmarks or a throwaway cache. */
+/* on: fdatasync each blob before it is renamed into place (and start the
+ * writeback of each chunk as it is stored). off (the default): no waiting
+ * on the disk; a blob a system crash cut short is dropped on the read that
+ * finds it, and after an unclean shutdown partial blobs start again. */
 void cache_set_sync(cache *c, int on);
 
 /* ---- blobs ("sha256:<hex>") ---- */

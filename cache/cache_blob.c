@@ -154,10 +154,11 @@ static int chunk_args_ok(uint64_t size, uint64_t off, size_t len)
 	return len == (size - off < CACHE_CHUNK_SIZE ? size - off : CACHE_CHUNK_SIZE);
 }
 
-/* Shared flock on the map through a fresh open file (flock is per open
- * file, so this excludes a sealer in this process too): a seal (exclusive)
- * never hashes or moves the data while a chunk is being written into it.
- * -ESTALE when map_fd is no longer the live map (sealed or dropped). */
+/* Exclusive flock on the map through a fresh open file (flock is per open
+ * file, so this excludes other threads too): writers of one blob take turns
+ * (checking a flag and storing its chunk is atomic, so a flagged chunk is
+ * never written again), and a seal never hashes or moves data being
+ * written. -ESTALE when map_fd is no longer the live map (sealed, dropped). */
 static int writer_lock(cache *c, const char *hex, int map_fd)
 {
 	char path[PATH_MAX];
@@ -168,7 +169,7 @@ static int writer_lock(cache *c, const char *hex, int map_fd)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -ESTALE : -errno;
-	if (flock(fd, LOCK_SH) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
+	if (flock(fd, LOCK_EX) < 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
 		int err = -errno;
 		close(fd);
 		return err;
@@ -227,6 +228,7 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 		if (e) { /* busy while we hold the fds, so it exists */
 			e->bytes += len;
 			e->tick = cache_now_tick(c);
+			e->dirty = 1;
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -248,6 +250,9 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	pthread_mutex_lock(&c->mu);
 	c->stats.bytes_stored += len;
 	pthread_mutex_unlock(&c->mu);
+	close(lock_fd); /* hashing below needs no lock: flagged chunks are final */
+	lock_fd = -1;
+	cache_hash_advance(c, hex, size, &f, buf, off, len);
 out:
 	if (ret && reserved) {
 		/* Give the space back to the disk and to the cap. */
@@ -276,24 +281,16 @@ static void set_state(cache *c, const char *hex, int complete, uint64_t size)
 		e->bytes = bytes;
 		e->complete = complete;
 		e->tick = cache_now_tick(c);
+		cache_hash_reset(e);
 		cache_entry_maybe_free(c, e);
 	}
 	c->stats.bytes_total = c->total;
 	pthread_mutex_unlock(&c->mu);
 }
 
-static int all_flags_set(int map_fd, uint64_t size)
+static int all_flags_set(int map_fd, uint64_t size, uint64_t *nonce)
 {
-	unsigned char hdr[CACHE_MAP_HDR];
-	uint64_t hsize = 0;
-	size_t got = 0;
-
-	if (cache_pread_full(map_fd, hdr, sizeof(hdr), 0, &got) || got != sizeof(hdr) ||
-	    memcmp(hdr, CACHE_MAP_MAGIC, 8) != 0)
-		return -EIO;
-	for (int i = 0; i < 8; i++)
-		hsize |= (uint64_t)hdr[8 + i] << (8 * i);
-	if (hsize != size)
+	if (cache_map_nonce(map_fd, size, nonce))
 		return -EIO;
 	return size == 0 || chunks_present(map_fd, 0, (size_t)size) ? 1 : 0;
 }
@@ -304,6 +301,7 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 	char map[PATH_MAX], data[PATH_MAX], blob[PATH_MAX];
 	unsigned char md[32];
 	struct stat a, b;
+	uint64_t nonce = 0;
 	int map_fd = -1, data_fd = -1, ret = cache_hex_of(digest, hex);
 
 	if (ret)
@@ -329,16 +327,20 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		ret = cache_refresh_complete(c, hex) ? 0 : -EAGAIN;
 		goto out;
 	}
-	ret = all_flags_set(map_fd, size);
+	ret = all_flags_set(map_fd, size, &nonce);
 	if (ret == 0) {
 		ret = -EAGAIN;
 		goto out;
 	}
 	data_fd = open(data, O_RDONLY | O_CLOEXEC);
-	if (ret == 1 && data_fd >= 0)
-		ret = cache_sha256_fd(data_fd, size, md);
-	else if (ret == 1)
+	if (ret == 1 && data_fd >= 0) {
+		/* Continue the running hash of this partial if there is one. */
+		uint64_t from = 0;
+		EVP_MD_CTX *ctx = cache_hash_take(c, hex, nonce, &from);
+		ret = cache_sha256_fd(data_fd, ctx, from, size, md);
+	} else if (ret == 1) {
 		ret = -EIO;
+	}
 	if (!ret) {
 		cache_md_to_hex(md, got_hex);
 		if (strcmp(got_hex, hex) != 0)
@@ -346,9 +348,8 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 	}
 	if (ret == -EIO) {
 		log_warn("cache: sha256:%s: cached data does not match the digest; dropped", hex);
-		unlink(map);
-		unlink(data);
 		set_state(c, hex, 0, 0);
+		cache_discard_partial(c, hex);
 		goto out;
 	}
 	if (ret)
@@ -400,15 +401,12 @@ int cache_blob_put(cache *c, const char *digest, const void *data, size_t len)
 		pthread_mutex_unlock(&c->mu);
 		return cache_write_error(c, ret);
 	}
-	/* The whole blob supersedes any partial copy. */
-	cache_path_map(c, hex, path);
-	unlink(path);
-	cache_path_data(c, hex, path);
-	unlink(path);
 	pthread_mutex_lock(&c->mu);
 	c->total -= len; /* set_state accounts the blob's final size */
 	c->stats.bytes_stored += len;
 	pthread_mutex_unlock(&c->mu);
 	set_state(c, hex, 1, len);
+	/* The whole blob supersedes any partial copy. */
+	cache_discard_partial(c, hex);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include "cache/cache.h"
 
 #include <limits.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -17,12 +18,13 @@
 #define CACHE_SLOTS 128
 #define CACHE_SLOTS_IDLE 32
 
-/* Partial map file: 16-byte header ("ECRFSMP1" + size, little endian), then
- * one byte per chunk (1 = present). A flag is one byte written with one
- * pwrite, so writers of different chunks (threads or processes) never
- * overwrite each other's flags: no read-modify-write of shared bytes. */
-#define CACHE_MAP_MAGIC "ECRFSMP1"
-#define CACHE_MAP_HDR 16
+/* Partial map file: 24-byte header ("ECRFSMP2", size, nonce; little
+ * endian), then one byte per chunk (1 = present). A flag is one byte written
+ * with one pwrite under an exclusive flock on the map (writer_lock), so
+ * writers never overwrite each other's flags and a flagged chunk is never
+ * written again. The nonce tells one partial copy from a later one. */
+#define CACHE_MAP_MAGIC "ECRFSMP2"
+#define CACHE_MAP_HDR 24
 
 /* One blob known to this process (complete, partial, or only pinned). */
 struct cache_entry {
@@ -31,7 +33,15 @@ struct cache_entry {
 	uint64_t bytes; /* bytes it occupies in the cache (chunks present) */
 	uint64_t tick;	/* last access, ns since the epoch; the LRU key */
 	int pins;
-	int busy;	     /* operations using its files right now */
+	int busy;  /* operations using its files right now */
+	int dirty; /* partial data written, not yet fdatasync'd */
+	/* Running sha256 of chunks [0, hashed) of the partial whose map has
+	 * hash_nonce, fed as chunks arrive so a seal need not read it all. */
+	EVP_MD_CTX *sha;
+	uint64_t hashed;
+	uint64_t hash_nonce;
+	int hashing;	     /* a thread feeds sha outside mu */
+	int hash_reset;	     /* that thread drops sha when done */
 	unsigned evict_skip; /* reservation round that found it locked elsewhere */
 	struct cache_entry *next;
 };
@@ -65,7 +75,9 @@ struct cache_fds {
 struct cache {
 	char *dir;
 	uint64_t max_bytes;
-	int lock_fd;	 /* DIR/lock, held LOCK_SH while open */
+	int lock_fd; /* DIR/lock, held LOCK_SH while open */
+	int crashed; /* DIR/dirty was there at open: partial flags untrusted */
+	unsigned crashed_dropped;
 	atomic_int sync; /* fdatasync before renames into place */
 
 	/* mu protects: buckets (the index), total, slots, stats, disk_full_logged,
@@ -77,6 +89,7 @@ struct cache {
 	struct cache_slot slots[CACHE_SLOTS];
 	struct cache_stats stats;
 	int disk_full_logged;
+	pthread_cond_t hash_cv; /* an entry's hashing went to 0 */
 	uint64_t last_tick;
 	unsigned evict_round;
 
@@ -115,6 +128,11 @@ int cache_reserve(cache *c, const char *keep_hex, uint64_t len);
 int cache_unlink_blob(cache *c, const char *hex);
 /* The same for the partial files only. */
 int cache_unlink_partial(cache *c, const char *hex);
+/* Removes a partial copy's chunks for good: the map always (its flags
+ * vanish), the data file only when nobody holds it open. A data file is
+ * never unlinked under an open holder: the holder could pair it with a
+ * new map, and a later opener a new empty data file with that map. */
+void cache_discard_partial(cache *c, const char *hex);
 
 /* cache_slot.c (take mu themselves) */
 int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct cache_fds *f);
@@ -125,13 +143,29 @@ void cache_slots_close(cache *c);
 /* Closes idle slots of unpinned blobs beyond CACHE_SLOTS_IDLE. Holds mu. */
 void cache_slots_trim(cache *c);
 
+/* cache_hash.c */
+/* Validates a map's header against size and returns its nonce. */
+int cache_map_nonce(int map_fd, uint64_t size, uint64_t *nonce);
+/* Forgets the entry's running hash (now, or when its feeder is done).
+ * Caller holds mu. */
+void cache_hash_reset(struct cache_entry *e);
+/* After chunk [off, off+len) = buf was stored: feeds the running hash with
+ * it and with the flagged chunks after it, when they are next in order. */
+void cache_hash_advance(cache *c, const char *hex, uint64_t size, const struct cache_fds *f,
+			const void *buf, uint64_t off, size_t len);
+/* For a seal: takes the running hash if it belongs to the partial with
+ * nonce (*from = bytes covered), else returns NULL (*from = 0). */
+EVP_MD_CTX *cache_hash_take(cache *c, const char *hex, uint64_t nonce, uint64_t *from);
+
 /* cache_io.c */
 int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 int cache_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Writes a file atomically: temp in DIR/tmp, fdatasync if sync, rename. */
 int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrlen, const void *data,
 		       size_t len, int sync);
-int cache_sha256_fd(int fd, uint64_t size, unsigned char md[32]);
+/* sha256 of the fd's bytes [0, size): continues ctx (bytes [0, from) done)
+ * when given, and frees it. */
+int cache_sha256_fd(int fd, EVP_MD_CTX *ctx, uint64_t from, uint64_t size, unsigned char md[32]);
 void cache_sha256_hex(const void *data, size_t len, char hex[CACHE_HEX_LEN + 1]);
 void cache_md_to_hex(const unsigned char md[32], char hex[CACHE_HEX_LEN + 1]);
 /* Opens path and takes a shared flock, retrying until the open file is the

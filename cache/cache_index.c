@@ -69,6 +69,7 @@ void cache_entry_remove(cache *c, struct cache_entry *e)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = e->next;
+	EVP_MD_CTX_free(e->sha); /* not hashing: a feeder keeps it busy */
 	free(e);
 }
 
@@ -84,6 +85,7 @@ void cache_index_free(cache *c)
 		struct cache_entry *e = c->buckets[b];
 		while (e) {
 			struct cache_entry *next = e->next;
+			EVP_MD_CTX_free(e->sha);
 			free(e);
 			e = next;
 		}
@@ -146,6 +148,16 @@ int cache_unlink_partial(cache *c, const char *hex)
 		close(fd);
 	}
 	return 0;
+}
+
+void cache_discard_partial(cache *c, const char *hex)
+{
+	char map[PATH_MAX];
+
+	if (cache_unlink_partial(c, hex) == -EBUSY) {
+		cache_path_map(c, hex, map);
+		unlink(map);
+	}
 }
 
 int cache_reserve(cache *c, const char *keep_hex, uint64_t len)

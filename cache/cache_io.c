@@ -70,19 +70,22 @@ int cache_write_atomic(cache *c, const char *path, const void *hdr, size_t hdrle
 	return ret;
 }
 
-int cache_sha256_fd(int fd, uint64_t size, unsigned char md[32])
+int cache_sha256_fd(int fd, EVP_MD_CTX *ctx, uint64_t from, uint64_t size, unsigned char md[32])
 {
 	const size_t bufsize = 256 * 1024;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char *buf = malloc(bufsize);
-	uint64_t off = 0;
+	uint64_t off = ctx ? from : 0;
 	unsigned int mdlen = 0;
 	int ret = -ENOMEM;
 
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+			ret = -EIO;
+			goto out;
+		}
+	}
 	if (!ctx || !buf)
-		goto out;
-	ret = -EIO;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
 		goto out;
 	while (off < size) {
 		size_t want = size - off < bufsize ? (size_t)(size - off) : bufsize;

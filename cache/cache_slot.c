@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,9 +28,15 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 	size_t got = 0;
 	int fd, ret;
 
+	uint64_t nonce = 0;
+
+	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
+		nonce = cache_now_tick(c) ^ ((uint64_t)getpid() << 40);
 	memcpy(hdr, CACHE_MAP_MAGIC, 8);
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 8; i++) {
 		hdr[8 + i] = (unsigned char)(size >> (8 * i));
+		hdr[16 + i] = (unsigned char)(nonce >> (8 * i));
+	}
 	cache_path_map(c, hex, path);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && create) {
@@ -51,7 +58,7 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 	if (fd < 0)
 		return -errno;
 	if (cache_pread_full(fd, got_hdr, sizeof(got_hdr), 0, &got) || got != sizeof(got_hdr) ||
-	    memcmp(got_hdr, hdr, sizeof(hdr)) != 0) {
+	    memcmp(got_hdr, hdr, 16) != 0) {
 		close(fd);
 		return -ESTALE; /* torn or another size: not ours to trust */
 	}
