@@ -381,10 +381,10 @@ class Ecr:
             old = r.tags.get(tag) if tag else None
             exists = digest in r.images
             if exists and (tag is None or old == digest):
+                what = f"Image with digest '{digest}'" + (f" and tag '{tag}'" if tag else "")
                 raise EcrError("ImageAlreadyExistsException",
-                               f"Image with digest '{digest}' and tag '{tag}' already exists "
-                               f"in the repository with name '{r.name}' in registry with id "
-                               f"'{r.account}'")
+                               f"{what} already exists in the repository with name "
+                               f"'{r.name}' in registry with id '{r.account}'")
             if old and old != digest and r.mutability == "IMMUTABLE":
                 raise EcrError("ImageTagAlreadyExistsException",
                                f"The image tag '{tag}' already exists in the '{r.name}' "

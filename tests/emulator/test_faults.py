@@ -23,9 +23,10 @@ def last(emu, op):
     ("http500", 500, "ServerException"),
     ("http503", 503, "ServiceUnavailableException"),
     ("throttle", 400, "ThrottlingException"),
+    ("http", 502, "ServerException"),
 ])
 def test_error_faults(emu, client, repo, kind, status, code):
-    emu.fault(op="DescribeImages", kind=kind)
+    emu.fault(op="DescribeImages", kind=kind, status=status)
     st, body = client.raw("DescribeImages", {"repositoryName": repo})
     assert st == status and body["__type"] == code
     assert client.raw("DescribeImages", {"repositoryName": repo})[0] == 200  # count=1

@@ -44,7 +44,7 @@ def descriptor(layout, ref):
 
 def make_image(layout, tag, files=None, n_layers=1, os_name=None, arch=None):
     """Builds image `tag` in the OCI layout `layout` (created if missing):
-    `files` {path: bytes} spread over n_layers layers (one umoci insert each).
+    `files` {path: bytes} spread over n_layers layers (one umoci repack each).
     Returns {"manifest", "config", "layers", "size"} (digests; size of the
     manifest)."""
     files = files or {"/etc/emu-release": f"image {tag}\n".encode()}
@@ -52,16 +52,18 @@ def make_image(layout, tag, files=None, n_layers=1, os_name=None, arch=None):
         _run("init", "--layout", layout)
     _run("new", "--image", f"{layout}:{tag}")
     items = sorted(files.items())
+    # unpack + repack, not `umoci insert`: umoci 0.4.7's insert writes tars
+    # cut short (no padding, no end blocks) that tar(1) rejects.
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n_layers):
-            src = os.path.join(tmp, f"layer{i}")
-            os.makedirs(src)
+            bundle = os.path.join(tmp, f"bundle{i}")
+            _run("unpack", "--rootless", "--image", f"{layout}:{tag}", bundle)
             for path, data in items[i::n_layers]:
-                p = os.path.join(src, path.lstrip("/"))
+                p = os.path.join(bundle, "rootfs", path.lstrip("/"))
                 os.makedirs(os.path.dirname(p), exist_ok=True)
                 with open(p, "wb") as f:
                     f.write(data)
-            _run("insert", "--image", f"{layout}:{tag}", src, "/")
+            _run("repack", "--image", f"{layout}:{tag}", bundle)
     if os_name or arch:
         args = ["config", "--image", f"{layout}:{tag}"]
         if os_name:
