@@ -140,12 +140,12 @@ class Ecr:
             "encryptionConfiguration": {"encryptionType": "AES256"},
         }
 
-    def image_detail(self, r, digest):
+    def image_detail(self, r, digest, tag_index=None):
         im = r.images[digest]
         d = {"registryId": r.account, "repositoryName": r.name, "imageDigest": digest,
              "imageSizeInBytes": im["size"], "imagePushedAt": im["pushedAt"],
              "imageManifestMediaType": im["mediaType"]}
-        tags = r.tags_of(digest)
+        tags = tag_index.get(digest) if tag_index is not None else r.tags_of(digest)
         if tags:
             d["imageTags"] = tags
         if im.get("artifactMediaType"):
@@ -237,8 +237,9 @@ class Ecr:
         with self.state.lock:
             r = self.repo(ctx, p.get("repositoryName"))
             rows = []
+            tix = r.tag_index()
             for d, im in r.images.items():
-                tags = r.tags_of(d)
+                tags = tix.get(d)
                 if tags and status in ("ANY", "TAGGED"):
                     rows += [(im["pushedAt"], d, t) for t in tags]
                 if not tags and status in ("ANY", "UNTAGGED"):
@@ -276,11 +277,12 @@ class Ecr:
                         seen.add(d)
                         out.append(self.image_detail(r, d))
                 return {"imageDetails": out}
+            tix = r.tag_index()
             ds = [d for d in r.images
-                  if status == "ANY" or (status == "TAGGED") == bool(r.tags_of(d))]
+                  if status == "ANY" or (status == "TAGGED") == bool(tix.get(d))]
             page, nxt = self.pages.page(
                 ds, p, key=lambda d: "%020.6f/%s" % (r.images[d]["pushedAt"], d))
-            out = {"imageDetails": [self.image_detail(r, d) for d in page]}
+            out = {"imageDetails": [self.image_detail(r, d, tix) for d in page]}
         if nxt:
             out["nextToken"] = nxt
         return out

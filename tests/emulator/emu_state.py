@@ -35,6 +35,15 @@ class Repo:
     def tags_of(self, digest):
         return sorted(t for t, d in self.tags.items() if d == digest)
 
+    def tag_index(self):
+        """digest -> sorted tags, in one pass (listings of 5,000 tags)."""
+        idx = {}
+        for t, d in self.tags.items():
+            idx.setdefault(d, []).append(t)
+        for v in idx.values():
+            v.sort()
+        return idx
+
     def parents_of(self, digest):
         return sorted(d for d, im in self.images.items() if digest in im.get("children", ()))
 
