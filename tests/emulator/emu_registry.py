@@ -64,7 +64,7 @@ class Registry:
             self.proc = subprocess.Popen([BINARY, "serve", conf], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, preexec_fn=_die_with_parent)
             log.close()
-            deadline = time.time() + 15
+            deadline = time.time() + 30
             while time.time() < deadline and self.proc.poll() is None:
                 try:
                     st, _, _ = self.request("GET", "/v2/")

@@ -78,8 +78,13 @@ class Emulator:
                 line += b
         if not line.startswith(b"READY "):
             self.stop()
-            raise EmulatorError(f"emulator did not start: {line!r}; see "
-                                f"{self.state_dir}/emulator.log")
+            try:
+                with open(os.path.join(self.state_dir, "emulator.log"), errors="replace") as f:
+                    tail = f.read()[-2000:]
+            except OSError:
+                tail = ""
+            raise EmulatorError(f"emulator did not start: {line!r}; "
+                                f"{self.state_dir}/emulator.log ends with:\n{tail}")
         kv = dict(f.split("=", 1) for f in line.decode().split()[1:])
         self.endpoint = kv["endpoint"]
         self.registry = kv["registry"]
