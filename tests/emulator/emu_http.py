@@ -320,8 +320,9 @@ class Handler(BaseHTTPRequestHandler):
             except AuthError as e:
                 code, st = STS_AUTH[e.kind]
                 return self.sts_error(code, e.message, st)
-        self.entry.update(account=ident["account"] if ident else None, region=region,
-                          caller=ident["arn"] if ident else None)
+        role_acct = params.get("RoleArn", "").split(":")[4:5]  # unsigned web identity
+        self.entry.update(account=ident["account"] if ident else (role_acct or [None])[0],
+                          region=region, caller=ident["arn"] if ident else None)
         fault = app.faults.match(action, None, self.entry["account"])
         if fault:
             if self.generic_fault(fault, lambda c, m, st: self.sts_error(STS_CODES.get(c, c), m, st)):

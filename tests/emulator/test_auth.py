@@ -206,3 +206,20 @@ def test_curl_aws_sigv4_accepted(emu, repo):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["repositories"][0]["repositoryName"] == repo
+
+
+def test_sts_signed_get_query(emu, client):
+    import http.client
+    import urllib.parse
+    import sigv4
+    url = emu.endpoint + "/?Action=GetCallerIdentity&Version=2011-06-15"
+    h = sigv4.sign("GET", url, {}, b"", client.akid, client.secret, "us-east-1", "sts")
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        c.request("GET", u.path + "?" + u.query, headers=h)
+        r = c.getresponse()
+        body = r.read().decode()
+    finally:
+        c.close()
+    assert r.status == 200 and "<Account>111111111111</Account>" in body
