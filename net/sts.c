@@ -2,6 +2,7 @@
 #include "net/sts.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,16 @@ static void el_text(xmlNode *root, const char *name, char *buf, size_t n)
 	xmlFree(t);
 }
 
+/* libxml2 2.9 initialises itself lazily, which is not thread-safe. */
+static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
+static void xml_init(void)
+{
+	xmlInitParser();
+}
+
 static xmlDoc *parse_xml(const struct net_buf *b)
 {
+	pthread_once(&xml_once, xml_init);
 	if (!b->data || !b->len)
 		return NULL;
 	return xmlReadMemory(b->data, (int)b->len, "sts.xml", NULL,
