@@ -83,10 +83,7 @@ static void el_text(xmlNode *root, const char *name, char *buf, size_t n)
 
 /* libxml2 2.9 initialises itself lazily, which is not thread-safe. */
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-static void xml_init(void)
-{
-	xmlInitParser();
-}
+static void xml_init(void) { xmlInitParser(); }
 
 static xmlDoc *parse_xml(const struct net_buf *b)
 {
