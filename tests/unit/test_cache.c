@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -74,7 +75,7 @@ static void subdir(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s
 
 static int exists(const char *fmt, const char *dir, const char *digest)
 {
-	char path[512];
+	char path[1024];
 	snprintf(path, sizeof(path), fmt, dir, digest + 7);
 	return access(path, F_OK) == 0;
 }
@@ -680,7 +681,7 @@ static void *writer(void *p)
 
 static void test_threads(void)
 {
-	const size_t size = 12 * CH + 123;
+	const size_t size = 8 * CH + 123;
 	unsigned char *data = make_data(size, 7), *buf = malloc(size);
 	struct writer_arg a[4];
 	pthread_t t[4];
@@ -1000,7 +1001,7 @@ static int seal_race(const char *dir, const char *d, const unsigned char *data, 
 
 static void test_seal_race(void)
 {
-	const size_t size = 7 * CH + 1;
+	const size_t size = 5 * CH + 1;
 	unsigned char *data = make_data(size, 800), *buf = malloc(size);
 	char dir[256], d[72], path[512];
 	struct cache_stats st;
@@ -1139,23 +1140,52 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	test_dir_mode();
-	test_invalid_digest();
-	test_chunks_and_seal();
-	test_seal_mismatch();
-	test_put_and_empty();
-	test_persistence();
-	test_lru();
-	test_disk_full();
-	test_disk_full_tmpfs();
-	test_threads();
-	test_two_processes();
-	test_has();
-	test_many_open();
-	test_open_cleanup();
-	test_seal_race();
-	test_evicted_elsewhere();
-	test_unclean_shutdown();
+	static void (*const tests[])(void) = {
+	    test_dir_mode,
+	    test_invalid_digest,
+	    test_chunks_and_seal,
+	    test_seal_mismatch,
+	    test_put_and_empty,
+	    test_persistence,
+	    test_lru,
+	    test_disk_full,
+	    test_disk_full_tmpfs,
+	    test_threads,
+	    test_two_processes,
+	    test_has,
+	    test_many_open,
+	    test_open_cleanup,
+	    test_seal_race,
+	    test_evicted_elsewhere,
+	    test_unclean_shutdown,
+	};
+	static const char *const names[] = {
+	    "test_dir_mode",
+	    "test_invalid_digest",
+	    "test_chunks_and_seal",
+	    "test_seal_mismatch",
+	    "test_put_and_empty",
+	    "test_persistence",
+	    "test_lru",
+	    "test_disk_full",
+	    "test_disk_full_tmpfs",
+	    "test_threads",
+	    "test_two_processes",
+	    "test_has",
+	    "test_many_open",
+	    "test_open_cleanup",
+	    "test_seal_race",
+	    "test_evicted_elsewhere",
+	    "test_unclean_shutdown",
+	};
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		tests[i]();
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("%-24s %.2fs\n", names[i],
+		       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	if (failures)
 		fprintf(stderr, "%d failure(s)\n", failures);
