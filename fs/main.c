@@ -513,6 +513,7 @@ out:
 		fs_notify_stop();
 	if (fs_push_shutdown)
 		fs_push_shutdown();
+	fs_ops_cleanup();
 	fs_blob_shutdown();
 	if (mounted)
 		fuse_session_unmount(se);

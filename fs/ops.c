@@ -214,6 +214,7 @@ static int resolve(struct fs_node *dir, const char *name, struct fs_node **out)
 	struct fs_list *repos = NULL, *imgs = NULL;
 	struct fs_image *img = NULL;
 	char *sub = NULL;
+	char digest[80]; /* t.digest may point here */
 	int rc = -ENOENT;
 	*out = NULL;
 
@@ -251,7 +252,6 @@ static int resolve(struct fs_node *dir, const char *name, struct fs_node **out)
 	case FS_N_REGION:
 	case FS_N_NAMESPACE: {
 		const char *prefix = dir->kind == FS_N_REGION ? "" : dir->repo;
-		char digest[80];
 		size_t nl = strlen(name);
 		int is_repo = 0, immutable = 0;
 		if (dir->kind == FS_N_NAMESPACE && fs_name_digest_dir(name, digest, sizeof digest)) {
@@ -441,6 +441,39 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fs_node_put(n);
 }
 
+/* ---- open handles, freed at unmount when the kernel's RELEASE never came
+ * (releases are asynchronous and may be dropped when the mount goes) ---- */
+
+struct hlink {
+	struct hlink *prev, *next;
+	int is_dir;
+};
+
+static pthread_mutex_t h_mu = PTHREAD_MUTEX_INITIALIZER; /* protects h_head */
+static struct hlink h_head = {&h_head, &h_head, 0};
+
+static void h_track(struct hlink *l, int is_dir)
+{
+	l->is_dir = is_dir;
+	pthread_mutex_lock(&h_mu);
+	l->next = h_head.next;
+	l->prev = &h_head;
+	h_head.next->prev = l;
+	h_head.next = l;
+	pthread_mutex_unlock(&h_mu);
+}
+
+static void h_untrack(struct hlink *l)
+{
+	pthread_mutex_lock(&h_mu);
+	if (l->next) {
+		l->prev->next = l->next;
+		l->next->prev = l->prev;
+		l->next = l->prev = NULL;
+	}
+	pthread_mutex_unlock(&h_mu);
+}
+
 /* ---- READDIR from a snapshot taken at OPENDIR ---- */
 
 struct dent {
@@ -450,6 +483,7 @@ struct dent {
 };
 
 struct dsnap {
+	struct hlink link; /* first */
 	struct dent *v;
 	size_t n, cap;
 };
@@ -491,6 +525,7 @@ static int snap_add(struct dsnap *s, const char *name, mode_t type, uint64_t ino
 
 static void snap_free(struct dsnap *s)
 {
+	h_untrack(&s->link);
 	for (size_t i = 0; i < s->n; i++)
 		free(s->v[i].name);
 	free(s->v);
@@ -663,8 +698,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uint64_t)(uintptr_t)s;
 	fi->cache_readdir = n->kind == FS_N_IMG_DIR || n->kind == FS_N_CTL_DIR;
 	fi->keep_cache = fi->cache_readdir;
-	s = NULL;
-	fuse_reply_open(req, fi);
+	/* An interrupted opendir never gets a releasedir. */
+	h_track(&s->link, 1);
+	if (fuse_reply_open(req, fi) == 0)
+		s = NULL;
 out:
 	if (rc)
 		fuse_reply_err(req, user_errno(rc));
@@ -719,12 +756,26 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 /* ---- OPEN, READ, RELEASE ---- */
 
 struct fh {
+	struct hlink link;    /* first */
 	struct fs_rstate *rs; /* blobs fetched through the cache */
 	char *data;           /* in-memory files (manifests, index.json, control) */
 	size_t len;
 	int owned;            /* data malloc'd by us */
 	struct fs_image *img; /* referenced while open */
 };
+
+static void fh_free(struct fh *h)
+{
+	if (!h)
+		return;
+	h_untrack(&h->link);
+	fs_blob_close(h->rs);
+	if (h->owned)
+		free(h->data);
+	if (h->img)
+		fs_image_put(h->img);
+	free(h);
+}
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -774,18 +825,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	h = NULL;
-	fuse_reply_open(req, fi);
+	/* An interrupted open never gets a release: free the handle then. */
+	h_track(&h->link, 0);
+	if (fuse_reply_open(req, fi) == 0)
+		h = NULL;
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);
-	if (h) {
-		if (h->owned)
-			free(h->data);
-		if (h->img)
-			fs_image_put(h->img);
-		free(h);
-	}
+	fh_free(h);
 	fs_node_put(n);
 }
 
@@ -825,16 +872,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-	if (h) {
-		fs_blob_close(h->rs);
-		if (h->owned)
-			free(h->data);
-		if (h->img)
-			fs_image_put(h->img);
-		free(h);
-	}
+	fh_free((struct fh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+void fs_ops_cleanup(void)
+{
+	pthread_mutex_lock(&h_mu);
+	while (h_head.next != &h_head) {
+		struct hlink *l = h_head.next;
+		pthread_mutex_unlock(&h_mu);
+		if (l->is_dir)
+			snap_free((struct dsnap *)l);
+		else
+			fh_free((struct fh *)l);
+		pthread_mutex_lock(&h_mu);
+	}
+	pthread_mutex_unlock(&h_mu);
 }
 
 /* ---- extended attributes ---- */

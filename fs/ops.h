@@ -10,4 +10,7 @@
  * the mount is not read-only. */
 void fs_ops_build(struct fuse_lowlevel_ops *ops);
 
+/* Frees the handles the kernel never released (at unmount). */
+void fs_ops_cleanup(void);
+
 #endif
