@@ -568,17 +568,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--build", default=str(SRC / "build-bench"))
     ap.add_argument("--quick", action="store_true", help="small sizes (a couple of minutes)")
-    ap.add_argument("--size-mib", type=int, help="layer size for reads and push (default 1024, quick 64)")
-    ap.add_argument("--tags", type=int, help="tags in the listing repository (default 5000, quick 1000)")
-    ap.add_argument("--rss-total-mib", type=int, help="total read by 8 readers (default 4096, quick 256)")
+    ap.add_argument("--size-mib", type=int, help="layer size for reads and push (default 1024, quick 32)")
+    ap.add_argument("--tags", type=int, help="tags in the listing repository (default 5000, quick 500)")
+    ap.add_argument("--rss-total-mib", type=int, help="total read by 8 readers (default 4096, quick 128)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", help="comma-separated: reads,list_tags,rss_read,push")
     ap.add_argument("--out", default="bench-results.json")
     ap.add_argument("--workdir", help="scratch directory (default: a new one under /tmp)")
     a = ap.parse_args()
-    a.size_mib = a.size_mib or (64 if a.quick else 1024)
-    a.tags = a.tags or (1000 if a.quick else 5000)
-    a.rss_total_mib = a.rss_total_mib or (256 if a.quick else 4096)
+    a.size_mib = a.size_mib or (32 if a.quick else 1024)
+    a.tags = a.tags or (500 if a.quick else 5000)
+    a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
     only = set(a.only.split(",")) if a.only else {"reads", "list_tags", "rss_read", "push"}
 
     try:
