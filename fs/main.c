@@ -28,15 +28,32 @@ enum {
 	KEY_RO,
 	KEY_ALLOW_OTHER,
 	KEY_DROP,
+	KEY_REGIONS,
+	KEY_REGISTRIES,
 };
+
+/* -o regions=a,b: fuse_opt splits options at commas, so the items after the
+ * first arrive as separate unknown options; they are appended to the list
+ * option seen last when they look like its items. */
+static int last_list;
+
+static int append_item(char **list, const char *item)
+{
+	char *s = NULL;
+	if (asprintf(&s, "%s%s%s", *list ? *list : "", *list ? "," : "", item) < 0)
+		return -1;
+	free(*list);
+	*list = s;
+	return 0;
+}
 
 #define OPT(t, p) {t, offsetof(struct fs_opts, p), 1}
 #define OPTV(t, p, v) {t, offsetof(struct fs_opts, p), v}
 
 static const struct fuse_opt fs_opt_spec[] = {
 	OPT("region=%s", region),
-	OPT("regions=%s", regions),
-	OPT("registries=%s", registries),
+	FUSE_OPT_KEY("regions=", KEY_REGIONS),
+	FUSE_OPT_KEY("registries=", KEY_REGISTRIES),
 	OPT("profile=%s", profile),
 	OPT("endpoint=%s", endpoint),
 	OPT("sts_endpoint=%s", sts_endpoint),
@@ -149,6 +166,19 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 1;
 	case KEY_DROP:
 		return 0;
+	case KEY_REGIONS:
+		last_list = KEY_REGIONS;
+		return append_item(&o->regions, arg + strlen("regions="));
+	case KEY_REGISTRIES:
+		last_list = KEY_REGISTRIES;
+		return append_item(&o->registries, arg + strlen("registries="));
+	case FUSE_OPT_KEY_OPT:
+		if (last_list == KEY_REGIONS && fs_name_is_region(arg))
+			return append_item(&o->regions, arg);
+		if (last_list == KEY_REGISTRIES && strlen(arg) >= 12 &&
+		    strspn(arg, "0123456789") == 12 && (arg[12] == 0 || arg[12] == ':'))
+			return append_item(&o->registries, arg);
+		return 1;
 	default:
 		return 1;
 	}

@@ -1,0 +1,84 @@
+"""The command line: help, version, mount.fuse3-style arguments, daemon
+mode, and refusing to mount without credentials or a region."""
+import os
+import subprocess
+import time
+
+from conftest import ECRFS, ACCT
+
+
+def clean_env(emu=None, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if emu:
+        env.update(emu.env())
+    env.update(extra)
+    return env
+
+
+def test_help_and_version():
+    r = subprocess.run([ECRFS, "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0
+    for opt in ["region=", "regions=", "registries=", "cache_dir=", "cache_size=", "tag_ttl=",
+                "verify=strict", "allow_other", "max_threads=", "log=", "ro"]:
+        assert opt in r.stdout
+    r = subprocess.run([ECRFS, "--version"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("ecrfs ")
+
+
+def test_no_credentials_fails_clearly(tmp_path, seeded):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    env = clean_env(AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
+                    AWS_CONFIG_FILE=str(tmp_path / "none"),
+                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+                    HOME=str(tmp_path))
+    r = subprocess.run([ECRFS, "-f", str(mnt), "-o", f"cache_dir={tmp_path}/c"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "credentials" in r.stderr
+    assert not os.path.ismount(mnt)
+
+
+def test_no_region_fails_clearly(tmp_path, seeded):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    env = clean_env(seeded["emu"], AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
+    env.pop("AWS_REGION")
+    env.pop("AWS_DEFAULT_REGION")
+    r = subprocess.run([ECRFS, "-f", str(mnt), "-o", f"cache_dir={tmp_path}/c"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "region" in r.stderr
+
+
+def test_source_and_daemon_mode(tmp_path, seeded):
+    """`ecrfs ecr MNT -o opts` as mount.fuse3 calls it, daemonized."""
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    env = clean_env(seeded["emu"])
+    log = tmp_path / "log"
+    r = subprocess.run([ECRFS, "ecr", str(mnt), "-o",
+                        f"cache_dir={tmp_path}/c,log={log},regions=us-east-1,eu-west-1"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    try:
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.ismount(mnt)
+        assert sorted(os.listdir(mnt / ACCT)) == ["eu-west-1", "us-east-1"]
+        assert "app" in os.listdir(mnt / ACCT / "us-east-1" / "team")
+        # private by default: fsname ecr, subtype ecrfs, default_permissions
+        with open("/proc/self/mountinfo") as f:
+            line = [l for l in f if f" {mnt} " in l][0]
+        assert "fuse.ecrfs" in line and "default_permissions" in line
+        assert "allow_other" not in line
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+
+def test_registries_option_lists_other_accounts(seeded, mount):
+    m = mount("registries=222222222222,333333333333")
+    assert sorted(os.listdir(m.mnt)) == [".ecrfs", ACCT, "222222222222", "333333333333"]
