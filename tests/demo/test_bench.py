@@ -1,0 +1,36 @@
+"""scripts/bench works end to end (tiny sizes, one run): every measurement
+produces numbers from a real mount and a real reference, or fails the test.
+No timing is asserted: the goals are reported by the bench, not checked here."""
+import json
+import os
+import pathlib
+import subprocess
+
+SRC = pathlib.Path(os.environ.get("ECRFS_SRC", pathlib.Path(__file__).resolve().parents[2]))
+BUILD = pathlib.Path(os.environ.get("ECRFS_BUILD", SRC / "build"))
+
+
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run(["/usr/bin/python3", str(SRC / "scripts" / "bench_run.py"),
+                        "--build", str(BUILD), "--size-mib", "8", "--tags", "60",
+                        "--rss-total-mib", "16", "--runs", "1", "--out", str(out),
+                        "--workdir", str(tmp_path / "work")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
+    assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push"}
+    for name, row in res.items():
+        assert "status" not in row, (name, row)
+    assert res["cold_read"]["ecrfs_s"] > 0 and res["cold_read"]["ref_curl_file_s"] > 0
+    # Reading the last MiB fetched something, and far less than the whole layer.
+    assert 0 < res["tail_read"]["fetched_mib"] < 8
+    # Both listings were counted from the emulator's log; 60 images fit one page.
+    assert res["list_tags"]["ecrfs_api_calls"] >= 1 and res["list_tags"]["aws_cli_api_calls"] >= 1
+    # An 8 MiB layer: one or two parts each way (5-10 MiB parts).
+    assert 1 <= res["push"]["ecrfs_upload_parts"] <= 2
+    assert res["push"]["ref_upload_parts"] == 1
+    assert res["rss_read"]["peak_rss_mib"] > 0
+    assert "measurement" in r.stdout and "median of 1 runs" in r.stdout
+    # Nothing stays mounted.
+    assert str(tmp_path) not in pathlib.Path("/proc/mounts").read_text()
