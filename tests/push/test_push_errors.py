@@ -148,3 +148,45 @@ def test_killed_cp_rerun_uploads_only_missing(emulator, mount, layout_dir):
     assert missing_parts <= layer_parts <= missing_parts + n_small
     if killed:
         assert have, "no layer was complete when cp was killed"
+
+
+def test_killed_daemon_rerun(emulator, mount, layout_dir, tmp_path):
+    """kill -9 of the daemon mid-push: the old tag (here: none) stays; after a
+    remount the same cp completes and sends only the layers still missing."""
+    from conftest import Mount
+    repo = "push/daemonkill"
+    files = {f"/l{i}.bin": os.urandom(11 << 20) for i in range(3)}
+    lay, info = single_image(str(layout_dir / "dk"), "v1", files, n_layers=3)
+    victim = Mount(emulator, tmp_path, "victim").start()
+    try:
+        os.makedirs(victim.repo(repo))
+        p = subprocess.Popen(["cp", "-rT", lay, victim.repo(repo, "v1")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            if emulator.count("CompleteLayerUpload", repo=repo) >= 1 and \
+               emulator.count("UploadLayerPart", repo=repo) >= 3:
+                break
+            time.sleep(0.05)
+        victim.proc.send_signal(signal.SIGKILL)
+        p.wait(timeout=120)
+    finally:
+        victim.proc.wait()
+        subprocess.run(["fusermount3", "-uz", victim.mnt], capture_output=True)
+        victim.proc = None
+    assert tag_digest(emulator, repo, "v1") in (None, info["manifest"])
+    chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
+                       "--layer-digests", *info["layers"])
+    have = {l["layerDigest"] for l in chk["layers"] if l["layerAvailability"] == "AVAILABLE"}
+    blobs = os.path.join(lay, "blobs", "sha256")
+    sizes = {"sha256:" + h: os.path.getsize(os.path.join(blobs, h)) for h in os.listdir(blobs)}
+    missing_parts = sum(_parts(sizes[d]) for d in info["layers"] if d not in have)
+    m = mount(name="again")
+    before = emulator.count("UploadLayerPart", repo=repo)
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    sent = emulator.count("UploadLayerPart", repo=repo) - before
+    n_small = len(sizes) - len(info["layers"])
+    assert missing_parts <= sent <= missing_parts + n_small

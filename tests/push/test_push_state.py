@@ -48,3 +48,26 @@ def test_skopeo_onto_existing_tag(emulator, mount, layout_dir, tmp_path):
     assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
     assert tag_digest(emulator, repo, "t") == ib["manifest"]
     assert emulator.count("UploadLayerPart", repo=repo) == parts
+
+
+def test_abandoned_version_dropped(emulator, mount, layout_dir):
+    """A version with no open file for pending_timeout is dropped (log line);
+    nothing is pushed."""
+    import time
+    lay, info = single_image(str(layout_dir / "t"), "v1")
+    os.unlink(os.path.join(lay, "index.json"))
+    m = mount(opts="pending_timeout=1")
+    repo = "state/abandoned"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr
+
+    def listed():
+        with open(os.path.join(m.mnt, ".ecrfs", "pending")) as f:
+            return [p for p in json.load(f) if p["repository"] == repo]
+    deadline = time.monotonic() + 120  # the sweeper runs every 10 s
+    while listed() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not listed()
+    assert "dropping the unfinished push of state/abandoned:v1" in m.logtext()
+    assert tag_digest(emulator, repo, "v1") is None
