@@ -1,6 +1,8 @@
 /* HTTP over libcurl: a pool of easy handles sharing one connection cache, DNS
  * cache and TLS sessions; per-call deadline, per-attempt stall detection,
- * retries with full-jitter exponential backoff. */
+ * retries with full-jitter exponential backoff. Each attempt runs in its own
+ * multi handle polled every POLL_MS, so a cancel (FUSE INTERRUPT) or a stall
+ * is noticed in any state, connecting included. */
 #include "net/http.h"
 
 #include <errno.h>
@@ -19,15 +21,22 @@
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
 #define MAX_SIGN_HDRS 16
+#define POLL_MS 100
 #define MAX_ERR_BODY (4u << 20) /* bodies we keep in memory (errors, JSON replies) */
+
+/* An easy handle and the multi handle that drives it. */
+struct handle {
+	CURL *e;
+	CURLM *m;
+};
 
 struct net_http {
 	CURLSH *share;
 	/* One lock per curl_lock_data kind; each protects that shared cache. */
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
-	/* Protects pool/npool: idle easy handles ready for reuse. */
+	/* Protects pool/npool: idle handles ready for reuse. */
 	pthread_mutex_t pool_lock;
-	CURL **pool;
+	struct handle *pool;
 	size_t npool, pool_cap;
 	char *ca_file;
 	int insecure;
@@ -139,8 +148,10 @@ void net_http_free(net_http *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->npool; i++)
-		curl_easy_cleanup(h->pool[i]);
+	for (size_t i = 0; i < h->npool; i++) {
+		curl_multi_cleanup(h->pool[i].m);
+		curl_easy_cleanup(h->pool[i].e);
+	}
 	free(h->pool);
 	if (h->share)
 		curl_share_cleanup(h->share);
@@ -192,38 +203,53 @@ void net_http_get_stats(net_http *h, struct net_http_stats *out)
 	out->bytes_out = atomic_load(&h->st_bytes_out);
 }
 
-static CURL *pool_get(net_http *h)
+static int pool_get(net_http *h, struct handle *out)
 {
-	CURL *c = NULL;
+	int have = 0;
 	pthread_mutex_lock(&h->pool_lock);
-	if (h->npool)
-		c = h->pool[--h->npool];
+	if (h->npool) {
+		*out = h->pool[--h->npool];
+		have = 1;
+	}
 	pthread_mutex_unlock(&h->pool_lock);
-	if (c)
-		curl_easy_reset(c);
-	else
-		c = curl_easy_init();
-	return c;
+	if (have) {
+		curl_easy_reset(out->e);
+		return 0;
+	}
+	out->e = curl_easy_init();
+	out->m = curl_multi_init();
+	if (out->e && out->m) {
+		/* Caps the shared connection cache when a transfer ends (the
+		 * default, 4 per easy handle, would close pooled connections). */
+		curl_multi_setopt(out->m, CURLMOPT_MAXCONNECTS, (long)h->max_conns);
+		return 0;
+	}
+	curl_easy_cleanup(out->e);
+	curl_multi_cleanup(out->m);
+	return -ENOMEM;
 }
 
-static void pool_put(net_http *h, CURL *c)
+static void pool_put(net_http *h, struct handle *hd)
 {
+	int kept = 0;
 	pthread_mutex_lock(&h->pool_lock);
 	if (h->npool == h->pool_cap && h->pool_cap < 64) {
 		size_t cap = h->pool_cap ? h->pool_cap * 2 : 8;
-		CURL **p = realloc(h->pool, cap * sizeof(*p));
+		struct handle *p = realloc(h->pool, cap * sizeof(*p));
 		if (p) {
 			h->pool = p;
 			h->pool_cap = cap;
 		}
 	}
 	if (h->npool < h->pool_cap) {
-		h->pool[h->npool++] = c;
-		c = NULL;
+		h->pool[h->npool++] = *hd;
+		kept = 1;
 	}
 	pthread_mutex_unlock(&h->pool_lock);
-	if (c)
-		curl_easy_cleanup(c);
+	if (!kept) {
+		curl_multi_cleanup(hd->m);
+		curl_easy_cleanup(hd->e);
+	}
 }
 
 /* State of one net_http_do call, shared by the curl callbacks. */
@@ -349,24 +375,61 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
+/* Cancel and stall checks, between polls. Returns 1 to abort the attempt. */
+static int check_progress(struct xfer *x, CURL *c)
 {
-	struct xfer *x = arg;
+	curl_off_t dl = 0, ul = 0;
 	int64_t t = now_ms();
 
 	if (x->req->cancel && *x->req->cancel) {
 		x->cancelled = 1;
 		return 1;
 	}
-	if (dlnow + ulnow != x->last_bytes) {
-		x->last_bytes = dlnow + ulnow;
+	curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &dl);
+	curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &ul);
+	if (dl + ul != x->last_bytes) {
+		x->last_bytes = dl + ul;
 		x->last_progress = t;
 	} else if (t - x->last_progress > x->stall_ms) {
 		x->stalled = 1;
 		return 1;
 	}
 	return 0;
+}
+
+/* Runs one attempt on hd: like curl_easy_perform, but wakes every POLL_MS
+ * to check for a cancel or a stall. */
+static CURLcode perform(struct handle *hd, struct xfer *x)
+{
+	CURLcode rc = CURLE_OK;
+	int running = 1, queued;
+	CURLMsg *msg;
+
+	if (curl_multi_add_handle(hd->m, hd->e) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+	for (;;) {
+		if (curl_multi_perform(hd->m, &running) != CURLM_OK) {
+			rc = CURLE_FAILED_INIT;
+			goto out;
+		}
+		if (!running)
+			break;
+		if (check_progress(x, hd->e)) {
+			rc = CURLE_ABORTED_BY_CALLBACK;
+			goto out;
+		}
+		if (curl_multi_poll(hd->m, NULL, 0, POLL_MS, NULL) != CURLM_OK) {
+			rc = CURLE_FAILED_INIT;
+			goto out;
+		}
+	}
+	while ((msg = curl_multi_info_read(hd->m, &queued)))
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == hd->e)
+			rc = msg->data.result;
+out:
+	/* Removing an unfinished transfer closes its connection. */
+	curl_multi_remove_handle(hd->m, hd->e);
+	return rc;
 }
 
 static int retryable_status(long s) { return s == 429 || (s >= 500 && s <= 599 && s != 501); }
@@ -488,9 +551,6 @@ static void setup_easy(net_http *h, CURL *c, const struct net_request *r, struct
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	/* Larger buffers than curl's 16/64 KiB: fewer callbacks on layer
 	 * downloads and part uploads (several MiB each). */
@@ -554,7 +614,8 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 		char *shdrs[MAX_SIGN_HDRS] = {0};
 		int nsigned = 0, retry = 0, err = 0;
 		struct curl_slist *hl = NULL;
-		CURL *c = NULL;
+		struct handle hd;
+		CURL *c;
 		CURLcode rc;
 		int64_t remaining = deadline - now_ms();
 
@@ -597,16 +658,16 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 			explicit_bzero(shdrs[i], strlen(shdrs[i])); /* session token */
 			free(shdrs[i]);
 		}
-		c = hl ? pool_get(h) : NULL;
-		if (!c) {
+		if (!hl || pool_get(h, &hd)) {
 			curl_slist_free_all(hl);
 			ret = -ENOMEM;
 			goto out;
 		}
+		c = hd.e;
 		x.curl = c;
 		setup_easy(h, c, req, &x, hl, remaining);
 		atomic_fetch_add(&h->st_requests, 1);
-		rc = curl_easy_perform(c);
+		rc = perform(&hd, &x);
 
 		curl_off_t din = 0, dout = 0;
 		curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &din);
@@ -660,11 +721,11 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 		}
 		if (!retry && !err && rc == CURLE_OK) {
 			ret = 0;
-			pool_put(h, c);
+			pool_put(h, &hd);
 			curl_slist_free_all(hl);
 			goto out;
 		}
-		pool_put(h, c);
+		pool_put(h, &hd);
 		curl_slist_free_all(hl);
 		if (err) {
 			ret = err;
