@@ -206,7 +206,9 @@ def test_throttling_forever_is_eio(emu, ctl, repo):
     emu.fault(kind="throttle", op="DescribeImages", repo=repo, count=0)
     r = ctl.run("ls", where(repo))
     assert r.returncode == 1
-    assert "Input/output error" in r.stderr
+    # EIO once the attempts run out; ETIMEDOUT if a slow machine reaches
+    # the 30 s deadline first (both are what DESIGN §4 promises).
+    assert ("ls: Input/output error" in r.stderr or "ls: Connection timed out" in r.stderr)
     assert "ThrottlingException" in r.stderr and "attempt" in r.stderr
 
 
