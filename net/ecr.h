@@ -176,7 +176,9 @@ int ecr_initiate_layer_upload(ecr *e, const struct ecr_where *w, char **upload_i
 
 /* UploadLayerPart of data[0..len) at first_byte (the body's base64 is built
  * streaming, never as one big JSON string). On InvalidLayerPartException
- * returns -ERANGE with *last_valid_byte set from lastValidByteReceived (or -1).
+ * returns -ERANGE with *last_valid_byte set from lastValidByteReceived (or -1),
+ * except when that is this part's last byte (the part was stored, its reply
+ * lost, a retry saw it): then 0. On success *last_valid_byte = lastByteReceived.
  * On UploadNotFound returns -ENOENT with err->code set. */
 int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_id,
 			  uint64_t first_byte, const void *data, size_t len,
