@@ -285,6 +285,7 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 		  c->w && c->w->repository ? c->w->repository : "-");
 	rc = e->transport(e->transport_arg, &req, &resp);
 	c->retries = resp.retries;
+	c->request_id = resp.request_id;
 	if (rc < 0) {
 		err->http_status = resp.status;
 		if (sc.last_err < 0 && resp.status == 0) {
@@ -327,6 +328,7 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 fail:
 	ecr_log_failure(c, err, rc, sc.source, resp.attempts > 0 ? resp.attempts : 1);
 out:
+	c->request_id = NULL; /* points into resp */
 	if (c->op)
 		ecr_stats_add(e, c->op, rc != 0, resp.retries, resp.body.len, body_len);
 	if (resp_out)

@@ -285,6 +285,10 @@ void ecr_log_failure(const struct ecr_call *c, const struct ecr_error *err, int 
 	char line[1536];
 
 	ecr_format_failure(line, sizeof(line), c, err, rc, cred_source, attempts);
+	if (c->request_id && *c->request_id) {
+		size_t n = strlen(line);
+		snprintf(line + n, sizeof(line) - n, " [request id %s]", c->request_id);
+	}
 	if (code_is(err->code, "LayerPartTooSmall") || code_is(err->code, "EmptyUpload"))
 		log_err("%s", line);
 	else if (code_is(err->code, "ImageNotFound") || code_is(err->code, "RepositoryNotFound"))

@@ -60,8 +60,11 @@ struct ecr_call {
 	/* Error codes the caller handles itself (logged at debug, not as
 	 * failures); NULL-terminated, may be NULL. */
 	const char *const *expected;
-	/* Out: retries done by net/http for this call. */
+	/* Out: retries done by net/http for this call, and the reply's
+	 * x-amzn-RequestId (valid while ecr_call runs; named in failure lines
+	 * so AWS support can find the call). */
 	int retries;
+	const char *request_id;
 };
 
 /* POSTs the call, signing each attempt; retries throttling and 5xx (through

@@ -477,6 +477,52 @@ static void test_describe_ids(void)
 	fake_reset(&f);
 }
 
+static int reply_put(struct fake *f, int i, const json_t *req, long *status, char **body)
+{
+	*status = 200;
+	return asprintf(body, "{\"image\":{\"imageId\":{\"imageDigest\":\"sha256:from-ecr\","
+			      "\"imageTag\":\"v1\"}}}") < 0;
+}
+
+static void test_put_image_body(void)
+{
+	/* Exact bytes with escapes and UTF-8 travel as a JSON string and come
+	 * out of the request body unchanged. */
+	static const char m[] =
+	    "{\n  \"schemaVersion\": 2,\t\"a\": \"\\\"\xc3\xa9\xf0\x9f\x98\x80/\"\n}";
+	struct fake f = {0};
+	struct ecr_where w = {
+	    .registry_id = "222222222222", .region = "eu-west-1", .repository = "team/app"};
+	char *dg = NULL;
+	ecr *e;
+
+	f.reply = reply_put;
+	e = new_ecr(&f);
+	CHECK_INT(ecr_put_image(e, &w, "v1", m, sizeof(m) - 1,
+				"application/vnd.oci.image.manifest.v1+json", "sha256:abc", &dg,
+				NULL),
+		  0);
+	CHECK_STR(dg, "sha256:from-ecr");
+	CHECK_STR(f.targets[0], "AmazonEC2ContainerRegistry_V20150921.PutImage");
+	const json_t *man = json_object_get(f.bodies[0], "imageManifest");
+	CHECK(json_is_string(man) && json_string_length(man) == sizeof(m) - 1 &&
+	      memcmp(json_string_value(man), m, sizeof(m) - 1) == 0);
+	CHECK_STR(ecr_json_str(f.bodies[0], "imageManifestMediaType"),
+		  "application/vnd.oci.image.manifest.v1+json");
+	CHECK_STR(ecr_json_str(f.bodies[0], "imageTag"), "v1");
+	CHECK_STR(ecr_json_str(f.bodies[0], "imageDigest"), "sha256:abc");
+	CHECK_STR(ecr_json_str(f.bodies[0], "registryId"), "222222222222");
+	CHECK_STR(ecr_json_str(f.bodies[0], "repositoryName"), "team/app");
+	CHECK_INT(f.hash_mismatch, 0);
+	free(dg);
+
+	/* Not UTF-8: refused before any call. */
+	CHECK_INT(ecr_put_image(e, &w, NULL, "\xff\xfe", 2, NULL, NULL, NULL, NULL), -EINVAL);
+	CHECK_INT(f.ncalls, 1);
+	ecr_free(e);
+	fake_reset(&f);
+}
+
 /* ---- errors from replies, retry policy ---- */
 
 static int reply_error(struct fake *f, int i, const json_t *req, long *status, char **body)
@@ -761,6 +807,7 @@ int main(void)
 	test_pagination();
 	test_batching();
 	test_describe_ids();
+	test_put_image_body();
 	test_error_replies();
 	test_retry_policy();
 	test_fetch_range();
