@@ -949,9 +949,10 @@ int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy
 	pending_version *v = f->v;
 	int rc;
 
+	/* upload_size outside v->mu: it may wait on a writer of this file. */
+	uint64_t written = f->up ? upload_size(f->up) : 0;
 	pthread_mutex_lock(&v->mu);
-	rc = f->state != F_WRITING || f->by_ref || (f->up && upload_size(f->up) > 0) ? -EOPNOTSUPP
-										       : 0;
+	rc = f->state != F_WRITING || f->by_ref || written > 0 ? -EOPNOTSUPP : 0;
 	pthread_mutex_unlock(&v->mu);
 	if (rc < 0)
 		return rc;
