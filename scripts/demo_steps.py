@@ -179,10 +179,11 @@ class Demo:
             raise StepFailed(f"`{cmd}` exited with {r.returncode}")
         return out
 
-    def set_var(self, var, expr, comment=""):
-        """Shows `VAR=$(expr)`, keeps the value for the following commands."""
-        say(f"{GREEN}$ {var}=$({expr}){comment}{OFF}")
-        val = self.sh(expr, show=False).strip()
+    def set_var(self, var, expr, comment="", literal=False):
+        """Shows `VAR=$(expr)` (or `VAR=expr`), keeps the value for the
+        following commands."""
+        say(f"{GREEN}$ {var}={expr if literal else '$(' + expr + ')'}{comment}{OFF}")
+        val = self.sh(f"echo {expr}" if literal else expr, show=False).strip()
         self.env[var] = val
         say(f"{DIM}{var}={val}{OFF}")
         return val
@@ -328,7 +329,7 @@ class Demo:
         self.sh("find $M/team/app/v1.1 | sed \"s|$M/||\"")
 
         heading("Inspect an image without pulling it")
-        self.set_var("T", "echo $M/team/app/v1.1")
+        self.set_var("T", "$M/team/app/v1.1", literal=True)
         self.sh("jq . $T/index.json")
         self.sh("getfattr --absolute-names -d $T")
         self.set_var("MF", "jq -r '.manifests[0].digest' $T/index.json | cut -d: -f2",
@@ -352,7 +353,8 @@ class Demo:
         say(f"{DIM}L={self.env['L']}   (the layer that holds etc/motd){OFF}")
         self.sh(f"tar -xzOf $T/blobs/sha256/$L {member}     # one file of one layer")
         self.sh("skopeo inspect oci:$T:v1.1 | jq '{Digest, Architecture, Os, Layers}'")
-        self.sh("du -sh $M/team/app                 # v1.1 and latest share every blob: counted once")
+        self.sh("du -sh $M/team/app                 # what the repository stores")
+        self.sh("du -sh $M/team/app/v1.1 $M/team/app/latest   # same image: latest's blobs were counted under v1.1")
         self.sh("jq . $M/team/web/1.0/index.json    # a multi-arch tag: the image index")
         self.sh("ls $M/team/web/1.0/blobs/sha256 | wc -l   # the index, 2 manifests, 2 configs, their layers")
 
