@@ -586,6 +586,7 @@ def main():
     except ImportError as e:
         log(f"bench: the emulator helper tests/lib/emu.py is not in the tree yet ({e})")
         return 1
+    load0 = os.getloadavg()
     work = pathlib.Path(a.workdir or tempfile.mkdtemp(prefix="ecrfs-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     status = 0
@@ -610,11 +611,14 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": a.runs,
             "size_mib": a.size_mib, "tags": a.tags, "rss_total_mib": a.rss_total_mib,
-            "nproc": os.cpu_count(), "build": a.build, "results": results}
+            "nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+            "build": a.build, "results": results}
     text = table(results)
     pathlib.Path(a.out).write_text(json.dumps(meta, indent=1) + "\n")
     print(text)
     print(f"\nmedian of {a.runs} runs; ratio = reference time / ecrfs time; written to {a.out}")
+    print(f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, "
+          f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews times)")
     return status
 
 
