@@ -536,8 +536,13 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 		 * request that nobody fetches yet. */
 		pthread_mutex_lock(&rs->mu);
 		uint64_t c = rs->ra_until > n1 ? rs->ra_until : n1;
-		if (rs->ra_until < r1)
+		/* Refill the window only when less than half of it is ahead,
+		 * so that requests are large (whole pieces), not one chunk
+		 * each time the reader crosses a chunk boundary. */
+		if (c < r1 && (c - n1) * CHUNK <= ra / 2)
 			rs->ra_until = r1;
+		else
+			c = r1;
 		pthread_mutex_unlock(&rs->mu);
 		while (c < r1) {
 			if (chunk_cached(rs, c)) {
