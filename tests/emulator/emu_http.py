@@ -134,20 +134,33 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         for k, v in headers:
             self.send_header(k, v)
-        self.end_headers()
         self.entry["status"] = status
         if fault and fault["kind"] == "truncate":
             keep = int(fault.get("keep_bytes", len(body) // 2))
+            self.entry["bytes_out"] = keep
+            self.commit_log()
+            self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body[:keep])
-            self.entry["bytes_out"] = keep
             self.hangup()
             return
+        self.entry["bytes_out"] = len(body) if self.command != "HEAD" else 0
+        self.commit_log()
+        self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.entry["bytes_out"] = len(body)
+
+    def commit_log(self):
+        """Appends this request's log line once, before the client can see
+        the end of the reply: a test that got its answer finds its line."""
+        if self.logged or not self.entry.get("op"):
+            return
+        self.logged = True
+        self.entry["ms"] = round((time.monotonic() - self.t0) * 1000, 1)
+        self.app.log.append(self.entry)
 
     def hangup(self):
+        self.commit_log()
         self.close_connection = True
         try:
             self.wfile.flush()
@@ -166,7 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         self.entry = {"ts": round(time.time(), 6), "op": None, "account": None, "region": None,
                       "repo": None, "status": None, "code": "", "bytes_in": 0, "bytes_out": 0,
                       "range": self.headers.get("Range")}
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
+        self.logged = False
         try:
             body = self.read_body()
         except (ValueError, OSError):
@@ -195,9 +209,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
         finally:
-            if self.entry.get("op"):
-                self.entry["ms"] = round((time.monotonic() - t0) * 1000, 1)
-                self.app.log.append(self.entry)
+            self.commit_log()
 
     def generic_fault(self, fault, error):
         """Apply a fault that replaces the answer; error(code, msg, status)
@@ -406,10 +418,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("ETag", f'"{digest.split(":")[1][:32]}"')
             if resp.getheader("Content-Range"):
                 self.send_header("Content-Range", resp.getheader("Content-Range"))
-            self.end_headers()
             self.entry["status"] = resp.status
             if self.command == "HEAD":
+                self.commit_log()
+                self.end_headers()
                 return
+            self.end_headers()
             limit = length
             if fault and fault["kind"] == "truncate":
                 limit = int(fault.get("keep_bytes", length // 2))
@@ -420,6 +434,9 @@ class Handler(BaseHTTPRequestHandler):
                 n = resp.readinto(view[:min(CHUNK, limit - sent)])
                 if not n:
                     break
+                if sent + n >= limit:  # the last chunk: log first
+                    self.entry["bytes_out"] = sent + n
+                    self.commit_log()
                 self.wfile.write(view[:n])
                 sent += n
             self.entry["bytes_out"] = sent
