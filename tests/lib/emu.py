@@ -5,6 +5,10 @@
         emu.aws("describe-repositories")         # /usr/bin/aws ... --output json
         emu.fault(op="UploadLayerPart", kind="http503", nth=2)
         emu.count("PutImage", repo="team/app")
+
+The emulator gets SIGTERM when the thread that started it ends
+(PR_SET_PDEATHSIG), so no emulator outlives a killed test run: start it
+from a thread that lives as long as you need it (pytest fixtures do).
 """
 import ctypes
 import json
