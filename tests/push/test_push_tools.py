@@ -78,3 +78,22 @@ def test_multiarch_index(emulator, mount, layout_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "pulled" / "index.json") as f:
         assert json.load(f)["manifests"][0]["digest"] == info["index"]
+
+
+def test_skopeo_many_layers_in_parallel(emulator, mount, layout_dir):
+    """skopeo writes several blobs at once: several layer uploads run
+    concurrently, each with its parts in order."""
+    files = {f"/l{i:02d}.bin": os.urandom(2 << 20) for i in range(8)}
+    lay, info = single_image(str(layout_dir / "many"), "v1", files, n_layers=8)
+    m = mount()
+    repo = "push/many"
+    os.makedirs(m.repo(repo))
+    dest = m.repo(repo, "v1")
+    r = run("skopeo", "copy", f"oci:{lay}:v1", f"oci:{dest}:v1")
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(dest) == 0
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    assert len(info["layers"]) == 8
+    chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
+                       "--layer-digests", *info["layers"])
+    assert all(l["layerAvailability"] == "AVAILABLE" for l in chk["layers"])
