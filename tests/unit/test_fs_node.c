@@ -1,0 +1,109 @@
+/* The inode table: children, kernel lookups and forgets, pending entries. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/node.h"
+
+static void count_pending(struct fs_node *n, void *arg)
+{
+	(void)n;
+	(*(int *)arg)++;
+}
+
+int main(void)
+{
+	assert(fs_node_init() == 0);
+	struct fs_node *root = fs_node_get(FUSE_ROOT_ID);
+	assert(root && root->kind == FS_N_ROOT);
+
+	struct fs_node_tmpl t = {.kind = FS_N_REGISTRY, .registry = "111111111111"};
+	struct fs_node *reg = fs_node_make(root, "111111111111", &t);
+	assert(reg && reg->ino != FUSE_ROOT_ID && !strcmp(reg->registry, "111111111111"));
+	struct fs_node_tmpl tr = {.kind = FS_N_REGION, .region = "us-east-1"};
+	struct fs_node *rg = fs_node_make(reg, "us-east-1", &tr);
+	assert(rg && !strcmp(rg->registry, "111111111111") && !strcmp(rg->region, "us-east-1"));
+	char *p = fs_node_path(rg);
+	assert(!strcmp(p, "/111111111111/us-east-1"));
+	free(p);
+	p = fs_node_path(root);
+	assert(!strcmp(p, "/"));
+	free(p);
+
+	/* The cached child is found by name while referenced. */
+	struct fs_node *again = fs_node_child(reg, "us-east-1");
+	assert(again == rg);
+	fs_node_put(again);
+
+	/* Kernel reference: survives our put, goes at FORGET. */
+	fuse_ino_t rg_ino = rg->ino;
+	fs_node_lookup_inc(rg);
+	fs_node_put(rg);
+	struct fs_node *g = fs_node_get(rg_ino);
+	assert(g == rg);
+	fs_node_put(g);
+	fs_node_forget(rg_ino, 1);
+	assert(fs_node_get(rg_ino) == NULL);
+	assert(fs_node_child(reg, "us-east-1") == NULL);
+
+	/* Pending children shadow remote ones and are listed until removed. */
+	struct fs_node_tmpl tn = {.kind = FS_N_NAMESPACE, .repo = "team"};
+	struct fs_node *ns = fs_node_make(reg, "team", &tn);
+	assert(ns);
+	int dummy;
+	struct fs_node *pd = fs_node_add_pending(ns, "newtag", FS_N_PENDING_DIR, &dummy);
+	assert(pd && pd->pending && pd->push == &dummy && pd->kind == FS_N_PENDING_DIR);
+	assert(!strcmp(pd->repo, "team"));
+	errno = 0;
+	assert(fs_node_add_pending(ns, "newtag", FS_N_PENDING_DIR, NULL) == NULL && errno == EEXIST);
+	int n = 0;
+	fs_node_foreach_pending(ns, count_pending, &n);
+	assert(n == 1);
+	/* a remote node of the same name does not replace the pending one */
+	struct fs_node_tmpl ti = {.kind = FS_N_IMAGE, .tag = "newtag", .digest = "sha256:00"};
+	struct fs_node *img = fs_node_make(ns, "newtag", &ti);
+	assert(img == pd);
+	fs_node_put(img);
+	struct fs_node *c = fs_node_child(ns, "newtag");
+	assert(c == pd);
+	fs_node_put(c);
+	fuse_ino_t pd_ino = pd->ino;
+	fs_node_lookup_inc(pd);
+	fs_node_put(pd);
+	fs_node_remove_pending(pd);
+	n = 0;
+	fs_node_foreach_pending(ns, count_pending, &n);
+	assert(n == 0);
+	assert(fs_node_child(ns, "newtag") == NULL);
+	/* still valid for the kernel until FORGET */
+	g = fs_node_get(pd_ino);
+	assert(g == pd);
+	fs_node_put(g);
+	fs_node_forget(pd_ino, 1);
+	assert(fs_node_get(pd_ino) == NULL);
+
+	/* Replacing a remote child detaches the old one. */
+	struct fs_node *i1 = fs_node_make(ns, "v1", &ti);
+	fs_node_lookup_inc(i1);
+	struct fs_node_tmpl ti2 = {.kind = FS_N_IMAGE, .tag = "v1", .digest = "sha256:11"};
+	struct fs_node *i2 = fs_node_make(ns, "v1", &ti2);
+	assert(i2 != i1 && i2->ino != i1->ino);
+	c = fs_node_child(ns, "v1");
+	assert(c == i2);
+	fs_node_put(c);
+	g = fs_node_get(i1->ino); /* the old one lives while the kernel knows it */
+	assert(g == i1 && !strcmp(g->digest, "sha256:00"));
+	fs_node_put(g);
+	fs_node_forget(i1->ino, 1);
+	fs_node_put(i1);
+	fs_node_put(i2);
+
+	fs_node_put(ns);
+	fs_node_put(reg);
+	fs_node_put(root);
+	fs_node_shutdown();
+	printf("ok\n");
+	return 0;
+}
