@@ -101,7 +101,7 @@ class Sts:
                                          "sts:AssumeRoleWithWebIdentity")
         akid, new = self.accounts.new_session(acct, role, session, self._duration(params))
         return _wrap("AssumeRoleWithWebIdentity",
-                     f"    <SubjectFromWebIdentityToken>emu-subject</SubjectFromWebIdentityToken>\n"
-                     f"    <Audience>sts.amazonaws.com</Audience>\n"
+                     "    <SubjectFromWebIdentityToken>emu-subject</SubjectFromWebIdentityToken>\n"
+                     "    <Audience>sts.amazonaws.com</Audience>\n"
                      + self._creds_xml(akid, new) +
                      "    <Provider>emu.oidc.local</Provider>\n")

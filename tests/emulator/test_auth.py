@@ -2,8 +2,6 @@
 import json
 import re
 
-import pytest
-
 import ecrclient
 from emu import READONLY_KEY
 

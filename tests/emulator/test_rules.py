@@ -8,7 +8,6 @@ import os
 import pytest
 
 import ecrclient
-from ecrclient import EcrApiError
 
 OCI_M = "application/vnd.oci.image.manifest.v1+json"
 OCI_I = "application/vnd.oci.image.index.v1+json"
