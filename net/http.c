@@ -256,7 +256,6 @@ static void pool_put(net_http *h, struct handle *hd)
 struct xfer {
 	const struct net_request *req;
 	struct net_response *resp;
-	CURL *curl;
 	uint64_t body_off;    /* next byte of the request body to send */
 	uint64_t delivered;   /* bytes given to the sink over all attempts */
 	uint64_t resume_from; /* bytes already delivered when this attempt began */
@@ -664,7 +663,6 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 			goto out;
 		}
 		c = hd.e;
-		x.curl = c;
 		setup_easy(h, c, req, &x, hl, remaining);
 		atomic_fetch_add(&h->st_requests, 1);
 		rc = perform(&hd, &x);
