@@ -65,3 +65,18 @@ def test_untag_delete_image_and_repository(emulator, mount, layout_dir):
     os.rmdir(m.repo(repo))
     r = emulator.aws_run("describe-repositories", "--repository-names", repo)
     assert r.returncode != 0 and "RepositoryNotFound" in r.stderr
+
+
+def test_rmdir_digest_dir_deletes_image(emulator, mount, layout_dir):
+    repo = "push/bydigest"
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/a": os.urandom(100)})
+    m = mount()
+    os.makedirs(m.repo(repo))
+    for tag in ("x", "y"):
+        r = run("cp", "-rT", a, m.repo(repo, tag))
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    # rmdir @sha256-<hex>: the image and all its tags
+    os.rmdir(m.repo(repo, "@sha256-" + ia["manifest"].split(":")[1]))
+    assert tag_digest(emulator, repo, "x") is None
+    assert tag_digest(emulator, repo, "y") is None
+    assert emulator.aws("list-images", "--repository-name", repo)["imageIds"] == []
