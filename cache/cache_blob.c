@@ -332,7 +332,8 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		ret = -EAGAIN;
 		goto out;
 	}
-	data_fd = open(data, O_RDONLY | O_CLOEXEC);
+	/* Shared lock: no eviction or discard unlinks it while we verify. */
+	data_fd = cache_open_locked(data, O_RDONLY, 0);
 	if (ret == 1 && data_fd >= 0) {
 		/* Continue the running hash of this partial if there is one. */
 		uint64_t from = 0;
@@ -349,6 +350,9 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 	if (ret == -EIO) {
 		log_warn("cache: sha256:%s: cached data does not match the digest; dropped", hex);
 		set_state(c, hex, 0, 0);
+		if (data_fd >= 0)
+			close(data_fd); /* our own shared lock would keep it */
+		data_fd = -1;
 		cache_discard_partial(c, hex);
 		goto out;
 	}
@@ -359,7 +363,7 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		goto out;
 	}
 	if (rename(data, blob) < 0) {
-		ret = -errno;
+		ret = errno == ENOENT ? -EAGAIN : -errno; /* dropped meanwhile */
 		goto out;
 	}
 	unlink(map);

@@ -25,10 +25,9 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
 	unsigned char hdr[CACHE_MAP_HDR], got_hdr[CACHE_MAP_HDR];
+	uint64_t nonce = 0;
 	size_t got = 0;
 	int fd, ret;
-
-	uint64_t nonce = 0;
 
 	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
 		nonce = cache_now_tick(c) ^ ((uint64_t)getpid() << 40);
@@ -39,7 +38,8 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 	}
 	cache_path_map(c, hex, path);
 	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && create) {
+	/* Retried: a drop may unlink the map between our link and open. */
+	for (int tries = 0; fd < 0 && errno == ENOENT && create && tries < 5; tries++) {
 		cache_path_tmp(c, tmp);
 		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)

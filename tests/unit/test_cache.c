@@ -1128,6 +1128,145 @@ static void test_unclean_shutdown(void)
 	free(small);
 }
 
+/* Random operations from threads of two processes on a few blobs under a
+ * small cap: every read that succeeds returns the right bytes, every call
+ * answers one of its documented results, and the books balance after. */
+enum { STRESS_BLOBS = 4, STRESS_ITERS = 250 };
+#define STRESS_SIZE (2 * CH + 777)
+
+struct stress_arg {
+	cache *c;
+	struct blob *b;
+	unsigned seed;
+	int bad;
+};
+
+static void *stress_thread(void *p)
+{
+	struct stress_arg *a = p;
+	unsigned char *buf = malloc(STRESS_SIZE);
+
+	for (int it = 0; it < STRESS_ITERS && buf; it++) {
+		struct blob *b = &a->b[rand_r(&a->seed) % STRESS_BLOBS];
+		size_t ci = (size_t)rand_r(&a->seed) % 3, off = ci * CH;
+		size_t len = STRESS_SIZE - off < CH ? STRESS_SIZE - off : CH;
+		size_t roff = (size_t)rand_r(&a->seed) % STRESS_SIZE;
+		size_t rlen = 1 + (size_t)rand_r(&a->seed) % (STRESS_SIZE - roff);
+		ssize_t n;
+		int r;
+
+		switch (rand_r(&a->seed) % 8) {
+		case 0:
+		case 1:
+			r = cache_blob_write_chunk(a->c, b->d, STRESS_SIZE, off, b->data + off,
+						   len);
+			if (r && r != -ENOSPC)
+				fprintf(stderr, "stress: write_chunk %d\n", r), a->bad = 1;
+			break;
+		case 2:
+		case 3:
+			n = cache_blob_read(a->c, b->d, STRESS_SIZE, buf, rlen, roff);
+			if (n >= 0 &&
+			    (n != (ssize_t)rlen || memcmp(buf, b->data + roff, rlen) != 0))
+				fprintf(stderr, "stress: read %zd of %zu at %zu: wrong bytes\n", n,
+					rlen, roff),
+				    a->bad = 1;
+			if (n < 0 && n != -ENOENT)
+				fprintf(stderr, "stress: read %zd\n", n), a->bad = 1;
+			break;
+		case 4:
+			r = cache_blob_seal(a->c, b->d, STRESS_SIZE);
+			if (r && r != -EAGAIN)
+				fprintf(stderr, "stress: seal %d\n", r), a->bad = 1;
+			break;
+		case 5:
+			r = cache_blob_put(a->c, b->d, b->data, STRESS_SIZE);
+			if (r && r != -ENOSPC)
+				fprintf(stderr, "stress: put %d\n", r), a->bad = 1;
+			break;
+		case 6:
+			cache_blob_pin(a->c, b->d);
+			n = cache_blob_read(a->c, b->d, STRESS_SIZE, buf, rlen, roff);
+			if (n >= 0 &&
+			    (n != (ssize_t)rlen || memcmp(buf, b->data + roff, rlen) != 0))
+				fprintf(stderr, "stress: pinned read %zd: wrong bytes\n", n),
+				    a->bad = 1;
+			cache_blob_unpin(a->c, b->d);
+			break;
+		default:
+			if (rand_r(&a->seed) % 4 == 0)
+				cache_blob_drop(a->c, b->d);
+			else if (cache_blob_has(a->c, b->d, STRESS_SIZE, roff, rlen) &&
+				 cache_blob_read(a->c, b->d, STRESS_SIZE, buf, 1, roff) == 1 &&
+				 buf[0] != b->data[roff])
+				fprintf(stderr, "stress: has/read wrong byte\n"), a->bad = 1;
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static int stress_run(const char *dir, struct blob *b, unsigned seed)
+{
+	struct stress_arg a[3];
+	pthread_t t[3];
+	cache *c = NULL;
+	int before = failures;
+
+	CHECK_EQ(cache_open(dir, 5 * CH, &c), 0);
+	for (int i = 0; i < 3; i++) {
+		a[i] = (struct stress_arg){c, b, seed + (unsigned)i, 0};
+		CHECK_EQ(pthread_create(&t[i], NULL, stress_thread, &a[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(a[i].bad, 0);
+	}
+	cache_close(c);
+	return failures != before;
+}
+
+static void test_stress(void)
+{
+	struct blob b[STRESS_BLOBS];
+	char dir[256], cmd[400], line[64] = "";
+	struct cache_stats st;
+	unsigned char *buf = malloc(STRESS_SIZE);
+	cache *c = NULL;
+	int status = 0;
+	pid_t pid;
+
+	blobs_make(b, STRESS_BLOBS, STRESS_SIZE, 1100);
+	subdir(dir, sizeof(dir), "stress");
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		exit(stress_run(dir, b, 77));
+	stress_run(dir, b, 1);
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* What a fresh open counts is what the disk holds. */
+	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	cache_get_stats(c, &st);
+	snprintf(cmd, sizeof(cmd), "du -B1 --apparent-size -s '%s/blobs/sha256' | cut -f1", dir);
+	FILE *p = popen(cmd, "r");
+	CHECK(p && fgets(line, sizeof(line), p));
+	if (p)
+		pclose(p);
+	CHECK(st.bytes_total >= (uint64_t)atoll(line) - 4096);
+	for (int i = 0; i < STRESS_BLOBS; i++) {
+		if (!cache_blob_complete(c, b[i].d))
+			continue;
+		CHECK_EQ(cache_blob_read(c, b[i].d, STRESS_SIZE, buf, STRESS_SIZE, 0),
+			 (ssize_t)STRESS_SIZE);
+		CHECK(memcmp(buf, b[i].data, STRESS_SIZE) == 0);
+	}
+	cache_close(c);
+	blobs_free(b, STRESS_BLOBS);
+	free(buf);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -1158,6 +1297,7 @@ int main(void)
 	    test_seal_race,
 	    test_evicted_elsewhere,
 	    test_unclean_shutdown,
+	    test_stress,
 	};
 	static const char *const names[] = {
 	    "test_dir_mode",
@@ -1177,6 +1317,7 @@ int main(void)
 	    "test_seal_race",
 	    "test_evicted_elsewhere",
 	    "test_unclean_shutdown",
+	    "test_stress",
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		struct timespec t0, t1;
