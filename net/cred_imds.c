@@ -14,6 +14,7 @@
 #include "net/log.h"
 
 #define IMDS_DEFAULT "http://169.254.169.254"
+#define IMDS_DEFAULT_V6 "http://[fd00:ec2::254]"
 #define IMDS_FIRST_MS 1000 /* the first call: is anybody there? */
 #define IMDS_CALL_MS 3000
 
@@ -37,7 +38,9 @@ int cred_from_json_reply(const char *body, struct cred *out, const char *source_
 static void imds_base(char *buf, size_t n)
 {
 	const char *e = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-	snprintf(buf, n, "%s", e && *e ? e : IMDS_DEFAULT);
+	const char *mode = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+	const char *def = mode && !strcasecmp(mode, "IPv6") ? IMDS_DEFAULT_V6 : IMDS_DEFAULT;
+	snprintf(buf, n, "%s", e && *e ? e : def);
 	size_t l = strlen(buf);
 	while (l && buf[l - 1] == '/')
 		buf[--l] = '\0';

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -34,7 +35,9 @@ const char *sts_endpoint(const char *override, const char *region, char *buf, si
 	} else {
 		if (!region || !*region)
 			region = "us-east-1";
-		snprintf(buf, n, "https://sts.%s.amazonaws.com%s", region,
+		const char *fips = getenv("AWS_USE_FIPS_ENDPOINT");
+		snprintf(buf, n, "https://sts%s.%s.amazonaws.com%s",
+			 fips && !strcasecmp(fips, "true") ? "-fips" : "", region,
 			 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
 	}
 	return buf;

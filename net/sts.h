@@ -13,7 +13,8 @@
 #include "net/http.h"
 
 /* Endpoint for region: override, else AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
- * else https://sts.REGION.amazonaws.com (.com.cn for cn-*). Returns buf. */
+ * else https://sts.REGION.amazonaws.com (.com.cn for cn-*; sts-fips when
+ * AWS_USE_FIPS_ENDPOINT=true). Returns buf. */
 const char *sts_endpoint(const char *override, const char *region, char *buf, size_t n);
 
 /* AssumeRole signed with src. session_name NULL: "ecrfs-<epoch>";

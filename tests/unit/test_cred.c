@@ -237,6 +237,8 @@ static const char *const aws_vars[] = {
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL_SSO",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "AWS_USE_FIPS_ENDPOINT",
     NULL,
 };
 
@@ -798,6 +800,10 @@ static void test_sts_identity(void)
 		      "https://sts.eu-west-1.amazonaws.com"));
 	CHECK(!strcmp(sts_endpoint(NULL, "cn-north-1", ep, sizeof(ep)),
 		      "https://sts.cn-north-1.amazonaws.com.cn"));
+	setenv("AWS_USE_FIPS_ENDPOINT", "true", 1);
+	CHECK(!strcmp(sts_endpoint(NULL, "us-east-2", ep, sizeof(ep)),
+		      "https://sts-fips.us-east-2.amazonaws.com"));
+	unsetenv("AWS_USE_FIPS_ENDPOINT");
 	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9", 1);
 	CHECK(!strcmp(sts_endpoint(NULL, "eu-west-1", ep, sizeof(ep)), "http://127.0.0.1:9"));
 	setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:10", 1);
