@@ -190,3 +190,29 @@ def test_killed_daemon_rerun(emulator, mount, layout_dir, tmp_path):
     sent = emulator.count("UploadLayerPart", repo=repo) - before
     n_small = len(sizes) - len(info["layers"])
     assert missing_parts <= sent <= missing_parts + n_small
+
+
+def test_lost_part_reply_and_5xx_resume(emulator, mount, layout_dir, tmp_path):
+    """A part stored whose reply is lost (the retry gets
+    InvalidLayerPartException with lastValidByteReceived) and 503s on parts:
+    the upload resumes where ECR stands; the image is intact."""
+    from conftest import skopeo_pull
+    repo = "push/resume"
+    emulator.aws("create-repository", "--repository-name", repo)
+    lay, info = single_image(str(layout_dir / "rs"), "v1", {"/big.bin": os.urandom(23 << 20)})
+    m = mount()
+    emulator.fault(kind="drop_reply", op="UploadLayerPart", repo=repo, nth=2)
+    emulator.fault(kind="http503", op="UploadLayerPart", repo=repo, nth=1, count=2)
+    try:
+        r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    finally:
+        emulator.clear_faults()
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    assert skopeo_pull(emulator, repo, "v1", str(tmp_path / "pulled")) == info["manifest"]
+    codes = [e.get("code") for e in emulator.log()
+             if e.get("op") == "UploadLayerPart" and e.get("repo") == repo]
+    # the retry of the stored part learnt where ECR stood, and 503s were retried
+    assert codes.count("InvalidLayerPartException") >= 1
+    assert codes.count("ServiceUnavailableException") == 2
