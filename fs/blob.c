@@ -225,6 +225,9 @@ static int fetch_sink(void *arg, const char *data, size_t n)
 			}
 			f->pos += clen;
 			f->fill = 0;
+			/* A readahead that cannot store what it fetches stops. */
+			if (f->cache_err && !f->out)
+				return f->cache_err;
 		}
 	}
 	return 0;
@@ -247,6 +250,10 @@ static int fetch_run(struct fetch *f, volatile int *cancel)
 			rc = -EIO;
 		if (rc == 0 || rc == -EINTR || rc == -ENOENT || (cancel && *cancel))
 			break;
+		if (f->cache_err && !f->out) {
+			rc = f->cache_err; /* stopped by the sink: the disk is full */
+			break;
+		}
 		if (rc == -EKEYEXPIRED) {
 			free(url);
 			url = NULL;
@@ -347,6 +354,15 @@ out:
 			pthread_mutex_unlock(&bl_mu);
 		}
 	}
+}
+
+/* With a full cache disk, reads stream from the network: no readahead
+ * (it would have nowhere to go). */
+static int disk_full(struct fs_ctx *c)
+{
+	struct cache_stats st;
+	cache_get_stats(c->cache, &st);
+	return st.disk_full;
 }
 
 /* 1 when chunk ci of the blob is in the cache. */
@@ -530,7 +546,7 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 	uint64_t r1 = (off + len + ra + CHUNK - 1) / CHUNK;
 	if (r1 > nch)
 		r1 = nch;
-	if (ra) {
+	if (ra && !disk_full(rs->c)) {
 		/* Start readahead of what follows, even on a hit, so that a
 		 * sequential reader rarely waits. Only the chunks past the
 		 * request that nobody fetches yet. */
