@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import sha256_file
 
 
@@ -147,3 +149,20 @@ def test_cached_blob_served_without_network_after_remount(seeded, mount, tmp_pat
         p = m2.repo("team/app", "v1", "blobs", "sha256", d.split(":")[1])
         assert sha256_file(p) == d.split(":")[1]
     assert emu.count("BlobGet") == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tiny tmpfs")
+def test_full_cache_disk_streams_from_network(seeded, mount, tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(tiny)], check=True)
+    try:
+        m = mount(cache_dir=str(tiny / "cache"))
+        v1 = seeded["images"]["v1"]
+        bd = m.repo("team/app", "v1", "blobs", "sha256")
+        for d in v1["layers"]:
+            assert sha256_file(os.path.join(bd, d[7:])) == d[7:]
+        assert "is full" in m.logtext()
+        m.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
