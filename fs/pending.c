@@ -1123,7 +1123,8 @@ char *pending_summary_json(pending *p)
 	pthread_mutex_lock(&p->mu);
 	for (pending_version *v = p->versions; v; v = v->next) {
 		pthread_mutex_lock(&v->mu);
-		if (v->state != PV_EMPTY)
+		/* In progress or failed; committed pushes are done. */
+		if (v->state == PV_PENDING || v->state == PV_FAILED)
 			json_array_append_new(arr, version_json_locked(v));
 		pthread_mutex_unlock(&v->mu);
 	}

@@ -128,7 +128,8 @@ int pending_status(pending_version *v);
 int pending_sweep(pending *p, time_t now);
 
 /* Text for `user.ecr.push_state` of one version (malloc'd) and the JSON
- * document for .ecrfs/pending (malloc'd; "[]" when nothing is pending). */
+ * document for .ecrfs/pending (malloc'd): versions pending or failed, "[]"
+ * when none. */
 char *pending_push_state(pending_version *v);
 char *pending_summary_json(pending *p);
 

@@ -160,6 +160,9 @@ static void test_push_basic(void)
 	char *st = pending_push_state(v);
 	CHECK(st && strstr(st, "\"committed\""));
 	free(st);
+	st = pending_summary_json(P); /* .ecrfs/pending: only pushes in progress or failed */
+	CHECK(st && !strstr(st, "\"v1\""));
+	free(st);
 
 	/* the same image again: blobs skipped, same digest, no new layer upload */
 	int parts = F.n_part;
