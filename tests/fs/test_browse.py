@@ -89,7 +89,7 @@ def test_digest_dir_index_ref(seeded, mount):
     "UPPER", "a:b", ".hidden", "-x", "x" * 200, "@sha256-abc", "@sha256-" + "g" * 64,
 ])
 def test_invalid_names_enoent_without_network(seeded, mount, name):
-    m = mount()
+    m = mount("tag_ttl=3600")  # the warm listings stay valid however slow the run
     os.listdir(m.repo("team/app"))  # warm the listings
     emu = seeded["emu"]
     before = len(emu.log())
