@@ -169,7 +169,8 @@ int aws_sign_cb(void *arg, char **hdrs, int maxh)
 	}
 	snprintf(ctx->source, sizeof(ctx->source), "%s", use->source);
 	ret = aws_sign_headers(use, ctx->region, ctx->service, ctx->method, ctx->url, ctx->headers,
-			       ctx->payload_hash, ctx->send_content_sha256, time(NULL), hdrs, maxh);
+			       ctx->payload_hash, ctx->send_content_sha256,
+			       time(NULL) + net_http_clock_skew(), hdrs, maxh);
 	ctx->last_err = ret < 0 ? ret : 0;
 	cred_clear(&c);
 	return ret;

@@ -49,6 +49,11 @@ struct net_http {
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static int global_refs;
 static atomic_int insecure_logged;
+/* Server clock minus ours, in seconds, when they differ by a minute or more
+ * (from the Date header of the latest response); SigV4 signs with it. */
+static atomic_long clock_skew;
+
+#define SKEW_MIN_S 60
 
 static int64_t now_ms(void)
 {
@@ -263,6 +268,7 @@ struct xfer {
 	int sink_mode;	      /* -1 undecided, 1 to sink, 0 collect */
 	int sink_err, body_err;
 	int cancelled, stalled, too_big;
+	time_t server_date; /* Date header of the current response, 0 if none */
 	curl_off_t last_bytes;
 	int64_t last_progress;
 	int stall_ms;
@@ -330,6 +336,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
 		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		x->resp->content_range[0] = '\0';
 		x->resp->request_id[0] = '\0';
+		x->server_date = 0;
 		return n;
 	}
 	const char *colon = memchr(data, ':', n);
@@ -338,7 +345,12 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
 	size_t nl = (size_t)(colon - data);
 	const char *v = colon + 1;
 	size_t vl = n - nl - 1;
-	if (nl == 13 && strncasecmp(data, "Content-Range", nl) == 0)
+	if (nl == 4 && strncasecmp(data, "Date", nl) == 0) {
+		char d[64];
+		copy_hval(d, sizeof(d), v, vl);
+		time_t t = curl_getdate(d, NULL);
+		x->server_date = t > 0 ? t : 0;
+	} else if (nl == 13 && strncasecmp(data, "Content-Range", nl) == 0)
 		copy_hval(x->resp->content_range, sizeof(x->resp->content_range), v, vl);
 	else if ((nl == 16 && strncasecmp(data, "x-amzn-RequestId", nl) == 0) ||
 		 (nl == 16 && strncasecmp(data, "x-amz-request-id", nl) == 0 &&
@@ -429,6 +441,28 @@ out:
 	/* Removing an unfinished transfer closes its connection. */
 	curl_multi_remove_handle(hd->m, hd->e);
 	return rc;
+}
+
+long net_http_clock_skew(void) { return atomic_load(&clock_skew); }
+
+/* Updates the skew from a response's Date. Returns 1 when it moved by a
+ * minute or more (signatures made before were made with a wrong clock). */
+static int note_server_date(time_t server_date, const char *safe_url)
+{
+	if (server_date <= 0)
+		return 0;
+	long d = (long)(server_date - time(NULL));
+	long skew = labs(d) >= SKEW_MIN_S ? d : 0;
+	long old = atomic_exchange(&clock_skew, skew);
+	if (labs(skew - old) < SKEW_MIN_S)
+		return 0;
+	if (skew)
+		log_warn("the local clock is %ld s %s the server's (%s); signing with the "
+			 "server's time. Check the clock (timedatectl, chrony)",
+			 labs(skew), skew > 0 ? "behind" : "ahead of", safe_url);
+	else
+		log_info("the local clock agrees with the server's again (%s)", safe_url);
+	return 1;
 }
 
 static int retryable_status(long s) { return s == 429 || (s >= 500 && s <= 599 && s != 501); }
@@ -596,7 +630,7 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 	const int max_attempts = req->max_attempts > 0 ? req->max_attempts : 8;
 	const int64_t start = now_ms(), deadline = start + deadline_ms;
 	char safe_url[512];
-	int ret = -EIO, have_resp = 0;
+	int ret = -EIO, have_resp = 0, skew_retried = 0;
 
 	memset(resp, 0, sizeof(*resp));
 	memset(&x, 0, sizeof(x));
@@ -634,6 +668,7 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 		x.status = 0;
 		x.sink_mode = -1;
 		x.sink_err = x.body_err = x.cancelled = x.stalled = x.too_big = 0;
+		x.server_date = 0;
 		x.last_bytes = 0;
 		x.last_progress = now_ms();
 		x.resume_from = x.delivered;
@@ -683,8 +718,14 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 			have_resp = 1;
 			log_debug("http %s %s -> %ld (attempt %d)", req->method, safe_url, status,
 				  attempt);
+			int skew_moved = note_server_date(x.server_date, safe_url);
 			if (retryable_status(status)) {
 				retry = 1;
+			} else if (skew_moved && req->sign_cb && !skew_retried &&
+				   (status == 400 || status == 401 || status == 403)) {
+				/* Rejected while our clock was off: sign again with the
+				 * server's time, once. */
+				retry = skew_retried = 1;
 			} else if (x.resume_from && status >= 200 && status < 300 &&
 				   status != 206) {
 				/* A resumed range answered with the whole body: the

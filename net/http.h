@@ -87,4 +87,11 @@ struct net_http_stats {
 };
 void net_http_get_stats(net_http *h, struct net_http_stats *out);
 
+/* Seconds to add to the local clock to get the servers' (from the Date of
+ * the latest response; 0 while they agree within a minute). SigV4 signing
+ * (net/aws_sign.c) uses it, and a signed request rejected with 400/401/403
+ * right when the skew was learnt is retried once, like the AWS SDKs'
+ * clock-skew correction. */
+long net_http_clock_skew(void);
+
 #endif

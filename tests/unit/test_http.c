@@ -48,6 +48,8 @@ enum scenario {
 	SC_RANGE_TRUNCATE_THEN_503,
 	SC_ECHO_BODY_503_ONCE,
 	SC_FORBIDDEN,
+	SC_SKEWED,   /* the server's clock is an hour ahead; checks X-Amz-Date */
+	SC_DATE_NOW, /* the server's clock agrees with ours */
 };
 static volatile enum scenario scenario;
 static const char blob[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -123,6 +125,29 @@ static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct 
 		memcpy(rs->body, rq->body, rq->body_len);
 		rs->body_len = rq->body_len;
 		break;
+	case SC_SKEWED:
+	case SC_DATE_NOW: {
+		time_t server_now = time(NULL) + (scenario == SC_SKEWED ? 3600 : 0);
+		struct tm tm;
+		char date[64], amz[32];
+		gmtime_r(&server_now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		snprintf(rs->headers + strlen(rs->headers),
+			 sizeof(rs->headers) - strlen(rs->headers), "Date: %s\r\n", date);
+		if (fake_header(rq->headers, "X-Amz-Date", amz, sizeof(amz))) {
+			memset(&tm, 0, sizeof(tm));
+			strptime(amz, "%Y%m%dT%H%M%SZ", &tm);
+			time_t t = timegm(&tm);
+			if (t < server_now - 300 || t > server_now + 300) {
+				rs->status = 403;
+				strcpy(rs->body, "{\"__type\":\"InvalidSignatureException\","
+						 "\"message\":\"Signature expired\"}");
+				break;
+			}
+		}
+		strcpy(rs->body, "{}");
+		break;
+	}
 	case SC_FORBIDDEN:
 		rs->status = 403;
 		strcpy(rs->body, "<Error><Code>AccessDenied</Code></Error>");
@@ -627,6 +652,47 @@ static void test_parallel(void)
 	CHECK(fakesrv_nconn(&srv) - conns0 <= 16);
 }
 
+/* A signed request rejected because our clock is off is signed again with
+ * the server's time (from its Date header), once; later calls use it. */
+static void test_clock_skew(const char *logpath)
+{
+	char u[256];
+	struct net_response r;
+	struct cred c = {.access_key_id = "AKIDSKEW", .secret_access_key = "s", .source = "test"};
+	struct aws_sign_ctx sc;
+	reset(SC_SKEWED);
+	url(u, sizeof(u), "/");
+	struct net_request q = {.method = "POST", .url = u, .body = "{}", .body_len = 2};
+	CHECK(aws_sign_init(&sc, NULL, "us-east-1", "ecr", &q, NULL) == 0);
+	sc.static_creds = &c;
+	CHECK(net_http_do(h, &q, &r) == 0);
+	CHECK(r.status == 200 && r.attempts == 2);
+	long skew = net_http_clock_skew();
+	CHECK(skew > 3500 && skew < 3700);
+	net_buf_free(&r.body);
+	/* The next call is right the first time. */
+	CHECK(net_http_do(h, &q, &r) == 0 && r.status == 200 && r.attempts == 1);
+	net_buf_free(&r.body);
+	/* A rejection that has nothing to do with the clock is not retried. */
+	reset(SC_FORBIDDEN);
+	CHECK(net_http_do(h, &q, &r) == 0 && r.status == 403 && r.attempts == 1);
+	net_buf_free(&r.body);
+	/* The server's clock agrees again: no more correction. */
+	reset(SC_DATE_NOW);
+	CHECK(net_http_do(h, &q, &r) == 0 && r.status == 200);
+	CHECK(net_http_clock_skew() == 0);
+	net_buf_free(&r.body);
+
+	char text[65536] = "";
+	FILE *f = fopen(logpath, "r");
+	if (f) {
+		size_t n = fread(text, 1, sizeof(text) - 1, f);
+		text[n] = '\0';
+		fclose(f);
+	}
+	CHECK(strstr(text, "local clock is") != NULL);
+}
+
 static int free_port(void)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -777,6 +843,7 @@ int main(void)
 	test_refused();
 	test_sign_each_attempt();
 	test_tls(logpath);
+	test_clock_skew(logpath);
 	test_log_no_query(logpath);
 
 	net_http_free(h);
