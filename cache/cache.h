@@ -50,8 +50,10 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 int cache_blob_has(cache *c, const char *digest, uint64_t size, uint64_t off, size_t len);
 
 /* Stores one chunk: off must be a multiple of CACHE_CHUNK_SIZE and len the
- * full chunk (or the blob's tail). -ENOSPC when the disk is full (the caller
- * streams from the network instead; cache logs it once). */
+ * full chunk (or the blob's tail). -ENOSPC when the disk is full or
+ * cache_size is taken by pinned blobs (the caller streams from the network
+ * instead; a full disk is logged once); -EAGAIN if the partial blob kept
+ * being dropped under it. Nothing stored either way. */
 int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t off,
 			   const void *buf, size_t len);
 

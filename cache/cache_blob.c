@@ -213,7 +213,7 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 		pthread_mutex_unlock(&c->mu);
 	}
 	if (lock_fd < 0) {
-		ret = lock_fd;
+		ret = lock_fd == -ESTALE ? -EAGAIN : lock_fd; /* dropped again and again */
 		goto out;
 	}
 	ret = cache_pread_full(f.map_fd, &flag, 1, CACHE_MAP_HDR + idx, &got);
@@ -328,19 +328,24 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		goto out;
 	}
 	ret = all_flags_set(map_fd, size, &nonce);
-	if (ret == 0) {
+	if (ret <= 0) {
+		if (ret < 0) /* a map for another size: forget its flags */
+			unlink(map);
 		ret = -EAGAIN;
 		goto out;
 	}
-	/* Shared lock: no eviction or discard unlinks it while we verify. */
+	/* Shared lock: no eviction unlinks the data while we verify. An
+	 * eviction that got in first has unlinked the map before the data. */
 	data_fd = cache_open_locked(data, O_RDONLY, 0);
-	if (ret == 1 && data_fd >= 0) {
+	if (data_fd < 0 || stat(map, &b) < 0 || a.st_ino != b.st_ino) {
+		ret = data_fd < 0 && data_fd != -ENOENT ? data_fd : -EAGAIN;
+		goto out;
+	}
+	{
 		/* Continue the running hash of this partial if there is one. */
 		uint64_t from = 0;
 		EVP_MD_CTX *ctx = cache_hash_take(c, hex, nonce, &from);
 		ret = cache_sha256_fd(data_fd, ctx, from, size, md);
-	} else if (ret == 1) {
-		ret = -EIO;
 	}
 	if (!ret) {
 		cache_md_to_hex(md, got_hex);
