@@ -143,8 +143,8 @@ static uint64_t partial_bytes(const cache *c, const char *hex, const struct stat
 
 	cache_path_map(c, hex, path);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0; /* no map: no chunk counts as present */
+	if (fd < 0) /* no map: no chunk is present, but the file takes room */
+		return (uint64_t)dst->st_blocks * 512;
 	if (cache_pread_full(fd, hdr, sizeof(hdr), 0, &got) || got != sizeof(hdr) ||
 	    memcmp(hdr, CACHE_MAP_MAGIC, 8) != 0)
 		goto out;
@@ -162,7 +162,6 @@ static uint64_t partial_bytes(const cache *c, const char *hex, const struct stat
 	}
 out:
 	close(fd);
-	(void)dst;
 	return bytes;
 }
 
@@ -209,11 +208,15 @@ static void scan_dir(cache *c, const char *sub, int partial)
 			continue;
 		}
 		if (partial && c->crashed) {
-			/* After a crash a flag may name data that was lost:
-			 * forget the flags, keep the file for new chunks. */
-			cache_path_map(c, hex, path);
-			unlink(path);
+			/* After a crash a flag may name data that was lost. We
+			 * are the only user: remove the partial copy. */
 			c->crashed_dropped++;
+			if (cache_unlink_partial(c, hex) == 0) {
+				cache_entry_maybe_free(c, e);
+				continue;
+			}
+			cache_path_map(c, hex, path); /* in use after all? no flags */
+			unlink(path);
 		}
 		e->complete = !partial;
 		e->bytes = partial ? partial_bytes(c, hex, &st) : (uint64_t)st.st_size;

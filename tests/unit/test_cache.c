@@ -1095,6 +1095,7 @@ static void test_unclean_shutdown(void)
 	const size_t size = 2 * CH;
 	unsigned char *data = make_data(size, 1000), *small = make_data(100, 1001);
 	char dir[256], marker[300], d[72], s[72], buf[100];
+	struct cache_stats st;
 	cache *c = NULL, *c2 = NULL;
 	char *v = NULL;
 	size_t n = 0;
@@ -1118,6 +1119,8 @@ static void test_unclean_shutdown(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(access(marker, F_OK) == 0);
 	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	cache_get_stats(c, &st);
+	CHECK_EQ(st.bytes_total, 100); /* the partial copy is gone */
 	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
 	CHECK_EQ(cache_blob_read(c, s, 100, buf, 100, 0), 100);
 	CHECK(memcmp(buf, small, 100) == 0);
