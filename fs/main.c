@@ -353,13 +353,22 @@ static void find_own_registry(struct fs_ctx *c)
 		return;
 	}
 	const char *region = c->regions[0];
-	if (ecr_describe_registry(c->ecr, region, &id, NULL) == 0 && id && fs_name_is_account(id)) {
+	/* A short deadline: an offline mount must come up promptly. */
+	ecr *quick = NULL;
+	struct ecr_opts eo = {.creds = c->creds, .http = c->http, .endpoint = c->o.endpoint,
+			      .sts_endpoint = c->o.sts_endpoint,
+			      .deadline_ms = c->deadline_ms < 5000 ? c->deadline_ms : 5000};
+	if (ecr_new(&eo, &quick) != 0)
+		quick = NULL;
+	ecr *e = quick ? quick : c->ecr;
+	struct ecr_identity ident;
+	if (ecr_describe_registry(e, region, &id, NULL) == 0 && id && fs_name_is_account(id))
 		snprintf(c->own_registry, sizeof c->own_registry, "%s", id);
-	} else {
-		struct ecr_identity ident;
-		if (fs_cat_identity(c, &ident) == 0 && fs_name_is_account(ident.account))
-			memcpy(c->own_registry, ident.account, 13);
-	}
+	else if (ecr_get_caller_identity(e, region, &ident, NULL) == 0 &&
+		 fs_name_is_account(ident.account))
+		memcpy(c->own_registry, ident.account, 13);
+	if (quick)
+		ecr_free(quick);
 	free(id);
 	char key[64];
 	snprintf(key, sizeof key, "%s", cred_profile_name(c->creds));
