@@ -22,7 +22,9 @@
 #define BACKOFF_CAP_MS 5000
 #define MAX_SIGN_HDRS 16
 #define POLL_MS 100
-#define MAX_ERR_BODY (4u << 20) /* bodies we keep in memory (errors, JSON replies) */
+/* Collected (non-sink) bodies are capped: a BatchGetImage reply carrying one
+ * 4 MiB manifest is larger once JSON-escaped, so 16 MiB. Beyond: -EFBIG. */
+#define MAX_ERR_BODY (16u << 20)
 
 /* An easy handle and the multi handle that drives it. */
 struct handle {

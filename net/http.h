@@ -56,7 +56,7 @@ struct net_request {
 	void *sign_arg;
 	net_retry_cb retry_cb;
 	void *retry_arg;
-	net_sink_cb sink;               /* NULL: collect into resp->body */
+	net_sink_cb sink;               /* NULL: collect into resp->body (<= 16 MiB, else -EFBIG) */
 	void *sink_arg;
 	uint64_t range_start, range_len;/* range_len>0: "Range: bytes=start-(start+len-1)" */
 	int deadline_ms;                /* whole call incl. retries; 0: 30000 */
