@@ -27,6 +27,7 @@ struct fs_rstate {
 	uint64_t next_off;    /* where a sequential reader reads next */
 	uint32_t ra;          /* readahead for the next sequential miss */
 	uint64_t ra_until;    /* chunks below this were already considered */
+	int complete;         /* the verified blob is in the cache: plain reads */
 	EVP_MD_CTX *sha;      /* hash of [0, hashed) while reads are in order */
 	uint64_t hashed;
 };
@@ -388,7 +389,8 @@ int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, fuse_ino_
 	rs->ino = ino;
 	rs->ra = RA_MIN;
 	pthread_mutex_init(&rs->mu, NULL);
-	if (!rs->b->data && !cache_blob_complete(c->cache, rs->b->digest)) {
+	rs->complete = !rs->b->data && cache_blob_complete(c->cache, rs->b->digest);
+	if (!rs->b->data && !rs->complete) {
 		rs->sha = EVP_MD_CTX_new();
 		if (rs->sha && !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL)) {
 			EVP_MD_CTX_free(rs->sha);
@@ -521,6 +523,13 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 	if (b->data) {
 		memcpy(buf, b->data + off, len);
 		return (ssize_t)len;
+	}
+	if (rs->complete) {
+		/* Verified and cached (pinned while open): no bookkeeping. */
+		rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
+		if (rc == (ssize_t)len)
+			return rc;
+		rs->complete = 0; /* evicted by another mount: the general path */
 	}
 	if (is_bad(b->digest))
 		return -EIO;
