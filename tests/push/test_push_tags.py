@@ -17,8 +17,11 @@ def test_move_tag_while_reader_holds_old_image(emulator, mount, layout_dir):
     assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
     old_layer = ia["layers"][0].split(":")[1]
     reader = open(m.repo(repo, "v1", "blobs", "sha256", old_layer), "rb")
+    # the same name is rewritten by the push: its reader keeps the old bytes
+    idx_reader = open(m.repo(repo, "v1", "index.json"), "rb")
     try:
         head = reader.read(100)
+        old_idx_head = idx_reader.read(10)
         # the tag moves to image b while the reader keeps its file open
         r = run("cp", "-rT", b, m.repo(repo, "v1"))
         assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
@@ -27,8 +30,12 @@ def test_move_tag_while_reader_holds_old_image(emulator, mount, layout_dir):
         import hashlib
         h = hashlib.sha256(head + reader.read())
         assert h.hexdigest() == old_layer  # the old bytes, whole and right
+        old_idx = old_idx_head + idx_reader.read()
+        assert ia["manifest"].encode() in old_idx and ib["manifest"].encode() not in old_idx
+        assert os.fstat(idx_reader.fileno()).st_size == len(old_idx)
     finally:
         reader.close()
+        idx_reader.close()
     # a fresh lookup shows the new image
     new_layer = ib["layers"][0].split(":")[1]
     d = m.repo(repo, "v1", "blobs", "sha256")
