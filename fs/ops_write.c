@@ -1049,13 +1049,21 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	switch (n->kind) {
-	case FS_N_PENDING_DIR:
+	case FS_N_PENDING_DIR: {
+		struct wnode *w = n->push;
+		pending_version *v;
 		if (count_pending(n) > 0) {
 			rc = -ENOTEMPTY;
 			break;
 		}
+		pthread_mutex_lock(&wmu);
+		v = w->kind == W_TAG ? w->v : NULL;
+		pthread_mutex_unlock(&wmu);
+		if (v)
+			pending_drop(v); /* rm -r of an unfinished push */
 		fs_node_remove_pending(n);
 		break;
+	}
 	case FS_N_IMG_DIR:
 		rc = 0; /* rm -r TAG: hidden locally, the tag's rmdir untags */
 		break;

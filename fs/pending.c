@@ -1038,6 +1038,17 @@ int pending_status(pending_version *v)
 	return rc;
 }
 
+void pending_drop(pending_version *v)
+{
+	pthread_mutex_lock(&v->mu);
+	if (v->state == PV_PENDING || v->state == PV_FAILED) {
+		log_info("push of %s:%s abandoned (its directory was removed)", v->repo, v->tag);
+		new_version_locked(v, 0);
+		v->state = PV_EMPTY;
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
 int pending_sweep(pending *p, time_t now)
 {
 	int n = 0;

@@ -124,6 +124,9 @@ uint64_t pending_file_size(pending_file *f);
  * incomplete. Evaluates, so it commits a version that became complete. */
 int pending_status(pending_version *v);
 
+/* Drops the pending or failed version (rm -r of a pending tag directory). */
+void pending_drop(pending_version *v);
+
 /* Drops versions with no open file for timeout_s (log line); returns how many. */
 int pending_sweep(pending *p, time_t now);
 

@@ -24,6 +24,12 @@ def test_push_state_and_pending_file(emulator, mount, layout_dir):
     assert mine and mine[0]["state"] == "pending"
     assert missing in mine[0]["missing"]
     assert tag_digest(emulator, repo, "v1") is None
+    # rm -r of the unfinished tag directory abandons the push
+    r = run("rm", "-r", m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(m.repo(repo, "v1"))
+    with open(os.path.join(m.mnt, ".ecrfs", "pending")) as f:
+        assert not [p for p in json.load(f) if p["repository"] == repo]
 
 
 def test_skopeo_onto_existing_tag(emulator, mount, layout_dir, tmp_path):

@@ -453,6 +453,10 @@ static void test_list(void)
 	CHECK(pending_stat_file(v, im.layer.rel, &st) == 0 && st.final && st.size == 100);
 	CHECK(pending_unlink(v, im.layer.rel) == 0);
 	CHECK(pending_stat_file(v, im.layer.rel, &st) == -ENOENT);
+	CHECK(pending_version_state(v) == PV_PENDING);
+	pending_drop(v); /* rm -r of the pending tag directory */
+	CHECK(pending_version_state(v) == PV_EMPTY);
+	CHECK(pending_stat_file(v, "oci-layout", &st) == -ENOENT);
 	CHECK(pending_is_layout_name("index.json") && !pending_is_layout_name("oci-put-blob1"));
 	CHECK(!pending_is_layout_name("blobs/sha256/abc"));
 	image_free(&im);
