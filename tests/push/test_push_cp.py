@@ -22,6 +22,7 @@ def test_cp_rT_new_repository(emulator, mount, layout_dir, tmp_path):
     r = run("cp", "-rT", lay, m.repo(repo, "v1"))
     assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
     assert sync_dir(m.repo(repo, "v1")) == 0
+    assert run("sync", m.repo(repo, "v1")).returncode == 0
     # ECR (AWS CLI) has the tag at the layout's manifest digest, with its exact bytes
     assert tag_digest(emulator, repo, "v1") == info["manifest"]
     got = emulator.aws("batch-get-image", "--repository-name", repo, "--image-ids",
@@ -63,6 +64,8 @@ def test_incomplete_layout_is_not_pushed(emulator, mount, layout_dir):
     r = run("cp", "-rT", lay, m.repo(repo, "v1"))
     assert r.returncode == 0, r.stderr  # an incomplete push cannot fail a close
     assert sync_dir(m.repo(repo, "v1")) == errno.ENODATA
+    r = run("sync", m.repo(repo, "v1"))  # coreutils' sync TAGDIR says so too
+    assert r.returncode != 0 and "No data available" in r.stderr
     assert info["layers"][0] in m.logtext()  # the log says what is missing
     assert tag_digest(emulator, repo, "v1") is None
     assert count(emulator, "PutImage", repo) == 0
