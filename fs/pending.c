@@ -738,6 +738,34 @@ out:
 	return rc;
 }
 
+/* index.json of an immutable repository's existing tag names another
+ * image: EEXIST at its close, before any more is uploaded. */
+static int immutable_check_locked(pending_version *v, pending_file *index)
+{
+	struct push_desc_list idx = { 0 };
+	const char *pick = NULL;
+	char cur[80];
+	int imm = 0, rc;
+
+	if (!v->remote->ops->tag_info || !index->bytes)
+		return 0;
+	if (push_json_descs(index->bytes, index->len, PUSH_INDEX, &idx) < 0)
+		return 0; /* the evaluation reports it */
+	for (size_t i = 0; i < idx.n; i++)
+		if (idx.n == 1 || (idx.v[i].ref_name && !strcmp(idx.v[i].ref_name, v->tag)))
+			pick = idx.v[i].digest;
+	rc = pick ? v->remote->ops->tag_info(v->remote->ctx, v->tag, &imm, cur, sizeof(cur)) : 0;
+	if (rc == 0 && imm && cur[0] && strcmp(cur, pick)) {
+		log_err("%s:%s: the tag is immutable and points to %s; index.json names %s; "
+			"the old image is kept", v->repo, v->tag, cur, pick);
+		rc = -EEXIST;
+	} else {
+		rc = 0; /* not decisive: the commit's PutImage decides */
+	}
+	push_desc_list_free(&idx);
+	return rc;
+}
+
 static void notify(pending_version *v, int did, int rc)
 {
 	if (did && v->p->o.on_commit)
@@ -824,7 +852,13 @@ static int finish_file(pending_file *f)
 		notify(v, did, rc);
 		return rc;
 	}
-	erc = evaluate_locked(v, &did);
+	erc = strcmp(f->name, "index.json") ? 0 : immutable_check_locked(v, f);
+	if (erc < 0) {
+		fail_version_locked(v, erc);
+		did = 1;
+	} else {
+		erc = evaluate_locked(v, &did);
+	}
 	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
 	if (erc == -ENODATA)
 		erc = 0;

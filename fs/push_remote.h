@@ -28,6 +28,9 @@ struct push_remote_ops {
 	int (*image_exists)(void *ctx, const char *digest);
 	/* CreateRepository; already-exists is success. */
 	int (*create_repository)(void *ctx);
+	/* Whether the repository is IMMUTABLE and the digest tag points to
+	 * ("" when the tag does not exist). May be NULL. */
+	int (*tag_info)(void *ctx, const char *tag, int *immutable, char *digest, size_t n);
 	void (*free)(void *ctx);
 };
 

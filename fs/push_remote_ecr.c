@@ -89,6 +89,34 @@ static int r_create(void *ctx)
 	return rc;
 }
 
+static int r_tag_info(void *ctx, const char *tag, int *immutable, char *digest, size_t n)
+{
+	struct ecr_remote *r = ctx;
+	struct ecr_where w = where_of(r);
+	const char *names[1] = { r->repo };
+	struct ecr_repo_list rl = { 0 };
+	struct ecr_image_list il = { 0 };
+	struct ecr_image_id id = { NULL, tag };
+	int rc;
+
+	*immutable = 0;
+	digest[0] = '\0';
+	rc = ecr_describe_repositories(r->e, &w, names, 1, &rl, NULL);
+	if (rc < 0)
+		return rc;
+	*immutable = rl.n > 0 && rl.v[0].immutable;
+	ecr_repo_list_free(&rl);
+	if (!*immutable)
+		return 0;
+	rc = ecr_describe_images(r->e, &w, &id, 1, &il, NULL);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0 && il.n > 0 && il.v[0].digest)
+		snprintf(digest, n, "%s", il.v[0].digest);
+	ecr_image_list_free(&il);
+	return rc;
+}
+
 static void r_free(void *ctx)
 {
 	struct ecr_remote *r = ctx;
@@ -108,6 +136,7 @@ static const struct push_remote_ops ecr_remote_ops = {
 	.put_image = r_put,
 	.image_exists = r_image_exists,
 	.create_repository = r_create,
+	.tag_info = r_tag_info,
 	.free = r_free,
 };
 

@@ -279,6 +279,18 @@ static int fk_create(void *ctx)
 	return 0;
 }
 
+static int fk_tag_info(void *ctx, const char *tag, int *immutable, char *digest, size_t n)
+{
+	struct fake *f = ctx;
+	struct fake_image *im;
+	pthread_mutex_lock(&f->mu);
+	*immutable = f->immutable;
+	im = fake_image_by_tag(f, tag);
+	snprintf(digest, n, "%s", im ? im->digest : "");
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
 static const struct push_remote_ops fake_ops = {
 	.check_layers = fk_check,
 	.initiate = fk_initiate,
@@ -287,6 +299,7 @@ static const struct push_remote_ops fake_ops = {
 	.put_image = fk_put,
 	.image_exists = fk_image_exists,
 	.create_repository = fk_create,
+	.tag_info = fk_tag_info,
 	.free = NULL,
 };
 

@@ -272,6 +272,10 @@ static void test_immutable(void)
 	CHECK(put_file(v, "index.json", ib, strlen(ib)) == -EEXIST);
 	CHECK(pending_status(v) == -EEXIST);
 	CHECK(!strcmp(fake_image_by_tag(&F, "v4")->digest, a.manifest.digest));
+	/* index.json first: EEXIST at its close, before any blob is sent */
+	int puts = F.n_put, inits = F.n_initiate;
+	CHECK(put_file(v, "index.json", ib, strlen(ib)) == -EEXIST);
+	CHECK(F.n_put == puts && F.n_initiate == inits);
 
 	CHECK(put_file(v, "oci-layout", LAYOUT, strlen(LAYOUT)) == 0);
 	CHECK(put_blob(v, &a.manifest) == 0);
