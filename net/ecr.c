@@ -281,7 +281,9 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 	rc = aws_sign_init(&sc, e->creds, c->region, "ecr", &req, payload_hash);
 	if (rc)
 		goto out;
-	log_debug("ecr %s %s region %s repository %s", c->op, url, c->region ? c->region : "-",
+	char safe_url[512];
+	log_debug("ecr %s %s region %s repository %s", c->op,
+		  log_url_safe(url, safe_url, sizeof(safe_url)), c->region ? c->region : "-",
 		  c->w && c->w->repository ? c->w->repository : "-");
 	rc = e->transport(e->transport_arg, &req, &resp);
 	c->retries = resp.retries;

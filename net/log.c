@@ -81,10 +81,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 const char *log_url_safe(const char *url, char *buf, size_t bufsize)
 {
+	/* Drop "user:password@" after the scheme: endpoints may carry it. */
+	const char *scheme = strstr(url, "://");
+	size_t out = 0;
+	if (scheme) {
+		const char *host = scheme + 3;
+		size_t authority = strcspn(host, "/?#");
+		const char *at = memchr(host, '@', authority);
+		size_t head = (size_t)(host - url);
+		if (head >= bufsize)
+			head = bufsize - 1;
+		memcpy(buf, url, head);
+		out = head;
+		url = at ? at + 1 : host;
+	}
 	size_t n = strcspn(url, "?#");
-	if (n >= bufsize)
-		n = bufsize - 1;
-	memcpy(buf, url, n);
-	buf[n] = '\0';
+	if (out + n >= bufsize)
+		n = bufsize - 1 - out;
+	memcpy(buf + out, url, n);
+	buf[out + n] = '\0';
 	return buf;
 }
