@@ -81,8 +81,6 @@ static double attr_timeout(const struct fs_node *n)
 	}
 }
 
-static uint64_t name_ino(const char *dpath, const char *name);
-
 int fs_getattr_node(struct fs_node *n, struct stat *st)
 {
 	struct fs_ctx *c = fs_ctx_get();
@@ -93,14 +91,7 @@ int fs_getattr_node(struct fs_node *n, struct stat *st)
 		return -ENOENT;
 	}
 	int ro = c->ro || n->immutable;
-	st->st_ino = FUSE_ROOT_ID;
-	if (n->parent) {
-		char *pp = fs_node_path(n->parent);
-		if (!pp)
-			return -ENOMEM;
-		st->st_ino = name_ino(pp, n->name);
-		free(pp);
-	}
+	st->st_ino = n->ino;
 	st->st_uid = c->uid;
 	st->st_gid = c->gid;
 	st->st_blksize = 4096;
@@ -493,7 +484,6 @@ struct dent {
 
 struct dsnap {
 	struct hlink link; /* first */
-	uint64_t self_ino; /* st_ino of the directory, for "." */
 	struct dent *v;
 	size_t n, cap;
 };
@@ -542,10 +532,11 @@ static void snap_free(struct dsnap *s)
 	free(s);
 }
 
-static uint64_t name_ino(const char *dpath, const char *name)
+static uint64_t name_ino(const struct fs_node *dir, const char *name)
 {
-	/* Stable numbers from the path: readdir's d_ino equals stat's st_ino. */
-	const char *parts[2] = {dpath, name};
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lu", (unsigned long)dir->ino);
+	const char *parts[2] = {buf, name};
 	return fs_hash64(parts, 2) | (1ULL << 62);
 }
 
@@ -568,7 +559,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Names below prefix: first components of deeper repositories. */
-static int list_namespaces(struct dsnap *s, const char *dpath, const struct fs_list *repos,
+static int list_namespaces(struct dsnap *s, struct fs_node *dir, const struct fs_list *repos,
 			   const char *prefix, const struct fs_list *imgs, size_t npend)
 {
 	size_t pl = strlen(prefix);
@@ -598,7 +589,7 @@ static int list_namespaces(struct dsnap *s, const char *dpath, const struct fs_l
 		if (imgs && fs_list_find_tag(imgs, comp))
 			strcat(comp, "@"); /* the tag owns the plain name */
 		if (!snap_has_n(s, comp, npend))
-			rc = snap_add(s, comp, S_IFDIR, name_ino(dpath, comp));
+			rc = snap_add(s, comp, S_IFDIR, name_ino(dir, comp));
 	}
 	free(names);
 	return rc;
@@ -609,10 +600,7 @@ static int build_snapshot(struct fs_node *dir, struct dsnap *s)
 	struct fs_ctx *c = fs_ctx_get();
 	struct fs_list *repos = NULL, *imgs = NULL;
 	struct fs_image *img = NULL;
-	char *dpath = fs_node_path(dir);
 	int rc = 0;
-	if (!dpath)
-		return -ENOMEM;
 
 	struct pend_ctx pc = {s, 0};
 	fs_node_foreach_pending(dir, add_pending, &pc);
@@ -622,20 +610,20 @@ static int build_snapshot(struct fs_node *dir, struct dsnap *s)
 
 	switch (dir->kind) {
 	case FS_N_ROOT:
-		rc = snap_add(s, ".ecrfs", S_IFDIR, name_ino(dpath, ".ecrfs"));
+		rc = snap_add(s, ".ecrfs", S_IFDIR, name_ino(dir, ".ecrfs"));
 		if (rc == 0 && c->own_registry[0])
-			rc = snap_add(s, c->own_registry, S_IFDIR, name_ino(dpath, c->own_registry));
+			rc = snap_add(s, c->own_registry, S_IFDIR, name_ino(dir, c->own_registry));
 		for (size_t i = 0; rc == 0 && i < c->nregs; i++)
 			if (!snap_has(s, c->regs[i].id))
-				rc = snap_add(s, c->regs[i].id, S_IFDIR, name_ino(dpath, c->regs[i].id));
+				rc = snap_add(s, c->regs[i].id, S_IFDIR, name_ino(dir, c->regs[i].id));
 		break;
 	case FS_N_CTL_DIR:
 		for (int i = 1; rc == 0 && fs_ctl_name(i); i++)
-			rc = snap_add(s, fs_ctl_name(i), S_IFREG, name_ino(dpath, fs_ctl_name(i)));
+			rc = snap_add(s, fs_ctl_name(i), S_IFREG, name_ino(dir, fs_ctl_name(i)));
 		break;
 	case FS_N_REGISTRY:
 		for (size_t i = 0; rc == 0 && i < c->nregions; i++)
-			rc = snap_add(s, c->regions[i], S_IFDIR, name_ino(dpath, c->regions[i]));
+			rc = snap_add(s, c->regions[i], S_IFDIR, name_ino(dir, c->regions[i]));
 		break;
 	case FS_N_REGION:
 	case FS_N_NAMESPACE: {
@@ -652,31 +640,31 @@ static int build_snapshot(struct fs_node *dir, struct dsnap *s)
 				for (size_t t = 0; rc == 0 && t < im->ntags; t++)
 					if (!snap_has_n(s, im->tags[t], npend))
 						rc = snap_add(s, im->tags[t], S_IFDIR,
-							      name_ino(dpath, im->tags[t]));
+							      name_ino(dir, im->tags[t]));
 				if (im->ntags == 0 && rc == 0 && fs_name_is_digest(im->digest)) {
 					char dn[80];
 					snprintf(dn, sizeof dn, "@sha256-%s", im->digest + 7);
 					if (!snap_has_n(s, dn, npend))
-						rc = snap_add(s, dn, S_IFDIR, name_ino(dpath, dn));
+						rc = snap_add(s, dn, S_IFDIR, name_ino(dir, dn));
 				}
 			}
 		}
 		if (rc == 0)
-			rc = list_namespaces(s, dpath, repos, prefix, imgs, npend);
+			rc = list_namespaces(s, dir, repos, prefix, imgs, npend);
 		break;
 	}
 	case FS_N_IMAGE:
 		if ((rc = image_of(dir, &img)) != 0)
 			goto out;
-		rc = snap_add(s, "oci-layout", S_IFREG, name_ino(dpath, "oci-layout"));
+		rc = snap_add(s, "oci-layout", S_IFREG, name_ino(dir, "oci-layout"));
 		if (rc == 0)
-			rc = snap_add(s, "index.json", S_IFREG, name_ino(dpath, "index.json"));
+			rc = snap_add(s, "index.json", S_IFREG, name_ino(dir, "index.json"));
 		if (rc == 0)
-			rc = snap_add(s, "blobs", S_IFDIR, name_ino(dpath, "blobs"));
+			rc = snap_add(s, "blobs", S_IFDIR, name_ino(dir, "blobs"));
 		break;
 	case FS_N_IMG_DIR:
 		if (dir->blob_idx == FS_IDX_BLOBS) {
-			rc = snap_add(s, "sha256", S_IFDIR, name_ino(dpath, "sha256"));
+			rc = snap_add(s, "sha256", S_IFDIR, name_ino(dir, "sha256"));
 			break;
 		}
 		for (size_t i = 0; rc == 0 && i < dir->img->nblobs; i++)
@@ -690,7 +678,6 @@ out:
 	fs_list_put(imgs);
 	if (img)
 		fs_image_put(img);
-	free(dpath);
 	return rc;
 }
 
@@ -708,11 +695,6 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	rc = build_snapshot(n, s);
 	if (rc)
 		goto out;
-	struct stat st;
-	if (n->kind != FS_N_PENDING_DIR && fs_getattr_node(n, &st) == 0)
-		s->self_ino = st.st_ino;
-	else
-		s->self_ino = ino;
 	fi->fh = (uint64_t)(uintptr_t)s;
 	fi->cache_readdir = n->kind == FS_N_IMG_DIR || n->kind == FS_N_CTL_DIR;
 	fi->keep_cache = fi->cache_readdir;
@@ -745,7 +727,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const char *name;
 		if (i == 0) {
 			name = ".";
-			st.st_ino = s->self_ino;
+			st.st_ino = ino;
 			st.st_mode = S_IFDIR;
 		} else if (i == 1) {
 			name = "..";
