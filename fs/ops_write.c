@@ -415,9 +415,45 @@ static int count_pending(struct fs_node *dir)
 	return n;
 }
 
-/* After a commit: the pending tag directory (and pending namespace dirs
- * left empty above it) give way to what ECR now lists. Open handles and
- * kernel references keep working on the old nodes until FORGET. */
+/* The pending tag directories of v give way to what ECR now lists, and
+ * pending namespace dirs left empty above them too. Open handles and kernel
+ * references keep working on the old nodes until FORGET. */
+static void settle(pending_version *v)
+{
+	struct fs_node *hits[16];
+	int nh = 0;
+	struct wtagdir *t;
+
+	pthread_mutex_lock(&wmu);
+	for (t = tagdirs; t && nh < 16; t = t->next)
+		if (t->v == v && t->node->pending) {
+			fs_node_ref(t->node);
+			hits[nh++] = t->node;
+		}
+	pthread_mutex_unlock(&wmu);
+	for (int i = 0; i < nh; i++) {
+		struct fs_node *n = hits[i], *dir = n->parent;
+		fs_node_remove_pending(n);
+		while (dir && dir->kind == FS_N_PENDING_DIR && dir->pending &&
+		       count_pending(dir) == 0) {
+			struct fs_node *up = dir->parent;
+			fs_node_remove_pending(dir);
+			fs_notify_changed(up, dir->name);
+			dir = up;
+		}
+		fs_notify_changed(n->parent, n->name);
+		fs_node_put(n);
+	}
+}
+
+/* After a commit. A tag directory this mount created gives way to the
+ * committed tag at once when the writer wrote every name of the image.
+ * When the commit counted blobs the repository already had, the writer may
+ * still create them, with O_EXCL since cp made that directory, which the
+ * committed image's names would refuse: the directory then stays until
+ * `sync TAGDIR`, rmdir, or SETTLE_S idle seconds (sweeper); its files are
+ * not readable meanwhile (EBUSY). An existing tag rewritten in place moves
+ * at once. */
 static void on_commit(void *arg, pending_version *v, int rc)
 {
 	struct fs_node *hits[16];
@@ -426,29 +462,37 @@ static void on_commit(void *arg, pending_version *v, int rc)
 
 	if (rc != 0)
 		return;
+	if (!pending_committed_via_repo(v))
+		settle(v); /* every name of the image was written: nothing can collide */
 	pthread_mutex_lock(&wmu);
 	for (t = tagdirs; t && nh < 16; t = t->next)
-		if (t->v == v) {
+		if (t->v == v && !t->node->pending && t->node->kind == FS_N_IMAGE) {
 			fs_node_ref(t->node);
 			hits[nh++] = t->node;
 		}
 	pthread_mutex_unlock(&wmu);
 	for (int i = 0; i < nh; i++) {
-		struct fs_node *n = hits[i], *dir = n->parent;
-		if (n->pending) {
-			fs_node_remove_pending(n);
-			/* Pending namespace dirs that hold nothing pending any more. */
-			while (dir && dir->kind == FS_N_PENDING_DIR && dir->pending &&
-			       count_pending(dir) == 0) {
-				struct fs_node *up = dir->parent;
-				fs_node_remove_pending(dir);
-				fs_notify_changed(up, dir->name);
-				dir = up;
-			}
-		}
-		fs_notify_changed(n->parent, n->name);
-		fs_node_put(n);
+		fs_notify_changed(hits[i]->parent, hits[i]->name);
+		fs_node_put(hits[i]);
 	}
+}
+
+/* Sweeper: committed pending tag dirs idle for SETTLE_S give way. */
+#define SETTLE_S 2
+static void settle_idle(time_t now)
+{
+	pending_version *vs[32];
+	int nv = 0;
+	struct wtagdir *t;
+
+	pthread_mutex_lock(&wmu);
+	for (t = tagdirs; t && nv < 32; t = t->next)
+		if (t->node->pending && pending_version_state(t->v) == PV_COMMITTED &&
+		    pending_idle_s(t->v, now) >= SETTLE_S)
+			vs[nv++] = t->v;
+	pthread_mutex_unlock(&wmu);
+	for (int i = 0; i < nv; i++)
+		settle(vs[i]);
 }
 
 /* ---- MKDIR ---- */
@@ -753,6 +797,8 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	/* Evaluates only: never waits on writers of this directory. */
 	if (v)
 		rc = pending_status(v);
+	if (v && rc == 0 && wn(n) && pending_version_state(v) == PV_COMMITTED)
+		settle(v); /* the writer is done: show what ECR lists */
 	fuse_reply_err(req, -rc);
 	fs_node_put(n);
 }
@@ -1034,6 +1080,29 @@ static int rmdir_repo(struct fs_node *n)
 	return rc;
 }
 
+/* rmdir of a tag directory this mount created and committed: untag. */
+static int rmdir_committed(struct fs_node *n, pending_version *v)
+{
+	struct fs_ctx *c = fs_ctx_get();
+	char repo[300];
+	const char *tag;
+	struct wnode *w = n->push;
+	struct ecr_image_id id = { NULL, NULL };
+	int rc;
+
+	pthread_mutex_lock(&wmu);
+	rc = split_tag_path(w->path, repo, sizeof(repo), &tag);
+	pthread_mutex_unlock(&wmu);
+	if (rc < 0)
+		return rc;
+	struct ecr_where where = { n->registry, n->region, repo };
+	id.tag = tag;
+	rc = ecr_batch_delete_image(fs_ecr_for(c, n->registry), &where, &id, 1, NULL);
+	if (rc == 0)
+		settle(v);
+	return rc;
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_node *dir = fs_node_get(parent), *n = NULL;
@@ -1052,13 +1121,20 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	case FS_N_PENDING_DIR: {
 		struct wnode *w = n->push;
 		pending_version *v;
-		if (count_pending(n) > 0) {
+		pthread_mutex_lock(&wmu);
+		v = w->kind == W_TAG ? w->v : NULL;
+		pthread_mutex_unlock(&wmu);
+		if (count_pending(n) > 0 && !(v && pending_version_state(v) == PV_COMMITTED)) {
 			rc = -ENOTEMPTY;
 			break;
 		}
 		pthread_mutex_lock(&wmu);
 		v = w->kind == W_TAG ? w->v : NULL;
 		pthread_mutex_unlock(&wmu);
+		if (v && pending_version_state(v) == PV_COMMITTED) {
+			rc = rmdir_committed(n, v); /* a tag pushed here, not settled yet */
+			break;
+		}
 		if (v)
 			pending_drop(v); /* rm -r of an unfinished push */
 		fs_node_remove_pending(n);
@@ -1169,12 +1245,13 @@ static void *sweep_main(void *arg)
 	pthread_mutex_lock(&sweep_mu);
 	while (!sweeper_stop) {
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 10;
+		ts.tv_sec += 1;
 		pthread_cond_timedwait(&sweep_cv, &sweep_mu, &ts);
 		if (sweeper_stop)
 			break;
 		pthread_mutex_unlock(&sweep_mu);
 		pending_sweep(P, time(NULL));
+		settle_idle(time(NULL));
 		pthread_mutex_lock(&sweep_mu);
 	}
 	pthread_mutex_unlock(&sweep_mu);

@@ -68,6 +68,7 @@ struct pending_version {
 	int open_files;
 	time_t last_activity;
 	char committed[72];
+	int via_repo;  /* the last evaluation counted blobs the writer has not written */
 	char *missing; /* what the last evaluation lacked, for summaries */
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
@@ -526,14 +527,18 @@ static int check_blobs_locked(pending_version *v, struct push_desc_list *l, stru
 		}
 		if (!avail_has(v, l->v[i].digest))
 			ask[nask++] = l->v[i].digest;
+		else
+			v->via_repo = 1;
 	}
 	if (nask) {
 		rc = v->remote->ops->check_layers(v->remote->ctx, ask, nask, av);
 		if (rc < 0)
 			goto out;
 		for (size_t i = 0; i < nask; i++) {
-			if (av[i] == 1)
+			if (av[i] == 1) {
 				avail_add(v, ask[i]);
+				v->via_repo = 1;
+			}
 			else
 				sb_add(miss, ask[i]);
 		}
@@ -575,6 +580,7 @@ static int evaluate_locked(pending_version *v, int *committed)
 	*committed = 0;
 	if (v->state != PV_PENDING)
 		return v->state == PV_FAILED ? v->rc : 0;
+	v->via_repo = 0;
 	layout = find_locked(v, "oci-layout", NULL);
 	index = find_locked(v, "index.json", NULL);
 	if (!file_final(layout))
@@ -659,6 +665,7 @@ static int evaluate_locked(pending_version *v, int *committed)
 				}
 				if (!has)
 					sb_add(&miss, reach.v[i].digest);
+				v->via_repo = 1;
 				continue;
 			}
 			if (c->state != F_FINAL || c->kind != PUSH_MANIFEST) {
@@ -1070,6 +1077,24 @@ int pending_status(pending_version *v)
 	pthread_mutex_unlock(&v->mu);
 	notify(v, did, rc);
 	return rc;
+}
+
+int pending_committed_via_repo(pending_version *v)
+{
+	int r;
+	pthread_mutex_lock(&v->mu);
+	r = v->state == PV_COMMITTED && v->via_repo;
+	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
+int pending_idle_s(pending_version *v, time_t now)
+{
+	int s;
+	pthread_mutex_lock(&v->mu);
+	s = v->open_files > 0 ? -1 : (int)(now - v->last_activity);
+	pthread_mutex_unlock(&v->mu);
+	return s;
 }
 
 void pending_drop(pending_version *v)

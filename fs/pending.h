@@ -124,6 +124,13 @@ uint64_t pending_file_size(pending_file *f);
  * incomplete. Evaluates, so it commits a version that became complete. */
 int pending_status(pending_version *v);
 
+/* 1 when the version committed counting blobs the repository had but the
+ * writer had not written (it may still write them). */
+int pending_committed_via_repo(pending_version *v);
+
+/* Seconds since the version's last activity, -1 while a file is open. */
+int pending_idle_s(pending_version *v, time_t now);
+
 /* Drops the pending or failed version (rm -r of a pending tag directory). */
 void pending_drop(pending_version *v);
 

@@ -88,3 +88,33 @@ def test_corrupted_blob_fails_cp(emulator, mount, layout_dir):
     assert sync_dir(m.repo(repo, "v1")) != 0
     assert tag_digest(emulator, repo, "v1") is None
     assert count(emulator, "PutImage", repo) == 0
+
+
+def test_commit_before_the_writer_is_done(emulator, mount, layout_dir):
+    """The repository already has the layers, so the set is complete (and
+    committed) at the manifest's close; the writer still creates the layer
+    files afterwards with O_EXCL, as cp does in a directory it made."""
+    lay, info = single_image(str(layout_dir / "e"), "v1", {"/etc/e": os.urandom(5000)})
+    m = mount()
+    repo = "push/early"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "base"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    d = m.repo(repo, "v1")
+    os.makedirs(os.path.join(d, "blobs", "sha256"))
+    order = ["oci-layout", "index.json", "blobs/sha256/" + info["manifest"].split(":")[1]]
+    order += ["blobs/sha256/" + x.split(":")[1] for x in [info["config"]] + info["layers"]]
+    for i, rel in enumerate(order):
+        with open(os.path.join(lay, rel), "rb") as f:
+            data = f.read()
+        fd = os.open(os.path.join(d, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+        if i == 2:  # complete at the manifest's close
+            assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    assert sync_dir(d) == 0
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
+    # after sync the tag directory shows the committed image
+    assert sorted(os.listdir(d)) == ["blobs", "index.json", "oci-layout"]
+    with open(os.path.join(d, "index.json")) as f:
+        assert info["manifest"] in f.read()
