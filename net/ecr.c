@@ -380,3 +380,59 @@ out:
 	free(next);
 	return rc;
 }
+
+int ecr_call_parse(ecr *e, struct ecr_call *c, ecr_reply_fn parse, void *arg, struct ecr_error *err)
+{
+	json_t *j = NULL;
+	int rc = ecr_call(e, c, parse ? &j : NULL, err);
+
+	if (rc == 0 && parse)
+		rc = parse(j, arg);
+	json_decref(j);
+	json_decref(c->req);
+	c->req = NULL;
+	return rc;
+}
+
+struct unpaged {
+	ecr_page_fn page;
+	void *out;
+};
+
+static int unpaged_reply(const json_t *resp, void *arg)
+{
+	const struct unpaged *u = arg;
+	char *next = NULL;
+	int rc = u->page(resp, u->out, &next);
+
+	free(next);
+	return rc;
+}
+
+int ecr_call_unpaged(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out, struct ecr_error *err)
+{
+	struct unpaged u = {.page = page, .out = out};
+
+	return ecr_call_parse(e, c, unpaged_reply, &u, err);
+}
+
+int ecr_call_string(ecr *e, struct ecr_call *c, const char *key, char **out, json_t **resp,
+		    struct ecr_error *err)
+{
+	json_t *j = NULL;
+	int rc;
+
+	*out = NULL;
+	if (resp)
+		*resp = NULL;
+	rc = ecr_call(e, c, &j, err);
+	if (rc == 0 && !(*out = ecr_json_strdup(j, key)))
+		rc = -EPROTO;
+	json_decref(c->req);
+	c->req = NULL;
+	if (rc == 0 && resp)
+		*resp = j;
+	else
+		json_decref(j);
+	return rc;
+}

@@ -78,6 +78,23 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp, struct ecr_error *err);
 typedef int (*ecr_page_fn)(const json_t *resp, void *out, char **next);
 int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out, struct ecr_error *err);
 
+/* The call -> parse -> release wrapper of one call. Each runs ecr_call on
+ * c->req (built by the caller) and releases both the reply and c->req
+ * (c->req is NULL on return). Returns ecr_call's result, else the parser's. */
+/* parse (may be NULL) reads a successful reply into arg. */
+typedef int (*ecr_reply_fn)(const json_t *resp, void *arg);
+int ecr_call_parse(ecr *e, struct ecr_call *c, ecr_reply_fn parse, void *arg,
+		   struct ecr_error *err);
+/* One call of a batch (by ids or names: not paginated): page() parses the
+ * reply into out; a nextToken is dropped. */
+int ecr_call_unpaged(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out,
+		     struct ecr_error *err);
+/* The reply's string field key is the answer: *out, malloc'd (-EPROTO when
+ * the reply lacks it). resp non-NULL: on success the reply is kept there for
+ * other fields (the caller releases it), else NULL. */
+int ecr_call_string(ecr *e, struct ecr_call *c, const char *key, char **out, json_t **resp,
+		    struct ecr_error *err);
+
 /* Base URL for region ("https://api.ecr.REGION.amazonaws.com" or override). */
 int ecr_endpoint_url(const ecr *e, const char *region, char *buf, size_t size);
 

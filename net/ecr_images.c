@@ -44,27 +44,17 @@ static int describe_ids(ecr *e, const struct ecr_where *w, const struct ecr_imag
 	static const char *const expected[] = {"ImageNotFoundException", NULL};
 	char subj[200];
 	struct ecr_call c = {.op = "DescribeImages", .region = w->region, .w = w};
-	json_t *j = NULL;
-	char *next = NULL;
-	int rc;
 
 	id_subject(&ids[0], subj, sizeof(subj));
 	c.subject = subj;
 	c.expected = quiet ? expected : NULL;
 	c.req = json_object();
 	if (!c.req || ecr_json_where(c.req, w)) {
-		rc = -ENOMEM;
-		goto out;
+		json_decref(c.req);
+		return -ENOMEM;
 	}
 	json_object_set_new(c.req, "imageIds", ecr_json_image_ids(ids, n));
-	rc = ecr_call(e, &c, &j, err);
-	if (rc == 0)
-		rc = ecr_parse_images_page(j, out, &next);
-out:
-	free(next);
-	json_decref(j);
-	json_decref(c.req);
-	return rc;
+	return ecr_call_unpaged(e, &c, images_page, out, err);
 }
 
 int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
@@ -143,6 +133,8 @@ out:
 	return rc;
 }
 
+static int batch_get_reply(const json_t *resp, void *out) { return ecr_parse_batch_get(resp, out); }
+
 /* One BatchGetImage of n <= 100 ids. A reply too big for net/http (large
  * manifests) is asked again in halves. */
 static int batch_get_some(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
@@ -151,30 +143,23 @@ static int batch_get_some(ecr *e, const struct ecr_where *w, const struct ecr_im
 {
 	struct ecr_call c = {.op = "BatchGetImage", .region = w->region, .w = w};
 	char subj[200];
-	json_t *j = NULL;
 	int rc;
 
 	id_subject(&ids[0], subj, sizeof(subj));
 	c.subject = subj;
 	c.req = json_object();
 	if (!c.req || ecr_json_where(c.req, w)) {
-		rc = -ENOMEM;
-		goto out;
+		json_decref(c.req);
+		return -ENOMEM;
 	}
 	json_object_set_new(c.req, "imageIds", ecr_json_image_ids(ids, n));
 	json_object_set(c.req, "acceptedMediaTypes", types);
-	rc = ecr_call(e, &c, &j, err);
+	rc = ecr_call_parse(e, &c, batch_get_reply, out, err);
 	if (rc == -EFBIG && n > 1) {
 		rc = batch_get_some(e, w, ids, n / 2, types, out, err);
 		if (rc == 0)
 			rc = batch_get_some(e, w, ids + n / 2, n - n / 2, types, out, err);
-		goto out;
 	}
-	if (rc == 0)
-		rc = ecr_parse_batch_get(j, out);
-out:
-	json_decref(j);
-	json_decref(c.req);
 	return rc;
 }
 
@@ -242,18 +227,60 @@ static int delete_failure_errno(const char *code)
 	return -EIO;
 }
 
+struct delete_reply {
+	const struct ecr_call *c;
+	struct ecr_error *err;
+};
+
+/* Logs each failure a BatchDeleteImage reply lists; returns the first one's
+ * errno (0 when none). */
+static int delete_reply(const json_t *resp, void *arg)
+{
+	const struct delete_reply *d = arg;
+	const struct ecr_where *w = d->c->w;
+	const json_t *fails = json_object_get(resp, "failures"), *f;
+	size_t k;
+	int rc = 0;
+
+	json_array_foreach(fails, k, f)
+	{
+		const char *code = ecr_json_str(f, "failureCode");
+		const char *reason = ecr_json_str(f, "failureReason");
+		const json_t *id = json_object_get(f, "imageId");
+		const char *what = ecr_json_str(id, "imageTag");
+		int frc = delete_failure_errno(code);
+
+		if (!what)
+			what = ecr_json_str(id, "imageDigest");
+		/* Not found after a retry: the first attempt deleted it. */
+		if (frc == -ENOENT && d->c->retries > 0)
+			continue;
+		log_err("ecr BatchDeleteImage: %s of repository '%s' (region %s) not "
+			"deleted: %s: %s%s",
+			what ? what : "?", w->repository ? w->repository : "",
+			w->region ? w->region : "?", code ? code : "?", reason ? reason : "",
+			frc == -EBUSY ? "; delete the image index that references it first" : "");
+		if (d->err) {
+			snprintf(d->err->code, sizeof(d->err->code), "%s", code ? code : "");
+			snprintf(d->err->message, sizeof(d->err->message), "%s",
+				 reason ? reason : "");
+		}
+		if (!rc)
+			rc = frc;
+	}
+	return rc;
+}
+
 int ecr_batch_delete_image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
 			   size_t nids, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "BatchDeleteImage", .region = w->region, .w = w};
+	struct delete_reply d = {.c = &c, .err = err};
 	char subj[200];
-	json_t *j = NULL;
 	int rc = 0;
 
 	for (size_t i = 0; i < nids; i += ECR_BATCH_MAX) {
 		size_t n = nids - i < ECR_BATCH_MAX ? nids - i : ECR_BATCH_MAX;
-		const json_t *fails, *f;
-		size_t k;
 
 		id_subject(&ids[i], subj, sizeof(subj));
 		c.subject = subj;
@@ -263,47 +290,11 @@ int ecr_batch_delete_image(ecr *e, const struct ecr_where *w, const struct ecr_i
 			goto out;
 		}
 		json_object_set_new(c.req, "imageIds", ecr_json_image_ids(ids + i, n));
-		rc = ecr_call(e, &c, &j, err);
-		if (rc)
-			goto out;
-		fails = json_object_get(j, "failures");
-		json_array_foreach(fails, k, f)
-		{
-			const char *code = ecr_json_str(f, "failureCode");
-			const char *reason = ecr_json_str(f, "failureReason");
-			const json_t *id = json_object_get(f, "imageId");
-			const char *what = ecr_json_str(id, "imageTag");
-			int frc = delete_failure_errno(code);
-
-			if (!what)
-				what = ecr_json_str(id, "imageDigest");
-			/* Not found after a retry: the first attempt deleted it. */
-			if (frc == -ENOENT && c.retries > 0)
-				continue;
-			log_err("ecr BatchDeleteImage: %s of repository '%s' (region %s) not "
-				"deleted: %s: %s%s",
-				what ? what : "?", w->repository ? w->repository : "",
-				w->region ? w->region : "?", code ? code : "?",
-				reason ? reason : "",
-				frc == -EBUSY ? "; delete the image index that references it first"
-					      : "");
-			if (err) {
-				snprintf(err->code, sizeof(err->code), "%s", code ? code : "");
-				snprintf(err->message, sizeof(err->message), "%s",
-					 reason ? reason : "");
-			}
-			if (!rc)
-				rc = frc;
-		}
-		json_decref(j);
-		j = NULL;
-		json_decref(c.req);
-		c.req = NULL;
+		rc = ecr_call_parse(e, &c, delete_reply, &d, err);
 		if (rc)
 			goto out;
 	}
 out:
-	json_decref(j);
 	json_decref(c.req);
 	return rc;
 }

@@ -102,17 +102,26 @@ static int grow(void **v, size_t n, size_t add, size_t sz)
 	return 0;
 }
 
+/* The array key of a reply, with room made for its elements at the end of
+ * the vector *v (n elements of size sz so far). */
+static int reply_array(const json_t *resp, const char *key, void **v, size_t n, size_t sz,
+		       const json_t **arr)
+{
+	*arr = json_object_get(resp, key);
+	if (!json_is_array(*arr))
+		return -EPROTO;
+	return grow(v, n, json_array_size(*arr), sz);
+}
+
 int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **next)
 {
-	const json_t *arr = json_object_get(resp, "repositories");
+	const json_t *arr;
 	size_t i;
 	json_t *r;
 	int rc;
 
 	*next = NULL;
-	if (!json_is_array(arr))
-		return -EPROTO;
-	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	rc = reply_array(resp, "repositories", (void **)&out->v, out->n, sizeof(*out->v), &arr);
 	if (rc)
 		return rc;
 	json_array_foreach(arr, i, r)
@@ -138,15 +147,13 @@ int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **n
 
 int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char **next)
 {
-	const json_t *arr = json_object_get(resp, "imageDetails");
+	const json_t *arr;
 	size_t i, j;
 	json_t *d, *t;
 	int rc;
 
 	*next = NULL;
-	if (!json_is_array(arr))
-		return -EPROTO;
-	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	rc = reply_array(resp, "imageDetails", (void **)&out->v, out->n, sizeof(*out->v), &arr);
 	if (rc)
 		return rc;
 	json_array_foreach(arr, i, d)
@@ -184,15 +191,13 @@ int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char *
 
 int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next)
 {
-	const json_t *arr = json_object_get(resp, "imageIds");
+	const json_t *arr;
 	size_t i;
 	json_t *d;
 	int rc;
 
 	*next = NULL;
-	if (!json_is_array(arr))
-		return -EPROTO;
-	rc = grow((void **)&out->v, out->n, json_array_size(arr), sizeof(*out->v));
+	rc = reply_array(resp, "imageIds", (void **)&out->v, out->n, sizeof(*out->v), &arr);
 	if (rc)
 		return rc;
 	json_array_foreach(arr, i, d)
@@ -210,15 +215,13 @@ int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out
 
 int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 {
-	const json_t *imgs = json_object_get(resp, "images");
+	const json_t *imgs;
 	const json_t *fails = json_object_get(resp, "failures");
 	size_t i;
 	json_t *d;
 	int rc;
 
-	if (!json_is_array(imgs))
-		return -EPROTO;
-	rc = grow((void **)&out->v, out->n, json_array_size(imgs), sizeof(*out->v));
+	rc = reply_array(resp, "images", (void **)&out->v, out->n, sizeof(*out->v), &imgs);
 	if (rc)
 		return rc;
 	json_array_foreach(imgs, i, d)
@@ -266,70 +269,87 @@ int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 
 /* ---- list destructors ---- */
 
+/* Frees each of the n elements of size sz at v with free_elem, then v. */
+static void free_vec(void *v, size_t n, size_t sz, void (*free_elem)(void *))
+{
+	for (size_t i = 0; i < n; i++)
+		free_elem((char *)v + i * sz);
+	free(v);
+}
+
+static void repo_free(void *p)
+{
+	struct ecr_repo *x = p;
+
+	free(x->name);
+	free(x->arn);
+	free(x->uri);
+	free(x->registry_id);
+}
+
+static void image_free(void *p)
+{
+	struct ecr_image *x = p;
+
+	for (size_t k = 0; k < x->ntags; k++)
+		free(x->tags[k]);
+	free(x->tags);
+	free(x->digest);
+	free(x->media_type);
+	free(x->artifact_media_type);
+	free(x->scan_status);
+}
+
+static void image_ref_free(void *p)
+{
+	struct ecr_image_ref *x = p;
+
+	free(x->digest);
+	free(x->tag);
+}
+
+static void manifest_free(void *p)
+{
+	struct ecr_manifest *x = p;
+
+	free(x->digest);
+	free(x->tag);
+	free(x->media_type);
+	free(x->bytes);
+}
+
+static void str_free(void *p) { free(*(char **)p); }
+
 void ecr_repo_list_free(struct ecr_repo_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].name);
-		free(l->v[i].arn);
-		free(l->v[i].uri);
-		free(l->v[i].registry_id);
-	}
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
+	free_vec(l->v, l->n, sizeof(*l->v), repo_free);
+	memset(l, 0, sizeof(*l));
 }
 
 void ecr_image_list_free(struct ecr_image_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		struct ecr_image *x = &l->v[i];
-		for (size_t k = 0; k < x->ntags; k++)
-			free(x->tags[k]);
-		free(x->tags);
-		free(x->digest);
-		free(x->media_type);
-		free(x->artifact_media_type);
-		free(x->scan_status);
-	}
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
+	free_vec(l->v, l->n, sizeof(*l->v), image_free);
+	memset(l, 0, sizeof(*l));
 }
 
 void ecr_image_ref_list_free(struct ecr_image_ref_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].digest);
-		free(l->v[i].tag);
-	}
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
+	free_vec(l->v, l->n, sizeof(*l->v), image_ref_free);
+	memset(l, 0, sizeof(*l));
 }
 
 void ecr_manifest_list_free(struct ecr_manifest_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].digest);
-		free(l->v[i].tag);
-		free(l->v[i].media_type);
-		free(l->v[i].bytes);
-	}
-	for (size_t i = 0; i < l->nfailed; i++) {
-		free(l->failed[i].digest);
-		free(l->failed[i].tag);
-		free(l->failure_codes[i]);
-	}
-	free(l->v);
-	free(l->failed);
-	free(l->failure_codes);
+	free_vec(l->v, l->n, sizeof(*l->v), manifest_free);
+	free_vec(l->failed, l->nfailed, sizeof(*l->failed), image_ref_free);
+	free_vec(l->failure_codes, l->nfailed, sizeof(*l->failure_codes), str_free);
 	memset(l, 0, sizeof(*l));
 }

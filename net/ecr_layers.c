@@ -67,29 +67,18 @@ int ecr_get_download_url(ecr *e, const struct ecr_where *w, const char *digest, 
 {
 	struct ecr_call c = {
 	    .op = "GetDownloadUrlForLayer", .region = w->region, .w = w, .subject = digest};
-	json_t *j = NULL;
 	int rc;
 
 	*url_out = NULL;
 	c.req = json_object();
 	if (!c.req || ecr_json_where(c.req, w)) {
-		rc = -ENOMEM;
-		goto out;
+		json_decref(c.req);
+		return -ENOMEM;
 	}
 	json_object_set_new(c.req, "layerDigest", json_string(digest));
-	rc = ecr_call(e, &c, &j, err);
-	if (rc)
-		goto out;
-	*url_out = ecr_json_strdup(j, "downloadUrl");
-	if (!*url_out) {
-		rc = -EPROTO;
-		goto out;
-	}
-	if (expires_out)
+	rc = ecr_call_string(e, &c, "downloadUrl", url_out, NULL, err);
+	if (rc == 0 && expires_out)
 		*expires_out = ecr_url_expiry(*url_out, time(NULL));
-out:
-	json_decref(j);
-	json_decref(c.req);
 	return rc;
 }
 

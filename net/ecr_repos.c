@@ -9,23 +9,12 @@
 int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "DescribeRegistry", .region = region};
-	json_t *j = NULL;
-	int rc;
 
 	*registry_id_out = NULL;
 	c.req = json_object();
 	if (!c.req)
 		return -ENOMEM;
-	rc = ecr_call(e, &c, &j, err);
-	if (rc)
-		goto out;
-	*registry_id_out = ecr_json_strdup(j, "registryId");
-	if (!*registry_id_out)
-		rc = -EPROTO;
-out:
-	json_decref(j);
-	json_decref(c.req);
-	return rc;
+	return ecr_call_string(e, &c, "registryId", registry_id_out, NULL, err);
 }
 
 static int repos_page(const json_t *resp, void *out, char **next)
@@ -39,8 +28,6 @@ int ecr_describe_repositories(ecr *e, const struct ecr_where *w, const char *con
 	struct ecr_where rw = {.registry_id = w ? w->registry_id : NULL,
 			       .region = w ? w->region : NULL};
 	struct ecr_call c = {.op = "DescribeRepositories", .region = rw.region, .w = &rw};
-	json_t *j = NULL;
-	char *next = NULL;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -69,15 +56,7 @@ int ecr_describe_repositories(ecr *e, const struct ecr_where *w, const char *con
 			json_array_append_new(arr, json_string(names[k]));
 		json_object_set_new(c.req, "repositoryNames", arr);
 		rw.repository = names[i]; /* named in the not-found log line */
-		rc = ecr_call(e, &c, &j, err);
-		if (rc == 0)
-			rc = ecr_parse_repos_page(j, out, &next);
-		free(next);
-		next = NULL;
-		json_decref(j);
-		j = NULL;
-		json_decref(c.req);
-		c.req = NULL;
+		rc = ecr_call_unpaged(e, &c, repos_page, out, err);
 		if (rc)
 			goto out;
 	}

@@ -179,19 +179,44 @@ out:
 
 /* ---- the calls ---- */
 
+struct check_reply {
+	const char *const *digests; /* the batch's */
+	size_t n;
+	int *available;
+};
+
+/* Marks the digests a BatchCheckLayerAvailability reply says AVAILABLE. */
+static int check_reply(const json_t *resp, void *arg)
+{
+	const struct check_reply *r = arg;
+	const json_t *l;
+	size_t k;
+
+	json_array_foreach(json_object_get(resp, "layers"), k, l)
+	{
+		const char *d = ecr_json_str(l, "layerDigest");
+		const char *av = ecr_json_str(l, "layerAvailability");
+		if (!d || !av || strcmp(av, "AVAILABLE") != 0)
+			continue;
+		for (size_t q = 0; q < r->n; q++)
+			if (strcmp(r->digests[q], d) == 0)
+				r->available[q] = 1;
+	}
+	return 0;
+}
+
 int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const *digests, size_t n,
 			   int *available, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "BatchCheckLayerAvailability", .region = w->region, .w = w};
-	json_t *j = NULL;
 	int rc = 0;
 
 	for (size_t i = 0; i < n; i++)
 		available[i] = 0;
 	for (size_t i = 0; i < n; i += ECR_BATCH_MAX) {
 		size_t m = n - i < ECR_BATCH_MAX ? n - i : ECR_BATCH_MAX;
-		json_t *arr = json_array(), *l;
-		size_t k;
+		struct check_reply r = {.digests = digests + i, .n = m, .available = available + i};
+		json_t *arr = json_array();
 
 		c.req = json_object();
 		if (!arr || !c.req || ecr_json_where(c.req, w)) {
@@ -199,30 +224,15 @@ int ecr_batch_check_layers(ecr *e, const struct ecr_where *w, const char *const 
 			rc = -ENOMEM;
 			goto out;
 		}
-		for (k = 0; k < m; k++)
+		for (size_t k = 0; k < m; k++)
 			json_array_append_new(arr, json_string(digests[i + k]));
 		json_object_set_new(c.req, "layerDigests", arr);
 		c.subject = digests[i];
-		rc = ecr_call(e, &c, &j, err);
+		rc = ecr_call_parse(e, &c, check_reply, &r, err);
 		if (rc)
 			goto out;
-		json_array_foreach(json_object_get(j, "layers"), k, l)
-		{
-			const char *d = ecr_json_str(l, "layerDigest");
-			const char *av = ecr_json_str(l, "layerAvailability");
-			if (!d || !av || strcmp(av, "AVAILABLE") != 0)
-				continue;
-			for (size_t q = i; q < i + m; q++)
-				if (strcmp(digests[q], d) == 0)
-					available[q] = 1;
-		}
-		json_decref(j);
-		j = NULL;
-		json_decref(c.req);
-		c.req = NULL;
 	}
 out:
-	json_decref(j);
 	json_decref(c.req);
 	return rc;
 }
@@ -231,28 +241,19 @@ int ecr_initiate_layer_upload(ecr *e, const struct ecr_where *w, char **upload_i
 			      int64_t *part_size_out, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "InitiateLayerUpload", .region = w->region, .w = w};
-	json_t *j = NULL;
+	json_t *j;
 	int rc;
 
 	*upload_id_out = NULL;
 	c.req = json_object();
 	if (!c.req || ecr_json_where(c.req, w)) {
-		rc = -ENOMEM;
-		goto out;
+		json_decref(c.req);
+		return -ENOMEM;
 	}
-	rc = ecr_call(e, &c, &j, err);
-	if (rc)
-		goto out;
-	*upload_id_out = ecr_json_strdup(j, "uploadId");
-	if (!*upload_id_out) {
-		rc = -EPROTO;
-		goto out;
-	}
-	if (part_size_out)
+	rc = ecr_call_string(e, &c, "uploadId", upload_id_out, &j, err);
+	if (rc == 0 && part_size_out)
 		*part_size_out = ecr_json_int(j, "partSize", 0);
-out:
 	json_decref(j);
-	json_decref(c.req);
 	return rc;
 }
 
