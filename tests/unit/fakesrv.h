@@ -304,4 +304,14 @@ static inline void fakesrv_clear(struct fakesrv *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Test traffic goes to 127.0.0.1 directly, whatever proxy the host has. */
+static inline void fakesrv_no_proxy(void)
+{
+	static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
+					      "HTTPS_PROXY", "ALL_PROXY",   "all_proxy",
+					      NULL};
+	for (int i = 0; proxies[i]; i++)
+		unsetenv(proxies[i]);
+}
+
 #endif

@@ -20,30 +20,13 @@
 #include <openssl/evp.h>
 
 #include "cache/cache.h"
+#include "check.h"
 #include "net/log.h"
 
 #define CH CACHE_CHUNK_SIZE
 #define MIB (1024 * 1024)
 
-static int failures;
 static char root[64];
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-#define CHECK_EQ(got, want)                                                                        \
-	do {                                                                                       \
-		long long g_ = (long long)(got), w_ = (long long)(want);                           \
-		if (g_ != w_) {                                                                    \
-			fprintf(stderr, "FAIL %s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__,  \
-				#got, g_, w_);                                                     \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 /* Deterministic bytes that differ per seed and per offset. */
 static unsigned char *make_data(size_t len, unsigned seed)
@@ -98,7 +81,7 @@ static void test_dir_mode(void)
 	cache *c = NULL;
 
 	subdir(dir, sizeof(dir), "new/nested/cache");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	static const char *const subs[] = {"blobs/sha256", "partial", "meta", "tmp", "lock"};
 	for (size_t i = 0; i < 5; i++) {
@@ -111,7 +94,7 @@ static void test_dir_mode(void)
 	subdir(dir, sizeof(dir), "open755");
 	CHECK(mkdir(dir, 0755) == 0);
 	CHECK(chmod(dir, 0755) == 0);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	cache_close(c);
 }
@@ -131,19 +114,19 @@ static void test_invalid_digest(void)
 	cache *c = NULL;
 
 	subdir(dir, sizeof(dir), "invalid");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		CHECK_EQ(cache_blob_write_chunk(c, bad[i], 4, 0, "abcd", 4), -EINVAL);
-		CHECK_EQ(cache_blob_read(c, bad[i], 4, buf, 4, 0), -EINVAL);
-		CHECK_EQ(cache_blob_seal(c, bad[i], 4), -EINVAL);
-		CHECK_EQ(cache_blob_put(c, bad[i], "abcd", 4), -EINVAL);
-		CHECK_EQ(cache_blob_path(c, bad[i], path, sizeof(path)), -EINVAL);
-		CHECK_EQ(cache_blob_complete(c, bad[i]), 0);
+		CHECK_INT(cache_blob_write_chunk(c, bad[i], 4, 0, "abcd", 4), -EINVAL);
+		CHECK_INT(cache_blob_read(c, bad[i], 4, buf, 4, 0), -EINVAL);
+		CHECK_INT(cache_blob_seal(c, bad[i], 4), -EINVAL);
+		CHECK_INT(cache_blob_put(c, bad[i], "abcd", 4), -EINVAL);
+		CHECK_INT(cache_blob_path(c, bad[i], path, sizeof(path)), -EINVAL);
+		CHECK_INT(cache_blob_complete(c, bad[i]), 0);
 		cache_blob_pin(c, bad[i]);
 		cache_blob_unpin(c, bad[i]);
 		cache_blob_drop(c, bad[i]);
 	}
-	CHECK_EQ(cache_blob_read(c, NULL, 4, buf, 4, 0), -EINVAL);
+	CHECK_INT(cache_blob_read(c, NULL, 4, buf, 4, 0), -EINVAL);
 	/* Nothing was created from those names. */
 	snprintf(path, sizeof(path), "%s/partial", dir);
 	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0);
@@ -160,43 +143,43 @@ static void test_chunks_and_seal(void)
 
 	digest_of(data, size, d);
 	subdir(dir, sizeof(dir), "chunks");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
 	/* Offsets must be chunk aligned, lengths a full chunk or the tail. */
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 5, data, CH), -EINVAL);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH - 1), -EINVAL);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data, CH), -EINVAL);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 3 * CH, data, 1), -EINVAL);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 5, data, CH), -EINVAL);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH - 1), -EINVAL);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 2 * CH, data, CH), -EINVAL);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 3 * CH, data, 1), -EINVAL);
 
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, size - 2 * CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, size - 2 * CH), 0);
 	CHECK(exists("%s/partial/%s.data", dir, d) && exists("%s/partial/%s.map", dir, d));
-	CHECK_EQ(cache_blob_complete(c, d), 0);
+	CHECK_INT(cache_blob_complete(c, d), 0);
 	/* Present chunks read; any range touching the hole is -ENOENT. */
-	CHECK_EQ(cache_blob_read(c, d, size, buf, CH, 0), CH);
+	CHECK_INT(cache_blob_read(c, d, size, buf, CH, 0), CH);
 	CHECK(memcmp(buf, data, CH) == 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 100, CH - 50), -ENOENT);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, CH + 5), -ENOENT);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 100, CH - 50), -ENOENT);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, CH + 5), -ENOENT);
 	/* The tail, with a read running past the end: short at the end only. */
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 4096, size - 100), 100);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 4096, size - 100), 100);
 	CHECK(memcmp(buf, data + size - 100, 100) == 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, size), 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, size), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), -EAGAIN);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, size - CH);
+	CHECK_INT(st.bytes_total, size - CH);
 
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
 	/* Writing a present chunk again is harmless and not counted twice. */
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
 	memset(buf, 0, size);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
-	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
 	CHECK(!exists("%s/partial/%s.data", dir, d) && !exists("%s/partial/%s.map", dir, d));
-	CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
-	CHECK_EQ(cache_blob_path(c, d, path, 10), -ERANGE);
-	CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
+	CHECK_INT(cache_blob_path(c, d, path, sizeof(path)), 0);
+	CHECK_INT(cache_blob_path(c, d, path, 10), -ERANGE);
+	CHECK_INT(cache_blob_path(c, d, path, sizeof(path)), 0);
 	/* Independent check of the stored file: sha256sum agrees with the name. */
 	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
 	FILE *p = popen(cmd, "r");
@@ -204,20 +187,20 @@ static void test_chunks_and_seal(void)
 	if (p)
 		pclose(p);
 	memset(buf, 0, size);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), 0); /* idempotent */
+	CHECK_INT(cache_blob_seal(c, d, size), 0); /* idempotent */
 	/* A complete blob ignores further chunk writes. */
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, size);
+	CHECK_INT(st.bytes_total, size);
 	CHECK(st.hits >= 4 && st.misses >= 3);
 
 	cache_blob_drop(c, d);
-	CHECK_EQ(cache_blob_complete(c, d), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, d), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, 0);
+	CHECK_INT(st.bytes_total, 0);
 	cache_close(c);
 	free(data);
 	free(buf);
@@ -233,20 +216,20 @@ static void test_seal_mismatch(void)
 
 	digest_of(data, size, d);
 	subdir(dir, sizeof(dir), "mismatch");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
-	CHECK_EQ(write_all_chunks(c, d, other, size), 0); /* wrong bytes */
-	CHECK_EQ(cache_blob_seal(c, d, size), -EIO);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), -EAGAIN);
+	CHECK_INT(write_all_chunks(c, d, other, size), 0); /* wrong bytes */
+	CHECK_INT(cache_blob_seal(c, d, size), -EIO);
 	CHECK(!exists("%s/partial/%s.data", dir, d) && !exists("%s/partial/%s.map", dir, d));
 	CHECK(!exists("%s/blobs/sha256/%s", dir, d));
-	CHECK_EQ(cache_blob_complete(c, d), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 4, 0), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, d), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 4, 0), -ENOENT);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, 0);
+	CHECK_INT(st.bytes_total, 0);
 	/* The right bytes afterwards seal fine. */
-	CHECK_EQ(write_all_chunks(c, d, data, size), 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
-	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK_INT(write_all_chunks(c, d, data, size), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
 	cache_close(c);
 	free(data);
 	free(other);
@@ -261,37 +244,37 @@ static void test_put_and_empty(void)
 	digest_of(data, 3000, d);
 	digest_of("", 0, e);
 	subdir(dir, sizeof(dir), "put");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_put(c, d, data, 2999), -EIO); /* does not hash to d */
-	CHECK_EQ(cache_blob_complete(c, d), 0);
-	CHECK_EQ(cache_blob_put(c, d, data, 3000), 0);
-	CHECK_EQ(cache_blob_complete(c, d), 1);
-	CHECK_EQ(cache_blob_read(c, d, 3000, buf, sizeof(buf), 0), 3000);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_put(c, d, data, 2999), -EIO); /* does not hash to d */
+	CHECK_INT(cache_blob_complete(c, d), 0);
+	CHECK_INT(cache_blob_put(c, d, data, 3000), 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
+	CHECK_INT(cache_blob_read(c, d, 3000, buf, sizeof(buf), 0), 3000);
 	CHECK(memcmp(buf, data, 3000) == 0);
-	CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 2995), 5);
-	CHECK_EQ(cache_blob_put(c, d, data, 3000), 0); /* again: fine */
+	CHECK_INT(cache_blob_read(c, d, 3000, buf, 10, 2995), 5);
+	CHECK_INT(cache_blob_put(c, d, data, 3000), 0); /* again: fine */
 	/* A complete blob cut short (a crash before its data reached the
 	 * disk) is never served: dropped on the read that finds it. */
 	{
 		char path[512];
-		CHECK_EQ(cache_blob_path(c, d, path, sizeof(path)), 0);
+		CHECK_INT(cache_blob_path(c, d, path, sizeof(path)), 0);
 		CHECK(truncate(path, 2999) == 0);
 		cache_close(c); /* the crash and the remount */
-		CHECK_EQ(cache_open(dir, 0, &c), 0);
-		CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 0), -ENOENT);
-		CHECK_EQ(cache_blob_complete(c, d), 0);
-		CHECK_EQ(cache_blob_put(c, d, data, 3000), 0);
-		CHECK_EQ(cache_blob_read(c, d, 3000, buf, 10, 2990), 10);
+		CHECK_INT(cache_open(dir, 0, &c), 0);
+		CHECK_INT(cache_blob_read(c, d, 3000, buf, 10, 0), -ENOENT);
+		CHECK_INT(cache_blob_complete(c, d), 0);
+		CHECK_INT(cache_blob_put(c, d, data, 3000), 0);
+		CHECK_INT(cache_blob_read(c, d, 3000, buf, 10, 2990), 10);
 		CHECK(memcmp(buf, data + 2990, 10) == 0);
 	}
 	/* The empty blob (size 0) works both ways. */
-	CHECK_EQ(cache_blob_put(c, e, "", 0), 0);
-	CHECK_EQ(cache_blob_read(c, e, 0, buf, 10, 0), 0);
-	CHECK_EQ(cache_blob_complete(c, e), 1);
+	CHECK_INT(cache_blob_put(c, e, "", 0), 0);
+	CHECK_INT(cache_blob_read(c, e, 0, buf, 10, 0), 0);
+	CHECK_INT(cache_blob_complete(c, e), 1);
 	cache_blob_drop(c, e);
-	CHECK_EQ(cache_blob_write_chunk(c, e, 0, 0, "", 0), 0);
-	CHECK_EQ(cache_blob_seal(c, e, 0), 0);
-	CHECK_EQ(cache_blob_complete(c, e), 1);
+	CHECK_INT(cache_blob_write_chunk(c, e, 0, 0, "", 0), 0);
+	CHECK_INT(cache_blob_seal(c, e, 0), 0);
+	CHECK_INT(cache_blob_complete(c, e), 1);
 	cache_close(c);
 	free(data);
 }
@@ -301,33 +284,33 @@ static void test_meta(cache *c)
 	char *v = NULL;
 	size_t n = 0;
 
-	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), -ENOENT);
-	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v1", "sha256:aa", 9), 0);
-	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v2", "sha256:bb", 9), 0);
-	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK_INT(cache_meta_get(c, "tags", "r/a:v1", &v, &n), -ENOENT);
+	CHECK_INT(cache_meta_put(c, "tags", "r/a:v1", "sha256:aa", 9), 0);
+	CHECK_INT(cache_meta_put(c, "tags", "r/a:v2", "sha256:bb", 9), 0);
+	CHECK_INT(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
 	CHECK(v && n == 9 && strcmp(v, "sha256:aa") == 0);
 	free(v);
-	CHECK_EQ(cache_meta_put(c, "tags", "r/a:v1", "sha256:cc", 9), 0); /* replace */
-	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK_INT(cache_meta_put(c, "tags", "r/a:v1", "sha256:cc", 9), 0); /* replace */
+	CHECK_INT(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
 	CHECK(v && n == 9 && strcmp(v, "sha256:cc") == 0);
 	free(v);
 	/* Binary data with NULs, and an empty record. */
-	CHECK_EQ(cache_meta_put(c, "manifests", "sha256:x", "a\0b\nc", 5), 0);
-	CHECK_EQ(cache_meta_get(c, "manifests", "sha256:x", &v, &n), 0);
+	CHECK_INT(cache_meta_put(c, "manifests", "sha256:x", "a\0b\nc", 5), 0);
+	CHECK_INT(cache_meta_get(c, "manifests", "sha256:x", &v, &n), 0);
 	CHECK(v && n == 5 && memcmp(v, "a\0b\nc", 6) == 0);
 	free(v);
-	CHECK_EQ(cache_meta_put(c, "manifests", "empty", "", 0), 0);
-	CHECK_EQ(cache_meta_get(c, "manifests", "empty", &v, &n), 0);
+	CHECK_INT(cache_meta_put(c, "manifests", "empty", "", 0), 0);
+	CHECK_INT(cache_meta_get(c, "manifests", "empty", &v, &n), 0);
 	CHECK(v && n == 0 && v[0] == '\0');
 	free(v);
 	/* Namespaces become directory names: only [a-z0-9_-]. */
-	CHECK_EQ(cache_meta_put(c, "../x", "k", "v", 1), -EINVAL);
-	CHECK_EQ(cache_meta_put(c, "a/b", "k", "v", 1), -EINVAL);
-	CHECK_EQ(cache_meta_put(c, "", "k", "v", 1), -EINVAL);
-	CHECK_EQ(cache_meta_get(c, "Tags", "k", &v, &n), -EINVAL);
-	CHECK_EQ(cache_meta_del(c, "tags", "r/a:v2"), 0);
-	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v2", &v, &n), -ENOENT);
-	CHECK_EQ(cache_meta_del(c, "tags", "r/a:v2"), -ENOENT);
+	CHECK_INT(cache_meta_put(c, "../x", "k", "v", 1), -EINVAL);
+	CHECK_INT(cache_meta_put(c, "a/b", "k", "v", 1), -EINVAL);
+	CHECK_INT(cache_meta_put(c, "", "k", "v", 1), -EINVAL);
+	CHECK_INT(cache_meta_get(c, "Tags", "k", &v, &n), -EINVAL);
+	CHECK_INT(cache_meta_del(c, "tags", "r/a:v2"), 0);
+	CHECK_INT(cache_meta_get(c, "tags", "r/a:v2", &v, &n), -ENOENT);
+	CHECK_INT(cache_meta_del(c, "tags", "r/a:v2"), -ENOENT);
 }
 
 static void test_meta_key_check(const char *dir)
@@ -339,9 +322,9 @@ static void test_meta_key_check(const char *dir)
 	char *v = NULL;
 	size_t n = 0;
 
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_meta_put(c, "coll", "key-one", "1", 1), 0);
-	CHECK_EQ(cache_meta_put(c, "coll", "key-two", "2", 1), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_meta_put(c, "coll", "key-one", "1", 1), 0);
+	CHECK_INT(cache_meta_put(c, "coll", "key-two", "2", 1), 0);
 	/* Copy key-one's file over key-two's name, found by listing. */
 	snprintf(cmd, sizeof(cmd),
 		 "cd '%s/meta/coll' && for f in *; do grep -q key-one \"$f\" && echo \"$f\"; done",
@@ -361,23 +344,23 @@ static void test_meta_key_check(const char *dir)
 	dst[strcspn(dst, "\n")] = '\0';
 	snprintf(cmd, sizeof(cmd), "cd '%s/meta/coll' && cp '%s' '%s'", dir, src, dst);
 	CHECK(system(cmd) == 0);
-	CHECK_EQ(cache_meta_get(c, "coll", "key-two", &v, &n), -ENOENT);
-	CHECK_EQ(cache_meta_get(c, "coll", "key-one", &v, &n), 0);
+	CHECK_INT(cache_meta_get(c, "coll", "key-two", &v, &n), -ENOENT);
+	CHECK_INT(cache_meta_get(c, "coll", "key-one", &v, &n), 0);
 	free(v);
 	/* A record torn by a crash (short) or with a flipped byte reads as
 	 * absent, never as different data. */
-	CHECK_EQ(cache_meta_put(c, "torn", "k1", "0123456789", 10), 0);
-	CHECK_EQ(cache_meta_put(c, "torn", "k2", "0123456789", 10), 0);
+	CHECK_INT(cache_meta_put(c, "torn", "k1", "0123456789", 10), 0);
+	CHECK_INT(cache_meta_put(c, "torn", "k2", "0123456789", 10), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "cd '%s/meta/torn' && for f in *; do if grep -q k1 \"$f\"; then "
 		 "truncate -s -1 \"$f\"; else sed -i 's/56789$/56780/' \"$f\"; fi; done",
 		 dir);
 	CHECK(system(cmd) == 0);
-	CHECK_EQ(cache_meta_get(c, "torn", "k1", &v, &n), -ENOENT);
-	CHECK_EQ(cache_meta_get(c, "torn", "k2", &v, &n), -ENOENT);
-	CHECK_EQ(cache_meta_del(c, "torn", "k1"), 0);
-	CHECK_EQ(cache_meta_put(c, "torn", "k2", "abc", 3), 0);
-	CHECK_EQ(cache_meta_get(c, "torn", "k2", &v, &n), 0);
+	CHECK_INT(cache_meta_get(c, "torn", "k1", &v, &n), -ENOENT);
+	CHECK_INT(cache_meta_get(c, "torn", "k2", &v, &n), -ENOENT);
+	CHECK_INT(cache_meta_del(c, "torn", "k1"), 0);
+	CHECK_INT(cache_meta_put(c, "torn", "k2", "abc", 3), 0);
+	CHECK_INT(cache_meta_get(c, "torn", "k2", &v, &n), 0);
 	CHECK(v && n == 3 && strcmp(v, "abc") == 0);
 	free(v);
 	cache_close(c);
@@ -397,36 +380,36 @@ static void test_persistence(void)
 	digest_of(data, size, d);
 	digest_of(small, 5000, s);
 	subdir(dir, sizeof(dir), "persist");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
-	CHECK_EQ(cache_blob_put(c, s, small, 5000), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_INT(cache_blob_put(c, s, small, 5000), 0);
 	test_meta(c);
 	cache_close(c);
 
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, CH + 5000);
-	CHECK_EQ(cache_blob_complete(c, s), 1);
-	CHECK_EQ(cache_blob_read(c, s, 5000, buf, 5000, 0), 5000);
+	CHECK_INT(st.bytes_total, CH + 5000);
+	CHECK_INT(cache_blob_complete(c, s), 1);
+	CHECK_INT(cache_blob_read(c, s, 5000, buf, 5000, 0), 5000);
 	CHECK(memcmp(buf, small, 5000) == 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, CH, CH), CH);
+	CHECK_INT(cache_blob_read(c, d, size, buf, CH, CH), CH);
 	CHECK(memcmp(buf, data + CH, CH) == 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 1, 0), -ENOENT);
-	CHECK_EQ(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 1, 0), -ENOENT);
+	CHECK_INT(cache_meta_get(c, "tags", "r/a:v1", &v, &n), 0);
 	CHECK(v && strcmp(v, "sha256:cc") == 0);
 	free(v);
 	/* Finish the partial blob across the remount. */
-	CHECK_EQ(cache_blob_seal(c, d, size), -EAGAIN);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, CH), 0);
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), -EAGAIN);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, CH), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, size + 5000);
+	CHECK_INT(st.bytes_total, size + 5000);
 	cache_close(c);
 
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_complete(c, d), 1);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
 	cache_close(c);
 	test_meta_key_check(dir);
@@ -464,51 +447,51 @@ static void test_lru(void)
 	blobs_make(b, 6, CH, 100);
 	subdir(dir, sizeof(dir), "lru");
 	/* Room for three 1 MiB blobs. */
-	CHECK_EQ(cache_open(dir, 3 * CH + CH / 2, &c), 0);
-	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
-	CHECK_EQ(write_all_chunks(c, b[1].d, b[1].data, CH), 0); /* partial counts too */
-	CHECK_EQ(cache_blob_put(c, b[2].d, b[2].data, CH), 0);
-	CHECK_EQ(cache_blob_read(c, b[0].d, CH, buf, 1, 0), 1); /* 0 is now newest */
-	CHECK_EQ(cache_blob_put(c, b[3].d, b[3].data, CH), 0);	/* evicts 1 */
-	CHECK_EQ(cache_blob_read(c, b[1].d, CH, buf, 1, 0), -ENOENT);
+	CHECK_INT(cache_open(dir, 3 * CH + CH / 2, &c), 0);
+	CHECK_INT(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_INT(write_all_chunks(c, b[1].d, b[1].data, CH), 0); /* partial counts too */
+	CHECK_INT(cache_blob_put(c, b[2].d, b[2].data, CH), 0);
+	CHECK_INT(cache_blob_read(c, b[0].d, CH, buf, 1, 0), 1); /* 0 is now newest */
+	CHECK_INT(cache_blob_put(c, b[3].d, b[3].data, CH), 0);	 /* evicts 1 */
+	CHECK_INT(cache_blob_read(c, b[1].d, CH, buf, 1, 0), -ENOENT);
 	CHECK(!exists("%s/partial/%s.data", dir, b[1].d));
-	CHECK_EQ(cache_blob_complete(c, b[0].d), 1);
-	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	CHECK_INT(cache_blob_complete(c, b[0].d), 1);
+	CHECK_INT(cache_blob_complete(c, b[2].d), 1);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.evictions, 1);
+	CHECK_INT(st.evictions, 1);
 	CHECK(st.bytes_total <= 3 * CH + CH / 2);
 
 	/* 2 is the oldest now, but pinned: 0 goes instead. */
 	cache_blob_pin(c, b[2].d);
-	CHECK_EQ(cache_blob_put(c, b[4].d, b[4].data, CH), 0);
-	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
-	CHECK_EQ(cache_blob_complete(c, b[0].d), 0);
+	CHECK_INT(cache_blob_put(c, b[4].d, b[4].data, CH), 0);
+	CHECK_INT(cache_blob_complete(c, b[2].d), 1);
+	CHECK_INT(cache_blob_complete(c, b[0].d), 0);
 	/* Everything pinned: a write fails with ENOSPC, nothing is evicted. */
 	cache_blob_pin(c, b[3].d);
 	cache_blob_pin(c, b[4].d);
-	CHECK_EQ(cache_blob_put(c, b[5].d, b[5].data, CH), -ENOSPC);
-	CHECK_EQ(cache_blob_write_chunk(c, b[5].d, CH, 0, b[5].data, CH), -ENOSPC);
-	CHECK_EQ(cache_blob_complete(c, b[2].d) + cache_blob_complete(c, b[3].d) +
-		     cache_blob_complete(c, b[4].d),
-		 3);
+	CHECK_INT(cache_blob_put(c, b[5].d, b[5].data, CH), -ENOSPC);
+	CHECK_INT(cache_blob_write_chunk(c, b[5].d, CH, 0, b[5].data, CH), -ENOSPC);
+	CHECK_INT(cache_blob_complete(c, b[2].d) + cache_blob_complete(c, b[3].d) +
+		      cache_blob_complete(c, b[4].d),
+		  3);
 	cache_get_stats(c, &st);
 	CHECK(st.bytes_total <= 3 * CH + CH / 2);
-	CHECK_EQ(st.disk_full, 0); /* the cap is not a full disk */
+	CHECK_INT(st.disk_full, 0); /* the cap is not a full disk */
 	/* Pins count: one unpin of a twice-pinned blob still protects it. */
 	cache_blob_pin(c, b[2].d);
 	cache_blob_unpin(c, b[2].d);
 	cache_blob_unpin(c, b[3].d);
-	CHECK_EQ(cache_blob_put(c, b[5].d, b[5].data, CH), 0); /* evicts 3 */
-	CHECK_EQ(cache_blob_complete(c, b[3].d), 0);
-	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
+	CHECK_INT(cache_blob_put(c, b[5].d, b[5].data, CH), 0); /* evicts 3 */
+	CHECK_INT(cache_blob_complete(c, b[3].d), 0);
+	CHECK_INT(cache_blob_complete(c, b[2].d), 1);
 	cache_blob_unpin(c, b[2].d);
 	cache_blob_unpin(c, b[4].d);
 	/* Larger than the whole cap: refused without evicting anything. */
 	unsigned char *big = make_data(4 * CH, 9);
 	char bd[72];
 	digest_of(big, 4 * CH, bd);
-	CHECK_EQ(cache_blob_put(c, bd, big, 4 * CH), -ENOSPC);
-	CHECK_EQ(cache_blob_complete(c, b[5].d), 1);
+	CHECK_INT(cache_blob_put(c, bd, big, 4 * CH), -ENOSPC);
+	CHECK_INT(cache_blob_complete(c, b[5].d), 1);
 	free(big);
 	cache_close(c);
 
@@ -521,11 +504,11 @@ static void test_lru(void)
 		t[0].tv_nsec = t[1].tv_nsec = 0;
 		CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
 	}
-	CHECK_EQ(cache_open(dir, 3 * CH + CH / 2, &c), 0);
-	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
-	CHECK_EQ(cache_blob_complete(c, b[5].d), 0);
-	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
-	CHECK_EQ(cache_blob_complete(c, b[4].d), 1);
+	CHECK_INT(cache_open(dir, 3 * CH + CH / 2, &c), 0);
+	CHECK_INT(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_INT(cache_blob_complete(c, b[5].d), 0);
+	CHECK_INT(cache_blob_complete(c, b[2].d), 1);
+	CHECK_INT(cache_blob_complete(c, b[4].d), 1);
 	cache_close(c);
 	blobs_free(b, 6);
 }
@@ -554,28 +537,28 @@ static int disk_full_child(const char *dir, const char *logpath)
 	struct cache_stats st;
 	char buf[8];
 	cache *c = NULL;
-	int before = failures;
+	int before = test_failures;
 
 	blobs_make(b, 2, 2 * CH, 200);
-	CHECK_EQ(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
 	signal(SIGXFSZ, SIG_IGN);
-	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, 0, b[0].data, CH), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
-	CHECK_EQ(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
-	CHECK_EQ(cache_blob_put(c, b[1].d, b[1].data, 2 * CH), -ENOSPC);
+	CHECK_INT(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b[0].d, 2 * CH, 0, b[0].data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
+	CHECK_INT(cache_blob_write_chunk(c, b[0].d, 2 * CH, CH, b[0].data + CH, CH), -ENOSPC);
+	CHECK_INT(cache_blob_put(c, b[1].d, b[1].data, 2 * CH), -ENOSPC);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.disk_full, 1);
-	CHECK_EQ(st.bytes_total, CH); /* failed writes are not counted */
+	CHECK_INT(st.disk_full, 1);
+	CHECK_INT(st.bytes_total, CH); /* failed writes are not counted */
 	/* What was stored still reads; the failed chunk is missing. */
-	CHECK_EQ(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, 0), 1);
-	CHECK_EQ(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, CH), -ENOENT);
-	CHECK_EQ(cache_blob_complete(c, b[1].d), 0);
+	CHECK_INT(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, 0), 1);
+	CHECK_INT(cache_blob_read(c, b[0].d, 2 * CH, buf, 1, CH), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, b[1].d), 0);
 	cache_close(c);
 	log_close();
 	blobs_free(b, 2);
-	return failures != before;
+	return test_failures != before;
 }
 
 /* Runs in a child: a real ENOSPC from a 2 MiB tmpfs mounted in a private
@@ -587,29 +570,29 @@ static int tmpfs_child(const char *dir, const char *logpath)
 	struct cache_stats st;
 	char buf[8];
 	cache *c = NULL;
-	int before = failures;
+	int before = test_failures;
 
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mkdir(dir, 0700) < 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") < 0)
 		return 77;
 	blobs_make(&b, 1, 4 * CH, 250);
-	CHECK_EQ(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, b.d, 4 * CH, 0, b.data, CH), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, b.d, 4 * CH, CH, b.data + CH, CH), -ENOSPC);
-	CHECK_EQ(cache_blob_write_chunk(c, b.d, 4 * CH, 2 * CH, b.data + 2 * CH, CH), -ENOSPC);
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, 0, b.data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, CH, b.data + CH, CH), -ENOSPC);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, 2 * CH, b.data + 2 * CH, CH), -ENOSPC);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.disk_full, 1);
-	CHECK_EQ(st.bytes_total, CH);
-	CHECK_EQ(cache_blob_read(c, b.d, 4 * CH, buf, 8, 0), 8);
+	CHECK_INT(st.disk_full, 1);
+	CHECK_INT(st.bytes_total, CH);
+	CHECK_INT(cache_blob_read(c, b.d, 4 * CH, buf, 8, 0), 8);
 	CHECK(memcmp(buf, b.data, 8) == 0);
-	CHECK_EQ(cache_blob_read(c, b.d, 4 * CH, buf, 8, CH), -ENOENT);
+	CHECK_INT(cache_blob_read(c, b.d, 4 * CH, buf, 8, CH), -ENOENT);
 	/* The failed chunk's space went back (hole punched): small records fit. */
-	CHECK_EQ(cache_meta_put(c, "tags", "k", "v", 1), 0);
+	CHECK_INT(cache_meta_put(c, "tags", "k", "v", 1), 0);
 	cache_close(c);
 	log_close();
 	free(b.data);
-	return failures != before;
+	return test_failures != before;
 }
 
 static void test_disk_full_tmpfs(void)
@@ -630,8 +613,8 @@ static void test_disk_full_tmpfs(void)
 		printf("skipped: tmpfs full-disk check (cannot mount here)\n");
 		return;
 	}
-	CHECK_EQ(WEXITSTATUS(status), 0);
-	CHECK_EQ(count_lines(logpath, "is full; reading from the network without caching"), 1);
+	CHECK_INT(WEXITSTATUS(status), 0);
+	CHECK_INT(count_lines(logpath, "is full; reading from the network without caching"), 1);
 }
 
 static void test_disk_full(void)
@@ -648,8 +631,8 @@ static void test_disk_full(void)
 		exit(disk_full_child(dir, logpath));
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK_EQ(count_lines(logpath, "is full; reading from the network without caching"), 1);
-	CHECK_EQ(count_lines(logpath, dir), 1);
+	CHECK_INT(count_lines(logpath, "is full; reading from the network without caching"), 1);
+	CHECK_INT(count_lines(logpath, dir), 1);
 }
 
 struct writer_arg {
@@ -691,20 +674,20 @@ static void test_threads(void)
 
 	digest_of(data, size, d);
 	subdir(dir, sizeof(dir), "threads");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	for (int i = 0; i < 4; i++) {
 		a[i] = (struct writer_arg){c, d, data, size, i, 4, 0};
-		CHECK_EQ(pthread_create(&t[i], NULL, writer, &a[i]), 0);
+		CHECK_INT(pthread_create(&t[i], NULL, writer, &a[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
 		pthread_join(t[i], NULL);
-		CHECK_EQ(a[i].ret, 0);
+		CHECK_INT(a[i].ret, 0);
 	}
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, size);
+	CHECK_INT(st.bytes_total, size);
 	cache_close(c);
 	free(data);
 	free(buf);
@@ -717,30 +700,30 @@ static int second_mount(const char *dir, struct blob *x, size_t xsize, struct bl
 	struct cache_stats st;
 	cache *c = NULL;
 	char ch;
-	int before = failures;
+	int before = test_failures;
 
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	/* Odd chunks of x, concurrently with the parent's even ones. */
 	for (size_t i = 1; i * CH < xsize; i += 2)
-		CHECK_EQ(cache_blob_write_chunk(c, x->d, xsize, i * CH, x->data + i * CH,
-						xsize - i * CH < CH ? xsize - i * CH : CH),
-			 0);
-	CHECK_EQ(cache_blob_put(c, y->d, y->data, CH / 2), 0);
+		CHECK_INT(cache_blob_write_chunk(c, x->d, xsize, i * CH, x->data + i * CH,
+						 xsize - i * CH < CH ? xsize - i * CH : CH),
+			  0);
+	CHECK_INT(cache_blob_put(c, y->d, y->data, CH / 2), 0);
 	cache_close(c);
 	/* Once the parent holds x and z open (z pinned), a mount whose cap
 	 * forces eviction must leave both alone: they are in use there. */
 	CHECK(read(go_fd, &ch, 1) == 1);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	cache_get_stats(c, &st);
 	cache_close(c);
-	CHECK_EQ(st.bytes_total, xsize + CH / 2 + CH);
-	CHECK_EQ(cache_open(dir, st.bytes_total + CH / 2, &c), 0);
+	CHECK_INT(st.bytes_total, xsize + CH / 2 + CH);
+	CHECK_INT(cache_open(dir, st.bytes_total + CH / 2, &c), 0);
 	cache_blob_pin(c, y->d);
-	CHECK_EQ(cache_blob_put(c, w->d, w->data, CH), -ENOSPC);
+	CHECK_INT(cache_blob_put(c, w->d, w->data, CH), -ENOSPC);
 	CHECK(exists("%s/blobs/sha256/%s", dir, y->d));
 	cache_blob_unpin(c, y->d);
 	cache_close(c);
-	return failures != before;
+	return test_failures != before;
 }
 
 static void test_two_processes(void)
@@ -762,8 +745,8 @@ static void test_two_processes(void)
 	w.data = make_data(CH, 303);
 	digest_of(w.data, CH, w.d);
 	subdir(dir, sizeof(dir), "shared");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_put(c, z.d, z.data, CH), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_put(c, z.d, z.data, CH), 0);
 	CHECK(pipe(go) == 0);
 	fflush(NULL);
 	pid = fork();
@@ -780,25 +763,25 @@ static void test_two_processes(void)
 	}
 	close(go[0]);
 	for (size_t i = 0; i * CH < xsize; i += 2)
-		CHECK_EQ(cache_blob_write_chunk(c, x.d, xsize, i * CH, x.data + i * CH,
-						xsize - i * CH < CH ? xsize - i * CH : CH),
-			 0);
+		CHECK_INT(cache_blob_write_chunk(c, x.d, xsize, i * CH, x.data + i * CH,
+						 xsize - i * CH < CH ? xsize - i * CH : CH),
+			  0);
 	cache_blob_pin(c, z.d);
-	CHECK_EQ(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	CHECK_INT(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	CHECK(write(go[1], "g", 1) == 1);
 	close(go[1]);
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	/* The chunks both processes wrote make the whole blob. */
-	CHECK_EQ(cache_blob_seal(c, x.d, xsize), 0);
-	CHECK_EQ(cache_blob_read(c, x.d, xsize, out, xsize, 0), (ssize_t)xsize);
+	CHECK_INT(cache_blob_seal(c, x.d, xsize), 0);
+	CHECK_INT(cache_blob_read(c, x.d, xsize, out, xsize, 0), (ssize_t)xsize);
 	CHECK(memcmp(out, x.data, xsize) == 0);
 	/* What the other mount stored is visible here. */
-	CHECK_EQ(cache_blob_complete(c, y.d), 1);
-	CHECK_EQ(cache_blob_read(c, y.d, CH / 2, buf, sizeof(buf), 100), (ssize_t)sizeof(buf));
+	CHECK_INT(cache_blob_complete(c, y.d), 1);
+	CHECK_INT(cache_blob_read(c, y.d, CH / 2, buf, sizeof(buf), 100), (ssize_t)sizeof(buf));
 	CHECK(memcmp(buf, y.data + 100, sizeof(buf)) == 0);
-	CHECK_EQ(cache_blob_complete(c, z.d), 1);
-	CHECK_EQ(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	CHECK_INT(cache_blob_complete(c, z.d), 1);
+	CHECK_INT(cache_blob_read(c, z.d, CH, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	cache_blob_unpin(c, z.d);
 	cache_close(c);
 	free(x.data);
@@ -819,22 +802,22 @@ static void test_has(void)
 
 	digest_of(data, size, d);
 	subdir(dir, sizeof(dir), "has");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, 0, 1), 0);
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, CH, CH), 1);
-	CHECK_EQ(cache_blob_has(c, d, size, CH + 10, 20), 1);
-	CHECK_EQ(cache_blob_has(c, d, size, CH - 1, 2), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, 3 * CH, 5), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, size, 5), 1); /* past the end */
-	CHECK_EQ(cache_blob_has(c, "sha256:nope", size, 0, 1), 0);
-	CHECK_EQ(write_all_chunks(c, d, data, size), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, 0, size), 1);
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
-	CHECK_EQ(cache_blob_has(c, d, size, 0, size), 1);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_has(c, d, size, 0, 1), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_INT(cache_blob_has(c, d, size, CH, CH), 1);
+	CHECK_INT(cache_blob_has(c, d, size, CH + 10, 20), 1);
+	CHECK_INT(cache_blob_has(c, d, size, CH - 1, 2), 0);
+	CHECK_INT(cache_blob_has(c, d, size, 3 * CH, 5), 0);
+	CHECK_INT(cache_blob_has(c, d, size, size, 5), 1); /* past the end */
+	CHECK_INT(cache_blob_has(c, "sha256:nope", size, 0, 1), 0);
+	CHECK_INT(write_all_chunks(c, d, data, size), 0);
+	CHECK_INT(cache_blob_has(c, d, size, 0, size), 1);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_has(c, d, size, 0, size), 1);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.hits, 0);
-	CHECK_EQ(st.misses, 0);
+	CHECK_INT(st.hits, 0);
+	CHECK_INT(st.misses, 0);
 	cache_close(c);
 	free(data);
 }
@@ -865,19 +848,19 @@ static void test_many_open(void)
 	blobs_make(b, N, 4096, 600);
 	subdir(dir, sizeof(dir), "many");
 	int fds0 = count_fds();
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	fds0++; /* the lock file */
 	for (int i = 0; i < N; i++) {
 		cache_blob_pin(c, b[i].d);
 		if (i % 2)
-			CHECK_EQ(cache_blob_put(c, b[i].d, b[i].data, 4096), 0);
+			CHECK_INT(cache_blob_put(c, b[i].d, b[i].data, 4096), 0);
 		else
-			CHECK_EQ(cache_blob_write_chunk(c, b[i].d, 4096, 0, b[i].data, 4096), 0);
+			CHECK_INT(cache_blob_write_chunk(c, b[i].d, 4096, 0, b[i].data, 4096), 0);
 	}
 	for (int round = 0; round < 2; round++)
 		for (int i = 0; i < N; i++) {
-			CHECK_EQ(cache_blob_read(c, b[i].d, 4096, buf, sizeof(buf), 1000),
-				 (ssize_t)sizeof(buf));
+			CHECK_INT(cache_blob_read(c, b[i].d, 4096, buf, sizeof(buf), 1000),
+				  (ssize_t)sizeof(buf));
 			CHECK(memcmp(buf, b[i].data + 1000, sizeof(buf)) == 0);
 		}
 	/* Open blobs keep their files open (and locked against other mounts). */
@@ -887,10 +870,10 @@ static void test_many_open(void)
 	/* Closed ones: at most 32 kept open (a partial holds two fds). */
 	CHECK(count_fds() <= fds0 + 64);
 	for (int i = 0; i < N; i++)
-		CHECK_EQ(cache_blob_read(c, b[i].d, 4096, buf, 10, 0), 10);
+		CHECK_INT(cache_blob_read(c, b[i].d, 4096, buf, 10, 0), 10);
 	CHECK(count_fds() <= fds0 + 64);
 	cache_close(c);
-	CHECK_EQ(count_fds(), fds0 - 1); /* nothing leaks */
+	CHECK_INT(count_fds(), fds0 - 1); /* nothing leaks */
 	blobs_free(b, N);
 }
 
@@ -907,9 +890,9 @@ static void test_open_cleanup(void)
 
 	blobs_make(b, 3, CH, 700);
 	subdir(dir, sizeof(dir), "cleanup");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	for (int i = 0; i < 3; i++)
-		CHECK_EQ(cache_blob_put(c, b[i].d, b[i].data, CH), 0);
+		CHECK_INT(cache_blob_put(c, b[i].d, b[i].data, CH), 0);
 	cache_close(c);
 	dead = fork();
 	if (dead == 0)
@@ -932,7 +915,7 @@ static void test_open_cleanup(void)
 	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
 	CHECK(chdir(root) == 0);
 	snprintf(rel, sizeof(rel), "./cleanup/");
-	CHECK_EQ(cache_open(rel, 2 * CH, &c), 0);
+	CHECK_INT(cache_open(rel, 2 * CH, &c), 0);
 	CHECK(chdir(cwd) == 0);
 	CHECK(strcmp(cache_dir(c), dir) == 0);
 	snprintf(path, sizeof(path), "cd '%s/tmp' && ls | tr '\\n' ' '", dir);
@@ -945,11 +928,11 @@ static void test_open_cleanup(void)
 	snprintf(path, sizeof(path), "%s/partial", dir);
 	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0); /* emptied */
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, 2 * CH);
-	CHECK_EQ(st.evictions, 1);
-	CHECK_EQ(cache_blob_complete(c, b[0].d) + cache_blob_complete(c, b[1].d) +
-		     cache_blob_complete(c, b[2].d),
-		 2);
+	CHECK_INT(st.bytes_total, 2 * CH);
+	CHECK_INT(st.evictions, 1);
+	CHECK_INT(cache_blob_complete(c, b[0].d) + cache_blob_complete(c, b[1].d) +
+		      cache_blob_complete(c, b[2].d),
+		  2);
 	cache_close(c);
 	blobs_free(b, 3);
 }
@@ -988,21 +971,21 @@ static int seal_race(const char *dir, const char *d, const unsigned char *data, 
 	struct sealer_arg a[3];
 	pthread_t t[3];
 	cache *c = NULL;
-	int before = failures;
+	int before = test_failures;
 
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	for (int i = 0; i < 3; i++) {
 		a[i] = (struct sealer_arg){c, d, data, size, base + 2 * i, 0};
-		CHECK_EQ(pthread_create(&t[i], NULL, sealer, &a[i]), 0);
+		CHECK_INT(pthread_create(&t[i], NULL, sealer, &a[i]), 0);
 	}
 	for (int i = 0; i < 3; i++) {
 		pthread_join(t[i], NULL);
-		CHECK_EQ(a[i].bad, 0);
+		CHECK_INT(a[i].bad, 0);
 	}
-	CHECK_EQ(cache_blob_seal(c, d, size), 0);
-	CHECK_EQ(cache_blob_complete(c, d), 1);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
 	cache_close(c);
-	return failures != before;
+	return test_failures != before;
 }
 
 static void test_seal_race(void)
@@ -1028,11 +1011,11 @@ static void test_seal_race(void)
 	seal_race(dir, d, data, size, 0);
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, size);
+	CHECK_INT(st.bytes_total, size);
 	snprintf(path, sizeof(path), "%s/partial", dir);
 	CHECK(rmdir(path) == 0 && mkdir(path, 0700) == 0); /* no leftovers */
 	cache_close(c);
@@ -1052,9 +1035,9 @@ static void test_evicted_elsewhere(void)
 
 	blobs_make(b, 3, CH, 900);
 	subdir(dir, sizeof(dir), "elsewhere");
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
-	CHECK_EQ(cache_blob_put(c, b[1].d, b[1].data, CH), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
+	CHECK_INT(cache_blob_put(c, b[1].d, b[1].data, CH), 0);
 	/* File times are coarse: make b[0] the older one for the other mount. */
 	for (int i = 0; i < 2; i++) {
 		char path[512];
@@ -1075,13 +1058,13 @@ static void test_evicted_elsewhere(void)
 	}
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK_EQ(cache_blob_read(c, b[0].d, CH, buf, 1, 0), -ENOENT);
-	CHECK_EQ(cache_blob_complete(c, b[0].d), 0);
-	CHECK_EQ(cache_blob_complete(c, b[2].d), 1);
-	CHECK_EQ(cache_blob_read(c, b[2].d, CH, buf, 8, 0), 8);
+	CHECK_INT(cache_blob_read(c, b[0].d, CH, buf, 1, 0), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, b[0].d), 0);
+	CHECK_INT(cache_blob_complete(c, b[2].d), 1);
+	CHECK_INT(cache_blob_read(c, b[2].d, CH, buf, 8, 0), 8);
 	CHECK(memcmp(buf, b[2].data, 8) == 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, 2 * CH);
+	CHECK_INT(st.bytes_total, 2 * CH);
 	cache_close(c);
 	blobs_free(b, 3);
 }
@@ -1118,24 +1101,24 @@ static void test_unclean_shutdown(void)
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(access(marker, F_OK) == 0);
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	cache_get_stats(c, &st);
-	CHECK_EQ(st.bytes_total, 100); /* the partial copy is gone */
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
-	CHECK_EQ(cache_blob_read(c, s, 100, buf, 100, 0), 100);
+	CHECK_INT(st.bytes_total, 100); /* the partial copy is gone */
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	CHECK_INT(cache_blob_read(c, s, 100, buf, 100, 0), 100);
 	CHECK(memcmp(buf, small, 100) == 0);
-	CHECK_EQ(cache_meta_get(c, "tags", "t", &v, &n), 0);
+	CHECK_INT(cache_meta_get(c, "tags", "t", &v, &n), 0);
 	free(v);
 	/* A second user closing leaves the marker; the last one removes it. */
-	CHECK_EQ(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
-	CHECK_EQ(cache_open(dir, 0, &c2), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_INT(cache_open(dir, 0, &c2), 0);
 	cache_close(c2);
 	CHECK(access(marker, F_OK) == 0);
 	cache_close(c);
 	CHECK(access(marker, F_OK) < 0 && errno == ENOENT);
 	/* After a clean close the chunks stay. */
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
-	CHECK_EQ(cache_blob_read(c, d, size, buf, 10, 0), 10);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), 10);
 	CHECK(memcmp(buf, data, 10) == 0);
 	cache_close(c);
 	free(data);
@@ -1226,19 +1209,19 @@ static int stress_run(const char *dir, struct blob *b, unsigned seed)
 	struct stress_arg a[3];
 	pthread_t t[3];
 	cache *c = NULL;
-	int before = failures;
+	int before = test_failures;
 
-	CHECK_EQ(cache_open(dir, 5 * CH, &c), 0);
+	CHECK_INT(cache_open(dir, 5 * CH, &c), 0);
 	for (int i = 0; i < 3; i++) {
 		a[i] = (struct stress_arg){c, b, seed + (unsigned)i, 0};
-		CHECK_EQ(pthread_create(&t[i], NULL, stress_thread, &a[i]), 0);
+		CHECK_INT(pthread_create(&t[i], NULL, stress_thread, &a[i]), 0);
 	}
 	for (int i = 0; i < 3; i++) {
 		pthread_join(t[i], NULL);
-		CHECK_EQ(a[i].bad, 0);
+		CHECK_INT(a[i].bad, 0);
 	}
 	cache_close(c);
-	return failures != before;
+	return test_failures != before;
 }
 
 static void test_stress(void)
@@ -1265,7 +1248,7 @@ static void test_stress(void)
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	/* What a fresh open counts is what the disk holds. */
-	CHECK_EQ(cache_open(dir, 0, &c), 0);
+	CHECK_INT(cache_open(dir, 0, &c), 0);
 	cache_get_stats(c, &st);
 	snprintf(cmd, sizeof(cmd), "du -B1 --apparent-size -s '%s/blobs/sha256' | cut -f1", dir);
 	FILE *p = popen(cmd, "r");
@@ -1276,8 +1259,8 @@ static void test_stress(void)
 	for (int i = 0; i < STRESS_BLOBS; i++) {
 		if (!cache_blob_complete(c, b[i].d))
 			continue;
-		CHECK_EQ(cache_blob_read(c, b[i].d, STRESS_SIZE, buf, STRESS_SIZE, 0),
-			 (ssize_t)STRESS_SIZE);
+		CHECK_INT(cache_blob_read(c, b[i].d, STRESS_SIZE, buf, STRESS_SIZE, 0),
+			  (ssize_t)STRESS_SIZE);
 		CHECK(memcmp(buf, b[i].data, STRESS_SIZE) == 0);
 	}
 	cache_close(c);
@@ -1346,9 +1329,5 @@ int main(void)
 		       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	}
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	if (failures)
-		fprintf(stderr, "%d failure(s)\n", failures);
-	else
-		printf("all cache tests passed\n");
-	return failures ? 1 : 0;
+	return check_summary("cache");
 }

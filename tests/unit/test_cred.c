@@ -12,20 +12,11 @@
 
 #include <openssl/evp.h>
 
+#include "check.h"
 #include "fakesrv.h"
 #include "net/cred.h"
 #include "net/log.h"
 #include "net/sts.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static struct fakesrv srv;
 static char base[64];
@@ -250,7 +241,7 @@ static void write_file(const char *name, const char *fmt, ...)
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		perror(path);
-		failures++;
+		test_failures++;
 		return;
 	}
 	va_start(ap, fmt);
@@ -815,12 +806,7 @@ static void test_sts_identity(void)
 
 int main(void)
 {
-	/* Test traffic goes to 127.0.0.1 directly, whatever proxy the host has. */
-	static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
-					      "HTTPS_PROXY", "ALL_PROXY",   "all_proxy",
-					      NULL};
-	for (int i = 0; proxies[i]; i++)
-		unsetenv(proxies[i]);
+	fakesrv_no_proxy();
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ecrfs-test-cred-XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return 2;
@@ -844,7 +830,7 @@ int main(void)
 
 	log_close();
 	fakesrv_stop(&srv);
-	if (!failures) {
+	if (!test_failures) {
 		char cmd[600];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 		if (system(cmd) != 0)
@@ -852,6 +838,5 @@ int main(void)
 	} else {
 		fprintf(stderr, "files and log kept in %s\n", tmpdir);
 	}
-	printf("%d failures\n", failures);
-	return failures ? 1 : 0;
+	return check_summary("cred");
 }

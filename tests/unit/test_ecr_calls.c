@@ -6,10 +6,10 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "check.h"
 #include "net/aws_sign.h"
 #include "net/ecr_i.h"
 #include "net/log.h"
-#include "test_ecr_check.h"
 
 /* ---- a scripted fake transport ---- */
 
@@ -813,5 +813,5 @@ int main(void)
 	test_fetch_range();
 	test_endpoints();
 	test_url_expiry();
-	TEST_DONE();
+	return check_summary("ecr_calls");
 }

@@ -2,8 +2,8 @@
  * message parser and the cause/fix log lines. */
 #include <errno.h>
 
+#include "check.h"
 #include "net/ecr_i.h"
-#include "test_ecr_check.h"
 
 static void test_table(void)
 {
@@ -197,5 +197,5 @@ int main(void)
 	test_code();
 	test_denied();
 	test_lines();
-	TEST_DONE();
+	return check_summary("ecr_errors");
 }

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <openssl/sha.h>
 
+#include "check.h"
 #include "net/ecr_i.h"
-#include "test_ecr_check.h"
 
 static json_t *parse(const char *text)
 {
@@ -202,5 +202,5 @@ int main(void)
 	test_repos_and_refs();
 	test_batch_get_exact_bytes();
 	test_where_and_ids();
-	TEST_DONE();
+	return check_summary("ecr_json");
 }

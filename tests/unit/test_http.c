@@ -12,21 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "fakesrv.h"
 #include "net/aws_sign.h"
 #include "net/http.h"
 #include "net/log.h"
 #include "net/sigv4.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static int64_t mono_ms(void)
 {
@@ -809,12 +800,7 @@ static void test_tls(const char *logpath)
 
 int main(void)
 {
-	/* Test traffic goes to 127.0.0.1 directly, whatever proxy the host has. */
-	static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
-					      "HTTPS_PROXY", "ALL_PROXY",   "all_proxy",
-					      NULL};
-	for (int i = 0; proxies[i]; i++)
-		unsetenv(proxies[i]);
+	fakesrv_no_proxy();
 	char logpath[] = "/tmp/ecrfs-test-http-XXXXXX";
 	int lfd = mkstemp(logpath);
 	if (lfd < 0)
@@ -848,10 +834,9 @@ int main(void)
 
 	net_http_free(h);
 	fakesrv_stop(&srv);
-	if (!failures)
+	if (!test_failures)
 		unlink(logpath);
 	else
 		fprintf(stderr, "log kept in %s\n", logpath);
-	printf("%d failures\n", failures);
-	return failures ? 1 : 0;
+	return check_summary("http");
 }
