@@ -77,9 +77,9 @@ struct pending_version {
 struct pending {
 	struct pending_opts o;
 	char *spill_dir;
-	pthread_mutex_t mu; /* protects versions and next_id */
+	pthread_mutex_t mu; /* protects versions (taken before any version's mu) */
+	uint64_t next_id;   /* atomic */
 	pending_version *versions;
-	uint64_t next_id;
 };
 
 int pending_new(const struct pending_opts *o, pending **out)
@@ -351,9 +351,8 @@ static pending_file *file_new(pending_version *v, const char *rel)
 		return NULL;
 	}
 	f->gen = v->gen;
-	pthread_mutex_lock(&v->p->mu);
-	f->id = ++v->p->next_id;
-	pthread_mutex_unlock(&v->p->mu);
+	/* Atomic, not p->mu: v->mu is held here, and p->mu comes before v->mu. */
+	f->id = __atomic_add_fetch(&v->p->next_id, 1, __ATOMIC_RELAXED);
 	return f;
 }
 
