@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "fs/blob.h"
@@ -385,6 +386,50 @@ static void find_own_registry(struct fs_ctx *c)
 	free(saved);
 }
 
+/* Forks before any thread exists (the ops table may start threads, e.g.
+ * the push side's sweeper; fuse_daemonize forks later, after the mount, and
+ * a thread would then be lost in the child, or hold a lock forever). The
+ * parent waits for the child's word on the mount and exits with it. */
+static int daemonize_early(int *status_fd)
+{
+	int fds[2];
+	if (pipe(fds) != 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		char st = 1;
+		close(fds[1]);
+		if (read(fds[0], &st, 1) != 1)
+			st = 1; /* the child died before mounting */
+		_exit(st);
+	}
+	close(fds[0]);
+	setsid();
+	*status_fd = fds[1];
+	return 0;
+}
+
+/* The child mounted: detach from the terminal and release the parent. */
+static void daemon_ready(int status_fd)
+{
+	char ok = 0;
+	int nul = open("/dev/null", O_RDWR);
+	if (chdir("/") != 0)
+		log_warn("chdir /: %s", strerror(errno));
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	if (write(status_fd, &ok, 1) != 1)
+		log_warn("could not report the mount to the parent process");
+	close(status_fd);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -392,7 +437,7 @@ int main(int argc, char *argv[])
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc = NULL;
 	struct fuse_lowlevel_ops ops;
-	int rc = 1, mounted = 0, sig = 0, notify = 0;
+	int rc = 1, mounted = 0, sig = 0, notify = 0, status_fd = -1;
 	char *fsname = NULL;
 
 	c->o.tag_ttl = 30;
@@ -510,6 +555,10 @@ int main(int argc, char *argv[])
 	}
 	find_own_registry(c);
 
+	if (!c->o.foreground && daemonize_early(&status_fd) != 0) {
+		fprintf(stderr, "ecrfs: cannot fork: %s\n", strerror(errno));
+		goto out;
+	}
 	if (fs_node_init() != 0)
 		goto out;
 	if (asprintf(&fsname, "-ofsname=%s,subtype=ecrfs,default_permissions",
@@ -533,8 +582,10 @@ int main(int argc, char *argv[])
 	log_info("mounted %s on %s (registry %s, region %s)", c->o.source ? c->o.source : "ecr",
 		 c->o.mountpoint, c->own_registry[0] ? c->own_registry : "unknown",
 		 c->regions[0]);
-	if (fuse_daemonize(c->o.foreground) != 0)
-		goto out;
+	if (status_fd >= 0) {
+		daemon_ready(status_fd);
+		status_fd = -1;
+	}
 	if (fs_notify_start(se) != 0)
 		goto out;
 	notify = 1;
