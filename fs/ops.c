@@ -845,6 +845,12 @@ static void on_interrupt(fuse_req_t req, void *data)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	/* Handles of files opened for writing carry bit 0 (fs/ops_write.c);
+	 * a pushed file is write-only until its commit. */
+	if (fi->fh & 1u) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
 	if (!h->rs) {
 		if ((uint64_t)off >= h->len)
