@@ -174,6 +174,40 @@ static int ns_exists(const struct fs_list *repos, const char *prefix, int *is_re
 	return found;
 }
 
+/* A repository missing here but present in another listed region is the
+ * classic wrong-region mistake: say where it is, once per name. */
+static void hint_other_region(struct fs_ctx *c, const char *registry, const char *region,
+			      const char *repo)
+{
+	/* Protects last_hint: the last name hinted, so a shell's repeated
+	 * lookups log one line. */
+	static pthread_mutex_t hint_lock = PTHREAD_MUTEX_INITIALIZER;
+	static char last_hint[600];
+	char key[600];
+	snprintf(key, sizeof key, "%s/%s/%s", registry, region, repo);
+	for (size_t i = 0; i < c->nregions; i++) {
+		const char *other = c->regions[i];
+		struct fs_list *l = NULL;
+		int is_repo, immutable;
+		if (!strcmp(other, region) || fs_cat_repos(c, registry, other, &l) != 0)
+			continue;
+		int found = ns_exists(l, repo, &is_repo, &immutable);
+		fs_list_put(l);
+		if (!found)
+			continue;
+		pthread_mutex_lock(&hint_lock);
+		int fresh = strcmp(last_hint, key) != 0;
+		if (fresh)
+			snprintf(last_hint, sizeof last_hint, "%s", key);
+		pthread_mutex_unlock(&hint_lock);
+		if (fresh)
+			log_warn("repository path '%s' not found in registry %s region %s; it exists in "
+				 "region %s: use %s/%s/%s",
+				 repo, registry, region, other, registry, other, repo);
+		return;
+	}
+}
+
 static char *join_repo(const char *prefix, const char *name)
 {
 	char *s = NULL;
@@ -314,8 +348,12 @@ static int resolve(struct fs_node *dir, const char *name, struct fs_node **out)
 		if (!comp_ok)
 			goto out;
 		sub = join_repo(prefix, name);
-		if (!sub || !ns_exists(repos, sub, &is_repo, &immutable))
+		if (!sub)
 			goto out;
+		if (!ns_exists(repos, sub, &is_repo, &immutable)) {
+			hint_other_region(c, dir->registry, dir->region, sub);
+			goto out;
+		}
 		t.kind = FS_N_NAMESPACE;
 		t.repo = sub;
 		t.immutable = immutable;
