@@ -478,7 +478,7 @@ static void on_commit(void *arg, pending_version *v, int rc)
 }
 
 /* Sweeper: committed pending tag dirs idle for SETTLE_S give way. */
-#define SETTLE_S 2
+#define SETTLE_S 30
 static void settle_idle(time_t now)
 {
 	pending_version *vs[32];
