@@ -82,3 +82,35 @@ def test_source_and_daemon_mode(tmp_path, seeded):
 def test_registries_option_lists_other_accounts(seeded, mount):
     m = mount("registries=222222222222,333333333333")
     assert sorted(os.listdir(m.mnt)) == [".ecrfs", ACCT, "222222222222", "333333333333"]
+
+
+def test_comma_lists_in_their_own_o_option(tmp_path, seeded):
+    """`-o regions=R1,R2 -o registries=ID1,ID2` as DESIGN §1 writes them:
+    fuse_opt splits at commas, the items are joined back; the escaped
+    form `R1\\,R2` works too."""
+    env = clean_env(seeded["emu"])
+    for i, regions in enumerate(["regions=us-east-1,eu-west-1", "regions=us-east-1\\,eu-west-1"]):
+        mnt = tmp_path / f"m{i}"
+        mnt.mkdir()
+        log = tmp_path / f"log{i}"
+        p = subprocess.Popen([ECRFS, "-f", str(mnt), "-o", f"cache_dir={tmp_path}/c{i},log={log}",
+                              "-o", regions, "-o", "registries=111111111111,222222222222"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.ismount(mnt) and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert os.path.ismount(mnt), p.stdout.read() if p.poll() is not None else "timeout"
+            assert sorted(os.listdir(mnt)) == [".ecrfs", ACCT, "222222222222"]
+            assert sorted(os.listdir(mnt / ACCT)) == ["eu-west-1", "us-east-1"]
+            assert sorted(os.listdir(mnt / "222222222222")) == ["eu-west-1", "us-east-1"]
+            assert "app" in os.listdir(mnt / ACCT / "us-east-1" / "team")
+        finally:
+            subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+        assert p.returncode == 0, open(log).read()[-4000:]
