@@ -30,6 +30,7 @@ struct fs_rstate {
 	int complete;         /* the verified blob is in the cache: plain reads */
 	EVP_MD_CTX *sha;      /* hash of [0, hashed) while reads are in order */
 	uint64_t hashed;
+	uint64_t requested;   /* bytes asked for on the general path */
 };
 
 /* ---- in-flight chunks (single-flight) and bad blobs ---- */
@@ -448,6 +449,64 @@ out:
 	return rc;
 }
 
+/* Bytes a whole-file reader may still have in flight, not yet counted in
+ * requested, when the read that reaches the end arrives first: the
+ * kernel's readahead (max_readahead 1 MiB, about two windows) and a few
+ * synchronous reads. A reader that asked for less than size - this is
+ * not reading the whole file (a tail read), and is not made to fetch it. */
+#define INFLIGHT_SLACK (4ull << 20)
+
+/* The read that reaches the end found the running hash stopped at a
+ * read that arrived out of order (FUSE_CAP_ASYNC_READ, several threads)
+ * and the cache could not seal the blob: the missing part [hashed, end)
+ * is read again, from the cache where it is there, else from the
+ * network without storing it, and fed to the hash. */
+static int hash_gap(struct fs_rstate *rs, uint64_t end, volatile int *cancel)
+{
+	const struct fs_blob *b = rs->b;
+	char *piece = malloc(PIECE);
+	if (!piece)
+		return -ENOMEM;
+	int rc = 0;
+	for (;;) {
+		pthread_mutex_lock(&rs->mu);
+		uint64_t pos = rs->sha ? rs->hashed : end;
+		pthread_mutex_unlock(&rs->mu);
+		if (pos >= end)
+			break;
+		if (cancel && *cancel) {
+			rc = -EINTR;
+			break;
+		}
+		size_t n = end - pos < PIECE ? (size_t)(end - pos) : PIECE;
+		if (cache_blob_read(rs->c->cache, b->digest, b->size, piece, n, pos) != (ssize_t)n) {
+			struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size,
+					  .pos = pos / CHUNK * CHUNK, .out = piece, .out_off = pos,
+					  .out_len = n, .cache_err = -ENOSPC};
+			snprintf(f.digest, sizeof f.digest, "%s", b->digest);
+			uint64_t e = (pos + n + CHUNK - 1) / CHUNK * CHUNK;
+			f.end = e < b->size ? e : b->size;
+			f.chunk = malloc(CHUNK);
+			if (!f.chunk) {
+				rc = -ENOMEM;
+				break;
+			}
+			int frc = fetch_run(&f, cancel);
+			free(f.chunk);
+			if (frc && frc != -ENOSPC) {
+				log_err("blob %s: cannot fetch [%llu, %llu) to verify it: answering EIO",
+					b->digest, (unsigned long long)pos, (unsigned long long)(pos + n));
+				rc = frc == -EINTR ? -EINTR : -EIO;
+				break;
+			}
+		}
+		if ((rc = seq_hash(rs, piece, n, pos)) != 0)
+			break;
+	}
+	free(piece);
+	return rc;
+}
+
 /* Synchronous fetch of the chunks [c0, c1) into the cache, copying the
  * reader's part into buf on the way. */
 static int fetch_sync(struct fs_rstate *rs, uint64_t c0, uint64_t c1, char *buf, size_t len,
@@ -547,6 +606,7 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 		rs->ra_until = 0;
 	}
 	rs->next_off = off + len;
+	rs->requested += len;
 	pthread_mutex_unlock(&rs->mu);
 
 	rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
@@ -655,6 +715,22 @@ done:
 			mark_bad(b->digest);
 			fs_inval_inode_async(rs->ino);
 			return -EIO;
+		}
+		if (!cache_blob_complete(rs->c->cache, b->digest)) {
+			/* Not sealed (disk full, chunks evicted): the running hash
+			 * verifies a whole-file read. Reads handled out of order
+			 * stopped it; it is completed here before the last bytes
+			 * are served. A reader that asked for much less than the
+			 * blob (a tail read) is not a whole-file read. */
+			pthread_mutex_lock(&rs->mu);
+			int gap = rs->sha && rs->hashed < off &&
+				  rs->requested + INFLIGHT_SLACK >= b->size;
+			pthread_mutex_unlock(&rs->mu);
+			if (gap) {
+				int hrc = hash_gap(rs, off, cancel);
+				if (hrc)
+					return hrc;
+			}
 		}
 	}
 	if (seq_hash(rs, buf, len, off) != 0)

@@ -111,3 +111,45 @@ def test_verify_strict_refuses_any_byte_of_a_bad_blob(emu, faulty, seeded, mount
     # good blobs read fine under verify=strict
     p5, hexd = big_layer(m, faulty, "t5")
     assert sha256_file(p5) == hexd
+
+
+def read_out_of_order(p):
+    """A whole-file read whose pieces arrive out of order (as async reads on
+    several FUSE threads can): [0,1M), [2M,end-4K), [1M,2M), then the end."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        size = os.fstat(fd).st_size
+        assert size > (2 << 20) + 4096
+        tail = (size - 4096) // 4096 * 4096  # page-aligned: nothing of it is in the page cache
+        parts = {}
+        for a, b in [(0, 1 << 20), (2 << 20, tail), (1 << 20, 2 << 20), (tail, size)]:
+            parts[a] = os.pread(fd, b - a, a)
+            assert len(parts[a]) == b - a
+        return b"".join(parts[a] for a in sorted(parts))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tiny tmpfs")
+def test_out_of_order_whole_read_verified_with_full_cache_disk(emu, faulty, mount, tmp_path):
+    """Full cache disk (streaming, no seal) and reads out of order: the read
+    that reaches the end still verifies the whole blob."""
+    import subprocess
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(tiny)], check=True)
+    try:
+        m = mount(cache_dir=str(tiny / "cache"))
+        good, hexg = big_layer(m, faulty, "t4")
+        assert hashlib.sha256(read_out_of_order(good)).hexdigest() == hexg
+        p, hexd = big_layer(m, faulty, "t3")
+        emu.corrupt_blob("sha256:" + hexd, offset=(2 << 20) + 100, length=16)
+        with pytest.raises(OSError) as e:
+            read_out_of_order(p)
+        assert e.value.errno == errno.EIO
+        assert "is full" in m.logtext()
+        assert "hashes to" in m.logtext()
+        m.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
