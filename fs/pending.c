@@ -69,6 +69,7 @@ struct pending_version {
 	time_t last_activity;
 	char committed[72];
 	int via_repo;  /* the last evaluation counted blobs the writer has not written */
+	int dropped;   /* EMPTY because the push was dropped (timeout, rm -r): sync says so */
 	char *missing; /* what the last evaluation lacked, for summaries */
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
@@ -313,6 +314,7 @@ static void new_version_locked(pending_version *v, int keep_current_gen)
 		v->gen++;
 	v->state = PV_PENDING;
 	v->rc = 0;
+	v->dropped = 0;
 	v->committed[0] = '\0';
 	free(v->missing);
 	v->missing = NULL;
@@ -958,6 +960,15 @@ int pending_rename(pending_version *v, const char *from, const char *to)
 		return -ENOMEM;
 	}
 	old = find_locked(v, to, &idx);
+	/* As in pending_create: renaming onto a name of the committed version
+	 * or onto index.json/oci-layout (rsync's .index.json.XXXXXX) starts a
+	 * new push over the committed tag; files written since the commit
+	 * (the renamed one among them) are kept. */
+	if (v->state == PV_COMMITTED &&
+	    (old || !strcmp(to, "index.json") || !strcmp(to, "oci-layout"))) {
+		new_version_locked(v, 1);
+		old = find_locked(v, to, &idx);
+	}
 	if (old && old != f)
 		unlist_locked(v, idx); /* rename over an existing name replaces it */
 	free(f->name);
@@ -1069,6 +1080,13 @@ int pending_status(pending_version *v)
 	int rc, did = 0;
 
 	pthread_mutex_lock(&v->mu);
+	if (v->state == PV_EMPTY && v->dropped) {
+		/* Not "nothing to do": the writer's files were thrown away. */
+		log_err("%s:%s: the unfinished push was dropped; nothing was pushed and the tag "
+			"is unchanged: write the image again", v->repo, v->tag);
+		pthread_mutex_unlock(&v->mu);
+		return -ENODATA;
+	}
 	rc = evaluate_locked(v, &did);
 	if (rc == -ENODATA)
 		log_err("%s:%s is not complete; missing: %s", v->repo, v->tag,
@@ -1103,6 +1121,7 @@ void pending_drop(pending_version *v)
 		log_info("push of %s:%s abandoned (its directory was removed)", v->repo, v->tag);
 		new_version_locked(v, 0);
 		v->state = PV_EMPTY;
+		v->dropped = 1;
 	}
 	pthread_mutex_unlock(&v->mu);
 }
@@ -1120,6 +1139,7 @@ int pending_sweep(pending *p, time_t now)
 				 "the tag is unchanged", v->repo, v->tag, p->o.timeout_s);
 			new_version_locked(v, 0);
 			v->state = PV_EMPTY;
+			v->dropped = 1;
 			n++;
 		}
 		pthread_mutex_unlock(&v->mu);

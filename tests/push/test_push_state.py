@@ -77,3 +77,25 @@ def test_abandoned_version_dropped(emulator, mount, layout_dir):
     assert not listed()
     assert "dropping the unfinished push of state/abandoned:v1" in m.logtext()
     assert tag_digest(emulator, repo, "v1") is None
+
+
+def test_sync_after_drop_reports_enodata(emulator, mount, layout_dir):
+    """`sync TAGDIR` after the sweep dropped the unfinished push answers
+    ENODATA (with a log line), not 0 as if the push had happened."""
+    import errno
+    import time
+    lay, info = single_image(str(layout_dir / "t"), "v1")
+    os.unlink(os.path.join(lay, "index.json"))
+    m = mount(opts="pending_timeout=1")
+    repo = "state/dropsync"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 120  # the sweeper runs every 10 s
+    while "dropping the unfinished push of state/dropsync:v1" not in m.logtext() \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "dropping the unfinished push of state/dropsync:v1" in m.logtext()
+    assert sync_dir(m.repo(repo, "v1")) == errno.ENODATA, m.logtext()[-2000:]
+    assert "the unfinished push was dropped" in m.logtext()
+    assert tag_digest(emulator, repo, "v1") is None

@@ -97,3 +97,23 @@ def test_skopeo_many_layers_in_parallel(emulator, mount, layout_dir):
     chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
                        "--layer-digests", *info["layers"])
     assert all(l["layerAvailability"] == "AVAILABLE" for l in chk["layers"])
+
+
+def test_rsync_twice_onto_committed_tag(emulator, mount, layout_dir):
+    # rsync renames .index.json.XXXXXX onto index.json: over a tag committed
+    # in this mount that rename starts a new version (as a create would)
+    lay_a, info_a = single_image(str(layout_dir / "ra"), "v1", {"/etc/r": os.urandom(3000)})
+    lay_b, info_b = single_image(str(layout_dir / "rb"), "v1", {"/etc/r": os.urandom(3000)})
+    assert info_a["manifest"] != info_b["manifest"]
+    m = mount()
+    repo = "push/rsync2"
+    tag = m.repo(repo, "v1")
+    os.makedirs(tag)
+    r = run("rsync", "-a", lay_a + "/", tag + "/")
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(tag) == 0
+    assert tag_digest(emulator, repo, "v1") == info_a["manifest"]
+    r = run("rsync", "-a", lay_b + "/", tag + "/")
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(tag) == 0, m.logtext()[-3000:]
+    assert tag_digest(emulator, repo, "v1") == info_b["manifest"], m.logtext()[-3000:]
