@@ -869,7 +869,26 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 /* mv TAG NEW: PutImage with NEW, then untag TAG. Into another repository,
  * region or account: promotion by reference (blobs the destination lacks
  * are streamed from the source by the daemon), then untag. Not atomic. */
-static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname)
+/* Whether repo:tag exists in ECR (1), not (0), or an errno; asked of ECR,
+ * not the listing cache: the kernel's negative entry for the name may be
+ * older than the tag. */
+static int tag_exists(struct fs_ctx *c, const char *registry, const char *region,
+		      const char *repo, const char *tag)
+{
+	struct ecr_where w = { registry, region, repo };
+	struct ecr_image_id id = { NULL, tag };
+	struct ecr_image_list il = { 0 };
+	int rc = ecr_describe_images(fs_ecr_for(c, registry), &w, &id, 1, &il, NULL);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		rc = il.n > 0;
+	ecr_image_list_free(&il);
+	return rc;
+}
+
+static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
+		 int noreplace)
 {
 	struct fs_ctx *c = fs_ctx_get();
 	struct wnode *w = wn(ndir);
@@ -897,6 +916,18 @@ static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname)
 	if (!fs_name_is_tag(newname) || !fs_name_is_repo(repo)) {
 		log_err("mv to %s/%s: not a repository and tag name", repo, newname);
 		goto out;
+	}
+	if (noreplace) {
+		/* mv -n: an existing tag (or one being pushed here) stays. */
+		struct fs_node *t = fs_node_child(ndir, newname);
+		rc = t && t->pending ? 1 : tag_exists(c, ndir->registry, ndir->region, repo,
+						       newname);
+		fs_node_put(t);
+		if (rc != 0) {
+			if (rc > 0)
+				rc = -EEXIST;
+			goto out;
+		}
 	}
 	rc = -ENOMEM;
 	dst = remote_for(ndir->registry, ndir->region, repo);
@@ -956,7 +987,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	src = fs_node_child(dir, name);
 	if (src && src->kind == FS_N_IMAGE && src->tag) {
-		rc = retag(src, ndir, newname);
+		rc = retag(src, ndir, newname, !!(flags & RENAME_NOREPLACE));
 		goto out;
 	}
 	rc = where_of(dir, &a);

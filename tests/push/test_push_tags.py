@@ -87,3 +87,30 @@ def test_rmdir_digest_dir_deletes_image(emulator, mount, layout_dir):
     assert tag_digest(emulator, repo, "x") is None
     assert tag_digest(emulator, repo, "y") is None
     assert emulator.aws("list-images", "--repository-name", repo)["imageIds"] == []
+
+
+def test_rename_noreplace_keeps_existing_tag(emulator, mount, layout_dir):
+    """renameat2(RENAME_NOREPLACE) (mv -n) onto an existing tag: EEXIST and
+    both tags unchanged, also when the kernel holds a negative entry for the
+    target (the tag was pushed by another mount since)."""
+    import ctypes
+    repo = "push/noreplace"
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/f": os.urandom(3000)})
+    b, ib = single_image(str(layout_dir / "b"), "v1", {"/etc/f": os.urandom(3000)})
+    m = mount(opts="neg_ttl=120")
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", a, m.repo(repo, "a"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert not os.path.exists(m.repo(repo, "b"))  # a negative entry for b
+    m2 = mount(name="mnt2")
+    r = run("cp", "-rT", b, m2.repo(repo, "b"))
+    assert r.returncode == 0, r.stderr + m2.logtext()[-3000:]
+    assert tag_digest(emulator, repo, "b") == ib["manifest"]
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD, RENAME_NOREPLACE = -100, 1
+    rc = libc.renameat2(AT_FDCWD, m.repo(repo, "a").encode(), AT_FDCWD,
+                        m.repo(repo, "b").encode(), RENAME_NOREPLACE)
+    err = ctypes.get_errno()
+    assert tag_digest(emulator, repo, "b") == ib["manifest"], m.logtext()[-2000:]
+    assert tag_digest(emulator, repo, "a") == ia["manifest"]
+    assert rc == -1 and err == errno.EEXIST
