@@ -1106,8 +1106,10 @@ static int rmdir_repo(struct fs_node *n)
 	if (rc == -ENOTEMPTY)
 		log_err("rmdir %s: the repository still has images; remove its tags first "
 			"(rm -r TAG)", n->repo);
-	if (rc == 0)
+	if (rc == 0) {
+		pending_repo_deleted(P, n->registry, n->region, n->repo);
 		fs_notify_changed(n->parent, n->name);
+	}
 	return rc;
 }
 

@@ -180,6 +180,21 @@ pending_version *pending_version_find(pending *p, const char *registry, const ch
 	return v;
 }
 
+void pending_repo_deleted(pending *p, const char *registry, const char *region,
+			  const char *repo)
+{
+	pthread_mutex_lock(&p->mu);
+	for (pending_version *v = p->versions; v; v = v->next)
+		if (streq0(v->registry, registry) && !strcmp(v->region, region) &&
+		    !strcmp(v->repo, repo)) {
+			pthread_mutex_lock(&v->mu);
+			v->repo_ready = 0;
+			avail_clear(v);
+			pthread_mutex_unlock(&v->mu);
+		}
+	pthread_mutex_unlock(&p->mu);
+}
+
 int pending_version_get(pending *p, const char *registry, const char *region, const char *repo,
 			const char *tag, struct push_remote *remote, pending_version **out)
 {

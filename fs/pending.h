@@ -52,6 +52,10 @@ void pending_free(pending *p);
  * missing. remote is borrowed and must outlive p (one per repository). */
 int pending_version_get(pending *p, const char *registry, const char *region, const char *repo,
 			const char *tag, struct push_remote *remote, pending_version **out);
+/* The repository was deleted: the next write to any of its tags creates it
+ * again (and asks again which blobs it holds). */
+void pending_repo_deleted(pending *p, const char *registry, const char *region,
+			  const char *repo);
 /* Existing record or NULL. */
 pending_version *pending_version_find(pending *p, const char *registry, const char *region,
 				      const char *repo, const char *tag);

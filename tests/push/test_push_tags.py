@@ -114,3 +114,25 @@ def test_rename_noreplace_keeps_existing_tag(emulator, mount, layout_dir):
     assert tag_digest(emulator, repo, "b") == ib["manifest"], m.logtext()[-2000:]
     assert tag_digest(emulator, repo, "a") == ia["manifest"]
     assert rc == -1 and err == errno.EEXIST
+
+
+def test_push_again_after_rmdir_repository(emulator, mount, layout_dir):
+    """rmdir REPO, then a new push to the same repository and tag in the same
+    mount: the repository is created again (was ENOENT)."""
+    repo = "push/recreate"
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/a": os.urandom(100)})
+    b, ib = single_image(str(layout_dir / "b"), "v1", {"/etc/b": os.urandom(100)})
+    m = mount()
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", a, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert tag_digest(emulator, repo, "v1") == ia["manifest"]
+    os.rmdir(m.repo(repo, "v1"))
+    os.rmdir(m.repo(repo))
+    r = emulator.aws_run("describe-repositories", "--repository-names", repo)
+    assert r.returncode != 0 and "RepositoryNotFound" in r.stderr
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", b, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    assert tag_digest(emulator, repo, "v1") == ib["manifest"]
