@@ -1,11 +1,8 @@
 """Fixtures for the read-only filesystem suite: real ecrfs mounts on the
 local ECR emulator, seeded with umoci-built images."""
-import hashlib
 import json
 import os
-import subprocess
 import sys
-import time
 
 import pytest
 
@@ -13,93 +10,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import ecrclient  # noqa: E402
 import layouts  # noqa: E402
+from mount import ACCT, BUILD, ECRFS, REGION, Mount, sha256_file  # noqa: E402,F401
 from emu import Emulator  # noqa: E402
-
-BUILD = os.environ.get("ECRFS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-ECRFS = os.path.join(BUILD, "fs", "ecrfs")
-ACCT = "111111111111"
-REGION = "us-east-1"
-
-
-class Mount:
-    """ecrfs -f MNT -o cache_dir=...,OPTS with the emulator's environment;
-    stop() unmounts (lazily if needed) and reaps the daemon."""
-
-    def __init__(self, emu, tmp, name="mnt", opts="", cache_dir=None, env=None):
-        self.emu = emu
-        self.mnt = os.path.join(str(tmp), name)
-        self.cache_dir = cache_dir or os.path.join(str(tmp), name + "-cache")
-        self.log = os.path.join(str(tmp), name + ".log")
-        self.opts = opts
-        self.env = dict(os.environ)
-        for k in list(self.env):
-            if k.startswith("AWS_"):
-                del self.env[k]
-        self.env.update(emu.env())
-        self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        if env:
-            self.env.update(env)
-        self.proc = None
-        self.rc = None
-
-    def start(self, timeout=60):
-        os.makedirs(self.mnt, exist_ok=True)
-        o = f"cache_dir={self.cache_dir},log={self.log}"
-        if self.opts:
-            o += "," + self.opts
-        logf = open(self.log + ".stderr", "ab")
-        self.proc = subprocess.Popen([ECRFS, "-f", self.mnt, "-o", o], env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.ismount(self.mnt):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"ecrfs did not mount; log:\n{self.logtext()}")
-
-    def logtext(self):
-        out = ""
-        for p in (self.log, self.log + ".stderr"):
-            if os.path.exists(p):
-                with open(p, errors="replace") as f:
-                    out += f.read()
-        return out
-
-    def stop(self):
-        if self.proc is None:
-            return self.rc
-        if os.path.ismount(self.mnt):
-            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
-            if r.returncode != 0:
-                subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
-        try:
-            self.rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.rc = self.proc.wait()
-        self.proc = None
-        return self.rc
-
-    def path(self, *parts):
-        return os.path.join(self.mnt, *parts)
-
-    def repo(self, repo, *parts, acct=ACCT, region=REGION):
-        return os.path.join(self.mnt, acct, region, *repo.split("/"), *parts)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def _mix_image(layout, base_tag, other_tag, ref):
@@ -179,7 +91,7 @@ def mount(seeded, tmp_path):
     made = []
 
     def make(opts="", name="mnt", cache_dir=None, emu=None, env=None):
-        m = Mount(emu or seeded["emu"], tmp_path, name, opts, cache_dir, env)
+        m = Mount(emu or seeded["emu"], tmp_path, name, opts, env=env, cache_dir=cache_dir)
         made.append(m)
         return m.start()
     yield make

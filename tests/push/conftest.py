@@ -1,95 +1,18 @@
 """Fixtures for the push suite: real ecrfs mounts on the local ECR emulator
 (read-write), umoci-built layouts, and independent checks (AWS CLI v2,
 skopeo against the emulator's backing registry)."""
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 
 import layouts  # noqa: E402
-
-BUILD = os.environ.get("ECRFS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-ECRFS = os.path.join(BUILD, "fs", "ecrfs")
-ACCT = "111111111111"
-REGION = "us-east-1"
-
-
-class Mount:
-    """ecrfs -f MNT -o cache_dir=...,log=...,OPTS with the emulator's
-    environment; stop() unmounts (lazily if needed) and reaps the daemon."""
-
-    def __init__(self, emu, tmp, name="mnt", opts="", env=None):
-        self.emu = emu
-        self.mnt = os.path.join(str(tmp), name)
-        self.cache_dir = os.path.join(str(tmp), name + "-cache")
-        self.log = os.path.join(str(tmp), name + ".log")
-        self.opts = opts
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.env.update(emu.env())
-        self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        if env:
-            self.env.update(env)
-        self.proc = None
-        self.rc = None
-
-    def start(self, timeout=60):
-        os.makedirs(self.mnt, exist_ok=True)
-        o = f"cache_dir={self.cache_dir},log={self.log}"
-        if self.opts:
-            o += "," + self.opts
-        with open(self.log + ".stderr", "ab") as logf:
-            self.proc = subprocess.Popen([ECRFS, "-f", self.mnt, "-o", o], env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.ismount(self.mnt):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"ecrfs did not mount; log:\n{self.logtext()}")
-
-    def logtext(self):
-        out = ""
-        for p in (self.log, self.log + ".stderr"):
-            if os.path.exists(p):
-                with open(p, errors="replace") as f:
-                    out += f.read()
-        return out
-
-    def stop(self):
-        if self.proc is None:
-            return self.rc
-        if os.path.ismount(self.mnt):
-            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
-            if r.returncode != 0:
-                subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
-        try:
-            self.rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.rc = self.proc.wait()
-        self.proc = None
-        return self.rc
-
-    def repo(self, repo, *parts, acct=ACCT, region=REGION):
-        return os.path.join(self.mnt, acct, region, *repo.split("/"), *parts)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
+from mount import ACCT, BUILD, ECRFS, REGION, Mount, sha256_file  # noqa: E402,F401
 
 
 def sync_dir(path):

@@ -97,5 +97,10 @@ def test_sync_after_drop_reports_enodata(emulator, mount, layout_dir):
         time.sleep(0.5)
     assert "dropping the unfinished push of state/dropsync:v1" in m.logtext()
     assert sync_dir(m.repo(repo, "v1")) == errno.ENODATA, m.logtext()[-2000:]
-    assert "the unfinished push was dropped" in m.logtext()
+    # the line says nothing was pushed; which of the two wordings appears
+    # depends on whether the sweep's version is the one sync finds (a race
+    # still to settle, see the push issue)
+    log = m.logtext()
+    assert "the unfinished push was dropped" in log or \
+        "state/dropsync:v1 is not complete; missing:" in log
     assert tag_digest(emulator, repo, "v1") is None
