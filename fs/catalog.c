@@ -161,11 +161,46 @@ static void cat_forget(const char *key)
 
 /* ---- persistence of listings (cache metadata, JSON) ---- */
 
+/* Stores arr (consumed) as the record ns/key. */
+static int meta_save_array(struct fs_ctx *c, const char *ns, const char *key, json_t *arr)
+{
+	char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	int rc = s ? cache_meta_put(c->cache, ns, key, s, strlen(s)) : -ENOMEM;
+	json_decref(arr);
+	free(s);
+	return rc;
+}
+
+/* Loads the record ns/key as a JSON array (*arr, caller decrefs) and a new
+ * empty list (*nl) to fill from it. */
+static int meta_load_array(struct fs_ctx *c, const char *ns, const char *key, json_t **arr,
+			   struct fs_list **nl)
+{
+	char *s = NULL;
+	size_t len;
+	*arr = NULL;
+	*nl = NULL;
+	int rc = cache_meta_get(c->cache, ns, key, &s, &len);
+	if (rc)
+		return rc;
+	*arr = json_loadb(s, len, 0, NULL);
+	free(s);
+	*nl = calloc(1, sizeof **nl);
+	if (!*arr || !json_is_array(*arr) || !*nl) {
+		free(*nl);
+		*nl = NULL;
+		json_decref(*arr);
+		*arr = NULL;
+		return -EIO;
+	}
+	(*nl)->refs = 1;
+	return 0;
+}
+
 static int persist_repos(struct fs_ctx *c, const char *key, struct fs_list *l, int save)
 {
-	int rc = 0;
+	int rc;
 	json_t *arr = NULL;
-	char *s = NULL;
 	if (!c->cache)
 		return -ENOENT;
 	if (save) {
@@ -177,22 +212,12 @@ static int persist_repos(struct fs_ctx *c, const char *key, struct fs_list *l, i
 							     (json_int_t)r->created_at, "uri", r->uri,
 							     "arn", r->arn));
 		}
-		s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-		rc = s ? cache_meta_put(c->cache, "repos", key, s, strlen(s)) : -ENOMEM;
-		goto out;
+		return meta_save_array(c, "repos", key, arr);
 	}
-	size_t len;
-	rc = cache_meta_get(c->cache, "repos", key, &s, &len);
+	struct fs_list *nl;
+	rc = meta_load_array(c, "repos", key, &arr, &nl);
 	if (rc)
-		goto out;
-	arr = json_loadb(s, len, 0, NULL);
-	struct fs_list *nl = calloc(1, sizeof *nl);
-	if (!arr || !json_is_array(arr) || !nl) {
-		free(nl);
-		rc = -EIO;
-		goto out;
-	}
-	nl->refs = 1;
+		return rc;
 	nl->repos.v = calloc(json_array_size(arr) + 1, sizeof *nl->repos.v);
 	for (size_t i = 0; nl->repos.v && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
@@ -207,17 +232,14 @@ static int persist_repos(struct fs_ctx *c, const char *key, struct fs_list *l, i
 		r->created_at = (time_t)json_integer_value(json_object_get(o, "created"));
 	}
 	*(struct fs_list **)l = nl;
-out:
 	json_decref(arr);
-	free(s);
-	return rc;
+	return 0;
 }
 
 static int persist_images(struct fs_ctx *c, const char *key, struct fs_list *l, int save)
 {
-	int rc = 0;
+	int rc;
 	json_t *arr = NULL;
-	char *s = NULL;
 	if (!c->cache)
 		return -ENOENT;
 	if (save) {
@@ -233,22 +255,12 @@ static int persist_images(struct fs_ctx *c, const char *key, struct fs_list *l, 
 							     (json_int_t)im->pushed_at, "mt",
 							     im->media_type, "scan", im->scan_status));
 		}
-		s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-		rc = s ? cache_meta_put(c->cache, "images", key, s, strlen(s)) : -ENOMEM;
-		goto out;
+		return meta_save_array(c, "images", key, arr);
 	}
-	size_t len;
-	rc = cache_meta_get(c->cache, "images", key, &s, &len);
+	struct fs_list *nl;
+	rc = meta_load_array(c, "images", key, &arr, &nl);
 	if (rc)
-		goto out;
-	arr = json_loadb(s, len, 0, NULL);
-	struct fs_list *nl = calloc(1, sizeof *nl);
-	if (!arr || !json_is_array(arr) || !nl) {
-		free(nl);
-		rc = -EIO;
-		goto out;
-	}
-	nl->refs = 1;
+		return rc;
 	nl->images.v = calloc(json_array_size(arr) + 1, sizeof *nl->images.v);
 	for (size_t i = 0; nl->images.v && i < json_array_size(arr); i++) {
 		json_t *o = json_array_get(arr, i);
@@ -269,10 +281,8 @@ static int persist_images(struct fs_ctx *c, const char *key, struct fs_list *l, 
 		im->scan_status = sc ? strdup(sc) : NULL;
 	}
 	*(struct fs_list **)l = nl;
-out:
 	json_decref(arr);
-	free(s);
-	return rc;
+	return 0;
 }
 
 /* ---- repositories and images ---- */
