@@ -51,8 +51,29 @@ static int is_transient(int rc)
 	       rc == -ENETUNREACH || rc == -EAGAIN || rc == -EINTR || rc == -ECONNRESET;
 }
 
-typedef int (*load_fn)(struct fs_ctx *c, void *arg, struct fs_list **out);
-typedef int (*persist_fn)(struct fs_ctx *c, const char *key, struct fs_list *l, int save);
+/* Where a listing comes from: a registry's region (repositories), or a
+ * repository in it (images) when repo is set. */
+struct where_arg {
+	const char *registry, *region, *repo;
+};
+
+/* How one kind of listing is kept in the cache's metadata records, so that
+ * an offline mount serves the last one seen: the records' namespace, and
+ * one element to and from JSON. */
+struct persist_kind {
+	const char *ns;
+	size_t (*count)(const struct fs_list *l);
+	json_t *(*pack)(const struct fs_list *l, size_t i); /* NULL: no memory */
+	int (*alloc)(struct fs_list *nl, size_t n);          /* room for n elements */
+	/* Appends o to nl: 0, 1 when o is malformed (skipped), or -ENOMEM. */
+	int (*unpack)(struct fs_list *nl, const json_t *o);
+};
+
+static int persist_save(struct fs_ctx *c, const struct persist_kind *k, const char *key,
+			const struct fs_list *l);
+static int persist_load(struct fs_ctx *c, const struct persist_kind *k, const char *key,
+			struct fs_list **out);
+static int load_list(struct fs_ctx *c, const struct where_arg *w, struct fs_list **out);
 
 static struct entry *entry_find(const char *key)
 {
@@ -62,8 +83,8 @@ static struct entry *entry_find(const char *key)
 	return NULL;
 }
 
-static int cat_get(struct fs_ctx *c, const char *key, load_fn load, persist_fn persist, void *arg,
-		   struct fs_list **out)
+static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind *kind,
+		   const struct where_arg *w, struct fs_list **out)
 {
 	int rc = 0;
 	time_t now;
@@ -102,9 +123,9 @@ static int cat_get(struct fs_ctx *c, const char *key, load_fn load, persist_fn p
 	pthread_mutex_unlock(&cat_mu);
 
 	struct fs_list *l = NULL;
-	rc = load(c, arg, &l);
-	if (rc == 0 && persist)
-		persist(c, key, l, 1);
+	rc = load_list(c, w, &l);
+	if (rc == 0)
+		persist_save(c, kind, key, l);
 
 	pthread_mutex_lock(&cat_mu);
 	e->loading = 0;
@@ -122,11 +143,11 @@ static int cat_get(struct fs_ctx *c, const char *key, load_fn load, persist_fn p
 	e->err = rc;
 	e->err_at = now;
 	if (is_transient(rc)) {
-		if (!e->val && persist) {
+		if (!e->val) {
 			/* Offline: the last listing persisted by an earlier mount. */
 			pthread_mutex_unlock(&cat_mu);
 			struct fs_list *old = NULL;
-			int prc = persist(c, key, (struct fs_list *)&old, 0);
+			int prc = persist_load(c, kind, key, &old);
 			pthread_mutex_lock(&cat_mu);
 			if (prc == 0 && old && !e->val) {
 				old->stale = 1;
@@ -161,162 +182,175 @@ static void cat_forget(const char *key)
 
 /* ---- persistence of listings (cache metadata, JSON) ---- */
 
-/* Stores arr (consumed) as the record ns/key. */
-static int meta_save_array(struct fs_ctx *c, const char *ns, const char *key, json_t *arr)
+static int persist_save(struct fs_ctx *c, const struct persist_kind *k, const char *key,
+			const struct fs_list *l)
 {
-	char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-	int rc = s ? cache_meta_put(c->cache, ns, key, s, strlen(s)) : -ENOMEM;
+	int rc = -ENOMEM;
+	char *s = NULL;
+	json_t *arr;
+	if (!c->cache)
+		return -ENOENT;
+	if (!(arr = json_array()))
+		goto out;
+	for (size_t i = 0; i < k->count(l); i++)
+		if (json_array_append_new(arr, k->pack(l, i)))
+			goto out; /* never a partial listing: it would be served as whole */
+	if (!(s = json_dumps(arr, JSON_COMPACT)))
+		goto out;
+	rc = cache_meta_put(c->cache, k->ns, key, s, strlen(s));
+out:
 	json_decref(arr);
 	free(s);
 	return rc;
 }
 
-/* Loads the record ns/key as a JSON array (*arr, caller decrefs) and a new
- * empty list (*nl) to fill from it. */
-static int meta_load_array(struct fs_ctx *c, const char *ns, const char *key, json_t **arr,
-			   struct fs_list **nl)
+/* *out: a new listing (refs 1) from the record; -ENOENT when there is none,
+ * -EIO when it is not a listing. */
+static int persist_load(struct fs_ctx *c, const struct persist_kind *k, const char *key,
+			struct fs_list **out)
 {
 	char *s = NULL;
-	size_t len;
-	*arr = NULL;
-	*nl = NULL;
-	int rc = cache_meta_get(c->cache, ns, key, &s, &len);
+	size_t len, i;
+	json_t *arr = NULL, *o;
+	struct fs_list *nl = NULL;
+	int rc;
+	*out = NULL;
+	if (!c->cache)
+		return -ENOENT;
+	rc = cache_meta_get(c->cache, k->ns, key, &s, &len);
 	if (rc)
 		return rc;
-	*arr = json_loadb(s, len, 0, NULL);
+	arr = json_loadb(s, len, 0, NULL);
 	free(s);
-	*nl = calloc(1, sizeof **nl);
-	if (!*arr || !json_is_array(*arr) || !*nl) {
-		free(*nl);
-		*nl = NULL;
-		json_decref(*arr);
-		*arr = NULL;
-		return -EIO;
+	rc = -EIO;
+	if (!json_is_array(arr))
+		goto out;
+	rc = -ENOMEM;
+	if (!(nl = calloc(1, sizeof *nl)))
+		goto out;
+	nl->refs = 1;
+	if (k->alloc(nl, json_array_size(arr)))
+		goto out;
+	json_array_foreach(arr, i, o)
+	{
+		rc = k->unpack(nl, o);
+		if (rc < 0)
+			goto out;
 	}
-	(*nl)->refs = 1;
+	rc = 0;
+	*out = nl;
+	nl = NULL;
+out:
+	fs_list_put(nl);
+	json_decref(arr);
+	return rc;
+}
+
+/* The n string members keys[i] of o duplicated into *outs[i] (NULL when
+ * absent). Returns 0, or -ENOMEM. */
+static int dup_members(const json_t *o, size_t n, const char *const keys[], char **const outs[])
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_object_get(o, keys[i]));
+		if (s && !(*outs[i] = strdup(s)))
+			return -ENOMEM;
+	}
 	return 0;
 }
 
-static int persist_repos(struct fs_ctx *c, const char *key, struct fs_list *l, int save)
+static size_t repos_count(const struct fs_list *l) { return l->repos.n; }
+
+static json_t *repo_pack(const struct fs_list *l, size_t i)
 {
-	int rc;
-	json_t *arr = NULL;
-	if (!c->cache)
-		return -ENOENT;
-	if (save) {
-		arr = json_array();
-		for (size_t i = 0; arr && i < l->repos.n; i++) {
-			const struct ecr_repo *r = &l->repos.v[i];
-			json_array_append_new(arr, json_pack("{s:s, s:b, s:I, s:s?, s:s?}", "name", r->name,
-							     "immutable", r->immutable, "created",
-							     (json_int_t)r->created_at, "uri", r->uri,
-							     "arn", r->arn));
-		}
-		return meta_save_array(c, "repos", key, arr);
-	}
-	struct fs_list *nl;
-	rc = meta_load_array(c, "repos", key, &arr, &nl);
-	if (rc)
-		return rc;
-	nl->repos.v = calloc(json_array_size(arr) + 1, sizeof *nl->repos.v);
-	for (size_t i = 0; nl->repos.v && i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
-		const char *name = json_string_value(json_object_get(o, "name"));
-		if (!name)
-			continue;
-		struct ecr_repo *r = &nl->repos.v[nl->repos.n++];
-		r->name = strdup(name);
-		const char *uri = json_string_value(json_object_get(o, "uri"));
-		r->uri = uri ? strdup(uri) : NULL;
-		r->immutable = json_is_true(json_object_get(o, "immutable"));
-		r->created_at = (time_t)json_integer_value(json_object_get(o, "created"));
-	}
-	*(struct fs_list **)l = nl;
-	json_decref(arr);
-	return 0;
+	const struct ecr_repo *r = &l->repos.v[i];
+	return json_pack("{s:s, s:b, s:I, s:s?, s:s?}", "name", r->name, "immutable", r->immutable,
+			 "created", (json_int_t)r->created_at, "uri", r->uri, "arn", r->arn);
 }
 
-static int persist_images(struct fs_ctx *c, const char *key, struct fs_list *l, int save)
+static int repos_alloc(struct fs_list *nl, size_t n)
 {
-	int rc;
-	json_t *arr = NULL;
-	if (!c->cache)
-		return -ENOENT;
-	if (save) {
-		arr = json_array();
-		for (size_t i = 0; arr && i < l->images.n; i++) {
-			const struct ecr_image *im = &l->images.v[i];
-			json_t *tags = json_array();
-			for (size_t t = 0; tags && t < im->ntags; t++)
-				json_array_append_new(tags, json_string(im->tags[t]));
-			json_array_append_new(arr, json_pack("{s:s, s:o, s:I, s:I, s:s?, s:s?}", "digest",
-							     im->digest, "tags", tags, "size",
-							     (json_int_t)im->size, "pushed",
-							     (json_int_t)im->pushed_at, "mt",
-							     im->media_type, "scan", im->scan_status));
-		}
-		return meta_save_array(c, "images", key, arr);
-	}
-	struct fs_list *nl;
-	rc = meta_load_array(c, "images", key, &arr, &nl);
-	if (rc)
-		return rc;
-	nl->images.v = calloc(json_array_size(arr) + 1, sizeof *nl->images.v);
-	for (size_t i = 0; nl->images.v && i < json_array_size(arr); i++) {
-		json_t *o = json_array_get(arr, i);
-		const char *dg = json_string_value(json_object_get(o, "digest"));
-		if (!dg)
-			continue;
-		struct ecr_image *im = &nl->images.v[nl->images.n++];
-		im->digest = strdup(dg);
-		json_t *tags = json_object_get(o, "tags");
-		im->tags = calloc(json_array_size(tags) + 1, sizeof *im->tags);
-		for (size_t t = 0; im->tags && t < json_array_size(tags); t++)
-			im->tags[im->ntags++] = strdup(json_string_value(json_array_get(tags, t)));
-		im->size = json_integer_value(json_object_get(o, "size"));
-		im->pushed_at = (time_t)json_integer_value(json_object_get(o, "pushed"));
-		const char *mt = json_string_value(json_object_get(o, "mt"));
-		im->media_type = mt ? strdup(mt) : NULL;
-		const char *sc = json_string_value(json_object_get(o, "scan"));
-		im->scan_status = sc ? strdup(sc) : NULL;
-	}
-	*(struct fs_list **)l = nl;
-	json_decref(arr);
-	return 0;
+	nl->repos.v = calloc(n + 1, sizeof *nl->repos.v);
+	return nl->repos.v ? 0 : -ENOMEM;
 }
+
+static int repo_unpack(struct fs_list *nl, const json_t *o)
+{
+	if (!json_is_string(json_object_get(o, "name")))
+		return 1;
+	/* Counted at once: the list's destructor frees what is filled in. */
+	struct ecr_repo *r = &nl->repos.v[nl->repos.n++];
+	r->immutable = json_is_true(json_object_get(o, "immutable"));
+	r->created_at = (time_t)json_integer_value(json_object_get(o, "created"));
+	return dup_members(o, 3, (const char *const[]){"name", "uri", "arn"},
+			   (char **const[]){&r->name, &r->uri, &r->arn});
+}
+
+static const struct persist_kind persist_repos = {"repos", repos_count, repo_pack, repos_alloc,
+						  repo_unpack};
+
+static size_t images_count(const struct fs_list *l) { return l->images.n; }
+
+static json_t *image_pack(const struct fs_list *l, size_t i)
+{
+	const struct ecr_image *im = &l->images.v[i];
+	json_t *tags = json_array();
+	for (size_t t = 0; tags && t < im->ntags; t++)
+		if (json_array_append_new(tags, json_string(im->tags[t]))) {
+			json_decref(tags);
+			return NULL;
+		}
+	/* "o" takes tags, also when packing fails. */
+	return json_pack("{s:s, s:o, s:I, s:I, s:s?, s:s?}", "digest", im->digest, "tags", tags,
+			 "size", (json_int_t)im->size, "pushed", (json_int_t)im->pushed_at, "mt",
+			 im->media_type, "scan", im->scan_status);
+}
+
+static int images_alloc(struct fs_list *nl, size_t n)
+{
+	nl->images.v = calloc(n + 1, sizeof *nl->images.v);
+	return nl->images.v ? 0 : -ENOMEM;
+}
+
+static int image_unpack(struct fs_list *nl, const json_t *o)
+{
+	const json_t *tags = json_object_get(o, "tags");
+	json_t *t;
+	size_t i;
+	if (!json_is_string(json_object_get(o, "digest")))
+		return 1;
+	/* Counted at once: the list's destructor frees what is filled in. */
+	struct ecr_image *im = &nl->images.v[nl->images.n++];
+	im->size = json_integer_value(json_object_get(o, "size"));
+	im->pushed_at = (time_t)json_integer_value(json_object_get(o, "pushed"));
+	if (!(im->tags = calloc(json_array_size(tags) + 1, sizeof *im->tags)))
+		return -ENOMEM;
+	json_array_foreach(tags, i, t)
+	{
+		if (!json_is_string(t))
+			continue;
+		if (!(im->tags[im->ntags] = strdup(json_string_value(t))))
+			return -ENOMEM;
+		im->ntags++;
+	}
+	return dup_members(o, 3, (const char *const[]){"digest", "mt", "scan"},
+			   (char **const[]){&im->digest, &im->media_type, &im->scan_status});
+}
+
+static const struct persist_kind persist_images = {"images", images_count, image_pack,
+						   images_alloc, image_unpack};
 
 /* ---- repositories and images ---- */
 
-struct where_arg {
-	const char *registry, *region, *repo;
-};
-
-static int load_repos(struct fs_ctx *c, void *arg, struct fs_list **out)
+static int load_list(struct fs_ctx *c, const struct where_arg *w, struct fs_list **out)
 {
-	struct where_arg *w = arg;
-	struct fs_list *l = calloc(1, sizeof *l);
-	if (!l)
-		return -ENOMEM;
-	l->refs = 1;
-	struct ecr_where wh = {.registry_id = w->registry, .region = w->region};
-	int rc = ecr_describe_repositories(fs_ecr_for(c, w->registry), &wh, NULL, 0, &l->repos, NULL);
-	if (rc) {
-		fs_list_put(l);
-		return rc;
-	}
-	*out = l;
-	return 0;
-}
-
-static int load_images(struct fs_ctx *c, void *arg, struct fs_list **out)
-{
-	struct where_arg *w = arg;
 	struct fs_list *l = calloc(1, sizeof *l);
 	if (!l)
 		return -ENOMEM;
 	l->refs = 1;
 	struct ecr_where wh = {.registry_id = w->registry, .region = w->region, .repository = w->repo};
-	int rc = ecr_describe_images(fs_ecr_for(c, w->registry), &wh, NULL, 0, &l->images, NULL);
+	ecr *e = fs_ecr_for(c, w->registry);
+	int rc = w->repo ? ecr_describe_images(e, &wh, NULL, 0, &l->images, NULL)
+			 : ecr_describe_repositories(e, &wh, NULL, 0, &l->repos, NULL);
 	if (rc) {
 		fs_list_put(l);
 		return rc;
@@ -330,7 +364,7 @@ int fs_cat_repos(struct fs_ctx *c, const char *registry, const char *region, str
 	char key[128];
 	snprintf(key, sizeof key, "%s/%s", registry, region);
 	struct where_arg w = {registry, region, NULL};
-	return cat_get(c, key, load_repos, persist_repos, &w, out);
+	return cat_get(c, key, &persist_repos, &w, out);
 }
 
 int fs_cat_images(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
@@ -339,7 +373,7 @@ int fs_cat_images(struct fs_ctx *c, const char *registry, const char *region, co
 	char key[512];
 	snprintf(key, sizeof key, "%s/%s/%s", registry, region, repo);
 	struct where_arg w = {registry, region, repo};
-	return cat_get(c, key, load_images, persist_images, &w, out);
+	return cat_get(c, key, &persist_images, &w, out);
 }
 
 void fs_cat_invalidate(const char *registry, const char *region, const char *repo)
