@@ -13,7 +13,7 @@
 #include "net/log.h"
 
 #define HOLD_CAP_DEFAULT (4u * 1024 * 1024)
-#define MAX_RESUMES 8  /* InvalidLayerPart resumes for one part */
+#define MAX_RESUMES 8  /* InvalidLayerPart resumes without a part acknowledged */
 #define MAX_RESTARTS 2 /* UploadNotFound restarts of one upload */
 
 enum mode {
@@ -32,6 +32,9 @@ struct upload {
 	char known[72];
 	int hold_only;
 	char name[256];
+	/* set before the worker starts, then read-only */
+	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
+	void *reread_arg;
 
 	/* wmu serialises the writer side and protects: mode, fail_rc, sha,
 	 * written, hold*, spill_fd, fill*, part_size, finished, finish_rc, res. */
@@ -52,19 +55,25 @@ struct upload {
 	struct upload_result res;
 
 	/* mu + cv hand parts to the worker and protect: send, send_len,
-	 * send_off, send_ready, upload_id, acked, err, stop, worker_on. */
+	 * send_off, send_ready, carry, upload_id, acked, err, stop, worker_on.
+	 * While send_ready is set the worker alone uses send and may move
+	 * send_off/send_len (a part ECR kept only the start of). carry: send
+	 * holds bytes at send_off that ECR does not have yet and that are not
+	 * in flight; the next hand_off sends them first, joined to fill. */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	char *send;
 	size_t send_len;
 	uint64_t send_off;
 	int send_ready;
+	int carry;
 	char *upload_id;
 	uint64_t acked;
 	int err;
 	int stop;
 	int worker_on;
 	pthread_t worker;
+	int resumes, restarts; /* the worker's alone */
 };
 
 int upload_new(const struct upload_opts *o, upload **out)
@@ -81,6 +90,8 @@ int upload_new(const struct upload_opts *o, upload **out)
 		snprintf(u->known, sizeof(u->known), "%s", o->digest);
 	u->hold_only = o->hold_only;
 	snprintf(u->name, sizeof(u->name), "%s", o->name ? o->name : "blob");
+	u->reread = o->reread;
+	u->reread_arg = o->reread_arg;
 	u->spill_fd = -1;
 	u->sha = EVP_MD_CTX_new();
 	if (!u->spill_dir || !u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
@@ -134,72 +145,183 @@ void upload_free(upload *u)
 
 /* ---- the worker: sends the part in u->send, one at a time ---- */
 
-/* Sends send[pos..len) at send_off+pos, resuming after lost replies. Called
- * by the worker without mu; send/send_len/send_off are stable while
- * send_ready is set. */
-static int send_part(upload *u)
+/* The upload id to use, or -ECANCELED once the upload is stopped. Only the
+ * worker replaces the id, so the pointer stays valid for it. */
+static int current_id(upload *u, char **id)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->mu);
+	*id = u->upload_id;
+	rc = u->stop ? -ECANCELED : 0;
+	pthread_mutex_unlock(&u->mu);
+	return rc;
+}
+
+static void set_send(upload *u, uint64_t off, size_t len)
+{
+	pthread_mutex_lock(&u->mu);
+	u->send_off = off;
+	u->send_len = len;
+	pthread_mutex_unlock(&u->mu);
+}
+
+static int reinitiate(upload *u)
+{
+	char *nid = NULL;
+	int64_t ps = 0;
+	int rc = u->remote->ops->initiate(u->remote->ctx, &nid, &ps);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&u->mu);
+	free(u->upload_id);
+	u->upload_id = nid;
+	pthread_mutex_unlock(&u->mu);
+	return 0;
+}
+
+/* A new upload gets [0, end) again from u->reread, a part at a time through
+ * the send buffer (the part in memory is re-read too). A short rest at the
+ * end becomes the carry, as it may not be the file's last part. Returns 0
+ * (ECR has [0, end)), 1 (carry) or -errno. */
+static int replay(upload *u, uint64_t end)
 {
 	const struct push_remote_ops *ops = u->remote->ops;
-	uint64_t off = u->send_off;
-	size_t pos = 0;
-	int resumes = 0, restarts = 0;
+	uint64_t pos = 0;
 	char *id;
+	int rc;
 
-	while (pos < u->send_len) {
-		int64_t last_valid = -1;
-		int rc;
+	while (pos < end) {
+		size_t n = end - pos > u->part_size ? u->part_size : (size_t)(end - pos);
+		int64_t lv = -1;
 
-		pthread_mutex_lock(&u->mu);
-		id = u->upload_id;
-		rc = u->stop ? -ECANCELED : 0;
-		pthread_mutex_unlock(&u->mu);
+		rc = current_id(u, &id);
 		if (rc)
 			return rc;
-		rc = ops->upload_part(u->remote->ctx, id, off + pos, u->send + pos,
-				      u->send_len - pos, &last_valid);
-		if (rc == 0)
-			return 0;
-		if (rc == -ERANGE && last_valid >= 0) {
-			/* A part may be stored while its reply was lost: resume where
-			 * ECR says it stands. */
-			uint64_t next = (uint64_t)last_valid + 1;
-			if (next == off + u->send_len)
-				return 0;
-			if (next >= off && next < off + u->send_len && ++resumes <= MAX_RESUMES) {
-				log_info("upload of %s: resuming at byte %llu", u->name,
-					 (unsigned long long)next);
-				pos = next - off;
-				continue;
-			}
-			log_err("upload of %s: ECR holds %lld bytes, part starts at %llu; giving up",
-				u->name, (long long)last_valid + 1, (unsigned long long)off);
-			return -EIO;
+		rc = u->reread(u->reread_arg, pos, u->send, n);
+		if (rc < 0) {
+			log_err("upload of %s to %s: cannot read bytes %llu-%llu again: %s", u->name,
+				u->remote->desc, (unsigned long long)pos,
+				(unsigned long long)(pos + n - 1), strerror(-rc));
+			return rc;
 		}
-		if (rc == -ESTALE && off == 0 && ++restarts <= MAX_RESTARTS) {
-			char *nid = NULL;
-			int64_t ps = 0;
-			log_warn("upload of %s: UploadNotFound, starting it again", u->name);
-			rc = ops->initiate(u->remote->ctx, &nid, &ps);
+		if (pos + n == end && n < UPLOAD_PART_MIN) {
+			set_send(u, pos, n);
+			return 1;
+		}
+		rc = ops->upload_part(u->remote->ctx, id, pos, u->send, n, &lv);
+		if (rc == 0) {
+			pos += n;
+			u->resumes = 0;
+			continue;
+		}
+		if (rc == -ERANGE && lv >= 0 && (uint64_t)lv + 1 >= pos &&
+		    (uint64_t)lv + 1 <= pos + n && ++u->resumes <= MAX_RESUMES) {
+			pos = (uint64_t)lv + 1;
+			continue;
+		}
+		if (rc == -ESTALE && ++u->restarts <= MAX_RESTARTS) {
+			log_warn("upload of %s to %s: UploadNotFound again, starting it again",
+				 u->name, u->remote->desc);
+			rc = reinitiate(u);
 			if (rc < 0)
 				return rc;
-			pthread_mutex_lock(&u->mu);
-			free(u->upload_id);
-			u->upload_id = nid;
-			pthread_mutex_unlock(&u->mu);
 			pos = 0;
 			continue;
 		}
-		if (rc == -ESTALE) {
-			/* Earlier parts are gone from memory (bounded buffers). */
-			log_err("upload of %s: ECR lost the upload (UploadNotFound) after %llu bytes; "
-				"run the copy again", u->name, (unsigned long long)off);
-			return -EIO;
-		}
-		if (rc == -ERANGE)
-			rc = -EIO;
-		return rc;
+		return rc == -ERANGE || rc == -ESTALE ? -EIO : rc;
 	}
 	return 0;
+}
+
+/* ECR lost the upload (UploadNotFound: expired or gone). Returns -EAGAIN
+ * when the part in memory is all there is to send again, else what
+ * replay() returns, or -EIO when the bytes sent before are gone. */
+static int restart(upload *u)
+{
+	uint64_t end = u->send_off + u->send_len;
+	int rc;
+
+	if (u->send_off > 0 && !u->reread) {
+		/* Bounded memory: earlier parts are not kept. */
+		log_err("upload of %s to %s: ECR lost the upload (UploadNotFound) after %llu "
+			"bytes, which are no longer held; re-run the same cp: blobs already in "
+			"ECR are skipped",
+			u->name, u->remote->desc, (unsigned long long)u->send_off);
+		return -EIO;
+	}
+	if (++u->restarts > MAX_RESTARTS) {
+		log_err("upload of %s to %s: ECR lost the upload (UploadNotFound) %d times; "
+			"giving up; re-run the same cp: blobs already in ECR are skipped",
+			u->name, u->remote->desc, u->restarts);
+		return -EIO;
+	}
+	log_warn("upload of %s to %s: ECR lost the upload (UploadNotFound) after %llu bytes; "
+		 "starting it again", u->name, u->remote->desc, (unsigned long long)u->send_off);
+	rc = reinitiate(u);
+	if (rc < 0)
+		return rc;
+	return u->send_off == 0 ? -EAGAIN : replay(u, end);
+}
+
+/* Sends send[0..send_len) at send_off. Returns 0 when ECR has all of it,
+ * 1 when ECR kept only its start (lastValidByteReceived inside the part):
+ * send[0..send_len) at send_off is then the rest, the carry, which goes
+ * out joined to the bytes that follow (every part but the last must be
+ * >= 5 MiB, so the rest cannot go alone). Or -errno. */
+static int send_part(upload *u)
+{
+	const struct push_remote_ops *ops = u->remote->ops;
+	char *id;
+	int rc;
+
+	for (;;) {
+		uint64_t end = u->send_off + u->send_len, next;
+		int64_t lv = -1;
+
+		rc = current_id(u, &id);
+		if (rc)
+			return rc;
+		rc = ops->upload_part(u->remote->ctx, id, u->send_off, u->send, u->send_len, &lv);
+		if (rc == 0) {
+			u->resumes = 0;
+			return 0;
+		}
+		if (rc == -ESTALE) {
+			rc = restart(u);
+			if (rc == -EAGAIN)
+				continue;
+			return rc;
+		}
+		if (rc != -ERANGE)
+			return rc;
+		/* lv -1: ECR holds nothing (or did not say): only the first
+		 * part may be sent again on that */
+		next = lv >= 0 ? (uint64_t)lv + 1 : 0;
+		if (lv >= 0 && next == end) {
+			/* stored, its reply lost */
+			u->resumes = 0;
+			return 0;
+		}
+		if ((lv >= 0 || u->send_off == 0) && next >= u->send_off && next < end &&
+		    ++u->resumes <= MAX_RESUMES) {
+			size_t done = (size_t)(next - u->send_off);
+			if (done == 0)
+				continue; /* none of it stored: again */
+			log_info("upload of %s: ECR kept bytes up to %llu of the part at %llu; the "
+				 "rest goes with the next part", u->name, (unsigned long long)lv,
+				 (unsigned long long)u->send_off);
+			memmove(u->send, u->send + done, u->send_len - done);
+			set_send(u, next, u->send_len - done);
+			return 1;
+		}
+		log_err("upload of %s to %s: ECR expects byte %lld, the part is bytes %llu-%llu; "
+			"giving up",
+			u->name, u->remote->desc, (long long)lv + 1, (unsigned long long)u->send_off,
+			(unsigned long long)end - 1);
+		return -EIO;
+	}
 }
 
 static void *worker_main(void *arg)
@@ -225,7 +347,8 @@ static void *worker_main(void *arg)
 			pthread_cond_broadcast(&u->cv);
 			break;
 		}
-		u->acked = u->send_off + u->send_len;
+		u->carry = rc == 1;
+		u->acked = u->carry ? u->send_off : u->send_off + u->send_len;
 		u->send_ready = 0;
 		pthread_cond_broadcast(&u->cv);
 	}
@@ -288,7 +411,10 @@ static int remote_has(upload *u, const char *digest)
 	return avail == 1;
 }
 
-/* Hands the filled buffer to the worker (waiting for the part in flight). */
+/* Hands the filled buffer to the worker (waiting for the part in flight).
+ * A carry goes first, topped up from fill to a whole part: the rest of
+ * fill moves to its start (once per carry; no third buffer). Nothing to
+ * send (no carry, fill empty) is a no-op. */
 static int hand_off(upload *u)
 {
 	int rc = 0;
@@ -301,6 +427,22 @@ static int hand_off(upload *u)
 		rc = u->err ? u->err : -ECANCELED;
 		goto out;
 	}
+	if (u->carry) {
+		size_t k = u->part_size - u->send_len;
+		if (k > u->fill_len)
+			k = u->fill_len;
+		memcpy(u->send + u->send_len, u->fill, k);
+		memmove(u->fill, u->fill + k, u->fill_len - k);
+		u->send_len += k;
+		u->fill_off += k;
+		u->fill_len -= k;
+		u->carry = 0;
+		u->send_ready = 1;
+		pthread_cond_broadcast(&u->cv);
+		goto out;
+	}
+	if (u->fill_len == 0)
+		goto out;
 	if (!u->send) {
 		u->send = malloc(u->part_size);
 		if (!u->send) {
@@ -540,20 +682,54 @@ int upload_sync(upload *u)
 	return rc;
 }
 
-/* Sends the rest and completes the layer upload. */
+static int carry_pending(upload *u)
+{
+	int c;
+	pthread_mutex_lock(&u->mu);
+	c = u->carry;
+	pthread_mutex_unlock(&u->mu);
+	return c;
+}
+
+/* Sends the rest and completes the layer upload. A part ECR kept only the
+ * start of leaves a carry, so this loops until nothing is left. */
 static int stream_complete(upload *u, const char *digest)
 {
-	int rc = 0;
+	int rc;
 
-	if (u->fill_len > 0)
+	do {
 		rc = hand_off(u); /* the last part may be short */
-	if (rc == 0)
-		rc = drain(u);
+		if (rc == 0)
+			rc = drain(u);
+	} while (rc == 0 && (u->fill_len > 0 || carry_pending(u)));
 	if (rc == 0)
 		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
 	if (rc == 0)
 		u->res.uploaded = 1;
 	return rc;
+}
+
+/* Held bytes, again, for a restarted upload: from memory or the spill file
+ * (neither changes once upload_held runs: the writer is in finish). */
+static int held_reread(void *arg, uint64_t off, void *buf, size_t len)
+{
+	upload *u = arg;
+
+	if (off > u->written || len > u->written - off)
+		return -EIO;
+	if (u->spill_fd < 0) {
+		memcpy(buf, u->hold + off, len);
+		return 0;
+	}
+	while (len > 0) {
+		ssize_t n = pread(u->spill_fd, buf, len, (off_t)off);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* Uploads held JSON that turned out not to be a manifest (a config). */
@@ -565,6 +741,8 @@ static int upload_held(upload *u, const char *digest)
 
 	if (remote_has(u, digest))
 		return 0;
+	u->reread = held_reread; /* before the worker starts */
+	u->reread_arg = u;
 	rc = start_stream(u);
 	if (rc < 0)
 		return rc;

@@ -6,7 +6,9 @@
  * uploading at once: InitiateLayerUpload, then UploadLayerPart in ECR's
  * partSize clamped to 5-10 MiB, one part in flight (a worker thread per
  * upload) while the next fills, so memory is at most two part buffers per
- * file. JSON is held (in memory up to hold_cap, then in an unlinked temp
+ * file. When ECR keeps only the start of a part (InvalidLayerPartException
+ * with lastValidByteReceived inside it), the rest is joined to the bytes
+ * that follow, so every part but the last stays >= 5 MiB. JSON is held (in memory up to hold_cap, then in an unlinked temp
  * file under spill_dir) until upload_finish() classifies it: manifests and
  * indexes are returned as bytes (for PutImage), anything else goes through
  * the layer upload. An error of the worker is returned by the next
@@ -38,6 +40,15 @@ struct upload_opts {
 	int hold_only;              /* oci-layout, index.json: keep the bytes (at most
 	                               hold_cap, else -EFBIG), never upload */
 	const char *name;           /* for log lines */
+	/* Optional: reads bytes [off, off+len) of the blob again (a copy by
+	 * reference fetches them from its source). With it, an upload ECR lost
+	 * after its first part (UploadNotFound) starts again with
+	 * InitiateLayerUpload, transparently; without it the parts already sent
+	 * are gone (bounded memory) and the file fails with EIO. Called from the
+	 * upload's worker thread; returns 0 or -errno. Held JSON (configs) is
+	 * re-read from memory or its spill file without it. */
+	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
+	void *reread_arg;
 };
 
 struct upload_result {

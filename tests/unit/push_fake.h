@@ -25,12 +25,14 @@
 	} while (0)
 
 #define FAKE_MAX 64
+#define FAKE_PARTS 64
 
 struct fake_upload {
 	char id[32];
 	char *data;
 	size_t len, cap;
 	int parts;
+	size_t part_len[FAKE_PARTS]; /* what each stored part held, in order */
 	int small_part; /* a part < 5 MiB that was not the last */
 	int done;
 };
@@ -60,6 +62,10 @@ struct fake {
 	 * reply lost (ERANGE with last_valid), or answered UploadNotFound */
 	int drop_reply_at;
 	int not_found_at;
+	/* the Nth part call stores only its first mid_part_keep bytes and
+	 * answers InvalidLayerPartException with lastValidByteReceived inside it */
+	int mid_part_at;
+	size_t mid_part_keep;
 	int deny_initiate; /* -EACCES */
 };
 
@@ -147,9 +153,11 @@ static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, 
 	}
 	CHECK(len <= (size_t)(f->part_size > 10485760 ? 10485760 : f->part_size));
 	CHECK(len > 0);
-	if (u->parts > 0 && u->small_part)
+	if (f->n_part == f->mid_part_at && f->mid_part_keep < len)
+		len = f->mid_part_keep; /* the rest of the part is lost */
+	if (u->parts > 0 && u->small_part && len > 0)
 		u->small_part = 2; /* a short part was followed by another: ECR refuses at complete */
-	if (len < 5 * 1024 * 1024)
+	if (len > 0 && len < 5 * 1024 * 1024)
 		u->small_part = u->small_part ? u->small_part : 1;
 	if (u->len + len > u->cap) {
 		u->cap = (u->len + len) * 2;
@@ -157,8 +165,10 @@ static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, 
 	}
 	memcpy(u->data + u->len, data, len);
 	u->len += len;
-	u->parts++;
-	if (f->n_part == f->drop_reply_at) {
+	CHECK(u->parts < FAKE_PARTS);
+	if (len > 0)
+		u->part_len[u->parts++] = len;
+	if (f->n_part == f->drop_reply_at || f->n_part == f->mid_part_at) {
 		/* stored, reply lost: the retry learns where ECR stands */
 		*last_valid = (int64_t)u->len - 1;
 		rc = -ERANGE;
