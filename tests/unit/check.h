@@ -46,6 +46,20 @@ static int test_failures;
 				     _h ? _h : "(null)", _n);                                      \
 	} while (0)
 
+/* The text of a small file (its first n-1 bytes) in buf; "" when it cannot
+ * be read. Returns buf. */
+static inline char *check_read_text(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	size_t len = 0;
+	if (f) {
+		len = fread(buf, 1, n - 1, f);
+		fclose(f);
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
 /* The exit status of a test program: 0 when every check passed. */
 static inline int check_summary(const char *name)
 {

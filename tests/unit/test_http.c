@@ -150,6 +150,15 @@ static struct fakesrv srv;
 static char base[64];
 static net_http *h;
 
+/* The log so far (its first MiB; "" when unreadable); the caller frees it. */
+static char *log_text(const char *logpath)
+{
+	char *text = malloc(1 << 20);
+	if (!text)
+		abort();
+	return check_read_text(logpath, text, 1 << 20);
+}
+
 static void url(char *buf, size_t n, const char *path) { snprintf(buf, n, "%s%s", base, path); }
 
 static void reset(enum scenario sc)
@@ -158,12 +167,19 @@ static void reset(enum scenario sc)
 	scenario = sc;
 }
 
+/* reset(sc), and the URL of path on the fake server. */
+static const char *play(enum scenario sc, const char *path)
+{
+	static char u[256];
+	reset(sc);
+	url(u, sizeof(u), path);
+	return u;
+}
+
 static void test_basic(void)
 {
-	char u[256];
 	struct net_response r;
-	reset(SC_OK);
-	url(u, sizeof(u), "/a/b?x=1");
+	const char *u = play(SC_OK, "/a/b?x=1");
 	struct net_request q = {.method = "GET", .url = u};
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 200);
@@ -180,11 +196,9 @@ static void test_basic(void)
 
 static void test_retry_503(void)
 {
-	char u[256];
 	struct net_response r;
 	struct net_http_stats before, after;
-	reset(SC_503_TWICE);
-	url(u, sizeof(u), "/retry");
+	const char *u = play(SC_503_TWICE, "/retry");
 	net_http_get_stats(h, &before);
 	struct net_request q = {.method = "GET", .url = u};
 	CHECK(net_http_do(h, &q, &r) == 0);
@@ -200,10 +214,8 @@ static void test_retry_503(void)
 
 static void test_retry_reset(void)
 {
-	char u[256];
 	struct net_response r;
-	reset(SC_RESET_TWICE);
-	url(u, sizeof(u), "/reset");
+	const char *u = play(SC_RESET_TWICE, "/reset");
 	struct net_request q = {.method = "POST", .url = u, .body = "abc", .body_len = 3};
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 200 && r.body.data && !strcmp(r.body.data, "after resets"));
@@ -216,10 +228,8 @@ static void test_retry_reset(void)
 
 static void test_attempts_exhausted(void)
 {
-	char u[256];
 	struct net_response r;
-	reset(SC_503_ALWAYS);
-	url(u, sizeof(u), "/busy");
+	const char *u = play(SC_503_ALWAYS, "/busy");
 	struct net_request q = {.method = "GET", .url = u, .max_attempts = 3};
 	CHECK(net_http_do(h, &q, &r) == 0); /* a response was received */
 	CHECK(r.status == 503 && r.attempts == 3);
@@ -230,10 +240,8 @@ static void test_attempts_exhausted(void)
 
 static void test_deadline(void)
 {
-	char u[256];
 	struct net_response r;
-	reset(SC_HANG);
-	url(u, sizeof(u), "/hang");
+	const char *u = play(SC_HANG, "/hang");
 	struct net_request q = {.method = "GET", .url = u, .deadline_ms = 1500};
 	int64_t t0 = mono_ms();
 	int rc = net_http_do(h, &q, &r);
@@ -259,10 +267,8 @@ static void test_deadline(void)
 
 static void test_stall(void)
 {
-	char u[256];
 	struct net_response r;
-	reset(SC_HANG);
-	url(u, sizeof(u), "/stall");
+	const char *u = play(SC_HANG, "/stall");
 	struct net_request q = {
 	    .method = "GET", .url = u, .stall_ms = 300, .max_attempts = 2, .deadline_ms = 60000};
 	int rc = net_http_do(h, &q, &r);
@@ -280,11 +286,9 @@ static int retry_throttle(void *arg, long status, const struct net_buf *b)
 
 static void test_retry_cb(void)
 {
-	char u[256];
 	struct net_response r;
 	int calls = 0;
-	reset(SC_THROTTLE_BODY_ONCE);
-	url(u, sizeof(u), "/");
+	const char *u = play(SC_THROTTLE_BODY_ONCE, "/");
 	struct net_request q = {.method = "POST",
 				.url = u,
 				.body = "{}",
@@ -311,12 +315,16 @@ static int sink(void *arg, const char *d, size_t n)
 	return 0;
 }
 
-static void test_range_sink(void)
+/* A sinked GET of bytes 10-19 under scenario sc: the sink gets exactly
+ * those bytes (the body nothing) after nreq requests, the last of them
+ * asking for last_range. Then the same request answered 403: error replies
+ * never reach the sink. */
+static void range_case(enum scenario sc, int nreq, const char *last_range)
 {
 	char u[256], rh[64];
 	struct net_response r;
 	struct sinkbuf sb = {0};
-	reset(SC_RANGE);
+	reset(sc);
 	url(u, sizeof(u), "/blob");
 	struct net_request q = {.method = "GET",
 				.url = u,
@@ -328,40 +336,29 @@ static void test_range_sink(void)
 	CHECK(r.status == 206);
 	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
 	CHECK(r.body.len == 0); /* went to the sink */
-	CHECK(strcmp(r.content_range, "bytes 10-19/62") == 0);
-	CHECK(fake_header(srv.reqs[0].headers, "Range", rh, sizeof(rh)) &&
-	      !strcmp(rh, "bytes=10-19"));
+	CHECK(fakesrv_nreq(&srv) == nreq);
+	if (sc == SC_RANGE)
+		CHECK(strcmp(r.content_range, "bytes 10-19/62") == 0);
+	CHECK(fakesrv_nreq(&srv) >= nreq &&
+	      fake_header(srv.reqs[nreq - 1].headers, "Range", rh, sizeof(rh)) &&
+	      !strcmp(rh, last_range));
 	net_buf_free(&r.body);
 
-	/* The first answer breaks after 5 bytes: the retry asks for the rest. */
-	memset(&sb, 0, sizeof(sb));
-	reset(SC_RANGE_TRUNCATE_ONCE);
-	CHECK(net_http_do(h, &q, &r) == 0);
-	CHECK(r.status == 206);
-	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
-	CHECK(fakesrv_nreq(&srv) == 2);
-	CHECK(fake_header(srv.reqs[1].headers, "Range", rh, sizeof(rh)) &&
-	      !strcmp(rh, "bytes=15-19"));
-	net_buf_free(&r.body);
-
-	/* Broken, then busy, then whole: the resumed range survives a 503. */
-	memset(&sb, 0, sizeof(sb));
-	reset(SC_RANGE_TRUNCATE_THEN_503);
-	CHECK(net_http_do(h, &q, &r) == 0);
-	CHECK(r.status == 206);
-	CHECK(sb.len == 10 && memcmp(sb.data, blob + 10, 10) == 0);
-	CHECK(fakesrv_nreq(&srv) == 3);
-	CHECK(fake_header(srv.reqs[2].headers, "Range", rh, sizeof(rh)) &&
-	      !strcmp(rh, "bytes=15-19"));
-	net_buf_free(&r.body);
-
-	/* Error replies never reach the sink. */
 	memset(&sb, 0, sizeof(sb));
 	reset(SC_FORBIDDEN);
 	CHECK(net_http_do(h, &q, &r) == 0);
 	CHECK(r.status == 403 && sb.len == 0);
 	CHECK(r.body.data && strstr(r.body.data, "AccessDenied"));
 	net_buf_free(&r.body);
+}
+
+static void test_range_sink(void)
+{
+	range_case(SC_RANGE, 1, "bytes=10-19");
+	/* The first answer breaks after 5 bytes: the retry asks for the rest. */
+	range_case(SC_RANGE_TRUNCATE_ONCE, 2, "bytes=15-19");
+	/* Broken, then busy, then whole: the resumed range survives a 503. */
+	range_case(SC_RANGE_TRUNCATE_THEN_503, 3, "bytes=15-19");
 }
 
 static int body_calls;
@@ -382,11 +379,9 @@ static ssize_t body_cb(void *arg, char *dst, size_t n, uint64_t off)
 
 static void test_stream_body(void)
 {
-	char u[256];
 	struct net_response r;
 	const char *payload = "streamed body that is sent in pieces of seven bytes";
-	reset(SC_ECHO_BODY_503_ONCE);
-	url(u, sizeof(u), "/upload");
+	const char *u = play(SC_ECHO_BODY_503_ONCE, "/upload");
 	struct net_request q = {.method = "PUT",
 				.url = u,
 				.body_cb = body_cb,
@@ -479,7 +474,7 @@ static void test_refused(void)
 /* aws_sign: every attempt signed afresh, headers as SigV4 expects. */
 static void test_sign_each_attempt(void)
 {
-	char u[256], auth[512], host[128], tok[128], date[32];
+	char auth[512], host[128], tok[128], date[32];
 	struct net_response r;
 	struct cred c = {.access_key_id = "AKIDEXAMPLE",
 			 .secret_access_key = "secret",
@@ -488,8 +483,7 @@ static void test_sign_each_attempt(void)
 	static const char *const hdrs[] = {"Content-Type: application/x-amz-json-1.1",
 					   "X-Amz-Target: Svc.Op", NULL};
 	struct aws_sign_ctx sc;
-	reset(SC_503_TWICE);
-	url(u, sizeof(u), "/");
+	const char *u = play(SC_503_TWICE, "/");
 	struct net_request q = {
 	    .method = "POST", .url = u, .headers = hdrs, .body = "{}", .body_len = 2};
 	CHECK(aws_sign_init(&sc, NULL, "eu-west-1", "ecr", &q, NULL) == 0);
@@ -579,15 +573,7 @@ static void test_log_no_query(const char *logpath)
 	net_buf_free(&r.body);
 	log_close();
 
-	char *text = NULL;
-	FILE *f = fopen(logpath, "r");
-	CHECK(f != NULL);
-	if (!f)
-		return;
-	text = calloc(1, 1 << 20);
-	size_t n = fread(text, 1, (1 << 20) - 1, f);
-	fclose(f);
-	text[n] = '\0';
+	char *text = log_text(logpath);
 	CHECK(strstr(text, "/layer") != NULL); /* the calls were logged ... */
 	CHECK(strstr(text, "retry") != NULL);
 	CHECK(strstr(text, "SIGQUERYSECRET") == NULL); /* ... without their query */
@@ -647,12 +633,10 @@ static void test_parallel(void)
  * the server's time (from its Date header), once; later calls use it. */
 static void test_clock_skew(const char *logpath)
 {
-	char u[256];
 	struct net_response r;
 	struct cred c = {.access_key_id = "AKIDSKEW", .secret_access_key = "s", .source = "test"};
 	struct aws_sign_ctx sc;
-	reset(SC_SKEWED);
-	url(u, sizeof(u), "/");
+	const char *u = play(SC_SKEWED, "/");
 	struct net_request q = {.method = "POST", .url = u, .body = "{}", .body_len = 2};
 	CHECK(aws_sign_init(&sc, NULL, "us-east-1", "ecr", &q, NULL) == 0);
 	sc.static_creds = &c;
@@ -674,14 +658,9 @@ static void test_clock_skew(const char *logpath)
 	CHECK(net_http_clock_skew() == 0);
 	net_buf_free(&r.body);
 
-	char text[65536] = "";
-	FILE *f = fopen(logpath, "r");
-	if (f) {
-		size_t n = fread(text, 1, sizeof(text) - 1, f);
-		text[n] = '\0';
-		fclose(f);
-	}
+	char *text = log_text(logpath);
 	CHECK(strstr(text, "local clock is") != NULL);
+	free(text);
 }
 
 static int free_port(void)
@@ -788,14 +767,9 @@ static void test_tls(const char *logpath)
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
 
-	char text[65536] = "";
-	FILE *f = fopen(logpath, "r");
-	if (f) {
-		size_t n = fread(text, 1, sizeof(text) - 1, f);
-		text[n] = '\0';
-		fclose(f);
-	}
+	char *text = log_text(logpath);
 	CHECK(strstr(text, "TLS certificate verification is off") != NULL);
+	free(text);
 }
 
 int main(void)
