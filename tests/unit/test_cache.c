@@ -17,11 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "cache/cache.h"
 #include "check.h"
 #include "net/log.h"
+#include "net/sigv4.h"
 
 #define CH CACHE_CHUNK_SIZE
 #define MIB (1024 * 1024)
@@ -43,18 +42,29 @@ static unsigned char *make_data(size_t len, unsigned seed)
 	return p;
 }
 
+/* "sha256:<hex>" of data, computed outside cache/ (net/sigv4.c, checked
+ * against AWS's test vectors in test_sigv4). */
 static void digest_of(const void *data, size_t len, char out[72])
 {
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-	strcpy(out, "sha256:");
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 7 + 2 * i, "%02x", md[i]);
+	memcpy(out, "sha256:", 7);
+	sigv4_sha256_hex(data, len, out + 7);
 }
 
 static void subdir(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", root, name); }
+
+/* A cache at root/name (its path into dir) with cap; NULL, after a failed
+ * check, when it does not open. */
+static cache *open_at(const char *name, char dir[256], uint64_t cap)
+{
+	cache *c = NULL;
+	int rc;
+
+	subdir(dir, 256, name);
+	rc = cache_open(dir, cap, &c);
+	if (rc)
+		CHECK_FAILED("cache_open(%s) == %d", dir, rc);
+	return c;
+}
 
 static int exists(const char *fmt, const char *dir, const char *digest)
 {
@@ -80,8 +90,7 @@ static void test_dir_mode(void)
 	struct stat st;
 	cache *c = NULL;
 
-	subdir(dir, sizeof(dir), "new/nested/cache");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("new/nested/cache", dir, 0);
 	CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	static const char *const subs[] = {"blobs/sha256", "partial", "meta", "tmp", "lock"};
 	for (size_t i = 0; i < 5; i++) {
@@ -113,8 +122,7 @@ static void test_invalid_digest(void)
 	char dir[256], path[512], buf[16];
 	cache *c = NULL;
 
-	subdir(dir, sizeof(dir), "invalid");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("invalid", dir, 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK_INT(cache_blob_write_chunk(c, bad[i], 4, 0, "abcd", 4), -EINVAL);
 		CHECK_INT(cache_blob_read(c, bad[i], 4, buf, 4, 0), -EINVAL);
@@ -142,8 +150,7 @@ static void test_chunks_and_seal(void)
 	cache *c = NULL;
 
 	digest_of(data, size, d);
-	subdir(dir, sizeof(dir), "chunks");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("chunks", dir, 0);
 	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
 	/* Offsets must be chunk aligned, lengths a full chunk or the tail. */
 	CHECK_INT(cache_blob_write_chunk(c, d, size, 5, data, CH), -EINVAL);
@@ -215,8 +222,7 @@ static void test_seal_mismatch(void)
 	cache *c = NULL;
 
 	digest_of(data, size, d);
-	subdir(dir, sizeof(dir), "mismatch");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("mismatch", dir, 0);
 	CHECK_INT(cache_blob_seal(c, d, size), -EAGAIN);
 	CHECK_INT(write_all_chunks(c, d, other, size), 0); /* wrong bytes */
 	CHECK_INT(cache_blob_seal(c, d, size), -EIO);
@@ -243,8 +249,7 @@ static void test_put_and_empty(void)
 
 	digest_of(data, 3000, d);
 	digest_of("", 0, e);
-	subdir(dir, sizeof(dir), "put");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("put", dir, 0);
 	CHECK_INT(cache_blob_put(c, d, data, 2999), -EIO); /* does not hash to d */
 	CHECK_INT(cache_blob_complete(c, d), 0);
 	CHECK_INT(cache_blob_put(c, d, data, 3000), 0);
@@ -379,8 +384,7 @@ static void test_persistence(void)
 
 	digest_of(data, size, d);
 	digest_of(small, 5000, s);
-	subdir(dir, sizeof(dir), "persist");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("persist", dir, 0);
 	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
 	CHECK_INT(cache_blob_put(c, s, small, 5000), 0);
 	test_meta(c);
@@ -595,42 +599,45 @@ static int tmpfs_child(const char *dir, const char *logpath)
 	return test_failures != before;
 }
 
-static void test_disk_full_tmpfs(void)
+/* Runs child(dir, logpath) in a forked process, with dir = root/name and
+ * logpath = root/name.log; returns its exit status, -1 if it did not exit. */
+static int in_child(int (*child)(const char *dir, const char *logpath), const char *name,
+		    char dir[256], char logpath[256])
 {
-	char dir[256], logpath[256];
+	char lname[64];
 	int status = 0;
 	pid_t pid;
 
-	subdir(dir, sizeof(dir), "tmpfs");
-	subdir(logpath, sizeof(logpath), "tmpfs.log");
+	subdir(dir, 256, name);
+	snprintf(lname, sizeof(lname), "%s.log", name);
+	subdir(logpath, 256, lname);
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0)
-		exit(tmpfs_child(dir, logpath));
-	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-	CHECK(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77) {
+		exit(child(dir, logpath));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+static void test_disk_full_tmpfs(void)
+{
+	char dir[256], logpath[256];
+	int rc = in_child(tmpfs_child, "tmpfs", dir, logpath);
+
+	if (rc == 77) {
 		printf("skipped: tmpfs full-disk check (cannot mount here)\n");
 		return;
 	}
-	CHECK_INT(WEXITSTATUS(status), 0);
+	CHECK_INT(rc, 0);
 	CHECK_INT(count_lines(logpath, "is full; reading from the network without caching"), 1);
 }
 
 static void test_disk_full(void)
 {
 	char dir[256], logpath[256];
-	int status = 0;
-	pid_t pid;
 
-	subdir(dir, sizeof(dir), "full");
-	subdir(logpath, sizeof(logpath), "full.log");
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0)
-		exit(disk_full_child(dir, logpath));
-	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT(in_child(disk_full_child, "full", dir, logpath), 0);
 	CHECK_INT(count_lines(logpath, "is full; reading from the network without caching"), 1);
 	CHECK_INT(count_lines(logpath, dir), 1);
 }
@@ -673,8 +680,7 @@ static void test_threads(void)
 	cache *c = NULL;
 
 	digest_of(data, size, d);
-	subdir(dir, sizeof(dir), "threads");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("threads", dir, 0);
 	for (int i = 0; i < 4; i++) {
 		a[i] = (struct writer_arg){c, d, data, size, i, 4, 0};
 		CHECK_INT(pthread_create(&t[i], NULL, writer, &a[i]), 0);
@@ -744,8 +750,7 @@ static void test_two_processes(void)
 	digest_of(z.data, CH, z.d);
 	w.data = make_data(CH, 303);
 	digest_of(w.data, CH, w.d);
-	subdir(dir, sizeof(dir), "shared");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("shared", dir, 0);
 	CHECK_INT(cache_blob_put(c, z.d, z.data, CH), 0);
 	CHECK(pipe(go) == 0);
 	fflush(NULL);
@@ -801,8 +806,7 @@ static void test_has(void)
 	cache *c = NULL;
 
 	digest_of(data, size, d);
-	subdir(dir, sizeof(dir), "has");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("has", dir, 0);
 	CHECK_INT(cache_blob_has(c, d, size, 0, 1), 0);
 	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
 	CHECK_INT(cache_blob_has(c, d, size, CH, CH), 1);
@@ -889,8 +893,7 @@ static void test_open_cleanup(void)
 	int fd;
 
 	blobs_make(b, 3, CH, 700);
-	subdir(dir, sizeof(dir), "cleanup");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("cleanup", dir, 0);
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(cache_blob_put(c, b[i].d, b[i].data, CH), 0);
 	cache_close(c);
@@ -1034,8 +1037,7 @@ static void test_evicted_elsewhere(void)
 	pid_t pid;
 
 	blobs_make(b, 3, CH, 900);
-	subdir(dir, sizeof(dir), "elsewhere");
-	CHECK_INT(cache_open(dir, 0, &c), 0);
+	c = open_at("elsewhere", dir, 0);
 	CHECK_INT(cache_blob_put(c, b[0].d, b[0].data, CH), 0);
 	CHECK_INT(cache_blob_put(c, b[1].d, b[1].data, CH), 0);
 	/* File times are coarse: make b[0] the older one for the other mount. */
