@@ -23,6 +23,7 @@
 #include "fs/names.h"
 #include "fs/pending.h"
 #include "fs/push_copy.h"
+#include "fs/push_hide.h"
 #include "fs/push_remote.h"
 #include "net/log.h"
 
@@ -1038,6 +1039,13 @@ out:
 
 /* ---- UNLINK, RMDIR ---- */
 
+/* Hidden names come back after the listing TTL if the tag stays. */
+static time_t hide_until(void)
+{
+	int ttl = fs_ctx_get()->o.tag_ttl;
+	return time(NULL) + (ttl > 0 ? ttl : 1);
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_node *dir = fs_node_get(parent), *n = NULL;
@@ -1063,15 +1071,33 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		free(rel);
 		fs_node_remove_pending(n);
 	} else if (n->kind == FS_N_IMG_FILE) {
-		/* Inside a committed image nothing is sent: `rm -r TAG` ends with the
-		 * rmdir of the tag, which untags. */
-		rc = 0;
+		/* Inside a committed image nothing is sent, the name is only
+		 * hidden here: `rm -r TAG` ends with the rmdir of the tag, which
+		 * untags. */
+		rc = push_hide_add(dir, name, hide_until());
 	} else {
 		rc = -EPERM;
 	}
 	fuse_reply_err(req, -rc);
 	fs_node_put(n);
 	fs_node_put(dir);
+}
+
+/* rmdir of blobs/ or blobs/sha256/ of a committed image (rm -r TAG):
+ * hidden like the files, once everything in it is. */
+static int rmdir_img_dir(struct fs_node *dir, struct fs_node *n)
+{
+	time_t now = time(NULL);
+
+	if (n->blob_idx == FS_IDX_BLOBS) {
+		if (!push_hide_is(n, "sha256", now))
+			return -ENOTEMPTY;
+	} else {
+		for (size_t i = 0; n->img && i < n->img->nblobs; i++)
+			if (!push_hide_is(n, n->img->blobs[i].hex, now))
+				return -ENOTEMPTY;
+	}
+	return push_hide_add(dir, n->name, hide_until());
 }
 
 static int rmdir_image(struct fs_node *n)
@@ -1087,6 +1113,7 @@ static int rmdir_image(struct fs_node *n)
 		id.digest = n->digest; /* the image and all its tags */
 	rc = ecr_batch_delete_image(fs_ecr_for(c, n->registry), &w, &id, 1, NULL);
 	if (rc == 0) {
+		push_hide_forget(n->registry, n->region, n->repo, n->name);
 		if (n->tag) {
 			pending_version *v = pending_version_find(P, n->registry, n->region,
 								  n->repo, n->tag);
@@ -1174,7 +1201,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		break;
 	}
 	case FS_N_IMG_DIR:
-		rc = 0; /* rm -r TAG: hidden locally, the tag's rmdir untags */
+		rc = rmdir_img_dir(dir, n); /* rm -r TAG: hidden here, the tag's rmdir untags */
 		break;
 	case FS_N_IMAGE:
 		rc = rmdir_image(n);
@@ -1328,6 +1355,7 @@ void fs_ops_write_install(struct fuse_lowlevel_ops *ops)
 	ops->unlink = op_unlink;
 	ops->rmdir = op_rmdir;
 	ops->copy_file_range = op_copy_file_range;
+	push_hide_install(ops);
 }
 
 void fs_push_shutdown(void)
@@ -1342,6 +1370,7 @@ void fs_push_shutdown(void)
 	}
 	pending_free(P);
 	P = NULL;
+	push_hide_free();
 	pthread_mutex_lock(&wmu);
 	while (tagdirs) {
 		struct wtagdir *t = tagdirs;
