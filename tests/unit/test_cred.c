@@ -283,14 +283,7 @@ static void use_imds(void)
 static int log_has(const char *needle)
 {
 	char buf[65536];
-	FILE *f = fopen(logpath, "r");
-	size_t n = 0;
-	if (f) {
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	return strstr(buf, needle) != NULL;
+	return strstr(check_read_text(logpath, buf, sizeof(buf)), needle) != NULL;
 }
 
 /* cred_get with a fresh provider for profile (NULL: default resolution). */
@@ -304,6 +297,19 @@ static int get(const char *profile, struct cred *c)
 	rc = cred_get(p, c);
 	cred_provider_free(p);
 	return rc;
+}
+
+/* get(profile) succeeded with access key ak (c filled: the caller clears
+ * it); says what it got otherwise. */
+static int got(const char *profile, struct cred *c, const char *ak)
+{
+	int rc = get(profile, c);
+	if (rc == 0 && c->access_key_id && !strcmp(c->access_key_id, ak))
+		return 1;
+	fprintf(stderr, "get(%s) == %d, access key %s, expected %s\n",
+		profile ? profile : "NULL", rc, rc == 0 && c->access_key_id ? c->access_key_id : "-",
+		ak);
+	return 0;
 }
 
 static const struct fake_req *find_req(const char *needle)
@@ -324,10 +330,9 @@ static void test_env(void)
 	setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "env-secret", 1);
 	setenv("AWS_SESSION_TOKEN", "env-token", 1);
-	CHECK(get(NULL, &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "AKIAENV"));
-	CHECK(c.secret_access_key && !strcmp(c.secret_access_key, "env-secret"));
-	CHECK(c.session_token && !strcmp(c.session_token, "env-token"));
+	CHECK(got(NULL, &c, "AKIAENV"));
+	CHECK_STR(c.secret_access_key, "env-secret");
+	CHECK_STR(c.session_token, "env-token");
 	CHECK(!strcmp(c.source, "environment") && c.expiration == 0);
 	cred_clear(&c);
 	/* The environment's keys must never reach the log. */
@@ -345,15 +350,15 @@ static void test_profiles(void)
 	write_file("config", "[default]\nregion = eu-west-1\n[profile cfg]\nregion = us-west-2\n"
 			     "s3 =\n  max_concurrent_requests = 4\naws_access_key_id = AKIACFG\n"
 			     "aws_secret_access_key = cfg-secret\n");
-	CHECK(get(NULL, &c) == 0 && !strcmp(c.access_key_id, "AKIADEFAULT"));
+	CHECK(got(NULL, &c, "AKIADEFAULT"));
 	CHECK(strstr(c.source, "profile default"));
 	cred_clear(&c);
-	CHECK(get("dev", &c) == 0 && !strcmp(c.access_key_id, "AKIADEV"));
+	CHECK(got("dev", &c, "AKIADEV"));
 	CHECK(!strcmp(c.secret_access_key, "dev=secret")); /* '=' inside a value */
 	CHECK(c.session_token == NULL);
 	cred_clear(&c);
 	/* Keys in the config file's [profile cfg] (after a nested s3 block). */
-	CHECK(get("cfg", &c) == 0 && !strcmp(c.access_key_id, "AKIACFG"));
+	CHECK(got("cfg", &c, "AKIACFG"));
 	CHECK(strstr(c.source, "config"));
 	cred_clear(&c);
 
@@ -361,12 +366,12 @@ static void test_profiles(void)
 	setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "env-secret", 1);
 	setenv("AWS_PROFILE", "dev", 1);
-	CHECK(get(NULL, &c) == 0 && !strcmp(c.access_key_id, "AKIAENV"));
+	CHECK(got(NULL, &c, "AKIAENV"));
 	cred_clear(&c);
-	CHECK(get("dev", &c) == 0 && !strcmp(c.access_key_id, "AKIADEV"));
+	CHECK(got("dev", &c, "AKIADEV"));
 	cred_clear(&c);
 	unsetenv("AWS_ACCESS_KEY_ID");
-	CHECK(get(NULL, &c) == 0 && !strcmp(c.access_key_id, "AKIADEV")); /* AWS_PROFILE */
+	CHECK(got(NULL, &c, "AKIADEV")); /* AWS_PROFILE */
 	cred_clear(&c);
 
 	/* Regions: env, then the profile's. */
@@ -395,9 +400,8 @@ static void test_process(void)
 		   "\"SessionToken\": \"proc-token\", \"Expiration\": \"2099-01-02T03:04:05Z\"}'\n"
 		   "[profile procfail]\ncredential_process = echo nope >&2; exit 3\n"
 		   "[profile procbad]\ncredential_process = echo '{\"Version\": 2}'\n");
-	CHECK(get("proc", &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "AKIAPROC"));
-	CHECK(c.session_token && !strcmp(c.session_token, "proc-token"));
+	CHECK(got("proc", &c, "AKIAPROC"));
+	CHECK_STR(c.session_token, "proc-token");
 	CHECK(c.expiration == 4071006245); /* 2099-01-02T03:04:05Z */
 	CHECK(strstr(c.source, "credential_process"));
 	cred_clear(&c);
@@ -425,9 +429,8 @@ static void test_assume_role(void)
 		   "[profile loop-b]\nrole_arn = arn:aws:iam::1:role/B\nsource_profile = loop-a\n"
 		   "[profile fromenv]\nrole_arn = arn:aws:iam::1:role/E\n"
 		   "credential_source = Environment\n");
-	CHECK(get("role", &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIAROLE-AKIABASE"));
-	CHECK(c.session_token && !strcmp(c.session_token, "role-token"));
+	CHECK(got("role", &c, "ASIAROLE-AKIABASE"));
+	CHECK_STR(c.session_token, "role-token");
 	CHECK(c.expiration > time(NULL) + 3000);
 	CHECK(strstr(c.source, "assume-role arn:aws:iam::123456789012:role/ECR Reader"));
 	CHECK(strstr(c.source, "via profile base"));
@@ -448,8 +451,7 @@ static void test_assume_role(void)
 
 	/* role -> role: the second call is signed with the first role's keys. */
 	fakesrv_clear(&srv);
-	CHECK(get("chained", &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIAROLE-ASIAROLE-AKIABASE"));
+	CHECK(got("chained", &c, "ASIAROLE-ASIAROLE-AKIABASE"));
 	cred_clear(&c);
 	CHECK(fakesrv_nreq(&srv) == 2);
 	rq = find_req("RoleSessionName=mysession");
@@ -463,8 +465,7 @@ static void test_assume_role(void)
 	/* credential_source = Environment */
 	setenv("AWS_ACCESS_KEY_ID", "AKIAENVSRC", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "env-secret", 1);
-	CHECK(get("fromenv", &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIAROLE-AKIAENVSRC"));
+	CHECK(got("fromenv", &c, "ASIAROLE-AKIAENVSRC"));
 	cred_clear(&c);
 	CHECK(!log_has("base-secret") && !log_has("role-secret") && !log_has("role-token"));
 }
@@ -480,8 +481,7 @@ static void test_web_identity(void)
 	setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa", 1);
 	setenv("AWS_ROLE_SESSION_NAME", "pod-1", 1);
 	fx.expect_web_token = "eyJhbGciOiJSUzI1NiJ9.payload.sig";
-	CHECK(get(NULL, &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIAWEB"));
+	CHECK(got(NULL, &c, "ASIAWEB"));
 	CHECK(strstr(c.source, "web identity"));
 	cred_clear(&c);
 	const struct fake_req *rq = find_req("AssumeRoleWithWebIdentity");
@@ -500,7 +500,7 @@ static void test_web_identity(void)
 		   "[profile web]\nrole_arn = arn:aws:iam::1:role/w\n"
 		   "web_identity_token_file = %s/webtoken\n",
 		   tmpdir);
-	CHECK(get("web", &c) == 0 && c.access_key_id && !strcmp(c.access_key_id, "ASIAWEB"));
+	CHECK(got("web", &c, "ASIAWEB"));
 	cred_clear(&c);
 }
 
@@ -545,9 +545,8 @@ static void test_sso(void)
 		   "{\"accessToken\": \"SSOTOKEN\", \"expiresAt\": \"%s\", \"region\": "
 		   "\"eu-west-1\", \"startUrl\": \"https://example.awsapps.com/start\"}",
 		   exp);
-	CHECK(get("sso", &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIASSO"));
-	CHECK(c.session_token && !strcmp(c.session_token, "sso-token"));
+	CHECK(got("sso", &c, "ASIASSO"));
+	CHECK_STR(c.session_token, "sso-token");
 	CHECK(c.expiration > time(NULL) + 3000 && c.expiration < time(NULL) + 4000);
 	CHECK(strstr(c.source, "sso"));
 	cred_clear(&c);
@@ -557,7 +556,7 @@ static void test_sso(void)
 	sha1_hex("https://legacy.awsapps.com/start", hex);
 	snprintf(name, sizeof(name), ".aws/sso/cache/%s.json", hex);
 	write_file(name, "{\"accessToken\": \"SSOTOKEN\", \"expiresAt\": \"%s\"}", exp);
-	CHECK(get("legacy", &c) == 0 && c.access_key_id && !strcmp(c.access_key_id, "ASIASSO"));
+	CHECK(got("legacy", &c, "ASIASSO"));
 	cred_clear(&c);
 
 	/* Expired token: the hint again. */
@@ -584,9 +583,8 @@ static void test_container(void)
 	setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", p, 1);
 	setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ignored-when-file-set", 1);
 	fx.container_auth = "pod-identity-token";
-	CHECK(get(NULL, &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIACONTAINER"));
-	CHECK(c.session_token && !strcmp(c.session_token, "c-token"));
+	CHECK(got(NULL, &c, "ASIACONTAINER"));
+	CHECK_STR(c.session_token, "c-token");
 	CHECK(strstr(c.source, "container"));
 	cred_clear(&c);
 	/* Token from the variable when there is no file. */
@@ -610,9 +608,8 @@ static void test_imds(void)
 	cred_provider *p = NULL;
 	fresh();
 	use_imds();
-	CHECK(get(NULL, &c) == 0);
-	CHECK(c.access_key_id && !strcmp(c.access_key_id, "ASIAIMDS1"));
-	CHECK(c.session_token && !strcmp(c.session_token, "imds-token"));
+	CHECK(got(NULL, &c, "ASIAIMDS1"));
+	CHECK_STR(c.session_token, "imds-token");
 	CHECK(!strcmp(c.source, "instance role test-role"));
 	cred_clear(&c);
 	/* The token flow: PUT first, then GETs carrying the token (the fake
@@ -646,7 +643,7 @@ static void test_imds(void)
 	fresh();
 	use_imds();
 	fx.imds_v1 = 1;
-	CHECK(get(NULL, &c) == 0 && c.access_key_id && !strcmp(c.access_key_id, "ASIAIMDS1"));
+	CHECK(got(NULL, &c, "ASIAIMDS1"));
 	cred_clear(&c);
 
 	/* An instance without a role: the log says so. */
