@@ -1,69 +1,55 @@
 /* Name syntax: what LOOKUP refuses without a network call. */
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "fs/names.h"
+
+/* fn accepts every name of ok and refuses every name of bad (both end with
+ * NULL); a failure names the function and the name. */
+static void check_names(const char *what, int (*fn)(const char *), const char *const ok[],
+			const char *const bad[])
+{
+	for (size_t i = 0; ok[i]; i++)
+		if (!fn(ok[i]))
+			CHECK_FAILED("%s refuses \"%s\"", what, ok[i]);
+	for (size_t i = 0; bad[i]; i++)
+		if (fn(bad[i]))
+			CHECK_FAILED("%s accepts \"%s\"", what, bad[i]);
+}
+
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 int main(void)
 {
-	assert(fs_name_is_account("111111111111"));
-	assert(!fs_name_is_account("11111111111"));
-	assert(!fs_name_is_account("1111111111111"));
-	assert(!fs_name_is_account("11111111111a"));
+	char tag128[129], tag129[130];
+	memset(tag128, 'a', 128);
+	tag128[128] = 0;
+	memset(tag129, 'a', 129);
+	tag129[129] = 0;
 
-	assert(fs_name_is_region("us-east-1"));
-	assert(fs_name_is_region("eu-west-3"));
-	assert(fs_name_is_region("us-gov-west-1"));
-	assert(fs_name_is_region("cn-north-1"));
-	assert(!fs_name_is_region("us-east"));
-	assert(!fs_name_is_region("US-east-1"));
-	assert(!fs_name_is_region("us--east-1"));
-	assert(!fs_name_is_region(".ecrfs"));
+	check_names("fs_name_is_account", fs_name_is_account, NAMES("111111111111"),
+		    NAMES("11111111111", "1111111111111", "11111111111a"));
+	check_names("fs_name_is_region", fs_name_is_region,
+		    NAMES("us-east-1", "eu-west-3", "us-gov-west-1", "cn-north-1"),
+		    NAMES("us-east", "US-east-1", "us--east-1", ".ecrfs"));
+	check_names("fs_name_is_tag", fs_name_is_tag, NAMES("v1.4.2", "_x", "sha256-abc", tag128),
+		    NAMES(".hidden", "-x", "a:b", "ci@", tag129));
+	check_names("fs_name_is_repo_component", fs_name_is_repo_component,
+		    NAMES("team", "a.b", "a__b", "a---b"),
+		    NAMES("a___b", "a..b", "Team", "a-", "-a", ""));
+	check_names("fs_name_is_repo", fs_name_is_repo, NAMES("team/app", "ab"),
+		    NAMES("a", "team//app", "team/app/"));
 
-	assert(fs_name_is_tag("v1.4.2"));
-	assert(fs_name_is_tag("_x"));
-	assert(fs_name_is_tag("sha256-abc"));
-	assert(!fs_name_is_tag(".hidden"));
-	assert(!fs_name_is_tag("-x"));
-	assert(!fs_name_is_tag("a:b"));
-	assert(!fs_name_is_tag("ci@"));
-	char big[200];
-	memset(big, 'a', 128);
-	big[128] = 0;
-	assert(fs_name_is_tag(big));
-	big[128] = 'a';
-	big[129] = 0;
-	assert(!fs_name_is_tag(big));
-
-	assert(fs_name_is_repo_component("team"));
-	assert(fs_name_is_repo_component("a.b"));
-	assert(fs_name_is_repo_component("a__b"));
-	assert(fs_name_is_repo_component("a---b"));
-	assert(!fs_name_is_repo_component("a___b"));
-	assert(!fs_name_is_repo_component("a..b"));
-	assert(!fs_name_is_repo_component("Team"));
-	assert(!fs_name_is_repo_component("a-"));
-	assert(!fs_name_is_repo_component("-a"));
-	assert(!fs_name_is_repo_component(""));
-
-	assert(fs_name_is_repo("team/app"));
-	assert(fs_name_is_repo("ab"));
-	assert(!fs_name_is_repo("a"));
-	assert(!fs_name_is_repo("team//app"));
-	assert(!fs_name_is_repo("team/app/"));
-
-	char d[80];
+	char d[80], name[100];
 	const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-	char name[100];
 	snprintf(name, sizeof name, "@sha256-%s", hex);
-	assert(fs_name_digest_dir(name, d, sizeof d));
-	assert(strcmp(d + 7, hex) == 0 && strncmp(d, "sha256:", 7) == 0);
-	assert(fs_name_is_digest(d));
+	CHECK(fs_name_digest_dir(name, d, sizeof d));
+	CHECK(strcmp(d + 7, hex) == 0 && strncmp(d, "sha256:", 7) == 0);
+	CHECK(fs_name_is_digest(d));
 	name[10] = 'G';
-	assert(!fs_name_digest_dir(name, d, sizeof d));
-	assert(!fs_name_digest_dir("@sha256-abc", d, sizeof d));
-	assert(!fs_name_is_digest("sha512:abc"));
-	printf("ok\n");
-	return 0;
+	CHECK(!fs_name_digest_dir(name, d, sizeof d));
+	CHECK(!fs_name_digest_dir("@sha256-abc", d, sizeof d));
+	CHECK(!fs_name_is_digest("sha512:abc"));
+	return check_summary("fs_names");
 }
