@@ -102,150 +102,154 @@ static int grow(void **v, size_t n, size_t add, size_t sz)
 	return 0;
 }
 
-/* The array key of a reply, with room made for its elements at the end of
- * the vector *v (n elements of size sz so far). */
-static int reply_array(const json_t *resp, const char *key, void **v, size_t n, size_t sz,
-		       const json_t **arr)
+/* Fills the zeroed element x from the reply's element e: 0 (kept), 1 (e is
+ * malformed: skipped, nothing left allocated) or -ENOMEM (nothing left
+ * allocated either). */
+typedef int (*fill_fn)(void *x, const json_t *e);
+
+/* Appends the elements of the array key of a reply to the vector *v (*n
+ * elements of size sz so far), then takes nextToken when next is set. */
+static int parse_array(const json_t *resp, const char *key, void **v, size_t *n, size_t sz,
+		       fill_fn fill, char **next)
 {
-	*arr = json_object_get(resp, key);
-	if (!json_is_array(*arr))
+	const json_t *arr = json_object_get(resp, key);
+	size_t i;
+	json_t *e;
+	int rc;
+
+	if (next)
+		*next = NULL;
+	if (!json_is_array(arr))
 		return -EPROTO;
-	return grow(v, n, json_array_size(*arr), sz);
+	rc = grow(v, *n, json_array_size(arr), sz);
+	if (rc)
+		return rc;
+	json_array_foreach(arr, i, e)
+	{
+		void *x = (char *)*v + *n * sz;
+
+		memset(x, 0, sz);
+		rc = fill(x, e);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			(*n)++;
+	}
+	return next ? take_next(resp, next) : 0;
+}
+
+static int fill_repo(void *p, const json_t *r)
+{
+	struct ecr_repo *x = p;
+	const json_t *scan = json_object_get(r, "imageScanningConfiguration");
+	const char *mut = ecr_json_str(r, "imageTagMutability");
+
+	x->name = ecr_json_strdup(r, "repositoryName");
+	if (!x->name)
+		return 1; /* malformed entry: skip it rather than show "" */
+	x->arn = ecr_json_strdup(r, "repositoryArn");
+	x->uri = ecr_json_strdup(r, "repositoryUri");
+	x->registry_id = ecr_json_strdup(r, "registryId");
+	x->immutable = mut && strncmp(mut, "IMMUTABLE", 9) == 0;
+	x->scan_on_push = json_is_true(json_object_get(scan, "scanOnPush"));
+	x->created_at = ecr_json_time(r, "createdAt");
+	return 0;
 }
 
 int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **next)
 {
-	const json_t *arr;
-	size_t i;
-	json_t *r;
-	int rc;
+	return parse_array(resp, "repositories", (void **)&out->v, &out->n, sizeof(*out->v),
+			   fill_repo, next);
+}
 
-	*next = NULL;
-	rc = reply_array(resp, "repositories", (void **)&out->v, out->n, sizeof(*out->v), &arr);
-	if (rc)
-		return rc;
-	json_array_foreach(arr, i, r)
-	{
-		struct ecr_repo *x = &out->v[out->n];
-		const json_t *scan = json_object_get(r, "imageScanningConfiguration");
-		const char *mut = ecr_json_str(r, "imageTagMutability");
+static int fill_image(void *p, const json_t *d)
+{
+	struct ecr_image *x = p;
+	const json_t *tags = json_object_get(d, "imageTags");
+	const json_t *scan = json_object_get(d, "imageScanStatus");
+	size_t j;
+	json_t *t;
 
-		memset(x, 0, sizeof(*x));
-		x->name = ecr_json_strdup(r, "repositoryName");
-		if (!x->name)
-			continue; /* malformed entry: skip it rather than show "" */
-		x->arn = ecr_json_strdup(r, "repositoryArn");
-		x->uri = ecr_json_strdup(r, "repositoryUri");
-		x->registry_id = ecr_json_strdup(r, "registryId");
-		x->immutable = mut && strncmp(mut, "IMMUTABLE", 9) == 0;
-		x->scan_on_push = json_is_true(json_object_get(scan, "scanOnPush"));
-		x->created_at = ecr_json_time(r, "createdAt");
-		out->n++;
+	x->digest = ecr_json_strdup(d, "imageDigest");
+	if (!x->digest)
+		return 1;
+	if (json_is_array(tags) && json_array_size(tags)) {
+		x->tags = calloc(json_array_size(tags), sizeof(char *));
+		if (!x->tags) {
+			free(x->digest);
+			return -ENOMEM;
+		}
+		json_array_foreach(tags, j, t)
+		{
+			char *s = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
+			if (s)
+				x->tags[x->ntags++] = s;
+		}
 	}
-	return take_next(resp, next);
+	x->size = ecr_json_int(d, "imageSizeInBytes", 0);
+	x->pushed_at = ecr_json_time(d, "imagePushedAt");
+	x->media_type = ecr_json_strdup(d, "imageManifestMediaType");
+	x->artifact_media_type = ecr_json_strdup(d, "artifactMediaType");
+	x->scan_status = ecr_json_strdup(scan, "status");
+	return 0;
 }
 
 int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char **next)
 {
-	const json_t *arr;
-	size_t i, j;
-	json_t *d, *t;
-	int rc;
+	return parse_array(resp, "imageDetails", (void **)&out->v, &out->n, sizeof(*out->v),
+			   fill_image, next);
+}
 
-	*next = NULL;
-	rc = reply_array(resp, "imageDetails", (void **)&out->v, out->n, sizeof(*out->v), &arr);
-	if (rc)
-		return rc;
-	json_array_foreach(arr, i, d)
-	{
-		struct ecr_image *x = &out->v[out->n];
-		const json_t *tags = json_object_get(d, "imageTags");
-		const json_t *scan = json_object_get(d, "imageScanStatus");
+static int fill_image_ref(void *p, const json_t *d)
+{
+	struct ecr_image_ref *x = p;
 
-		memset(x, 0, sizeof(*x));
-		x->digest = ecr_json_strdup(d, "imageDigest");
-		if (!x->digest)
-			continue;
-		if (json_is_array(tags) && json_array_size(tags)) {
-			x->tags = calloc(json_array_size(tags), sizeof(char *));
-			if (!x->tags) {
-				free(x->digest);
-				return -ENOMEM;
-			}
-			json_array_foreach(tags, j, t)
-			{
-				char *s = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
-				if (s)
-					x->tags[x->ntags++] = s;
-			}
-		}
-		x->size = ecr_json_int(d, "imageSizeInBytes", 0);
-		x->pushed_at = ecr_json_time(d, "imagePushedAt");
-		x->media_type = ecr_json_strdup(d, "imageManifestMediaType");
-		x->artifact_media_type = ecr_json_strdup(d, "artifactMediaType");
-		x->scan_status = ecr_json_strdup(scan, "status");
-		out->n++;
-	}
-	return take_next(resp, next);
+	x->digest = ecr_json_strdup(d, "imageDigest");
+	if (!x->digest)
+		return 1;
+	x->tag = ecr_json_strdup(d, "imageTag");
+	return 0;
 }
 
 int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next)
 {
-	const json_t *arr;
-	size_t i;
-	json_t *d;
-	int rc;
+	return parse_array(resp, "imageIds", (void **)&out->v, &out->n, sizeof(*out->v),
+			   fill_image_ref, next);
+}
 
-	*next = NULL;
-	rc = reply_array(resp, "imageIds", (void **)&out->v, out->n, sizeof(*out->v), &arr);
-	if (rc)
-		return rc;
-	json_array_foreach(arr, i, d)
-	{
-		struct ecr_image_ref *x = &out->v[out->n];
+static int fill_manifest(void *p, const json_t *d)
+{
+	struct ecr_manifest *m = p;
+	const json_t *id = json_object_get(d, "imageId");
+	const json_t *man = json_object_get(d, "imageManifest");
 
-		x->digest = ecr_json_strdup(d, "imageDigest");
-		if (!x->digest)
-			continue;
-		x->tag = ecr_json_strdup(d, "imageTag");
-		out->n++;
-	}
-	return take_next(resp, next);
+	if (!json_is_string(man))
+		return 1;
+	/* The exact bytes: the decoded string by its length (manifests
+	 * may hold escapes; never re-serialise). */
+	m->len = json_string_length(man);
+	m->bytes = malloc(m->len + 1);
+	if (!m->bytes)
+		return -ENOMEM;
+	memcpy(m->bytes, json_string_value(man), m->len);
+	m->bytes[m->len] = '\0';
+	m->digest = ecr_json_strdup(id, "imageDigest");
+	m->tag = ecr_json_strdup(id, "imageTag");
+	m->media_type = ecr_json_strdup(d, "imageManifestMediaType");
+	return 0;
 }
 
 int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 {
-	const json_t *imgs;
 	const json_t *fails = json_object_get(resp, "failures");
 	size_t i;
 	json_t *d;
 	int rc;
 
-	rc = reply_array(resp, "images", (void **)&out->v, out->n, sizeof(*out->v), &imgs);
+	rc = parse_array(resp, "images", (void **)&out->v, &out->n, sizeof(*out->v), fill_manifest,
+			 NULL);
 	if (rc)
 		return rc;
-	json_array_foreach(imgs, i, d)
-	{
-		struct ecr_manifest *m = &out->v[out->n];
-		const json_t *id = json_object_get(d, "imageId");
-		const json_t *man = json_object_get(d, "imageManifest");
-
-		memset(m, 0, sizeof(*m));
-		if (!json_is_string(man))
-			continue;
-		/* The exact bytes: the decoded string by its length (manifests
-		 * may hold escapes; never re-serialise). */
-		m->len = json_string_length(man);
-		m->bytes = malloc(m->len + 1);
-		if (!m->bytes)
-			return -ENOMEM;
-		memcpy(m->bytes, json_string_value(man), m->len);
-		m->bytes[m->len] = '\0';
-		m->digest = ecr_json_strdup(id, "imageDigest");
-		m->tag = ecr_json_strdup(id, "imageTag");
-		m->media_type = ecr_json_strdup(d, "imageManifestMediaType");
-		out->n++;
-	}
 	if (!json_is_array(fails) || !json_array_size(fails))
 		return 0;
 	rc =
