@@ -80,6 +80,21 @@ int cred_set(struct cred *out, const char *ak, const char *sk, const char *token
 	return 0;
 }
 
+void cred_free_secret(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+void cred_reply_free(struct net_response *r)
+{
+	if (r->body.data)
+		explicit_bzero(r->body.data, r->body.len);
+	net_buf_free(&r->body);
+}
+
 int cred_parse_time(const char *s, time_t *out)
 {
 	struct tm tm;
@@ -369,13 +384,9 @@ void cred_clear(struct cred *c)
 {
 	if (!c)
 		return;
-	if (c->secret_access_key)
-		explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
-	if (c->session_token)
-		explicit_bzero(c->session_token, strlen(c->session_token));
 	free(c->access_key_id);
-	free(c->secret_access_key);
-	free(c->session_token);
+	cred_free_secret(c->secret_access_key);
+	cred_free_secret(c->session_token);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -110,16 +110,8 @@ int cred_from_container(struct cred_chain *ch, struct cred *out)
 		ret = -EACCES;
 	}
 out:
-	if (resp.body.data)
-		explicit_bzero(resp.body.data, resp.body.len);
-	net_buf_free(&resp.body);
-	if (token) {
-		explicit_bzero(token, strlen(token));
-		free(token);
-	}
-	if (auth) {
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
-	}
+	cred_reply_free(&resp);
+	cred_free_secret(token);
+	cred_free_secret(auth);
 	return ret;
 }

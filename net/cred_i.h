@@ -49,6 +49,11 @@ const char *cred_config_get(const struct cred_chain *ch, const char *profile, co
 int cred_set(struct cred *out, const char *ak, const char *sk, const char *token, time_t exp,
 	     const char *source_fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* Wipes then frees a secret string (NULL-safe). */
+void cred_free_secret(char *s);
+/* Wipes then frees the body of a reply that may carry keys or tokens. */
+void cred_reply_free(struct net_response *r);
+
 /* Parses an ISO 8601 / RFC 3339 UTC time ("2026-01-02T03:04:05Z", with an
  * optional fraction and "+00:00" offset). Returns 0 or -EINVAL. */
 int cred_parse_time(const char *s, time_t *out);
