@@ -572,8 +572,31 @@ out:
 
 /* ---- CREATE, OPEN for writing ---- */
 
-static int open_writer(pending_version *v, const char *rel, struct fuse_file_info *fi,
-		       pending_file **pfo)
+/* The process behind a request (its thread group: skopeo writes from
+ * several threads), 0 when unknown. Tells one writer's later files apart
+ * from another push's (pending_create_as). */
+static long writer_of(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char path[64], line[128];
+	long tgid = 0;
+	FILE *f;
+
+	if (!ctx || ctx->pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+	f = fopen(path, "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+				break;
+		fclose(f);
+	}
+	return tgid > 0 ? tgid : (long)ctx->pid;
+}
+
+static int open_writer(fuse_req_t req, pending_version *v, const char *rel,
+		       struct fuse_file_info *fi)
 {
 	struct wfh *h = calloc(1, sizeof(*h));
 	pending_file *pf = NULL;
@@ -581,7 +604,7 @@ static int open_writer(pending_version *v, const char *rel, struct fuse_file_inf
 
 	if (!h)
 		return -ENOMEM;
-	rc = pending_create(v, rel, &pf);
+	rc = pending_create_as(v, rel, writer_of(req), &pf);
 	if (rc < 0) {
 		free(h);
 		return rc;
@@ -591,8 +614,6 @@ static int open_writer(pending_version *v, const char *rel, struct fuse_file_inf
 	/* Every write reaches us in order, and readers keep the committed bytes. */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
-	if (pfo)
-		*pfo = pf;
 	return 0;
 }
 
@@ -632,7 +653,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	w = wnode_new(W_FILE);
 	if (!rel || !w)
 		goto out;
-	rc = open_writer(wh.v, rel, fi, NULL);
+	rc = open_writer(req, wh.v, rel, fi);
 	if (rc < 0)
 		goto out;
 	pthread_mutex_lock(&wmu);
@@ -714,7 +735,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = open_writer(v, rel, fi, NULL);
+	rc = open_writer(req, v, rel, fi);
 	if (rc == 0)
 		fuse_reply_open(req, fi);
 out:

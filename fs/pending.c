@@ -8,7 +8,9 @@
  *   outcome; creating oci-layout or index.json, or replacing an existing
  *   name, starts a new version that keeps only those later files.
  * - FAILED: the next create starts a new version from nothing, so running
- *   the copy again works after a killed cp or a corrupted blob.
+ *   the copy again works after a killed cp or a corrupted blob. After an
+ *   immutable tag refused index.json, the refused writer's creates fail with
+ *   EEXIST instead (see refused), and sync TAGDIR keeps answering EEXIST.
  * - A version with no open file for timeout_s is dropped (EMPTY). */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@ struct pending_file {
 	upload *up; /* NULL for a reference */
 	int by_ref;   /* copied by reference (pending_ref): no bytes written */
 	int finished; /* finish_file ran: later flushes return outcome */
+	long writer;  /* the process that created it, 0: unknown (immutable) */
 	int outcome;
 	/* final results (v->mu): */
 	char digest[72];
@@ -71,6 +74,13 @@ struct pending_version {
 	int via_repo;  /* the last evaluation counted blobs the writer has not written */
 	int dropped;   /* EMPTY because the push was dropped (timeout, rm -r): sync says so */
 	char *missing; /* what the last evaluation lacked, for summaries */
+	/* Set when index.json named another image than an immutable tag's
+	 * (EEXIST at its close): until an index.json passes or the push is
+	 * dropped, later creates by that writer (the process that wrote
+	 * index.json) fail with EEXIST too, so it stops uploading an image that
+	 * cannot be tagged. Other writers start their own push. */
+	char refused[72];
+	long refused_writer;
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
 };
@@ -387,13 +397,26 @@ static int list_add_locked(pending_version *v, pending_file *f)
 
 int pending_create(pending_version *v, const char *rel, pending_file **out)
 {
+	return pending_create_as(v, rel, 0, out);
+}
+
+int pending_create_as(pending_version *v, const char *rel, long writer, pending_file **out)
+{
 	pending_file *f = NULL, *old;
 	size_t idx;
 	char digest[80];
 	struct upload_opts uo = { 0 };
 	int rc;
 
+	digest_of_name(rel, digest, sizeof(digest));
 	pthread_mutex_lock(&v->mu);
+	if (v->refused[0] && writer && writer == v->refused_writer) {
+		/* The rest of a push the immutable tag refused: not one byte. */
+		log_err("%s:%s is immutable and this push names %s: %s not written (File exists)",
+			v->repo, v->tag, v->refused, rel);
+		rc = -EEXIST;
+		goto out;
+	}
 	rc = ensure_repo_locked(v);
 	if (rc < 0)
 		goto out;
@@ -410,7 +433,7 @@ int pending_create(pending_version *v, const char *rel, pending_file **out)
 	f = file_new(v, rel);
 	if (!f)
 		goto out;
-	digest_of_name(rel, digest, sizeof(digest));
+	f->writer = writer;
 	uo.remote = v->remote;
 	uo.spill_dir = v->p->o.spill_dir;
 	uo.hold_cap = v->p->o.hold_cap;
@@ -732,6 +755,7 @@ static int evaluate_locked(pending_version *v, int *committed)
 		goto failed;
 	log_info("pushed %s:%s (%s) to %s", v->repo, v->tag, sel->digest, v->remote->desc);
 	snprintf(v->committed, sizeof(v->committed), "%s", sel->digest);
+	v->refused[0] = '\0';
 	v->state = PV_COMMITTED;
 	v->rc = 0;
 	v->gen++;
@@ -780,9 +804,13 @@ static int immutable_check_locked(pending_version *v, pending_file *index)
 	rc = pick ? v->remote->ops->tag_info(v->remote->ctx, v->tag, &imm, cur, sizeof(cur)) : 0;
 	if (rc == 0 && imm && cur[0] && strcmp(cur, pick)) {
 		log_err("%s:%s: the tag is immutable and points to %s; index.json names %s; "
-			"the old image is kept", v->repo, v->tag, cur, pick);
+			"the old image is kept (later files of this push fail with EEXIST)",
+			v->repo, v->tag, cur, pick);
+		snprintf(v->refused, sizeof(v->refused), "%s", pick);
+		v->refused_writer = index->writer;
 		rc = -EEXIST;
 	} else {
+		v->refused[0] = '\0';
 		rc = 0; /* not decisive: the commit's PutImage decides */
 	}
 	push_desc_list_free(&idx);
@@ -1103,9 +1131,15 @@ int pending_status(pending_version *v)
 		return -ENODATA;
 	}
 	rc = evaluate_locked(v, &did);
-	if (rc == -ENODATA)
+	if (rc == -ENODATA && v->refused[0]) {
+		/* The latest outcome is the refusal; what came after it is moot. */
+		log_err("%s:%s is immutable: the push of %s was refused", v->repo, v->tag,
+			v->refused);
+		rc = -EEXIST;
+	} else if (rc == -ENODATA) {
 		log_err("%s:%s is not complete; missing: %s", v->repo, v->tag,
 			v->missing ? v->missing : "?");
+	}
 	pthread_mutex_unlock(&v->mu);
 	notify(v, did, rc);
 	return rc;
@@ -1137,6 +1171,7 @@ void pending_drop(pending_version *v)
 		new_version_locked(v, 0);
 		v->state = PV_EMPTY;
 		v->dropped = 1;
+		v->refused[0] = '\0';
 	}
 	pthread_mutex_unlock(&v->mu);
 }
@@ -1155,6 +1190,7 @@ int pending_sweep(pending *p, time_t now)
 			new_version_locked(v, 0);
 			v->state = PV_EMPTY;
 			v->dropped = 1;
+			v->refused[0] = '\0';
 			n++;
 		}
 		pthread_mutex_unlock(&v->mu);

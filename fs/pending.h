@@ -76,6 +76,10 @@ int pending_is_layout_name(const char *rel);
  * version after a commit or failure (see pending.c). *out holds a
  * reference and counts as one open handle. */
 int pending_create(pending_version *v, const char *rel, pending_file **out);
+/* The same, knowing the writer (a process id; 0: unknown): after an
+ * immutable tag refused a writer's index.json, its later creates fail with
+ * EEXIST. */
+int pending_create_as(pending_version *v, const char *rel, long writer, pending_file **out);
 
 int pending_write(pending_file *f, const void *buf, size_t len, uint64_t off);
 int pending_truncate(pending_file *f, uint64_t size);

@@ -218,3 +218,55 @@ def test_lost_part_reply_and_5xx_resume(emulator, mount, layout_dir, tmp_path):
     # the retry of the stored part learnt where ECR stood, and 503s were retried
     assert codes.count("InvalidLayerPartException") >= 1
     assert codes.count("ServiceUnavailableException") == 2
+
+
+def test_immutable_refusal_stops_uploads(emulator, mount, layout_dir):
+    """After index.json's close failed with EEXIST (an immutable tag, another
+    image), that writer's later creates fail with EEXIST too: none of the
+    other image's blobs is uploaded. Another writer with the tag's own
+    image succeeds."""
+    import json
+    import sys
+    repo = "push/immrefuse"
+    emulator.aws("create-repository", "--repository-name", repo,
+                 "--image-tag-mutability", "IMMUTABLE")
+    a, ia = single_image(str(layout_dir / "a"), "v1", {"/etc/a": b"first\n"})
+    b, ib = single_image(str(layout_dir / "b"), "v1",
+                         {f"/l{i}.bin": os.urandom(1 << 20) for i in range(3)}, n_layers=3)
+    m = mount()
+    tag = m.repo(repo, "v1")
+    r = run("cp", "-rT", a, tag)
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert tag_digest(emulator, repo, "v1") == ia["manifest"]
+    initiated = emulator.count("InitiateLayerUpload", repo=repo)
+    parts = emulator.count("UploadLayerPart", repo=repo)
+    # one writer copies index.json first (as cp does when readdir gives it
+    # first), then the rest of the layout: each create fails with EEXIST
+    writer = r"""
+import errno, json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+names = ["index.json", "oci-layout"] + ["blobs/sha256/" + h for h in
+                                        sorted(os.listdir(os.path.join(src, "blobs/sha256")))]
+out = {}
+for n in names:
+    try:
+        shutil.copyfile(os.path.join(src, n), os.path.join(dst, n))
+        out[n] = 0
+    except OSError as e:
+        out[n] = e.errno
+print(json.dumps(out))
+"""
+    r = run(sys.executable, "-c", writer, b, tag)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert set(res.values()) == {errno.EEXIST}, res
+    assert emulator.count("InitiateLayerUpload", repo=repo) == initiated
+    assert emulator.count("UploadLayerPart", repo=repo) == parts
+    assert "immutable" in m.logtext()
+    assert sync_dir(tag) == errno.EEXIST
+    assert tag_digest(emulator, repo, "v1") == ia["manifest"]
+    # another writer, the tag's own image: a success
+    r = run("cp", "-rT", a, tag)
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(tag) == 0
+    assert tag_digest(emulator, repo, "v1") == ia["manifest"]
