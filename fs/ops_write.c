@@ -80,6 +80,7 @@ static void (*prev_open)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 static void (*prev_flush)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 static void (*prev_fsync)(fuse_req_t, fuse_ino_t, int, struct fuse_file_info *);
 static void (*prev_release)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+static void (*prev_getattr)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 
 #define FH_TAG 1u
 
@@ -1306,6 +1307,34 @@ out:
 	fs_node_put(out);
 }
 
+/* ---- GETATTR: modes of repository directories ---- */
+
+/* New tags can be pushed to an immutable repository, so its directory (and
+ * any namespace) is writable on a read-write mount; its committed tags stay
+ * 0555/0444 (the read side's modes). A LOOKUP's attributes come from the
+ * read side, but the kernel asks GETATTR again before it refuses a write
+ * (default_permissions), so this answer is the one that decides. */
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_node *n = fs_node_get(ino);
+	struct stat st;
+	int rc;
+
+	if (!n || n->kind != FS_N_NAMESPACE || !n->immutable) {
+		fs_node_put(n);
+		prev_getattr(req, ino, fi);
+		return;
+	}
+	rc = fs_getattr_node(n, &st);
+	if (rc == 0)
+		st.st_mode = S_IFDIR | 0755;
+	fs_node_put(n);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, fs_ctx_get()->o.tag_ttl);
+}
+
 /* ---- INIT and installation ---- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1360,6 +1389,7 @@ void fs_ops_write_install(struct fuse_lowlevel_ops *ops)
 	prev_flush = ops->flush;
 	prev_fsync = ops->fsync;
 	prev_release = ops->release;
+	prev_getattr = ops->getattr;
 	ops->init = op_init;
 	ops->open = op_open;
 	ops->flush = op_flush;
@@ -1376,6 +1406,7 @@ void fs_ops_write_install(struct fuse_lowlevel_ops *ops)
 	ops->unlink = op_unlink;
 	ops->rmdir = op_rmdir;
 	ops->copy_file_range = op_copy_file_range;
+	ops->getattr = op_getattr;
 	push_hide_install(ops);
 }
 
