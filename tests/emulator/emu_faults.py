@@ -4,19 +4,32 @@ gets an error, a delay, a truncated or dropped reply, or a black hole.
 A spec (JSON from POST /_emu/fault) has:
   kind      http500 | http503 | http (with status) | throttle | http429 | delay |
             truncate | expired_url | expired_token | access_denied |
-            drop_reply | blackhole
+            drop_reply | blackhole | partial_part | upload_lost
   op        operation name, STS action or "BlobGet" ("*" or absent: any)
   repo, account   optional filters
   nth       first matching request to hit, counted from now (default 1)
   count     how many times to fire (default 1; 0 = unlimited)
   probability, seed   fire at random instead of by position (storms)
   delay_ms, timeout_ms, status, action, keep_bytes   per kind
+UploadLayerPart only: partial_part stores the first keep_bytes of the part
+(default half) and answers InvalidLayerPartException with
+lastValidByteReceived inside it; upload_lost forgets the upload (expired)
+and answers UploadNotFoundException (both read by the operation itself
+through current(), the fault matched for this request on this thread).
 """
 import random
 import threading
 
 KINDS = {"http500", "http503", "http", "throttle", "http429", "delay", "truncate",
-         "expired_url", "expired_token", "access_denied", "drop_reply", "blackhole"}
+         "expired_url", "expired_token", "access_denied", "drop_reply", "blackhole",
+         "partial_part", "upload_lost"}
+
+_request = threading.local()  # .fault: what match() chose for this thread's request
+
+
+def current():
+    """The fault match() chose for the request this thread is handling."""
+    return getattr(_request, "fault", None)
 
 
 class Faults:
@@ -71,4 +84,5 @@ class Faults:
                 if fire and chosen is None:
                     f["fired"] += 1
                     chosen = dict(f)
+        _request.fault = chosen
         return chosen

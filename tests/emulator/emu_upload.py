@@ -13,6 +13,7 @@ import time
 import urllib.parse
 import uuid
 
+import emu_faults
 from emu_ecr import DIGEST_RE, invalid
 from emu_registry import RegistryError
 from emu_state import EcrError
@@ -102,6 +103,23 @@ class Layers:
             if len(blob) > self.cfg["part_size"]:
                 raise bad(f"The layer part size {len(blob)} is larger than the partSize "
                           f"{self.cfg['part_size']} of the upload.")
+            fault = emu_faults.current() or {}
+            if fault.get("kind") == "upload_lost":
+                u.done = True
+                self._drop(uid, u)
+                raise EcrError("UploadNotFoundException",
+                               f"The upload with id '{uid}' does not exist in the repository "
+                               f"with name '{r.name}' in the registry with id '{r.account}'")
+            if fault.get("kind") == "partial_part" and len(blob) > 1:
+                # only the start of the part arrived
+                blob = blob[:max(1, min(int(fault.get("keep_bytes", len(blob) // 2)),
+                                        len(blob) - 1))]
+                with open(u.path, "ab") as f:
+                    f.write(blob)
+                u.hash.update(blob)
+                u.size += len(blob)
+                u.parts.append(len(blob))
+                raise bad("The layer part was not received in full.")
             if len(u.parts) >= self.cfg["max_parts"]:
                 raise EcrError("LimitExceededException",
                                "The operation did not succeed because it would have exceeded "
