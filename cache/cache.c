@@ -424,6 +424,7 @@ void cache_close(cache *c)
 	pthread_mutex_destroy(&c->mu);
 	free(c->dir);
 	free(c);
+	cache_chunk_bufs_release();
 }
 
 const char *cache_dir(const cache *c) { return c->dir; }

@@ -30,6 +30,13 @@ const char *cache_dir(const cache *c);
  * finds it, and after an unclean shutdown partial blobs start again. */
 void cache_set_sync(cache *c, int on);
 
+/* CACHE_CHUNK_SIZE buffers from a small process-wide pool (cache_bufs.c):
+ * get may return NULL (out of memory); put takes NULL. Release frees the
+ * idle ones (cache_close does it). */
+void *cache_chunk_buf_get(void);
+void cache_chunk_buf_put(void *buf);
+void cache_chunk_bufs_release(void);
+
 /* ---- blobs ("sha256:<hex>") ---- */
 /* Pin/unpin keep a blob from eviction while a file is open on it. */
 void cache_blob_pin(cache *c, const char *digest);
@@ -43,6 +50,13 @@ int cache_blob_complete(cache *c, const char *digest);
  * -ENOENT when some chunk is missing. size is the blob's full size. */
 ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
 			uint64_t off);
+
+/* As cache_blob_read, without copying: *fd is a new descriptor of the
+ * file that holds the bytes at offset off (the caller reads or splices it
+ * and closes it; an open descriptor keeps the bytes even if the blob is
+ * evicted). Returns the length available or -ENOENT. */
+ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t len, uint64_t off,
+			   int *fd);
 
 /* 1 if every chunk covering [off, off+len) is present (or the blob is
  * complete), else 0. A cheap probe for fetch planning: no stats counted,

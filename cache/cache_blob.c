@@ -65,6 +65,51 @@ static void count(cache *c, const char *hex, int hit)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Holds the open files of a blob whose [off, off+len) is all present:
+ * 0 with f held (the caller puts it), -ENOENT when some chunk is missing,
+ * or another -errno. */
+static int find_range(cache *c, const char *hex, uint64_t size, uint64_t off, size_t len,
+		      struct cache_fds *f)
+{
+	for (int attempt = 0;; attempt++) {
+		int ret = cache_fds_get(c, hex, size, 0, f);
+		if (ret == -ENOENT)
+			cache_refresh_complete(c, hex); /* forget what another mount evicted */
+		if (ret)
+			return ret;
+		if (f->complete || chunks_present(f->map_fd, off, len))
+			return 0;
+		cache_fds_put(c, f);
+		/* Another mount may have sealed it since we opened it. */
+		if (attempt == 0 && cache_refresh_complete(c, hex)) {
+			pthread_mutex_lock(&c->mu);
+			cache_slot_invalidate(c, hex);
+			pthread_mutex_unlock(&c->mu);
+			continue;
+		}
+		return -ENOENT;
+	}
+}
+
+/* A complete file shorter than its size was cut by a crash before its data
+ * reached the disk: never served, dropped so that it is fetched again. */
+static void drop_short(cache *c, const char *digest, const char *hex, uint64_t size)
+{
+	log_warn("cache: sha256:%s is shorter than %llu bytes; dropped", hex,
+		 (unsigned long long)size);
+	cache_blob_drop(c, digest);
+}
+
+/* Clamps [off, off+len) to the blob; 0 when nothing is left to read. */
+static size_t clamp_len(uint64_t size, uint64_t off, size_t len)
+{
+	if (off >= size || !len)
+		return 0;
+	if (len > size - off)
+		len = (size_t)(size - off);
+	return len > SSIZE_MAX ? SSIZE_MAX : len;
+}
+
 ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
 			uint64_t off)
 {
@@ -75,49 +120,48 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 
 	if (ret)
 		return ret;
-	if (off >= size || !len)
+	if (!(len = clamp_len(size, off, len)))
 		return 0;
-	if (len > size - off)
-		len = (size_t)(size - off);
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	for (int attempt = 0;; attempt++) {
-		ret = cache_fds_get(c, hex, size, 0, &f);
-		if (ret == -ENOENT)
-			cache_refresh_complete(c, hex); /* forget what another mount evicted */
-		if (ret)
-			break;
-		if (!f.complete && !chunks_present(f.map_fd, off, len)) {
-			cache_fds_put(c, &f);
-			/* Another mount may have sealed it since we opened it. */
-			if (attempt == 0 && cache_refresh_complete(c, hex)) {
-				pthread_mutex_lock(&c->mu);
-				cache_slot_invalidate(c, hex);
-				pthread_mutex_unlock(&c->mu);
-				continue;
-			}
-			ret = -ENOENT;
-			break;
-		}
-		if (f.complete && f.file_size < size) {
-			got = 0; /* cut short, whatever part is asked */
-			cache_fds_put(c, &f);
-		} else {
+	ret = find_range(c, hex, size, off, len, &f);
+	if (!ret) {
+		if (!(f.complete && f.file_size < size))
 			ret = cache_pread_full(f.data_fd, buf, len, off, &got);
-			cache_fds_put(c, &f);
-		}
-		if (!ret && got < len && f.complete) {
-			/* Shorter than its size: cut by a crash before its data
-			 * reached the disk. Never serve it; fetch it again. */
-			log_warn("cache: sha256:%s is shorter than %llu bytes; dropped", hex,
-				 (unsigned long long)size);
-			cache_blob_drop(c, digest);
-		}
+		cache_fds_put(c, &f);
+		if (!ret && got < len && f.complete)
+			drop_short(c, digest, hex, size);
 		if (!ret && got < len)
 			ret = -ENOENT;
 		if (!ret)
 			ret = (ssize_t)got;
-		break;
+	}
+	count(c, hex, ret >= 0);
+	return ret;
+}
+
+ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t len, uint64_t off,
+			   int *fd)
+{
+	char hex[CACHE_HEX_LEN + 1];
+	struct cache_fds f;
+	ssize_t ret = cache_hex_of(digest, hex);
+
+	*fd = -1;
+	if (ret)
+		return ret;
+	if (!(len = clamp_len(size, off, len)))
+		return 0;
+	ret = find_range(c, hex, size, off, len, &f);
+	if (!ret) {
+		int short_file = f.complete && f.file_size < size;
+		if (!short_file && (*fd = fcntl(f.data_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			ret = -errno;
+		cache_fds_put(c, &f);
+		if (short_file) {
+			drop_short(c, digest, hex, size);
+			ret = -ENOENT;
+		}
+		if (!ret)
+			ret = (ssize_t)len;
 	}
 	count(c, hex, ret >= 0);
 	return ret;

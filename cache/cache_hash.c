@@ -66,7 +66,7 @@ static uint64_t feed(EVP_MD_CTX *ctx, const struct cache_fds *f, uint64_t pos, u
 		} else {
 			if (!flag_set(f->map_fd, pos))
 				break;
-			if (!*tmp && !(*tmp = malloc(CACHE_CHUNK_SIZE)))
+			if (!*tmp && !(*tmp = cache_chunk_buf_get()))
 				break;
 			if (cache_pread_full(f->data_fd, *tmp, clen, pos, &got) || got != clen ||
 			    EVP_DigestUpdate(ctx, *tmp, clen) != 1)
@@ -135,7 +135,7 @@ void cache_hash_advance(cache *c, const char *hex, uint64_t size, const struct c
 			break;
 		buf = NULL;
 	}
-	free(tmp);
+	cache_chunk_buf_put(tmp);
 }
 
 EVP_MD_CTX *cache_hash_take(cache *c, const char *hex, uint64_t nonce, uint64_t *from)

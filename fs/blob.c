@@ -8,13 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "net/log.h"
 
 #define CHUNK ((uint64_t)CACHE_CHUNK_SIZE)
 #define RA_MIN (1u << 20)
-#define RA_MAX (16u << 20)
-#define PIECE (4u << 20)   /* a background worker fetches up to this much */
+#define RA_MAX (64u << 20)
+#define PIECE (16u << 20)  /* a background worker fetches up to this much */
 #define MAX_WORKERS 8      /* background fetches in flight, process-wide */
 #define BAD_TTL 60         /* seconds a blob that failed its hash answers EIO */
 
@@ -195,6 +196,8 @@ struct fetch {
 	uint64_t out_off;
 	size_t out_len;
 	uint64_t delivered; /* bytes of the range received */
+	int release_each;   /* a worker: wake readers chunk by chunk */
+	uint64_t released;  /* chunks below this index are released */
 };
 
 static int fetch_sink(void *arg, const char *data, size_t n)
@@ -224,6 +227,14 @@ static int fetch_sink(void *arg, const char *data, size_t n)
 								f->chunk, clen);
 				if (rc)
 					f->cache_err = rc;
+				/* Readers waiting for this chunk go on now, not when
+				 * the whole piece is in. The blob's last chunk waits
+				 * for the seal (see worker_main). */
+				else if (f->release_each && f->pos + clen < f->size) {
+					uint64_t next = f->pos / CHUNK + 1;
+					release_range(f->digest, f->released, next);
+					f->released = next;
+				}
 			}
 			f->pos += clen;
 			f->fill = 0;
@@ -294,7 +305,7 @@ static void *worker_main(void *arg)
 {
 	struct worker_arg *w = arg;
 	struct fetch *f = &w->f;
-	uint64_t c0 = f->pos / CHUNK, c1 = (f->end + CHUNK - 1) / CHUNK;
+	uint64_t c1 = (f->end + CHUNK - 1) / CHUNK;
 	int rc = fetch_run(f, NULL);
 	if (rc && rc != -ENOSPC)
 		log_debug("readahead of %s failed: %s", f->digest, strerror(-rc));
@@ -302,9 +313,9 @@ static void *worker_main(void *arg)
 	 * blob that does not hash, its readers get EIO, not its bytes. */
 	if (rc == 0)
 		seal_check(f->c, f->digest, f->size, w->ino);
-	release_range(f->digest, c0, c1);
+	release_range(f->digest, f->released, c1);
 	fs_image_put(f->img);
-	free(f->chunk);
+	cache_chunk_buf_put(f->chunk);
 	free(w);
 	pthread_mutex_lock(&bl_mu);
 	nworkers--;
@@ -326,7 +337,7 @@ static void start_worker(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
 	if (ok)
 		nworkers++;
 	pthread_mutex_unlock(&bl_mu);
-	if (!ok || !w || !(w->f.chunk = malloc(CHUNK)))
+	if (!ok || !w || !(w->f.chunk = cache_chunk_buf_get()))
 		goto out;
 	w->f.c = rs->c;
 	w->f.img = rs->img;
@@ -335,6 +346,8 @@ static void start_worker(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
 	w->f.size = rs->b->size;
 	w->f.pos = c0 * CHUNK;
 	w->f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
+	w->f.release_each = 1;
+	w->f.released = c0;
 	w->ino = rs->ino;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -346,7 +359,7 @@ static void start_worker(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
 out:
 	if (!started) {
 		if (w)
-			free(w->f.chunk);
+			cache_chunk_buf_put(w->f.chunk);
 		free(w);
 		release_range(rs->b->digest, c0, c1);
 		if (ok) {
@@ -370,9 +383,7 @@ static int disk_full(struct fs_ctx *c)
 /* 1 when chunk ci of the blob is in the cache. */
 static int chunk_cached(struct fs_rstate *rs, uint64_t ci)
 {
-	char byte;
-	uint64_t off = ci * CHUNK;
-	return cache_blob_read(rs->c->cache, rs->b->digest, rs->b->size, &byte, 1, off) == 1;
+	return cache_blob_has(rs->c->cache, rs->b->digest, rs->b->size, ci * CHUNK, 1);
 }
 
 /* ---- the read path ---- */
@@ -486,13 +497,13 @@ static int hash_gap(struct fs_rstate *rs, uint64_t end, volatile int *cancel)
 			snprintf(f.digest, sizeof f.digest, "%s", b->digest);
 			uint64_t e = (pos + n + CHUNK - 1) / CHUNK * CHUNK;
 			f.end = e < b->size ? e : b->size;
-			f.chunk = malloc(CHUNK);
+			f.chunk = cache_chunk_buf_get();
 			if (!f.chunk) {
 				rc = -ENOMEM;
 				break;
 			}
 			int frc = fetch_run(&f, cancel);
-			free(f.chunk);
+			cache_chunk_buf_put(f.chunk);
 			if (frc && frc != -ENOSPC) {
 				log_err("blob %s: cannot fetch [%llu, %llu) to verify it: answering EIO",
 					b->digest, (unsigned long long)pos, (unsigned long long)(pos + n));
@@ -516,11 +527,11 @@ static int fetch_sync(struct fs_rstate *rs, uint64_t c0, uint64_t c1, char *buf,
 			  .out = buf, .out_off = off, .out_len = len};
 	snprintf(f.digest, sizeof f.digest, "%s", rs->b->digest);
 	f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
-	f.chunk = malloc(CHUNK);
+	f.chunk = cache_chunk_buf_get();
 	if (!f.chunk)
 		return -ENOMEM;
 	int rc = fetch_run(&f, cancel);
-	free(f.chunk);
+	cache_chunk_buf_put(f.chunk);
 	return rc;
 }
 
@@ -570,32 +581,10 @@ static int ensure_verified(struct fs_rstate *rs, volatile int *cancel)
 	return cache_blob_complete(rs->c->cache, dg) ? 0 : -EIO;
 }
 
-ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
-		     volatile int *cancel)
+/* Bookkeeping of a sequential reader: the readahead to start after this
+ * read (0 for a random read). */
+static uint32_t note_read(struct fs_rstate *rs, size_t len, uint64_t off)
 {
-	const struct fs_blob *b = rs->b;
-	ssize_t rc;
-	if (off >= b->size)
-		return 0;
-	if (len > b->size - off)
-		len = (size_t)(b->size - off);
-	if (b->data) {
-		memcpy(buf, b->data + off, len);
-		return (ssize_t)len;
-	}
-	if (rs->complete) {
-		/* Verified and cached (pinned while open): no bookkeeping. */
-		rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
-		if (rc == (ssize_t)len)
-			return rc;
-		rs->complete = 0; /* evicted by another mount: the general path */
-	}
-	if (is_bad(b->digest))
-		return -EIO;
-	if (rs->c->verify_strict && (rc = ensure_verified(rs, cancel)) != 0)
-		return rc;
-
-	/* Readahead grows while the reader goes on where it stopped. */
 	pthread_mutex_lock(&rs->mu);
 	int sequential = off == rs->next_off;
 	uint32_t ra = sequential ? rs->ra : 0;
@@ -608,55 +597,65 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 	rs->next_off = off + len;
 	rs->requested += len;
 	pthread_mutex_unlock(&rs->mu);
+	return ra;
+}
 
-	rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
+/* Starts background fetches of the chunks after [off, off+len) within the
+ * readahead window ra, even on a hit, so that a sequential reader rarely
+ * waits. Only chunks nobody fetches yet. */
+static void start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint32_t ra)
+{
+	const struct fs_blob *b = rs->b;
 	uint64_t nch = (b->size + CHUNK - 1) / CHUNK;
-	uint64_t n0 = off / CHUNK, n1 = (off + len + CHUNK - 1) / CHUNK;
+	uint64_t n1 = (off + len + CHUNK - 1) / CHUNK;
 	uint64_t r1 = (off + len + ra + CHUNK - 1) / CHUNK;
 	if (r1 > nch)
 		r1 = nch;
-	if (ra && !disk_full(rs->c)) {
-		/* Start readahead of what follows, even on a hit, so that a
-		 * sequential reader rarely waits. Only the chunks past the
-		 * request that nobody fetches yet. */
-		pthread_mutex_lock(&rs->mu);
-		uint64_t c = rs->ra_until > n1 ? rs->ra_until : n1;
-		/* Refill the window only when less than half of it is ahead,
-		 * so that requests are large (whole pieces), not one chunk
-		 * each time the reader crosses a chunk boundary. */
-		if (c < r1 && (c - n1) * CHUNK <= ra / 2)
-			rs->ra_until = r1;
-		else
-			c = r1;
-		pthread_mutex_unlock(&rs->mu);
-		while (c < r1) {
-			if (chunk_cached(rs, c)) {
-				c++;
-				continue;
-			}
-			uint64_t e = c;
-			pthread_mutex_lock(&bl_mu);
-			while (e < r1 && (e - c) * CHUNK < PIECE && claim_locked(b->digest, e))
-				e++;
-			pthread_mutex_unlock(&bl_mu);
-			if (e == c) {
-				c++;
-				continue;
-			}
-			start_worker(rs, c, e);
-			c = e;
+	if (!ra || disk_full(rs->c))
+		return;
+	pthread_mutex_lock(&rs->mu);
+	uint64_t c = rs->ra_until > n1 ? rs->ra_until : n1;
+	/* Refill the window only when less than half of it is ahead, so that
+	 * requests are large (whole pieces), not one chunk each time the
+	 * reader crosses a chunk boundary. */
+	if (c < r1 && (c - n1) * CHUNK <= ra / 2)
+		rs->ra_until = r1;
+	else
+		c = r1;
+	pthread_mutex_unlock(&rs->mu);
+	while (c < r1) {
+		if (chunk_cached(rs, c)) {
+			c++;
+			continue;
 		}
+		uint64_t e = c;
+		pthread_mutex_lock(&bl_mu);
+		while (e < r1 && (e - c) * CHUNK < PIECE && claim_locked(b->digest, e))
+			e++;
+		pthread_mutex_unlock(&bl_mu);
+		if (e == c) {
+			c++;
+			continue;
+		}
+		start_worker(rs, c, e);
+		c = e;
 	}
-	if (rc == (ssize_t)len)
-		goto done;
+}
 
-	/* Miss: fetch the chunks we need that nobody fetches, wait for the rest. */
-	int fetched_all = 1;
+/* Fetches the chunks of [off, off+len) that nobody fetches and waits for
+ * the others, copying the reader's bytes into buf on the way. *all is set
+ * when this reader fetched every chunk itself (then buf is filled). */
+static int fetch_missing(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
+			 volatile int *cancel, int *all)
+{
+	const struct fs_blob *b = rs->b;
+	uint64_t n0 = off / CHUNK, n1 = (off + len + CHUNK - 1) / CHUNK;
 	uint64_t c = n0;
+	*all = 1;
 	while (c < n1) {
 		if (chunk_cached(rs, c)) {
 			c++;
-			fetched_all = 0;
+			*all = 0;
 			continue;
 		}
 		uint64_t e = c;
@@ -665,7 +664,7 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 			e++;
 		pthread_mutex_unlock(&bl_mu);
 		if (e == c) {
-			fetched_all = 0;
+			*all = 0;
 			pthread_mutex_lock(&bl_mu);
 			while (flight_find(b->digest, c) && !(cancel && *cancel))
 				pthread_cond_wait(&bl_cv, &bl_mu);
@@ -683,57 +682,132 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
 			return frc == -EINTR ? -EINTR : frc == -ENOENT ? -EIO : frc;
 		c = e;
 	}
+	return 0;
+}
+
+/* Fetches exactly [off, off+len) into buf without the cache (another
+ * reader's fetch failed or the disk is full). */
+static int fetch_uncached(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
+			  volatile int *cancel)
+{
+	const struct fs_blob *b = rs->b;
+	uint64_t n0 = off / CHUNK, n1 = (off + len + CHUNK - 1) / CHUNK;
+	struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size, .pos = n0 * CHUNK,
+			  .out = buf, .out_off = off, .out_len = len, .cache_err = -ENOSPC};
+	snprintf(f.digest, sizeof f.digest, "%s", b->digest);
+	f.end = n1 * CHUNK < b->size ? n1 * CHUNK : b->size;
+	f.chunk = cache_chunk_buf_get();
+	if (!f.chunk)
+		return -ENOMEM;
+	int frc = fetch_run(&f, cancel);
+	cache_chunk_buf_put(f.chunk);
+	if (frc && frc != -ENOSPC)
+		return frc == -ENOENT ? -EIO : frc;
+	return 0;
+}
+
+/* The read that reaches the end completes a whole-file read: the blob is
+ * verified before its last bytes are served. */
+static int verify_at_end(struct fs_rstate *rs, size_t len, uint64_t off, volatile int *cancel)
+{
+	const struct fs_blob *b = rs->b;
+	if (off + len != b->size || cache_blob_complete(rs->c->cache, b->digest))
+		return 0;
+	int src = cache_blob_seal(rs->c->cache, b->digest, b->size);
+	if (src == -EIO) {
+		log_err("blob %s: content does not hash to the digest; answering EIO", b->digest);
+		mark_bad(b->digest);
+		fs_inval_inode_async(rs->ino);
+		return -EIO;
+	}
+	if (cache_blob_complete(rs->c->cache, b->digest))
+		return 0;
+	/* Not sealed (disk full, chunks evicted): the running hash verifies a
+	 * whole-file read. It covers only the bytes served from the network;
+	 * the rest, and reads handled out of order, are hashed here from the
+	 * cache (or fetched again) before the last bytes are served. A reader
+	 * that asked for much less than the blob (a tail read) is not a
+	 * whole-file read. */
+	pthread_mutex_lock(&rs->mu);
+	int gap = rs->sha && rs->hashed < off && rs->requested + INFLIGHT_SLACK >= b->size;
+	pthread_mutex_unlock(&rs->mu);
+	return gap ? hash_gap(rs, off + len, cancel) : 0;
+}
+
+/* Bytes served from the cache are verified when the blob is sealed (or by
+ * verify_at_end), so only bytes that bypassed the cache feed the running
+ * hash; first it catches up on what a sequential reader got from the cache,
+ * so that it stays contiguous. */
+static int hash_uncached(struct fs_rstate *rs, const char *buf, size_t len, uint64_t off,
+			 volatile int *cancel)
+{
+	pthread_mutex_lock(&rs->mu);
+	int behind = rs->sha && rs->hashed < off && rs->requested + INFLIGHT_SLACK >= off + len;
+	pthread_mutex_unlock(&rs->mu);
+	if (behind) {
+		int rc = hash_gap(rs, off, cancel);
+		if (rc)
+			return rc;
+	}
+	return seq_hash(rs, buf, len, off);
+}
+
+ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off,
+		     volatile int *cancel, int *fd)
+{
+	const struct fs_blob *b = rs->b;
+	ssize_t rc;
+	*bufp = NULL;
+	*fd = -1;
+	if (off >= b->size)
+		return 0;
+	if (len > b->size - off)
+		len = (size_t)(b->size - off);
+	if (b->data) {
+		if (!(*bufp = malloc(len)))
+			return -ENOMEM;
+		memcpy(*bufp, b->data + off, len);
+		return (ssize_t)len;
+	}
+	if (rs->complete) {
+		/* Verified and cached (pinned while open): no bookkeeping. */
+		rc = cache_blob_read_fd(rs->c->cache, b->digest, b->size, len, off, fd);
+		if (rc == (ssize_t)len)
+			return rc;
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		rs->complete = 0; /* evicted by another mount: the general path */
+	}
 	if (is_bad(b->digest))
 		return -EIO;
-	rc = cache_blob_read(rs->c->cache, b->digest, b->size, buf, len, off);
-	if (rc != (ssize_t)len && !fetched_all) {
-		/* Another reader's fetch failed or the disk is full: fetch the
-		 * exact range ourselves, without the cache. */
-		struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size, .pos = n0 * CHUNK,
-				  .out = buf, .out_off = off, .out_len = len, .cache_err = -ENOSPC};
-		snprintf(f.digest, sizeof f.digest, "%s", b->digest);
-		f.end = n1 * CHUNK < b->size ? n1 * CHUNK : b->size;
-		f.chunk = malloc(CHUNK);
-		if (!f.chunk)
+	if (rs->c->verify_strict && (rc = ensure_verified(rs, cancel)) != 0)
+		return rc;
+
+	start_readahead(rs, len, off, note_read(rs, len, off));
+	int all = 0;
+	if (!cache_blob_has(rs->c->cache, b->digest, b->size, off, len)) {
+		if (!(*bufp = malloc(len)))
 			return -ENOMEM;
-		int frc = fetch_run(&f, cancel);
-		free(f.chunk);
-		if (frc && frc != -ENOSPC)
-			return frc == -ENOENT ? -EIO : frc;
-		rc = (ssize_t)len;
-	} else if (rc != (ssize_t)len) {
-		rc = (ssize_t)len; /* filled from the wire by fetch_sync */
-	}
-done:
-	if (off + len == b->size && !cache_blob_complete(rs->c->cache, b->digest)) {
-		/* The read that reaches the end completes a whole-file read:
-		 * the blob is verified before its last bytes are served. */
-		int src = cache_blob_seal(rs->c->cache, b->digest, b->size);
-		if (src == -EIO) {
-			log_err("blob %s: content does not hash to the digest; answering EIO",
-				b->digest);
-			mark_bad(b->digest);
-			fs_inval_inode_async(rs->ino);
+		if ((rc = fetch_missing(rs, *bufp, len, off, cancel, &all)) != 0)
+			return rc;
+		if (is_bad(b->digest))
 			return -EIO;
-		}
-		if (!cache_blob_complete(rs->c->cache, b->digest)) {
-			/* Not sealed (disk full, chunks evicted): the running hash
-			 * verifies a whole-file read. Reads handled out of order
-			 * stopped it; it is completed here before the last bytes
-			 * are served. A reader that asked for much less than the
-			 * blob (a tail read) is not a whole-file read. */
-			pthread_mutex_lock(&rs->mu);
-			int gap = rs->sha && rs->hashed < off &&
-				  rs->requested + INFLIGHT_SLACK >= b->size;
-			pthread_mutex_unlock(&rs->mu);
-			if (gap) {
-				int hrc = hash_gap(rs, off, cancel);
-				if (hrc)
-					return hrc;
-			}
-		}
 	}
-	if (seq_hash(rs, buf, len, off) != 0)
+	if ((rc = verify_at_end(rs, len, off, cancel)) != 0)
+		return rc;
+	rc = cache_blob_read_fd(rs->c->cache, b->digest, b->size, len, off, fd);
+	if (rc == (ssize_t)len)
+		return rc;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	/* Not in the cache (disk full, evicted): the bytes come from the wire. */
+	if (!*bufp && !(*bufp = malloc(len)))
+		return -ENOMEM;
+	if (!all && (rc = fetch_uncached(rs, *bufp, len, off, cancel)) != 0)
+		return rc;
+	if (hash_uncached(rs, *bufp, len, off, cancel) != 0)
 		return -EIO;
 	return (ssize_t)len;
 }

@@ -20,10 +20,13 @@ int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, fuse_ino_
 		 struct fs_rstate **out);
 void fs_blob_close(struct fs_rstate *rs);
 
-/* Reads up to len bytes at off into buf. Returns bytes (0 at EOF) or -errno.
- * cancel: set non-zero by a FUSE INTERRUPT. */
-ssize_t fs_blob_read(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
-		     volatile int *cancel);
+/* Reads up to len bytes at off. Returns bytes (0 at EOF) or -errno. The
+ * bytes are either in the cache, then *fd is a descriptor to read (or
+ * splice) them from at offset off, or in *buf. The caller closes *fd when
+ * it is not -1 and frees *buf in every case. cancel: set non-zero by a
+ * FUSE INTERRUPT. */
+ssize_t fs_blob_read(struct fs_rstate *rs, char **buf, size_t len, uint64_t off,
+		     volatile int *cancel, int *fd);
 
 /* Waits for the background fetches to end (unmount). */
 void fs_blob_shutdown(void);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fs/blob.h"
 #include "fs/catalog.h"
@@ -898,19 +899,27 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, size ? h->data + off : NULL, size);
 		return;
 	}
-	char *buf = malloc(size ? size : 1);
+	char *buf = NULL;
+	int fd = -1;
 	volatile int cancel = 0;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
-	ssize_t n = fs_blob_read(h->rs, buf, size, (uint64_t)off, &cancel);
+	ssize_t n = fs_blob_read(h->rs, &buf, size, (uint64_t)off, &cancel, &fd);
 	fuse_req_interrupt_func(req, NULL, NULL);
-	if (n < 0)
+	if (n < 0) {
 		fuse_reply_err(req, user_errno((int)n));
-	else
+	} else if (fd >= 0) {
+		/* From the cache file: libfuse splices its pages to the kernel,
+		 * no copy through this process. */
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = fd;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, 0);
+	} else {
 		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	if (fd >= 0)
+		close(fd);
 	free(buf);
 }
 
@@ -1175,6 +1184,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_READDIRPLUS;
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
+	/* Reads from the cache are spliced from its files (fs_blob_read). */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 void fs_ops_build(struct fuse_lowlevel_ops *ops)
