@@ -5,20 +5,12 @@ import pytest
 
 import ecrclient
 
-DEFAULT_CONFIG = {"tiny_pages": 0, "sts_duration": None, "url_expires": 600,
-                  "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
-                  "max_parts": 4200}
-
 
 @pytest.fixture
 def emu(emulator):
-    """The session emulator, with faults and knobs reset after the test."""
-    emulator.clear_faults()
-    try:
-        yield emulator
-    finally:
-        emulator.clear_faults()
-        emulator.config(**DEFAULT_CONFIG)
+    """The session emulator, with faults and knobs reset around the test."""
+    with emulator.pristine() as e:
+        yield e
 
 
 @pytest.fixture

@@ -49,6 +49,17 @@ def check_registry_id(rid):
         raise invalid("registryId", "must satisfy regular expression '[0-9]{12}'")
 
 
+def in_repo(r):
+    """How ECR's messages name a repository."""
+    return f"repository with name '{r.name}' in the registry with id '{r.account}'"
+
+
+def repo_not_found(name, account):
+    return EcrError("RepositoryNotFoundException",
+                    f"The repository with name '{name}' does not exist in the "
+                    f"registry with id '{account}'")
+
+
 def image_id_str(iid):
     d, t = iid.get("imageDigest"), iid.get("imageTag")
     return "{imageDigest:'%s', imageTag:'%s'}" % (d or "null", "null" if t is None else t)
@@ -121,9 +132,7 @@ class Ecr:
         check_repo_name(name)
         r = self.state.repos.get((ctx["account"], ctx["region"], name))
         if r is None and must:
-            raise EcrError("RepositoryNotFoundException",
-                           f"The repository with name '{name}' does not exist in the "
-                           f"registry with id '{ctx['account']}'")
+            raise repo_not_found(name, ctx["account"])
         return r
 
     def rname(self, r):
@@ -270,8 +279,7 @@ class Ecr:
                         if code in ("ImageNotFound", "ImageTagDoesNotMatchDigest"):
                             raise EcrError("ImageNotFoundException",
                                            f"The image with imageId {image_id_str(iid)} does "
-                                           f"not exist within the repository with name "
-                                           f"'{r.name}' in the registry with id '{r.account}'")
+                                           f"not exist within the {in_repo(r)}")
                         raise invalid("imageIds", code)
                     if d not in seen:
                         seen.add(d)
@@ -365,21 +373,17 @@ class Ecr:
     def _put_image(self, r, p, text, data, doc, mt, digest, tag, blobs, children, artifact):
         with self.state.lock:
             if self.state.repos.get((r.account, r.region, r.name)) is not r:
-                raise EcrError("RepositoryNotFoundException",
-                               f"The repository with name '{r.name}' does not exist in the "
-                               f"registry with id '{r.account}'")
-            missing = [b for b in blobs if b not in r.blobs]
+                raise repo_not_found(r.name, r.account)
+            missing = ", ".join(b for b in blobs if b not in r.blobs)
             if missing:
                 raise EcrError("LayersNotFoundException",
-                               f"Layers with digests '[{', '.join(missing)}]' required for "
-                               f"pushing image into repository with name '{r.name}' in the "
-                               f"registry with id '{r.account}' do not exist")
-            absent = [c for c in children if c not in r.images]
+                               f"Layers with digests '[{missing}]' required for pushing image "
+                               f"into {in_repo(r)} do not exist")
+            absent = ", ".join(c for c in children if c not in r.images)
             if absent:
                 raise EcrError("ReferencedImagesNotFoundException",
-                               f"Manifest references to images '[{', '.join(absent)}]' in "
-                               f"repository with name '{r.name}' in the registry with id "
-                               f"'{r.account}' could not be found")
+                               f"Manifest references to images '[{absent}]' in {in_repo(r)} "
+                               f"could not be found")
             old = r.tags.get(tag) if tag else None
             exists = digest in r.images
             if exists and (tag is None or old == digest):

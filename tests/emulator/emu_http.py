@@ -28,25 +28,18 @@ BLACKHOLE_MAX_MS = 600_000
 CONFIG_KEYS = {"tiny_pages", "sts_duration", "url_expires", "part_size", "min_part_size",
                "max_parts"}
 
-ECR_AUTH = {  # AuthError kind -> (ECR code, HTTP status)
-    "missing": ("MissingAuthenticationTokenException", 403),
-    "incomplete": ("IncompleteSignatureException", 403),
-    "unknown_key": ("UnrecognizedClientException", 403),
-    "bad_signature": ("InvalidSignatureException", 403),
-    "skew": ("InvalidSignatureException", 403),
-    "scope": ("InvalidSignatureException", 403),
-    "expired_token": ("ExpiredTokenException", 403),
+# AuthError kind -> its error in ECR's protocol and in STS's: (code, HTTP status)
+AUTH_ERRORS = {
+    "missing": (("MissingAuthenticationTokenException", 403), ("MissingAuthenticationToken", 403)),
+    "incomplete": (("IncompleteSignatureException", 403), ("IncompleteSignature", 403)),
+    "unknown_key": (("UnrecognizedClientException", 403), ("InvalidClientTokenId", 403)),
+    "bad_signature": (("InvalidSignatureException", 403), ("SignatureDoesNotMatch", 403)),
+    "skew": (("InvalidSignatureException", 403), ("SignatureDoesNotMatch", 403)),
+    "scope": (("InvalidSignatureException", 403), ("SignatureDoesNotMatch", 403)),
+    "expired_token": (("ExpiredTokenException", 403), ("ExpiredToken", 400)),
 }
-STS_AUTH = {
-    "missing": ("MissingAuthenticationToken", 403),
-    "incomplete": ("IncompleteSignature", 403),
-    "unknown_key": ("InvalidClientTokenId", 403),
-    "bad_signature": ("SignatureDoesNotMatch", 403),
-    "skew": ("SignatureDoesNotMatch", 403),
-    "scope": ("SignatureDoesNotMatch", 403),
-    "expired_token": ("ExpiredToken", 400),
-}
-
+ECR_AUTH = {k: v[0] for k, v in AUTH_ERRORS.items()}
+STS_AUTH = {k: v[1] for k, v in AUTH_ERRORS.items()}
 
 STS_CODES = {"ThrottlingException": "Throttling", "ServerException": "InternalFailure",
              "ServiceUnavailableException": "ServiceUnavailable"}
@@ -149,6 +142,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def answer(self, body, ctype, fault):
+        """The 200 reply of a call that was done, unless a drop_reply fault
+        loses it (the client sees the connection end)."""
+        if fault and fault["kind"] == "drop_reply":
+            self.entry["status"] = 0
+            return self.hangup()
+        self.send(200, body, ctype, fault=fault)
 
     def commit_log(self):
         """Appends this request's log line once, before the client can see
@@ -300,10 +301,7 @@ class Handler(BaseHTTPRequestHandler):
             if e.status >= 500:
                 print(f"ecr-emulator: {op}: {e.message}", file=sys.stderr)
             return self.ecr_error(e.code, e.message, e.status, **e.extra)
-        if fault and fault["kind"] == "drop_reply":
-            self.entry["status"] = 0
-            return self.hangup()
-        self.send(200, json.dumps(result), JSON_TYPE, fault=fault)
+        self.answer(json.dumps(result), JSON_TYPE, fault)
 
     # -- STS -----------------------------------------------------------------
     def sts_error(self, code, message, status=400):
@@ -349,10 +347,7 @@ class Handler(BaseHTTPRequestHandler):
             xml = app.sts.handle(action, params, ident)
         except StsError as e:
             return self.sts_error(e.code, e.message, e.status)
-        if fault and fault["kind"] == "drop_reply":
-            self.entry["status"] = 0
-            return self.hangup()
-        self.send(200, xml, "text/xml", fault=fault)
+        self.answer(xml, "text/xml", fault)
 
     # -- download URLs -------------------------------------------------------
     def s3_error(self, status, code, message, extra="", headers=()):

@@ -10,6 +10,7 @@ The emulator gets SIGTERM when the thread that started it ends
 (PR_SET_PDEATHSIG), so no emulator outlives a killed test run: start it
 from a thread that lives as long as you need it (pytest fixtures do).
 """
+import contextlib
 import ctypes
 import json
 import os
@@ -35,6 +36,10 @@ for _u in ACCOUNTS["users"]:
     KEYS.setdefault(_u["account"], (_u["access_key"], _u["secret_key"]))
 SECRETS = {u["access_key"]: u["secret_key"] for u in ACCOUNTS["users"]}
 READONLY_KEY = "AKIAEMURO1AAAAAAAAAA"
+# The knobs as the emulator starts (ecr_emulator.py, without --tiny-pages).
+DEFAULT_KNOBS = {"tiny_pages": 0, "sts_duration": None, "url_expires": 600,
+                 "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
+                 "max_parts": 4200}
 
 
 class EmulatorError(Exception):
@@ -188,6 +193,20 @@ class Emulator:
 
     def log(self):
         return self.control("log")
+
+    @contextlib.contextmanager
+    def pristine(self, reset_log=False):
+        """with emu.pristine(): no faults and the default knobs inside (the
+        request log emptied too with reset_log), and again afterwards."""
+        self.clear_faults()
+        self.config(**DEFAULT_KNOBS)
+        if reset_log:
+            self.reset_log()
+        try:
+            yield self
+        finally:
+            self.clear_faults()
+            self.config(**DEFAULT_KNOBS)
 
     def reset_log(self):
         self.control("reset_log", {})

@@ -7,21 +7,12 @@ import pytest
 import ecrclient
 from ctlhelp import Ctl
 
-DEFAULT_CONFIG = {"tiny_pages": 0, "url_expires": 600, "part_size": 10 * 1024 * 1024,
-                  "min_part_size": 5 * 1024 * 1024}
-
 
 @pytest.fixture
 def emu(emulator):
     """The session emulator with faults, knobs and the request log reset."""
-    emulator.clear_faults()
-    emulator.config(**DEFAULT_CONFIG)
-    emulator.reset_log()
-    try:
-        yield emulator
-    finally:
-        emulator.clear_faults()
-        emulator.config(**DEFAULT_CONFIG)
+    with emulator.pristine(reset_log=True) as e:
+        yield e
 
 
 @pytest.fixture
