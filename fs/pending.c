@@ -60,8 +60,14 @@ struct pending_version {
 	struct push_remote *remote; /* borrowed */
 	struct pending_version *next; /* p->mu */
 
-	/* mu protects everything below, and the files' fields. */
+	/* mu protects everything below, and the files' fields. A thread that
+	 * changes the version takes it with vlock(), which also waits while
+	 * `busy`: network calls of an evaluation or commit run without mu
+	 * (net_begin/net_end), so LOOKUP, GETATTR and summaries (plain lock,
+	 * read-only) never wait for ECR, while changes still wait their turn. */
 	pthread_mutex_t mu;
+	pthread_cond_t cv; /* busy dropped to 0 */
+	int busy;
 	enum pending_state state;
 	int rc;
 	unsigned gen;
@@ -106,6 +112,29 @@ int pending_new(const struct pending_opts *o, pending **out)
 	pthread_mutex_init(&p->mu, NULL);
 	*out = p;
 	return 0;
+}
+
+/* Locks v to change it: waits until no network call of v is under way. */
+static void vlock(pending_version *v)
+{
+	pthread_mutex_lock(&v->mu);
+	while (v->busy)
+		pthread_cond_wait(&v->cv, &v->mu);
+}
+
+/* Around a network call made while changing v (mu held on entry and on
+ * return): other changes keep waiting, readers go on. */
+static void net_begin(pending_version *v)
+{
+	v->busy++;
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void net_end(pending_version *v)
+{
+	pthread_mutex_lock(&v->mu);
+	if (--v->busy == 0)
+		pthread_cond_broadcast(&v->cv);
 }
 
 static void file_free(pending_file *f)
@@ -155,6 +184,7 @@ static void version_free(pending_version *v)
 	free(v->repo);
 	free(v->tag);
 	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->cv);
 	free(v);
 }
 
@@ -219,6 +249,7 @@ int pending_version_get(pending *p, const char *registry, const char *region, co
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->cv, NULL);
 	v->p = p;
 	v->remote = remote;
 	v->registry = registry ? strdup(registry) : NULL;
@@ -360,7 +391,7 @@ static int begin_locked(pending_version *v)
 int pending_begin(pending_version *v)
 {
 	int rc;
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	rc = begin_locked(v);
 	pthread_mutex_unlock(&v->mu);
 	return rc;
@@ -409,7 +440,7 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	int rc;
 
 	digest_of_name(rel, digest, sizeof(digest));
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	if (v->refused[0] && writer && writer == v->refused_writer) {
 		/* The rest of a push the immutable tag refused: not one byte. */
 		log_err("%s:%s is immutable and this push names %s: %s not written (File exists)",
@@ -570,7 +601,9 @@ static int check_blobs_locked(pending_version *v, struct push_desc_list *l, stru
 			v->via_repo = 1;
 	}
 	if (nask) {
+		net_begin(v);
 		rc = v->remote->ops->check_layers(v->remote->ctx, ask, nask, av);
+		net_end(v);
 		if (rc < 0)
 			goto out;
 		for (size_t i = 0; i < nask; i++) {
@@ -598,10 +631,16 @@ static void fail_version_locked(pending_version *v, int rc)
 			upload_abort(v->files[i]->up);
 }
 
+/* PutImage without mu: m stays listed (no change runs meanwhile), and a
+ * final file's bytes never change. */
 static int put_locked(pending_version *v, const char *tag, pending_file *m)
 {
-	return v->remote->ops->put_image(v->remote->ctx, tag, m->bytes, m->len,
-					 m->media_type, m->digest);
+	int rc;
+	net_begin(v);
+	rc = v->remote->ops->put_image(v->remote->ctx, tag, m->bytes, m->len, m->media_type,
+				       m->digest);
+	net_end(v);
+	return rc;
 }
 
 /* Evaluates the pending version; commits when complete. Returns 0
@@ -697,7 +736,10 @@ static int evaluate_locked(pending_version *v, int *committed)
 			pending_file *c = find_digest_locked(v, reach.v[i].digest);
 			struct push_desc_list cl = { 0 };
 			if (!c) {
-				int has = v->remote->ops->image_exists(v->remote->ctx, reach.v[i].digest);
+				int has;
+				net_begin(v);
+				has = v->remote->ops->image_exists(v->remote->ctx, reach.v[i].digest);
+				net_end(v);
 				if (has < 0) {
 					rc = has;
 					goto failed;
@@ -801,7 +843,12 @@ static int immutable_check_locked(pending_version *v, pending_file *index)
 	for (size_t i = 0; i < idx.n; i++)
 		if (idx.n == 1 || (idx.v[i].ref_name && !strcmp(idx.v[i].ref_name, v->tag)))
 			pick = idx.v[i].digest;
-	rc = pick ? v->remote->ops->tag_info(v->remote->ctx, v->tag, &imm, cur, sizeof(cur)) : 0;
+	rc = 0;
+	if (pick) {
+		net_begin(v);
+		rc = v->remote->ops->tag_info(v->remote->ctx, v->tag, &imm, cur, sizeof(cur));
+		net_end(v);
+	}
 	if (rc == 0 && imm && cur[0] && strcmp(cur, pick)) {
 		log_err("%s:%s: the tag is immutable and points to %s; index.json names %s; "
 			"the old image is kept (later files of this push fail with EEXIST)",
@@ -842,7 +889,7 @@ static int finish_file(pending_file *f)
 	pthread_mutex_unlock(&v->mu);
 	if (f->by_ref) {
 		/* The name must be the digest that was copied. */
-		pthread_mutex_lock(&v->mu);
+		vlock(v);
 		rc = f->state == F_FAILED ? f->rc : strcmp(digest, f->digest) ? -EIO : 0;
 		if (rc == 0 && f->state == F_WRITING)
 			f->state = F_FINAL;
@@ -850,7 +897,7 @@ static int finish_file(pending_file *f)
 		pthread_mutex_unlock(&v->mu);
 	}
 	rc = f->by_ref ? rc : f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	v->last_activity = time(NULL);
 	if (f->by_ref && rc < 0 && f->state == F_WRITING) {
 		f->state = F_FAILED;
@@ -991,7 +1038,7 @@ int pending_rename(pending_version *v, const char *from, const char *to)
 	char *nn;
 	int rc = 0;
 
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	f = find_locked(v, from, NULL);
 	if (!f) {
 		pthread_mutex_unlock(&v->mu);
@@ -1028,7 +1075,7 @@ int pending_unlink(pending_version *v, const char *rel)
 {
 	size_t idx;
 	int rc = -ENOENT;
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	if (find_locked(v, rel, &idx)) {
 		unlist_locked(v, idx);
 		rc = 0;
@@ -1053,7 +1100,7 @@ int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy
 	/* Network work without the version lock: the destination gets the
 	 * blob only if it lacks it. */
 	rc = copy(arg, v->remote);
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	if (rc < 0) {
 		if (f->state == F_WRITING) {
 			f->state = F_FAILED;
@@ -1122,7 +1169,7 @@ int pending_status(pending_version *v)
 {
 	int rc, did = 0;
 
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	if (v->state == PV_EMPTY && v->dropped) {
 		/* Not "nothing to do": the writer's files were thrown away. */
 		log_err("%s:%s: the unfinished push was dropped; nothing was pushed and the tag "
@@ -1165,7 +1212,7 @@ int pending_idle_s(pending_version *v, time_t now)
 
 void pending_drop(pending_version *v)
 {
-	pthread_mutex_lock(&v->mu);
+	vlock(v);
 	if (v->state == PV_PENDING || v->state == PV_FAILED) {
 		log_info("push of %s:%s abandoned (its directory was removed)", v->repo, v->tag);
 		new_version_locked(v, 0);
@@ -1183,7 +1230,7 @@ int pending_sweep(pending *p, time_t now)
 	pthread_mutex_lock(&p->mu);
 	for (pending_version *v = p->versions; v; v = v->next) {
 		pthread_mutex_lock(&v->mu);
-		if (v->state == PV_PENDING && v->open_files == 0 &&
+		if (!v->busy && v->state == PV_PENDING && v->open_files == 0 &&
 		    now - v->last_activity >= p->o.timeout_s) {
 			log_warn("dropping the unfinished push of %s:%s (nothing written for %d s); "
 				 "the tag is unchanged", v->repo, v->tag, p->o.timeout_s);
