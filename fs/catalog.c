@@ -64,7 +64,7 @@ struct persist_kind {
 	const char *ns;
 	size_t (*count)(const struct fs_list *l);
 	json_t *(*pack)(const struct fs_list *l, size_t i); /* NULL: no memory */
-	int (*alloc)(struct fs_list *nl, size_t n);          /* room for n elements */
+	int (*alloc)(struct fs_list *nl, size_t n);	    /* room for n elements */
 	/* Appends o to nl: 0, 1 when o is malformed (skipped), or -ENOMEM. */
 	int (*unpack)(struct fs_list *nl, const json_t *o);
 };
@@ -140,6 +140,8 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 		*out = list_ref(l);
 		goto out;
 	}
+	if (rc == -EINTR)
+		goto out; /* this caller was interrupted: not the listing's outcome */
 	e->err = rc;
 	e->err_at = now;
 	if (is_transient(rc)) {
@@ -336,8 +338,8 @@ static int image_unpack(struct fs_list *nl, const json_t *o)
 			   (char **const[]){&im->digest, &im->media_type, &im->scan_status});
 }
 
-static const struct persist_kind persist_images = {"images", images_count, image_pack,
-						   images_alloc, image_unpack};
+static const struct persist_kind persist_images = {"images", images_count, image_pack, images_alloc,
+						   image_unpack};
 
 /* ---- repositories and images ---- */
 
@@ -347,7 +349,8 @@ static int load_list(struct fs_ctx *c, const struct where_arg *w, struct fs_list
 	if (!l)
 		return -ENOMEM;
 	l->refs = 1;
-	struct ecr_where wh = {.registry_id = w->registry, .region = w->region, .repository = w->repo};
+	struct ecr_where wh = {
+	    .registry_id = w->registry, .region = w->region, .repository = w->repo};
 	ecr *e = fs_ecr_for(c, w->registry);
 	int rc = w->repo ? ecr_describe_images(e, &wh, NULL, 0, &l->images, NULL)
 			 : ecr_describe_repositories(e, &wh, NULL, 0, &l->repos, NULL);

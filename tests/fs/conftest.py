@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import ecrclient  # noqa: E402
 import layouts  # noqa: E402
-from mount import ACCT, BUILD, ECRFS, REGION, Mount, sha256_file  # noqa: E402,F401
+from mount import ACCT, BUILD, ECRFS, REGION, Mount, mounts, sha256_file  # noqa: E402,F401
 from emu import Emulator  # noqa: E402
 
 
@@ -85,19 +85,7 @@ def seeded(emulator, tmp_path_factory):
 
 @pytest.fixture
 def mount(seeded, tmp_path):
-    """A mount factory: mount(opts="", name="mnt", cache_dir=None) -> Mount;
-    every mount is stopped at teardown, and a daemon that exits non-zero
-    (ASan leak, crash) fails the test."""
-    made = []
-
-    def make(opts="", name="mnt", cache_dir=None, emu=None, env=None):
-        m = Mount(emu or seeded["emu"], tmp_path, name, opts, env=env, cache_dir=cache_dir)
-        made.append(m)
-        return m.start()
-    yield make
-    bad = []
-    for m in made:
-        rc = m.stop()
-        if rc not in (0, None):
-            bad.append((m.mnt, rc, m.logtext()[-4000:]))
-    assert not bad, f"ecrfs exited non-zero: {bad}"
+    """A mount factory: mount(opts="", name="mnt", cache_dir=None, emu=None,
+    env=None) -> Mount; see mount.mounts."""
+    with mounts(seeded["emu"], tmp_path) as make:
+        yield make

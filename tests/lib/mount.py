@@ -1,4 +1,5 @@
 """A real ecrfs mount on the local ECR emulator, for the fs and push suites."""
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -75,6 +76,29 @@ class Mount:
 
     def repo(self, repo, *parts, acct=ACCT, region=REGION):
         return os.path.join(self.mnt, acct, region, *repo.split("/"), *parts)
+
+
+@contextlib.contextmanager
+def mounts(default_emu, tmp):
+    """with mounts(emu, tmp_path) as make: make(opts="", name="mnt",
+    cache_dir=None, emu=None, env=None) -> a started Mount (on default_emu
+    unless emu is given). Every mount is stopped at the end, and a daemon
+    that exited non-zero (ASan leak, crash) fails the test."""
+    made = []
+
+    def make(opts="", name="mnt", cache_dir=None, emu=None, env=None):
+        m = Mount(emu or default_emu, tmp, name, opts, env=env, cache_dir=cache_dir)
+        made.append(m)
+        return m.start()
+    bad = []
+    try:
+        yield make
+    finally:
+        for m in made:
+            rc = m.stop()
+            if rc not in (0, None):
+                bad.append((m.mnt, rc, m.logtext()[-4000:]))
+    assert not bad, f"ecrfs exited non-zero: {bad}"
 
 
 def sha256_file(path):

@@ -306,9 +306,8 @@ static int got(const char *profile, struct cred *c, const char *ak)
 	int rc = get(profile, c);
 	if (rc == 0 && c->access_key_id && !strcmp(c->access_key_id, ak))
 		return 1;
-	fprintf(stderr, "get(%s) == %d, access key %s, expected %s\n",
-		profile ? profile : "NULL", rc, rc == 0 && c->access_key_id ? c->access_key_id : "-",
-		ak);
+	fprintf(stderr, "get(%s) == %d, access key %s, expected %s\n", profile ? profile : "NULL",
+		rc, rc == 0 && c->access_key_id ? c->access_key_id : "-", ak);
 	return 0;
 }
 
