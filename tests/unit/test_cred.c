@@ -38,20 +38,35 @@ static struct {
 static pthread_mutex_t fx_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fx_cond = PTHREAD_COND_INITIALIZER;
 
-/* Holds the server thread while fx.block_fetch is set (20 s at most, so a
- * broken provider fails the test instead of hanging it). */
-static void maybe_block(void)
+/* With fx_lock held: waits on fx_cond while *flag == value, 20 s at most
+ * (so a broken provider fails the test instead of hanging it). */
+static void wait_while(const int *flag, int value)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 20;
+	while (*flag == value)
+		if (pthread_cond_timedwait(&fx_cond, &fx_lock, &until))
+			break;
+}
+
+/* Sets fx.block_fetch and wakes whoever waits on fx_cond. */
+static void set_block_fetch(int on)
+{
+	pthread_mutex_lock(&fx_lock);
+	fx.block_fetch = on;
+	pthread_cond_broadcast(&fx_cond);
+	pthread_mutex_unlock(&fx_lock);
+}
+
+/* Holds the server thread while fx.block_fetch is set. */
+static void maybe_block(void)
+{
 	pthread_mutex_lock(&fx_lock);
 	if (fx.block_fetch) {
 		fx.blocked = 1;
 		pthread_cond_broadcast(&fx_cond);
-		while (fx.block_fetch)
-			if (pthread_cond_timedwait(&fx_cond, &fx_lock, &until))
-				break;
+		wait_while(&fx.block_fetch, 1);
 		fx.blocked = 0;
 	}
 	pthread_mutex_unlock(&fx_lock);
@@ -716,17 +731,10 @@ static void test_refresh_does_not_block(void)
 	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
 	cred_clear(&c);
 
-	pthread_mutex_lock(&fx_lock);
-	fx.block_fetch = 1;
-	pthread_mutex_unlock(&fx_lock);
+	set_block_fetch(1);
 	pthread_create(&t, NULL, bg_get, p);
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 20;
 	pthread_mutex_lock(&fx_lock);
-	while (!fx.blocked)
-		if (pthread_cond_timedwait(&fx_cond, &fx_lock, &until))
-			break;
+	wait_while(&fx.blocked, 0);
 	int held = fx.blocked;
 	pthread_mutex_unlock(&fx_lock);
 	CHECK(held);
@@ -735,10 +743,7 @@ static void test_refresh_does_not_block(void)
 	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
 	cred_clear(&c);
 
-	pthread_mutex_lock(&fx_lock);
-	fx.block_fetch = 0;
-	pthread_cond_broadcast(&fx_cond);
-	pthread_mutex_unlock(&fx_lock);
+	set_block_fetch(0);
 	pthread_join(t, &bgkey);
 	CHECK(bgkey && !strcmp(bgkey, "ASIAIMDS2"));
 	free(bgkey);
