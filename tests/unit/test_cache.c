@@ -73,6 +73,22 @@ static int exists(const char *fmt, const char *dir, const char *digest)
 	return access(path, F_OK) == 0;
 }
 
+/* Runs fn(args + i * sz) for each i < n (8 at most), each in its own
+ * thread, and waits for them all. */
+static void run_threads(void *(*fn)(void *), void *args, size_t sz, int n)
+{
+	pthread_t t[8];
+	int started = 0;
+
+	for (; started < n && started < 8; started++)
+		if (pthread_create(&t[started], NULL, fn, (char *)args + (size_t)started * sz)) {
+			CHECK_FAILED("pthread_create of thread %d failed", started);
+			break;
+		}
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+}
+
 static int write_all_chunks(cache *c, const char *d, const unsigned char *data, size_t size)
 {
 	for (size_t off = 0; off < size; off += CH) {
@@ -674,21 +690,17 @@ static void test_threads(void)
 	const size_t size = 8 * CH + 123;
 	unsigned char *data = make_data(size, 7), *buf = malloc(size);
 	struct writer_arg a[4];
-	pthread_t t[4];
 	char dir[256], d[72];
 	struct cache_stats st;
 	cache *c = NULL;
 
 	digest_of(data, size, d);
 	c = open_at("threads", dir, 0);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 4; i++)
 		a[i] = (struct writer_arg){c, d, data, size, i, 4, 0};
-		CHECK_INT(pthread_create(&t[i], NULL, writer, &a[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(t[i], NULL);
+	run_threads(writer, a, sizeof(a[0]), 4);
+	for (int i = 0; i < 4; i++)
 		CHECK_INT(a[i].ret, 0);
-	}
 	CHECK_INT(cache_blob_seal(c, d, size), 0);
 	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
 	CHECK(memcmp(buf, data, size) == 0);
@@ -972,19 +984,15 @@ static int seal_race(const char *dir, const char *d, const unsigned char *data, 
 		     int base)
 {
 	struct sealer_arg a[3];
-	pthread_t t[3];
 	cache *c = NULL;
 	int before = test_failures;
 
 	CHECK_INT(cache_open(dir, 0, &c), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 3; i++)
 		a[i] = (struct sealer_arg){c, d, data, size, base + 2 * i, 0};
-		CHECK_INT(pthread_create(&t[i], NULL, sealer, &a[i]), 0);
-	}
-	for (int i = 0; i < 3; i++) {
-		pthread_join(t[i], NULL);
+	run_threads(sealer, a, sizeof(a[0]), 3);
+	for (int i = 0; i < 3; i++)
 		CHECK_INT(a[i].bad, 0);
-	}
 	CHECK_INT(cache_blob_seal(c, d, size), 0);
 	CHECK_INT(cache_blob_complete(c, d), 1);
 	cache_close(c);
@@ -1209,19 +1217,15 @@ static void *stress_thread(void *p)
 static int stress_run(const char *dir, struct blob *b, unsigned seed)
 {
 	struct stress_arg a[3];
-	pthread_t t[3];
 	cache *c = NULL;
 	int before = test_failures;
 
 	CHECK_INT(cache_open(dir, 5 * CH, &c), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 3; i++)
 		a[i] = (struct stress_arg){c, b, seed + (unsigned)i, 0};
-		CHECK_INT(pthread_create(&t[i], NULL, stress_thread, &a[i]), 0);
-	}
-	for (int i = 0; i < 3; i++) {
-		pthread_join(t[i], NULL);
+	run_threads(stress_thread, a, sizeof(a[0]), 3);
+	for (int i = 0; i < 3; i++)
 		CHECK_INT(a[i].bad, 0);
-	}
 	cache_close(c);
 	return test_failures != before;
 }
