@@ -40,6 +40,7 @@ struct pending_file {
 	int by_ref;   /* copied by reference (pending_ref): no bytes written */
 	int finished; /* finish_file ran: later flushes return outcome */
 	long writer;  /* the process that created it, 0: unknown (immutable) */
+	int discard;  /* created after the commit by its writer: hashed, dropped */
 	int outcome;
 	/* final results (v->mu): */
 	char digest[72];
@@ -87,6 +88,10 @@ struct pending_version {
 	 * cannot be tagged. Other writers start their own push. */
 	char refused[72];
 	long refused_writer;
+	/* The writer whose close or rename ran the commit (0: unknown). Its
+	 * later creates (blobs of other refs in its layout) are hashed and
+	 * dropped, not uploaded, until a new version starts. */
+	long commit_writer;
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
 };
@@ -363,9 +368,12 @@ static int ensure_repo_locked(pending_version *v)
  * created after a commit); v->mu held. */
 static void new_version_locked(pending_version *v, int keep_current_gen)
 {
+	/* Dropped files were never uploaded: the new version cannot count them
+	 * (the repository is asked instead). */
 	for (size_t i = v->nfiles; i-- > 0;)
-		if (!keep_current_gen || v->files[i]->gen != v->gen)
+		if (!keep_current_gen || v->files[i]->gen != v->gen || v->files[i]->discard)
 			unlist_locked(v, i);
+	v->commit_writer = 0;
 	if (!keep_current_gen)
 		v->gen++;
 	v->state = PV_PENDING;
@@ -426,6 +434,61 @@ static int list_add_locked(pending_version *v, pending_file *f)
 	return 0;
 }
 
+/* Where files created after the commit go: nowhere. The repository "has"
+ * every digest (a named blob is only hashed and checked), and anything
+ * streamed is accepted and forgotten. */
+static int nul_check(void *ctx, const char *const *d, size_t n, int *available)
+{
+	for (size_t i = 0; i < n; i++)
+		available[i] = 1;
+	return 0;
+}
+
+static int nul_initiate(void *ctx, char **upload_id, int64_t *part_size)
+{
+	*upload_id = strdup("dropped");
+	*part_size = UPLOAD_PART_MAX;
+	return *upload_id ? 0 : -ENOMEM;
+}
+
+static int nul_part(void *ctx, const char *id, uint64_t first, const void *data, size_t len,
+		    int64_t *last_valid)
+{
+	return 0;
+}
+
+static int nul_complete(void *ctx, const char *id, const char *digest)
+{
+	return 0;
+}
+
+static int nul_put(void *ctx, const char *tag, const char *bytes, size_t len,
+		   const char *media_type, const char *digest)
+{
+	return -EPERM; /* never: dropped files take no part in a commit */
+}
+
+static int nul_exists(void *ctx, const char *digest)
+{
+	return 1;
+}
+
+static int nul_create(void *ctx)
+{
+	return 0;
+}
+
+static const struct push_remote_ops discard_ops = {
+	.check_layers = nul_check,
+	.initiate = nul_initiate,
+	.upload_part = nul_part,
+	.complete = nul_complete,
+	.put_image = nul_put,
+	.image_exists = nul_exists,
+	.create_repository = nul_create,
+};
+static struct push_remote discard_remote = { &discard_ops, NULL, "nowhere (dropped)" };
+
 int pending_create(pending_version *v, const char *rel, pending_file **out)
 {
 	return pending_create_as(v, rel, 0, out);
@@ -465,7 +528,10 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	if (!f)
 		goto out;
 	f->writer = writer;
-	uo.remote = v->remote;
+	/* After the commit its writer goes on with blobs of other refs (cp
+	 * copies the whole layout): they are checked and dropped. */
+	f->discard = v->state == PV_COMMITTED && writer && writer == v->commit_writer;
+	uo.remote = f->discard ? &discard_remote : v->remote;
 	uo.spill_dir = v->p->o.spill_dir;
 	uo.hold_cap = v->p->o.hold_cap;
 	uo.digest = digest[0] ? digest : NULL;
@@ -956,6 +1022,8 @@ static int finish_file(pending_file *f)
 		did = 1;
 	} else {
 		erc = evaluate_locked(v, &did);
+		if (did && erc == 0 && v->state == PV_COMMITTED)
+			v->commit_writer = f->writer;
 	}
 	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
 	if (erc == -ENODATA)

@@ -118,3 +118,66 @@ def test_commit_before_the_writer_is_done(emulator, mount, layout_dir):
     assert sorted(os.listdir(d)) == ["blobs", "index.json", "oci-layout"]
     with open(os.path.join(d, "index.json")) as f:
         assert info["manifest"] in f.read()
+
+
+def test_files_after_commit_are_not_uploaded(emulator, mount, layout_dir):
+    """A layout with two images where the tag selects one: the writer's
+    files created after the commit (the other image's blobs) are hashed and
+    dropped, never uploaded."""
+    import json
+    import subprocess
+    import sys
+    import layouts
+    repo = "push/aftercommit"
+    lay = str(layout_dir / "two")
+    iv = layouts.make_image(lay, "v1", {"/etc/v1": os.urandom(2000)})
+    io = layouts.make_image(lay, "other", {f"/o{i}.bin": os.urandom(1 << 20) for i in range(2)},
+                            n_layers=2)
+    m = mount()
+    tag = m.repo(repo, "v1")
+    os.makedirs(tag)
+    first = ["oci-layout", "index.json"] + [
+        "blobs/sha256/" + d.split(":")[1] for d in [iv["manifest"], iv["config"]] + iv["layers"]]
+    later = ["blobs/sha256/" + d.split(":")[1]
+             for d in [io["manifest"], io["config"]] + io["layers"]]
+    # one writer: the selected image first (its last close commits), then
+    # the other image's blobs; a marker line tells where the commit was
+    writer = r"""
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+first, later = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+os.makedirs(os.path.join(dst, "blobs", "sha256"))
+for n in first:
+    shutil.copyfile(os.path.join(src, n), os.path.join(dst, n))
+print("committed", flush=True)
+sys.stdin.readline()
+for n in later:
+    shutil.copyfile(os.path.join(src, n), os.path.join(dst, n))
+print("done", flush=True)
+"""
+    p = subprocess.Popen([sys.executable, "-c", writer, lay, tag, json.dumps(first),
+                          json.dumps(later)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "committed", p.stderr.read()
+        assert tag_digest(emulator, repo, "v1") == iv["manifest"]
+        initiated = count(emulator, "InitiateLayerUpload", repo)
+        parts = count(emulator, "UploadLayerPart", repo)
+        checks = count(emulator, "BatchCheckLayerAvailability", repo)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and out.strip() == "done", err + m.logtext()[-3000:]
+    assert count(emulator, "InitiateLayerUpload", repo) == initiated
+    assert count(emulator, "UploadLayerPart", repo) == parts
+    assert count(emulator, "BatchCheckLayerAvailability", repo) == checks
+    chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
+                       "--layer-digests", io["config"], *io["layers"])
+    assert not [l for l in chk.get("layers", []) if l["layerAvailability"] == "AVAILABLE"]
+    assert sync_dir(tag) == 0
+    assert tag_digest(emulator, repo, "v1") == iv["manifest"]
+    assert tag_digest(emulator, repo, "other") is None
