@@ -60,6 +60,13 @@ def repo_not_found(name, account):
                     f"registry with id '{account}'")
 
 
+def with_next(out, nxt):
+    """A page's reply: out, with nextToken when more pages follow."""
+    if nxt:
+        out["nextToken"] = nxt
+    return out
+
+
 def image_id_str(iid):
     d, t = iid.get("imageDigest"), iid.get("imageTag")
     return "{imageDigest:'%s', imageTag:'%s'}" % (d or "null", "null" if t is None else t)
@@ -204,9 +211,7 @@ class Ecr:
                     if a == ctx["account"] and g == ctx["region"]]
             page, nxt = self.pages.page(mine, p, key=lambda r: r.name)
             out = {"repositories": [self.repo_json(r) for r in page]}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return with_next(out, nxt)
 
     def CreateRepository(self, ctx, p):
         name = p.get("repositoryName")
@@ -258,9 +263,7 @@ class Ecr:
         for _, d, t in page:
             ids.append({"imageDigest": d, "imageTag": t} if t else {"imageDigest": d})
         out = {"imageIds": ids}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return with_next(out, nxt)
 
     def DescribeImages(self, ctx, p):
         status = (p.get("filter") or {}).get("tagStatus", "ANY")
@@ -291,9 +294,7 @@ class Ecr:
             page, nxt = self.pages.page(
                 ds, p, key=lambda d: "%020.6f/%s" % (r.images[d]["pushedAt"], d))
             out = {"imageDetails": [self.image_detail(r, d, tix) for d in page]}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return with_next(out, nxt)
 
     def BatchGetImage(self, ctx, p):
         accepted = p.get("acceptedMediaTypes")
