@@ -18,6 +18,7 @@
 #include "fs/ctl.h"
 #include "fs/image.h"
 #include "fs/names.h"
+#include "net/http.h"
 #include "net/log.h"
 
 #define LONG_TTL 86400.0
@@ -411,6 +412,30 @@ out:
 
 /* ---- LOOKUP, FORGET, GETATTR ---- */
 
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	(void)req;
+	__atomic_store_n((volatile int *)data, 1, __ATOMIC_RELAXED);
+}
+
+/* Wires a FUSE INTERRUPT of req to *cancel and to the HTTP calls this
+ * thread makes until interruptible_end, which must come before the reply
+ * (libfuse may call on_interrupt until it is unregistered, and the request
+ * is freed by the reply). */
+static void interruptible_begin(fuse_req_t req, volatile int *cancel)
+{
+	*cancel = 0;
+	fuse_req_interrupt_func(req, on_interrupt, (void *)cancel);
+	net_http_thread_cancel(cancel);
+}
+
+static void interruptible_end(fuse_req_t req)
+{
+	net_http_thread_cancel(NULL);
+	fuse_req_interrupt_func(req, NULL, NULL);
+}
+
+
 static void reply_entry(fuse_req_t req, struct fs_node *n)
 {
 	struct fuse_entry_param e;
@@ -435,7 +460,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	volatile int cancel;
+	interruptible_begin(req, &cancel);
 	int rc = resolve(dir, name, &n);
+	interruptible_end(req);
 	if (rc == -ENOENT) {
 		/* Negative entry, cached for neg_ttl. */
 		struct fuse_entry_param e;
@@ -731,7 +759,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	if (!s)
 		goto out;
+	volatile int cancel;
+	interruptible_begin(req, &cancel);
 	rc = build_snapshot(n, s);
+	interruptible_end(req);
 	if (rc)
 		goto out;
 	fi->fh = (uint64_t)(uintptr_t)s;
@@ -873,12 +904,6 @@ out:
 		fuse_reply_err(req, -rc);
 	fh_free(h);
 	fs_node_put(n);
-}
-
-static void on_interrupt(fuse_req_t req, void *data)
-{
-	(void)req;
-	__atomic_store_n((volatile int *)data, 1, __ATOMIC_RELAXED);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1071,7 +1096,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 			return;
 		}
 	}
+	volatile int cancel;
+	interruptible_begin(req, &cancel);
 	int rc = xattr_value(n, name, &val);
+	interruptible_end(req);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else

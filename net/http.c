@@ -625,8 +625,17 @@ static void setup_easy(net_http *h, CURL *c, const struct net_request *r, struct
 	}
 }
 
-int net_http_do(net_http *h, const struct net_request *req, struct net_response *resp)
+/* This thread's cancel flag for requests that carry none (see http.h). */
+static __thread volatile int *thread_cancel;
+
+void net_http_thread_cancel(volatile int *cancel) { thread_cancel = cancel; }
+
+int net_http_do(net_http *h, const struct net_request *req_in, struct net_response *resp)
 {
+	struct net_request req_copy = *req_in;
+	const struct net_request *req = &req_copy;
+	if (!req_copy.cancel)
+		req_copy.cancel = thread_cancel;
 	struct xfer x;
 	const int deadline_ms = req->deadline_ms > 0 ? req->deadline_ms : 30000;
 	const int max_attempts = req->max_attempts > 0 ? req->max_attempts : 8;

@@ -81,6 +81,12 @@ struct net_response {
  * -ECONNREFUSED/-EHOSTUNREACH kept as such. Caller frees resp->body. */
 int net_http_do(net_http *h, const struct net_request *req, struct net_response *resp);
 
+/* Sets the cancel flag used by the requests this thread makes whose
+ * net_request has none, until cleared with NULL: fs/ sets it around the
+ * network part of a FUSE request so that an INTERRUPT (Ctrl-C of ls) aborts
+ * the listing calls made deep inside the ECR client. */
+void net_http_thread_cancel(volatile int *cancel);
+
 /* Counters for .ecrfs/stats */
 struct net_http_stats {
 	uint64_t requests, retries, errors, bytes_in, bytes_out;
