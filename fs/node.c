@@ -101,8 +101,17 @@ static struct fs_node *child_find(struct fs_node *dir, const char *name)
 	return NULL;
 }
 
+static void (*push_free)(void *push); /* set once at mount */
+
+void fs_node_on_push_free(void (*fn)(void *push))
+{
+	push_free = fn;
+}
+
 static void node_free(struct fs_node *n)
 {
+	if (n->push && push_free)
+		push_free(n->push);
 	free(n->name);
 	free(n->registry);
 	free(n->region);
@@ -379,6 +388,35 @@ void fs_node_remove_pending(struct fs_node *n)
 		child_unlist(n);
 		maybe_free_locked(n);
 	}
+	pthread_mutex_unlock(&node_mu);
+}
+
+/* Unlists n's pending descendants, children first, and n itself when self
+ * (see fs_node_remove_pending_tree). Lock held; the caller holds a
+ * reference on n. */
+static void remove_tree_locked(struct fs_node *n, int self)
+{
+	while (n->pend_head)
+		remove_tree_locked(n->pend_head, 1);
+	if (!self || !n->pending)
+		return;
+	struct fs_node **pp = &n->parent->pend_head;
+	for (; *pp; pp = &(*pp)->pend_next) {
+		if (*pp == n) {
+			*pp = n->pend_next;
+			break;
+		}
+	}
+	n->pending = 0;
+	n->pend_next = NULL;
+	child_unlist(n);
+	maybe_free_locked(n);
+}
+
+void fs_node_remove_pending_tree(struct fs_node *n, int self)
+{
+	pthread_mutex_lock(&node_mu);
+	remove_tree_locked(n, self);
 	pthread_mutex_unlock(&node_mu);
 }
 

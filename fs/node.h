@@ -138,8 +138,16 @@ void fs_node_drop_child(struct fs_node *dir, const char *name);
  * stays listed until fs_node_remove_pending(). */
 struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
 				    void *push);
+/* Called with a node's `push` when the node is freed (under the node lock:
+ * fn must take no lock that is held around fs_node_* calls). Set once at
+ * mount by the push side. */
+void fs_node_on_push_free(void (*fn)(void *push));
 /* Unlists a pending child (the node itself lives until FORGET). */
 void fs_node_remove_pending(struct fs_node *n);
+/* Unlists every pending descendant of n (a settled or committed tag
+ * directory), and n itself when self and pending; each lives until FORGET.
+ * The caller holds a reference on n. */
+void fs_node_remove_pending_tree(struct fs_node *n, int self);
 /* Calls fn(node, arg) for each pending child of dir, under the node lock
  * (fn must not call fs_node_* functions that lock). */
 void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, void *),

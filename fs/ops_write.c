@@ -5,8 +5,12 @@
  * copy_file_range. Installed over the read side's table by
  * fs_ops_write_install() (not under -o ro, where everything stays EROFS).
  *
- * Pending nodes carry a `struct wnode` (n->push). wnodes are kept in one
- * list and freed at unmount: a node may outlive its listing until FORGET.
+ * Pending nodes carry a `struct wnode` (n->push), reference counted: each
+ * node holding it has one (dropped when the node is freed, after FORGET;
+ * a renamed file's old and new nodes share it) and its creator one for the
+ * handler's duration. Tag-directory records (tagdirs) are dropped by the
+ * sweeper once their version is committed or dropped and idle, so a mount
+ * that pushes many tags does not grow.
  * File handles of writers are `struct wfh` pointers tagged with bit 0 so
  * they are told apart from the read side's handles in FLUSH/RELEASE. */
 #include <errno.h>
@@ -41,7 +45,7 @@ struct wnode {
 	pending_version *v; /* W_TAG, W_BLOBS, W_SHA256, W_FILE (under wmu) */
 	char *rel;        /* W_FILE: name relative to the tag root (under wmu) */
 	time_t created;
-	struct wnode *next; /* all_wnodes */
+	int refs;         /* atomic: nodes holding it, and its creator */
 };
 
 struct wfh {
@@ -62,9 +66,11 @@ struct wtagdir {
 	struct wtagdir *next;
 };
 
-/* wmu protects: all_wnodes, wnode kind/v/rel changes, remotes, tagdirs. */
+/* wmu protects: wnode kind/v/rel changes, remotes, tagdirs. Taken before
+ * the node lock (tagdir_note), never inside it: wnodes are freed from the
+ * node table's free hook without it. */
 static pthread_mutex_t wmu = PTHREAD_MUTEX_INITIALIZER;
-static struct wnode *all_wnodes;
+static long live_wnodes; /* atomic: for user.ecr.push_records */
 static struct wremote *remotes;
 static struct wtagdir *tagdirs;
 static pending *P;
@@ -98,11 +104,27 @@ static struct wnode *wnode_new(enum wkind kind)
 		return NULL;
 	w->kind = kind;
 	w->created = time(NULL);
-	pthread_mutex_lock(&wmu);
-	w->next = all_wnodes;
-	all_wnodes = w;
-	pthread_mutex_unlock(&wmu);
+	w->refs = 1;
+	__atomic_add_fetch(&live_wnodes, 1, __ATOMIC_RELAXED);
 	return w;
+}
+
+static void wnode_get(struct wnode *w)
+{
+	__atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Also the node table's free hook: called under the node lock, so it
+ * takes no other lock. */
+static void wnode_put(void *arg)
+{
+	struct wnode *w = arg;
+	if (!w || __atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	free(w->path);
+	free(w->rel);
+	free(w);
+	__atomic_sub_fetch(&live_wnodes, 1, __ATOMIC_RELAXED);
 }
 
 static struct wnode *wn(const struct fs_node *n)
@@ -303,11 +325,28 @@ static void reply_new_entry(fuse_req_t req, struct fs_node *n, struct fuse_file_
 		fs_node_forget(n->ino, 1);
 }
 
+/* fs_node_add_pending with a reference on w for the new node (the node
+ * table drops it when it frees the node, also when adding fails on EEXIST). */
+static struct fs_node *attach(struct fs_node *dir, const char *name, enum fs_kind kind,
+			      struct wnode *w)
+{
+	struct fs_node *n;
+	int e;
+
+	wnode_get(w);
+	n = fs_node_add_pending(dir, name, kind, w);
+	e = errno;
+	if (!n && e != EEXIST)
+		wnode_put(w); /* no node was made */
+	errno = e;
+	return n;
+}
+
 /* Adds a pending child, replacing a pending one of that name. */
 static struct fs_node *add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
 				   struct wnode *w)
 {
-	struct fs_node *n = fs_node_add_pending(dir, name, kind, w);
+	struct fs_node *n = attach(dir, name, kind, w);
 	if (!n && errno == EEXIST) {
 		struct fs_node *old = fs_node_child(dir, name);
 		if (old) {
@@ -315,7 +354,7 @@ static struct fs_node *add_pending(struct fs_node *dir, const char *name, enum f
 				fs_node_remove_pending(old);
 			fs_node_put(old);
 		}
-		n = fs_node_add_pending(dir, name, kind, w);
+		n = attach(dir, name, kind, w);
 	}
 	return n;
 }
@@ -373,12 +412,38 @@ static pending_version *version_of_node(struct fs_node *n)
 	return NULL;
 }
 
+/* `getfattr -n user.ecr.push_records MNT`: what the push side holds (a
+ * long-lived mount must not grow with every tag pushed). */
+static ssize_t push_records(char *buf, size_t size)
+{
+	char s[200];
+	size_t nv, nf, nt = 0;
+	struct wtagdir *t;
+	int l;
+
+	pending_counts(P, &nv, &nf);
+	pthread_mutex_lock(&wmu);
+	for (t = tagdirs; t; t = t->next)
+		nt++;
+	pthread_mutex_unlock(&wmu);
+	l = snprintf(s, sizeof(s),
+		     "{\"wnodes\":%ld,\"tag_records\":%zu,\"versions\":%zu,\"files\":%zu}",
+		     __atomic_load_n(&live_wnodes, __ATOMIC_RELAXED), nt, nv, nf);
+	if (size && (size_t)l > size)
+		return -ERANGE;
+	if (size)
+		memcpy(buf, s, (size_t)l);
+	return l;
+}
+
 ssize_t fs_push_getxattr(struct fs_node *n, const char *name, char *buf, size_t size)
 {
 	pending_version *v;
 	char *s;
 	size_t l;
 
+	if (P && n->kind == FS_N_ROOT && !strcmp(name, "user.ecr.push_records"))
+		return push_records(buf, size);
 	if (!P || strcmp(name, "user.ecr.push_state"))
 		return -ENODATA;
 	v = version_of_node(n);
@@ -435,7 +500,7 @@ static void settle(pending_version *v)
 	pthread_mutex_unlock(&wmu);
 	for (int i = 0; i < nh; i++) {
 		struct fs_node *n = hits[i], *dir = n->parent;
-		fs_node_remove_pending(n);
+		fs_node_remove_pending_tree(n, 1); /* its files and blobs/ too */
 		while (dir && dir->kind == FS_N_PENDING_DIR && dir->pending &&
 		       count_pending(dir) == 0) {
 			struct fs_node *up = dir->parent;
@@ -495,6 +560,64 @@ static void settle_idle(time_t now)
 	pthread_mutex_unlock(&wmu);
 	for (int i = 0; i < nv; i++)
 		settle(vs[i]);
+}
+
+/* Sweeper: records of tag directories whose version is committed or
+ * dropped and idle for TRIM_S go (their node can then be freed at FORGET),
+ * and so do the files of committed versions nothing refers to. */
+#define TRIM_S 5
+static int version_noted(pending_version *v, void *arg)
+{
+	struct wtagdir *t;
+	pthread_mutex_lock(&wmu);
+	for (t = tagdirs; t; t = t->next)
+		if (t->v == v)
+			break;
+	pthread_mutex_unlock(&wmu);
+	return t != NULL;
+}
+
+/* Files written into an existing tag directory (a rewrite) are pending
+ * children of the image's nodes: once the version is over they give way. */
+static void drop_pending_below(struct fs_node *img)
+{
+	struct fs_node *blobs = fs_node_child(img, "blobs");
+	struct fs_node *sha = blobs ? fs_node_child(blobs, "sha256") : NULL;
+
+	if (sha)
+		fs_node_remove_pending_tree(sha, 0);
+	if (blobs)
+		fs_node_remove_pending_tree(blobs, 0);
+	fs_node_remove_pending_tree(img, 0);
+	fs_node_put(sha);
+	fs_node_put(blobs);
+}
+
+static void forget_settled(time_t now)
+{
+	struct wtagdir **pp, *t, *gone = NULL;
+
+	pthread_mutex_lock(&wmu);
+	for (pp = &tagdirs; (t = *pp);) {
+		if (!t->node->pending && pending_version_state(t->v) != PV_PENDING &&
+		    pending_idle_s(t->v, now) >= TRIM_S) {
+			*pp = t->next;
+			t->next = gone;
+			gone = t;
+		} else {
+			pp = &t->next;
+		}
+	}
+	pthread_mutex_unlock(&wmu);
+	while (gone) {
+		t = gone;
+		gone = t->next;
+		if (t->node->kind == FS_N_IMAGE)
+			drop_pending_below(t->node);
+		fs_node_put(t->node);
+		free(t);
+	}
+	pending_trim_idle(P, now, TRIM_S, version_noted, NULL);
 }
 
 /* ---- MKDIR ---- */
@@ -568,6 +691,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);
+	wnode_put(w); /* the node holds its own */
 	fs_node_put(dir);
 }
 
@@ -677,6 +801,7 @@ out:
 	if (rc)
 		fuse_reply_err(req, -rc);
 	free(rel);
+	wnode_put(w); /* the node holds its own */
 	fs_node_put(dir);
 }
 
@@ -1362,6 +1487,7 @@ static void *sweep_main(void *arg)
 		pthread_mutex_unlock(&sweep_mu);
 		pending_sweep(P, time(NULL));
 		settle_idle(time(NULL));
+		forget_settled(time(NULL));
 		pthread_mutex_lock(&sweep_mu);
 	}
 	pthread_mutex_unlock(&sweep_mu);
@@ -1381,6 +1507,7 @@ void fs_ops_write_install(struct fuse_lowlevel_ops *ops)
 		log_err("push side: out of memory; the mount stays read-only");
 		return;
 	}
+	fs_node_on_push_free(wnode_put);
 	if (!sweeper_on && pthread_create(&sweeper, NULL, sweep_main, NULL) == 0)
 		sweeper_on = 1;
 
@@ -1439,12 +1566,6 @@ void fs_push_shutdown(void)
 		free(r->repo);
 		free(r);
 	}
-	while (all_wnodes) {
-		struct wnode *w = all_wnodes;
-		all_wnodes = w->next;
-		free(w->path);
-		free(w->rel);
-		free(w);
-	}
 	pthread_mutex_unlock(&wmu);
+	/* wnodes still held by nodes go with them (fs_node_shutdown). */
 }

@@ -1314,6 +1314,43 @@ int pending_sweep(pending *p, time_t now)
 	return n;
 }
 
+void pending_trim_idle(pending *p, time_t now, int idle_s,
+		       int (*keep)(pending_version *v, void *arg), void *arg)
+{
+	pthread_mutex_lock(&p->mu);
+	for (pending_version *v = p->versions; v; v = v->next) {
+		if (keep && keep(v, arg))
+			continue;
+		pthread_mutex_lock(&v->mu);
+		if (!v->busy && v->state == PV_COMMITTED && v->nfiles && v->open_files == 0 &&
+		    now - v->last_activity >= idle_s) {
+			for (size_t i = v->nfiles; i-- > 0;)
+				if (v->files[i]->open == 0)
+					unlist_locked(v, i);
+			if (!v->nfiles) {
+				free(v->files);
+				v->files = NULL;
+			}
+			avail_clear(v);
+		}
+		pthread_mutex_unlock(&v->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+void pending_counts(pending *p, size_t *versions, size_t *files)
+{
+	*versions = *files = 0;
+	pthread_mutex_lock(&p->mu);
+	for (pending_version *v = p->versions; v; v = v->next) {
+		pthread_mutex_lock(&v->mu);
+		(*versions)++;
+		*files += v->nfiles;
+		pthread_mutex_unlock(&v->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
 static const char *state_name(enum pending_state s)
 {
 	switch (s) {

@@ -145,6 +145,14 @@ void pending_drop(pending_version *v);
 /* Drops versions with no open file for timeout_s (log line); returns how many. */
 int pending_sweep(pending *p, time_t now);
 
+/* Frees the files of committed versions idle for idle_s with no open file
+ * (a long-lived mount keeps one small record per tag), except versions
+ * keep() says are still in use (e.g. a tag directory not settled yet). */
+void pending_trim_idle(pending *p, time_t now, int idle_s,
+		       int (*keep)(pending_version *v, void *arg), void *arg);
+/* Records held: versions, and files listed in them. */
+void pending_counts(pending *p, size_t *versions, size_t *files);
+
 /* Text for `user.ecr.push_state` of one version (malloc'd) and the JSON
  * document for .ecrfs/pending (malloc'd): versions pending or failed, "[]"
  * when none. */

@@ -105,3 +105,52 @@ def test_sync_after_drop_reports_enodata(emulator, mount, layout_dir):
     assert "the unfinished push was dropped" in log or \
         "state/dropsync:v1 is not complete; missing:" in log
     assert tag_digest(emulator, repo, "v1") is None
+
+
+def _records(m):
+    import json
+    return json.loads(os.getxattr(m.mnt, "user.ecr.push_records"))
+
+
+def test_push_records_freed_after_commits(emulator, mount, layout_dir):
+    """Pushing many tags in one mount: what the push side holds for them
+    (pending nodes, tag-directory records, the files of committed versions)
+    goes back down once the versions are committed and idle, instead of
+    living until unmount. Checked with the daemon's own counters
+    (getfattr -n user.ecr.push_records MNT)."""
+    import time
+    lay, info = single_image(str(layout_dir / "a"), "v1", {"/etc/a": os.urandom(800)})
+    m = mount()
+    repo = "push/records"
+    os.makedirs(m.repo(repo))
+    n_tags = 6
+    for i in range(n_tags):
+        r = run("cp", "-rT", lay, m.repo(repo, f"t{i}"))
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    peak = _records(m)
+    # right after the pushes the last tag's records exist (the counters do
+    # count): its files (oci-layout, index.json, manifest, config, layer),
+    # its pending nodes (the tag directory, blobs/, sha256/ and the files)
+    assert peak["files"] >= 5 and peak["wnodes"] >= 8 and peak["tag_records"] >= 1, peak
+    assert peak["versions"] == n_tags, peak
+    deadline = time.monotonic() + 90
+    now = peak
+    while time.monotonic() < deadline:
+        # looking the tags up again replaces the kernel's entries of the
+        # pending directories (they gave way to what ECR lists): the kernel
+        # then FORGETs the old nodes, as it does under memory pressure
+        for i in range(n_tags):
+            os.listdir(m.repo(repo, f"t{i}"))
+        now = _records(m)
+        if now["files"] == 0 and now["tag_records"] == 0 and now["wnodes"] == 0:
+            break
+        time.sleep(0.5)
+    assert now["files"] == 0 and now["tag_records"] == 0 and now["wnodes"] == 0, \
+        (peak, now)
+    # the tags are intact and the mount still pushes
+    for i in range(n_tags):
+        assert tag_digest(emulator, repo, f"t{i}") == info["manifest"]
+        assert "index.json" in os.listdir(m.repo(repo, f"t{i}"))
+    r = run("cp", "-rT", lay, m.repo(repo, "again"))
+    assert r.returncode == 0, r.stderr
+    assert sync_dir(m.repo(repo, "again")) == 0
