@@ -372,22 +372,29 @@ struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum 
 	return n;
 }
 
+/* Unlists a pending n from its parent (it may be freed). Lock held. */
+static void unlist_pending_locked(struct fs_node *n)
+{
+	struct fs_node **pp;
+
+	if (!n->pending)
+		return;
+	for (pp = &n->parent->pend_head; *pp; pp = &(*pp)->pend_next) {
+		if (*pp == n) {
+			*pp = n->pend_next;
+			break;
+		}
+	}
+	n->pending = 0;
+	n->pend_next = NULL;
+	child_unlist(n);
+	maybe_free_locked(n);
+}
+
 void fs_node_remove_pending(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
-	if (n->pending) {
-		struct fs_node **pp = &n->parent->pend_head;
-		for (; *pp; pp = &(*pp)->pend_next) {
-			if (*pp == n) {
-				*pp = n->pend_next;
-				break;
-			}
-		}
-		n->pending = 0;
-		n->pend_next = NULL;
-		child_unlist(n);
-		maybe_free_locked(n);
-	}
+	unlist_pending_locked(n);
 	pthread_mutex_unlock(&node_mu);
 }
 
@@ -398,19 +405,8 @@ static void remove_tree_locked(struct fs_node *n, int self)
 {
 	while (n->pend_head)
 		remove_tree_locked(n->pend_head, 1);
-	if (!self || !n->pending)
-		return;
-	struct fs_node **pp = &n->parent->pend_head;
-	for (; *pp; pp = &(*pp)->pend_next) {
-		if (*pp == n) {
-			*pp = n->pend_next;
-			break;
-		}
-	}
-	n->pending = 0;
-	n->pend_next = NULL;
-	child_unlist(n);
-	maybe_free_locked(n);
+	if (self)
+		unlist_pending_locked(n);
 }
 
 void fs_node_remove_pending_tree(struct fs_node *n, int self)

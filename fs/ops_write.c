@@ -296,6 +296,14 @@ static int where_of(struct fs_node *dir, struct where *wh)
 	return 0;
 }
 
+/* The directory of a MKDIR or CREATE (referenced, NULL when unknown: the
+ * caller puts it either way) and where it stands. */
+static int dir_where(fuse_ino_t parent, struct fs_node **dir, struct where *wh)
+{
+	*dir = fs_node_get(parent);
+	return *dir ? where_of(*dir, wh) : -ENOENT;
+}
+
 static char *rel_join(const char *prefix, const char *name)
 {
 	char *s = NULL;
@@ -624,16 +632,11 @@ static void forget_settled(time_t now)
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct fs_node *dir = fs_node_get(parent), *n = NULL;
+	struct fs_node *dir, *n = NULL;
 	struct wnode *w = NULL;
 	struct where wh;
-	int rc = 0;
+	int rc = dir_where(parent, &dir, &wh);
 
-	if (!dir) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	rc = where_of(dir, &wh);
 	if (rc < 0)
 		goto out;
 	if (dir->kind == FS_N_REGION || dir->kind == FS_N_NAMESPACE || wh.could_be_tag) {
@@ -745,17 +748,12 @@ static int open_writer(fuse_req_t req, pending_version *v, const char *rel,
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct fs_node *dir = fs_node_get(parent), *n = NULL;
+	struct fs_node *dir, *n = NULL;
 	struct wnode *w = NULL;
 	struct where wh;
 	char *rel = NULL;
-	int rc;
+	int rc = dir_where(parent, &dir, &wh);
 
-	if (!dir) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	rc = where_of(dir, &wh);
 	if (rc < 0)
 		goto out;
 	if (wh.could_be_tag) {
@@ -1193,19 +1191,22 @@ static time_t hide_until(void)
 	return time(NULL) + (ttl > 0 ? ttl : 1);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* UNLINK and RMDIR: dir/name resolved to a node, then fn's errno. */
+static void name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
+		    int (*fn)(struct fs_node *dir, struct fs_node *n, const char *name))
 {
-	struct fs_node *dir = fs_node_get(parent), *n = NULL;
-	int rc = 0;
+	struct fs_node *dir = fs_node_get(parent);
+	struct fs_node *n = dir ? fs_node_child(dir, name) : NULL;
+	int rc = n ? fn(dir, n, name) : -ENOENT;
 
-	if (!dir) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	n = fs_node_child(dir, name);
-	if (!n) {
-		rc = -ENOENT;
-	} else if (n->kind == FS_N_PENDING_FILE) {
+	fuse_reply_err(req, -rc);
+	fs_node_put(n);
+	fs_node_put(dir);
+}
+
+static int unlink_node(struct fs_node *dir, struct fs_node *n, const char *name)
+{
+	if (n->kind == FS_N_PENDING_FILE) {
 		struct wnode *w = n->push;
 		pending_version *v;
 		char *rel;
@@ -1217,17 +1218,20 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 			pending_unlink(v, rel);
 		free(rel);
 		fs_node_remove_pending(n);
-	} else if (n->kind == FS_N_IMG_FILE) {
+		return 0;
+	}
+	if (n->kind == FS_N_IMG_FILE) {
 		/* Inside a committed image nothing is sent, the name is only
 		 * hidden here: `rm -r TAG` ends with the rmdir of the tag, which
 		 * untags. */
-		rc = push_hide_add(dir, name, hide_until());
-	} else {
-		rc = -EPERM;
+		return push_hide_add(dir, name, hide_until());
 	}
-	fuse_reply_err(req, -rc);
-	fs_node_put(n);
-	fs_node_put(dir);
+	return -EPERM;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	name_op(req, parent, name, unlink_node);
 }
 
 /* rmdir of blobs/ or blobs/sha256/ of a committed image (rm -r TAG):
@@ -1310,59 +1314,35 @@ static int rmdir_committed(struct fs_node *n, pending_version *v)
 	return rc;
 }
 
-static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+static int rmdir_node(struct fs_node *dir, struct fs_node *n, const char *name)
 {
-	struct fs_node *dir = fs_node_get(parent), *n = NULL;
-	int rc = 0;
+	pending_version *v;
 
-	if (!dir) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	n = fs_node_child(dir, name);
-	if (!n) {
-		rc = -ENOENT;
-		goto out;
-	}
 	switch (n->kind) {
-	case FS_N_PENDING_DIR: {
-		struct wnode *w = n->push;
-		pending_version *v;
-		pthread_mutex_lock(&wmu);
-		v = w->kind == W_TAG ? w->v : NULL;
-		pthread_mutex_unlock(&wmu);
-		if (count_pending(n) > 0 && !(v && pending_version_state(v) == PV_COMMITTED)) {
-			rc = -ENOTEMPTY;
-			break;
-		}
-		pthread_mutex_lock(&wmu);
-		v = w->kind == W_TAG ? w->v : NULL;
-		pthread_mutex_unlock(&wmu);
-		if (v && pending_version_state(v) == PV_COMMITTED) {
-			rc = rmdir_committed(n, v); /* a tag pushed here, not settled yet */
-			break;
-		}
+	case FS_N_PENDING_DIR:
+		v = version_of_node(n);
+		if (v && pending_version_state(v) == PV_COMMITTED)
+			return rmdir_committed(n, v); /* a tag pushed here, not settled yet */
+		if (count_pending(n) > 0)
+			return -ENOTEMPTY;
 		if (v)
 			pending_drop(v); /* rm -r of an unfinished push */
 		fs_node_remove_pending(n);
-		break;
-	}
+		return 0;
 	case FS_N_IMG_DIR:
-		rc = rmdir_img_dir(dir, n); /* rm -r TAG: hidden here, the tag's rmdir untags */
-		break;
+		return rmdir_img_dir(dir, n); /* rm -r TAG: hidden here, the tag's rmdir untags */
 	case FS_N_IMAGE:
-		rc = rmdir_image(n);
-		break;
+		return rmdir_image(n);
 	case FS_N_NAMESPACE:
-		rc = rmdir_repo(n);
-		break;
+		return rmdir_repo(n);
 	default:
-		rc = -EPERM;
+		return -EPERM;
 	}
-out:
-	fuse_reply_err(req, -rc);
-	fs_node_put(n);
-	fs_node_put(dir);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	name_op(req, parent, name, rmdir_node);
 }
 
 /* ---- COPY_FILE_RANGE ---- */

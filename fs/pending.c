@@ -936,6 +936,18 @@ static void notify(pending_version *v, int did, int rc)
 		v->p->o.on_commit(v->p->o.on_commit_arg, v, rc);
 }
 
+/* The end of finish_file: the outcome later flushes return, v->mu let go,
+ * the commit hook told when this call ran a commit or failed the version. */
+static int finished(pending_file *f, int did, int rc)
+{
+	pending_version *v = f->v;
+	f->finished = 1;
+	f->outcome = rc;
+	pthread_mutex_unlock(&v->mu);
+	notify(v, did, rc);
+	return rc;
+}
+
 /* Finishes f under its (layout) name, records the result, evaluates.
  * Returns the file's error, else the commit's, else 0. */
 static int finish_file(pending_file *f)
@@ -998,10 +1010,7 @@ static int finish_file(pending_file *f)
 		rc = f->rc;
 	if (!f->listed || f->gen != v->gen) {
 		/* Replaced, or written after the commit: not part of a pending set. */
-		f->finished = 1;
-		f->outcome = rc;
-		pthread_mutex_unlock(&v->mu);
-		return rc;
+		return finished(f, 0, rc);
 	}
 	if (rc < 0) {
 		if (v->state == PV_PENDING) {
@@ -1010,11 +1019,7 @@ static int finish_file(pending_file *f)
 			fail_version_locked(v, rc);
 			did = 1;
 		}
-		f->finished = 1;
-		f->outcome = rc;
-		pthread_mutex_unlock(&v->mu);
-		notify(v, did, rc);
-		return rc;
+		return finished(f, did, rc);
 	}
 	erc = strcmp(f->name, "index.json") ? 0 : immutable_check_locked(v, f);
 	if (erc < 0) {
@@ -1026,13 +1031,7 @@ static int finish_file(pending_file *f)
 			v->commit_writer = f->writer;
 	}
 	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
-	if (erc == -ENODATA)
-		erc = 0;
-	f->finished = 1;
-	f->outcome = erc;
-	pthread_mutex_unlock(&v->mu);
-	notify(v, did, erc);
-	return erc;
+	return finished(f, did, erc == -ENODATA ? 0 : erc);
 }
 
 int pending_flush(pending_file *f)
