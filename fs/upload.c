@@ -73,7 +73,7 @@ struct upload {
 	int stop;
 	int worker_on;
 	pthread_t worker;
-	int resumes, restarts; /* the worker's alone */
+	int resumes, restarts; /* the worker's alone (or finish's, the worker idle) */
 };
 
 int upload_new(const struct upload_opts *o, upload **out)
@@ -693,7 +693,7 @@ static int carry_pending(upload *u)
 
 /* Sends the rest and completes the layer upload. A part ECR kept only the
  * start of leaves a carry, so this loops until nothing is left. */
-static int stream_complete(upload *u, const char *digest)
+static int send_rest(upload *u)
 {
 	int rc;
 
@@ -702,8 +702,53 @@ static int stream_complete(upload *u, const char *digest)
 		if (rc == 0)
 			rc = drain(u);
 	} while (rc == 0 && (u->fill_len > 0 || carry_pending(u)));
+	return rc;
+}
+
+/* CompleteLayerUpload answered not found (-ENOENT): a retried call whose
+ * first try completed the layer (the upload is consumed), an upload ECR
+ * lost (expired), or a repository that is gone. The worker is idle here,
+ * so this thread may use the send buffer and the worker's counters. */
+static int complete_not_found(upload *u, const char *digest, int rc)
+{
+	const char *d[1] = { digest };
+	int avail = 0;
+
+	if (u->remote->ops->check_layers(u->remote->ctx, d, 1, &avail) < 0)
+		return rc; /* the repository itself: keep ENOENT */
+	if (avail)
+		return 0; /* the first try completed it */
+	if (!u->reread || ++u->restarts > MAX_RESTARTS) {
+		log_err("upload of %s to %s: ECR lost the upload (UploadNotFound) before "
+			"CompleteLayerUpload; its bytes are no longer held; re-run the same cp: "
+			"blobs already in ECR are skipped", u->name, u->remote->desc);
+		return -EIO;
+	}
+	log_warn("upload of %s to %s: ECR lost the upload (UploadNotFound) before "
+		 "CompleteLayerUpload; starting it again", u->name, u->remote->desc);
+	rc = reinitiate(u);
+	if (rc == 0)
+		rc = replay(u, u->written);
+	if (rc == 1) {
+		/* a short rest: the last part */
+		pthread_mutex_lock(&u->mu);
+		u->carry = 1;
+		pthread_mutex_unlock(&u->mu);
+		rc = send_rest(u);
+	}
 	if (rc == 0)
 		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
+	return rc == -ENOENT ? -EIO : rc;
+}
+
+static int stream_complete(upload *u, const char *digest)
+{
+	int rc = send_rest(u);
+
+	if (rc == 0)
+		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
+	if (rc == -ENOENT)
+		rc = complete_not_found(u, digest, rc);
 	if (rc == 0)
 		u->res.uploaded = 1;
 	return rc;

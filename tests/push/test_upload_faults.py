@@ -199,3 +199,23 @@ def test_upload_lost_during_copy_by_reference_restarts(emulator, mount, layout_d
     assert "starting it again" in m.logtext()
     _check_pushed(emulator, m, dst, info, tmp_path)
     assert tag_digest(emulator, src, "v1") is None
+
+
+def test_complete_reply_lost(emulator, mount, layout_dir, tmp_path):
+    """CompleteLayerUpload done but its reply lost: the client's retry finds
+    the upload consumed (UploadNotFoundException); the layer is there
+    (BatchCheckLayerAvailability), so the file succeeds."""
+    repo = "push/completelost"
+    emulator.aws("create-repository", "--repository-name", repo)
+    lay, info = _layout(layout_dir, "cl")
+    m = mount()
+    emulator.fault(kind="drop_reply", op="CompleteLayerUpload", repo=repo, nth=1)
+    try:
+        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
+    finally:
+        emulator.clear_faults()
+    assert bad is None, bad.stderr + m.logtext()[-3000:]
+    done = _codes(emulator, "CompleteLayerUpload", repo)
+    assert "UploadNotFoundException" in done, done
+    assert emulator.count("InitiateLayerUpload", repo=repo) == 1 + info["n_cfg"]
+    _check_pushed(emulator, m, repo, info, tmp_path)

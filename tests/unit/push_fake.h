@@ -66,6 +66,10 @@ struct fake {
 	 * answers InvalidLayerPartException with lastValidByteReceived inside it */
 	int mid_part_at;
 	size_t mid_part_keep;
+	/* the Nth CompleteLayerUpload completes but answers not found (the
+	 * client's retry after a lost reply), or finds the upload expired */
+	int complete_reply_lost_at;
+	int complete_expired_at;
 	int deny_initiate; /* -EACCES */
 };
 
@@ -163,11 +167,12 @@ static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, 
 		u->cap = (u->len + len) * 2;
 		u->data = realloc(u->data, u->cap);
 	}
-	memcpy(u->data + u->len, data, len);
-	u->len += len;
 	CHECK(u->parts < FAKE_PARTS);
-	if (len > 0)
+	if (len > 0) {
+		memcpy(u->data + u->len, data, len);
+		u->len += len;
 		u->part_len[u->parts++] = len;
+	}
 	if (f->n_part == f->drop_reply_at || f->n_part == f->mid_part_at) {
 		/* stored, reply lost: the retry learns where ECR stands */
 		*last_valid = (int64_t)u->len - 1;
@@ -188,6 +193,11 @@ static int fk_complete(void *ctx, const char *id, const char *digest)
 	f->n_complete++;
 	u = fake_find(f, id);
 	CHECK(u && !u->done);
+	if (f->n_complete == f->complete_expired_at) {
+		u->done = 1;
+		rc = -ENOENT;
+		goto out;
+	}
 	CHECK(u->small_part != 2); /* LayerPartTooSmall: a bug of ours */
 	fake_sha(u->data, u->len, d);
 	u->done = 1;
@@ -199,6 +209,8 @@ static int fk_complete(void *ctx, const char *id, const char *digest)
 		CHECK(f->nlayers < FAKE_MAX);
 		strcpy(f->layers[f->nlayers++], d);
 	}
+	if (f->n_complete == f->complete_reply_lost_at)
+		rc = -ENOENT;
 out:
 	pthread_mutex_unlock(&f->mu);
 	return rc;

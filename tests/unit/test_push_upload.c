@@ -394,6 +394,57 @@ static void test_not_found(void)
 	free(b);
 }
 
+/* CompleteLayerUpload answers not found: after a lost reply the layer is
+ * there (success); an expired upload restarts from a source, else EIO. */
+static void test_complete_not_found(void)
+{
+	size_t n = 13 * MiB + 5;
+	char *b = fake_bytes(n, 40), d[72];
+	struct src s = { b, n, 0 };
+	struct upload_opts o = { .remote = &R, .name = "blobs/sha256/y", .reread = src_reread,
+				 .reread_arg = &s };
+	const struct upload_result *res;
+	upload *u = NULL;
+
+	fake_sha(b, n, d);
+	fake_init(&F, &R, 10 * MiB);
+	F.complete_reply_lost_at = 1;
+	u = new_upload(NULL, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, &res) == 0 && res->uploaded == 1);
+	CHECK(F.n_complete == 1 && F.n_initiate == 1 && fake_has_layer(&F, d));
+	upload_free(u);
+	fake_fini(&F);
+
+	/* expired, no source: EIO, and the log says what to do */
+	fake_init(&F, &R, 10 * MiB);
+	F.complete_expired_at = 1;
+	u = new_upload(NULL, 0, 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == -EIO);
+	CHECK(F.nlayers == 0);
+	CHECK(log_has("ECR lost the upload (UploadNotFound) before CompleteLayerUpload; its "
+		      "bytes are no longer held; re-run the same cp"));
+	upload_free(u);
+	fake_fini(&F);
+
+	/* expired, with a source: a new upload, every byte again */
+	for (size_t len = n; len > 0; len = len == n ? 3 * MiB : 0) {
+		fake_init(&F, &R, 10 * MiB);
+		F.complete_expired_at = 1;
+		s.n = len;
+		fake_sha(b, len, d);
+		CHECK(upload_new(&o, &u) == 0);
+		CHECK(write_all(u, b, len, MiB) == 0);
+		CHECK(upload_finish(u, d, NULL) == 0);
+		CHECK(F.n_initiate == 2 && F.n_complete == 2 && fake_has_layer(&F, d));
+		check_parts(1, b, len);
+		upload_free(u);
+		fake_fini(&F);
+	}
+	free(b);
+}
+
 /* Held JSON (a config) is read again from memory or its spill file when ECR
  * loses the upload after the first part. */
 static void test_held_restart(void)
@@ -563,6 +614,7 @@ int main(void)
 	test_mid_part();
 	test_not_found();
 	test_held_restart();
+	test_complete_not_found();
 	test_denied();
 	test_json();
 	test_parallel();
