@@ -87,7 +87,7 @@ struct pending_version {
 	 * index.json) fail with EEXIST too, so it stops uploading an image that
 	 * cannot be tagged. Other writers start their own push. */
 	char refused[72];
-	long refused_writer;
+	long refused_writer; /* the refusal ends after REFUSAL_S idle seconds */
 	/* The writer whose close or rename ran the commit (0: unknown). Its
 	 * later creates (blobs of other refs in its layout) are hashed and
 	 * dropped, not uploaded, until a new version starts. */
@@ -95,6 +95,8 @@ struct pending_version {
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
 };
+
+#define REFUSAL_S 30
 
 struct pending {
 	struct pending_opts o;
@@ -506,6 +508,7 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	vlock(v);
 	if (v->refused[0] && writer && writer == v->refused_writer) {
 		/* The rest of a push the immutable tag refused: not one byte. */
+		v->last_activity = time(NULL);
 		log_err("%s:%s is immutable and this push names %s: %s not written (File exists)",
 			v->repo, v->tag, v->refused, rel);
 		rc = -EEXIST;
@@ -1297,6 +1300,9 @@ int pending_sweep(pending *p, time_t now)
 	pthread_mutex_lock(&p->mu);
 	for (pending_version *v = p->versions; v; v = v->next) {
 		pthread_mutex_lock(&v->mu);
+		if (v->refused[0] && !v->busy && v->open_files == 0 &&
+		    now - v->last_activity >= REFUSAL_S)
+			v->refused[0] = '\0'; /* that writer may try again (a long-lived process) */
 		if (!v->busy && v->state == PV_PENDING && v->open_files == 0 &&
 		    now - v->last_activity >= p->o.timeout_s) {
 			log_warn("dropping the unfinished push of %s:%s (nothing written for %d s); "
