@@ -5,7 +5,7 @@
 #ifndef ECRFS_FS_H
 #define ECRFS_FS_H
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 #include <sys/types.h>

@@ -594,7 +594,10 @@ int main(int argc, char *argv[])
 	if (!lc)
 		goto out;
 	fuse_loop_cfg_set_max_threads(lc, (unsigned)c->o.max_threads);
-	fuse_loop_cfg_set_idle_threads(lc, (unsigned)(c->o.max_threads / 2 + 1));
+	/* Idle workers stay: libfuse otherwise ends the ones above the idle
+	 * count after each burst of reads and starts new ones (with a new
+	 * splice pipe) for the next, a thread per read for a sequential cat. */
+	fuse_loop_cfg_set_idle_threads(lc, (unsigned)c->o.max_threads);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	sig = fuse_session_loop_mt(se, lc);
 	rc = sig < 0 ? 1 : 0;

@@ -19,7 +19,7 @@
 #ifndef ECRFS_FS_NODE_H
 #define ECRFS_FS_NODE_H
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 #include <sys/stat.h>
