@@ -282,10 +282,11 @@ static int fetch_run(struct fetch *f, volatile int *cancel)
 	return rc ? rc : f->cache_err;
 }
 
-static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
+/* Seals the blob if every chunk is in; a blob whose bytes do not hash to
+ * its digest answers EIO from now on (and its page cache is dropped).
+ * Returns cache_blob_seal's result. */
+static int seal_or_mark_bad(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
 {
-	if (cache_blob_complete(c->cache, digest))
-		return;
 	int rc = cache_blob_seal(c->cache, digest, size);
 	if (rc == -EIO) {
 		log_err("blob %s: downloaded bytes do not hash to the digest; reads answer EIO",
@@ -294,6 +295,13 @@ static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse
 		if (ino)
 			fs_inval_inode_async(ino);
 	}
+	return rc;
+}
+
+static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
+{
+	if (!cache_blob_complete(c->cache, digest))
+		seal_or_mark_bad(c, digest, size, ino);
 }
 
 struct worker_arg {
@@ -571,12 +579,8 @@ static int ensure_verified(struct fs_rstate *rs, volatile int *cancel)
 				return rc;
 			c = e;
 		}
-		int rc = cache_blob_seal(rs->c->cache, dg, rs->b->size);
-		if (rc == -EIO) {
-			mark_bad(dg);
-			log_err("blob %s: content does not hash to the digest; answering EIO", dg);
+		if (seal_or_mark_bad(rs->c, dg, rs->b->size, 0) == -EIO)
 			return -EIO;
-		}
 	}
 	return cache_blob_complete(rs->c->cache, dg) ? 0 : -EIO;
 }
@@ -713,13 +717,8 @@ static int verify_at_end(struct fs_rstate *rs, size_t len, uint64_t off, volatil
 	const struct fs_blob *b = rs->b;
 	if (off + len != b->size || cache_blob_complete(rs->c->cache, b->digest))
 		return 0;
-	int src = cache_blob_seal(rs->c->cache, b->digest, b->size);
-	if (src == -EIO) {
-		log_err("blob %s: content does not hash to the digest; answering EIO", b->digest);
-		mark_bad(b->digest);
-		fs_inval_inode_async(rs->ino);
+	if (seal_or_mark_bad(rs->c, b->digest, b->size, rs->ino) == -EIO)
 		return -EIO;
-	}
 	if (cache_blob_complete(rs->c->cache, b->digest))
 		return 0;
 	/* Not sealed (disk full, chunks evicted): the running hash verifies a

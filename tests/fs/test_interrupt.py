@@ -36,6 +36,7 @@ def interrupted(emu, argv, op, repo=None):
     spec = dict(op=op, kind="delay", delay_ms=45000)
     if repo:
         spec["repo"] = repo
+    emu.reset_log()  # calls of earlier tests and of the mount itself
     fid = emu.fault(**spec)
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
