@@ -8,8 +8,10 @@
  * upload) while the next fills, so memory is at most two part buffers per
  * file. When ECR keeps only the start of a part (InvalidLayerPartException
  * with lastValidByteReceived inside it), the rest is joined to the bytes
- * that follow, so every part but the last stays >= 5 MiB. JSON is held (in memory up to hold_cap, then in an unlinked temp
- * file under spill_dir) until upload_finish() classifies it: manifests and
+ * that follow, so every part but the last stays >= 5 MiB. UploadNotFound:
+ * see upload_opts.reread; at CompleteLayerUpload it is a success when the
+ * layer is there (a retried call whose reply was lost). JSON is held (in
+ * memory up to hold_cap, then in an unlinked temp file under spill_dir) until upload_finish() classifies it: manifests and
  * indexes are returned as bytes (for PutImage), anything else goes through
  * the layer upload. An error of the worker is returned by the next
  * write/truncate/sync/finish. upload_finish() checks the digest before
@@ -44,9 +46,11 @@ struct upload_opts {
 	 * reference fetches them from its source). With it, an upload ECR lost
 	 * after its first part (UploadNotFound) starts again with
 	 * InitiateLayerUpload, transparently; without it the parts already sent
-	 * are gone (bounded memory) and the file fails with EIO. Called from the
-	 * upload's worker thread; returns 0 or -errno. Held JSON (configs) is
-	 * re-read from memory or its spill file without it. */
+	 * are gone (bounded memory) and the file fails with EIO, the log line
+	 * saying to re-run the same cp. Called from the upload's worker thread
+	 * (or from upload_finish, the worker idle); returns 0 or -errno. Held
+	 * JSON (configs) is re-read from memory or its spill file without it;
+	 * a lost upload whose first part is still in memory just restarts. */
 	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
 	void *reread_arg;
 };
