@@ -342,13 +342,15 @@ static pending_file *find_digest_locked(pending_version *v, const char *digest)
 	return find_locked(v, rel, NULL);
 }
 
-/* Makes sure the repository exists; v->mu held. */
+/* Makes sure the repository exists; v->mu held (through vlock), let go
+ * over the network call. */
 static int ensure_repo_locked(pending_version *v)
 {
 	int rc;
 
 	if (v->repo_ready)
 		return 0;
+	net_begin(v);
 	if (v->p->o.no_create_repos) {
 		/* Existence is learnt from a harmless call on the repository. */
 		int avail = 0;
@@ -361,6 +363,7 @@ static int ensure_repo_locked(pending_version *v)
 	} else {
 		rc = v->remote->ops->create_repository(v->remote->ctx);
 	}
+	net_end(v);
 	if (rc == 0)
 		v->repo_ready = 1;
 	return rc;
