@@ -710,31 +710,79 @@ static int fetch_uncached(struct fs_rstate *rs, char *buf, size_t len, uint64_t 
 	return 0;
 }
 
+/* Waits until no chunk of digest is being fetched; 1 if it waited. */
+static int wait_fetches(const char *digest, volatile int *cancel)
+{
+	int waited = 0;
+	pthread_mutex_lock(&bl_mu);
+	for (;;) {
+		struct flight *f = flights;
+		while (f && strcmp(f->digest, digest))
+			f = f->next;
+		if (!f || (cancel && *cancel))
+			break;
+		waited = 1;
+		pthread_cond_wait(&bl_cv, &bl_mu);
+	}
+	pthread_mutex_unlock(&bl_mu);
+	return waited;
+}
+
 /* The read that reaches the end completes a whole-file read: the blob is
- * verified before its last bytes are served. */
-static int verify_at_end(struct fs_rstate *rs, size_t len, uint64_t off, volatile int *cancel)
+ * sealed (verified) before its last bytes are served. Reads handled out of
+ * order can get here while other chunks are still arriving: those are
+ * waited for, so that the seal (cheap: the cache hashes as chunks come)
+ * succeeds instead of the reader hashing the whole blob again. */
+static int seal_at_end(struct fs_rstate *rs, size_t len, uint64_t off, volatile int *cancel)
 {
 	const struct fs_blob *b = rs->b;
-	if (off + len != b->size || cache_blob_complete(rs->c->cache, b->digest))
+	if (off + len != b->size)
 		return 0;
-	if (seal_or_mark_bad(rs->c, b->digest, b->size, rs->ino) == -EIO)
-		return -EIO;
+	for (int round = 0; round < 3 && !cache_blob_complete(rs->c->cache, b->digest); round++) {
+		int rc = seal_or_mark_bad(rs->c, b->digest, b->size, rs->ino);
+		if (rc == -EIO)
+			return -EIO;
+		if (rc != -EAGAIN || !wait_fetches(b->digest, cancel))
+			break;
+	}
+	return 0;
+}
+
+/* A whole-file read of a blob the cache could not seal (disk full, the
+ * cache_size cap, evicted chunks) is verified by the reader's running hash:
+ * it is completed up to upto from the cache (or fetched again) before the
+ * bytes there are served. A reader that asked for much less than the blob
+ * (a tail read) is not a whole-file read. */
+static int hash_to(struct fs_rstate *rs, uint64_t upto, volatile int *cancel)
+{
+	const struct fs_blob *b = rs->b;
 	if (cache_blob_complete(rs->c->cache, b->digest))
 		return 0;
-	/* Not sealed (disk full, chunks evicted): the running hash verifies a
-	 * whole-file read. It covers only the bytes served from the network;
-	 * the rest, and reads handled out of order, are hashed here from the
-	 * cache (or fetched again) before the last bytes are served. A reader
-	 * that asked for much less than the blob (a tail read) is not a
-	 * whole-file read. */
 	pthread_mutex_lock(&rs->mu);
-	int gap = rs->sha && rs->hashed < off && rs->requested + INFLIGHT_SLACK >= b->size;
+	int gap = rs->sha && rs->hashed < upto && rs->requested + INFLIGHT_SLACK >= b->size;
 	pthread_mutex_unlock(&rs->mu);
-	return gap ? hash_gap(rs, off + len, cancel) : 0;
+	return gap ? hash_gap(rs, upto, cancel) : 0;
+}
+
+/* A read at offset 0 starts a new whole-file pass: its bytes are verified
+ * afresh (a finished hash verified the bytes of an earlier pass, which a
+ * changing source may not serve again). */
+static void restart_hash(struct fs_rstate *rs)
+{
+	pthread_mutex_lock(&rs->mu);
+	if (!rs->sha && (rs->sha = EVP_MD_CTX_new()) == NULL)
+		goto out;
+	if (!EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(rs->sha);
+		rs->sha = NULL;
+	}
+	rs->hashed = 0;
+out:
+	pthread_mutex_unlock(&rs->mu);
 }
 
 /* Bytes served from the cache are verified when the blob is sealed (or by
- * verify_at_end), so only bytes that bypassed the cache feed the running
+ * hash_to), so only bytes that bypassed the cache feed the running
  * hash; first it catches up on what a sequential reader got from the cache,
  * so that it stays contiguous. */
 static int hash_uncached(struct fs_rstate *rs, const char *buf, size_t len, uint64_t off,
@@ -769,13 +817,15 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off
 		return (ssize_t)len;
 	}
 	if (rs->complete) {
-		/* Verified and cached (pinned while open): no bookkeeping. */
-		rc = cache_blob_read_fd(rs->c->cache, b->digest, b->size, len, off, fd);
+		/* Verified and cached (pinned while open): no bookkeeping. Copied,
+		 * not spliced: after a remount the cache file is not in the page
+		 * cache, and the kernel reads it ahead better for pread than for
+		 * splice from several threads (measured with warm reads). */
+		if (!(*bufp = malloc(len)))
+			return -ENOMEM;
+		rc = cache_blob_read(rs->c->cache, b->digest, b->size, *bufp, len, off);
 		if (rc == (ssize_t)len)
 			return rc;
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
 		rs->complete = 0; /* evicted by another mount: the general path */
 	}
 	if (is_bad(b->digest))
@@ -783,21 +833,32 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off
 	if (rs->c->verify_strict && (rc = ensure_verified(rs, cancel)) != 0)
 		return rc;
 
+	if (off == 0)
+		restart_hash(rs);
 	start_readahead(rs, len, off, note_read(rs, len, off));
 	int all = 0;
 	if (!cache_blob_has(rs->c->cache, b->digest, b->size, off, len)) {
-		if (!(*bufp = malloc(len)))
+		if (!*bufp && !(*bufp = malloc(len)))
 			return -ENOMEM;
 		if ((rc = fetch_missing(rs, *bufp, len, off, cancel, &all)) != 0)
 			return rc;
 		if (is_bad(b->digest))
 			return -EIO;
 	}
-	if ((rc = verify_at_end(rs, len, off, cancel)) != 0)
+	if ((rc = seal_at_end(rs, len, off, cancel)) != 0)
 		return rc;
 	rc = cache_blob_read_fd(rs->c->cache, b->digest, b->size, len, off, fd);
-	if (rc == (ssize_t)len)
+	if (rc == (ssize_t)len) {
+		/* The last bytes of a blob the cache could not seal: the running
+		 * hash covers the whole blob before they are served. */
+		ssize_t hrc = off + len == b->size ? hash_to(rs, b->size, cancel) : 0;
+		if (hrc) {
+			close(*fd);
+			*fd = -1;
+			return hrc;
+		}
 		return rc;
+	}
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "fs/names.h"
+#include "net/http.h"
 #include "net/log.h"
 
 /* ---- a keyed cache of fs_list snapshots ---- */
@@ -765,7 +766,11 @@ static void apply_census(struct fs_ctx *c, struct fs_image *img)
 	if (!cs) {
 		/* Built outside the lock: it may call ECR. Two threads may both
 		 * build one; the second replaces the first. */
+		/* Kept for every image of the repository: not cut short by
+		 * this caller's INTERRUPT. */
+		volatile int *cancel = net_http_thread_cancel_swap(NULL);
 		cs = census_build(c, img->registry, img->region, img->repo, imgs);
+		net_http_thread_cancel_swap(cancel);
 		if (cs && !(cs->key = strdup(key))) {
 			census_free(cs);
 			cs = NULL;

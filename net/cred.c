@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "net/cred_i.h"
+#include "net/http.h"
 #include "net/log.h"
 
 #define REFRESH_BEFORE_S 300
@@ -469,7 +470,10 @@ int cred_get(cred_provider *p, struct cred *out)
 	}
 	p->refreshing = 1;
 	pthread_mutex_unlock(&p->lock);
+	/* Shared by every waiter: not cancelled by this caller's INTERRUPT. */
+	volatile int *cancel = net_http_thread_cancel_swap(NULL);
 	ret = refresh(p, &fresh);
+	net_http_thread_cancel_swap(cancel);
 	pthread_mutex_lock(&p->lock);
 	p->refreshing = 0;
 	p->generation++;

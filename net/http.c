@@ -630,6 +630,13 @@ static __thread volatile int *thread_cancel;
 
 void net_http_thread_cancel(volatile int *cancel) { thread_cancel = cancel; }
 
+volatile int *net_http_thread_cancel_swap(volatile int *cancel)
+{
+	volatile int *old = thread_cancel;
+	thread_cancel = cancel;
+	return old;
+}
+
 int net_http_do(net_http *h, const struct net_request *req_in, struct net_response *resp)
 {
 	struct net_request req_copy = *req_in;

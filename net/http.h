@@ -86,6 +86,10 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
  * network part of a FUSE request so that an INTERRUPT (Ctrl-C of ls) aborts
  * the listing calls made deep inside the ECR client. */
 void net_http_thread_cancel(volatile int *cancel);
+/* Sets the flag and returns the previous one: work shared with other
+ * threads (a credential refresh, a census) runs with NULL so that one
+ * caller's INTERRUPT does not fail it for everyone. */
+volatile int *net_http_thread_cancel_swap(volatile int *cancel);
 
 /* Counters for .ecrfs/stats */
 struct net_http_stats {

@@ -153,3 +153,32 @@ def test_out_of_order_whole_read_verified_with_full_cache_disk(emu, faulty, moun
         m.stop()
     finally:
         subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
+
+
+def test_whole_read_verified_when_only_the_tail_was_cached(emu, mount, tmp_path):
+    """The cache holds only the blob's last chunk (an earlier tail read; the
+    rest does not fit under cache_size), the registry then serves corrupted
+    bytes: a whole-file read in order, whose last read is a cache hit, still
+    ends in EIO, never in wrong bytes."""
+    layout = str(tmp_path / "layout")
+    info = layouts.make_image(layout, "tail", {"/x": os.urandom(3 << 20)})
+    ecrclient.push_layout(emu, layout, "faulty-tail", "tail")
+    layer = info["layers"][0]
+    m = mount("cache_size=512K")
+    p = m.repo("faulty-tail", "tail", "blobs", "sha256", layer[7:])
+    size = os.path.getsize(p)
+    last = size // (1 << 20) * (1 << 20)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # reads as issued
+        os.pread(fd, size - last, last)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        emu.corrupt_blob(layer, offset=(1 << 20) + 100, length=16)
+        data = bytearray()
+        with pytest.raises(OSError) as e:
+            while len(data) < size:
+                data += os.pread(fd, min(128 << 10, size - len(data)), len(data))
+            assert hashlib.sha256(data).hexdigest() == layer[7:], "wrong bytes, no EIO"
+        assert e.value.errno == errno.EIO
+    finally:
+        os.close(fd)

@@ -75,3 +75,38 @@ def test_killed_stat_released_during_lookup(emu, mount):
     tag = m.repo("dock", "d1")
     interrupted(emu, ["stat", tag], "DescribeImages", repo="dock")
     assert os.path.isdir(tag)
+
+
+def test_interrupt_does_not_fail_a_shared_credential_refresh(emu, mount, tmp_path):
+    """A credential refresh (AssumeRole) serves every request: the INTERRUPT
+    of the one that started it must not fail it for the next ones."""
+    akid, secret = emu.credentials("111111111111")
+    cfg, cred = tmp_path / "config", tmp_path / "credentials"
+    cfg.write_text("[profile xacct]\nrole_arn = arn:aws:iam::111111111111:role/dev\n"
+                   "source_profile = base\nrole_session_name = intr\n")
+    cred.write_text(f"[base]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n")
+    env = {"AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(cred),
+           "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "xacct"}
+    emu.config(sts_duration=12)  # sessions the mount must refresh soon
+    try:
+        m = mount(opts=SLOW + ",profile=xacct", env=env)
+        region = os.path.dirname(m.repo("team"))
+        assert "team" in os.listdir(region)
+        time.sleep(4)  # the session is now within the refresh margin
+        fid = emu.fault(op="AssumeRole", kind="delay", delay_ms=4000)
+        p = subprocess.Popen(["ls", m.repo("team", "app")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            wait_fired(emu, fid)
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=60)  # the refresh it started completes first
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        emu.clear_faults()
+        out = subprocess.run(["ls", m.repo("team", "app")], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+    finally:
+        emu.config(sts_duration=None)
