@@ -58,6 +58,10 @@ ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, 
 ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t len, uint64_t off,
 			   int *fd);
 
+/* Asks the kernel to read [off, off+len) of the blob's file ahead (a
+ * sequential reader of a cached blob). No effect when it is not cached. */
+void cache_blob_willneed(cache *c, const char *digest, uint64_t size, uint64_t off, uint64_t len);
+
 /* 1 if every chunk covering [off, off+len) is present (or the blob is
  * complete), else 0. A cheap probe for fetch planning: no stats counted,
  * no data copied. */

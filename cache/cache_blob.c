@@ -463,3 +463,14 @@ int cache_blob_put(cache *c, const char *digest, const void *data, size_t len)
 	cache_discard_partial(c, hex);
 	return 0;
 }
+
+void cache_blob_willneed(cache *c, const char *digest, uint64_t size, uint64_t off, uint64_t len)
+{
+	char hex[CACHE_HEX_LEN + 1];
+	struct cache_fds f;
+
+	if (cache_hex_of(digest, hex) || off >= size || cache_fds_get(c, hex, size, 0, &f))
+		return;
+	posix_fadvise(f.data_fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+	cache_fds_put(c, &f);
+}

@@ -18,6 +18,7 @@
 #define PIECE (16u << 20)  /* a background worker fetches up to this much */
 #define MAX_WORKERS 8      /* background fetches in flight, process-wide */
 #define BAD_TTL 60         /* seconds a blob that failed its hash answers EIO */
+#define WARM_AHEAD (32u << 20) /* cache file read ahead of a reader of a cached blob */
 
 struct fs_rstate {
 	struct fs_ctx *c;
@@ -32,6 +33,7 @@ struct fs_rstate {
 	EVP_MD_CTX *sha;      /* hash of [0, hashed) while reads are in order */
 	uint64_t hashed;
 	uint64_t requested;   /* bytes asked for on the general path */
+	uint64_t warm_until;  /* the cache file is read ahead up to here */
 };
 
 /* ---- in-flight chunks (single-flight) and bad blobs ---- */
@@ -799,6 +801,22 @@ static int hash_uncached(struct fs_rstate *rs, const char *buf, size_t len, uint
 	return seq_hash(rs, buf, len, off);
 }
 
+/* The kernel hands a reader's requests to several threads, so the cache
+ * file sees reads slightly out of order and its own readahead stays small:
+ * after a remount (cache file not in the page cache) reading ahead of the
+ * reader keeps the disk busy. */
+static void warm_readahead(struct fs_rstate *rs, size_t len, uint64_t off)
+{
+	pthread_mutex_lock(&rs->mu);
+	uint64_t from = rs->warm_until > off + len ? rs->warm_until : off + len;
+	int advise = from < rs->b->size && from < off + len + WARM_AHEAD / 2;
+	if (advise)
+		rs->warm_until = from + WARM_AHEAD;
+	pthread_mutex_unlock(&rs->mu);
+	if (advise)
+		cache_blob_willneed(rs->c->cache, rs->b->digest, rs->b->size, from, WARM_AHEAD);
+}
+
 ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off,
 		     volatile int *cancel, int *fd)
 {
@@ -824,8 +842,10 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off
 		if (!(*bufp = malloc(len)))
 			return -ENOMEM;
 		rc = cache_blob_read(rs->c->cache, b->digest, b->size, *bufp, len, off);
-		if (rc == (ssize_t)len)
+		if (rc == (ssize_t)len) {
+			warm_readahead(rs, len, off);
 			return rc;
+		}
 		rs->complete = 0; /* evicted by another mount: the general path */
 	}
 	if (is_bad(b->digest))
