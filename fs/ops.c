@@ -92,7 +92,9 @@ int fs_getattr_node(struct fs_node *n, struct stat *st)
 			return fs_push_getattr(n, st);
 		return -ENOENT;
 	}
-	int ro = c->ro || n->immutable;
+	/* New tags can be pushed to an immutable repository: its directory is
+	 * writable; its tags and their files are not. */
+	int ro = c->ro || (n->immutable && n->kind != FS_N_NAMESPACE);
 	st->st_ino = n->ino;
 	st->st_uid = c->uid;
 	st->st_gid = c->gid;

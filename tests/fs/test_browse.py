@@ -247,6 +247,8 @@ def test_immutable_repository_modes(seeded, mount):
     ecrclient.create_repository(emu, "frozen", mutability="IMMUTABLE")
     ecrclient.push_layout(emu, seeded["layout"], "frozen", "f1", ref="v2")
     m = mount()
+    # New tags may be pushed to an immutable repository, existing ones not.
+    assert oct(os.stat(m.repo("frozen")).st_mode & 0o777) == "0o755"
     assert oct(os.stat(m.repo("frozen", "f1")).st_mode & 0o777) == "0o555"
     assert oct(os.stat(m.repo("frozen", "f1", "index.json")).st_mode & 0o777) == "0o444"
     assert os.getxattr(m.repo("frozen", "f1"), "user.ecr.mutability") == b"IMMUTABLE"
