@@ -110,34 +110,6 @@ static size_t clamp_len(uint64_t size, uint64_t off, size_t len)
 	return len > SSIZE_MAX ? SSIZE_MAX : len;
 }
 
-ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
-			uint64_t off)
-{
-	char hex[CACHE_HEX_LEN + 1];
-	struct cache_fds f;
-	size_t got = 0;
-	ssize_t ret = cache_hex_of(digest, hex);
-
-	if (ret)
-		return ret;
-	if (!(len = clamp_len(size, off, len)))
-		return 0;
-	ret = find_range(c, hex, size, off, len, &f);
-	if (!ret) {
-		if (!(f.complete && f.file_size < size))
-			ret = cache_pread_full(f.data_fd, buf, len, off, &got);
-		cache_fds_put(c, &f);
-		if (!ret && got < len && f.complete)
-			drop_short(c, digest, hex, size);
-		if (!ret && got < len)
-			ret = -ENOENT;
-		if (!ret)
-			ret = (ssize_t)got;
-	}
-	count(c, hex, ret >= 0);
-	return ret;
-}
-
 ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t len, uint64_t off,
 			   int *fd)
 {
@@ -165,6 +137,22 @@ ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t l
 	}
 	count(c, hex, ret >= 0);
 	return ret;
+}
+
+ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
+			uint64_t off)
+{
+	size_t got = 0;
+	int fd, ret;
+	ssize_t n = cache_blob_read_fd(c, digest, size, len, off, &fd);
+
+	if (n <= 0)
+		return n;
+	ret = cache_pread_full(fd, buf, (size_t)n, off, &got);
+	close(fd);
+	if (ret)
+		return ret;
+	return got == (size_t)n ? n : -ENOENT;
 }
 
 int cache_blob_has(cache *c, const char *digest, uint64_t size, uint64_t off, size_t len)

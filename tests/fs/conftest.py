@@ -89,3 +89,12 @@ def mount(seeded, tmp_path):
     env=None) -> Mount; see mount.mounts."""
     with mounts(seeded["emu"], tmp_path) as make:
         yield make
+
+
+@pytest.fixture
+def emu(seeded):
+    """The suite's emulator with no fault injected (before and after)."""
+    e = seeded["emu"]
+    e.clear_faults()
+    yield e
+    e.clear_faults()

@@ -35,13 +35,6 @@ def read_all(p):
         return f.read()
 
 
-@pytest.fixture
-def emu(seeded):
-    e = seeded["emu"]
-    e.clear_faults()
-    yield e
-    e.clear_faults()
-
 
 def test_truncated_bodies_resume(emu, faulty, mount):
     m = mount()

@@ -6,16 +6,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
-
-@pytest.fixture
-def emu(seeded):
-    e = seeded["emu"]
-    e.clear_faults()
-    yield e
-    e.clear_faults()
-
 
 def wait_fired(emu, fid, timeout=30):
     end = time.monotonic() + timeout
