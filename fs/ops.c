@@ -834,7 +834,17 @@ struct fh {
 	size_t len;
 	int owned;            /* data malloc'd by us */
 	struct fs_image *img; /* referenced while open */
+	struct fh *grave_next; /* released, freed after RELEASE_GRACE */
+	time_t released_at;
 };
+
+/* A released handle is freed RELEASE_GRACE seconds later, not in RELEASE:
+ * a READ of a control file was seen handled by one worker thread while
+ * another ran the RELEASE of the same handle (ASan: use after free in
+ * op_read, in a full test run). Handles released recently stay valid. */
+#define RELEASE_GRACE 5
+static pthread_mutex_t grave_mu = PTHREAD_MUTEX_INITIALIZER; /* protects the list */
+static struct fh *grave_head, *grave_tail;
 
 static void fh_free(struct fh *h)
 {
@@ -952,12 +962,39 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fh_free((struct fh *)(uintptr_t)fi->fh);
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh, *expired = NULL, **tail = &expired;
+	time_t now = time(NULL);
+	pthread_mutex_lock(&grave_mu);
+	while (grave_head && now - grave_head->released_at > RELEASE_GRACE) {
+		*tail = grave_head;
+		tail = &grave_head->grave_next;
+		grave_head = grave_head->grave_next;
+	}
+	*tail = NULL;
+	if (!grave_head)
+		grave_tail = NULL;
+	h->released_at = now;
+	h->grave_next = NULL;
+	if (grave_tail)
+		grave_tail->grave_next = h;
+	else
+		grave_head = h;
+	grave_tail = h;
+	pthread_mutex_unlock(&grave_mu);
 	fuse_reply_err(req, 0);
+	while (expired) {
+		struct fh *next = expired->grave_next;
+		fh_free(expired);
+		expired = next;
+	}
 }
 
 void fs_ops_cleanup(void)
 {
+	/* Handles waiting out their grace are still tracked: freed below. */
+	pthread_mutex_lock(&grave_mu);
+	grave_head = grave_tail = NULL;
+	pthread_mutex_unlock(&grave_mu);
 	pthread_mutex_lock(&h_mu);
 	while (h_head.next != &h_head) {
 		struct hlink *l = h_head.next;
