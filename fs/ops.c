@@ -516,10 +516,51 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 struct hlink {
 	struct hlink *prev, *next;
 	int is_dir;
+	struct hlink *grave_next; /* released, freed after RELEASE_GRACE */
+	time_t released_at;
 };
 
 static pthread_mutex_t h_mu = PTHREAD_MUTEX_INITIALIZER; /* protects h_head */
-static struct hlink h_head = {&h_head, &h_head, 0};
+static struct hlink h_head = {&h_head, &h_head, 0, NULL, 0};
+
+/* A released handle (file or directory) is freed RELEASE_GRACE seconds
+ * later, not in RELEASE: a READ of a control file was seen handled by one
+ * worker thread while another ran the RELEASE of the same handle (ASan:
+ * use after free in op_read, in a full test run). Handles released
+ * recently stay valid; they stay tracked, so unmount frees them too. */
+#define RELEASE_GRACE 5
+static pthread_mutex_t grave_mu = PTHREAD_MUTEX_INITIALIZER; /* protects the list */
+static struct hlink *grave_head, *grave_tail;
+
+static void hlink_free(struct hlink *l);
+
+static void release_later(struct hlink *l)
+{
+	struct hlink *expired = NULL, **tail = &expired;
+	time_t now = time(NULL);
+	pthread_mutex_lock(&grave_mu);
+	while (grave_head && now - grave_head->released_at > RELEASE_GRACE) {
+		*tail = grave_head;
+		tail = &grave_head->grave_next;
+		grave_head = grave_head->grave_next;
+	}
+	*tail = NULL;
+	if (!grave_head)
+		grave_tail = NULL;
+	l->released_at = now;
+	l->grave_next = NULL;
+	if (grave_tail)
+		grave_tail->grave_next = l;
+	else
+		grave_head = l;
+	grave_tail = l;
+	pthread_mutex_unlock(&grave_mu);
+	while (expired) {
+		struct hlink *next = expired->grave_next;
+		hlink_free(expired);
+		expired = next;
+	}
+}
 
 static void h_track(struct hlink *l, int is_dir)
 {
@@ -821,8 +862,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	snap_free((struct dsnap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+	release_later(&((struct dsnap *)(uintptr_t)fi->fh)->link);
 }
 
 /* ---- OPEN, READ, RELEASE ---- */
@@ -834,17 +875,7 @@ struct fh {
 	size_t len;
 	int owned;            /* data malloc'd by us */
 	struct fs_image *img; /* referenced while open */
-	struct fh *grave_next; /* released, freed after RELEASE_GRACE */
-	time_t released_at;
 };
-
-/* A released handle is freed RELEASE_GRACE seconds later, not in RELEASE:
- * a READ of a control file was seen handled by one worker thread while
- * another ran the RELEASE of the same handle (ASan: use after free in
- * op_read, in a full test run). Handles released recently stay valid. */
-#define RELEASE_GRACE 5
-static pthread_mutex_t grave_mu = PTHREAD_MUTEX_INITIALIZER; /* protects the list */
-static struct fh *grave_head, *grave_tail;
 
 static void fh_free(struct fh *h)
 {
@@ -962,31 +993,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *h = (struct fh *)(uintptr_t)fi->fh, *expired = NULL, **tail = &expired;
-	time_t now = time(NULL);
-	pthread_mutex_lock(&grave_mu);
-	while (grave_head && now - grave_head->released_at > RELEASE_GRACE) {
-		*tail = grave_head;
-		tail = &grave_head->grave_next;
-		grave_head = grave_head->grave_next;
-	}
-	*tail = NULL;
-	if (!grave_head)
-		grave_tail = NULL;
-	h->released_at = now;
-	h->grave_next = NULL;
-	if (grave_tail)
-		grave_tail->grave_next = h;
-	else
-		grave_head = h;
-	grave_tail = h;
-	pthread_mutex_unlock(&grave_mu);
 	fuse_reply_err(req, 0);
-	while (expired) {
-		struct fh *next = expired->grave_next;
-		fh_free(expired);
-		expired = next;
-	}
+	release_later(&((struct fh *)(uintptr_t)fi->fh)->link);
+}
+
+static void hlink_free(struct hlink *l)
+{
+	if (l->is_dir)
+		snap_free((struct dsnap *)l);
+	else
+		fh_free((struct fh *)l);
 }
 
 void fs_ops_cleanup(void)
@@ -999,10 +1015,7 @@ void fs_ops_cleanup(void)
 	while (h_head.next != &h_head) {
 		struct hlink *l = h_head.next;
 		pthread_mutex_unlock(&h_mu);
-		if (l->is_dir)
-			snap_free((struct dsnap *)l);
-		else
-			fh_free((struct fh *)l);
+		hlink_free(l);
 		pthread_mutex_lock(&h_mu);
 	}
 	pthread_mutex_unlock(&h_mu);
