@@ -80,6 +80,18 @@ static int claim_locked(const char *digest, uint64_t chunk)
 	return 1;
 }
 
+/* Claims the chunks from c on that nobody fetches, up to end and at most
+ * max of them; returns the end of the claimed run (c: none claimed). */
+static uint64_t claim_run(const char *digest, uint64_t c, uint64_t end, uint64_t max)
+{
+	uint64_t e = c;
+	pthread_mutex_lock(&bl_mu);
+	while (e < end && e - c < max && claim_locked(digest, e))
+		e++;
+	pthread_mutex_unlock(&bl_mu);
+	return e;
+}
+
 static void release_range(const char *digest, uint64_t c0, uint64_t c1)
 {
 	pthread_mutex_lock(&bl_mu);
@@ -477,6 +489,37 @@ out:
  * not reading the whole file (a tail read), and is not made to fetch it. */
 #define INFLIGHT_SLACK (4ull << 20)
 
+/* Synchronous fetch of the chunks [c0, c1), copying the reader's part
+ * [off, off+len) into buf on the way; stored in the cache unless store is 0. */
+static int fetch_sync(struct fs_rstate *rs, uint64_t c0, uint64_t c1, char *buf, size_t len,
+		      uint64_t off, int store, volatile int *cancel)
+{
+	struct fetch f = {.c = rs->c, .img = rs->img, .size = rs->b->size, .pos = c0 * CHUNK,
+			  .out = buf, .out_off = off, .out_len = len,
+			  .cache_err = store ? 0 : -ENOSPC};
+	snprintf(f.digest, sizeof f.digest, "%s", rs->b->digest);
+	f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
+	f.chunk = cache_chunk_buf_get();
+	if (!f.chunk)
+		return -ENOMEM;
+	int rc = fetch_run(&f, cancel);
+	cache_chunk_buf_put(f.chunk);
+	return rc;
+}
+
+/* Fetches exactly [off, off+len) into buf without the cache (another
+ * reader's fetch failed, the disk is full, or the hash needs bytes the
+ * cache does not have). */
+static int fetch_uncached(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
+			  volatile int *cancel)
+{
+	int frc = fetch_sync(rs, off / CHUNK, (off + len + CHUNK - 1) / CHUNK, buf, len, off, 0,
+			     cancel);
+	if (frc && frc != -ENOSPC)
+		return frc == -ENOENT ? -EIO : frc;
+	return 0;
+}
+
 /* The read that reaches the end found the running hash stopped at a
  * read that arrived out of order (FUSE_CAP_ASYNC_READ, several threads)
  * and the cache could not seal the blob: the missing part [hashed, end)
@@ -500,48 +543,19 @@ static int hash_gap(struct fs_rstate *rs, uint64_t end, volatile int *cancel)
 			break;
 		}
 		size_t n = end - pos < PIECE ? (size_t)(end - pos) : PIECE;
-		if (cache_blob_read(rs->c->cache, b->digest, b->size, piece, n, pos) != (ssize_t)n) {
-			struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size,
-					  .pos = pos / CHUNK * CHUNK, .out = piece, .out_off = pos,
-					  .out_len = n, .cache_err = -ENOSPC};
-			snprintf(f.digest, sizeof f.digest, "%s", b->digest);
-			uint64_t e = (pos + n + CHUNK - 1) / CHUNK * CHUNK;
-			f.end = e < b->size ? e : b->size;
-			f.chunk = cache_chunk_buf_get();
-			if (!f.chunk) {
-				rc = -ENOMEM;
-				break;
-			}
-			int frc = fetch_run(&f, cancel);
-			cache_chunk_buf_put(f.chunk);
-			if (frc && frc != -ENOSPC) {
+		if (cache_blob_read(rs->c->cache, b->digest, b->size, piece, n, pos) != (ssize_t)n &&
+		    (rc = fetch_uncached(rs, piece, n, pos, cancel)) != 0) {
+			if (rc != -ENOMEM && rc != -EINTR) {
 				log_err("blob %s: cannot fetch [%llu, %llu) to verify it: answering EIO",
 					b->digest, (unsigned long long)pos, (unsigned long long)(pos + n));
-				rc = frc == -EINTR ? -EINTR : -EIO;
-				break;
+				rc = -EIO;
 			}
+			break;
 		}
 		if ((rc = seq_hash(rs, piece, n, pos)) != 0)
 			break;
 	}
 	free(piece);
-	return rc;
-}
-
-/* Synchronous fetch of the chunks [c0, c1) into the cache, copying the
- * reader's part into buf on the way. */
-static int fetch_sync(struct fs_rstate *rs, uint64_t c0, uint64_t c1, char *buf, size_t len,
-		      uint64_t off, volatile int *cancel)
-{
-	struct fetch f = {.c = rs->c, .img = rs->img, .size = rs->b->size, .pos = c0 * CHUNK,
-			  .out = buf, .out_off = off, .out_len = len};
-	snprintf(f.digest, sizeof f.digest, "%s", rs->b->digest);
-	f.end = c1 * CHUNK < rs->b->size ? c1 * CHUNK : rs->b->size;
-	f.chunk = cache_chunk_buf_get();
-	if (!f.chunk)
-		return -ENOMEM;
-	int rc = fetch_run(&f, cancel);
-	cache_chunk_buf_put(f.chunk);
 	return rc;
 }
 
@@ -557,11 +571,7 @@ static int ensure_verified(struct fs_rstate *rs, volatile int *cancel)
 				c++;
 				continue;
 			}
-			uint64_t e = c;
-			pthread_mutex_lock(&bl_mu);
-			while (e < nch && e - c < 64 && claim_locked(dg, e))
-				e++;
-			pthread_mutex_unlock(&bl_mu);
+			uint64_t e = claim_run(dg, c, nch, 64);
 			if (e == c) { /* someone else fetches it: wait */
 				pthread_mutex_lock(&bl_mu);
 				while (flight_find(dg, c))
@@ -571,7 +581,7 @@ static int ensure_verified(struct fs_rstate *rs, volatile int *cancel)
 					return -EIO;
 				continue;
 			}
-			int rc = fetch_sync(rs, c, e, NULL, 0, 0, cancel);
+			int rc = fetch_sync(rs, c, e, NULL, 0, 0, 1, cancel);
 			release_range(dg, c, e);
 			if (rc == -ENOSPC) {
 				log_err("verify=strict: no cache space to verify %s", dg);
@@ -634,11 +644,7 @@ static void start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint
 			c++;
 			continue;
 		}
-		uint64_t e = c;
-		pthread_mutex_lock(&bl_mu);
-		while (e < r1 && (e - c) * CHUNK < PIECE && claim_locked(b->digest, e))
-			e++;
-		pthread_mutex_unlock(&bl_mu);
+		uint64_t e = claim_run(b->digest, c, r1, PIECE / CHUNK);
 		if (e == c) {
 			c++;
 			continue;
@@ -664,11 +670,7 @@ static int fetch_missing(struct fs_rstate *rs, char *buf, size_t len, uint64_t o
 			*all = 0;
 			continue;
 		}
-		uint64_t e = c;
-		pthread_mutex_lock(&bl_mu);
-		while (e < n1 && claim_locked(b->digest, e))
-			e++;
-		pthread_mutex_unlock(&bl_mu);
+		uint64_t e = claim_run(b->digest, c, n1, UINT64_MAX);
 		if (e == c) {
 			*all = 0;
 			pthread_mutex_lock(&bl_mu);
@@ -680,7 +682,7 @@ static int fetch_missing(struct fs_rstate *rs, char *buf, size_t len, uint64_t o
 			c++;
 			continue;
 		}
-		int frc = fetch_sync(rs, c, e, buf, len, off, cancel);
+		int frc = fetch_sync(rs, c, e, buf, len, off, 1, cancel);
 		if (frc == 0)
 			seal_check(rs->c, b->digest, b->size, rs->ino);
 		release_range(b->digest, c, e);
@@ -688,27 +690,6 @@ static int fetch_missing(struct fs_rstate *rs, char *buf, size_t len, uint64_t o
 			return frc == -EINTR ? -EINTR : frc == -ENOENT ? -EIO : frc;
 		c = e;
 	}
-	return 0;
-}
-
-/* Fetches exactly [off, off+len) into buf without the cache (another
- * reader's fetch failed or the disk is full). */
-static int fetch_uncached(struct fs_rstate *rs, char *buf, size_t len, uint64_t off,
-			  volatile int *cancel)
-{
-	const struct fs_blob *b = rs->b;
-	uint64_t n0 = off / CHUNK, n1 = (off + len + CHUNK - 1) / CHUNK;
-	struct fetch f = {.c = rs->c, .img = rs->img, .size = b->size, .pos = n0 * CHUNK,
-			  .out = buf, .out_off = off, .out_len = len, .cache_err = -ENOSPC};
-	snprintf(f.digest, sizeof f.digest, "%s", b->digest);
-	f.end = n1 * CHUNK < b->size ? n1 * CHUNK : b->size;
-	f.chunk = cache_chunk_buf_get();
-	if (!f.chunk)
-		return -ENOMEM;
-	int frc = fetch_run(&f, cancel);
-	cache_chunk_buf_put(f.chunk);
-	if (frc && frc != -ENOSPC)
-		return frc == -ENOENT ? -EIO : frc;
 	return 0;
 }
 
