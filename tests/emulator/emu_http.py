@@ -5,6 +5,7 @@ import base64
 import calendar
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -392,7 +393,63 @@ class Handler(BaseHTTPRequestHandler):
             present = r is not None and digest in r.blobs
         if not present:
             return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
-        self.proxy_blob(app.registry.name(acct, region, repo), digest, fault)
+        self.serve_blob(app.registry.name(acct, region, repo), digest, fault)
+
+    def serve_blob(self, name, digest, fault):
+        """Serves the bytes from the registry's storage file with sendfile:
+        on one machine the proxy below costs more CPU than the client being
+        measured, where S3 behind a real download URL costs the client none.
+        Anything but a missing or single simple Range goes through the
+        registry (the proxy)."""
+        rng = self.headers.get("Range")
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip()) if rng else None
+        try:
+            f = open(self.app.registry.blob_path(digest), "rb")
+        except OSError:
+            return self.proxy_blob(name, digest, fault)
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            start, end, status = 0, size, 200
+            if rng:
+                if not m or (not m[1] and not m[2]):
+                    return self.proxy_blob(name, digest, fault)
+                if m[1]:
+                    start = int(m[1])
+                    end = min(size, int(m[2]) + 1) if m[2] else size
+                else:  # suffix range: the last N bytes
+                    start = max(0, size - int(m[2]))
+                if start >= size or end <= start:
+                    return self.s3_error(416, "InvalidRange", "The requested range is not "
+                                         "satisfiable", headers=[("Content-Range",
+                                                                  f"bytes */{size}")])
+                status = 206
+            length = end - start
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", f'"{digest.split(":")[1][:32]}"')
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            self.entry["status"] = status
+            if self.command == "HEAD":
+                self.commit_log()
+                self.end_headers()
+                return
+            self.end_headers()
+            limit = length
+            if fault and fault["kind"] == "truncate":
+                limit = min(length, int(fault.get("keep_bytes", length // 2)))
+            # All but the last chunk, then the log line, then the rest.
+            head = max(0, limit - CHUNK)
+            sent = self.connection.sendfile(f, start, head) if head else 0
+            if sent == head:
+                self.entry["bytes_out"] = limit
+                self.commit_log()
+                sent += self.connection.sendfile(f, start + sent, limit - sent)
+            self.entry["bytes_out"] = sent
+            if sent < length:
+                self.hangup()
 
     def proxy_blob(self, name, digest, fault):
         conn, resp = self.app.registry.open_blob(name, digest, self.headers.get("Range"),

@@ -46,9 +46,14 @@ def test_full_and_ranged_get(emu, repo, layer):
     assert st == 206 and body == data[-5:]
     st, h, _ = get(url, {"Range": f"bytes={len(data) + 5}-{len(data) + 9}"})
     assert st == 416 and h["Content-Range"] == f"bytes */{len(data)}"
+    st, h, body = get(url, {"Range": "bytes=-7"})  # suffix: the last 7 bytes
+    assert st == 206 and body == data[-7:]
+    assert h["Content-Range"] == f"bytes {len(data) - 7}-{len(data) - 1}/{len(data)}"
+    st, h, body = get(url, {"Range": f"bytes=10-{len(data) + 100}"})  # clipped at the end
+    assert st == 206 and body == data[10:]
     st, h, body = get(url, method="HEAD")
     assert st == 200 and int(h["Content-Length"]) == len(data)
-    e = [x for x in emu.log() if x["op"] == "BlobGet"][-3]
+    e = [x for x in emu.log() if x["op"] == "BlobGet"][-5]
     assert e["range"] == f"bytes={len(data) - 5}-" and e["bytes_out"] == 5
 
 
