@@ -18,7 +18,9 @@
 #define PIECE (16u << 20)  /* a background worker fetches up to this much */
 #define MAX_WORKERS 8      /* background fetches in flight, process-wide */
 #define BAD_TTL 60         /* seconds a blob that failed its hash answers EIO */
-#define WARM_AHEAD (32u << 20) /* cache file read ahead of a reader of a cached blob */
+#define WARM_MIN (4u << 20)   /* cache file read ahead of a sequential reader of a */
+#define WARM_MAX (128u << 20) /* cached blob: grows from MIN to MAX */
+#define WARM_SLACK (4u << 20) /* reads handled out of order still count as sequential */
 
 struct fs_rstate {
 	struct fs_ctx *c;
@@ -34,6 +36,8 @@ struct fs_rstate {
 	uint64_t hashed;
 	uint64_t requested;   /* bytes asked for on the general path */
 	uint64_t warm_until;  /* the cache file is read ahead up to here */
+	uint64_t warm_next;   /* end of the furthest read of a cached blob */
+	uint64_t warm_win;    /* its read-ahead window (0: reads are random) */
 };
 
 /* ---- in-flight chunks (single-flight) and bad blobs ---- */
@@ -784,18 +788,33 @@ static int hash_uncached(struct fs_rstate *rs, const char *buf, size_t len, uint
 
 /* The kernel hands a reader's requests to several threads, so the cache
  * file sees reads slightly out of order and its own readahead stays small:
- * after a remount (cache file not in the page cache) reading ahead of the
- * reader keeps the disk busy. */
+ * after a remount (cache file not in the page cache) reading ahead of a
+ * sequential reader keeps the disk busy. A window that grows to 128 MiB
+ * was fastest for 1 GiB (warm reads, measured against 8 and 32 MiB); a
+ * random reader gets none. */
 static void warm_readahead(struct fs_rstate *rs, size_t len, uint64_t off)
 {
+	uint64_t end = off + len;
 	pthread_mutex_lock(&rs->mu);
-	uint64_t from = rs->warm_until > off + len ? rs->warm_until : off + len;
-	int advise = from < rs->b->size && from < off + len + WARM_AHEAD / 2;
+	int seq = off + WARM_SLACK >= rs->warm_next && off <= rs->warm_next + WARM_SLACK;
+	if (!seq) {
+		rs->warm_win = 0;
+		rs->warm_until = 0;
+	} else {
+		rs->warm_win = rs->warm_win ? rs->warm_win * 2 : WARM_MIN;
+		if (rs->warm_win > WARM_MAX)
+			rs->warm_win = WARM_MAX;
+	}
+	if (!seq || end > rs->warm_next)
+		rs->warm_next = end;
+	uint64_t win = rs->warm_win;
+	uint64_t from = rs->warm_until > end ? rs->warm_until : end;
+	int advise = win && from < rs->b->size && from < end + win / 2;
 	if (advise)
-		rs->warm_until = from + WARM_AHEAD;
+		rs->warm_until = from + win;
 	pthread_mutex_unlock(&rs->mu);
 	if (advise)
-		cache_blob_willneed(rs->c->cache, rs->b->digest, rs->b->size, from, WARM_AHEAD);
+		cache_blob_willneed(rs->c->cache, rs->b->digest, rs->b->size, from, win);
 }
 
 ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off,
@@ -816,17 +835,17 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off
 		return (ssize_t)len;
 	}
 	if (rs->complete) {
-		/* Verified and cached (pinned while open): no bookkeeping. Copied,
-		 * not spliced: after a remount the cache file is not in the page
-		 * cache, and the kernel reads it ahead better for pread than for
-		 * splice from several threads (measured with warm reads). */
-		if (!(*bufp = malloc(len)))
-			return -ENOMEM;
-		rc = cache_blob_read(rs->c->cache, b->digest, b->size, *bufp, len, off);
+		/* Verified and cached (pinned while open): no bookkeeping; the
+		 * pages are spliced from the cache file (one copy less than pread
+		 * and reply: 0.57 vs 0.68 s for 1 GiB after a remount). */
+		rc = cache_blob_read_fd(rs->c->cache, b->digest, b->size, len, off, fd);
 		if (rc == (ssize_t)len) {
 			warm_readahead(rs, len, off);
 			return rc;
 		}
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
 		rs->complete = 0; /* evicted by another mount: the general path */
 	}
 	if (is_bad(b->digest))
