@@ -18,6 +18,7 @@
 #include "fs/ctl.h"
 #include "fs/image.h"
 #include "fs/names.h"
+#include "fs/reply_fd.h"
 #include "net/http.h"
 #include "net/log.h"
 
@@ -949,6 +950,17 @@ out:
 	fs_node_put(n);
 }
 
+static void reply_pread(fuse_req_t req, int fd, off_t off, size_t len)
+{
+	char *buf = malloc(len ? len : 1);
+	ssize_t got = buf ? pread(fd, buf, len, off) : -1;
+	if (got == (ssize_t)len)
+		fuse_reply_buf(req, buf, len);
+	else
+		fuse_reply_err(req, buf ? EIO : ENOMEM);
+	free(buf);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -976,13 +988,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (n < 0) {
 		fuse_reply_err(req, user_errno((int)n));
 	} else if (fd >= 0) {
-		/* From the cache file: libfuse splices its pages to the kernel,
-		 * no copy through this process. */
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
-		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv.buf[0].fd = fd;
-		bv.buf[0].pos = off;
-		fuse_reply_data(req, &bv, 0);
+		/* From the cache file: its pages are spliced to the kernel, no
+		 * copy through this process; else read and sent. */
+		if (fs_reply_fd(req, fd, off, (size_t)n) != 0)
+			reply_pread(req, fd, off, (size_t)n);
 	} else {
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
