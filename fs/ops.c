@@ -597,7 +597,15 @@ struct dsnap {
 	struct hlink link; /* first */
 	struct dent *v;
 	size_t n, cap;
+	int filtered; /* names were hidden: not for the kernel's cache */
 };
+
+static int (*hidden_fn)(struct fs_node *dir, const char *name, time_t now);
+
+void fs_ops_set_hidden(int (*hidden)(struct fs_node *dir, const char *name, time_t now))
+{
+	hidden_fn = hidden;
+}
 
 static int snap_has_n(const struct dsnap *s, const char *name, size_t limit)
 {
@@ -649,6 +657,17 @@ static uint64_t name_ino(const struct fs_node *dir, const char *name)
 	snprintf(buf, sizeof buf, "%lu", (unsigned long)dir->ino);
 	const char *parts[2] = {buf, name};
 	return fs_hash64(parts, 2) | (1ULL << 62);
+}
+
+/* A name of an image directory, unless the push side hides it. */
+static int img_add(struct dsnap *s, struct fs_node *dir, const char *name, mode_t type,
+		   uint64_t ino, time_t now)
+{
+	if (hidden_fn && hidden_fn(dir, name, now)) {
+		s->filtered = 1;
+		return 0;
+	}
+	return snap_add(s, name, type, ino ? ino : name_ino(dir, name));
 }
 
 struct pend_ctx {
@@ -711,6 +730,7 @@ static int build_snapshot(struct fs_node *dir, struct dsnap *s)
 	struct fs_ctx *c = fs_ctx_get();
 	struct fs_list *repos = NULL, *imgs = NULL;
 	struct fs_image *img = NULL;
+	time_t now = time(NULL);
 	int rc = 0;
 
 	struct pend_ctx pc = {s, 0};
@@ -767,19 +787,20 @@ static int build_snapshot(struct fs_node *dir, struct dsnap *s)
 	case FS_N_IMAGE:
 		if ((rc = image_of(dir, &img)) != 0)
 			goto out;
-		rc = snap_add(s, "oci-layout", S_IFREG, name_ino(dir, "oci-layout"));
+		rc = img_add(s, dir, "oci-layout", S_IFREG, 0, now);
 		if (rc == 0)
-			rc = snap_add(s, "index.json", S_IFREG, name_ino(dir, "index.json"));
+			rc = img_add(s, dir, "index.json", S_IFREG, 0, now);
 		if (rc == 0)
-			rc = snap_add(s, "blobs", S_IFDIR, name_ino(dir, "blobs"));
+			rc = img_add(s, dir, "blobs", S_IFDIR, 0, now);
 		break;
 	case FS_N_IMG_DIR:
 		if (dir->blob_idx == FS_IDX_BLOBS) {
-			rc = snap_add(s, "sha256", S_IFDIR, name_ino(dir, "sha256"));
+			rc = img_add(s, dir, "sha256", S_IFDIR, 0, now);
 			break;
 		}
 		for (size_t i = 0; rc == 0 && i < dir->img->nblobs; i++)
-			rc = snap_add(s, dir->img->blobs[i].hex, S_IFREG, dir->img->blobs[i].st_ino);
+			rc = img_add(s, dir, dir->img->blobs[i].hex, S_IFREG,
+				     dir->img->blobs[i].st_ino, now);
 		break;
 	default:
 		break;
@@ -810,7 +831,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (rc)
 		goto out;
 	fi->fh = (uint64_t)(uintptr_t)s;
-	fi->cache_readdir = n->kind == FS_N_IMG_DIR || n->kind == FS_N_CTL_DIR;
+	fi->cache_readdir = (n->kind == FS_N_IMG_DIR || n->kind == FS_N_CTL_DIR) && !s->filtered;
 	fi->keep_cache = fi->cache_readdir;
 	/* An interrupted opendir never gets a releasedir. */
 	h_track(&s->link, 1);

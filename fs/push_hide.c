@@ -9,6 +9,7 @@
 
 #include "fs/fs.h"
 #include "fs/image.h"
+#include "fs/ops.h"
 
 struct hidden {
 	char *img;    /* "registry/region/repo/dirname" of the image directory */
@@ -155,11 +156,6 @@ int push_hide_node(struct fs_node *n, time_t now)
 	return lookup(n->parent, n->name, now);
 }
 
-int push_hide_any(struct fs_node *dir, time_t now)
-{
-	return lookup(dir, NULL, now);
-}
-
 void push_hide_forget(const char *registry, const char *region, const char *repo,
 		      const char *name)
 {
@@ -186,98 +182,10 @@ void push_hide_forget(const char *registry, const char *region, const char *repo
 
 static void (*prev_lookup)(fuse_req_t, fuse_ino_t, const char *);
 static void (*prev_getattr)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
-static void (*prev_opendir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
-static void (*prev_readdir)(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info *);
-static void (*prev_releasedir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
-
-/* A listing of an image directory with hidden names left out, taken at
- * OPENDIR. Its handle carries bit 0 (the read side's are aligned pointers). */
-struct hsnap {
-	struct hsnap *prev, *next; /* open listings (snap_mu), freed at unmount */
-	char **names;
-	mode_t *types;
-	uint64_t *inos;
-	size_t n;
-};
-
-#define HS_TAG 1u
-/* Protects snaps: listings an interrupted OPENDIR never releases. */
-static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct hsnap snaps = { &snaps, &snaps, NULL, NULL, NULL, 0 };
 
 static int is_image_dir(const struct fs_node *n)
 {
 	return n->kind == FS_N_IMAGE || n->kind == FS_N_IMG_DIR;
-}
-
-static void hsnap_free(struct hsnap *s)
-{
-	pthread_mutex_lock(&snap_mu);
-	if (s->next) {
-		s->prev->next = s->next;
-		s->next->prev = s->prev;
-	}
-	pthread_mutex_unlock(&snap_mu);
-	for (size_t i = 0; i < s->n; i++)
-		free(s->names[i]);
-	free(s->names);
-	free(s->types);
-	free(s->inos);
-	free(s);
-}
-
-/* d_ino of a name that is not a blob, as the read side numbers it. */
-static uint64_t name_ino(const struct fs_node *dir, const char *name)
-{
-	char buf[32];
-	snprintf(buf, sizeof(buf), "%lu", (unsigned long)dir->ino);
-	const char *parts[2] = { buf, name };
-	return fs_hash64(parts, 2) | (1ULL << 62);
-}
-
-static int hsnap_add(struct hsnap *s, struct fs_node *dir, const char *name, mode_t type,
-		     uint64_t ino, time_t now)
-{
-	if (push_hide_is(dir, name, now))
-		return 0;
-	s->names[s->n] = strdup(name);
-	if (!s->names[s->n])
-		return -ENOMEM;
-	s->types[s->n] = type;
-	s->inos[s->n] = ino ? ino : name_ino(dir, name);
-	s->n++;
-	return 0;
-}
-
-/* The names an image directory has (as the read side lists them), minus
- * the hidden ones. */
-static int hsnap_build(struct fs_node *dir, struct hsnap *s)
-{
-	time_t now = time(NULL);
-	size_t cap = 3;
-	int rc = 0;
-
-	if (dir->kind == FS_N_IMG_DIR && dir->blob_idx == FS_IDX_SHA256)
-		cap = dir->img->nblobs;
-	s->names = calloc(cap + 1, sizeof(*s->names));
-	s->types = calloc(cap + 1, sizeof(*s->types));
-	s->inos = calloc(cap + 1, sizeof(*s->inos));
-	if (!s->names || !s->types || !s->inos)
-		return -ENOMEM;
-	if (dir->kind == FS_N_IMAGE) {
-		rc = hsnap_add(s, dir, "oci-layout", S_IFREG, 0, now);
-		if (rc == 0)
-			rc = hsnap_add(s, dir, "index.json", S_IFREG, 0, now);
-		if (rc == 0)
-			rc = hsnap_add(s, dir, "blobs", S_IFDIR, 0, now);
-	} else if (dir->blob_idx == FS_IDX_BLOBS) {
-		rc = hsnap_add(s, dir, "sha256", S_IFDIR, 0, now);
-	} else {
-		for (size_t i = 0; rc == 0 && i < dir->img->nblobs; i++)
-			rc = hsnap_add(s, dir, dir->img->blobs[i].hex, S_IFREG,
-				       dir->img->blobs[i].st_ino, now);
-	}
-	return rc;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -309,121 +217,17 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	prev_getattr(req, ino, fi);
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs_node *n = fs_node_get(ino);
-	struct hsnap *s = NULL;
-	int rc;
-
-	if (!n || !is_image_dir(n) || !push_hide_any(n, time(NULL)) ||
-	    (n->kind == FS_N_IMG_DIR && !n->img)) {
-		fs_node_put(n);
-		prev_opendir(req, ino, fi);
-		return;
-	}
-	rc = -ENOMEM;
-	s = calloc(1, sizeof(*s));
-	if (s)
-		rc = hsnap_build(n, s);
-	fs_node_put(n);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		if (s)
-			hsnap_free(s);
-		return;
-	}
-	pthread_mutex_lock(&snap_mu);
-	s->next = snaps.next;
-	s->prev = &snaps;
-	snaps.next->prev = s;
-	snaps.next = s;
-	pthread_mutex_unlock(&snap_mu);
-	fi->fh = (uint64_t)(uintptr_t)s | HS_TAG;
-	fi->cache_readdir = 0;
-	fi->keep_cache = 0;
-	if (fuse_reply_open(req, fi) != 0)
-		hsnap_free(s);
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct hsnap *s;
-	char *buf;
-	size_t pos = 0;
-
-	if (!(fi->fh & HS_TAG)) {
-		prev_readdir(req, ino, size, off, fi);
-		return;
-	}
-	s = (struct hsnap *)(uintptr_t)(fi->fh & ~(uint64_t)HS_TAG);
-	buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	/* Offsets as the read side's: 1 = ".", 2 = "..", 3+i = entry i. */
-	for (off_t i = off; i < (off_t)s->n + 2; i++) {
-		struct stat st;
-		const char *name;
-		size_t need;
-
-		memset(&st, 0, sizeof(st));
-		st.st_mode = S_IFDIR;
-		if (i == 0) {
-			name = ".";
-			st.st_ino = ino;
-		} else if (i == 1) {
-			name = "..";
-			st.st_ino = FUSE_ROOT_ID;
-		} else {
-			name = s->names[i - 2];
-			st.st_ino = s->inos[i - 2];
-			st.st_mode = s->types[i - 2];
-		}
-		need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, i + 1);
-		if (need > size - pos)
-			break;
-		pos += need;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	if (!(fi->fh & HS_TAG)) {
-		prev_releasedir(req, ino, fi);
-		return;
-	}
-	hsnap_free((struct hsnap *)(uintptr_t)(fi->fh & ~(uint64_t)HS_TAG));
-	fuse_reply_err(req, 0);
-}
-
 void push_hide_install(struct fuse_lowlevel_ops *ops)
 {
 	prev_lookup = ops->lookup;
 	prev_getattr = ops->getattr;
-	prev_opendir = ops->opendir;
-	prev_readdir = ops->readdir;
-	prev_releasedir = ops->releasedir;
 	ops->lookup = op_lookup;
 	ops->getattr = op_getattr;
-	ops->opendir = op_opendir;
-	ops->readdir = op_readdir;
-	ops->releasedir = op_releasedir;
+	fs_ops_set_hidden(push_hide_is); /* image-directory listings */
 }
 
 void push_hide_free(void)
 {
-	pthread_mutex_lock(&snap_mu);
-	while (snaps.next != &snaps) {
-		struct hsnap *s = snaps.next;
-		pthread_mutex_unlock(&snap_mu);
-		hsnap_free(s);
-		pthread_mutex_lock(&snap_mu);
-	}
-	pthread_mutex_unlock(&snap_mu);
 	pthread_mutex_lock(&hide_mu);
 	while (hidden) {
 		struct hidden *h = hidden;

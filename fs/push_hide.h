@@ -19,8 +19,9 @@
 
 #include "fs/node.h"
 
-/* Wraps LOOKUP, GETATTR, OPENDIR, READDIR and RELEASEDIR of ops (the read
- * side's) so hidden names stay out of sight; the read side answers the rest. */
+/* Wraps LOOKUP and GETATTR of ops (the read side's) and gives the read
+ * side's directory listings push_hide_is, so hidden names stay out of
+ * sight; the read side answers the rest. */
 void push_hide_install(struct fuse_lowlevel_ops *ops);
 
 /* Hides dir/name, where dir is an image directory (FS_N_IMAGE) or one of
@@ -30,13 +31,11 @@ int push_hide_add(struct fs_node *dir, const char *name, time_t until);
 int push_hide_is(struct fs_node *dir, const char *name, time_t now);
 /* 1 when n (an FS_N_IMG_FILE or FS_N_IMG_DIR) is hidden now. */
 int push_hide_node(struct fs_node *n, time_t now);
-/* 1 when anything is hidden below the image directory containing dir. */
-int push_hide_any(struct fs_node *dir, time_t now);
 /* The tag (or digest dir) `name` of repository repo was removed or
  * rewritten: its hidden names are forgotten. */
 void push_hide_forget(const char *registry, const char *region, const char *repo,
 		      const char *name);
-/* Frees the table and directory listings never released (unmount). */
+/* Frees the table (unmount). */
 void push_hide_free(void);
 
 #endif
