@@ -395,6 +395,26 @@ class Handler(BaseHTTPRequestHandler):
             return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
         self.serve_blob(app.registry.name(acct, region, repo), digest, fault)
 
+    def blob_headers(self, status, length, digest, fault, content_range):
+        """Sends the headers of a download; returns how many body bytes to
+        send (fewer under a truncate fault), None for HEAD (logged, done)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{digest.split(":")[1][:32]}"')
+        if content_range:
+            self.send_header("Content-Range", content_range)
+        self.entry["status"] = status
+        if self.command == "HEAD":
+            self.commit_log()
+            self.end_headers()
+            return None
+        self.end_headers()
+        if fault and fault["kind"] == "truncate":
+            return min(length, int(fault.get("keep_bytes", length // 2)))
+        return length
+
     def serve_blob(self, name, digest, fault):
         """Serves the bytes from the registry's storage file with sendfile:
         on one machine the proxy below costs more CPU than the client being
@@ -424,22 +444,10 @@ class Handler(BaseHTTPRequestHandler):
                                                                   f"bytes */{size}")])
                 status = 206
             length = end - start
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", f'"{digest.split(":")[1][:32]}"')
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-            self.entry["status"] = status
-            if self.command == "HEAD":
-                self.commit_log()
-                self.end_headers()
+            limit = self.blob_headers(status, length, digest, fault,
+                                      f"bytes {start}-{end - 1}/{size}" if status == 206 else None)
+            if limit is None:
                 return
-            self.end_headers()
-            limit = length
-            if fault and fault["kind"] == "truncate":
-                limit = min(length, int(fault.get("keep_bytes", length // 2)))
             # All but the last chunk, then the log line, then the rest.
             head = max(0, limit - CHUNK)
             sent = self.connection.sendfile(f, start, head) if head else 0
@@ -463,22 +471,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.s3_error(502, "BadGateway",
                                      f"backing registry answered {resp.status}")
             length = int(resp.getheader("Content-Length"))
-            self.send_response(resp.status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", f'"{digest.split(":")[1][:32]}"')
-            if resp.getheader("Content-Range"):
-                self.send_header("Content-Range", resp.getheader("Content-Range"))
-            self.entry["status"] = resp.status
-            if self.command == "HEAD":
-                self.commit_log()
-                self.end_headers()
+            limit = self.blob_headers(resp.status, length, digest, fault,
+                                      resp.getheader("Content-Range"))
+            if limit is None:
                 return
-            self.end_headers()
-            limit = length
-            if fault and fault["kind"] == "truncate":
-                limit = int(fault.get("keep_bytes", length // 2))
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             sent = 0
