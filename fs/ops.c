@@ -519,16 +519,20 @@ struct hlink {
 	int is_dir;
 	struct hlink *grave_next; /* released, freed after RELEASE_GRACE */
 	time_t released_at;
+	int busy; /* READs in progress (grave_mu) */
 };
 
 static pthread_mutex_t h_mu = PTHREAD_MUTEX_INITIALIZER; /* protects h_head */
-static struct hlink h_head = {&h_head, &h_head, 0, NULL, 0};
+static struct hlink h_head = {&h_head, &h_head, 0, NULL, 0, 0};
 
 /* A released handle (file or directory) is freed RELEASE_GRACE seconds
  * later, not in RELEASE: a READ of a control file was seen handled by one
  * worker thread while another ran the RELEASE of the same handle (ASan:
- * use after free in op_read, in a full test run). Handles released
- * recently stay valid; they stay tracked, so unmount frees them too. */
+ * use after free in op_read, in a full test run: a reader killed while its
+ * READ waits is released at once). Handles released recently stay valid,
+ * and one whose READ is still running (waiting for ECR, up to the
+ * deadline) waits another grace; they stay tracked, so unmount frees them
+ * too. */
 #define RELEASE_GRACE 5
 static pthread_mutex_t grave_mu = PTHREAD_MUTEX_INITIALIZER; /* protects the list */
 static struct hlink *grave_head, *grave_tail;
@@ -540,27 +544,52 @@ static void release_later(struct hlink *l)
 	struct hlink *expired = NULL, **tail = &expired;
 	time_t now = time(NULL);
 	pthread_mutex_lock(&grave_mu);
+	struct hlink *busy = NULL, **btail = &busy;
 	while (grave_head && now - grave_head->released_at > RELEASE_GRACE) {
-		*tail = grave_head;
-		tail = &grave_head->grave_next;
-		grave_head = grave_head->grave_next;
+		struct hlink *g = grave_head;
+		grave_head = g->grave_next;
+		if (g->busy) {
+			*btail = g;
+			btail = &g->grave_next;
+		} else {
+			*tail = g;
+			tail = &g->grave_next;
+		}
 	}
 	*tail = NULL;
+	*btail = l;
+	l->grave_next = NULL;
 	if (!grave_head)
 		grave_tail = NULL;
-	l->released_at = now;
-	l->grave_next = NULL;
-	if (grave_tail)
-		grave_tail->grave_next = l;
-	else
-		grave_head = l;
-	grave_tail = l;
+	for (struct hlink *g = busy; g; g = g->grave_next) {
+		g->released_at = now;
+		if (grave_tail)
+			grave_tail->grave_next = g;
+		else
+			grave_head = g;
+		grave_tail = g;
+	}
 	pthread_mutex_unlock(&grave_mu);
 	while (expired) {
 		struct hlink *next = expired->grave_next;
 		hlink_free(expired);
 		expired = next;
 	}
+}
+
+/* A READ uses its handle from here to hl_leave (see release_later). */
+static void hl_enter(struct hlink *l)
+{
+	pthread_mutex_lock(&grave_mu);
+	l->busy++;
+	pthread_mutex_unlock(&grave_mu);
+}
+
+static void hl_leave(struct hlink *l)
+{
+	pthread_mutex_lock(&grave_mu);
+	l->busy--;
+	pthread_mutex_unlock(&grave_mu);
 }
 
 static void h_track(struct hlink *l, int is_dir)
@@ -1003,9 +1032,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf = NULL;
 	int fd = -1;
 	volatile int cancel = 0;
+	hl_enter(&h->link);
 	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
 	ssize_t n = fs_blob_read(h->rs, &buf, size, (uint64_t)off, &cancel, &fd);
 	fuse_req_interrupt_func(req, NULL, NULL);
+	hl_leave(&h->link);
 	if (n < 0) {
 		fuse_reply_err(req, user_errno((int)n));
 	} else if (fd >= 0) {
