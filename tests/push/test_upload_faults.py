@@ -66,20 +66,33 @@ def _check_pushed(emulator, m, repo, info, tmp_path):
     assert got.stat().st_size > 30 * MIB
 
 
+def _fresh(emulator, mount, layout_dir, repo, name):
+    """A new repository, a new layout and a mount: (mount, layout, info)."""
+    emulator.aws("create-repository", "--repository-name", repo)
+    lay, info = _layout(layout_dir, name)
+    return mount(), lay, info
+
+
+def _cp_with_faults(emulator, m, lay, info, repo, *faults):
+    """cp of the layout to repo:v1 while the faults are set (each a dict of
+    emulator.fault arguments, repo filled in); the failed cp or None."""
+    for f in faults:
+        emulator.fault(repo=repo, **f)
+    try:
+        return _cp_in_order(lay, info, m.repo(repo, "v1"))
+    finally:
+        emulator.clear_faults()
+
+
 def test_part_kept_in_part_rest_joined(emulator, mount, layout_dir, tmp_path):
     """ECR keeps only 6 MiB of the second 10 MiB part: the 4 MiB rest goes out
     joined to the next bytes (a 4 MiB part in the middle would fail
     CompleteLayerUpload with LayerPartTooSmallException)."""
     repo = "push/midpart"
-    emulator.aws("create-repository", "--repository-name", repo)
-    lay, info = _layout(layout_dir, "mp")
-    m = mount()
-    emulator.fault(kind="partial_part", op="UploadLayerPart", repo=repo, nth=2,
-                   keep_bytes=6 * MIB)
-    try:
-        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
-    finally:
-        emulator.clear_faults()
+    m, lay, info = _fresh(emulator, mount, layout_dir, repo, "mp")
+    bad = _cp_with_faults(emulator, m, lay, info, repo,
+                          dict(kind="partial_part", op="UploadLayerPart", nth=2,
+                               keep_bytes=6 * MIB))
     assert bad is None, bad.stderr + m.logtext()[-3000:]
     parts = _codes(emulator, "UploadLayerPart", repo)
     assert parts.count("InvalidLayerPartException") == 1
@@ -94,15 +107,10 @@ def test_upload_lost_after_first_part_then_rerun(emulator, mount, layout_dir, tm
     parts sent are gone (bounded memory), so that cp fails with EIO, the log
     names the blob and repository and says to re-run; the re-run succeeds."""
     repo = "push/lost"
-    emulator.aws("create-repository", "--repository-name", repo)
-    lay, info = _layout(layout_dir, "lost")
+    m, lay, info = _fresh(emulator, mount, layout_dir, repo, "lost")
     layer_hex = info["layers"][0].split(":")[1]
-    m = mount()
-    emulator.fault(kind="upload_lost", op="UploadLayerPart", repo=repo, nth=2)
-    try:
-        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
-    finally:
-        emulator.clear_faults()
+    bad = _cp_with_faults(emulator, m, lay, info, repo,
+                          dict(kind="upload_lost", op="UploadLayerPart", nth=2))
     assert bad is not None, "the cp of the layer succeeded without the lost upload's parts"
     assert "Input/output error" in bad.stderr
     assert layer_hex in bad.args[1]
@@ -123,14 +131,9 @@ def test_upload_lost_on_first_part_restarts(emulator, mount, layout_dir, tmp_pat
     """UploadNotFound on a layer's first part: the part is still in memory,
     the upload starts again (InitiateLayerUpload) and cp never sees it."""
     repo = "push/lostfirst"
-    emulator.aws("create-repository", "--repository-name", repo)
-    lay, info = _layout(layout_dir, "lf")
-    m = mount()
-    emulator.fault(kind="upload_lost", op="UploadLayerPart", repo=repo, nth=1)
-    try:
-        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
-    finally:
-        emulator.clear_faults()
+    m, lay, info = _fresh(emulator, mount, layout_dir, repo, "lf")
+    bad = _cp_with_faults(emulator, m, lay, info, repo,
+                          dict(kind="upload_lost", op="UploadLayerPart", nth=1))
     assert bad is None, bad.stderr + m.logtext()[-3000:]
     assert _codes(emulator, "UploadLayerPart", repo).count("UploadNotFoundException") == 1
     # the layer's upload twice, each config's once
@@ -143,22 +146,18 @@ def test_throttling_and_5xx_retried(emulator, mount, layout_dir, tmp_path):
     CompleteLayerUpload are retried (net/http: jittered exponential backoff)
     and the push succeeds with exact bytes."""
     repo = "push/throttle"
-    emulator.aws("create-repository", "--repository-name", repo)
-    lay, info = _layout(layout_dir, "th")
-    m = mount()
+    m, lay, info = _fresh(emulator, mount, layout_dir, repo, "th")
     before = json.loads(open(m.path(".ecrfs", "stats")).read())["http"]["retries"]
-    # part requests: 1 ok, 2 throttled, 3 (its retry) ok, 4 500, 5 503, 6 ok...
-    emulator.fault(kind="throttle", op="UploadLayerPart", repo=repo, nth=2)
-    emulator.fault(kind="http500", op="UploadLayerPart", repo=repo, nth=4)
-    emulator.fault(kind="http503", op="UploadLayerPart", repo=repo, nth=5)
-    # the layer's CompleteLayerUpload: 503, throttled, 500, then it goes through
-    emulator.fault(kind="http503", op="CompleteLayerUpload", repo=repo, nth=1)
-    emulator.fault(kind="throttle", op="CompleteLayerUpload", repo=repo, nth=2)
-    emulator.fault(kind="http500", op="CompleteLayerUpload", repo=repo, nth=3)
-    try:
-        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
-    finally:
-        emulator.clear_faults()
+    bad = _cp_with_faults(
+        emulator, m, lay, info, repo,
+        # part requests: 1 ok, 2 throttled, 3 (its retry) ok, 4 500, 5 503, 6 ok...
+        dict(kind="throttle", op="UploadLayerPart", nth=2),
+        dict(kind="http500", op="UploadLayerPart", nth=4),
+        dict(kind="http503", op="UploadLayerPart", nth=5),
+        # the layer's CompleteLayerUpload: 503, throttled, 500, then it goes through
+        dict(kind="http503", op="CompleteLayerUpload", nth=1),
+        dict(kind="throttle", op="CompleteLayerUpload", nth=2),
+        dict(kind="http500", op="CompleteLayerUpload", nth=3))
     assert bad is None, bad.stderr + m.logtext()[-3000:]
     parts = _codes(emulator, "UploadLayerPart", repo)
     assert parts.count("ThrottlingException") == 1
@@ -206,14 +205,9 @@ def test_complete_reply_lost(emulator, mount, layout_dir, tmp_path):
     the upload consumed (UploadNotFoundException); the layer is there
     (BatchCheckLayerAvailability), so the file succeeds."""
     repo = "push/completelost"
-    emulator.aws("create-repository", "--repository-name", repo)
-    lay, info = _layout(layout_dir, "cl")
-    m = mount()
-    emulator.fault(kind="drop_reply", op="CompleteLayerUpload", repo=repo, nth=1)
-    try:
-        bad = _cp_in_order(lay, info, m.repo(repo, "v1"))
-    finally:
-        emulator.clear_faults()
+    m, lay, info = _fresh(emulator, mount, layout_dir, repo, "cl")
+    bad = _cp_with_faults(emulator, m, lay, info, repo,
+                          dict(kind="drop_reply", op="CompleteLayerUpload", nth=1))
     assert bad is None, bad.stderr + m.logtext()[-3000:]
     done = _codes(emulator, "CompleteLayerUpload", repo)
     assert "UploadNotFoundException" in done, done
