@@ -456,6 +456,20 @@ static void reply_entry(fuse_req_t req, struct fs_node *n)
 		fs_node_forget(n->ino, 1);
 }
 
+static int (*hidden_fn)(struct fs_node *dir, const char *name, time_t now);
+
+void fs_ops_set_hidden(int (*hidden)(struct fs_node *dir, const char *name, time_t now))
+{
+	hidden_fn = hidden;
+}
+
+/* dir/name is hidden by the push side (dir an image directory). */
+static int is_hidden(struct fs_node *dir, const char *name, time_t now)
+{
+	return hidden_fn && (dir->kind == FS_N_IMAGE || dir->kind == FS_N_IMG_DIR) &&
+	       hidden_fn(dir, name, now);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_node *dir = fs_node_get(parent), *n = NULL;
@@ -463,15 +477,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	volatile int cancel;
-	interruptible_begin(req, &cancel);
-	int rc = resolve(dir, name, &n);
-	interruptible_end(req);
+	int hidden = is_hidden(dir, name, time(NULL)), rc = -ENOENT;
+	if (!hidden) {
+		volatile int cancel;
+		interruptible_begin(req, &cancel);
+		rc = resolve(dir, name, &n);
+		interruptible_end(req);
+	}
 	if (rc == -ENOENT) {
-		/* Negative entry, cached for neg_ttl. */
+		/* Negative entry, cached for neg_ttl; a hidden name is not
+		 * cached: it comes back when the hiding ends. */
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof e);
-		e.entry_timeout = dir->kind == FS_N_PENDING_DIR ? 0 : fs_ctx_get()->o.neg_ttl;
+		e.entry_timeout = hidden || dir->kind == FS_N_PENDING_DIR ? 0 : fs_ctx_get()->o.neg_ttl;
 		fuse_reply_entry(req, &e);
 	} else if (rc) {
 		fuse_reply_err(req, user_errno(rc));
@@ -503,7 +521,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	int rc = fs_getattr_node(n, &st);
+	int rc = !fi && n->parent && (n->kind == FS_N_IMG_FILE || n->kind == FS_N_IMG_DIR) &&
+			 is_hidden(n->parent, n->name, time(NULL))
+		     ? -ENOENT
+		     : fs_getattr_node(n, &st);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -629,13 +650,6 @@ struct dsnap {
 	int filtered; /* names were hidden: not for the kernel's cache */
 };
 
-static int (*hidden_fn)(struct fs_node *dir, const char *name, time_t now);
-
-void fs_ops_set_hidden(int (*hidden)(struct fs_node *dir, const char *name, time_t now))
-{
-	hidden_fn = hidden;
-}
-
 static int snap_has_n(const struct dsnap *s, const char *name, size_t limit)
 {
 	for (size_t i = 0; i < s->n && i < limit; i++)
@@ -692,7 +706,7 @@ static uint64_t name_ino(const struct fs_node *dir, const char *name)
 static int img_add(struct dsnap *s, struct fs_node *dir, const char *name, mode_t type,
 		   uint64_t ino, time_t now)
 {
-	if (hidden_fn && hidden_fn(dir, name, now)) {
+	if (is_hidden(dir, name, now)) {
 		s->filtered = 1;
 		return 0;
 	}

@@ -15,8 +15,9 @@ struct fs_node;
 void fs_ops_build(struct fuse_lowlevel_ops *ops);
 
 /* The push side hides names unlinked inside committed tags (push_hide.c):
- * listings of image directories leave out the names hidden() reports, and
- * such a listing is not cached by the kernel. */
+ * in image directories, a name hidden() reports gets a negative LOOKUP
+ * (not cached), GETATTR answers ENOENT, listings leave it out and are not
+ * cached by the kernel. */
 void fs_ops_set_hidden(int (*hidden)(struct fs_node *dir, const char *name, time_t now));
 
 /* Frees the handles the kernel never released (at unmount). */

@@ -1514,7 +1514,7 @@ void fs_ops_write_install(struct fuse_lowlevel_ops *ops)
 	ops->rmdir = op_rmdir;
 	ops->copy_file_range = op_copy_file_range;
 	ops->getattr = op_getattr;
-	push_hide_install(ops);
+	push_hide_install();
 }
 
 void fs_push_shutdown(void)

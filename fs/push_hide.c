@@ -107,17 +107,17 @@ int push_hide_add(struct fs_node *dir, const char *name, time_t until)
 	return 0;
 }
 
-/* Whether an entry matches (rel NULL: any name of that image); hide_mu held. */
+/* Whether an entry matches; hide_mu held. */
 static int match_locked(const char *key, const char *digest, const char *rel, time_t now)
 {
 	for (struct hidden *h = hidden; h; h = h->next)
 		if (h->until > now && !strcmp(h->img, key) && !strcmp(h->digest, digest) &&
-		    (!rel || !strcmp(h->rel, rel)))
+		    !strcmp(h->rel, rel))
 			return 1;
 	return 0;
 }
 
-static int lookup(struct fs_node *dir, const char *name, time_t now)
+int push_hide_is(struct fs_node *dir, const char *name, time_t now)
 {
 	struct fs_node *img = image_dir(dir);
 	char *key, *rel = NULL;
@@ -131,10 +131,9 @@ static int lookup(struct fs_node *dir, const char *name, time_t now)
 	if (!r)
 		return 0; /* the usual case: nothing hidden, nothing allocated */
 	key = image_key(img);
-	if (name)
-		rel = rel_of(dir, name);
+	rel = rel_of(dir, name);
 	r = 0;
-	if (key && (!name || rel)) {
+	if (key && rel) {
 		pthread_mutex_lock(&hide_mu);
 		r = match_locked(key, img->digest, rel, now);
 		pthread_mutex_unlock(&hide_mu);
@@ -142,18 +141,6 @@ static int lookup(struct fs_node *dir, const char *name, time_t now)
 	free(key);
 	free(rel);
 	return r;
-}
-
-int push_hide_is(struct fs_node *dir, const char *name, time_t now)
-{
-	return lookup(dir, name, now);
-}
-
-int push_hide_node(struct fs_node *n, time_t now)
-{
-	if ((n->kind != FS_N_IMG_FILE && n->kind != FS_N_IMG_DIR) || !n->parent)
-		return 0;
-	return lookup(n->parent, n->name, now);
 }
 
 void push_hide_forget(const char *registry, const char *region, const char *repo,
@@ -178,52 +165,9 @@ void push_hide_forget(const char *registry, const char *region, const char *repo
 	free(key);
 }
 
-/* ---- the FUSE side: what LOOKUP, GETATTR and READDIR show ---- */
-
-static void (*prev_lookup)(fuse_req_t, fuse_ino_t, const char *);
-static void (*prev_getattr)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
-
-static int is_image_dir(const struct fs_node *n)
+void push_hide_install(void)
 {
-	return n->kind == FS_N_IMAGE || n->kind == FS_N_IMG_DIR;
-}
-
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct fs_node *dir = fs_node_get(parent);
-	int hide = dir && is_image_dir(dir) && push_hide_is(dir, name, time(NULL));
-
-	fs_node_put(dir);
-	if (hide) {
-		/* Not cached (timeout 0): the name comes back when the entry expires. */
-		struct fuse_entry_param e;
-		memset(&e, 0, sizeof(e));
-		fuse_reply_entry(req, &e);
-		return;
-	}
-	prev_lookup(req, parent, name);
-}
-
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs_node *n = fi ? NULL : fs_node_get(ino);
-	int hide = n && push_hide_node(n, time(NULL));
-
-	fs_node_put(n);
-	if (hide) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	prev_getattr(req, ino, fi);
-}
-
-void push_hide_install(struct fuse_lowlevel_ops *ops)
-{
-	prev_lookup = ops->lookup;
-	prev_getattr = ops->getattr;
-	ops->lookup = op_lookup;
-	ops->getattr = op_getattr;
-	fs_ops_set_hidden(push_hide_is); /* image-directory listings */
+	fs_ops_set_hidden(push_hide_is); /* LOOKUP, GETATTR and listings of fs/ops.c */
 }
 
 void push_hide_free(void)

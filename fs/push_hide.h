@@ -19,18 +19,15 @@
 
 #include "fs/node.h"
 
-/* Wraps LOOKUP and GETATTR of ops (the read side's) and gives the read
- * side's directory listings push_hide_is, so hidden names stay out of
- * sight; the read side answers the rest. */
-void push_hide_install(struct fuse_lowlevel_ops *ops);
+/* Gives fs/ops.c push_hide_is (fs_ops_set_hidden): LOOKUP, GETATTR and
+ * directory listings keep hidden names out of sight. */
+void push_hide_install(void);
 
 /* Hides dir/name, where dir is an image directory (FS_N_IMAGE) or one of
  * its FS_N_IMG_DIR below it. Returns 0 or -errno. */
 int push_hide_add(struct fs_node *dir, const char *name, time_t until);
 /* 1 when dir/name is hidden now. */
 int push_hide_is(struct fs_node *dir, const char *name, time_t now);
-/* 1 when n (an FS_N_IMG_FILE or FS_N_IMG_DIR) is hidden now. */
-int push_hide_node(struct fs_node *n, time_t now);
 /* The tag (or digest dir) `name` of repository repo was removed or
  * rewritten: its hidden names are forgotten. */
 void push_hide_forget(const char *registry, const char *region, const char *repo,
