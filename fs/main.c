@@ -12,12 +12,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "fs/blob.h"
-#include "fs/catalog.h"
-#include "fs/fs.h"
-#include "fs/names.h"
-#include "fs/notify.h"
-#include "fs/ops.h"
+#include "fs/blob/blob.h"
+#include "fs/tree/catalog.h"
+#include "fs/mount.h"
+#include "fs/tree/names.h"
+#include "fs/fuse/notify.h"
+#include "fs/fuse/ops.h"
 #include "net/log.h"
 
 

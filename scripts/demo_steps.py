@@ -370,7 +370,7 @@ class Demo:
             os.makedirs(f"{self.mnt}/{ACCOUNT}/{REGION}/team/api", exist_ok=True)
         except OSError as e:
             if e.errno == errno.EROFS:
-                not_yet("push (this build of ecrfs answers EROFS to mkdir: fs/ops_write.c not in it)")
+                not_yet("push (this build of ecrfs answers EROFS to mkdir: fs/fuse/ops_write.c not in it)")
                 return
             raise StepFailed(f"mkdir: {e}")
         self.sh("cp -rT $SRC $M/team/api/v2")

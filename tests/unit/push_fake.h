@@ -13,8 +13,8 @@
 
 #include <openssl/evp.h>
 
-#include "fs/push_json.h"
-#include "fs/push_remote.h"
+#include "fs/push/push_json.h"
+#include "fs/push/push_remote.h"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

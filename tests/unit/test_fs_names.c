@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "fs/names.h"
+#include "fs/tree/names.h"
 
 /* fn accepts every name of ok and refuses every name of bad (both end with
  * NULL); a failure names the function and the name. */

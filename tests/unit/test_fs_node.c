@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/node.h"
+#include "fs/tree/node.h"
 
 static void count_pending(struct fs_node *n, void *arg)
 {

@@ -2,7 +2,7 @@
  * index.json, completeness, the commit and its errno, version rules. */
 #include "push_fake.h"
 
-#include "fs/pending.h"
+#include "fs/push/pending.h"
 
 #define MiB (1024 * 1024)
 

@@ -3,7 +3,7 @@
 
 #include <unistd.h>
 
-#include "fs/upload.h"
+#include "fs/push/upload.h"
 #include "net/log.h"
 
 #define MiB (1024 * 1024)

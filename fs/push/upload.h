@@ -1,0 +1,91 @@
+/* Streaming upload of one blob written sequentially through FUSE.
+ *
+ * Writes must be sequential; a forward gap (or a truncate up) is
+ * zero-filled, a write below what was already accepted is -EIO (the running
+ * SHA-256 cannot go back). A blob whose first byte is not '{' starts
+ * uploading at once: InitiateLayerUpload, then UploadLayerPart in ECR's
+ * partSize clamped to 5-10 MiB, one part in flight (a worker thread per
+ * upload) while the next fills, so memory is at most two part buffers per
+ * file. When ECR keeps only the start of a part (InvalidLayerPartException
+ * with lastValidByteReceived inside it), the rest is joined to the bytes
+ * that follow, so every part but the last stays >= 5 MiB. UploadNotFound:
+ * see upload_opts.reread; at CompleteLayerUpload it is a success when the
+ * layer is there (a retried call whose reply was lost). JSON is held (in
+ * memory up to hold_cap, then in an unlinked temp file under spill_dir) until upload_finish() classifies it: manifests and
+ * indexes are returned as bytes (for PutImage), anything else goes through
+ * the layer upload. An error of the worker is returned by the next
+ * write/truncate/sync/finish. upload_finish() checks the digest before
+ * CompleteLayerUpload and is idempotent.
+ *
+ * Thread-safety: calls on one upload may come from any thread; they are
+ * serialised inside, except upload_abort(), which never blocks on them. */
+#ifndef ECRFS_UPLOAD_H
+#define ECRFS_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs/push/push_json.h"
+#include "fs/push/push_remote.h"
+
+#define UPLOAD_PART_MIN (5u * 1024 * 1024)
+#define UPLOAD_PART_MAX (10u * 1024 * 1024)
+
+typedef struct upload upload;
+
+struct upload_opts {
+	struct push_remote *remote; /* borrowed; outlives the upload */
+	const char *spill_dir;      /* NULL: $TMPDIR or /tmp */
+	size_t hold_cap;            /* JSON kept in memory, 0: 4 MiB */
+	const char *digest;         /* the file's digest name when known at create
+	                               (skips blobs the repository has), else NULL */
+	int hold_only;              /* oci-layout, index.json: keep the bytes (at most
+	                               hold_cap, else -EFBIG), never upload */
+	const char *name;           /* for log lines */
+	/* Optional: reads bytes [off, off+len) of the blob again (a copy by
+	 * reference fetches them from its source). With it, an upload ECR lost
+	 * after its first part (UploadNotFound) starts again with
+	 * InitiateLayerUpload, transparently; without it the parts already sent
+	 * are gone (bounded memory) and the file fails with EIO, the log line
+	 * saying to re-run the same cp. Called from the upload's worker thread
+	 * (or from upload_finish, the worker idle); returns 0 or -errno. Held
+	 * JSON (configs) is re-read from memory or its spill file without it;
+	 * a lost upload whose first part is still in memory just restarts. */
+	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
+	void *reread_arg;
+};
+
+struct upload_result {
+	char digest[72];     /* "sha256:<hex>" of what was written */
+	uint64_t size;
+	enum push_kind kind; /* PUSH_BLOB for layers, configs, hold_only files */
+	char *media_type;    /* manifests and indexes */
+	char *bytes;         /* manifests, indexes, hold_only: exact bytes, NUL-terminated */
+	size_t len;
+	int uploaded;        /* 1: CompleteLayerUpload ran; 0: not a layer or already there */
+};
+
+int upload_new(const struct upload_opts *o, upload **out);
+void upload_free(upload *u); /* aborts unfinished work and joins the worker */
+
+int upload_write(upload *u, const void *buf, size_t len, uint64_t off);
+/* size >= current size zero-fills; smaller is -EIO (unless equal). */
+int upload_truncate(upload *u, uint64_t size);
+uint64_t upload_size(upload *u);
+/* Waits until the part in flight is acknowledged; returns a pending error. */
+int upload_sync(upload *u);
+
+/* Finishes under the final name: digest ("sha256:<hex>") must equal the
+ * SHA-256 of the bytes (-EIO otherwise, nothing completed); NULL for
+ * index.json and oci-layout (hold_only, or written under a temporary name):
+ * their bytes are kept, never uploaded (-EINVAL unless held JSON). *res
+ * (may be NULL) points into the upload and lives until upload_free. Idempotent: later calls return the first result. */
+int upload_finish(upload *u, const char *digest, const struct upload_result **res);
+
+/* Stops the upload without completing it (the version was aborted). */
+void upload_abort(upload *u);
+
+/* Progress for summaries: bytes written and bytes acknowledged by ECR. */
+void upload_progress(upload *u, uint64_t *written, uint64_t *acked);
+
+#endif

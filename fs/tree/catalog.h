@@ -1,0 +1,48 @@
+/* What ECR holds, as the tree needs it, with TTLs: the repositories of a
+ * (registry, region), the images of a repository (tags, digests, pushed_at),
+ * manifests by digest and loaded images (fs_image). Listings are cached for
+ * tag_ttl (errors for neg_ttl), single-flight per key, and persisted in the
+ * cache's metadata records so that an offline mount serves the last known
+ * state (marked stale). */
+#ifndef ECRFS_FS_CATALOG_H
+#define ECRFS_FS_CATALOG_H
+
+#include "fs/mount.h"
+#include "fs/tree/image.h"
+#include "net/ecr.h"
+
+/* A refcounted, immutable snapshot of a listing. */
+struct fs_list {
+	int refs;
+	int stale; /* served from an older copy because ECR could not be reached */
+	struct ecr_repo_list repos;   /* for repository listings */
+	struct ecr_image_list images; /* for image listings */
+};
+void fs_list_put(struct fs_list *l);
+
+int fs_cat_repos(struct fs_ctx *c, const char *registry, const char *region,
+		 struct fs_list **out);
+int fs_cat_images(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
+		  struct fs_list **out);
+
+/* Helpers over listings. */
+const struct ecr_repo *fs_list_find_repo(const struct fs_list *l, const char *name);
+const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *tag);
+const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest);
+
+/* A manifest by digest (memory, then cache, then BatchGetImage). */
+int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
+		    const char *digest, char **bytes, size_t *len, char **media_type);
+
+/* The loaded image for (registry, region, repo, digest) with ref.name refname,
+ * blob nlinks counted over the repository. */
+int fs_cat_image(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
+		 const char *digest, const char *refname, int immutable, time_t pushed_at,
+		 struct fs_image **out);
+
+/* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
+int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);
+
+void fs_cat_shutdown(void);
+
+#endif

@@ -1,0 +1,16 @@
+/* MNT/.ecrfs/ control files: stats, identity, version, pending. */
+#ifndef ECRFS_FS_CTL_H
+#define ECRFS_FS_CTL_H
+
+#include <stddef.h>
+
+#include "fs/mount.h"
+
+/* FS_CTL_* for a file name, 0 when none. */
+enum fs_ctl fs_ctl_by_name(const char *name);
+/* File name of FS_CTL_* i, NULL past the last. */
+const char *fs_ctl_name(int i);
+/* Content of a control file, malloc'd. */
+int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,448 @@
+/* The inode table (see node.h for the locking and lifetime rules). */
+#include "fs/tree/node.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/tree/image.h"
+
+#define NBUCKETS 8192
+
+/* Protects everything below and every node's mutable fields. */
+static pthread_mutex_t node_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_node *ino_hash[NBUCKETS];
+static struct fs_node *child_hash[NBUCKETS];
+static fuse_ino_t next_ino = FUSE_ROOT_ID + 1;
+static struct fs_node *root;
+
+void fs_node_lock(void)
+{
+	pthread_mutex_lock(&node_mu);
+}
+
+void fs_node_unlock(void)
+{
+	pthread_mutex_unlock(&node_mu);
+}
+
+uint64_t fs_hash64(const char *const *parts, size_t nparts)
+{
+	/* FNV-1a over the parts, separated by a 0 byte. */
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < nparts; i++) {
+		const char *p = parts[i] ? parts[i] : "";
+		for (; *p; p++) {
+			h ^= (unsigned char)*p;
+			h *= 1099511628211ULL;
+		}
+		h ^= 0;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static size_t child_bucket(fuse_ino_t parent, const char *name)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lu", (unsigned long)parent);
+	const char *parts[2] = {buf, name};
+	return fs_hash64(parts, 2) % NBUCKETS;
+}
+
+static void ino_insert(struct fs_node *n)
+{
+	size_t b = n->ino % NBUCKETS;
+	n->hnext = ino_hash[b];
+	ino_hash[b] = n;
+}
+
+static void ino_remove(struct fs_node *n)
+{
+	struct fs_node **pp = &ino_hash[n->ino % NBUCKETS];
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == n) {
+			*pp = n->hnext;
+			return;
+		}
+	}
+}
+
+static void child_unlist(struct fs_node *n)
+{
+	if (!n->listed || !n->parent)
+		return;
+	struct fs_node **pp = &child_hash[child_bucket(n->parent->ino, n->name)];
+	for (; *pp; pp = &(*pp)->cnext) {
+		if (*pp == n) {
+			*pp = n->cnext;
+			break;
+		}
+	}
+	n->listed = 0;
+}
+
+static void child_list(struct fs_node *n)
+{
+	size_t b = child_bucket(n->parent->ino, n->name);
+	n->cnext = child_hash[b];
+	child_hash[b] = n;
+	n->listed = 1;
+}
+
+static struct fs_node *child_find(struct fs_node *dir, const char *name)
+{
+	struct fs_node *n = child_hash[child_bucket(dir->ino, name)];
+	for (; n; n = n->cnext)
+		if (n->parent == dir && strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+static void (*push_free)(void *push); /* set once at mount */
+
+void fs_node_on_push_free(void (*fn)(void *push))
+{
+	push_free = fn;
+}
+
+static void node_free(struct fs_node *n)
+{
+	if (n->push && push_free)
+		push_free(n->push);
+	free(n->name);
+	free(n->registry);
+	free(n->region);
+	free(n->repo);
+	free(n->tag);
+	free(n->digest);
+	if (n->img)
+		fs_image_put(n->img);
+	free(n);
+}
+
+/* Frees n and the parents it was the last holder of. Lock held. */
+static void maybe_free_locked(struct fs_node *n)
+{
+	while (n && n->nlookup == 0 && n->refs == 0 && !n->pending && n != root) {
+		struct fs_node *parent = n->parent;
+		child_unlist(n);
+		ino_remove(n);
+		node_free(n);
+		n = parent;
+		if (n)
+			n->refs--;
+	}
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int fs_node_init(void)
+{
+	int rc = 0;
+	pthread_mutex_lock(&node_mu);
+	if (root)
+		goto out;
+	root = calloc(1, sizeof *root);
+	if (!root || !(root->name = strdup(""))) {
+		free(root);
+		root = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	root->ino = FUSE_ROOT_ID;
+	root->kind = FS_N_ROOT;
+	root->created = time(NULL);
+	root->nlookup = 1;
+	ino_insert(root);
+out:
+	pthread_mutex_unlock(&node_mu);
+	return rc;
+}
+
+void fs_node_shutdown(void)
+{
+	pthread_mutex_lock(&node_mu);
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		struct fs_node *n = ino_hash[b];
+		while (n) {
+			struct fs_node *next = n->hnext;
+			node_free(n);
+			n = next;
+		}
+		ino_hash[b] = NULL;
+		child_hash[b] = NULL;
+	}
+	root = NULL;
+	next_ino = FUSE_ROOT_ID + 1;
+	pthread_mutex_unlock(&node_mu);
+}
+
+struct fs_node *fs_node_get(fuse_ino_t ino)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *n = ino_hash[ino % NBUCKETS];
+	for (; n; n = n->hnext)
+		if (n->ino == ino)
+			break;
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&node_mu);
+	return n;
+}
+
+void fs_node_ref(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	n->refs++;
+	pthread_mutex_unlock(&node_mu);
+}
+
+void fs_node_put(struct fs_node *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&node_mu);
+	n->refs--;
+	maybe_free_locked(n);
+	pthread_mutex_unlock(&node_mu);
+}
+
+void fs_node_lookup_inc(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	n->nlookup++;
+	pthread_mutex_unlock(&node_mu);
+}
+
+void fs_node_forget(fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *n = ino_hash[ino % NBUCKETS];
+	for (; n; n = n->hnext)
+		if (n->ino == ino)
+			break;
+	if (n && n != root) {
+		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		maybe_free_locked(n);
+	}
+	pthread_mutex_unlock(&node_mu);
+}
+
+struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *n = child_find(dir, name);
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&node_mu);
+	return n;
+}
+
+static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_kind kind,
+				const struct fs_node_tmpl *t)
+{
+	struct fs_node *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->kind = kind;
+	n->parent = dir;
+	n->name = strdup(name);
+	n->registry = xstrdup(t && t->registry ? t->registry : dir->registry);
+	n->region = xstrdup(t && t->region ? t->region : dir->region);
+	n->repo = xstrdup(t && t->repo ? t->repo : dir->repo);
+	n->tag = xstrdup(t && t->tag ? t->tag : dir->tag);
+	n->img = t && t->img ? t->img : dir->img;
+	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
+	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
+	n->immutable = t && t->immutable ? t->immutable : dir->immutable;
+	n->blob_idx = t ? t->blob_idx : 0;
+	n->ctl = t ? t->ctl : 0;
+	n->created = time(NULL);
+	if (!n->name || (t && t->digest && !n->digest) || (dir->registry && !n->registry) || (dir->region && !n->region) ||
+	    (dir->repo && !n->repo) || (dir->tag && !n->tag)) {
+		n->img = NULL;
+		node_free(n);
+		return NULL;
+	}
+	if (n->img)
+		fs_image_ref(n->img);
+	return n;
+}
+
+/* Publishes n as a child of dir. Lock held. */
+static void publish_locked(struct fs_node *dir, struct fs_node *n)
+{
+	n->ino = next_ino++;
+	n->refs = 1;
+	dir->refs++; /* held by the child */
+	ino_insert(n);
+	child_list(n);
+}
+
+struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
+			     const struct fs_node_tmpl *tmpl)
+{
+	struct fs_node *n = node_new(dir, name, tmpl->kind, tmpl);
+	if (!n)
+		return NULL;
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *old = child_find(dir, name);
+	if (old && old->pending) {
+		/* A pending entry shadows the remote one: keep it. */
+		old->refs++;
+		pthread_mutex_unlock(&node_mu);
+		node_free(n);
+		return old;
+	}
+	if (old)
+		child_unlist(old);
+	publish_locked(dir, n);
+	if (old)
+		maybe_free_locked(old);
+	pthread_mutex_unlock(&node_mu);
+	return n;
+}
+
+struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img)
+{
+	pthread_mutex_lock(&node_mu);
+	if (!n->img) {
+		fs_image_ref(img);
+		n->img = img;
+	}
+	img = n->img;
+	fs_image_ref(img);
+	pthread_mutex_unlock(&node_mu);
+	return img;
+}
+
+struct fs_image *fs_node_img(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_image *img = n->img;
+	if (img)
+		fs_image_ref(img);
+	pthread_mutex_unlock(&node_mu);
+	return img;
+}
+
+void fs_node_drop_child(struct fs_node *dir, const char *name)
+{
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *old = child_find(dir, name);
+	if (old && !old->pending) {
+		child_unlist(old);
+		maybe_free_locked(old);
+	}
+	pthread_mutex_unlock(&node_mu);
+}
+
+struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
+				    void *push)
+{
+	struct fs_node *n = node_new(dir, name, kind, NULL);
+	if (!n) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	n->push = push;
+	pthread_mutex_lock(&node_mu);
+	struct fs_node *old = child_find(dir, name);
+	if (old && old->pending) {
+		pthread_mutex_unlock(&node_mu);
+		node_free(n);
+		errno = EEXIST;
+		return NULL;
+	}
+	if (old)
+		child_unlist(old);
+	publish_locked(dir, n);
+	n->pending = 1;
+	n->pend_next = dir->pend_head;
+	dir->pend_head = n;
+	if (old)
+		maybe_free_locked(old);
+	pthread_mutex_unlock(&node_mu);
+	return n;
+}
+
+/* Unlists a pending n from its parent (it may be freed). Lock held. */
+static void unlist_pending_locked(struct fs_node *n)
+{
+	struct fs_node **pp;
+
+	if (!n->pending)
+		return;
+	for (pp = &n->parent->pend_head; *pp; pp = &(*pp)->pend_next) {
+		if (*pp == n) {
+			*pp = n->pend_next;
+			break;
+		}
+	}
+	n->pending = 0;
+	n->pend_next = NULL;
+	child_unlist(n);
+	maybe_free_locked(n);
+}
+
+void fs_node_remove_pending(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	unlist_pending_locked(n);
+	pthread_mutex_unlock(&node_mu);
+}
+
+/* Unlists n's pending descendants, children first, and n itself when self
+ * (see fs_node_remove_pending_tree). Lock held; the caller holds a
+ * reference on n. */
+static void remove_tree_locked(struct fs_node *n, int self)
+{
+	while (n->pend_head)
+		remove_tree_locked(n->pend_head, 1);
+	if (self)
+		unlist_pending_locked(n);
+}
+
+void fs_node_remove_pending_tree(struct fs_node *n, int self)
+{
+	pthread_mutex_lock(&node_mu);
+	remove_tree_locked(n, self);
+	pthread_mutex_unlock(&node_mu);
+}
+
+void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, void *),
+			     void *arg)
+{
+	pthread_mutex_lock(&node_mu);
+	for (struct fs_node *n = dir->pend_head; n; n = n->pend_next)
+		fn(n, arg);
+	pthread_mutex_unlock(&node_mu);
+}
+
+char *fs_node_path(struct fs_node *n)
+{
+	size_t len = 1;
+	for (struct fs_node *p = n; p && p->parent; p = p->parent)
+		len += strlen(p->name) + 1;
+	char *buf = malloc(len + 1);
+	if (!buf)
+		return NULL;
+	size_t pos = len;
+	buf[pos] = 0;
+	for (struct fs_node *p = n; p && p->parent; p = p->parent) {
+		size_t l = strlen(p->name);
+		pos -= l;
+		memcpy(buf + pos, p->name, l);
+		buf[--pos] = '/';
+	}
+	if (pos == len) /* root */
+		buf[--pos] = '/';
+	memmove(buf, buf + pos, len - pos + 1);
+	return buf;
+}
