@@ -1,20 +1,24 @@
-/* The mount: options, handles shared by the FUSE operations, and the hooks
- * between the read side (ops.c) and the push side (ops_write.c, pending.c).
- * One fs_ctx per process (fs_ctx_get()); fields are set at mount and read-only
- * afterwards. */
-#ifndef ECRFS_FS_H
-#define ECRFS_FS_H
+/* The mount object: options, and every handle the mount owns (HTTP pool,
+ * credentials, ECR clients, cache, the push side). Made by fs/mount.c at
+ * start, handed to libfuse as the session's userdata (fuse_req_userdata),
+ * passed explicitly to fs/tree, fs/blob and fs/push; fields are set before
+ * the session starts and read-only afterwards. */
+#ifndef ECRFS_FS_MOUNT_H
+#define ECRFS_FS_MOUNT_H
 
-#define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cache/cache.h"
-#include "fs/tree/node.h"
 #include "net/cred.h"
 #include "net/ecr.h"
 #include "net/http.h"
+
+struct fuse_session;
+struct fs_push_side; /* fs/fuse/push_nodes.h: the push side, NULL under -o ro */
+struct fs_fh_table;  /* fs/fuse/handles.h */
 
 struct fs_opts {
 	char *source;        /* "ecr" or a 12-digit default registry */
@@ -70,38 +74,17 @@ struct fs_ctx {
 	uint64_t cache_size;
 	int deadline_ms;
 	time_t mounted_at;
+	struct fs_push_side *push; /* NULL under -o ro */
+	struct fs_fh_table *fhs;   /* open handles (fs/fuse/handles.h) */
 };
 
-struct fs_ctx *fs_ctx_get(void);
-
 /* The ECR client for a registry (its profile's, or the default). */
-ecr *fs_ecr_for(struct fs_ctx *c, const char *registry);
-
-/* ---- for the push side ---- */
-/* Invalidates the kernel's entry dir/name (name NULL: dir's whole listing and
- * attributes) and the listing caches under dir, from a worker thread (safe to
- * call inside any handler, also of dir itself). */
-void fs_notify_changed(struct fs_node *dir, const char *name);
-/* Forgets the cached tag/repository listings of a repository or region. */
-void fs_cat_invalidate(const char *registry, const char *region, const char *repo);
-
-/* Fills st for any node (read side), including pending nodes through
- * fs_push_getattr. Returns 0 or -errno. */
-int fs_getattr_node(struct fs_node *n, struct stat *st);
-/* Entry timeouts used by LOOKUP for a node kind. */
-double fs_entry_timeout(const struct fs_node *n);
-
-/* Implemented by the push side when it is linked in (weak references). */
-void fs_ops_write_install(struct fuse_lowlevel_ops *ops) __attribute__((weak));
-/* Attributes of a pending node. */
-int fs_push_getattr(struct fs_node *n, struct stat *st) __attribute__((weak));
-/* Text of .ecrfs/pending (malloc'd). */
-char *fs_push_pending_text(void) __attribute__((weak));
-/* user.ecr.push_state etc. on a node: value length, -ENODATA when none.
- * With size 0 returns the length only. */
-ssize_t fs_push_getxattr(struct fs_node *n, const char *name, char *buf, size_t size)
-	__attribute__((weak));
-/* Called at unmount. */
-void fs_push_shutdown(void) __attribute__((weak));
+static inline ecr *fs_ecr_for(struct fs_ctx *c, const char *registry)
+{
+	for (size_t i = 0; registry && i < c->nregs; i++)
+		if (c->regs[i].ecr && !strcmp(c->regs[i].id, registry))
+			return c->regs[i].ecr;
+	return c->ecr;
+}
 
 #endif

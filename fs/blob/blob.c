@@ -1,5 +1,6 @@
 /* Blob reads through the cache (see blob.h). */
 #include "fs/blob/blob.h"
+#include "fs/fuse/notify.h" /* until blob takes an invalidation callback */
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -26,7 +27,7 @@ struct fs_rstate {
 	struct fs_ctx *c;
 	struct fs_image *img; /* referenced */
 	const struct fs_blob *b;
-	fuse_ino_t ino;
+	uint64_t ino;
 	pthread_mutex_t mu;   /* protects the fields below */
 	uint64_t next_off;    /* where a sequential reader reads next */
 	uint32_t ra;          /* readahead for the next sequential miss */
@@ -303,7 +304,7 @@ static int fetch_run(struct fetch *f, volatile int *cancel)
 /* Seals the blob if every chunk is in; a blob whose bytes do not hash to
  * its digest answers EIO from now on (and its page cache is dropped).
  * Returns cache_blob_seal's result. */
-static int seal_or_mark_bad(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
+static int seal_or_mark_bad(struct fs_ctx *c, const char *digest, uint64_t size, uint64_t ino)
 {
 	int rc = cache_blob_seal(c->cache, digest, size);
 	if (rc == -EIO) {
@@ -316,7 +317,7 @@ static int seal_or_mark_bad(struct fs_ctx *c, const char *digest, uint64_t size,
 	return rc;
 }
 
-static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse_ino_t ino)
+static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, uint64_t ino)
 {
 	if (!cache_blob_complete(c->cache, digest))
 		seal_or_mark_bad(c, digest, size, ino);
@@ -324,7 +325,7 @@ static void seal_check(struct fs_ctx *c, const char *digest, uint64_t size, fuse
 
 struct worker_arg {
 	struct fetch f;
-	fuse_ino_t ino;
+	uint64_t ino;
 };
 
 static void *worker_main(void *arg)
@@ -414,7 +415,7 @@ static int chunk_cached(struct fs_rstate *rs, uint64_t ci)
 
 /* ---- the read path ---- */
 
-int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, fuse_ino_t ino,
+int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, uint64_t ino,
 		 struct fs_rstate **out)
 {
 	struct fs_rstate *rs = calloc(1, sizeof *rs);

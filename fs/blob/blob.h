@@ -16,7 +16,7 @@
 
 struct fs_rstate; /* per open file */
 
-int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, fuse_ino_t ino,
+int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, uint64_t ino,
 		 struct fs_rstate **out);
 void fs_blob_close(struct fs_rstate *rs);
 
@@ -30,8 +30,5 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **buf, size_t len, uint64_t off,
 
 /* Waits for the background fetches to end (unmount). */
 void fs_blob_shutdown(void);
-
-/* Invalidates the kernel page cache of ino from a worker thread. */
-void fs_inval_inode_async(fuse_ino_t ino);
 
 #endif

@@ -1,6 +1,9 @@
 /* Kernel cache invalidations, sent from one worker thread: a notification
  * sent from inside the handler of the same directory could deadlock (the
  * kernel holds that directory's lock while it waits for our reply). */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -13,7 +16,7 @@
 #include "net/log.h"
 
 struct note {
-	fuse_ino_t ino;  /* the directory (entry) or the inode */
+	uint64_t ino;  /* the directory (entry) or the inode */
 	char *name;      /* NULL: invalidate the inode's data and attributes */
 	struct note *next;
 };
@@ -25,7 +28,7 @@ static struct note *head, **tail = &head;
 static int stop, started;
 static pthread_t thread;
 
-static void push_note(fuse_ino_t ino, const char *name)
+static void push_note(uint64_t ino, const char *name)
 {
 	struct note *n = calloc(1, sizeof *n);
 	if (!n || (name && !(n->name = strdup(name)))) {
@@ -99,7 +102,7 @@ void fs_notify_stop(void)
 	tail = &head;
 }
 
-void fs_inval_inode_async(fuse_ino_t ino)
+void fs_inval_inode_async(uint64_t ino)
 {
 	push_note(ino, NULL);
 }

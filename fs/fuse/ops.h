@@ -1,26 +1,23 @@
-/* The FUSE low-level operations table. */
-#ifndef ECRFS_FS_OPS_H
-#define ECRFS_FS_OPS_H
+/* The FUSE session of the mount: the op table, and running it. */
+#ifndef ECRFS_FS_FUSE_OPS_H
+#define ECRFS_FS_FUSE_OPS_H
 
 #include "fs/mount.h"
 
-#include <time.h>
+struct fuse_lowlevel_ops;
+struct fuse_args;
 
-struct fs_node;
+/* Fills ops with every handler; writable: the push side is there (not
+ * -o ro), else writes answer EROFS. */
+void fs_fuse_ops(struct fuse_lowlevel_ops *ops, int writable);
 
-/* Fills ops with the read side, write operations answering EROFS (FLUSH,
- * FSYNC and FSYNCDIR succeed: nothing is buffered), then lets the push side
- * install its operations through fs_ops_write_install() when linked in and
- * the mount is not read-only. */
-void fs_ops_build(struct fuse_lowlevel_ops *ops);
+/* Mounts c at c->o.mountpoint and serves it until unmount or a signal.
+ * on_mounted (may be NULL) is called once the mount is in place. Returns 0
+ * or 1 (the process's exit status). */
+int fs_fuse_run(struct fs_ctx *c, struct fuse_args *args, void (*on_mounted)(void *arg),
+		void *arg);
 
-/* The push side hides names unlinked inside committed tags (push_hide.c):
- * in image directories, a name hidden() reports gets a negative LOOKUP
- * (not cached), GETATTR answers ENOENT, listings leave it out and are not
- * cached by the kernel. */
-void fs_ops_set_hidden(int (*hidden)(struct fs_node *dir, const char *name, time_t now));
-
-/* Frees the handles the kernel never released (at unmount). */
-void fs_ops_cleanup(void);
+/* The libfuse version in use (for --version). */
+const char *fs_fuse_lib_version(void);
 
 #endif

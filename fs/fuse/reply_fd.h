@@ -3,7 +3,8 @@
 #ifndef ECRFS_FS_REPLY_FD_H
 #define ECRFS_FS_REPLY_FD_H
 
-#include "fs/mount.h"
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
 
 #include <stddef.h>
 #include <sys/types.h>

@@ -43,6 +43,10 @@ int fs_cat_image(struct fs_ctx *c, const char *registry, const char *region, con
 /* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
 int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);
 
+/* Forgets the cached tag/repository listings of a repository (repo NULL:
+ * of the region). */
+void fs_cat_invalidate(const char *registry, const char *region, const char *repo);
+
 void fs_cat_shutdown(void);
 
 #endif

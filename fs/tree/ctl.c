@@ -86,7 +86,8 @@ static int render_identity(struct fs_ctx *c, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, char **out, size_t *len)
+int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, const char *pending, char **out,
+		  size_t *len)
 {
 	int rc = 0;
 	*out = NULL;
@@ -103,10 +104,7 @@ int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, char **out, size_t *len)
 			*out = NULL;
 		break;
 	case FS_CTL_PENDING:
-		if (fs_push_pending_text)
-			*out = fs_push_pending_text();
-		else
-			*out = strdup("");
+		*out = strdup(pending ? pending : "");
 		rc = *out ? 0 : -ENOMEM;
 		break;
 	default:

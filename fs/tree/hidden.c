@@ -1,4 +1,4 @@
-/* Names hidden in committed images of this mount (see push_hide.h). */
+/* Names hidden in committed images of this mount (see hidden.h). */
 #include "fs/tree/hidden.h"
 
 #include <errno.h>
@@ -9,7 +9,6 @@
 
 #include "fs/mount.h"
 #include "fs/tree/image.h"
-#include "fs/fuse/ops.h"
 
 struct hidden {
 	char *img;    /* "registry/region/repo/dirname" of the image directory */
@@ -163,11 +162,6 @@ void push_hide_forget(const char *registry, const char *region, const char *repo
 	}
 	pthread_mutex_unlock(&hide_mu);
 	free(key);
-}
-
-void push_hide_install(void)
-{
-	fs_ops_set_hidden(push_hide_is); /* LOOKUP, GETATTR and listings of fs/ops.c */
 }
 
 void push_hide_free(void)

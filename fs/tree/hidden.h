@@ -1,4 +1,4 @@
-/* Names hidden in committed images of this mount (DESIGN §2 "Delete").
+/* Names hidden in committed images of this mount (`rm -r TAG`).
  *
  * `rm -r TAG` unlinks every file and removes blobs/sha256/ and blobs/ before
  * the rmdir of TAG, which untags. Those unlinks send nothing to ECR; the
@@ -19,14 +19,11 @@
 
 #include "fs/tree/node.h"
 
-/* Gives fs/ops.c push_hide_is (fs_ops_set_hidden): LOOKUP, GETATTR and
- * directory listings keep hidden names out of sight. */
-void push_hide_install(void);
-
 /* Hides dir/name, where dir is an image directory (FS_N_IMAGE) or one of
  * its FS_N_IMG_DIR below it. Returns 0 or -errno. */
 int push_hide_add(struct fs_node *dir, const char *name, time_t until);
-/* 1 when dir/name is hidden now. */
+/* 1 when dir/name is hidden now (fs_tree_hidden asks it for LOOKUP, GETATTR
+ * and listings). */
 int push_hide_is(struct fs_node *dir, const char *name, time_t now);
 /* The tag (or digest dir) `name` of repository repo was removed or
  * rewritten: its hidden names are forgotten. */

@@ -1,7 +1,8 @@
-/* Name syntax checks (DESIGN §8 regular expressions, written out by hand
- * because they are tiny and run on every LOOKUP). */
+/* Name syntax checks (the ECR naming rules of doc/ARCHITECTURE.md, written
+ * out by hand because they are tiny and run on every LOOKUP). */
 #include "fs/tree/names.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,4 +142,20 @@ int fs_name_digest_dir(const char *name, char *out, size_t outsize)
 		return 0;
 	snprintf(out, outsize, "sha256:%s", name + 8);
 	return 1;
+}
+
+int fs_name_ns_alias(const char *comp, char *out, size_t outsize)
+{
+	int n = snprintf(out, outsize, "%s@", comp);
+	return n > 0 && (size_t)n < outsize ? 0 : -ENAMETOOLONG;
+}
+
+int fs_name_ns_alias_base(const char *name, char *out, size_t outsize)
+{
+	size_t nl = strlen(name);
+	if (nl < 2 || name[nl - 1] != '@' || nl - 1 >= outsize)
+		return 0;
+	memcpy(out, name, nl - 1);
+	out[nl - 1] = 0;
+	return fs_name_is_repo_component(out);
 }

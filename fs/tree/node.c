@@ -15,7 +15,7 @@
 static pthread_mutex_t node_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fs_node *ino_hash[NBUCKETS];
 static struct fs_node *child_hash[NBUCKETS];
-static fuse_ino_t next_ino = FUSE_ROOT_ID + 1;
+static uint64_t next_ino = FS_ROOT_INO + 1;
 static struct fs_node *root;
 
 void fs_node_lock(void)
@@ -44,7 +44,7 @@ uint64_t fs_hash64(const char *const *parts, size_t nparts)
 	return h;
 }
 
-static size_t child_bucket(fuse_ino_t parent, const char *name)
+static size_t child_bucket(uint64_t parent, const char *name)
 {
 	char buf[32];
 	snprintf(buf, sizeof buf, "%lu", (unsigned long)parent);
@@ -101,12 +101,7 @@ static struct fs_node *child_find(struct fs_node *dir, const char *name)
 	return NULL;
 }
 
-static void (*push_free)(void *push); /* set once at mount */
-
-void fs_node_on_push_free(void (*fn)(void *push))
-{
-	push_free = fn;
-}
+static void (*push_free)(void *push); /* given to fs_node_init */
 
 static void node_free(struct fs_node *n)
 {
@@ -142,10 +137,11 @@ static char *xstrdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-int fs_node_init(void)
+int fs_node_init(void (*free_push)(void *push))
 {
 	int rc = 0;
 	pthread_mutex_lock(&node_mu);
+	push_free = free_push;
 	if (root)
 		goto out;
 	root = calloc(1, sizeof *root);
@@ -155,7 +151,7 @@ int fs_node_init(void)
 		rc = -ENOMEM;
 		goto out;
 	}
-	root->ino = FUSE_ROOT_ID;
+	root->ino = FS_ROOT_INO;
 	root->kind = FS_N_ROOT;
 	root->created = time(NULL);
 	root->nlookup = 1;
@@ -179,11 +175,11 @@ void fs_node_shutdown(void)
 		child_hash[b] = NULL;
 	}
 	root = NULL;
-	next_ino = FUSE_ROOT_ID + 1;
+	next_ino = FS_ROOT_INO + 1;
 	pthread_mutex_unlock(&node_mu);
 }
 
-struct fs_node *fs_node_get(fuse_ino_t ino)
+struct fs_node *fs_node_get(uint64_t ino)
 {
 	pthread_mutex_lock(&node_mu);
 	struct fs_node *n = ino_hash[ino % NBUCKETS];
@@ -220,7 +216,7 @@ void fs_node_lookup_inc(struct fs_node *n)
 	pthread_mutex_unlock(&node_mu);
 }
 
-void fs_node_forget(fuse_ino_t ino, uint64_t nlookup)
+void fs_node_forget(uint64_t ino, uint64_t nlookup)
 {
 	pthread_mutex_lock(&node_mu);
 	struct fs_node *n = ino_hash[ino % NBUCKETS];

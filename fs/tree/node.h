@@ -15,12 +15,10 @@
  * fs_node_add_pending() as children of region, namespace, image or pending
  * directories. LOOKUP, GETATTR and READDIR consult them before the network
  * listing: a pending child shadows a same-named remote entry. GETATTR of a
- * pending node calls fs_push_getattr() (push side) when it is linked in. */
+ * pending node is answered by the push glue (fs/fuse/push_nodes.c). */
 #ifndef ECRFS_FS_NODE_H
 #define ECRFS_FS_NODE_H
 
-#define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -41,6 +39,9 @@ enum fs_kind {
 	FS_N_PENDING_FILE,/* created locally by create; push owns `push` */
 };
 
+/* The root's inode number (the kernel's FUSE_ROOT_ID). */
+#define FS_ROOT_INO 1
+
 enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING };
 
 /* Special blob_idx values for IMG_DIR / IMG_FILE nodes. */
@@ -50,7 +51,7 @@ enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING 
 #define FS_IDX_INDEX_JSON (-2) /* IMG_FILE index.json */
 
 struct fs_node {
-	fuse_ino_t ino;          /* immutable: the FUSE node id */
+	uint64_t ino;            /* immutable: the node id the kernel knows */
 	enum fs_kind kind;       /* immutable */
 	struct fs_node *parent;  /* immutable (NULL for root); referenced */
 	char *name;              /* immutable */
@@ -82,22 +83,24 @@ struct fs_node {
 	int pending;             /* 1 while listed as a pending child of parent */
 };
 
-/* Creates the root (ino FUSE_ROOT_ID). Call once at mount. */
-int fs_node_init(void);
+/* Creates the root (ino FS_ROOT_INO). Call once at mount. free_push (may
+ * be NULL) is called with a node's `push` when the node is freed, under the
+ * node lock: it must take no lock that is held around fs_node_* calls. */
+int fs_node_init(void (*free_push)(void *push));
 void fs_node_shutdown(void);
 
 void fs_node_lock(void);
 void fs_node_unlock(void);
 
 /* Looks up ino and takes a reference; NULL when unknown. */
-struct fs_node *fs_node_get(fuse_ino_t ino);
+struct fs_node *fs_node_get(uint64_t ino);
 void fs_node_ref(struct fs_node *n);
 /* Drops a reference; frees the node when nothing holds it any more. */
 void fs_node_put(struct fs_node *n);
 
 /* Kernel accounting: LOOKUP/CREATE/MKDIR replies add one, FORGET removes. */
 void fs_node_lookup_inc(struct fs_node *n);
-void fs_node_forget(fuse_ino_t ino, uint64_t nlookup);
+void fs_node_forget(uint64_t ino, uint64_t nlookup);
 
 /* The cached child of dir called name (pending or not), referenced, or NULL. */
 struct fs_node *fs_node_child(struct fs_node *dir, const char *name);
@@ -138,10 +141,6 @@ void fs_node_drop_child(struct fs_node *dir, const char *name);
  * stays listed until fs_node_remove_pending(). */
 struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
 				    void *push);
-/* Called with a node's `push` when the node is freed (under the node lock:
- * fn must take no lock that is held around fs_node_* calls). Set once at
- * mount by the push side. */
-void fs_node_on_push_free(void (*fn)(void *push));
 /* Unlists a pending child (the node itself lives until FORGET). */
 void fs_node_remove_pending(struct fs_node *n);
 /* Unlists every pending descendant of n (a settled or committed tag

@@ -15,13 +15,13 @@ static void count_pending(struct fs_node *n, void *arg)
 
 int main(void)
 {
-	assert(fs_node_init() == 0);
-	struct fs_node *root = fs_node_get(FUSE_ROOT_ID);
+	assert(fs_node_init(NULL) == 0);
+	struct fs_node *root = fs_node_get(FS_ROOT_INO);
 	assert(root && root->kind == FS_N_ROOT);
 
 	struct fs_node_tmpl t = {.kind = FS_N_REGISTRY, .registry = "111111111111"};
 	struct fs_node *reg = fs_node_make(root, "111111111111", &t);
-	assert(reg && reg->ino != FUSE_ROOT_ID && !strcmp(reg->registry, "111111111111"));
+	assert(reg && reg->ino != FS_ROOT_INO && !strcmp(reg->registry, "111111111111"));
 	struct fs_node_tmpl tr = {.kind = FS_N_REGION, .region = "us-east-1"};
 	struct fs_node *rg = fs_node_make(reg, "us-east-1", &tr);
 	assert(rg && !strcmp(rg->registry, "111111111111") && !strcmp(rg->region, "us-east-1"));
@@ -38,7 +38,7 @@ int main(void)
 	fs_node_put(again);
 
 	/* Kernel reference: survives our put, goes at FORGET. */
-	fuse_ino_t rg_ino = rg->ino;
+	uint64_t rg_ino = rg->ino;
 	fs_node_lookup_inc(rg);
 	fs_node_put(rg);
 	struct fs_node *g = fs_node_get(rg_ino);
@@ -69,7 +69,7 @@ int main(void)
 	struct fs_node *c = fs_node_child(ns, "newtag");
 	assert(c == pd);
 	fs_node_put(c);
-	fuse_ino_t pd_ino = pd->ino;
+	uint64_t pd_ino = pd->ino;
 	fs_node_lookup_inc(pd);
 	fs_node_put(pd);
 	fs_node_remove_pending(pd);

@@ -1,0 +1,168 @@
+/* OPEN, READ, FLUSH, FSYNC, RELEASE of files. Readers get an in-memory
+ * handle (manifests, index.json, control files) or a blob reader; opens
+ * for writing and the handles of writers go to the push glue. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/blob/blob.h"
+#include "fs/fuse/fuse_i.h"
+#include "fs/fuse/push_nodes.h"
+#include "fs/fuse/reply_fd.h"
+#include "fs/tree/ctl.h"
+
+static int open_ctl(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
+		    struct fuse_file_info *fi)
+{
+	char *pending = n->ctl == FS_CTL_PENDING && c->push ? push_pending_text(c) : NULL;
+	int rc = fs_ctl_render(c, n->ctl, pending, &h->data, &h->len);
+	free(pending);
+	h->owned = 1;
+	fi->direct_io = 1; /* every read is fresh */
+	return rc;
+}
+
+static int open_img_file(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
+			 struct fuse_file_info *fi)
+{
+	h->img = n->img;
+	fs_image_ref(h->img);
+	fi->keep_cache = 1; /* keyed by digest: the bytes never change */
+	if (n->blob_idx == FS_IDX_OCI_LAYOUT) {
+		h->data = (char *)FS_OCI_LAYOUT_JSON;
+		h->len = strlen(FS_OCI_LAYOUT_JSON);
+	} else if (n->blob_idx == FS_IDX_INDEX_JSON) {
+		h->data = n->img->index_json;
+		h->len = n->img->index_len;
+	} else if (n->img->blobs[n->blob_idx].data) {
+		h->data = n->img->blobs[n->blob_idx].data;
+		h->len = n->img->blobs[n->blob_idx].size;
+	} else {
+		h->kind = FH_BLOB;
+		return fs_blob_open(c, n->img, n->blob_idx, n->ino, &h->rs);
+	}
+	return 0;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *c = req_ctx(req);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		if (c->push)
+			wop_open(req, ino, fi);
+		else
+			fuse_reply_err(req, c->ro ? EROFS : EACCES);
+		return;
+	}
+	struct fs_node *n = fs_node_get(ino);
+	struct fs_fh *h = NULL;
+	int rc = 0;
+	if (!n || (n->kind != FS_N_IMG_FILE && n->kind != FS_N_CTL_FILE)) {
+		rc = !n ? -ENOENT : n->kind == FS_N_PENDING_FILE ? -EBUSY : -EISDIR;
+		goto out;
+	}
+	if (!(h = fh_new(FH_MEM))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = n->kind == FS_N_CTL_FILE ? open_ctl(c, n, h, fi) : open_img_file(c, n, h, fi);
+	if (rc || (rc = fh_insert(c->fhs, h, &fi->fh)) != 0)
+		goto out;
+	/* An interrupted open never gets a RELEASE. */
+	if (fuse_reply_open(req, fi) != 0)
+		fh_put(fh_remove(c->fhs, fi->fh));
+out:
+	if (rc)
+		fuse_reply_err(req, -rc);
+	fh_put(h);
+	fs_node_put(n);
+}
+
+static void reply_pread(fuse_req_t req, int fd, off_t off, size_t len)
+{
+	char *buf = malloc(len ? len : 1);
+	ssize_t got = buf ? pread(fd, buf, len, off) : -1;
+	if (got == (ssize_t)len)
+		fuse_reply_buf(req, buf, len);
+	else
+		fuse_reply_err(req, buf ? EIO : ENOMEM);
+	free(buf);
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	__atomic_store_n((volatile int *)data, 1, __ATOMIC_RELAXED);
+}
+
+static void read_blob(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
+{
+	char *buf = NULL;
+	int fd = -1;
+	volatile int cancel = 0;
+	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
+	ssize_t n = fs_blob_read(h->rs, &buf, size, (uint64_t)off, &cancel, &fd);
+	fuse_req_interrupt_func(req, NULL, NULL);
+	if (n < 0) {
+		fuse_reply_err(req, user_errno((int)n));
+	} else if (fd >= 0) {
+		/* From the cache file: its pages are spliced to the kernel, no
+		 * copy through this process; else read and sent. */
+		if (fs_reply_fd(req, fd, off, (size_t)n) != 0)
+			reply_pread(req, fd, off, (size_t)n);
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	/* The handle's reference keeps it alive if a RELEASE comes meanwhile. */
+	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
+	if (!h || h->kind == FH_WRITER || h->kind == FH_DIR) {
+		/* A pushed file is write-only until its commit. */
+		fuse_reply_err(req, EBADF);
+	} else if (h->kind == FH_BLOB) {
+		read_blob(req, h, size, off);
+	} else {
+		if ((uint64_t)off >= h->len)
+			size = 0;
+		else if (size > h->len - (uint64_t)off)
+			size = h->len - (size_t)off;
+		fuse_reply_buf(req, size ? h->data + off : NULL, size);
+	}
+	fh_put(h);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
+	if (h && h->kind == FH_WRITER)
+		fuse_reply_err(req, -pending_flush(h->pf));
+	else
+		fuse_reply_err(req, 0); /* nothing buffered on the read side */
+	fh_put(h);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
+	if (h && h->kind == FH_WRITER)
+		fuse_reply_err(req, -pending_fsync(h->pf));
+	else
+		fuse_reply_err(req, 0);
+	fh_put(h);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fh *h = fh_remove(req_ctx(req)->fhs, fi->fh);
+	if (h && h->kind == FH_WRITER)
+		pending_release(h->pf);
+	fh_put(h);
+	fuse_reply_err(req, 0);
+}

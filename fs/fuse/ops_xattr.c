@@ -1,0 +1,66 @@
+/* GETXATTR, LISTXATTR: the tree's user.ecr.* and the push glue's
+ * user.ecr.push_state / user.ecr.push_records. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fuse/fuse_i.h"
+#include "fs/fuse/push_nodes.h"
+#include "fs/tree/tree.h"
+
+/* The push glue's value of name on n; 1 when it answered. */
+static int push_xattr(fuse_req_t req, struct fs_node *n, const char *name, size_t size)
+{
+	struct fs_ctx *c = req_ctx(req);
+	ssize_t l = c->push ? pnode_getxattr(c, n, name, NULL, 0) : -ENODATA;
+	if (l < 0)
+		return 0;
+	char *b = malloc((size_t)l + 1);
+	if (b && (l = pnode_getxattr(c, n, name, b, (size_t)l + 1)) >= 0)
+		reply_xattr(req, b, (size_t)l, size);
+	else
+		fuse_reply_err(req, b ? (int)-l : ENOMEM);
+	free(b);
+	return 1;
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs_node *n = fs_node_get(ino);
+	char *val = NULL;
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!push_xattr(req, n, name, size)) {
+		volatile int cancel;
+		interruptible_begin(req, &cancel);
+		int rc = fs_tree_xattr(req_ctx(req), n, name, &val);
+		interruptible_end(req);
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else
+			reply_xattr(req, val, strlen(val), size);
+	}
+	free(val);
+	fs_node_put(n);
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs_ctx *c = req_ctx(req);
+	struct fs_node *n = fs_node_get(ino);
+	static const char push_state[] = "user.ecr.push_state";
+	char buf[512];
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	size_t pos = fs_tree_xattr_list(c, n, buf, sizeof buf - sizeof push_state);
+	if (c->push && pnode_getxattr(c, n, push_state, NULL, 0) >= 0) {
+		memcpy(buf + pos, push_state, sizeof push_state);
+		pos += sizeof push_state;
+	}
+	reply_xattr(req, buf, pos, size);
+	fs_node_put(n);
+}

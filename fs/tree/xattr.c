@@ -1,0 +1,146 @@
+/* Extended attributes of the tree (user.ecr.*): what ECR knows and a file
+ * cannot show. Values come from the listings (no manifest fetch). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/tree/kinds_i.h"
+
+static const char *const xattr_names[] = {
+	"user.ecr.digest", "user.ecr.uri",         "user.ecr.pushed_at", "user.ecr.media_type",
+	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", NULL,
+};
+
+static void registry_host(const struct fs_node *n, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s.dkr.ecr.%s.amazonaws.com%s", n->registry, n->region,
+		 !strncmp(n->region, "cn-", 3) ? ".cn" : "");
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static char *printed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *printed(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static int namespace_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val)
+{
+	struct fs_list *repos = NULL;
+	int is_repo = 0, immutable = 0;
+	char host[160];
+	if (fs_cat_repos(c, n->registry, n->region, &repos) != 0)
+		return -ENODATA;
+	ns_exists(repos, n->repo, &is_repo, &immutable);
+	fs_list_put(repos);
+	if (!is_repo)
+		return -ENODATA;
+	registry_host(n, host, sizeof host);
+	if (!strcmp(name, "user.ecr.uri"))
+		*val = printed("%s/%s", host, n->repo);
+	else if (!strcmp(name, "user.ecr.mutability"))
+		*val = strdup(immutable ? "IMMUTABLE" : "MUTABLE");
+	else
+		return -ENODATA;
+	return *val ? 0 : -ENOMEM;
+}
+
+static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
+{
+	if (im && im->media_type)
+		return strdup(im->media_type);
+	struct fs_image *img = fs_node_img(n);
+	char *s = img ? xstrdup(img->media_type) : NULL;
+	if (img)
+		fs_image_put(img);
+	return s;
+}
+
+static char *image_value(struct fs_node *n, const struct ecr_image *im, const char *name)
+{
+	char host[160], tmp[64];
+	registry_host(n, host, sizeof host);
+	if (!strcmp(name, "user.ecr.digest"))
+		return strdup(n->digest);
+	if (!strcmp(name, "user.ecr.uri"))
+		return n->tag ? printed("%s/%s:%s", host, n->repo, n->tag)
+			      : printed("%s/%s@%s", host, n->repo, n->digest);
+	if (!strcmp(name, "user.ecr.pushed_at")) {
+		struct tm tm;
+		time_t t = n->mtime;
+		gmtime_r(&t, &tm);
+		strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		return strdup(tmp);
+	}
+	if (!strcmp(name, "user.ecr.media_type"))
+		return image_media_type(n, im);
+	if (!strcmp(name, "user.ecr.size"))
+		return im ? printed("%lld", (long long)im->size) : NULL;
+	if (!strcmp(name, "user.ecr.scan_status"))
+		return im ? xstrdup(im->scan_status) : NULL;
+	if (!strcmp(name, "user.ecr.mutability"))
+		return strdup(n->immutable ? "IMMUTABLE" : "MUTABLE");
+	return NULL;
+}
+
+static int image_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val)
+{
+	struct fs_list *imgs = NULL;
+	const struct ecr_image *im = NULL;
+	if (fs_cat_images(c, n->registry, n->region, n->repo, &imgs) == 0)
+		im = fs_list_find_digest(imgs, n->digest);
+	*val = image_value(n, im, name);
+	fs_list_put(imgs);
+	return *val ? 0 : -ENODATA;
+}
+
+static int blob_xattr(struct fs_node *n, const char *name, char **val)
+{
+	const struct fs_blob *b = &n->img->blobs[n->blob_idx];
+	if (!strcmp(name, "user.ecr.digest"))
+		*val = strdup(b->digest);
+	else if (!strcmp(name, "user.ecr.media_type"))
+		*val = xstrdup(b->media_type);
+	else if (!strcmp(name, "user.ecr.size"))
+		*val = printed("%llu", (unsigned long long)b->size);
+	return *val ? 0 : -ENODATA;
+}
+
+int fs_tree_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val)
+{
+	*val = NULL;
+	if (n->kind == FS_N_NAMESPACE)
+		return namespace_xattr(c, n, name, val);
+	if (n->kind == FS_N_IMAGE)
+		return image_xattr(c, n, name, val);
+	if (n->kind == FS_N_IMG_FILE && n->blob_idx >= 0)
+		return blob_xattr(n, name, val);
+	return -ENODATA;
+}
+
+size_t fs_tree_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t size)
+{
+	size_t pos = 0;
+	for (int i = 0; xattr_names[i]; i++) {
+		char *val = NULL;
+		size_t l = strlen(xattr_names[i]) + 1;
+		if (fs_tree_xattr(c, n, xattr_names[i], &val) == 0 && pos + l <= size) {
+			memcpy(buf + pos, xattr_names[i], l);
+			pos += l;
+		}
+		free(val);
+	}
+	return pos;
+}
