@@ -40,6 +40,21 @@ struct where {
  * Taken before the node lock, never inside it: wnodes are freed from the
  * node table's free hook without it. */
 extern pthread_mutex_t wmu;
+/* A repository's remote, kept for the mount. */
+struct wremote {
+	char *registry, *region, *repo;
+	struct push_remote *r;
+	struct wremote *next;
+};
+
+/* A tag directory node whose version may commit (to invalidate at commit). */
+struct wtagdir {
+	pending_version *v;
+	struct fs_node *node; /* referenced */
+	struct wtagdir *next;
+};
+extern struct wremote *remotes;
+extern struct wtagdir *tagdirs;
 extern pending *P;
 extern struct fs_ctx *pside_ctx;
 

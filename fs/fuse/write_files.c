@@ -19,6 +19,44 @@
 #include "fs/tree/tree.h"
 #include "net/log.h"
 
+/* The record of a new directory dir/name: a namespace or tag to be, or
+ * blobs/ and blobs/sha256/ of a tag; EINVAL or EPERM for anything else. */
+static int mkdir_record(struct fs_node *dir, const struct where *wh, const char *name,
+			struct wnode **out)
+{
+	struct wnode *w = NULL;
+	*out = NULL;
+	if (dir->kind == FS_N_REGION || dir->kind == FS_N_NAMESPACE || wh->could_be_tag) {
+		/* A namespace or a tag to be: a repository component or a tag name. */
+		const char *prefix = dir->kind == FS_N_REGION ? ""
+				     : dir->kind == FS_N_NAMESPACE ? dir->repo : wh->dirw->path;
+		if (!fs_name_is_repo_component(name) && !fs_name_is_tag(name)) {
+			log_err("mkdir %s: not a valid repository or tag name", name);
+			return -EINVAL;
+		}
+		if (!(w = wnode_new(W_DIR)))
+			return -ENOMEM;
+		*out = w;
+		if (asprintf(&w->path, "%s%s%s", prefix, *prefix ? "/" : "", name) < 0) {
+			w->path = NULL;
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	if (wh->v && ((!*wh->prefix && !strcmp(name, "blobs")) ||
+		      (!strcmp(wh->prefix, "blobs") && !strcmp(name, "sha256")))) {
+		if (!(w = wnode_new(*wh->prefix ? W_SHA256 : W_BLOBS)))
+			return -ENOMEM;
+		*out = w;
+		w->v = wh->v;
+		return pending_begin(wh->v);
+	}
+	if (wh->v || wh->dirw)
+		log_err("mkdir %s: a tag directory holds only oci-layout, index.json and "
+			"blobs/sha256/; to push a layout use cp -rT LAYOUT TAGDIR", name);
+	return -EPERM;
+}
+
 void wop_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs_node *dir, *n = NULL;
@@ -26,44 +64,8 @@ void wop_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	struct where wh;
 	int rc = dir_where(parent, &dir, &wh);
 
-	if (rc < 0)
+	if (rc < 0 || (rc = mkdir_record(dir, &wh, name, &w)) < 0)
 		goto out;
-	if (dir->kind == FS_N_REGION || dir->kind == FS_N_NAMESPACE || wh.could_be_tag) {
-		/* A namespace or a tag to be: a repository component or a tag name. */
-		const char *prefix = dir->kind == FS_N_REGION ? ""
-				     : dir->kind == FS_N_NAMESPACE ? dir->repo : wh.dirw->path;
-		if (!fs_name_is_repo_component(name) && !fs_name_is_tag(name)) {
-			log_err("mkdir %s: not a valid repository or tag name", name);
-			rc = -EINVAL;
-			goto out;
-		}
-		rc = -ENOMEM;
-		w = wnode_new(W_DIR);
-		if (!w)
-			goto out;
-		if (asprintf(&w->path, "%s%s%s", prefix, *prefix ? "/" : "", name) < 0) {
-			w->path = NULL;
-			goto out;
-		}
-	} else if (wh.v && ((!*wh.prefix && !strcmp(name, "blobs")) ||
-			    (!strcmp(wh.prefix, "blobs") && !strcmp(name, "sha256")))) {
-		rc = -ENOMEM;
-		w = wnode_new(*wh.prefix ? W_SHA256 : W_BLOBS);
-		if (!w)
-			goto out;
-		w->v = wh.v;
-		rc = pending_begin(wh.v);
-		if (rc < 0)
-			goto out;
-	} else if (wh.v || wh.dirw) {
-		log_err("mkdir %s: a tag directory holds only oci-layout, index.json and "
-			"blobs/sha256/; to push a layout use cp -rT LAYOUT TAGDIR", name);
-		rc = -EPERM;
-		goto out;
-	} else {
-		rc = -EPERM;
-		goto out;
-	}
 	if (wh.could_be_tag && !strcmp(name, "blobs")) {
 		/* blobs/ in a W_DIR: the directory becomes a tag. */
 		rc = become_tag(dir, wh.dirw);

@@ -42,18 +42,13 @@ static int tag_exists(struct fs_ctx *c, const char *registry, const char *region
 	return rc;
 }
 
-static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
-		 int noreplace)
+/* The repository a rename into ndir lands in (malloc'd), or NULL with
+ * *rc: ndir must be a namespace or a pending directory. */
+static char *target_repo(struct fs_node *ndir, int *rc)
 {
-	struct fs_ctx *c = pside_ctx;
 	struct wnode *w = wn(ndir);
-	struct ecr_where sw = { src->registry, src->region, src->repo };
-	struct ecr_image_id id = { NULL, src->tag };
-	struct fs_image *img = NULL;
-	struct push_remote *dst;
 	char *repo = NULL;
-	int rc;
-
+	*rc = -EPERM;
 	if (ndir->kind == FS_N_NAMESPACE) {
 		repo = strdup(ndir->repo);
 	} else if (w) {
@@ -61,12 +56,39 @@ static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
 		repo = w->kind == W_DIR && w->path ? strdup(w->path) : NULL;
 		pthread_mutex_unlock(&wmu);
 		if (!repo)
-			return -EPERM;
+			return NULL;
 	} else {
-		return -EPERM;
+		return NULL;
 	}
+	*rc = repo ? 0 : -ENOMEM;
+	return repo;
+}
+
+/* After a retag into the pending directory ndir: it exists in ECR now. */
+static void retag_done(struct fs_node *src, struct fs_node *ndir, const char *newname)
+{
+	fs_notify_changed(src->parent, src->name);
+	fs_notify_changed(ndir, newname);
+	if (wn(ndir) && count_pending(ndir) == 0) {
+		struct fs_node *up = ndir->parent;
+		fs_node_remove_pending(ndir);
+		fs_notify_changed(up, ndir->name);
+	}
+}
+
+static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
+		 int noreplace)
+{
+	struct fs_ctx *c = pside_ctx;
+	struct ecr_where sw = { src->registry, src->region, src->repo };
+	struct ecr_image_id id = { NULL, src->tag };
+	struct fs_image *img = NULL;
+	struct push_remote *dst;
+	int rc;
+	char *repo = target_repo(ndir, &rc);
+
 	if (!repo)
-		return -ENOMEM;
+		return rc;
 	rc = -EINVAL;
 	if (!fs_name_is_tag(newname) || !fs_name_is_repo(repo)) {
 		log_err("mv to %s/%s: not a repository and tag name", repo, newname);
@@ -105,16 +127,7 @@ static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
 	rc = ecr_batch_delete_image(fs_ecr_for(c, src->registry), &sw, &id, 1, NULL);
 	if (rc < 0)
 		goto out;
-	fs_notify_changed(src->parent, src->name);
-	fs_notify_changed(ndir, newname);
-	if (w) {
-		/* The pending namespace now exists in ECR: let lookups find it. */
-		struct fs_node *up = ndir->parent;
-		if (count_pending(ndir) == 0) {
-			fs_node_remove_pending(ndir);
-			fs_notify_changed(up, ndir->name);
-		}
-	}
+	retag_done(src, ndir, newname);
 out:
 	if (img)
 		fs_image_put(img);
@@ -122,48 +135,26 @@ out:
 	return rc;
 }
 
-void wop_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		      const char *newname, unsigned int flags)
+/* Renames the pending file src of dir/name to ndir/newname within one
+ * pending tag (a writer's temporary name onto its layout name). */
+static int rename_file(struct fs_node *dir, struct fs_node *src, const char *name,
+		       struct fs_node *ndir, const char *newname)
 {
-	struct fs_node *dir = fs_node_get(parent), *ndir = fs_node_get(newparent);
-	struct fs_node *src = NULL, *n = NULL;
 	struct where a, b;
 	char *from = NULL, *to = NULL;
-	struct wnode *w;
-	int rc;
-
-	if (!dir || !ndir) {
-		rc = -ENOENT;
-		goto out;
-	}
-	if (flags & ~(unsigned)RENAME_NOREPLACE) {
-		rc = -EINVAL;
-		goto out;
-	}
-	src = fs_node_child(dir, name);
-	if (src && src->kind == FS_N_IMAGE && src->tag) {
-		rc = retag(src, ndir, newname, !!(flags & RENAME_NOREPLACE));
-		goto out;
-	}
-	rc = where_of(dir, &a);
+	int rc = where_of(dir, &a);
 	if (rc == 0)
 		rc = where_of(ndir, &b);
 	if (rc < 0)
-		goto out;
-	if (!a.v || a.v != b.v || !strcmp(b.prefix, "blobs")) {
-		rc = -EPERM; /* only files within one pending tag */
-		goto out;
-	}
-	if (!src || src->kind != FS_N_PENDING_FILE) {
-		rc = -EPERM;
-		goto out;
-	}
+		return rc;
+	if (!a.v || a.v != b.v || !strcmp(b.prefix, "blobs") || !src ||
+	    src->kind != FS_N_PENDING_FILE)
+		return -EPERM; /* only files within one pending tag */
 	from = rel_join(a.prefix, name);
 	to = rel_join(b.prefix, newname);
-	if (!from || !to) {
-		rc = -ENOMEM;
+	rc = -ENOMEM;
+	if (!from || !to)
 		goto out;
-	}
 	/* Finishes the file when newname is a layout name: its errno (a
 	 * digest mismatch, the commit's) is this call's. */
 	rc = pending_rename(a.v, from, to);
@@ -171,21 +162,39 @@ void wop_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 	    rc != -ENOENT)
 		goto out;
 	/* The node follows the file either way (the rename happened locally). */
-	w = src->push;
+	struct wnode *w = src->push;
 	pthread_mutex_lock(&wmu);
 	free(w->rel);
 	w->rel = to;
 	to = NULL;
 	pthread_mutex_unlock(&wmu);
 	fs_node_remove_pending(src);
-	n = add_pending(ndir, newname, FS_N_PENDING_FILE, w);
+	struct fs_node *n = add_pending(ndir, newname, FS_N_PENDING_FILE, w);
 	if (!n && rc == 0)
 		rc = -errno;
 	fs_node_put(n);
 out:
-	fuse_reply_err(req, -rc);
 	free(from);
 	free(to);
+	return rc;
+}
+
+void wop_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		const char *newname, unsigned int flags)
+{
+	struct fs_node *dir = fs_node_get(parent), *ndir = fs_node_get(newparent);
+	struct fs_node *src = NULL;
+	int rc;
+
+	if (!dir || !ndir)
+		rc = -ENOENT;
+	else if (flags & ~(unsigned)RENAME_NOREPLACE)
+		rc = -EINVAL;
+	else if ((src = fs_node_child(dir, name)) && src->kind == FS_N_IMAGE && src->tag)
+		rc = retag(src, ndir, newname, !!(flags & RENAME_NOREPLACE));
+	else
+		rc = rename_file(dir, src, name, ndir, newname);
+	fuse_reply_err(req, -rc);
 	fs_node_put(src);
 	fs_node_put(dir);
 	fs_node_put(ndir);

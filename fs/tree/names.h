@@ -1,4 +1,4 @@
-/* Syntax of the names the tree accepts (DESIGN §1, §8). Pure functions: a
+/* Syntax of the names the tree accepts (doc/ARCHITECTURE.md, "ECR naming rules"). Pure functions: a
  * name that fails them is ENOENT without any network call. */
 #ifndef ECRFS_FS_NAMES_H
 #define ECRFS_FS_NAMES_H
