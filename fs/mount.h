@@ -45,6 +45,7 @@ struct fs_opts {
 	int max_threads;     /* default 16 */
 	int pending_timeout; /* seconds, push side; default 600 */
 	int no_create_repos; /* push side */
+	int show_referrers;  /* list signature/SBOM tags and untagged referrers */
 	int show_help, show_version;
 };
 

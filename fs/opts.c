@@ -63,6 +63,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	OPT("max_threads=%d", max_threads),
 	OPT("pending_timeout=%d", pending_timeout),
 	OPTV("no_create_repos", no_create_repos, 1),
+	OPTV("show_referrers", show_referrers, 1),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -108,6 +109,7 @@ static const char usage[] =
 	"    -o neg_ttl=S           seconds a missing name is cached (default 5)\n"
 	"    -o deadline=S          deadline of each operation (default 30)\n"
 	"    -o verify=strict       verify a blob's digest before serving any byte of it\n"
+	"    -o show_referrers      list signature, SBOM and attestation tags (sha256-<hex>[.sig])\n"
 	"Mount:\n"
 	"    -o ro                  read-only: every write fails with EROFS\n"
 	"    -o allow_other         let other users read (default_permissions always on)\n"

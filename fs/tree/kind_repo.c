@@ -206,15 +206,18 @@ static int list_namespaces(struct fs_dirlist *l, struct fs_node *dir, const stru
 	return rc;
 }
 
-/* The tags and untagged images of the repository dir->repo. */
-static int list_images(struct fs_dirlist *l, struct fs_node *dir, const struct fs_list *imgs,
-		       size_t npend)
+/* The tags and untagged images of the repository dir->repo. Tags made for
+ * referrers (signatures, SBOMs) are left out unless -o show_referrers:
+ * they are found by name. */
+static int list_images(struct fs_ctx *c, struct fs_dirlist *l, struct fs_node *dir,
+		       const struct fs_list *imgs, size_t npend)
 {
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < imgs->images.n; i++) {
 		const struct ecr_image *im = &imgs->images.v[i];
 		for (size_t t = 0; rc == 0 && t < im->ntags; t++)
-			if (!fs_dirlist_has(l, im->tags[t], npend))
+			if ((c->o.show_referrers || !fs_name_is_referrer_tag(im->tags[t])) &&
+			    !fs_dirlist_has(l, im->tags[t], npend))
 				rc = fs_dirlist_add(l, im->tags[t], S_IFDIR,
 						    name_ino(dir, im->tags[t]));
 		if (im->ntags == 0 && rc == 0 && fs_name_is_digest(im->digest)) {
@@ -238,7 +241,7 @@ static int repo_list(struct fs_ctx *c, struct fs_node *dir, struct fs_dirlist *l
 	if (*prefix && ns_exists(repos, prefix, &is_repo, &immutable) && is_repo) {
 		if ((rc = fs_cat_images(c, dir->registry, dir->region, prefix, &imgs)) != 0)
 			goto out;
-		rc = list_images(l, dir, imgs, npend);
+		rc = list_images(c, l, dir, imgs, npend);
 	}
 	if (rc == 0)
 		rc = list_namespaces(l, dir, repos, prefix, imgs, npend);

@@ -159,3 +159,21 @@ int fs_name_ns_alias_base(const char *name, char *out, size_t outsize)
 	out[nl - 1] = 0;
 	return fs_name_is_repo_component(out);
 }
+
+int fs_name_is_referrer_tag(const char *s)
+{
+	if (strncmp(s, "sha256-", 7) != 0)
+		return 0;
+	for (int i = 0; i < 64; i++)
+		if (!((s[7 + i] >= '0' && s[7 + i] <= '9') || (s[7 + i] >= 'a' && s[7 + i] <= 'f')))
+			return 0;
+	const char *rest = s + 71;
+	if (!*rest)
+		return 1;
+	if (*rest++ != '.' || !*rest)
+		return 0;
+	for (; *rest; rest++)
+		if (*rest < 'a' || *rest > 'z')
+			return 0;
+	return 1;
+}

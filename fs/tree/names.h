@@ -20,6 +20,11 @@ int fs_name_is_digest(const char *s);
 /* "@sha256-<hex>" -> "sha256:<hex>" into out (72 bytes). Returns 1 on match. */
 int fs_name_digest_dir(const char *name, char *out, size_t outsize);
 
+/* A tag made for a referrer rather than an image a user runs: the OCI
+ * referrers tag schema ("sha256-<hex>") and cosign's "sha256-<hex>.sig",
+ * ".att", ".sbom". */
+int fs_name_is_referrer_tag(const char *s);
+
 /* The namespace N when a tag N owns the plain name: "N@". The one place
  * the form is made (fs_name_ns_alias) and read (fs_name_ns_alias_base:
  * 1 and the base into out when name is "N@" with N a repository name

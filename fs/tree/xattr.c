@@ -10,7 +10,8 @@
 
 static const char *const xattr_names[] = {
 	"user.ecr.digest", "user.ecr.uri",         "user.ecr.pushed_at", "user.ecr.media_type",
-	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", NULL,
+	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", "user.ecr.tags",
+	"user.ecr.image_bytes", NULL,
 };
 
 static void registry_host(const struct fs_node *n, char *buf, size_t size)
@@ -68,6 +69,21 @@ static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
 	return s;
 }
 
+/* Every tag of the image, comma-separated ("" when untagged). */
+static char *image_tags(const struct ecr_image *im)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < im->ntags; i++)
+		len += strlen(im->tags[i]) + 1;
+	char *s = calloc(1, len);
+	for (size_t i = 0; s && i < im->ntags; i++) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, im->tags[i]);
+	}
+	return s;
+}
+
 static char *image_value(struct fs_node *n, const struct ecr_image *im, const char *name)
 {
 	char host[160], tmp[64];
@@ -92,6 +108,10 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 		return im ? xstrdup(im->scan_status) : NULL;
 	if (!strcmp(name, "user.ecr.mutability"))
 		return strdup(n->immutable ? "IMMUTABLE" : "MUTABLE");
+	if (!strcmp(name, "user.ecr.tags"))
+		return im ? image_tags(im) : NULL;
+	if (!strcmp(name, "user.ecr.image_bytes"))
+		return im ? printed("%lld", (long long)im->size) : NULL;
 	return NULL;
 }
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ACCT, REGION, sha256_file
+from conftest import ACCT, REGION, ecrclient, sha256_file
 
 
 def describe(emu, repo):
@@ -194,6 +194,8 @@ def test_xattrs_match_aws_cli(seeded, mount):
         pushed = datetime.fromtimestamp(pushed, timezone.utc).isoformat()
     want = datetime.fromisoformat(pushed).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert x["user.ecr.pushed_at"] == want
+    assert sorted(x["user.ecr.tags"].split(",")) == sorted(det["imageTags"])
+    assert int(x["user.ecr.image_bytes"]) == det["imageSizeInBytes"]
     # repository directory
     r = m.repo("team/app")
     assert os.getxattr(r, "user.ecr.mutability") == b"MUTABLE"
@@ -252,3 +254,22 @@ def test_immutable_repository_modes(seeded, mount):
     assert oct(os.stat(m.repo("frozen", "f1")).st_mode & 0o777) == "0o555"
     assert oct(os.stat(m.repo("frozen", "f1", "index.json")).st_mode & 0o777) == "0o444"
     assert os.getxattr(m.repo("frozen", "f1"), "user.ecr.mutability") == b"IMMUTABLE"
+
+
+def test_referrer_tags_hidden_but_reachable(seeded, mount):
+    """Tags signing tools make (cosign's sha256-<hex>.sig, the OCI referrers
+    tag) are left out of listings unless -o show_referrers; by name they
+    are ordinary tags."""
+    emu, layout = seeded["emu"], seeded["layout"]
+    v1 = seeded["images"]["v1"]["manifest"]
+    sig = "sha256-" + v1[7:] + ".sig"
+    ecrclient.push_layout(emu, layout, "signed/app", "v1", ref="v1")
+    ecrclient.push_layout(emu, layout, "signed/app", sig, ref="v2")
+    tags = {t for d in describe(emu, "signed/app") for t in d.get("imageTags", [])}
+    assert tags == {"v1", sig}  # the AWS CLI sees both
+    m = mount()
+    assert sorted(os.listdir(m.repo("signed/app"))) == ["v1"]
+    assert os.path.isdir(m.repo("signed/app", sig))
+    assert os.path.exists(m.repo("signed/app", sig, "index.json"))
+    shown = mount(opts="show_referrers", name="shown")
+    assert sorted(os.listdir(shown.repo("signed/app"))) == sorted(["v1", sig])

@@ -51,5 +51,28 @@ int main(void)
 	CHECK(!fs_name_digest_dir(name, d, sizeof d));
 	CHECK(!fs_name_digest_dir("@sha256-abc", d, sizeof d));
 	CHECK(!fs_name_is_digest("sha512:abc"));
+
+	/* Referrer tags: the OCI fallback tag and cosign's, nothing else. */
+	char t[120];
+	snprintf(t, sizeof t, "sha256-%s", hex);
+	CHECK(fs_name_is_referrer_tag(t));
+	snprintf(t, sizeof t, "sha256-%s.sig", hex);
+	CHECK(fs_name_is_referrer_tag(t));
+	snprintf(t, sizeof t, "sha256-%s.att", hex);
+	CHECK(fs_name_is_referrer_tag(t));
+	snprintf(t, sizeof t, "sha256-%s.", hex);
+	CHECK(!fs_name_is_referrer_tag(t));
+	snprintf(t, sizeof t, "sha256-%.63s", hex);
+	CHECK(!fs_name_is_referrer_tag(t));
+	CHECK(!fs_name_is_referrer_tag("sha256-latest"));
+	CHECK(!fs_name_is_referrer_tag("v1.2"));
+
+	/* N@: made and read in one place. */
+	char base[64];
+	CHECK(fs_name_ns_alias("ci", t, sizeof t) == 0 && strcmp(t, "ci@") == 0);
+	CHECK(fs_name_ns_alias_base("ci@", base, sizeof base) && strcmp(base, "ci") == 0);
+	CHECK(!fs_name_ns_alias_base("@", base, sizeof base));
+	CHECK(!fs_name_ns_alias_base("Ci@", base, sizeof base));
+	CHECK(!fs_name_ns_alias_base("ci", base, sizeof base));
 	return check_summary("fs_names");
 }
