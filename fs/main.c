@@ -430,6 +430,12 @@ static void daemon_ready(int status_fd)
 	close(status_fd);
 }
 
+/* The blob reader's page-cache invalidation (fs/blob knows no FUSE). */
+static void blob_inval(void *arg, uint64_t ino)
+{
+	fs_inval_inode_async((fuse_ino_t)ino);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -561,6 +567,10 @@ int main(int argc, char *argv[])
 	}
 	if (fs_node_init() != 0)
 		goto out;
+	struct fs_blobs_cfg bc = {.cache = c->cache, .deadline_ms = c->deadline_ms,
+				  .verify_strict = c->verify_strict, .inval = blob_inval};
+	if (fs_blobs_new(&bc, &c->blobs) != 0)
+		goto out;
 	if (asprintf(&fsname, "-ofsname=%s,subtype=ecrfs,default_permissions",
 		     c->o.source ? c->o.source : "ecr") < 0) {
 		fsname = NULL;
@@ -607,7 +617,8 @@ out:
 	if (fs_push_shutdown)
 		fs_push_shutdown();
 	fs_ops_cleanup();
-	fs_blob_shutdown();
+	fs_blobs_free(c->blobs);
+	c->blobs = NULL;
 	if (mounted)
 		fuse_session_unmount(se);
 	if (se) {

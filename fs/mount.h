@@ -51,6 +51,8 @@ struct fs_registry {
 	ecr *ecr;               /* owned when profile set */
 };
 
+struct fs_blobs;
+
 struct fs_ctx {
 	struct fs_opts o;
 	struct fuse_session *se;
@@ -70,6 +72,7 @@ struct fs_ctx {
 	uint64_t cache_size;
 	int deadline_ms;
 	time_t mounted_at;
+	struct fs_blobs *blobs; /* the blob reader (fs/blob), from mount to unmount */
 };
 
 struct fs_ctx *fs_ctx_get(void);

@@ -7,4 +7,7 @@
 int fs_notify_start(struct fuse_session *se);
 void fs_notify_stop(void);
 
+/* Invalidates the kernel page cache of ino from a worker thread. */
+void fs_inval_inode_async(fuse_ino_t ino);
+
 #endif

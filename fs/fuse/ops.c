@@ -997,7 +997,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			h->data = n->img->blobs[n->blob_idx].data;
 			h->len = n->img->blobs[n->blob_idx].size;
 		} else {
-			rc = fs_blob_open(c, n->img, n->blob_idx, ino, &h->rs);
+			const struct fs_blob *b = &n->img->blobs[n->blob_idx];
+			struct fs_blob_ref ref = {.registry = n->img->registry,
+						  .region = n->img->region,
+						  .repo = n->img->repo,
+						  .digest = b->digest,
+						  .size = b->size,
+						  .ecr = fs_ecr_for(c, n->img->registry)};
+			rc = fs_blob_open(c->blobs, &ref, ino, &h->rs);
 			if (rc)
 				goto out;
 		}
