@@ -33,6 +33,7 @@ struct fs_flights {
 	size_t ntimed; /* linked entries with an expiry */
 	struct fs_flight *head, *tail;
 	time_t swept; /* when expired entries were last looked for */
+	size_t wakeups; /* waits that returned from their condition variable */
 };
 
 static uint64_t key_hash(const char *s)
@@ -108,8 +109,10 @@ static void sweep(struct fs_flights *t, time_t now, int force)
 	t->swept = now;
 	for (struct fs_flight *e = t->head, *next; e; e = next) {
 		next = e->next;
-		if (expired(e, now))
+		if (expired(e, now)) {
+			unlink_entry(t, e); /* a held one goes at its last put */
 			maybe_free(t, e, now);
+		}
 	}
 }
 
@@ -245,6 +248,7 @@ int fs_flight_wait(struct fs_flights *t, struct fs_flight *e, volatile int *canc
 	while (e->busy) {
 		if (!cancel) {
 			pthread_cond_wait(&e->cv, &t->mu);
+			t->wakeups++;
 			continue;
 		}
 		if (*cancel)
@@ -256,7 +260,8 @@ int fs_flight_wait(struct fs_flights *t, struct fs_flight *e, volatile int *canc
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&e->cv, &t->mu, &ts);
+		if (pthread_cond_timedwait(&e->cv, &t->mu, &ts) == 0)
+			t->wakeups++;
 	}
 	return 0;
 }
@@ -292,6 +297,8 @@ size_t fs_flights_count(struct fs_flights *t)
 	sweep(t, time(NULL), 1);
 	return t->n;
 }
+
+size_t fs_flights_wakeups(const struct fs_flights *t) { return t->wakeups; }
 
 void fs_flights_lock(struct fs_flights *t) { pthread_mutex_lock(&t->mu); }
 

@@ -63,5 +63,8 @@ void fs_flight_remove(struct fs_flights *t, struct fs_flight *e);
 
 /* Entries in the table (expired idle ones are dropped first). */
 size_t fs_flights_count(struct fs_flights *t);
+/* Times a waiter was woken (not counting timeouts): one key's end wakes
+ * only its own waiters. */
+size_t fs_flights_wakeups(const struct fs_flights *t);
 
 #endif
