@@ -9,26 +9,59 @@
 #include <string.h>
 #include <time.h>
 
+#include "fs/blob/flight.h"
 #include "fs/tree/names.h"
 #include "net/http.h"
 #include "net/log.h"
 
+/* Listings kept in memory (a region's repositories, a repository's
+ * images): beyond this the least recently used go. */
+#define CAT_MAX_LISTS 512
+/* Blob censuses kept (one per repository, sized by its blobs). */
+#define CAT_MAX_CENSUSES 64
+/* An unused listing or census goes this long after its tag_ttl: past the
+ * TTL it only serves as the offline copy, which the cache's metadata
+ * records also keep. */
+#define CAT_KEEP 600
+
+/* ---- the tables ---- */
+
+/* Protects the two table pointers (made at first use, freed at shutdown);
+ * each table has its own lock for its entries. */
+static pthread_mutex_t tabs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_flights *lists;    /* struct entry by key */
+static struct fs_flights *censuses; /* struct census by registry/region/repo */
+
+static void entry_free(void *v);
+static void census_free(void *v);
+
+static struct fs_flights *table(struct fs_flights **t, size_t max, void (*free_val)(void *))
+{
+	pthread_mutex_lock(&tabs_mu);
+	if (!*t && fs_flights_new(&(struct fs_flights_cfg){max, free_val}, t) != 0)
+		*t = NULL;
+	struct fs_flights *r = *t;
+	pthread_mutex_unlock(&tabs_mu);
+	return r;
+}
+
+static struct fs_flights *lists_tab(void) { return table(&lists, CAT_MAX_LISTS, entry_free); }
+
+static struct fs_flights *census_tab(void)
+{
+	return table(&censuses, CAT_MAX_CENSUSES, census_free);
+}
+
+static time_t keep_until(const struct fs_ctx *c) { return time(NULL) + c->o.tag_ttl + CAT_KEEP; }
+
 /* ---- a keyed cache of fs_list snapshots ---- */
 
 struct entry {
-	char *key;
 	struct fs_list *val; /* referenced by the entry */
 	time_t fetched;      /* when val was loaded */
 	int err;             /* last error (0: none) */
 	time_t err_at;
-	int loading;         /* a thread is loading; others wait on cat_cv */
-	struct entry *next;
 };
-
-/* Protects the entry lists, their fields, and the census/image maps. */
-static pthread_mutex_t cat_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cat_cv = PTHREAD_COND_INITIALIZER;
-static struct entry *entries;
 
 void fs_list_put(struct fs_list *l)
 {
@@ -43,6 +76,13 @@ static struct fs_list *list_ref(struct fs_list *l)
 {
 	__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
 	return l;
+}
+
+static void entry_free(void *v)
+{
+	struct entry *e = v;
+	fs_list_put(e->val);
+	free(e);
 }
 
 /* Errors after which the last known listing is served instead. */
@@ -76,62 +116,78 @@ static int persist_load(struct fs_ctx *c, const struct persist_kind *k, const ch
 			struct fs_list **out);
 static int load_list(struct fs_ctx *c, const struct where_arg *w, struct fs_list **out);
 
-static struct entry *entry_find(const char *key)
+/* The entry of key, held, kept for a while from now. Table locked. */
+static int entry_hold(struct fs_flights *t, struct fs_ctx *c, const char *key,
+		      struct fs_flight **out)
 {
-	for (struct entry *e = entries; e; e = e->next)
-		if (!strcmp(e->key, key))
-			return e;
-	return NULL;
+	struct fs_flight *f = fs_flight_get(t, key, 1);
+	*out = NULL;
+	if (!f)
+		return -ENOMEM;
+	if (!fs_flight_val(f)) {
+		struct entry *e = calloc(1, sizeof *e);
+		if (!e) {
+			fs_flight_put(t, f);
+			return -ENOMEM;
+		}
+		fs_flight_set(t, f, e);
+	}
+	fs_flight_expire_at(t, f, keep_until(c));
+	*out = f;
+	return 0;
 }
 
-static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind *kind,
-		   const struct where_arg *w, struct fs_list **out)
+/* What the entry answers now: 0 with *out, -errno, or 1 when it must be
+ * loaded. Table locked. */
+static int entry_answer(const struct fs_ctx *c, const struct entry *e, struct fs_list **out)
 {
-	int rc = 0;
-	time_t now;
-	*out = NULL;
-	pthread_mutex_lock(&cat_mu);
-	struct entry *e = entry_find(key);
-	if (!e) {
-		e = calloc(1, sizeof *e);
-		if (!e || !(e->key = strdup(key))) {
-			free(e);
-			rc = -ENOMEM;
-			goto out;
-		}
-		e->next = entries;
-		entries = e;
+	time_t now = time(NULL);
+	if (e->val && now - e->fetched < c->o.tag_ttl && !e->err) {
+		*out = list_ref(e->val);
+		return 0;
 	}
-	for (;;) {
-		now = time(NULL);
-		if (e->val && now - e->fetched < c->o.tag_ttl && !e->err) {
-			*out = list_ref(e->val);
-			goto out;
+	if (e->err && now - e->err_at < c->o.neg_ttl) {
+		if (e->val && is_transient(e->err)) {
+			*out = list_ref(e->val); /* stale, until the next try */
+			return 0;
 		}
-		if (e->err && now - e->err_at < c->o.neg_ttl) {
-			if (e->val && is_transient(e->err)) {
-				*out = list_ref(e->val); /* stale, until the next try */
-				goto out;
-			}
-			rc = e->err;
-			goto out;
-		}
-		if (!e->loading)
-			break;
-		pthread_cond_wait(&cat_cv, &cat_mu);
+		return e->err;
 	}
-	e->loading = 1;
-	pthread_mutex_unlock(&cat_mu);
+	return 1;
+}
 
-	struct fs_list *l = NULL;
-	rc = load_list(c, w, &l);
-	if (rc == 0)
-		persist_save(c, kind, key, l);
+/* ECR could not be reached: the last listing, from memory or persisted by
+ * an earlier mount, marked stale. Table locked (unlocked meanwhile). */
+static int entry_offline(struct fs_flights *t, struct fs_ctx *c, struct entry *e, const char *key,
+			 const struct persist_kind *kind, int rc, struct fs_list **out)
+{
+	if (!e->val) {
+		fs_flights_unlock(t);
+		struct fs_list *old = NULL;
+		int prc = persist_load(c, kind, key, &old);
+		fs_flights_lock(t);
+		if (prc == 0 && old && !e->val) {
+			old->stale = 1;
+			e->val = old;
+		} else if (old) {
+			fs_list_put(old);
+		}
+	}
+	if (!e->val)
+		return rc;
+	if (!e->val->stale)
+		log_warn("%s: ECR unreachable, serving the last known listing", key);
+	e->val->stale = 1;
+	*out = list_ref(e->val);
+	return 0;
+}
 
-	pthread_mutex_lock(&cat_mu);
-	e->loading = 0;
-	pthread_cond_broadcast(&cat_cv);
-	now = time(NULL);
+/* Keeps the outcome of a load (rc, l) in e. Table locked. */
+static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, const char *key,
+		       const struct persist_kind *kind, int rc, struct fs_list *l,
+		       struct fs_list **out)
+{
+	time_t now = time(NULL);
 	if (rc == 0) {
 		if (e->val)
 			fs_list_put(e->val);
@@ -139,48 +195,61 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 		e->fetched = now;
 		e->err = 0;
 		*out = list_ref(l);
-		goto out;
+		return 0;
 	}
 	if (rc == -EINTR)
-		goto out; /* this caller was interrupted: not the listing's outcome */
+		return rc; /* this caller was interrupted: not the listing's outcome */
 	e->err = rc;
 	e->err_at = now;
-	if (is_transient(rc)) {
-		if (!e->val) {
-			/* Offline: the last listing persisted by an earlier mount. */
-			pthread_mutex_unlock(&cat_mu);
-			struct fs_list *old = NULL;
-			int prc = persist_load(c, kind, key, &old);
-			pthread_mutex_lock(&cat_mu);
-			if (prc == 0 && old && !e->val) {
-				old->stale = 1;
-				e->val = old;
-			} else if (old) {
-				fs_list_put(old);
-			}
-		}
-		if (e->val) {
-			if (!e->val->stale)
-				log_warn("%s: ECR unreachable, serving the last known listing", key);
-			e->val->stale = 1;
-			*out = list_ref(e->val);
-			rc = 0;
-		}
-	}
+	return is_transient(rc) ? entry_offline(t, c, e, key, kind, rc, out) : rc;
+}
+
+static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind *kind,
+		   const struct where_arg *w, struct fs_list **out)
+{
+	struct fs_flights *t = lists_tab();
+	struct fs_flight *f = NULL;
+	struct fs_list *l = NULL;
+	int rc;
+	*out = NULL;
+	if (!t)
+		return -ENOMEM;
+	fs_flights_lock(t);
+	if ((rc = entry_hold(t, c, key, &f)) != 0)
+		goto out;
+	/* One load per key; the others wait for it and take its outcome. */
+	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1 && !fs_flight_claim(f))
+		fs_flight_wait(t, f, NULL);
+	if (rc != 1)
+		goto out;
+	fs_flights_unlock(t);
+	rc = load_list(c, w, &l);
+	if (rc == 0)
+		persist_save(c, kind, key, l);
+	fs_flights_lock(t);
+	rc = entry_store(t, c, fs_flight_val(f), key, kind, rc, l, out);
+	fs_flight_done(f);
 out:
-	pthread_mutex_unlock(&cat_mu);
+	if (f)
+		fs_flight_put(t, f);
+	fs_flights_unlock(t);
 	return rc;
 }
 
 static void cat_forget(const char *key)
 {
-	pthread_mutex_lock(&cat_mu);
-	struct entry *e = entry_find(key);
-	if (e) {
+	struct fs_flights *t = lists_tab();
+	if (!t)
+		return;
+	fs_flights_lock(t);
+	struct fs_flight *f = fs_flight_get(t, key, 0);
+	if (f) {
+		struct entry *e = fs_flight_val(f);
 		e->fetched = 0;
 		e->err = 0;
+		fs_flight_put(t, f);
 	}
-	pthread_mutex_unlock(&cat_mu);
+	fs_flights_unlock(t);
 }
 
 /* ---- persistence of listings (cache metadata, JSON) ---- */
@@ -557,17 +626,15 @@ out:
 
 /* ---- blob reference counts over a repository (nlink) ---- */
 
+/* Immutable once built; read under the census table's lock. */
 struct census {
-	char *key;             /* registry/region/repo */
 	struct fs_list *from;  /* the image listing it was counted from (referenced) */
 	char (*digests)[72];
 	unsigned *counts;
 	size_t *chain;         /* hash chains: index + 1 of the next entry */
 	size_t heads[1024];    /* index + 1 of the first entry per bucket */
 	size_t n, cap;
-	struct census *next;
 };
-static struct census *censuses; /* under cat_mu */
 
 struct count_arg {
 	struct census *cs;
@@ -652,11 +719,11 @@ static int count_manifest(struct count_arg *a, const char *digest)
 	return rc;
 }
 
-static void census_free(struct census *cs)
+static void census_free(void *v)
 {
+	struct census *cs = v;
 	if (!cs)
 		return;
-	free(cs->key);
 	fs_list_put(cs->from);
 	free(cs->digests);
 	free(cs->counts);
@@ -745,50 +812,51 @@ static unsigned census_count(const struct census *cs, const char *digest)
 	return f >= 0 ? cs->counts[f] : 0;
 }
 
+/* Builds the census of the repository from its listing imgs, outside any
+ * lock (it may call ECR). Kept for every image of the repository: not cut
+ * short by this caller's INTERRUPT. */
+static struct census *census_make(struct fs_ctx *c, const struct fs_image *img,
+				  struct fs_list *imgs)
+{
+	volatile int *cancel = net_http_thread_cancel_swap(NULL);
+	struct census *cs = census_build(c, img->registry, img->region, img->repo, imgs);
+	net_http_thread_cancel_swap(cancel);
+	return cs;
+}
+
 static void apply_census(struct fs_ctx *c, struct fs_image *img)
 {
 	char key[512];
 	struct fs_list *imgs = NULL;
+	struct fs_flights *t = census_tab();
 	snprintf(key, sizeof key, "%s/%s/%s", img->registry, img->region, img->repo);
-	if (fs_cat_images(c, img->registry, img->region, img->repo, &imgs) != 0)
+	if (!t || fs_cat_images(c, img->registry, img->region, img->repo, &imgs) != 0)
 		return;
-	pthread_mutex_lock(&cat_mu);
-	struct census *cs = censuses, **pp = &censuses;
-	for (; cs; pp = &cs->next, cs = cs->next)
-		if (!strcmp(cs->key, key))
-			break;
+	fs_flights_lock(t);
+	/* Held, so not evicted while it is built or applied. */
+	struct fs_flight *f = fs_flight_get(t, key, 1);
+	struct census *cs = f ? fs_flight_val(f) : NULL;
+	if (f)
+		fs_flight_expire_at(t, f, keep_until(c));
 	if (cs && cs->from != imgs) {
-		*pp = cs->next;
-		census_free(cs);
+		fs_flight_set(t, f, NULL);
 		cs = NULL;
 	}
-	pthread_mutex_unlock(&cat_mu);
-	if (!cs) {
-		/* Built outside the lock: it may call ECR. Two threads may both
-		 * build one; the second replaces the first. */
-		/* Kept for every image of the repository: not cut short by
-		 * this caller's INTERRUPT. */
-		volatile int *cancel = net_http_thread_cancel_swap(NULL);
-		cs = census_build(c, img->registry, img->region, img->repo, imgs);
-		net_http_thread_cancel_swap(cancel);
-		if (cs && !(cs->key = strdup(key))) {
-			census_free(cs);
-			cs = NULL;
-		}
-		pthread_mutex_lock(&cat_mu);
-		if (cs) {
-			cs->next = censuses;
-			censuses = cs;
-		}
-	} else {
-		pthread_mutex_lock(&cat_mu);
+	if (f && !cs) {
+		/* Two threads may both build one; the second replaces the first. */
+		fs_flights_unlock(t);
+		cs = census_make(c, img, imgs);
+		fs_flights_lock(t);
+		fs_flight_set(t, f, cs);
 	}
 	/* The image is not shared yet: its nlinks may be written. */
 	for (size_t i = 0; cs && i < img->nblobs; i++) {
 		unsigned n = census_count(cs, img->blobs[i].digest);
 		img->blobs[i].nlink = n ? n : 1;
 	}
-	pthread_mutex_unlock(&cat_mu);
+	if (f)
+		fs_flight_put(t, f);
+	fs_flights_unlock(t);
 	fs_list_put(imgs);
 }
 
@@ -856,20 +924,27 @@ int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out)
 	return rc;
 }
 
+void fs_cat_stats(struct fs_cat_stats *out)
+{
+	struct fs_flights *t;
+	memset(out, 0, sizeof *out);
+	if ((t = lists_tab()) != NULL) {
+		fs_flights_lock(t);
+		out->listings = fs_flights_count(t);
+		fs_flights_unlock(t);
+	}
+	if ((t = census_tab()) != NULL) {
+		fs_flights_lock(t);
+		out->censuses = fs_flights_count(t);
+		fs_flights_unlock(t);
+	}
+}
+
 void fs_cat_shutdown(void)
 {
-	pthread_mutex_lock(&cat_mu);
-	while (entries) {
-		struct entry *e = entries;
-		entries = e->next;
-		fs_list_put(e->val);
-		free(e->key);
-		free(e);
-	}
-	while (censuses) {
-		struct census *cs = censuses;
-		censuses = cs->next;
-		census_free(cs);
-	}
-	pthread_mutex_unlock(&cat_mu);
+	pthread_mutex_lock(&tabs_mu);
+	fs_flights_free(lists);
+	fs_flights_free(censuses);
+	lists = censuses = NULL;
+	pthread_mutex_unlock(&tabs_mu);
 }

@@ -1,9 +1,10 @@
 /* What ECR holds, as the tree needs it, with TTLs: the repositories of a
  * (registry, region), the images of a repository (tags, digests, pushed_at),
  * manifests by digest and loaded images (fs_image). Listings are cached for
- * tag_ttl (errors for neg_ttl), single-flight per key, and persisted in the
- * cache's metadata records so that an offline mount serves the last known
- * state (marked stale). */
+ * tag_ttl (errors for neg_ttl), single-flight per key, bounded in number
+ * and number of unused minutes, and persisted in the cache's metadata
+ * records so that an offline mount serves the last known state (marked
+ * stale). */
 #ifndef ECRFS_FS_CATALOG_H
 #define ECRFS_FS_CATALOG_H
 
@@ -42,6 +43,14 @@ int fs_cat_image(struct fs_ctx *c, const char *registry, const char *region, con
 
 /* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
 int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);
+
+/* Entries kept in memory: listings (at most 512, least recently used go
+ * first; unused ones go tag_ttl + 10 min after their last use) and blob
+ * censuses (at most 64, the same expiry). */
+struct fs_cat_stats {
+	size_t listings, censuses;
+};
+void fs_cat_stats(struct fs_cat_stats *out);
 
 void fs_cat_shutdown(void);
 
