@@ -17,7 +17,7 @@
 #define MAX_WORKERS 8         /* readahead pieces running or queued, per mount */
 #define BAD_TTL 60            /* seconds a blob that failed its hash answers EIO */
 #define MAX_BAD 1024          /* failed digests kept (LRU beyond) */
-#define MAX_URLS 4096         /* download URLs kept (LRU beyond; each until it expires) */
+#define MAX_URLS 1024         /* download URLs kept (LRU beyond; each until it expires) */
 #define WARM_MIN (4u << 20)   /* cache file read ahead of a sequential reader of a */
 #define WARM_MAX (128u << 20) /* cached blob: grows from MIN to MAX */
 #define WARM_SLACK (4u << 20) /* reads handled out of order still count as sequential */

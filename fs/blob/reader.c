@@ -62,16 +62,17 @@ void fs_blobs_stats(struct fs_blobs *b, struct fs_blobs_stats *out)
 
 struct blob_id *blob_id_new(const struct fs_blob_ref *ref, uint64_t ino)
 {
-	size_t lg = strlen(ref->registry) + 1, ln = strlen(ref->region) + 1;
-	size_t lr = strlen(ref->repo) + 1;
+	const char *rg = ref->registry ? ref->registry : "";
+	const char *rn = ref->region ? ref->region : "", *rp = ref->repo ? ref->repo : "";
+	size_t lg = strlen(rg) + 1, ln = strlen(rn) + 1, lr = strlen(rp) + 1;
 	struct blob_id *id = calloc(1, sizeof *id + lg + ln + lr);
 	if (!id)
 		return NULL;
 	id->refs = 1;
 	id->ref = *ref;
-	id->ref.registry = memcpy(id->buf, ref->registry, lg);
-	id->ref.region = memcpy(id->buf + lg, ref->region, ln);
-	id->ref.repo = memcpy(id->buf + lg + ln, ref->repo, lr);
+	id->ref.registry = memcpy(id->buf, rg, lg);
+	id->ref.region = memcpy(id->buf + lg, rn, ln);
+	id->ref.repo = memcpy(id->buf + lg + ln, rp, lr);
 	snprintf(id->digest, sizeof id->digest, "%s", ref->digest);
 	id->ref.digest = id->digest;
 	const char *colon = strchr(id->digest, ':');

@@ -15,10 +15,12 @@
 #include "net/log.h"
 
 /* Listings kept in memory (a region's repositories, a repository's
- * images): beyond this the least recently used go. */
-#define CAT_MAX_LISTS 512
-/* Blob censuses kept (one per repository, sized by its blobs). */
-#define CAT_MAX_CENSUSES 64
+ * images): beyond this the least recently used go. A listing of a few
+ * hundred images takes some 100 KiB. */
+#define CAT_MAX_LISTS 256
+/* Blob censuses kept (one per repository, 8 KiB plus 84 bytes a blob);
+ * one that went is rebuilt from the manifests in the cache. */
+#define CAT_MAX_CENSUSES 32
 /* An unused listing or census goes this long after its tag_ttl: past the
  * TTL it only serves as the offline copy, which the cache's metadata
  * records also keep. */

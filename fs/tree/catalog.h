@@ -44,9 +44,9 @@ int fs_cat_image(struct fs_ctx *c, const char *registry, const char *region, con
 /* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
 int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);
 
-/* Entries kept in memory: listings (at most 512, least recently used go
+/* Entries kept in memory: listings (at most 256, least recently used go
  * first; unused ones go tag_ttl + 10 min after their last use) and blob
- * censuses (at most 64, the same expiry). */
+ * censuses (at most 32, the same expiry). */
 struct fs_cat_stats {
 	size_t listings, censuses;
 };
