@@ -251,7 +251,7 @@ int fs_flight_wait(struct fs_flights *t, struct fs_flight *e, volatile int *canc
 			t->wakeups++;
 			continue;
 		}
-		if (*cancel)
+		if (__atomic_load_n(cancel, __ATOMIC_RELAXED))
 			return -EINTR;
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -144,8 +144,8 @@ struct waiter {
 	struct fs_flights *t;
 	const char *key;
 	volatile int *cancel;
-	int rc;
-	volatile int returned;
+	int rc;       /* set before returned */
+	int returned; /* atomic */
 };
 
 static void *wait_main(void *arg)
@@ -157,7 +157,7 @@ static void *wait_main(void *arg)
 	if (e)
 		fs_flight_put(w->t, e);
 	fs_flights_unlock(w->t);
-	w->returned = 1;
+	__atomic_store_n(&w->returned, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -195,7 +195,7 @@ static void test_waiters(void)
 	fs_flights_lock(t);
 	CHECK_INT(fs_flights_wakeups(t), before); /* a's waiter slept on */
 	fs_flights_unlock(t);
-	CHECK_INT(wa.returned, 0);
+	CHECK_INT(__atomic_load_n(&wa.returned, __ATOMIC_ACQUIRE), 0);
 	done(t, a);
 	pthread_join(th, NULL);
 	CHECK_INT(wa.rc, 0);
@@ -217,12 +217,12 @@ static void test_cancel(void)
 	pthread_t th;
 	pthread_create(&th, NULL, wait_main, &wa);
 	usleep(150000);
-	CHECK_INT(wa.returned, 0);
-	cancel = 1;
+	CHECK_INT(__atomic_load_n(&wa.returned, __ATOMIC_ACQUIRE), 0);
+	__atomic_store_n(&cancel, 1, __ATOMIC_RELAXED);
 	usleep(400000);
-	CHECK_INT(wa.returned, 1);
-	CHECK_INT(wa.rc, -EINTR);
+	CHECK_INT(__atomic_load_n(&wa.returned, __ATOMIC_ACQUIRE), 1);
 	pthread_join(th, NULL);
+	CHECK_INT(wa.rc, -EINTR);
 	done(t, a);
 	fs_flights_free(t);
 }
