@@ -9,6 +9,7 @@
 
 #include "fs/blob/blob.h"
 #include "fs/fuse/handles.h"
+#include "fs/fuse/notify.h"
 #include "fs/fuse/push_nodes.h"
 #include "fs/mount_setup.h"
 #include "fs/opts.h"
@@ -247,11 +248,22 @@ int fs_mount_setup(struct fs_ctx *c)
 	return 0;
 }
 
+/* The blob reader asks the kernel to drop the pages of a blob that failed
+ * its digest check. */
+static void blob_inval(void *arg, uint64_t ino)
+{
+	fs_inval_inode_async(ino);
+}
+
 int fs_mount_start(struct fs_ctx *c)
 {
+	struct fs_blobs_cfg bc = {.cache = c->cache, .deadline_ms = c->deadline_ms,
+				  .verify_strict = c->verify_strict, .inval = blob_inval};
 	int rc = fs_node_init(c->ro ? NULL : wnode_put);
 	if (rc == 0)
 		rc = fh_table_new(&c->fhs);
+	if (rc == 0)
+		rc = fs_blobs_new(&bc, &c->blobs);
 	/* The push side is part of every read-write mount. */
 	if (rc == 0 && !c->ro)
 		rc = push_side_start(c);
@@ -265,7 +277,8 @@ void fs_mount_stop(struct fs_ctx *c)
 	push_hide_free();
 	fh_table_free(c->fhs);
 	c->fhs = NULL;
-	fs_blob_shutdown();
+	fs_blobs_free(c->blobs);
+	c->blobs = NULL;
 	fs_cat_shutdown();
 	fs_node_shutdown();
 	ctx_free(c);

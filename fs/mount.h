@@ -19,6 +19,7 @@
 struct fuse_session;
 struct fs_push_side; /* fs/fuse/push_nodes.h: the push side, NULL under -o ro */
 struct fs_fh_table;  /* fs/fuse/handles.h */
+struct fs_blobs;     /* fs/blob/blob.h */
 
 struct fs_opts {
 	char *source;        /* "ecr" or a 12-digit default registry */
@@ -56,6 +57,7 @@ struct fs_registry {
 	ecr *ecr;               /* owned when profile set */
 };
 
+
 struct fs_ctx {
 	struct fs_opts o;
 	struct fuse_session *se;
@@ -77,6 +79,7 @@ struct fs_ctx {
 	time_t mounted_at;
 	struct fs_push_side *push; /* NULL under -o ro */
 	struct fs_fh_table *fhs;   /* open handles (fs/fuse/handles.h) */
+	struct fs_blobs *blobs; /* the blob reader (fs/blob), from mount to unmount */
 };
 
 /* The ECR client for a registry (its profile's, or the default). */

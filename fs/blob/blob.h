@@ -1,23 +1,80 @@
 /* The blob reader: reads a blob's bytes through the disk cache, fetching
  * missing chunks with ranged GETs of the layer's download URL. Concurrent
  * misses on one (digest, chunk) share one download; sequential readers get a
- * growing readahead fetched by background workers in parallel pieces;
+ * growing readahead fetched by a fixed pool of workers in parallel pieces;
  * random reads fetch only the chunks they touch. A blob that completes in the
  * cache is sealed (hashed); a mismatch, or a whole-file sequential read whose
- * hash differs, answers EIO and invalidates the file's page cache. */
+ * hash differs, answers EIO and invalidates the file's page cache.
+ *
+ * Knows nothing of FUSE or of the tree: a blob is named by a fs_blob_ref and
+ * the page-cache invalidation is a callback. */
 #ifndef ECRFS_FS_BLOB_H
 #define ECRFS_FS_BLOB_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
-#include "fs/mount.h"
-#include "fs/tree/image.h"
+#include "cache/cache.h"
+#include "net/ecr.h"
+#include "net/http.h"
 
+/* A blob of a repository. The strings are copied by fs_blob_open. */
+struct fs_blob_ref {
+	const char *registry, *region, *repo;
+	const char *digest; /* "sha256:<hex>" */
+	uint64_t size;
+	ecr *ecr; /* the registry's client (used by the ECR source) */
+};
+
+/* Where bytes come from. fs_blob_source_ecr asks ECR
+ * (GetDownloadUrlForLayer, then ranged GETs of the URL); tests use a fake. */
+struct fs_blob_source {
+	/* A download URL: *url malloc'd, valid until *expires. 0 or -errno. */
+	int (*url)(void *arg, const struct fs_blob_ref *ref, char **url, time_t *expires);
+	/* Sends [off, off+len) of the blob at url to sink. 0, -EKEYEXPIRED
+	 * when the URL has expired (ask for another), -EIO for a short body,
+	 * or another -errno. */
+	int (*get_range)(void *arg, const struct fs_blob_ref *ref, const char *url, uint64_t off,
+			 uint64_t len, net_sink_cb sink, void *sink_arg, volatile int *cancel);
+	void *arg;
+};
+extern const struct fs_blob_source fs_blob_source_ecr;
+
+struct fs_blobs_cfg {
+	cache *cache;
+	const struct fs_blob_source *src; /* NULL: fs_blob_source_ecr */
+	int deadline_ms;                  /* a fetch gives up retrying after this */
+	int verify_strict;                /* verify a blob before serving any of it */
+	/* Drops the kernel's page cache of ino; called from any thread, never
+	 * waits for the kernel. NULL: nothing to drop. */
+	void (*inval)(void *arg, uint64_t ino);
+	void *inval_arg;
+};
+
+struct fs_blobs; /* the module: flights, URLs, failed digests, the readahead pool */
 struct fs_rstate; /* per open file */
 
-int fs_blob_open(struct fs_ctx *c, struct fs_image *img, int blob_idx, uint64_t ino,
+/* Starts the readahead workers (after any fork). 0 or -errno. */
+int fs_blobs_new(const struct fs_blobs_cfg *cfg, struct fs_blobs **out);
+/* Waits for the running readahead, drops the queued one and frees b. No
+ * reader may be open. NULL is a no-op. */
+void fs_blobs_free(struct fs_blobs *b);
+
+struct fs_blobs_stats {
+	size_t flights; /* chunks being fetched */
+	size_t urls;    /* download URLs kept (until they expire) */
+	size_t bad;     /* digests that failed their hash (kept for a minute) */
+	size_t ra_running, ra_queued; /* readahead pieces */
+};
+void fs_blobs_stats(struct fs_blobs *b, struct fs_blobs_stats *out);
+
+/* Opens a reader of ref; ino is handed to cfg.inval when the blob turns out
+ * corrupt. Pins the blob in the cache while open. 0 or -errno. */
+int fs_blob_open(struct fs_blobs *b, const struct fs_blob_ref *ref, uint64_t ino,
 		 struct fs_rstate **out);
+/* NULL is a no-op. */
 void fs_blob_close(struct fs_rstate *rs);
 
 /* Reads up to len bytes at off. Returns bytes (0 at EOF) or -errno. The
@@ -27,8 +84,5 @@ void fs_blob_close(struct fs_rstate *rs);
  * FUSE INTERRUPT. */
 ssize_t fs_blob_read(struct fs_rstate *rs, char **buf, size_t len, uint64_t off,
 		     volatile int *cancel, int *fd);
-
-/* Waits for the background fetches to end (unmount). */
-void fs_blob_shutdown(void);
 
 #endif

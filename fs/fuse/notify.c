@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/blob/blob.h"
 #include "fs/tree/catalog.h"
 #include "fs/mount.h"
 #include "fs/fuse/notify.h"

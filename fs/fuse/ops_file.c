@@ -40,8 +40,11 @@ static int open_img_file(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
 		h->data = n->img->blobs[n->blob_idx].data;
 		h->len = n->img->blobs[n->blob_idx].size;
 	} else {
+		const struct fs_blob *b = &n->img->blobs[n->blob_idx];
+		struct fs_blob_ref ref = {n->img->registry, n->img->region, n->img->repo, b->digest,
+					  b->size, fs_ecr_for(c, n->img->registry)};
 		h->kind = FH_BLOB;
-		return fs_blob_open(c, n->img, n->blob_idx, n->ino, &h->rs);
+		return fs_blob_open(c->blobs, &ref, n->ino, &h->rs);
 	}
 	return 0;
 }

@@ -1,9 +1,10 @@
 /* What ECR holds, as the tree needs it, with TTLs: the repositories of a
  * (registry, region), the images of a repository (tags, digests, pushed_at),
  * manifests by digest and loaded images (fs_image). Listings are cached for
- * tag_ttl (errors for neg_ttl), single-flight per key, and persisted in the
- * cache's metadata records so that an offline mount serves the last known
- * state (marked stale). */
+ * tag_ttl (errors for neg_ttl), single-flight per key, bounded in number
+ * and number of unused minutes, and persisted in the cache's metadata
+ * records so that an offline mount serves the last known state (marked
+ * stale). */
 #ifndef ECRFS_FS_CATALOG_H
 #define ECRFS_FS_CATALOG_H
 
@@ -46,6 +47,14 @@ int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);
 /* Forgets the cached tag/repository listings of a repository (repo NULL:
  * of the region). */
 void fs_cat_invalidate(const char *registry, const char *region, const char *repo);
+
+/* Entries kept in memory: listings (at most 256, least recently used go
+ * first; unused ones go tag_ttl + 10 min after their last use) and blob
+ * censuses (at most 32, the same expiry). */
+struct fs_cat_stats {
+	size_t listings, censuses;
+};
+void fs_cat_stats(struct fs_cat_stats *out);
 
 void fs_cat_shutdown(void);
 

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/blob/blob.h"
 #include "fs/tree/catalog.h"
+#include "fs/tree/hidden.h"
 
 static const char *const names[] = {NULL, "stats", "identity", "version", "pending", NULL};
 
@@ -22,6 +24,25 @@ enum fs_ctl fs_ctl_by_name(const char *name)
 const char *fs_ctl_name(int i)
 {
 	return i >= 1 && i <= 4 ? names[i] : NULL;
+}
+
+/* The size of every in-memory table: each has a bound or an expiry, and a
+ * long-lived mount shows here that they hold. */
+static json_t *tables_json(struct fs_ctx *c)
+{
+	struct fs_cat_stats cat;
+	struct fs_blobs_stats bs;
+	memset(&bs, 0, sizeof bs);
+	fs_cat_stats(&cat);
+	if (c->blobs)
+		fs_blobs_stats(c->blobs, &bs);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nodes",
+			 (json_int_t)fs_node_count(), "listings", (json_int_t)cat.listings,
+			 "censuses", (json_int_t)cat.censuses, "download_urls", (json_int_t)bs.urls,
+			 "failed_digests", (json_int_t)bs.bad, "chunk_flights",
+			 (json_int_t)bs.flights, "readahead_running", (json_int_t)bs.ra_running,
+			 "readahead_queued", (json_int_t)bs.ra_queued, "hidden_names",
+			 (json_int_t)push_hide_count());
 }
 
 static int render_stats(struct fs_ctx *c, char **out)
@@ -62,6 +83,7 @@ static int render_stats(struct fs_ctx *c, char **out)
 				      (json_int_t)cs.bytes_stored, "evictions",
 				      (json_int_t)cs.evictions, "bytes_total",
 				      (json_int_t)cs.bytes_total, "disk_full", cs.disk_full));
+	json_object_set_new(root, "tables", tables_json(c));
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	rc = *out ? 0 : -ENOMEM;
 	json_decref(root);

@@ -174,3 +174,14 @@ void push_hide_free(void)
 	}
 	pthread_mutex_unlock(&hide_mu);
 }
+
+size_t push_hide_count(void)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&hide_mu);
+	prune_locked(time(NULL));
+	for (struct hidden *h = hidden; h; h = h->next)
+		n++;
+	pthread_mutex_unlock(&hide_mu);
+	return n;
+}

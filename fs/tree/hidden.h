@@ -29,6 +29,8 @@ int push_hide_is(struct fs_node *dir, const char *name, time_t now);
  * rewritten: its hidden names are forgotten. */
 void push_hide_forget(const char *registry, const char *region, const char *repo,
 		      const char *name);
+/* Names hidden now (for .ecrfs/stats). */
+size_t push_hide_count(void);
 /* Frees the table (unmount). */
 void push_hide_free(void);
 

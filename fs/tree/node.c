@@ -52,8 +52,11 @@ static size_t child_bucket(uint64_t parent, const char *name)
 	return fs_hash64(parts, 2) % NBUCKETS;
 }
 
+static size_t live_nodes; /* under the node lock */
+
 static void ino_insert(struct fs_node *n)
 {
+	live_nodes++;
 	size_t b = n->ino % NBUCKETS;
 	n->hnext = ino_hash[b];
 	ino_hash[b] = n;
@@ -61,6 +64,7 @@ static void ino_insert(struct fs_node *n)
 
 static void ino_remove(struct fs_node *n)
 {
+	live_nodes--;
 	struct fs_node **pp = &ino_hash[n->ino % NBUCKETS];
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == n) {
@@ -175,6 +179,7 @@ void fs_node_shutdown(void)
 		child_hash[b] = NULL;
 	}
 	root = NULL;
+	live_nodes = 0;
 	next_ino = FS_ROOT_INO + 1;
 	pthread_mutex_unlock(&node_mu);
 }
@@ -441,4 +446,12 @@ char *fs_node_path(struct fs_node *n)
 		buf[--pos] = '/';
 	memmove(buf, buf + pos, len - pos + 1);
 	return buf;
+}
+
+size_t fs_node_count(void)
+{
+	pthread_mutex_lock(&node_mu);
+	size_t n = live_nodes;
+	pthread_mutex_unlock(&node_mu);
+	return n;
 }

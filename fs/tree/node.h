@@ -155,6 +155,9 @@ void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, v
 /* Path of a node from the root ("/111111111111/us-east-1/team/app/v1"), malloc'd. */
 char *fs_node_path(struct fs_node *n);
 
+/* Nodes in the table (for .ecrfs/stats). */
+size_t fs_node_count(void);
+
 /* Hash for stable inode numbers shown to users (st_ino of blobs). */
 uint64_t fs_hash64(const char *const *parts, size_t nparts);
 

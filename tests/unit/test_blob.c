@@ -1,0 +1,348 @@
+/* fs/blob/ against a fake source that serves blobs from memory and counts
+ * its calls: single-flight of one chunk, readahead of a sequential reader,
+ * download URLs kept and renewed, a corrupted byte answering EIO on the
+ * read that completes the blob, and the tables left behind. */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fs/blob/blob.h"
+#include "net/sigv4.h"
+
+#define MIB (1024 * 1024)
+
+struct fake_blob {
+	char digest[72];
+	unsigned char *data;
+	size_t size;
+	long corrupt_at; /* served with this byte flipped (-1: none) */
+};
+
+/* The fake source. mu protects every field. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* gate opened, or a caller arrived at it */
+	struct fake_blob blobs[8];
+	int n;
+	int url_calls, range_calls;
+	uint64_t bytes;
+	uint64_t max_end;  /* the furthest byte asked for */
+	int expire_next;   /* the next range answers -EKEYEXPIRED */
+	int gate;          /* ranges wait while set */
+	int at_gate;       /* ranges waiting at the gate */
+} fk = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int invals;
+static uint64_t inval_ino;
+
+static void on_inval(void *arg, uint64_t ino)
+{
+	__atomic_add_fetch(&invals, 1, __ATOMIC_RELAXED);
+	inval_ino = ino;
+}
+
+static struct fake_blob *fake_find(const char *digest)
+{
+	for (int i = 0; i < fk.n; i++)
+		if (!strcmp(fk.blobs[i].digest, digest))
+			return &fk.blobs[i];
+	return NULL;
+}
+
+static int fake_url(void *arg, const struct fs_blob_ref *ref, char **url, time_t *expires)
+{
+	pthread_mutex_lock(&fk.mu);
+	fk.url_calls++;
+	pthread_mutex_unlock(&fk.mu);
+	if (asprintf(url, "fake://%s", ref->digest) < 0)
+		return -ENOMEM;
+	*expires = time(NULL) + 900;
+	return 0;
+}
+
+static int fake_range(void *arg, const struct fs_blob_ref *ref, const char *url, uint64_t off,
+		      uint64_t len, net_sink_cb sink, void *sink_arg, volatile int *cancel)
+{
+	pthread_mutex_lock(&fk.mu);
+	struct fake_blob *b = fake_find(ref->digest);
+	fk.range_calls++;
+	fk.at_gate++;
+	pthread_cond_broadcast(&fk.cv);
+	while (fk.gate)
+		pthread_cond_wait(&fk.cv, &fk.mu);
+	fk.at_gate--;
+	int expire = fk.expire_next;
+	fk.expire_next = 0;
+	if (!expire && b && off + len <= b->size) {
+		fk.bytes += len;
+		if (off + len > fk.max_end)
+			fk.max_end = off + len;
+	}
+	pthread_mutex_unlock(&fk.mu);
+	if (expire)
+		return -EKEYEXPIRED;
+	if (!b || off + len > b->size || strcmp(url + 7, ref->digest))
+		return -ENOENT;
+	/* Streamed in pieces, as the network does. */
+	char piece[65536];
+	for (uint64_t pos = off; pos < off + len;) {
+		size_t n = off + len - pos < sizeof piece ? (size_t)(off + len - pos) : sizeof piece;
+		memcpy(piece, b->data + pos, n);
+		if (b->corrupt_at >= 0 && (uint64_t)b->corrupt_at >= pos &&
+		    (uint64_t)b->corrupt_at < pos + n)
+			piece[b->corrupt_at - (long)pos] ^= 0x5a;
+		int rc = sink(sink_arg, piece, n);
+		if (rc)
+			return rc;
+		pos += n;
+	}
+	return 0;
+}
+
+static const struct fs_blob_source fake_src = {fake_url, fake_range, NULL};
+
+/* A new blob of size bytes (deterministic per seed) known to the fake. */
+static struct fake_blob *add_blob(size_t size, unsigned seed, long corrupt_at)
+{
+	struct fake_blob *b = &fk.blobs[fk.n++];
+	uint32_t x = seed * 2654435761u + 1;
+	b->data = malloc(size);
+	for (size_t i = 0; i < size; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		b->data[i] = (unsigned char)x;
+	}
+	b->size = size;
+	b->corrupt_at = corrupt_at;
+	memcpy(b->digest, "sha256:", 7);
+	sigv4_sha256_hex(b->data, size, b->digest + 7);
+	return b;
+}
+
+static struct fs_rstate *open_blob(struct fs_blobs *bs, const struct fake_blob *b, uint64_t ino)
+{
+	struct fs_blob_ref ref = {.registry = "111111111111", .region = "us-east-1",
+				  .repo = "team/app", .digest = b->digest, .size = b->size};
+	struct fs_rstate *rs = NULL;
+	CHECK_INT(fs_blob_open(bs, &ref, ino, &rs), 0);
+	return rs;
+}
+
+/* Reads [off, off+len) through the reader into out: bytes or -errno. */
+static ssize_t read_at(struct fs_rstate *rs, void *out, size_t len, uint64_t off)
+{
+	char *buf = NULL;
+	int fd = -1;
+	ssize_t n = fs_blob_read(rs, &buf, len, off, NULL, &fd);
+	if (n > 0 && fd >= 0 && pread(fd, out, (size_t)n, (off_t)off) != n)
+		n = -EIO;
+	else if (n > 0 && fd < 0)
+		memcpy(out, buf, (size_t)n);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return n;
+}
+
+static int read_ok(struct fs_rstate *rs, const struct fake_blob *b, size_t len, uint64_t off)
+{
+	char *out = malloc(len);
+	ssize_t n = read_at(rs, out, len, off);
+	int ok = n == (ssize_t)len && !memcmp(out, b->data + off, len);
+	free(out);
+	return ok;
+}
+
+/* Waits until no readahead runs or waits and no chunk is in flight. */
+static void settle(struct fs_blobs *bs)
+{
+	struct fs_blobs_stats st;
+	for (int i = 0; i < 500; i++) {
+		fs_blobs_stats(bs, &st);
+		if (!st.ra_running && !st.ra_queued && !st.flights)
+			return;
+		usleep(10000);
+	}
+	CHECK_FAILED("%s", "readahead did not settle");
+}
+
+static void reset_counts(void)
+{
+	pthread_mutex_lock(&fk.mu);
+	fk.url_calls = fk.range_calls = 0;
+	fk.bytes = fk.max_end = 0;
+	pthread_mutex_unlock(&fk.mu);
+}
+
+struct reader {
+	struct fs_rstate *rs;
+	const struct fake_blob *b;
+	uint64_t off;
+	int ok;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	r->ok = read_ok(r->rs, r->b, 4096, r->off);
+	return NULL;
+}
+
+/* Two readers of one chunk: one fetch, both get the bytes. */
+static void test_single_flight(struct fs_blobs *bs)
+{
+	struct fake_blob *b = add_blob(4 * MIB + 100, 1, -1);
+	struct fs_rstate *r1 = open_blob(bs, b, 11), *r2 = open_blob(bs, b, 11);
+	struct reader a = {r1, b, 2 * MIB + 10, 0}, c = {r2, b, 2 * MIB + 10, 0};
+	pthread_t ta, tc;
+	reset_counts();
+	fk.gate = 1;
+	pthread_create(&ta, NULL, reader_main, &a);
+	pthread_mutex_lock(&fk.mu);
+	while (fk.at_gate < 1)
+		pthread_cond_wait(&fk.cv, &fk.mu);
+	pthread_mutex_unlock(&fk.mu);
+	pthread_create(&tc, NULL, reader_main, &c);
+	usleep(300000); /* the second reader finds the chunk in flight */
+	pthread_mutex_lock(&fk.mu);
+	CHECK_INT(fk.range_calls, 1);
+	fk.gate = 0;
+	pthread_cond_broadcast(&fk.cv);
+	pthread_mutex_unlock(&fk.mu);
+	pthread_join(ta, NULL);
+	pthread_join(tc, NULL);
+	CHECK(a.ok && c.ok);
+	CHECK_INT(fk.range_calls, 1);
+	CHECK_INT(fk.bytes, MIB); /* the chunk, once; random reads: no readahead */
+	CHECK_INT(fk.url_calls, 1);
+	fs_blob_close(r1);
+	fs_blob_close(r2);
+}
+
+/* A sequential reader gets chunks fetched ahead of it, each chunk once;
+ * the whole read seals the blob. */
+static void test_readahead(struct fs_blobs *bs, cache *ca)
+{
+	struct fake_blob *b = add_blob(12 * MIB + 7, 2, -1);
+	struct fs_rstate *rs = open_blob(bs, b, 12);
+	reset_counts();
+	uint64_t off = 0;
+	for (; off < 3 * MIB; off += 128 * 1024)
+		CHECK(read_ok(rs, b, 128 * 1024, off));
+	settle(bs);
+	CHECK(fk.max_end >= off + 4 * MIB);
+	CHECK(cache_blob_has(ca, b->digest, b->size, off + 2 * MIB, 1));
+	CHECK(fk.range_calls < 3 * MIB / (128 * 1024)); /* pieces, not one call per read */
+	for (; off < b->size; off += 128 * 1024) {
+		size_t len = b->size - off < 128 * 1024 ? (size_t)(b->size - off) : 128 * 1024;
+		CHECK(read_ok(rs, b, len, off));
+	}
+	settle(bs);
+	CHECK_INT(fk.bytes, b->size);
+	CHECK_INT(fk.url_calls, 1);
+	CHECK(cache_blob_complete(ca, b->digest));
+	fs_blob_close(rs);
+}
+
+/* The kept URL serves later fetches; a 403 (expired) asks for a new one. */
+static void test_url_renewal(struct fs_blobs *bs)
+{
+	struct fake_blob *b = add_blob(3 * MIB, 3, -1);
+	struct fs_rstate *rs = open_blob(bs, b, 13);
+	reset_counts();
+	CHECK(read_ok(rs, b, 100, 2 * MIB));
+	CHECK(read_ok(rs, b, 100, 0));
+	CHECK_INT(fk.url_calls, 1);
+	fk.expire_next = 1;
+	CHECK(read_ok(rs, b, 100, MIB + 5));
+	CHECK_INT(fk.url_calls, 2);
+	CHECK_INT(fk.range_calls, 4);
+	fs_blob_close(rs);
+}
+
+/* A corrupted byte: reads of a blob that is not complete yet are served
+ * (partial reads are checked for length only); the read that completes it
+ * answers EIO, drops the page cache, and so do later reads. */
+static void test_corrupt(struct fs_blobs *bs, cache *ca)
+{
+	/* Larger than the slack of a whole-file reader (4 MiB): its tail read
+	 * is not taken for the end of a whole-file read. */
+	struct fake_blob *b = add_blob(8 * MIB + 5, 4, 3 * MIB / 2);
+	struct fs_rstate *rs = open_blob(bs, b, 14);
+	char buf[4096];
+	invals = 0;
+	/* Chunks last to first: random reads, no readahead. */
+	CHECK_INT(read_at(rs, buf, 5, 8 * MIB), 5);
+	for (uint64_t c = 7; c >= 2; c--)
+		CHECK(read_ok(rs, b, 4096, c * MIB));
+	CHECK_INT(read_at(rs, buf, 4096, MIB), 4096);
+	CHECK_INT(invals, 0);
+	CHECK_INT(read_at(rs, buf, 4096, 0), -EIO);
+	CHECK_INT(invals, 1);
+	CHECK_INT(inval_ino, 14);
+	CHECK(!cache_blob_complete(ca, b->digest));
+	CHECK_INT(read_at(rs, buf, 4096, 2 * MIB), -EIO);
+	fs_blob_close(rs);
+
+	/* A sequential whole-file read of another corrupted blob: EIO at the
+	 * end at the latest, never after a successful read of the end. */
+	struct fake_blob *s = add_blob(5 * MIB + 3, 5, 4 * MIB + 1);
+	rs = open_blob(bs, s, 15);
+	invals = 0;
+	static char big[64 * 1024];
+	ssize_t last = 0;
+	int eio_then_ok = 0, seen_eio = 0;
+	for (uint64_t off = 0; off < s->size; off += 64 * 1024) {
+		size_t len = s->size - off < 64 * 1024 ? (size_t)(s->size - off) : 64 * 1024;
+		last = read_at(rs, big, len, off);
+		eio_then_ok |= seen_eio && last >= 0;
+		seen_eio |= last == -EIO;
+	}
+	CHECK_INT(last, -EIO);
+	CHECK_INT(eio_then_ok, 0);
+	CHECK(invals >= 1);
+	fs_blob_close(rs);
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	return remove(p);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/ecrfs-test-blob-XXXXXX";
+	cache *ca = NULL;
+	struct fs_blobs *bs = NULL;
+	if (!mkdtemp(dir) || cache_open(dir, 0, &ca) != 0) {
+		fprintf(stderr, "cannot make a cache in %s\n", dir);
+		return 1;
+	}
+	struct fs_blobs_cfg cfg = {.cache = ca, .src = &fake_src, .deadline_ms = 5000,
+				   .inval = on_inval};
+	CHECK_INT(fs_blobs_new(&cfg, &bs), 0);
+	test_single_flight(bs);
+	test_readahead(bs, ca);
+	test_url_renewal(bs);
+	test_corrupt(bs, ca);
+
+	struct fs_blobs_stats st;
+	settle(bs);
+	fs_blobs_stats(bs, &st);
+	CHECK_INT(st.flights, 0);
+	CHECK_INT(st.urls, fk.n);
+	CHECK_INT(st.bad, 2);
+	fs_blobs_free(bs);
+	cache_close(ca);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	for (int i = 0; i < fk.n; i++)
+		free(fk.blobs[i].data);
+	return check_summary("blob");
+}
