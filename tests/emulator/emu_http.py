@@ -180,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         self.app = self.server.app
         self.entry = {"ts": round(time.time(), 6), "op": None, "account": None, "region": None,
                       "repo": None, "status": None, "code": "", "bytes_in": 0, "bytes_out": 0,
-                      "range": self.headers.get("Range")}
+                      "range": self.headers.get("Range"), "conn": self.client_address[1]}
         t0 = self.t0 = time.monotonic()
         self.logged = False
         try:
