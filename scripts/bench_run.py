@@ -2,10 +2,11 @@
 """ecrfs benchmarks against the local ECR emulator (DESIGN §9).
 
 Each measurement runs 3 times (median reported) next to a reference measured
-on the same path in the same run:
+on the same path in the same run. On loopback:
 
   cold_read   cat of a layer through a fresh mount  vs  curl -o FILE of the same
-              download URL onto the cache_dir filesystem (curl -o /dev/null: context)
+              download URL onto the cache_dir filesystem (curl -o /dev/null: context);
+              CPU seconds per GiB of the daemon (/proc/PID/stat) and of curl
   warm_read   cat after a remount, page cache dropped  vs  cat of the cache file
   tail_read   bytes fetched (emulator request log) to read the last 1 MiB of the layer
   list_tags   ls -l of a repository with many tags  vs  /usr/bin/aws ecr describe-images,
@@ -13,10 +14,23 @@ on the same path in the same run:
   rss_read    the daemon's VmHWM with 8 parallel readers
   push        cp -rT of a single-layer layout (+ sync)  vs  the same kind of parts sent one
               after another by curl --aws-sigv4 (bodies prepared on disk); UploadLayerPart
-              counts and the daemon's VmHWM
+              counts
+  push_layers cp -rT of an image of 8 x 64 MiB layers  vs  one sequential curl --aws-sigv4
+              loop (InitiateLayerUpload calls, then every part and CompleteLayerUpload in
+              order, then PutImage); parts and API calls of both
 
-Throughput ratios are reference_time / ecrfs_time (above 1: ecrfs faster).
-Parts whose feature is not in the tree yet print "not available yet".
+On the modelled network (the emulator's: 64 MiB/s per download GET, 20 ms to
+its first byte, 30 ms per API call; both sides go through it):
+
+  net_cold_read_N   cold read of an N MiB layer (256 and 1024)  vs  one curl -o FILE stream
+  net_tail_read     bytes fetched for the last 1 MiB of the largest
+  net_list_tags     ls -l of the tags, fresh mount  vs  aws ecr describe-images
+  net_push_layers   push_layers on the modelled network
+
+(Warm reads do not touch the network.) Every ecrfs row reports the daemon's
+peak VmHWM (the highest of the runs). Throughput ratios are
+reference_time / ecrfs_time (above 1: ecrfs faster). Parts whose feature is
+not in the tree yet print "not available yet".
 """
 import argparse
 import base64
@@ -146,13 +160,13 @@ class Curl:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.seq = itertools.count(1)  # file names; next() is atomic under the GIL
 
-    def config(self, op, body_files, k):
-        """A curl -K config that sends one request per body file."""
+    def config(self, reqs, k):
+        """A curl -K config that sends the requests ((op, body file), ...) in order."""
         cfg = self.dir / f"curl-{k}.cfg"
         outs = []
         key, secret = self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
         with open(cfg, "w") as f:
-            for i, body in enumerate(body_files):
+            for i, (op, body) in enumerate(reqs):
                 out = self.dir / f"curl-{k}-{i}.out"
                 outs.append(out)
                 if i:
@@ -170,17 +184,23 @@ class Curl:
 
     def run(self, op, bodies):
         """Sends the bodies (dicts or paths) in order; returns (seconds, replies)."""
+        return self.run_requests([(op, b) for b in bodies])
+
+    def run_requests(self, reqs):
+        """Sends (op, body) pairs in order, one curl process on one
+        connection; bodies are dicts or paths. Returns (seconds, replies)."""
         k = next(self.seq)
         files, made = [], []
-        for i, b in enumerate(bodies):
+        for i, (op, b) in enumerate(reqs):
             if isinstance(b, (str, pathlib.Path)):
-                files.append(b)
+                files.append((op, b))
             else:
                 p = self.dir / f"body-{k}-{i}.json"
                 p.write_text(json.dumps(b))
-                files.append(p)
+                files.append((op, p))
                 made.append(p)
-        cfg, outs = self.config(op, files, k)
+        op = "+".join(sorted({o for o, _ in reqs}))
+        cfg, outs = self.config(files, k)
         t0 = time.perf_counter()
         r = subprocess.run(["curl", "-K", str(cfg)], capture_output=True, text=True)
         dt = time.perf_counter() - t0
@@ -259,6 +279,34 @@ class Curl:
         except RuntimeError:
             return False
 
+    def upload_image(self, repo, blobs, tag, man_bytes, prefix):
+        """The sequential reference push of an image: its InitiateLayerUpload
+        calls, then every part of every blob in order, each blob's
+        CompleteLayerUpload after its parts, then PutImage; two curl
+        processes, one connection each. The part bodies are written to disk
+        between the two, outside the timing. blobs: [(path, digest)].
+        Returns (seconds, parts)."""
+        dt, ups = self.run("InitiateLayerUpload",
+                           [{"registryId": ACCOUNT, "repositoryName": repo}] * len(blobs))
+        reqs, files = [], []
+        for n, ((path, digest), up) in enumerate(zip(blobs, ups)):
+            part = min(int(up.get("partSize", 10 * MIB)), 10 * MIB)
+            bodies = self.part_bodies(repo, up["uploadId"], path, part, f"{prefix}-{n}")
+            files += bodies
+            reqs += [("UploadLayerPart", b) for b in bodies]
+            reqs.append(("CompleteLayerUpload", {"registryId": ACCOUNT, "repositoryName": repo,
+                                                 "uploadId": up["uploadId"],
+                                                 "layerDigests": [digest]}))
+        reqs.append(("PutImage", {"repositoryName": repo, "imageTag": tag,
+                                  "imageManifest": man_bytes.decode(),
+                                  "imageManifestMediaType": OCI_MANIFEST}))
+        try:
+            dt2, _ = self.run_requests(reqs)
+        finally:
+            for b in files:
+                b.unlink(missing_ok=True)
+        return dt + dt2, len(files)
+
     def download_url(self, repo, digest):
         return self.call("GetDownloadUrlForLayer", {"repositoryName": repo,
                                                     "layerDigest": digest})["downloadUrl"]
@@ -295,6 +343,12 @@ class Mount:
     def path(self, *parts):
         return self.mnt.joinpath(ACCOUNT, REGION, *parts)
 
+    def cpu_s(self):
+        """The daemon's CPU seconds so far (user + system, all threads)."""
+        stat = pathlib.Path(f"/proc/{self.p.pid}/stat").read_text()
+        f = stat.rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
     def vmhwm_kib(self):
         for line in pathlib.Path(f"/proc/{self.p.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -317,6 +371,24 @@ class Mount:
 
 # ------------------------------------------------------------ measurements
 
+def run_cpu(cmd):
+    """Runs cmd; returns (seconds, its CPU seconds: user + system)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stderr.close()
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}): {err[-500:]}")
+    return dt, ru.ru_utime + ru.ru_stime
+
+
+def peak(xs):
+    return max(xs) if xs else None
+
+
 class Bench:
     def __init__(self, args, emu, work):
         self.a = args
@@ -326,6 +398,14 @@ class Bench:
         self.results = []
         self.can_drop = can_drop_caches()
         self.size = args.size_mib * MIB
+        self.read_layers = {}  # size in MiB -> (repo, tag, layer digest)
+        self.tags_seeded = False
+        self.model = {"get_rate": args.net_rate_mib * MIB, "first_byte_ms": args.net_first_byte_ms,
+                      "api_ms": args.net_api_ms}
+
+    def network(self, net):
+        """The modelled network around a measurement (seeding stays fast)."""
+        return self.emu.network(**self.model) if net else contextlib.nullcontext()
 
     def fresh_cache(self, name="cache"):
         c = self.work / name
@@ -343,74 +423,128 @@ class Bench:
     def emu_bytes_out(self, op="BlobGet"):
         return sum(int(e.get("bytes_out") or 0) for e in self.emu.log() if e.get("op") == op)
 
-    def seed_read_image(self):
-        log(f"seeding bench/read:big with one {self.a.size_mib} MiB layer")
-        lay = self.work / "layout-read"
-        md, layers, man = make_layout(lay, "big", [self.size], seed=1)
-        self.curl.push_layout(lay, "bench/read", "big", man)
-        self.read_layer = layers[0]
-        shutil.rmtree(lay)
+    def read_layer(self, size_mib):
+        """A single-layer image bench/read:sNm of size_mib, pushed once per bench."""
+        if size_mib not in self.read_layers:
+            log(f"seeding bench/read:s{size_mib}m with one {size_mib} MiB layer")
+            lay = self.work / "layout-read"
+            md, layers, man = make_layout(lay, f"s{size_mib}m", [size_mib * MIB], seed=size_mib)
+            self.curl.push_layout(lay, "bench/read", f"s{size_mib}m", man)
+            self.read_layers[size_mib] = ("bench/read", f"s{size_mib}m", layers[0])
+            shutil.rmtree(lay)
+        return self.read_layers[size_mib]
 
-    # cold and warm reads, tail read
-    def reads(self):
-        log("cold/warm/tail reads")
-        repo, hexd = "bench/read", self.read_layer[7:]
+    def cold_once(self, size_mib, cache):
+        """One cold read: curl -o FILE and -o /dev/null of the download URL,
+        then cat through a fresh mount onto cache (left for a warm read).
+        Returns a dict of this run's figures."""
+        repo, tag, layer = self.read_layer(size_mib)
         cache_fs_file = self.work / "curl-download.bin"
-        cold, ref, ref_null, warm, warm_ref, tail = [], [], [], [], [], []
-        for run in range(self.a.runs):
-            url = self.curl.download_url(repo, self.read_layer)
-            cache_fs_file.unlink(missing_ok=True)
+        url = self.curl.download_url(repo, layer)
+        cache_fs_file.unlink(missing_ok=True)
+        if self.can_drop:
+            drop_caches()
+        r = {}
+        r["ref"], r["ref_cpu"] = run_cpu(["curl", "-sSf", "-o", str(cache_fs_file), url])
+        cache_fs_file.unlink()
+        r["ref_null"] = timed(["curl", "-sSf", "-o", "/dev/null", url])
+        with self.mount(cache) as m:
+            f = m.path(*repo.split("/"), tag, "blobs", "sha256", layer[7:])
+            if f.stat().st_size != size_mib * MIB:
+                raise RuntimeError(f"{f}: size {f.stat().st_size}, expected {size_mib} MiB")
             if self.can_drop:
                 drop_caches()
-            ref.append(timed(["curl", "-sSf", "-o", str(cache_fs_file), url]))
-            cache_fs_file.unlink()
-            ref_null.append(timed(["curl", "-sSf", "-o", "/dev/null", url]))
+            self.emu.reset_log()
+            cpu0 = m.cpu_s()
+            r["ecrfs"] = timed(["cat", str(f)])
+            r["ecrfs_cpu"] = m.cpu_s() - cpu0
+            r["hwm"] = m.vmhwm_kib() / 1024
+            lg = self.emu.log()
+            r["gets"] = sum(1 for e in lg if e.get("op") == "BlobGet")
+            r["url_calls"] = sum(1 for e in lg if e.get("op") == "GetDownloadUrlForLayer")
+        return r
+
+    def tail_once(self, size_mib):
+        """Bytes fetched to read the last 1 MiB of the layer on a fresh cache."""
+        repo, tag, layer = self.read_layer(size_mib)
+        with self.mount(self.fresh_cache()) as m:
+            f = m.path(*repo.split("/"), tag, "blobs", "sha256", layer[7:])
+            f.stat()
+            self.emu.reset_log()
+            timed(["dd", f"if={f}", "of=/dev/null", "bs=1M", f"skip={size_mib - 1}", "count=1"])
+            return self.emu_bytes_out(), m.vmhwm_kib() / 1024
+
+    def add_cold(self, name, size_mib, runs, net, goal):
+        col = {k: [r[k] for r in runs] for k in runs[0]}
+        mc, mr = median(col["ecrfs"]), median(col["ref"])
+        gib = size_mib / 1024
+        self.add(name, network="modelled" if net else "loopback", size_mib=size_mib,
+                 ecrfs_s=mc, ref_curl_file_s=mr, ref_curl_devnull_s=median(col["ref_null"]),
+                 ratio=mr / mc, goal=goal, ecrfs_mib_s=size_mib / mc,
+                 ecrfs_cpu_s_per_gib=median(col["ecrfs_cpu"]) / gib,
+                 ref_curl_cpu_s_per_gib=median(col["ref_cpu"]) / gib,
+                 blob_gets=median(col["gets"]), url_calls=median(col["url_calls"]),
+                 peak_rss_mib=peak(col["hwm"]), runs=col["ecrfs"])
+
+    # cold and warm reads, tail read (loopback)
+    def reads(self):
+        log("cold/warm/tail reads")
+        size_mib = self.a.size_mib
+        repo, tag, layer = self.read_layer(size_mib)
+        colds, warm, warm_ref, warm_hwm, tail, tail_hwm = [], [], [], [], [], []
+        for run in range(self.a.runs):
             cache = self.fresh_cache()
-            with self.mount(cache) as m:
-                f = m.path("bench", "read", "big", "blobs", "sha256", hexd)
-                if f.stat().st_size != self.size:
-                    raise RuntimeError(f"{f}: size {f.stat().st_size}, expected {self.size}")
-                if self.can_drop:
-                    drop_caches()
-                cold.append(timed(["cat", str(f)]))
+            colds.append(self.cold_once(size_mib, cache))
             if self.can_drop:
                 with self.mount(cache) as m:
-                    f = m.path("bench", "read", "big", "blobs", "sha256", hexd)
+                    f = m.path(*repo.split("/"), tag, "blobs", "sha256", layer[7:])
                     f.stat()
                     drop_caches()
                     warm.append(timed(["cat", str(f)]))
-                cached = next(cache.rglob(hexd), None)
+                    warm_hwm.append(m.vmhwm_kib() / 1024)
+                cached = next(cache.rglob(layer[7:]), None)
                 if cached:
                     drop_caches()
                     warm_ref.append(timed(["cat", str(cached)]))
-            # tail: the last 1 MiB on a fresh cache
-            cache = self.fresh_cache()
-            with self.mount(cache) as m:
-                f = m.path("bench", "read", "big", "blobs", "sha256", hexd)
-                f.stat()
-                self.emu.reset_log()
-                skip = self.size // MIB - 1
-                timed(["dd", f"if={f}", "of=/dev/null", "bs=1M", f"skip={skip}", "count=1"])
-                tail.append(self.emu_bytes_out())
-        mc, mr = median(cold), median(ref)
-        self.add("cold_read", size_mib=self.a.size_mib, ecrfs_s=mc, ref_curl_file_s=mr,
-                 ref_curl_devnull_s=median(ref_null), ratio=mr / mc, goal=">= 1.0",
-                 ecrfs_mib_s=self.a.size_mib / mc, runs=cold)
+            fetched, hwm = self.tail_once(size_mib)
+            tail.append(fetched)
+            tail_hwm.append(hwm)
+        self.add_cold("cold_read", size_mib, colds, False, ">= 1.0")
         if not self.can_drop:
             self.add("warm_read", status="skipped: needs root for /proc/sys/vm/drop_caches")
         elif not warm_ref:
             self.add("warm_read", ecrfs_s=median(warm), status="cache file not found in cache_dir",
                      runs=warm)
         else:
-            self.add("warm_read", size_mib=self.a.size_mib, ecrfs_s=median(warm),
+            self.add("warm_read", network="none (cache)", size_mib=size_mib, ecrfs_s=median(warm),
                      ref_cat_cache_file_s=median(warm_ref), ratio=median(warm_ref) / median(warm),
-                     goal=">= 0.8", runs=warm)
-        self.add("tail_read", size_mib=self.a.size_mib, fetched_mib=median(tail) / MIB,
-                 goal="<= 16 MiB", runs=tail)
+                     peak_rss_mib=peak(warm_hwm), goal=">= 0.8", runs=warm)
+        self.add("tail_read", network="loopback", size_mib=size_mib,
+                 fetched_mib=median(tail) / MIB, peak_rss_mib=peak(tail_hwm), goal="<= 16 MiB",
+                 runs=tail)
 
-    def list_tags(self):
-        n = self.a.tags
-        repo = "bench/tags"
+    # cold reads on the modelled network (warm reads do not touch it)
+    def net_reads(self):
+        sizes = self.a.net_read_sizes
+        for size_mib in sizes:
+            self.read_layer(size_mib)
+        with self.network(True):
+            for size_mib in sizes:
+                log(f"cold read of {size_mib} MiB on the modelled network")
+                runs = [self.cold_once(size_mib, self.fresh_cache()) for _ in range(self.a.runs)]
+                goal = ">= 4.0" if size_mib < 1024 else ">= 6.0"
+                self.add_cold(f"net_cold_read_{size_mib}", size_mib, runs, True, goal)
+            big = max(sizes)
+            tail = [self.tail_once(big) for _ in range(self.a.runs)]
+        self.add("net_tail_read", network="modelled", size_mib=big,
+                 fetched_mib=median([t[0] for t in tail]) / MIB,
+                 peak_rss_mib=peak([t[1] for t in tail]), goal="<= 16 MiB",
+                 runs=[t[0] for t in tail])
+
+    def seed_tags(self):
+        if self.tags_seeded:
+            return
+        n, repo = self.a.tags, "bench/tags"
         log(f"seeding {repo} with {n} tags")
         lay = self.work / "layout-tags"
         md, _, man = make_layout(lay, "t0", [4096], seed=2)
@@ -425,29 +559,40 @@ class Bench:
                            "imageManifest": json.dumps(doc), "imageManifestMediaType": OCI_MANIFEST})
         self.curl.run_parallel("PutImage", bodies)
         shutil.rmtree(lay)
-        ls, cli, ls_calls, cli_calls = [], [], [], []
+        self.tags_seeded = True
+
+    def list_tags(self, net=False):
+        n = self.a.tags
+        repo = "bench/tags"
+        self.seed_tags()
+        log(f"ls -l of {n} tags ({'modelled network' if net else 'loopback'})")
+        ls, cli, ls_calls, cli_calls, hwm = [], [], [], [], []
         env = dict(os.environ, **self.emu.env(account=ACCOUNT, region=REGION), AWS_PAGER="")
-        for run in range(self.a.runs):
-            self.emu.reset_log()
-            cli.append(timed(["/usr/bin/aws", "--endpoint-url", self.emu.endpoint, "--output",
-                              "json", "ecr", "describe-images", "--repository-name", repo],
-                             env=env))
-            cli_calls.append(len(self.emu.log()))
-            with self.mount(self.fresh_cache()) as m:
-                os.listdir(m.path("bench"))
+        with self.network(net):
+            for run in range(self.a.runs):
                 self.emu.reset_log()
-                t0 = time.perf_counter()
-                out = subprocess.run(["ls", "-l", str(m.path(repo))], capture_output=True,
-                                     text=True)
-                ls.append(time.perf_counter() - t0)
-                ls_calls.append(len(self.emu.log()))
-                got = len([l for l in out.stdout.splitlines() if l.startswith("d")])
-                if got < n:
-                    raise RuntimeError(f"ls -l listed {got} tag directories, expected {n}")
-        self.add("list_tags", tags=n, ecrfs_s=median(ls), ref_aws_cli_s=median(cli),
+                cli.append(timed(["/usr/bin/aws", "--endpoint-url", self.emu.endpoint, "--output",
+                                  "json", "ecr", "describe-images", "--repository-name", repo],
+                                 env=env))
+                cli_calls.append(len(self.emu.log()))
+                with self.mount(self.fresh_cache()) as m:
+                    os.listdir(m.path("bench"))
+                    self.emu.reset_log()
+                    t0 = time.perf_counter()
+                    out = subprocess.run(["ls", "-l", str(m.path(repo))], capture_output=True,
+                                         text=True)
+                    ls.append(time.perf_counter() - t0)
+                    ls_calls.append(len(self.emu.log()))
+                    hwm.append(m.vmhwm_kib() / 1024)
+                    got = len([l for l in out.stdout.splitlines() if l.startswith("d")])
+                    if got < n:
+                        raise RuntimeError(f"ls -l listed {got} tag directories, expected {n}")
+        goal = ("< 0.6 s, <= 6 calls, faster than the CLI" if net
+                else "faster than the CLI, <= 6 calls")
+        self.add("net_list_tags" if net else "list_tags", network="modelled" if net else "loopback",
+                 tags=n, ecrfs_s=median(ls), ref_aws_cli_s=median(cli),
                  ratio=median(cli) / median(ls), ecrfs_api_calls=median(ls_calls),
-                 aws_cli_api_calls=median(cli_calls), goal="faster than the CLI, <= 6 calls",
-                 runs=ls)
+                 aws_cli_api_calls=median(cli_calls), peak_rss_mib=peak(hwm), goal=goal, runs=ls)
 
     def rss_read(self):
         total = self.a.rss_total_mib * MIB
@@ -470,8 +615,8 @@ class Bench:
                 if any(rcs):
                     raise RuntimeError(f"parallel readers failed: {rcs}")
                 hwm.append(m.vmhwm_kib() / 1024)
-        self.add("rss_read", readers=8, total_mib=self.a.rss_total_mib, peak_rss_mib=median(hwm),
-                 seconds=median(secs), goal="<= 64 MiB", runs=hwm)
+        self.add("rss_read", network="loopback", readers=8, total_mib=self.a.rss_total_mib,
+                 peak_rss_mib=peak(hwm), seconds=median(secs), goal="<= 64 MiB", runs=hwm)
 
     def push(self):
         log(f"push of a {self.a.size_mib} MiB single-layer layout, {self.a.runs} runs")
@@ -489,64 +634,136 @@ class Bench:
             # ecrfs: a fresh layout (a layer no repository has yet).
             lay = self.work / f"layout-push{run}"
             make_layout(lay, "v1", [self.size], seed=200 + run)
-            if self.can_drop:
-                drop_caches()
-            with self.mount(self.fresh_cache()) as m:
-                dest = m.path("bench", f"push{run}")
-                os.makedirs(dest, exist_ok=True)
-                self.emu.reset_log()
-                t0 = time.perf_counter()
-                r = subprocess.run(["cp", "-rT", str(lay), str(dest / "v1")], capture_output=True,
-                                   text=True)
-                if r.returncode == 0:
-                    r = subprocess.run(["sync", str(dest / "v1")], capture_output=True, text=True)
-                cp.append(time.perf_counter() - t0)
-                if r.returncode != 0:
-                    raise RuntimeError(f"push through the mount failed: {r.stderr}")
-                hwm.append(m.vmhwm_kib() / 1024)
-                parts_ecrfs.append(self.emu.count("UploadLayerPart"))
+            t, h, parts, _ = self.cp_push(lay, f"bench/push{run}")
+            cp.append(t)
+            hwm.append(h)
+            parts_ecrfs.append(parts)
             shutil.rmtree(lay)
-        self.add("push", size_mib=self.a.size_mib, ecrfs_s=median(cp), ref_curl_sigv4_s=median(ref),
+        self.add("push", network="loopback", size_mib=self.a.size_mib, ecrfs_s=median(cp),
+                 ref_curl_sigv4_s=median(ref), ratio=median(ref) / median(cp),
+                 ecrfs_upload_parts=median(parts_ecrfs), ref_upload_parts=median(parts_ref),
+                 peak_rss_mib=peak(hwm), goal=">= 0.9, <= 64 MiB", runs=cp)
+
+    def cp_push(self, lay, repo):
+        """cp -rT of a layout into a new repository through a fresh mount,
+        + sync; returns (seconds, VmHWM MiB, UploadLayerPart calls, API calls)."""
+        if self.can_drop:
+            drop_caches()
+        with self.mount(self.fresh_cache()) as m:
+            dest = m.path(*repo.split("/"))
+            os.makedirs(dest, exist_ok=True)
+            self.emu.reset_log()
+            t0 = time.perf_counter()
+            r = subprocess.run(["cp", "-rT", str(lay), str(dest / "v1")], capture_output=True,
+                               text=True)
+            if r.returncode == 0:
+                r = subprocess.run(["sync", str(dest / "v1")], capture_output=True, text=True)
+            dt = time.perf_counter() - t0
+            if r.returncode != 0:
+                raise RuntimeError(f"push through the mount failed: {r.stderr}")
+            lg = self.emu.log()
+            return (dt, m.vmhwm_kib() / 1024,
+                    sum(1 for e in lg if e.get("op") == "UploadLayerPart"),
+                    sum(1 for e in lg if e.get("op") != "BlobGet"))
+
+    def push_layers(self, net=False):
+        """An image of several layers: cp -rT through the mount vs the same
+        kind of parts sent one after another by curl (Curl.upload_image)."""
+        k, each = self.a.push_layers, self.a.push_layer_mib
+        where = "modelled network" if net else "loopback"
+        log(f"push of {k} layers x {each} MiB ({where}), {self.a.runs} runs")
+        cp, ref, parts_ecrfs, parts_ref, calls_ecrfs, calls_ref, hwm = [], [], [], [], [], [], []
+        tagn = "net" if net else "lo"
+        for run in range(self.a.runs):
+            # Both sides push fresh layers (no repository has them yet).
+            lay = self.work / f"layout-lref{run}"
+            md, layers, man = make_layout(lay, "v1", [each * MIB] * k, seed=300 + run + 10 * net)
+            bl = lay / "blobs" / "sha256"
+            blobs = [(bl / d[7:], d) for d in layers]
+            cfg = json.loads(man)["config"]["digest"]
+            blobs.append((bl / cfg[7:], cfg))
+            ref_repo = f"bench/lref-{tagn}{run}"
+            self.curl.call("CreateRepository", {"repositoryName": ref_repo})
+            with self.network(net):
+                self.emu.reset_log()
+                dt, n = self.curl.upload_image(ref_repo, blobs, "v1", man, f"lref{run}")
+                calls_ref.append(len(self.emu.log()))
+            ref.append(dt)
+            parts_ref.append(n)
+            shutil.rmtree(lay)
+            lay = self.work / f"layout-lpush{run}"
+            make_layout(lay, "v1", [each * MIB] * k, seed=400 + run + 10 * net)
+            with self.network(net):
+                t, h, parts, calls = self.cp_push(lay, f"bench/lpush-{tagn}{run}")
+            cp.append(t)
+            hwm.append(h)
+            parts_ecrfs.append(parts)
+            calls_ecrfs.append(calls)
+            shutil.rmtree(lay)
+        self.add("net_push_layers" if net else "push_layers",
+                 network="modelled" if net else "loopback", layers=k, layer_mib=each,
+                 ecrfs_s=median(cp), ref_curl_sigv4_s=median(ref),
                  ratio=median(ref) / median(cp), ecrfs_upload_parts=median(parts_ecrfs),
-                 ref_upload_parts=median(parts_ref), peak_rss_mib=median(hwm),
-                 goal=">= 0.9, <= 64 MiB", runs=cp)
+                 ref_upload_parts=median(parts_ref), ecrfs_api_calls=median(calls_ecrfs),
+                 ref_api_calls=median(calls_ref), peak_rss_mib=peak(hwm),
+                 goal=(">= 4.0" if net else ">= 0.9") + ", <= 64 MiB", runs=cp)
+
+
+def rss_ok(r):
+    return r.get("peak_rss_mib") is None or r["peak_rss_mib"] <= 64
 
 
 def describe(r):
     """(ecrfs, reference, ratio, goal met) as text for one result row."""
     n = r["name"]
     ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
-    if n == "cold_read":
-        return (f"{r['ecrfs_s']:.3f} s ({r['ecrfs_mib_s']:.0f} MiB/s)",
-                f"curl -o FILE {r['ref_curl_file_s']:.3f} s (-o /dev/null {r['ref_curl_devnull_s']:.3f} s)",
-                ratio, r["ratio"] >= 1.0)
+    hwm = f", VmHWM {r['peak_rss_mib']:.1f} MiB" if r.get("peak_rss_mib") is not None else ""
+    if n == "cold_read" or n.startswith("net_cold_read"):
+        goal = 1.0 if n == "cold_read" else float(r["goal"].split()[-1])
+        cpu = (f", CPU {r['ecrfs_cpu_s_per_gib']:.2f} s/GiB" if n == "cold_read" else
+               f", {r['blob_gets']:.0f} GETs, {r['url_calls']:.0f} URL calls")
+        ref_cpu = f", CPU {r['ref_curl_cpu_s_per_gib']:.2f} s/GiB" if n == "cold_read" else ""
+        return (f"{r['ecrfs_s']:.3f} s ({r['ecrfs_mib_s']:.0f} MiB/s){cpu}{hwm}",
+                f"curl -o FILE {r['ref_curl_file_s']:.3f} s{ref_cpu} "
+                f"(-o /dev/null {r['ref_curl_devnull_s']:.3f} s)",
+                ratio, r["ratio"] >= goal and rss_ok(r))
     if n == "warm_read":
-        return (f"{r['ecrfs_s']:.3f} s", f"cat cache file {r['ref_cat_cache_file_s']:.3f} s",
-                ratio, r["ratio"] >= 0.8)
-    if n == "tail_read":
-        return (f"{r['fetched_mib']:.2f} MiB fetched", "", "", r["fetched_mib"] <= 16)
-    if n == "list_tags":
-        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_api_calls']:.0f} API calls",
+        return (f"{r['ecrfs_s']:.3f} s{hwm}", f"cat cache file {r['ref_cat_cache_file_s']:.3f} s",
+                ratio, r["ratio"] >= 0.8 and rss_ok(r))
+    if n in ("tail_read", "net_tail_read"):
+        return (f"{r['fetched_mib']:.2f} MiB fetched{hwm}", "", "",
+                r["fetched_mib"] <= 16 and rss_ok(r))
+    if n in ("list_tags", "net_list_tags"):
+        met = r["ratio"] > 1 and r["ecrfs_api_calls"] <= 6 and rss_ok(r)
+        if n == "net_list_tags":
+            met = met and r["ecrfs_s"] < 0.6
+        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_api_calls']:.0f} API calls{hwm}",
                 f"aws ecr describe-images {r['ref_aws_cli_s']:.3f} s, "
                 f"{r['aws_cli_api_calls']:.0f} API calls",
-                ratio, r["ratio"] > 1 and r["ecrfs_api_calls"] <= 6)
+                ratio, met)
     if n == "rss_read":
         return (f"VmHWM {r['peak_rss_mib']:.1f} MiB ({r['total_mib']} MiB in {r['seconds']:.2f} s)",
                 "", "", r["peak_rss_mib"] <= 64)
     if n == "push":
-        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_upload_parts']:.0f} parts, "
-                f"VmHWM {r['peak_rss_mib']:.1f} MiB",
+        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_upload_parts']:.0f} parts{hwm}",
                 f"curl --aws-sigv4 {r['ref_curl_sigv4_s']:.3f} s, {r['ref_upload_parts']:.0f} parts",
-                ratio, r["ratio"] >= 0.9 and r["peak_rss_mib"] <= 64)
+                ratio, r["ratio"] >= 0.9 and rss_ok(r))
+    if n in ("push_layers", "net_push_layers"):
+        goal = 4.0 if n == "net_push_layers" else 0.9
+        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_upload_parts']:.0f} parts, "
+                f"{r['ecrfs_api_calls']:.0f} API calls{hwm}",
+                f"curl --aws-sigv4 loop {r['ref_curl_sigv4_s']:.3f} s, "
+                f"{r['ref_upload_parts']:.0f} parts, {r['ref_api_calls']:.0f} API calls",
+                ratio, r["ratio"] >= goal and rss_ok(r))
     return ("", "", ratio, None)
 
 
 def table(results):
-    cols = ["measurement", "ecrfs", "reference (same run)", "ratio", "goal", "met"]
+    cols = ["measurement", "network", "ecrfs", "reference (same run)", "ratio", "goal", "met"]
     rows = []
     for r in results:
         if "status" in r and len(r) <= 3:
-            rows.append([r["name"], r["status"], "", "", r.get("goal", ""), ""])
+            rows.append([r["name"], "", r["status"], "", "", r.get("goal", ""), ""])
             continue
         try:
             ecrfs, ref, ratio, met = describe(r)
@@ -554,7 +771,8 @@ def table(results):
             ecrfs, ref, ratio, met = r.get("status", ""), "", "", None
         size = f" {r['size_mib']} MiB" if "size_mib" in r else ""
         size = f" {r['tags']} tags" if "tags" in r else size
-        rows.append([r["name"] + size, ecrfs, ref, ratio, r.get("goal", ""),
+        size = f" {r['layers']}x{r['layer_mib']} MiB" if "layers" in r else size
+        rows.append([r["name"] + size, r.get("network", ""), ecrfs, ref, ratio, r.get("goal", ""),
                      "" if met is None else ("yes" if met else "NO")])
         r["goal_met"] = met
     w = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
@@ -564,22 +782,47 @@ def table(results):
     return "\n".join(lines)
 
 
+LOOPBACK = ["reads", "list_tags", "rss_read", "push", "push_layers"]
+NET = ["net_reads", "net_list_tags", "net_push_layers"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--build", default=str(SRC / "build-bench"))
-    ap.add_argument("--quick", action="store_true", help="small sizes (a couple of minutes)")
-    ap.add_argument("--size-mib", type=int, help="layer size for reads and push (default 1024, quick 32)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    ap.add_argument("--size-mib", type=int, help="layer size for loopback reads and push (default 1024, quick 32)")
     ap.add_argument("--tags", type=int, help="tags in the listing repository (default 5000, quick 500)")
     ap.add_argument("--rss-total-mib", type=int, help="total read by 8 readers (default 4096, quick 128)")
+    ap.add_argument("--net-read-sizes-mib", help="layer sizes of the modelled cold reads "
+                    "(default 256,1024, quick 32)")
+    ap.add_argument("--push-layers", type=int, help="layers of the push_layers rows (default 8, quick 4)")
+    ap.add_argument("--push-layer-mib", type=int, help="their size (default 64, quick 8)")
+    ap.add_argument("--net-rate-mib", type=float, default=64,
+                    help="modelled network: MiB/s of each download GET (default 64)")
+    ap.add_argument("--net-first-byte-ms", type=int, default=20,
+                    help="modelled network: ms to a download's first byte (default 20)")
+    ap.add_argument("--net-api-ms", type=int, default=30,
+                    help="modelled network: ms per ECR API call (default 30)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", help="comma-separated: reads,list_tags,rss_read,push")
+    ap.add_argument("--only", help="comma-separated, of: " + ",".join(LOOPBACK + NET) +
+                    "; or loopback, net (all rows of that network)")
     ap.add_argument("--out", default="bench-results.json")
     ap.add_argument("--workdir", help="scratch directory (default: a new one under /tmp)")
     a = ap.parse_args()
     a.size_mib = a.size_mib or (32 if a.quick else 1024)
     a.tags = a.tags or (500 if a.quick else 5000)
     a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
-    only = set(a.only.split(",")) if a.only else {"reads", "list_tags", "rss_read", "push"}
+    a.net_read_sizes = [int(x) for x in (a.net_read_sizes_mib or ("32" if a.quick else "256,1024"))
+                        .split(",")]
+    a.push_layers = a.push_layers or (4 if a.quick else 8)
+    a.push_layer_mib = a.push_layer_mib or (8 if a.quick else 64)
+    a.net_rate_mib = int(a.net_rate_mib) if a.net_rate_mib == int(a.net_rate_mib) else a.net_rate_mib
+    only = set()
+    for x in (a.only.split(",") if a.only else ["loopback", "net"]):
+        x = x.strip()
+        if x not in LOOPBACK + NET + ["loopback", "net"]:
+            ap.error(f"--only: unknown measurement {x!r}")
+        only |= set({"loopback": LOOPBACK, "net": NET}.get(x, [x]))
 
     try:
         from emu import Emulator
@@ -595,8 +838,10 @@ def main():
         b = Bench(a, emu, work)
         if not b.can_drop:
             log("bench: not root: page caches cannot be dropped; warm reads are skipped")
-        steps = [("reads", lambda: (b.seed_read_image(), b.reads())), ("list_tags", b.list_tags),
-                 ("rss_read", b.rss_read), ("push", b.push)]
+        steps = [("reads", b.reads), ("list_tags", b.list_tags), ("rss_read", b.rss_read),
+                 ("push", b.push), ("push_layers", b.push_layers),
+                 ("net_reads", b.net_reads), ("net_list_tags", lambda: b.list_tags(net=True)),
+                 ("net_push_layers", lambda: b.push_layers(net=True))]
         for name, fn in steps:
             if name not in only:
                 continue
@@ -609,14 +854,21 @@ def main():
                 status = 1
         results = b.results
     shutil.rmtree(work, ignore_errors=True)
+    model = (f"{a.net_rate_mib} MiB/s per GET, {a.net_first_byte_ms} ms to first byte, "
+             f"{a.net_api_ms} ms per API call")
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": a.runs,
             "size_mib": a.size_mib, "tags": a.tags, "rss_total_mib": a.rss_total_mib,
+            "net_read_sizes_mib": a.net_read_sizes, "push_layers": a.push_layers,
+            "push_layer_mib": a.push_layer_mib, "modelled_network": model,
             "nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
             "build": a.build, "results": results}
     text = table(results)
     pathlib.Path(a.out).write_text(json.dumps(meta, indent=1) + "\n")
     print(text)
-    print(f"\nmedian of {a.runs} runs; ratio = reference time / ecrfs time; written to {a.out}")
+    print(f"\nmedian of {a.runs} runs (VmHWM: the highest run); ratio = reference time / ecrfs "
+          f"time; written to {a.out}")
+    if only & set(NET):
+        print(f"modelled network: {model} (the emulator's model, both sides)")
     print(f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews times)")
     return status

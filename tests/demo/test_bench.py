@@ -14,15 +14,24 @@ def test_bench_smoke(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run(["/usr/bin/python3", str(SRC / "scripts" / "bench_run.py"),
                         "--build", str(BUILD), "--size-mib", "8", "--tags", "60",
-                        "--rss-total-mib", "16", "--runs", "1", "--out", str(out),
+                        "--rss-total-mib", "16", "--net-read-sizes-mib", "8",
+                        "--push-layers", "2", "--push-layer-mib", "6", "--runs", "1",
+                        "--out", str(out),
                         "--workdir", str(tmp_path / "work")],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr[-4000:]
     res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
-    assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push"}
+    assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push",
+                        "push_layers", "net_cold_read_8", "net_tail_read", "net_list_tags",
+                        "net_push_layers"}
     for name, row in res.items():
         assert "status" not in row, (name, row)
-    assert res["cold_read"]["ecrfs_s"] > 0 and res["cold_read"]["ref_curl_file_s"] > 0
+        assert row["network"] in ("loopback", "modelled", "none (cache)"), row
+    for name in ("cold_read", "net_cold_read_8"):
+        assert res[name]["ecrfs_s"] > 0 and res[name]["ref_curl_file_s"] > 0
+        assert res[name]["ecrfs_cpu_s_per_gib"] >= 0 and res[name]["url_calls"] >= 1
+    # 8 MiB at 64 MiB/s per GET: the modelled curl stream takes at least 0.125 s.
+    assert res["net_cold_read_8"]["ref_curl_file_s"] >= 0.12
     # Reading the last MiB fetched something, and far less than the whole layer.
     assert 0 < res["tail_read"]["fetched_mib"] < 8
     # Both listings were counted from the emulator's log; 60 images fit one page.
@@ -31,6 +40,11 @@ def test_bench_smoke(tmp_path):
     assert 1 <= res["push"]["ecrfs_upload_parts"] <= 2
     assert res["push"]["ref_upload_parts"] == 1
     assert res["rss_read"]["peak_rss_mib"] > 0
+    # Two 6 MiB layers and a config: one part each for curl, one or two for ecrfs.
+    for name in ("push_layers", "net_push_layers"):
+        assert res[name]["ref_upload_parts"] == 3
+        assert 3 <= res[name]["ecrfs_upload_parts"] <= 5
+        assert res[name]["peak_rss_mib"] > 0
     assert "measurement" in r.stdout and "median of 1 runs" in r.stdout
     # Nothing stays mounted.
     assert str(tmp_path) not in pathlib.Path("/proc/mounts").read_text()

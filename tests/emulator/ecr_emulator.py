@@ -21,6 +21,7 @@ from emu_auth import Accounts  # noqa: E402
 from emu_ecr import Ecr  # noqa: E402
 from emu_faults import Faults  # noqa: E402
 from emu_http import RequestLog, Server  # noqa: E402
+from emu_netmodel import NetModel  # noqa: E402
 from emu_registry import Registry, RegistryError  # noqa: E402
 from emu_state import State  # noqa: E402
 from emu_sts import Sts  # noqa: E402
@@ -42,6 +43,7 @@ class App:
         self.layers = Layers(self.ecr, secrets.token_bytes(32))
         self.sts = Sts(self.accounts, self.cfg)
         self.faults = Faults()
+        self.net = NetModel(os.environ)  # off unless ECR_EMU_* say otherwise
         self.log = RequestLog(os.path.join(sd, "requests.jsonl"))
         self.ops = {}
         for name in ("DescribeRegistry", "DescribeRepositories", "CreateRepository",

@@ -180,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         self.app = self.server.app
         self.entry = {"ts": round(time.time(), 6), "op": None, "account": None, "region": None,
                       "repo": None, "status": None, "code": "", "bytes_in": 0, "bytes_out": 0,
-                      "range": self.headers.get("Range")}
+                      "range": self.headers.get("Range"), "conn": self.client_address[1]}
         t0 = self.t0 = time.monotonic()
         self.logged = False
         try:
@@ -197,6 +197,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.control(path, body)
             if path.startswith("/_blob/"):
                 return self.blob(path)
+            self.app.net.api_delay()
             if self.command == "POST" and self.headers.get("X-Amz-Target"):
                 return self.ecr(body)
             return self.sts(body)
@@ -361,6 +362,7 @@ class Handler(BaseHTTPRequestHandler):
     def blob(self, path):
         app = self.app
         self.entry["op"] = "BlobGet"
+        app.net.first_byte_delay()
         split = urllib.parse.urlsplit(path)
         upath = urllib.parse.unquote(split.path)  # some clients encode the ':'
         parts = upath.split("/")  # '', '_blob', acct, region, repo..., digest
@@ -448,16 +450,38 @@ class Handler(BaseHTTPRequestHandler):
                                       f"bytes {start}-{end - 1}/{size}" if status == 206 else None)
             if limit is None:
                 return
-            # All but the last chunk, then the log line, then the rest.
-            head = max(0, limit - CHUNK)
-            sent = self.connection.sendfile(f, start, head) if head else 0
-            if sent == head:
-                self.entry["bytes_out"] = limit
-                self.commit_log()
-                sent += self.connection.sendfile(f, start + sent, limit - sent)
+            pacer = self.app.net.pacer()
+            sent = self.sendfile_paced(f, start, limit, pacer) if pacer else \
+                self.sendfile_all(f, start, limit)
             self.entry["bytes_out"] = sent
             if sent < length:
                 self.hangup()
+
+    def sendfile_all(self, f, start, limit):
+        """All but the last chunk, then the log line, then the rest."""
+        head = max(0, limit - CHUNK)
+        sent = self.connection.sendfile(f, start, head) if head else 0
+        if sent == head:
+            self.entry["bytes_out"] = limit
+            self.commit_log()
+            sent += self.connection.sendfile(f, start + sent, limit - sent)
+        return sent
+
+    def sendfile_paced(self, f, start, limit, pacer):
+        """The modelled rate cap: sendfile of a slice, then sleep to the
+        schedule; the log line before the last slice."""
+        sent = 0
+        while sent < limit:
+            n = min(pacer.slice, limit - sent)
+            pacer.wait(n)
+            if sent + n >= limit:
+                self.entry["bytes_out"] = limit
+                self.commit_log()
+            k = self.connection.sendfile(f, start + sent, n)
+            sent += k
+            if k < n:
+                break
+        return sent
 
     def proxy_blob(self, name, digest, fault):
         conn, resp = self.app.registry.open_blob(name, digest, self.headers.get("Range"),
@@ -478,8 +502,12 @@ class Handler(BaseHTTPRequestHandler):
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             sent = 0
+            pacer = self.app.net.pacer()
+            step = min(CHUNK, pacer.slice) if pacer else CHUNK
             while sent < limit:
-                n = resp.readinto(view[:min(CHUNK, limit - sent)])
+                n = resp.readinto(view[:min(step, limit - sent)])
+                if n and pacer:
+                    pacer.wait(n)
                 if not n:
                     break
                 if sent + n >= limit:  # the last chunk: log first
@@ -520,6 +548,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError(f"unknown config keys {sorted(bad)}")
                 app.cfg.update(args)
                 res = dict(app.cfg)
+            elif op == "netmodel":
+                res = app.net.update(args) if self.command == "POST" else app.net.get()
             elif op == "corrupt_blob":
                 res = {"path": corrupt_blob(app.registry.blob_path(args["digest"]), args)}
             elif op == "expire_credentials":

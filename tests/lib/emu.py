@@ -40,6 +40,10 @@ READONLY_KEY = "AKIAEMURO1AAAAAAAAAA"
 DEFAULT_KNOBS = {"tiny_pages": 0, "sts_duration": None, "url_expires": 600,
                  "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
                  "max_parts": 4200}
+# The modelled network (emu_netmodel.py): off.
+NETMODEL_OFF = {"get_rate": 0, "first_byte_ms": 0, "api_ms": 0}
+NETMODEL_ENV = {"get_rate": "ECR_EMU_GET_RATE", "first_byte_ms": "ECR_EMU_FIRST_BYTE_MS",
+                "api_ms": "ECR_EMU_API_MS"}
 
 
 class EmulatorError(Exception):
@@ -54,12 +58,13 @@ def _die_with_parent():
 
 
 class Emulator:
-    def __init__(self, state_dir=None, tiny_pages=0, accounts=None, port=0):
+    def __init__(self, state_dir=None, tiny_pages=0, accounts=None, port=0, netmodel=None):
         self._own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="ecr-emu-")
         self.tiny_pages = tiny_pages
         self.accounts = accounts
         self.port = port
+        self.netmodel_at_start = netmodel or {}  # passed as ECR_EMU_* variables
         self.proc = None
         self.endpoint = None
         self.registry = None
@@ -72,8 +77,10 @@ class Emulator:
             cmd += ["--tiny-pages", str(self.tiny_pages)]
         if self.accounts:
             cmd += ["--accounts", self.accounts]
+        env = dict(os.environ)
+        env.update({NETMODEL_ENV[k]: str(v) for k, v in self.netmodel_at_start.items()})
         log = open(os.path.join(self.state_dir, "emulator.log"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env,
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.time() + timeout
@@ -194,12 +201,29 @@ class Emulator:
     def log(self):
         return self.control("log")
 
+    def netmodel(self, **kv):
+        """Sets knobs of the modelled network (get_rate bytes/s per GET,
+        first_byte_ms, api_ms; 0 = off) and returns the model; no argument:
+        just returns it."""
+        return self.control("netmodel", kv or None)
+
+    @contextlib.contextmanager
+    def network(self, **kv):
+        """with emu.network(get_rate=64 << 20, first_byte_ms=20, api_ms=30):
+        the modelled network inside, off again afterwards."""
+        self.netmodel(**kv)
+        try:
+            yield self
+        finally:
+            self.netmodel(**NETMODEL_OFF)
+
     @contextlib.contextmanager
     def pristine(self, reset_log=False):
         """with emu.pristine(): no faults and the default knobs inside (the
         request log emptied too with reset_log), and again afterwards."""
         self.clear_faults()
         self.config(**DEFAULT_KNOBS)
+        self.netmodel(**NETMODEL_OFF)
         if reset_log:
             self.reset_log()
         try:
@@ -207,6 +231,7 @@ class Emulator:
         finally:
             self.clear_faults()
             self.config(**DEFAULT_KNOBS)
+            self.netmodel(**NETMODEL_OFF)
 
     def reset_log(self):
         self.control("reset_log", {})
