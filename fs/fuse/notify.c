@@ -119,3 +119,8 @@ void fs_notify_changed(struct fs_node *dir, const char *name)
 		push_note(dir->ino, NULL);
 	}
 }
+
+void fs_notify_drop_entry(uint64_t dir, const char *name)
+{
+	push_note(dir, name);
+}

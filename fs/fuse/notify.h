@@ -16,6 +16,9 @@ void fs_notify_stop(void);
  * and attributes) and the listing caches under dir. Safe to call inside any
  * handler, also of dir itself. */
 void fs_notify_changed(struct fs_node *dir, const char *name);
+/* Asks the kernel to drop its entry dir/name (nothing else changes): it
+ * FORGETs the node and its children unless they are in use. */
+void fs_notify_drop_entry(uint64_t dir, const char *name);
 /* Invalidates the kernel's page cache of ino. */
 void fs_inval_inode_async(uint64_t ino);
 

@@ -5,7 +5,24 @@
 #include <time.h>
 
 #include "fs/fuse/fuse_i.h"
+#include "fs/fuse/notify.h"
 #include "fs/tree/tree.h"
+
+/* Image directories the kernel keeps are bounded (fs_node_images_over):
+ * each holds its image in memory, and the kernel forgets nodes only under
+ * memory pressure, so a mount browsing many tags would grow without it. */
+#define IMAGE_DIRS_KEPT 2048
+
+static void drop_old_images(void)
+{
+	struct fs_node *v[16];
+	size_t n = fs_node_images_over(IMAGE_DIRS_KEPT, v, 16);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i]->parent)
+			fs_notify_drop_entry(v[i]->parent->ino, v[i]->name);
+		fs_node_put(v[i]);
+	}
+}
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -30,8 +47,10 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (rc) {
 		fuse_reply_err(req, user_errno(rc));
 	} else {
+		fs_node_touch(n);
 		reply_entry(req, n, fs_tree_entry_ttl(c, n), fs_tree_attr_ttl(c, n), NULL);
 		fs_node_put(n);
+		drop_old_images();
 	}
 	fs_node_put(dir);
 }

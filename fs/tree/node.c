@@ -107,8 +107,67 @@ static struct fs_node *child_find(struct fs_node *dir, const char *name)
 
 static void (*push_free)(void *push); /* given to fs_node_init */
 
+/* IMAGE nodes in use order (under the node lock): head most recent. */
+static struct fs_node *lru_head, *lru_tail;
+static size_t lru_count;
+
+static void lru_unlink_locked(struct fs_node *n)
+{
+	if (!n->in_lru)
+		return;
+	n->in_lru = 0;
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		lru_head = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		lru_tail = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+	lru_count--;
+}
+
+static void lru_front_locked(struct fs_node *n)
+{
+	lru_unlink_locked(n);
+	n->in_lru = 1;
+	n->lru_next = lru_head;
+	if (lru_head)
+		lru_head->lru_prev = n;
+	lru_head = n;
+	if (!lru_tail)
+		lru_tail = n;
+	lru_count++;
+}
+
+void fs_node_touch(struct fs_node *n)
+{
+	if (n->kind != FS_N_IMAGE)
+		return;
+	pthread_mutex_lock(&node_mu);
+	if (n->listed || n->nlookup)
+		lru_front_locked(n);
+	pthread_mutex_unlock(&node_mu);
+}
+
+size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&node_mu);
+	while (lru_count > bound && n < max && lru_tail) {
+		struct fs_node *v = lru_tail;
+		lru_unlink_locked(v);
+		v->refs++;
+		out[n++] = v;
+	}
+	pthread_mutex_unlock(&node_mu);
+	return n;
+}
+
 static void node_free(struct fs_node *n)
 {
+	lru_unlink_locked(n);
 	if (n->push && push_free)
 		push_free(n->push);
 	free(n->name);
@@ -180,6 +239,8 @@ void fs_node_shutdown(void)
 	}
 	root = NULL;
 	live_nodes = 0;
+	lru_head = lru_tail = NULL;
+	lru_count = 0;
 	next_ino = FS_ROOT_INO + 1;
 	pthread_mutex_unlock(&node_mu);
 }

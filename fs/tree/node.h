@@ -77,6 +77,8 @@ struct fs_node {
 	struct fs_node *hnext;   /* ino hash chain */
 	struct fs_node *cnext;   /* child hash chain, keyed by (parent ino, name) */
 	struct fs_node *pend_head, *pend_next; /* pending children of a dir */
+	struct fs_node *lru_prev, *lru_next;   /* IMAGE nodes, most recently used first */
+	int in_lru;
 
 	/* Pending entries (push side). `push` is opaque to the read side. */
 	void *push;
@@ -154,6 +156,16 @@ void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, v
 
 /* Path of a node from the root ("/111111111111/us-east-1/team/app/v1"), malloc'd. */
 char *fs_node_path(struct fs_node *n);
+
+/* Image directories the kernel may keep are bounded: each holds its
+ * loaded image and a few child nodes, and the kernel only forgets nodes
+ * under memory pressure. fs_node_touch marks an IMAGE node used (LOOKUP);
+ * fs_node_images_over hands out (referenced, at most max) the least
+ * recently used IMAGE nodes beyond `bound`, for the caller to ask the
+ * kernel to drop their entries (it then FORGETs them unless they are in
+ * use). Each is handed out once, then counts as used again. */
+void fs_node_touch(struct fs_node *n);
+size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max);
 
 /* Nodes in the table (for .ecrfs/stats). */
 size_t fs_node_count(void);
