@@ -10,7 +10,9 @@ import re
 import threading
 import time
 
+from emu_artifacts import archived_error, caller_principal, detail_fields, image_status
 from emu_registry import RegistryError
+from emu_settings import check_encryption, check_mutability, tag_immutable
 from emu_state import EcrError, Repo
 
 REPO_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
@@ -133,6 +135,7 @@ class Ecr:
         # checks and registry writes of two pushes of one tag cannot
         # interleave. The dict is guarded by state.lock.
         self.put_locks = {}
+        self.artifacts = None  # emu_artifacts.Artifacts, set by the app
 
     # -- helpers -------------------------------------------------------------
     def repo(self, ctx, name, must=True):
@@ -147,14 +150,17 @@ class Ecr:
 
     @staticmethod
     def repo_json(r):
-        return {
+        out = {
             "repositoryArn": f"arn:aws:ecr:{r.region}:{r.account}:repository/{r.name}",
             "registryId": r.account, "repositoryName": r.name,
             "repositoryUri": f"{r.account}.dkr.ecr.{r.region}.amazonaws.com/{r.name}",
             "createdAt": r.created, "imageTagMutability": r.mutability,
             "imageScanningConfiguration": {"scanOnPush": r.scan},
-            "encryptionConfiguration": {"encryptionType": "AES256"},
+            "encryptionConfiguration": r.settings.get("encryption", {"encryptionType": "AES256"}),
         }
+        if r.settings.get("mutabilityFilters"):
+            out["imageTagMutabilityExclusionFilters"] = r.settings["mutabilityFilters"]
+        return out
 
     def image_detail(self, r, digest, tag_index=None):
         im = r.images[digest]
@@ -166,6 +172,7 @@ class Ecr:
             d["imageTags"] = tags
         if im.get("artifactMediaType"):
             d["artifactMediaType"] = im["artifactMediaType"]
+        d.update(detail_fields(im))
         return d
 
     def resolve(self, r, iid):
@@ -215,9 +222,9 @@ class Ecr:
 
     def CreateRepository(self, ctx, p):
         name = p.get("repositoryName")
-        mut = p.get("imageTagMutability", "MUTABLE")
-        if mut not in ("MUTABLE", "IMMUTABLE"):
-            raise invalid("imageTagMutability", "Member must satisfy enum value set: [MUTABLE, IMMUTABLE]")
+        mut, filters = check_mutability(p.get("imageTagMutability", "MUTABLE"),
+                                        p.get("imageTagMutabilityExclusionFilters"))
+        enc = check_encryption(p.get("encryptionConfiguration"), ctx["account"], ctx["region"])
         scan = bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False))
         with self.state.lock:
             if self.repo(ctx, name, must=False) is not None:
@@ -225,6 +232,9 @@ class Ecr:
                                f"The repository with name '{name}' already exists in the "
                                f"registry with id '{ctx['account']}'")
             r = Repo(ctx["account"], ctx["region"], name, mut, scan)
+            r.settings["encryption"] = enc
+            if filters:
+                r.settings["mutabilityFilters"] = filters
             self.state.repos[(r.account, r.region, name)] = r
             self.state.changed()
             return {"repository": self.repo_json(r)}
@@ -309,6 +319,12 @@ class Ecr:
                     failures.append({"imageId": iid, "failureCode": code, "failureReason": reason})
                     continue
                 mt = r.images[d]["mediaType"]
+                if image_status(r.images[d]) != "ACTIVE":
+                    # Choice (ECR documents only "a 404" for pulls): a failure
+                    # of the documented code ImageInaccessible.
+                    failures.append({"imageId": iid, "failureCode": "ImageInaccessible",
+                                     "failureReason": archived_error(r, d).message})
+                    continue
                 if accepted and mt not in accepted:
                     # ECR only converts schema2 to schema1; we convert nothing.
                     failures.append({"imageId": iid, "failureCode": "ImageNotFound",
@@ -318,6 +334,13 @@ class Ecr:
                 if iid.get("imageTag"):
                     out_id["imageTag"] = iid["imageTag"]
                 found.append((out_id, d, mt))
+            # ECR counts a BatchGetImage as a pull (lifecycle sinceImagePulled).
+            if found and caller_principal(ctx["ident"]) not in \
+                    self.state.settings.get("pullTimeExclusions", {}).get(r.account, {}):
+                now = round(time.time(), 3)
+                for _, d, _ in found:
+                    r.images[d]["lastRecordedPullTime"] = now
+                self.state.changed()
         images = []
         for out_id, d, mt in found:
             images.append({"registryId": r.account, "repositoryName": r.name, "imageId": out_id,
@@ -392,11 +415,12 @@ class Ecr:
                 raise EcrError("ImageAlreadyExistsException",
                                f"{what} already exists in the repository with name "
                                f"'{r.name}' in registry with id '{r.account}'")
-            if old and old != digest and r.mutability == "IMMUTABLE":
+            if old and old != digest and tag_immutable(
+                    r.mutability, r.settings.get("mutabilityFilters"), tag):
                 raise EcrError("ImageTagAlreadyExistsException",
                                f"The image tag '{tag}' already exists in the '{r.name}' "
                                f"repository and cannot be overwritten because the "
-                               f"repository is immutable.")
+                               f"tag is immutable.")
             if mt in INDEX_TYPES:
                 size = max([r.images[c]["size"] for c in children] or [0])
             else:
@@ -424,7 +448,13 @@ class Ecr:
             if not exists:
                 r.images[digest] = {"mediaType": mt, "size": size, "pushedAt": round(time.time(), 3),
                                     "artifactMediaType": artifact, "children": children,
-                                    "blobs": blobs}
+                                    "blobs": blobs, "bytes": len(data)}
+                subject = (doc.get("subject") or {}).get("digest")
+                if subject:
+                    # A referrer: its OCI artifactType, else its config's type.
+                    r.images[digest].update(
+                        subject=subject, artifactType=doc.get("artifactType") or artifact,
+                        annotations=doc.get("annotations") or {})
             if tag:
                 r.tags[tag] = digest
             self.state.changed()
@@ -495,3 +525,20 @@ class Ecr:
                 self.registry.put_manifest(self.rname(r), t, data, mt)
         except (RegistryError, OSError, KeyError):
             pass
+
+    # -- archive hooks (emu_artifacts.py holds the operations) -----------------
+    def download_url_guard(self, inner):
+        """GetDownloadUrlForLayer refusing layers only archived images use."""
+        def guarded(ctx, p):
+            with self.state.lock:
+                r = self.repo(ctx, p.get("repositoryName"))
+                d = p.get("layerDigest")
+                if isinstance(d, str) and self.artifacts.blob_archived(r, d):
+                    raise archived_error(r, d)
+            return inner(ctx, p)
+        return guarded
+
+    def archive_config(self, args):
+        """Control call: {"restore_seconds": N}: how long ACTIVATING lasts."""
+        self.cfg["restore_seconds"] = float(args.get("restore_seconds", 0))
+        return {"restore_seconds": self.cfg["restore_seconds"]}
