@@ -10,7 +10,7 @@ import re
 import threading
 import time
 
-from emu_artifacts import archived_error, caller_principal, detail_fields, image_status
+from emu_artifacts import archived_error, detail_fields, image_status
 from emu_registry import RegistryError
 from emu_settings import check_encryption, check_mutability, tag_immutable
 from emu_state import EcrError, Repo
@@ -335,8 +335,7 @@ class Ecr:
                     out_id["imageTag"] = iid["imageTag"]
                 found.append((out_id, d, mt))
             # ECR counts a BatchGetImage as a pull (lifecycle sinceImagePulled).
-            if found and caller_principal(ctx["ident"]) not in \
-                    self.state.settings.get("pullTimeExclusions", {}).get(r.account, {}):
+            if found and not self.artifacts.pull_time_excluded(ctx):
                 now = round(time.time(), 3)
                 for _, d, _ in found:
                     r.images[d]["lastRecordedPullTime"] = now
@@ -420,7 +419,8 @@ class Ecr:
                 raise EcrError("ImageTagAlreadyExistsException",
                                f"The image tag '{tag}' already exists in the '{r.name}' "
                                f"repository and cannot be overwritten because the "
-                               f"tag is immutable.")
+                               + ("repository is immutable." if r.mutability == "IMMUTABLE"
+                                  else "tag is immutable."))
             if mt in INDEX_TYPES:
                 size = max([r.images[c]["size"] for c in children] or [0])
             else:
