@@ -205,3 +205,21 @@ def test_unknown_repository(client, op):
     st, body = client.raw(op, {"repositoryName": "no/such", "subjectId": {"imageDigest": sha(b"")},
                                "imageId": {"imageTag": "x"}, "targetStorageClass": "ARCHIVE"})
     assert body["__type"] == "RepositoryNotFoundException"
+
+
+def test_excluded_role_covers_its_sessions(emu, client, repo):
+    import re
+    import ecrclient
+    role = "arn:aws:iam::111111111111:role/browser"
+    d = push(client, repo, 11, "v1")
+    client.call("RegisterPullTimeUpdateExclusion", principalArn=role)
+    try:
+        st, xml = client.sts("AssumeRole", RoleArn=role, RoleSessionName="du")
+        get = lambda tag: re.search(f"<{tag}>([^<]+)</{tag}>", xml).group(1)  # noqa: E731
+        t = ecrclient.Client(emu.endpoint, get("AccessKeyId"), get("SecretAccessKey"),
+                             token=get("SessionToken"))
+        assert t.call("BatchGetImage", repositoryName=repo, imageIds=[{"imageDigest": d}])["images"]
+        t.close()
+        assert "lastRecordedPullTime" not in detail(client, repo, d)
+    finally:
+        client.call("DeregisterPullTimeUpdateExclusion", principalArn=role)

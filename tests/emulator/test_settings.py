@@ -134,3 +134,35 @@ def test_readonly_cannot_change_settings(emu, repo):
     assert r.returncode != 0 and "AccessDenied" in r.stderr
     r = emu.aws_run("get-lifecycle-policy", "--repository-name", repo, access_key=READONLY_KEY)
     assert "LifecyclePolicyNotFoundException" in r.stderr
+
+
+def test_settings_survive_restart(tmp_path):
+    from emu import Emulator
+    import ecrclient
+    sd = str(tmp_path / "s")
+    filters = [{"filterType": "WILDCARD", "filter": "dev-*"}]
+    emu = Emulator(state_dir=sd).start()
+    try:
+        c = ecrclient.client_for(emu)
+        c.call("CreateRepository", repositoryName="keep/settings",
+               imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+               imageTagMutabilityExclusionFilters=filters)
+        c.call("PutLifecyclePolicy", repositoryName="keep/settings",
+               lifecyclePolicyText=json.dumps(KEEP2))
+        c.call("RegisterPullTimeUpdateExclusion",
+               principalArn="arn:aws:iam::111111111111:role/browser")
+        c.close()
+    finally:
+        emu.stop()
+    emu = Emulator(state_dir=sd).start()
+    try:
+        c = ecrclient.client_for(emu)
+        r = c.call("DescribeRepositories", repositoryNames=["keep/settings"])["repositories"][0]
+        assert r["imageTagMutabilityExclusionFilters"] == filters
+        got = c.call("GetLifecyclePolicy", repositoryName="keep/settings")
+        assert json.loads(got["lifecyclePolicyText"]) == KEEP2
+        assert c.call("ListPullTimeUpdateExclusions")["pullTimeUpdateExclusions"] == [
+            "arn:aws:iam::111111111111:role/browser"]
+        c.close()
+    finally:
+        emu.cleanup()
