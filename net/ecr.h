@@ -146,7 +146,8 @@ struct ecr_image_id {
 	const char *tag;
 };
 
-/* All images (paginated with maxResults 1000): DescribeImages. ids/nids
+/* All images (paginated with maxResults 1000): DescribeImages, every
+ * imageStatus (archived ones too; ECR's default is ACTIVE only). ids/nids
  * restrict to those images (batched by 100; ImageNotFound for all -> -ENOENT). */
 int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
 			size_t nids, struct ecr_image_list *out, struct ecr_error *err);
@@ -160,6 +161,7 @@ struct ecr_image_ref_list {
 	size_t n;
 };
 void ecr_image_ref_list_free(struct ecr_image_ref_list *l);
+/* ListImages, every imageStatus (as ecr_describe_images). */
 int ecr_list_images(ecr *e, const struct ecr_where *w, struct ecr_image_ref_list *out,
 		    struct ecr_error *err);
 

@@ -69,6 +69,16 @@ def with_next(out, nxt):
     return out
 
 
+def status_filter(p):
+    """filter.imageStatus of a listing: ACTIVE when absent, as ECR (archived
+    images are listed only when asked for)."""
+    want = (p.get("filter") or {}).get("imageStatus", "ACTIVE")
+    if want not in ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY"):
+        raise invalid("filter.imageStatus", "Member must satisfy enum value set: "
+                      "[ACTIVE, ARCHIVED, ACTIVATING, ANY]")
+    return lambda im: want == "ANY" or image_status(im) == want
+
+
 def image_id_str(iid):
     d, t = iid.get("imageDigest"), iid.get("imageTag")
     return "{imageDigest:'%s', imageTag:'%s'}" % (d or "null", "null" if t is None else t)
@@ -258,11 +268,14 @@ class Ecr:
     # -- images --------------------------------------------------------------
     def ListImages(self, ctx, p):
         status = (p.get("filter") or {}).get("tagStatus", "ANY")
+        shown = status_filter(p)
         with self.state.lock:
             r = self.repo(ctx, p.get("repositoryName"))
             rows = []
             tix = r.tag_index()
             for d, im in r.images.items():
+                if not shown(im):
+                    continue
                 tags = tix.get(d)
                 if tags and status in ("ANY", "TAGGED"):
                     rows += [(im["pushedAt"], d, t) for t in tags]
@@ -299,8 +312,9 @@ class Ecr:
                         out.append(self.image_detail(r, d))
                 return {"imageDetails": out}
             tix = r.tag_index()
-            ds = [d for d in r.images
-                  if status == "ANY" or (status == "TAGGED") == bool(tix.get(d))]
+            shown = status_filter(p)
+            ds = [d for d in r.images if shown(r.images[d]) and
+                  (status == "ANY" or (status == "TAGGED") == bool(tix.get(d)))]
             page, nxt = self.pages.page(
                 ds, p, key=lambda d: "%020.6f/%s" % (r.images[d]["pushedAt"], d))
             out = {"imageDetails": [self.image_detail(r, d, tix) for d in page]}

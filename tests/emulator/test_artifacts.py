@@ -129,9 +129,13 @@ def test_archive_blocks_pulls_until_restored(emu, client, repo):
     assert "archived" in got["failures"][0]["failureReason"]
     st, body = client.raw("GetDownloadUrlForLayer", {"repositoryName": repo, "layerDigest": layer})
     assert st == 400 and body["__type"] == "ImageArchivedException"
-    # Listings still show it.
-    ids = client.call("ListImages", repositoryName=repo)["imageIds"]
-    assert {"imageDigest": d, "imageTag": "v1"} in ids
+    # Listings show it only when asked (ECR's default is ACTIVE only).
+    for op, key in (("ListImages", "imageIds"), ("DescribeImages", "imageDetails")):
+        assert client.call(op, repositoryName=repo)[key] == []
+        got = client.call(op, repositoryName=repo, filter={"imageStatus": "ANY"})[key]
+        assert [x["imageDigest"] for x in got] == [d]
+        got = client.call(op, repositoryName=repo, filter={"imageStatus": "ARCHIVED"})[key]
+        assert [x["imageDigest"] for x in got] == [d]
     assert storage(client, repo, d, "STANDARD")["imageStatus"] == "ACTIVE"  # instant by default
     det = detail(client, repo, d)
     assert det["imageStatus"] == "ACTIVE" and det["lastActivatedAt"] >= det["lastArchivedAt"]

@@ -222,6 +222,8 @@ static void test_pagination(void)
 	CHECK_INT(f.ncalls, 3);
 	CHECK_INT(ecr_json_int(f.bodies[0], "maxResults", 0), 1000);
 	CHECK(json_object_get(f.bodies[0], "nextToken") == NULL);
+	/* Archived images are listed too (ECR's default filter is ACTIVE). */
+	CHECK_STR(ecr_json_str(json_object_get(f.bodies[0], "filter"), "imageStatus"), "ANY");
 	CHECK_STR(ecr_json_str(f.bodies[1], "nextToken"), "tok-1000");
 	CHECK_STR(ecr_json_str(f.bodies[2], "nextToken"), "tok-2000");
 	CHECK_STR(ecr_json_str(f.bodies[0], "registryId"), "111111111111");
