@@ -60,6 +60,7 @@ class App:
         self.ops["GetDownloadUrlForLayer"] = self.ecr.download_url_guard(
             self.ops["GetDownloadUrlForLayer"])
         self.controls = {"seed_scan": self.artifacts.seed_scan,
+                         "image_times": self.artifacts.set_image_times,
                          "archive_config": self.ecr.archive_config}
         self.endpoint = None
 

@@ -252,6 +252,25 @@ class Artifacts:
             self.state.changed()
         return {"digest": d, "counts": severity_counts(args.get("findings", []))}
 
+    def set_image_times(self, args):
+        """Control call: {account?, region?, repo, digest|tag, pushedAt?,
+        lastRecordedPullTime?, lastArchivedAt?} (epoch seconds, null clears)
+        so tests can age images (lifecycle rules, find -atime)."""
+        key = (args.get("account", "111111111111"), args.get("region", "us-east-1"), args["repo"])
+        with self.state.lock:
+            r = self.state.repos[key]
+            d = args.get("digest") or r.tags[args["tag"]]
+            im = r.images[d]
+            for k in ("pushedAt", "lastRecordedPullTime", "lastArchivedAt"):
+                if k in args:
+                    if args[k] is None and k != "pushedAt":
+                        im.pop(k, None)
+                    else:
+                        im[k] = float(args[k])
+            self.state.changed()
+            return {"digest": d, "pushedAt": im["pushedAt"],
+                    "lastRecordedPullTime": im.get("lastRecordedPullTime")}
+
     OPS = ("ListImageReferrers", "UpdateImageStorageClass", "RegisterPullTimeUpdateExclusion",
            "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions",
            "DescribeImageScanFindings")

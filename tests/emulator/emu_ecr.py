@@ -423,7 +423,12 @@ class Ecr:
                                f"could not be found")
             old = r.tags.get(tag) if tag else None
             exists = digest in r.images
-            if exists and (tag is None or old == digest):
+            if exists and image_status(r.images[digest]) != "ACTIVE":
+                # ECR: pushing an archived image again restores it.
+                r.images[digest].update(imageStatus="ACTIVE",
+                                        lastActivatedAt=round(time.time(), 3))
+                self.state.changed()
+            elif exists and (tag is None or old == digest):
                 what = f"Image with digest '{digest}'" + (f" and tag '{tag}'" if tag else "")
                 raise EcrError("ImageAlreadyExistsException",
                                f"{what} already exists in the repository with name "

@@ -160,6 +160,14 @@ def test_slow_restore_is_activating(emu, client, repo):
         emu.control("archive_config", {"restore_seconds": 0})
 
 
+def test_repush_restores_archived_image(client, repo):
+    d = push(client, repo, 12, "v1")
+    storage(client, repo, d, "ARCHIVE")
+    assert push(client, repo, 12, "v1") == d
+    assert detail(client, repo, d)["imageStatus"] == "ACTIVE"
+    assert client.call("BatchGetImage", repositoryName=repo, imageIds=[{"imageTag": "v1"}])["images"]
+
+
 def test_shared_layer_of_active_image_stays_downloadable(client, repo):
     a = push(client, repo, 7, "a")
     m = image(client, repo, layers=(b"layer 7",), config=b'{"architecture":"arm64"}')

@@ -78,17 +78,22 @@ def test_lifecycle_preview_since_pulled(emu, client, repo):
                        "selection": {"tagStatus": "any", "countType": "sinceImagePulled",
                                      "countUnit": "days", "countNumber": 30},
                        "action": {"type": "expire"}}]}
+    # Both pushed 90 days ago; only "fresh" pulled since (a BatchGetImage).
+    for tag in ("old", "fresh"):
+        emu.control("image_times", {"repo": repo, "tag": tag,
+                                    "pushedAt": time.time() - 90 * 86400})
     client.call("BatchGetImage", repositoryName=repo, imageIds=[{"imageTag": "fresh"}])
-    # Age the images: the preview reads pushedAt / lastRecordedPullTime.
-    from emu_settings import evaluate_lifecycle, parse_lifecycle
-    now = time.time()
-    imgs = {old: {"tags": ["old"], "pushedAt": now - 90 * 86400, "lastRecordedPullTime": None},
-            fresh: {"tags": ["fresh"], "pushedAt": now - 90 * 86400,
-                    "lastRecordedPullTime": now - 3600}}
-    assert [d for d, _ in evaluate_lifecycle(parse_lifecycle(json.dumps(rule)), imgs)] == [old]
     client.call("StartLifecyclePolicyPreview", repositoryName=repo,
                 lifecyclePolicyText=json.dumps(rule))
-    assert client.call("GetLifecyclePolicyPreview", repositoryName=repo)["previewResults"] == []
+    out = client.call("GetLifecyclePolicyPreview", repositoryName=repo)
+    assert [r["imageDigest"] for r in out["previewResults"]] == [old]
+    # Pulled long ago counts as not pulled.
+    emu.control("image_times", {"repo": repo, "tag": "fresh",
+                                "lastRecordedPullTime": time.time() - 40 * 86400})
+    client.call("StartLifecyclePolicyPreview", repositoryName=repo,
+                lifecyclePolicyText=json.dumps(rule))
+    out = client.call("GetLifecyclePolicyPreview", repositoryName=repo)
+    assert {r["imageDigest"] for r in out["previewResults"]} == {old, fresh}
 
 
 def test_preview_without_start_or_policy(client, repo):
