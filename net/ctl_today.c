@@ -9,19 +9,18 @@
 
 void ctl_today_usage(FILE *f)
 {
-	fprintf(f,
-		"  today SUB ACCOUNT/REGION/REPO[:TAG|@DIGEST] [ARGS]   today's ECR:\n"
-		"      mutability REF[:TAG]    setting, filters (and TAG's answer)\n"
-		"      set-mutability REF MODE [FILTER...]\n"
-		"      image REF:TAG           status, pull time, subject, scan counts\n"
-		"      referrers REF@DIGEST [ARTIFACT_TYPE...]\n"
-		"      storage-class REF:TAG ARCHIVE|STANDARD\n"
-		"      scan REF:TAG            all findings (JSON)\n"
-		"      lifecycle|policy REF    the policy text\n"
-		"      put-lifecycle|set-policy REF FILE; delete-lifecycle|delete-policy REF\n"
-		"      preview REF [FILE]      start a lifecycle preview, print its result\n"
-		"      scan-on-push REF 0|1\n"
-		"      pull-exclusions         principals excluded from pull-time updates\n");
+	fprintf(f, "  today SUB ACCOUNT/REGION/REPO[:TAG|@DIGEST] [ARGS]   today's ECR:\n"
+		   "      mutability REF[:TAG]    setting, filters (and TAG's answer)\n"
+		   "      set-mutability REF MODE [FILTER...]\n"
+		   "      image REF:TAG           status, pull time, subject, scan counts\n"
+		   "      referrers REF@DIGEST [ARTIFACT_TYPE...]\n"
+		   "      storage-class REF:TAG ARCHIVE|STANDARD\n"
+		   "      scan REF:TAG            all findings (JSON)\n"
+		   "      lifecycle|policy REF    the policy text\n"
+		   "      put-lifecycle|set-policy REF FILE; delete-lifecycle|delete-policy REF\n"
+		   "      preview REF [FILE]      start a lifecycle preview, print its result\n"
+		   "      scan-on-push REF 0|1\n"
+		   "      pull-exclusions         principals excluded from pull-time updates\n");
 }
 
 static int fail(const char *what, int rc)
@@ -116,7 +115,8 @@ static int image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *i
 		       "archived_at\t%lld\nsubject\t%s\nsize\t%lld\ntags\t%zu\n",
 		       im->digest, im->status ? im->status : "", ecr_image_archived(im),
 		       (long long)im->last_pulled_at, (long long)im->archived_at,
-		       im->subject_digest ? im->subject_digest : "", (long long)im->size, im->ntags);
+		       im->subject_digest ? im->subject_digest : "", (long long)im->size,
+		       im->ntags);
 		if (im->scan_counts.have)
 			printf("scan\tcritical=%lld high=%lld medium=%lld low=%lld\n",
 			       (long long)im->scan_counts.critical, (long long)im->scan_counts.high,
@@ -126,8 +126,7 @@ static int image(ecr *e, const struct ecr_where *w, const struct ecr_image_id *i
 	return 0;
 }
 
-static int referrers(ecr *e, const struct ecr_where *w, const char *digest, int n,
-		     char **types)
+static int referrers(ecr *e, const struct ecr_where *w, const char *digest, int n, char **types)
 {
 	struct ecr_referrer_list l;
 	int rc = ecr_list_image_referrers(e, w, digest, (const char *const *)types, (size_t)n, 0,
@@ -174,8 +173,8 @@ static int with_arg(ecr *e, const char *sub, const struct ecr_where *w,
 	}
 	if (strcmp(sub, "set-mutability") == 0) {
 		rc = ecr_put_image_tag_mutability(e, w, ecr_mutability_parse(argv[0]),
-						  (const char *const *)argv + 1,
-						  (size_t)(argc - 1), NULL);
+						  (const char *const *)argv + 1, (size_t)(argc - 1),
+						  NULL);
 		return rc ? fail(sub, rc) : 0;
 	}
 	if (!(text = slurp(argv[0])))

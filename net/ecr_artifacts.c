@@ -41,8 +41,7 @@ int ecr_merge_page(const json_t *resp, void *arg, char **next)
 			if (from && to && json_array_extend(to, from))
 				return -ENOMEM;
 			/* The first page had none of these: take the later page's. */
-			if (from && !to && !strchr(*p, '/') &&
-			    json_object_set(m->first, *p, from))
+			if (from && !to && !strchr(*p, '/') && json_object_set(m->first, *p, from))
 				return -ENOMEM;
 		}
 	}
@@ -60,8 +59,11 @@ int ecr_list_image_referrers(ecr *e, const struct ecr_where *w, const char *subj
 			     const char *const *artifact_types, size_t ntypes, int any_status,
 			     struct ecr_referrer_list *out, struct ecr_error *err)
 {
-	struct ecr_call c = {.op = "ListImageReferrers", .region = w->region, .w = w,
-			     .subject = subject_digest, .page_size = REFERRERS_PAGE};
+	struct ecr_call c = {.op = "ListImageReferrers",
+			     .region = w->region,
+			     .w = w,
+			     .subject = subject_digest,
+			     .page_size = REFERRERS_PAGE};
 	json_t *filter = NULL, *types = NULL;
 	int rc = -ENOMEM;
 
@@ -99,11 +101,12 @@ out:
 	return rc;
 }
 
-int ecr_update_image_storage_class(ecr *e, const struct ecr_where *w,
-				   const struct ecr_image_id *id, const char *target,
-				   char **status_out, struct ecr_error *err)
+int ecr_update_image_storage_class(ecr *e, const struct ecr_where *w, const struct ecr_image_id *id,
+				   const char *target, char **status_out, struct ecr_error *err)
 {
-	struct ecr_call c = {.op = "UpdateImageStorageClass", .region = w->region, .w = w,
+	struct ecr_call c = {.op = "UpdateImageStorageClass",
+			     .region = w->region,
+			     .w = w,
 			     .subject = id->tag ? id->tag : id->digest};
 	json_t *ids = NULL, *j = NULL;
 	int rc = -ENOMEM;
@@ -146,8 +149,11 @@ int ecr_describe_image_scan_findings(ecr *e, const struct ecr_where *w,
 	static const char *const expected[] = {"ScanNotFoundException", NULL};
 	static const char *const paths[] = {"imageScanFindings/findings",
 					    "imageScanFindings/enhancedFindings", NULL};
-	struct ecr_call c = {.op = "DescribeImageScanFindings", .region = w->region, .w = w,
-			     .subject = id->tag ? id->tag : id->digest, .expected = expected};
+	struct ecr_call c = {.op = "DescribeImageScanFindings",
+			     .region = w->region,
+			     .w = w,
+			     .subject = id->tag ? id->tag : id->digest,
+			     .expected = expected};
 	json_t *ids = NULL;
 	int rc = -ENOMEM;
 

@@ -248,12 +248,13 @@ void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
 			 "restarts",
 			 c->op, subj, repo);
 	} else if (code_is(code, "ImageArchived")) {
-		snprintf(buf, size,
-			 "ecr %s: %s of repository '%s' (registry %s region %s) is archived and "
-			 "cannot be pulled; restore it with `setfattr -n user.ecr.storage_class "
-			 "-v STANDARD TAGDIR` or `aws ecr update-image-storage-class "
-			 "--repository-name %s --image-id ... --target-storage-class STANDARD` (%s)",
-			 c->op, *subj ? subj : "the image", repo, reg, region, repo, err->message);
+		snprintf(
+		    buf, size,
+		    "ecr %s: %s of repository '%s' (registry %s region %s) is archived and "
+		    "cannot be pulled; restore it with `setfattr -n user.ecr.storage_class "
+		    "-v STANDARD TAGDIR` or `aws ecr update-image-storage-class "
+		    "--repository-name %s --image-id ... --target-storage-class STANDARD` (%s)",
+		    c->op, *subj ? subj : "the image", repo, reg, region, repo, err->message);
 	} else if (code_is(code, "ImageTagAlreadyExists")) {
 		snprintf(buf, size,
 			 "ecr %s: tag '%s' of repository '%s' is immutable and points to "

@@ -133,8 +133,7 @@ int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char *
 int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next);
 int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out);
 int ecr_parse_referrers_page(const json_t *resp, struct ecr_referrer_list *out, char **next);
-int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n,
-			   char **next);
+int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n, char **next);
 
 /* Pages merged into one reply (ecr_artifacts.c): the first page kept whole,
  * each later page's arrays at paths ("a" or "a/b") appended to the first's. */

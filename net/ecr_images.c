@@ -213,14 +213,15 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 		 * errno of ImageArchivedException, and how to restore it. */
 		if (strcmp(code, "ImageInaccessible") == 0) {
 			rc = -ENOMEDIUM;
-			log_err("ecr BatchGetImage: %s of repository '%s' cannot be pulled "
-				"(ImageInaccessible: archived or being restored?); restore it with "
-				"`setfattr -n user.ecr.storage_class -v STANDARD TAGDIR` or `aws ecr "
-				"update-image-storage-class --target-storage-class STANDARD`",
-				out->failed[0].tag      ? out->failed[0].tag
-				: out->failed[0].digest ? out->failed[0].digest
-							: "?",
-				w->repository ? w->repository : "");
+			log_err(
+			    "ecr BatchGetImage: %s of repository '%s' cannot be pulled "
+			    "(ImageInaccessible: archived or being restored?); restore it with "
+			    "`setfattr -n user.ecr.storage_class -v STANDARD TAGDIR` or `aws ecr "
+			    "update-image-storage-class --target-storage-class STANDARD`",
+			    out->failed[0].tag	    ? out->failed[0].tag
+			    : out->failed[0].digest ? out->failed[0].digest
+						    : "?",
+			    w->repository ? w->repository : "");
 		}
 	}
 out:

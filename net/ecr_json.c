@@ -365,8 +365,7 @@ static int fill_string(void *p, const json_t *d)
 	return *x ? 0 : -ENOMEM;
 }
 
-int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n,
-			   char **next)
+int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n, char **next)
 {
 	return parse_array(resp, key, (void **)v, n, sizeof(**v), fill_string, next);
 }

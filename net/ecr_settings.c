@@ -16,9 +16,8 @@ static const char *const no_policy[] = {"RepositoryPolicyNotFoundException", NUL
 
 /* A call on w whose request is w plus the (key, string) pairs of kv (NULL
  * values left out); *resp (may be NULL) keeps the reply. */
-static int simple(ecr *e, const struct ecr_where *w, const char *op,
-		  const char *const *expected, const char *const *kv, json_t **resp,
-		  struct ecr_error *err)
+static int simple(ecr *e, const struct ecr_where *w, const char *op, const char *const *expected,
+		  const char *const *kv, json_t **resp, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = op, .region = w->region, .w = w, .expected = expected};
 	int rc = -ENOMEM;
@@ -39,8 +38,8 @@ out:
 
 /* simple() whose answer is the reply's string field key. */
 static int simple_string(ecr *e, const struct ecr_where *w, const char *op,
-			 const char *const *expected, const char *key, char **out,
-			 json_t **resp, struct ecr_error *err)
+			 const char *const *expected, const char *key, char **out, json_t **resp,
+			 struct ecr_error *err)
 {
 	json_t *j = NULL;
 	int rc = simple(e, w, op, expected, NULL, &j, err);
@@ -91,8 +90,11 @@ int ecr_get_lifecycle_policy_preview(ecr *e, const struct ecr_where *w, char **j
 				     int *complete, struct ecr_error *err)
 {
 	static const char *const paths[] = {"previewResults", NULL};
-	struct ecr_call c = {.op = "GetLifecyclePolicyPreview", .region = w->region, .w = w,
-			     .expected = no_preview, .page_size = PREVIEW_PAGE};
+	struct ecr_call c = {.op = "GetLifecyclePolicyPreview",
+			     .region = w->region,
+			     .w = w,
+			     .expected = no_preview,
+			     .page_size = PREVIEW_PAGE};
 	struct ecr_merged m = {.paths = paths};
 	int rc = -ENOMEM;
 
@@ -164,8 +166,7 @@ out:
 }
 
 int ecr_put_image_tag_mutability(ecr *e, const struct ecr_where *w, enum ecr_mutability m,
-				 const char *const *filters, size_t nfilters,
-				 struct ecr_error *err)
+				 const char *const *filters, size_t nfilters, struct ecr_error *err)
 {
 	struct ecr_call c = {.op = "PutImageTagMutability", .region = w->region, .w = w};
 	const char *name = ecr_mutability_name(m);
@@ -183,8 +184,7 @@ int ecr_put_image_tag_mutability(ecr *e, const struct ecr_where *w, enum ecr_mut
 		arr = json_array();
 		for (size_t i = 0; arr && i < nfilters; i++)
 			if (json_array_append_new(arr, json_pack("{s:s,s:s}", "filterType",
-								 "WILDCARD", "filter",
-								 filters[i])))
+								 "WILDCARD", "filter", filters[i])))
 				goto out;
 		if (!arr || json_object_set_new(c.req, "imageTagMutabilityExclusionFilters", arr)) {
 			arr = NULL;

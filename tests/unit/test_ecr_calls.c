@@ -7,10 +7,10 @@
 #include <openssl/sha.h>
 
 #include "check.h"
+#include "fake_ecr.h"
 #include "net/aws_sign.h"
 #include "net/ecr_i.h"
 #include "net/log.h"
-#include "fake_ecr.h"
 
 /* ---- the streaming upload body ---- */
 

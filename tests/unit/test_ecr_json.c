@@ -196,24 +196,23 @@ static void test_where_and_ids(void)
 	json_decref(req);
 }
 
-
 /* Tag mutability: all four values parsed whole (IMMUTABLE is a prefix of
  * IMMUTABLE_WITH_EXCLUSION), exclusion filters kept, per-tag answers. */
 static void test_mutability(void)
 {
-	json_t *j = parse(
-	    "{\"repositories\":["
-	    "{\"repositoryName\":\"a\",\"imageTagMutability\":\"IMMUTABLE_WITH_EXCLUSION\","
-	    "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
-	    "\"latest\"},{\"filterType\":\"WILDCARD\",\"filter\":\"dev-*\"},{\"filterType\":"
-	    "\"REGEX\",\"filter\":\".*\"}],\"encryptionConfiguration\":{\"encryptionType\":"
-	    "\"KMS\",\"kmsKey\":\"arn:aws:kms:us-east-1:111111111111:key/k\"}},"
-	    "{\"repositoryName\":\"b\",\"imageTagMutability\":\"MUTABLE_WITH_EXCLUSION\","
-	    "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
-	    "\"v*.*\"}]},"
-	    "{\"repositoryName\":\"c\",\"imageTagMutability\":\"IMMUTABLE\"},"
-	    "{\"repositoryName\":\"d\"},"
-	    "{\"repositoryName\":\"e\",\"imageTagMutability\":\"IMMUTABLE_SOMEDAY\"}]}");
+	json_t *j =
+	    parse("{\"repositories\":["
+		  "{\"repositoryName\":\"a\",\"imageTagMutability\":\"IMMUTABLE_WITH_EXCLUSION\","
+		  "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
+		  "\"latest\"},{\"filterType\":\"WILDCARD\",\"filter\":\"dev-*\"},{\"filterType\":"
+		  "\"REGEX\",\"filter\":\".*\"}],\"encryptionConfiguration\":{\"encryptionType\":"
+		  "\"KMS\",\"kmsKey\":\"arn:aws:kms:us-east-1:111111111111:key/k\"}},"
+		  "{\"repositoryName\":\"b\",\"imageTagMutability\":\"MUTABLE_WITH_EXCLUSION\","
+		  "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
+		  "\"v*.*\"}]},"
+		  "{\"repositoryName\":\"c\",\"imageTagMutability\":\"IMMUTABLE\"},"
+		  "{\"repositoryName\":\"d\"},"
+		  "{\"repositoryName\":\"e\",\"imageTagMutability\":\"IMMUTABLE_SOMEDAY\"}]}");
 	struct ecr_repo_list r = {0};
 	char *next = NULL;
 
@@ -258,11 +257,11 @@ static void test_wildcard(void)
 		int hit;
 	} cases[] = {
 	    {"latest", "latest", 1}, {"latest", "latest2", 0}, {"latest", "Latest", 0},
-	    {"dev-*", "dev-", 1},     {"dev-*", "dev-1", 1},     {"dev-*", "xdev-1", 0},
-	    {"*-rc", "1.0-rc", 1},    {"*-rc", "1.0-rc1", 0},    {"v*.*", "v1.2", 1},
-	    {"v*.*", "v12", 0},       {"a.b", "aXb", 0},         {"*", "x", 1},
-	    {"**", "x", 1},           {"*a*b*", "xaxxbx", 1},    {"*a*b", "xaxbxc", 0},
-	    {"a*a*a", "aaa", 1},      {"a*a*a", "aa", 0},        {"", "", 1},
+	    {"dev-*", "dev-", 1},    {"dev-*", "dev-1", 1},    {"dev-*", "xdev-1", 0},
+	    {"*-rc", "1.0-rc", 1},   {"*-rc", "1.0-rc1", 0},   {"v*.*", "v1.2", 1},
+	    {"v*.*", "v12", 0},	     {"a.b", "aXb", 0},	       {"*", "x", 1},
+	    {"**", "x", 1},	     {"*a*b*", "xaxxbx", 1},   {"*a*b", "xaxbxc", 0},
+	    {"a*a*a", "aaa", 1},     {"a*a*a", "aa", 0},       {"", "", 1},
 	};
 	const char *f[] = {"release-*", "latest"};
 

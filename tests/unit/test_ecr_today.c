@@ -46,7 +46,8 @@ static void test_referrers(void)
 	    "{\"referrers\":[{\"digest\":\"sha256:r2\",\"mediaType\":\"m\",\"size\":2,"
 	    "\"artifactType\":\"application/spdx+json\"}]}",
 	    NULL};
-	const char *types[] = {"application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"};
+	const char *types[] = {"application/spdx+json",
+			       "application/vnd.dev.cosign.artifact.sig.v1+json"};
 	struct ecr_referrer_list l;
 	struct fake f = {0};
 	ecr *e = scripted(&f, r);
@@ -60,8 +61,8 @@ static void test_referrers(void)
 	CHECK_STR(ecr_json_str(json_object_get(f.bodies[0], "subjectId"), "imageDigest"),
 		  "sha256:subj");
 	CHECK_STR(ecr_json_str(json_object_get(f.bodies[0], "filter"), "artifactStatus"), "ANY");
-	CHECK_INT(json_array_size(json_object_get(json_object_get(f.bodies[0], "filter"),
-						  "artifactTypes")),
+	CHECK_INT(json_array_size(
+		      json_object_get(json_object_get(f.bodies[0], "filter"), "artifactTypes")),
 		  2);
 	CHECK_STR(ecr_json_str(f.bodies[1], "nextToken"), "p2");
 	CHECK_STR(ecr_json_str(f.bodies[0], "repositoryName"), "team/app");
@@ -179,12 +180,11 @@ static void test_repository_policy_and_settings(void)
 	free(text);
 	CHECK_INT(ecr_delete_repository_policy(e, &W, &err), -ENOENT);
 	CHECK_INT(ecr_put_image_scanning_configuration(e, &W, 1, &err), 0);
-	CHECK(json_is_true(json_object_get(json_object_get(f.bodies[4],
-							   "imageScanningConfiguration"),
-					   "scanOnPush")));
-	CHECK_INT(ecr_put_image_tag_mutability(e, &W, ECR_MUT_IMMUTABLE_WITH_EXCLUSION, filters, 2,
-					       &err),
-		  0);
+	CHECK(json_is_true(json_object_get(
+	    json_object_get(f.bodies[4], "imageScanningConfiguration"), "scanOnPush")));
+	CHECK_INT(
+	    ecr_put_image_tag_mutability(e, &W, ECR_MUT_IMMUTABLE_WITH_EXCLUSION, filters, 2, &err),
+	    0);
 	CHECK_STR(ecr_json_str(f.bodies[5], "imageTagMutability"), "IMMUTABLE_WITH_EXCLUSION");
 	const json_t *fl = json_object_get(f.bodies[5], "imageTagMutabilityExclusionFilters");
 	CHECK_INT(json_array_size(fl), 2);
@@ -229,8 +229,7 @@ static void test_pull_time_exclusions(void)
 {
 	static const char *const r[] = {
 	    "{\"pullTimeUpdateExclusions\":[\"arn:aws:iam::1:role/a\"],\"nextToken\":\"x\"}",
-	    "{\"pullTimeUpdateExclusions\":[\"arn:aws:iam::1:role/b\"]}",
-	    NULL};
+	    "{\"pullTimeUpdateExclusions\":[\"arn:aws:iam::1:role/b\"]}", NULL};
 	struct fake f = {0};
 	ecr *e = scripted(&f, r);
 	char **arns = NULL;
