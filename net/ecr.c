@@ -348,7 +348,8 @@ int ecr_call_pages(ecr *e, struct ecr_call *c, ecr_page_fn page, void *out, stru
 	json_t *j = NULL;
 	int rc, pages = 0;
 
-	if (json_object_set_new(c->req, "maxResults", json_integer(ECR_PAGE_SIZE)))
+	if (json_object_set_new(c->req, "maxResults",
+				json_integer(c->page_size ? c->page_size : ECR_PAGE_SIZE)))
 		return -ENOMEM;
 	for (;;) {
 		rc = ecr_call(e, c, &j, err);

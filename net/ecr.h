@@ -57,15 +57,46 @@ int ecr_errno(const char *code, long http_status, int transport_rc);
 int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out,
 			  struct ecr_error *err);
 
+/* imageTagMutability (DESIGN §8). A tag's mutability is the setting with
+ * its WILDCARD exclusion filters applied: ecr_tag_immutable(). */
+enum ecr_mutability {
+	ECR_MUT_UNKNOWN = 0, /* a value this ecrfs does not know: ECR decides at PutImage */
+	ECR_MUT_MUTABLE,
+	ECR_MUT_IMMUTABLE,
+	ECR_MUT_IMMUTABLE_WITH_EXCLUSION,
+	ECR_MUT_MUTABLE_WITH_EXCLUSION,
+};
+
 struct ecr_repo {
 	char *name;
 	char *arn;
 	char *uri;
 	char *registry_id;
-	int immutable;      /* imageTagMutability == IMMUTABLE */
+	int immutable;      /* imageTagMutability == IMMUTABLE exactly: every tag is;
+			       with exclusions ask ecr_repo_tag_immutable() per tag */
 	int scan_on_push;
 	time_t created_at;
+	enum ecr_mutability mutability; /* absent in the reply: MUTABLE */
+	char **mutability_filters;      /* WILDCARD patterns of imageTagMutabilityExclusionFilters */
+	size_t nmutability_filters;
+	char *encryption_type;          /* AES256, KMS, KMS_DSSE; NULL when not sent */
+	char *kms_key;                  /* NULL unless KMS* */
 };
+
+/* ECR's spelling of m ("IMMUTABLE_WITH_EXCLUSION"), NULL for UNKNOWN; and back
+ * (NULL -> MUTABLE, ECR's default; a value not known -> UNKNOWN). */
+const char *ecr_mutability_name(enum ecr_mutability m);
+enum ecr_mutability ecr_mutability_parse(const char *s);
+/* ECR's WILDCARD filter: '*' matches any run of characters (also none), any
+ * other character itself; the pattern must match the whole tag. 1 or 0. */
+int ecr_wildcard_match(const char *pattern, const char *tag);
+/* 1 when ECR refuses to move tag to another image under this setting
+ * (IMMUTABLE; IMMUTABLE_WITH_EXCLUSION unless a filter matches;
+ * MUTABLE_WITH_EXCLUSION when a filter matches), else 0 (also UNKNOWN:
+ * the push is tried and ECR's ImageTagAlreadyExists gives EEXIST). */
+int ecr_tag_immutable(enum ecr_mutability m, const char *const *filters, size_t nfilters,
+		      const char *tag);
+int ecr_repo_tag_immutable(const struct ecr_repo *r, const char *tag);
 struct ecr_repo_list {
 	struct ecr_repo *v;
 	size_t n;
@@ -90,7 +121,20 @@ struct ecr_image {
 	char *media_type;          /* imageManifestMediaType, may be NULL */
 	char *artifact_media_type; /* may be NULL */
 	char *scan_status;         /* imageScanStatus.status, may be NULL */
+	/* Today's ECR (issue 14); 0/NULL when the reply does not say. */
+	time_t last_pulled_at;     /* lastRecordedPullTime (BatchGetImage is a pull) */
+	char *status;              /* imageStatus: ACTIVE, ARCHIVED, ACTIVATING */
+	time_t archived_at;        /* lastArchivedAt */
+	time_t activated_at;       /* lastActivatedAt */
+	char *subject_digest;      /* subjectManifestDigest: this image is a referrer */
+	time_t scan_completed_at;  /* imageScanFindingsSummary.imageScanCompletedAt */
+	struct ecr_scan_counts {   /* imageScanFindingsSummary.findingSeverityCounts */
+		int have;          /* a summary was sent */
+		int64_t critical, high, medium, low, informational, undefined;
+	} scan_counts;
 };
+/* 1 when the image cannot be pulled until restored (ARCHIVED, ACTIVATING). */
+int ecr_image_archived(const struct ecr_image *im);
 struct ecr_image_list {
 	struct ecr_image *v;
 	size_t n;
@@ -102,7 +146,8 @@ struct ecr_image_id {
 	const char *tag;
 };
 
-/* All images (paginated with maxResults 1000): DescribeImages. ids/nids
+/* All images (paginated with maxResults 1000): DescribeImages, every
+ * imageStatus (archived ones too; ECR's default is ACTIVE only). ids/nids
  * restrict to those images (batched by 100; ImageNotFound for all -> -ENOENT). */
 int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_image_id *ids,
 			size_t nids, struct ecr_image_list *out, struct ecr_error *err);
@@ -116,6 +161,7 @@ struct ecr_image_ref_list {
 	size_t n;
 };
 void ecr_image_ref_list_free(struct ecr_image_ref_list *l);
+/* ListImages, every imageStatus (as ecr_describe_images). */
 int ecr_list_images(ecr *e, const struct ecr_where *w, struct ecr_image_ref_list *out,
 		    struct ecr_error *err);
 
@@ -202,5 +248,74 @@ int ecr_get_caller_identity(ecr *e, const char *region, struct ecr_identity *out
  * malloc'd: {"calls":{"DescribeImages":3,...},"errors":{...},"retries":N,
  * "bytes_in":N,"bytes_out":N}). */
 char *ecr_stats_json(ecr *e);
+
+/* ---- today's ECR: referrers, archive, scan findings (ecr_artifacts.c) ---- */
+struct ecr_referrer {
+	char *digest;
+	char *media_type;
+	char *artifact_type;    /* may be NULL */
+	char *status;           /* artifactStatus, may be NULL */
+	int64_t size;
+	char *annotations_json; /* the annotations object as compact JSON, or NULL */
+};
+struct ecr_referrer_list {
+	struct ecr_referrer *v;
+	size_t n;
+};
+void ecr_referrer_list_free(struct ecr_referrer_list *l);
+
+/* ListImageReferrers of subject_digest, every page (50 each). artifact_types
+ * (ntypes may be 0) filter; any_status asks for archived ones too (ECR's
+ * default is ACTIVE only). IAM: ecr:BatchGetImage. */
+int ecr_list_image_referrers(ecr *e, const struct ecr_where *w, const char *subject_digest,
+			     const char *const *artifact_types, size_t ntypes, int any_status,
+			     struct ecr_referrer_list *out, struct ecr_error *err);
+
+/* UpdateImageStorageClass to target "ARCHIVE" or "STANDARD"; *status_out
+ * (may be NULL) gets the imageStatus after it (ACTIVATING while restoring). */
+int ecr_update_image_storage_class(ecr *e, const struct ecr_where *w,
+				   const struct ecr_image_id *id, const char *target,
+				   char **status_out, struct ecr_error *err);
+
+/* DescribeImageScanFindings, every page: *json_out is the first reply with
+ * all pages' findings (basic) or enhancedFindings in its one array and no
+ * nextToken, as compact JSON text. No scan: -ENODATA (nothing logged). */
+int ecr_describe_image_scan_findings(ecr *e, const struct ecr_where *w,
+				     const struct ecr_image_id *id, char **json_out,
+				     struct ecr_error *err);
+
+/* ListPullTimeUpdateExclusions of the caller's registry in region, every
+ * page: the principal ARNs whose BatchGetImage does not update pull time. */
+int ecr_list_pull_time_exclusions(ecr *e, const char *region, char ***arns_out, size_t *n_out,
+				  struct ecr_error *err);
+void ecr_strv_free(char **v, size_t n);
+
+/* ---- repository settings (ecr_settings.c) ----
+ * Texts are the policy JSON as ECR stores it. A missing policy is -ENOENT
+ * (nothing logged): a settings file that does not exist. A refused policy is
+ * -EINVAL with ECR's message in err and the log. */
+int ecr_get_lifecycle_policy(ecr *e, const struct ecr_where *w, char **text_out,
+			     time_t *last_evaluated, struct ecr_error *err);
+int ecr_put_lifecycle_policy(ecr *e, const struct ecr_where *w, const char *text,
+			     struct ecr_error *err);
+int ecr_delete_lifecycle_policy(ecr *e, const struct ecr_where *w, struct ecr_error *err);
+/* text NULL: preview the stored policy. */
+int ecr_start_lifecycle_policy_preview(ecr *e, const struct ecr_where *w, const char *text,
+				       struct ecr_error *err);
+/* Every page: *json_out is the reply with all previewResults in one array;
+ * *complete (may be NULL) = status is COMPLETE. No preview: -ENOENT. */
+int ecr_get_lifecycle_policy_preview(ecr *e, const struct ecr_where *w, char **json_out,
+				     int *complete, struct ecr_error *err);
+int ecr_get_repository_policy(ecr *e, const struct ecr_where *w, char **text_out,
+			      struct ecr_error *err);
+int ecr_set_repository_policy(ecr *e, const struct ecr_where *w, const char *text, int force,
+			      struct ecr_error *err);
+int ecr_delete_repository_policy(ecr *e, const struct ecr_where *w, struct ecr_error *err);
+int ecr_put_image_scanning_configuration(ecr *e, const struct ecr_where *w, int scan_on_push,
+					 struct ecr_error *err);
+/* filters: WILDCARD patterns (1-5 with the *_WITH_EXCLUSION settings). */
+int ecr_put_image_tag_mutability(ecr *e, const struct ecr_where *w, enum ecr_mutability m,
+				 const char *const *filters, size_t nfilters,
+				 struct ecr_error *err);
 
 #endif

@@ -27,6 +27,16 @@ static const struct code_map code_table[] = {
     {"RegistryPolicyNotFound", ENOENT},
     {"RepositoryPolicyNotFound", ENOENT},
     {"LifecyclePolicyNotFound", ENOENT},
+    /* A settings file that does not exist: lookup, cat and rm say ENOENT. */
+    {"LifecyclePolicyPreviewNotFound", ENOENT},
+    {"ExclusionNotFound", ENOENT},
+    /* The image exists, its scan does not (yet): "No data available". */
+    {"ScanNotFound", ENODATA},
+    /* Archived (or still being restored): "No medium found", nothing else
+     * in ecrfs uses it, and the log line says how to restore. */
+    {"ImageArchived", ENOMEDIUM},
+    {"ImageStorageClassUpdateNotSupported", EINVAL},
+    {"ExclusionAlreadyExists", EEXIST},
     {"ImageTagAlreadyExists", EEXIST},
     {"LayersNotFound", EIO},
     {"ReferencedImagesNotFound", EIO},
@@ -237,6 +247,14 @@ void ecr_format_failure(char *buf, size_t size, const struct ecr_call *c,
 			 "ecr %s: upload %s of repository '%s' no longer exists; the upload "
 			 "restarts",
 			 c->op, subj, repo);
+	} else if (code_is(code, "ImageArchived")) {
+		snprintf(
+		    buf, size,
+		    "ecr %s: %s of repository '%s' (registry %s region %s) is archived and "
+		    "cannot be pulled; restore it with `setfattr -n user.ecr.storage_class "
+		    "-v STANDARD TAGDIR` or `aws ecr update-image-storage-class "
+		    "--repository-name %s --image-id ... --target-storage-class STANDARD` (%s)",
+		    c->op, *subj ? subj : "the image", repo, reg, region, repo, err->message);
 	} else if (code_is(code, "ImageTagAlreadyExists")) {
 		snprintf(buf, size,
 			 "ecr %s: tag '%s' of repository '%s' is immutable and points to "

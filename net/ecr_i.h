@@ -14,7 +14,7 @@
  * aws_sign_ctx, whose payload_hash tests compare with the body sent). */
 
 #define ECR_TARGET_PREFIX "AmazonEC2ContainerRegistry_V20150921."
-#define ECR_MAX_OPS 32
+#define ECR_MAX_OPS 64
 #define ECR_PAGE_SIZE 1000
 #define ECR_BATCH_MAX 100
 #define ECR_MAX_ATTEMPTS 8 /* per call, throttling and 5xx included */
@@ -57,6 +57,7 @@ struct ecr_call {
 	const char *payload_hash;
 	int deadline_ms; /* 0: the handle's */
 	int stall_ms;	 /* 0: net/http's default */
+	int page_size;	 /* maxResults of ecr_call_pages, 0: ECR_PAGE_SIZE */
 	/* Error codes the caller handles itself (logged at debug, not as
 	 * failures); NULL-terminated, may be NULL. */
 	const char *const *expected;
@@ -131,6 +132,16 @@ int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **n
 int ecr_parse_images_page(const json_t *resp, struct ecr_image_list *out, char **next);
 int ecr_parse_image_refs_page(const json_t *resp, struct ecr_image_ref_list *out, char **next);
 int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out);
+int ecr_parse_referrers_page(const json_t *resp, struct ecr_referrer_list *out, char **next);
+int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n, char **next);
+
+/* Pages merged into one reply (ecr_artifacts.c): the first page kept whole,
+ * each later page's arrays at paths ("a" or "a/b") appended to the first's. */
+struct ecr_merged {
+	const char *const *paths; /* NULL-terminated */
+	json_t *first;
+};
+int ecr_merge_page(const json_t *resp, void *merged, char **next);
 
 /* ---- upload body (ecr_upload.c) ---- */
 struct ecr_part_body {

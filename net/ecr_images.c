@@ -27,6 +27,13 @@ static void id_subject(const struct ecr_image_id *id, char *buf, size_t size)
 		snprintf(buf, size, "%s", id->tag ? id->tag : id->digest ? id->digest : "");
 }
 
+/* Listings ask for every imageStatus: ECR lists only ACTIVE images by
+ * default, and an archived tag must stay visible (as archived). */
+static int any_status(json_t *req)
+{
+	return json_object_set_new(req, "filter", json_pack("{s:s}", "imageStatus", "ANY"));
+}
+
 static int images_page(const json_t *resp, void *out, char **next)
 {
 	return ecr_parse_images_page(resp, out, next);
@@ -66,7 +73,7 @@ int ecr_describe_images(ecr *e, const struct ecr_where *w, const struct ecr_imag
 	memset(out, 0, sizeof(*out));
 	if (!ids) {
 		c.req = json_object();
-		if (!c.req || ecr_json_where(c.req, w)) {
+		if (!c.req || ecr_json_where(c.req, w) || any_status(c.req)) {
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -121,7 +128,7 @@ int ecr_list_images(ecr *e, const struct ecr_where *w, struct ecr_image_ref_list
 
 	memset(out, 0, sizeof(*out));
 	c.req = json_object();
-	if (!c.req || ecr_json_where(c.req, w)) {
+	if (!c.req || ecr_json_where(c.req, w) || any_status(c.req)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -202,6 +209,20 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 			     strcmp(code, "InvalidImageDigest") == 0
 			 ? -ENOENT
 			 : -EIO;
+		/* Not pullable in its storage state (archived, activating): the
+		 * errno of ImageArchivedException, and how to restore it. */
+		if (strcmp(code, "ImageInaccessible") == 0) {
+			rc = -ENOMEDIUM;
+			log_err(
+			    "ecr BatchGetImage: %s of repository '%s' cannot be pulled "
+			    "(ImageInaccessible: archived or being restored?); restore it with "
+			    "`setfattr -n user.ecr.storage_class -v STANDARD TAGDIR` or `aws ecr "
+			    "update-image-storage-class --target-storage-class STANDARD`",
+			    out->failed[0].tag	    ? out->failed[0].tag
+			    : out->failed[0].digest ? out->failed[0].digest
+						    : "?",
+			    w->repository ? w->repository : "");
+		}
 	}
 out:
 	json_decref(types);

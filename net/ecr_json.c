@@ -138,10 +138,40 @@ static int parse_array(const json_t *resp, const char *key, void **v, size_t *n,
 	return next ? take_next(resp, next) : 0;
 }
 
+/* The WILDCARD patterns of imageTagMutabilityExclusionFilters. */
+static int fill_filters(struct ecr_repo *x, const json_t *arr)
+{
+	size_t i;
+	json_t *f;
+
+	if (!json_is_array(arr) || !json_array_size(arr))
+		return 0;
+	x->mutability_filters = calloc(json_array_size(arr), sizeof(char *));
+	if (!x->mutability_filters)
+		return -ENOMEM;
+	json_array_foreach(arr, i, f)
+	{
+		const char *type = ecr_json_str(f, "filterType");
+
+		/* Another filter type would match differently: left out, so
+		 * ECR decides such tags at PutImage. */
+		if (!type || strcmp(type, "WILDCARD") != 0 || !ecr_json_str(f, "filter"))
+			continue;
+		x->mutability_filters[x->nmutability_filters] = ecr_json_strdup(f, "filter");
+		if (!x->mutability_filters[x->nmutability_filters])
+			return -ENOMEM;
+		x->nmutability_filters++;
+	}
+	return 0;
+}
+
+static void repo_free(void *p);
+
 static int fill_repo(void *p, const json_t *r)
 {
 	struct ecr_repo *x = p;
 	const json_t *scan = json_object_get(r, "imageScanningConfiguration");
+	const json_t *enc = json_object_get(r, "encryptionConfiguration");
 	const char *mut = ecr_json_str(r, "imageTagMutability");
 
 	x->name = ecr_json_strdup(r, "repositoryName");
@@ -150,9 +180,16 @@ static int fill_repo(void *p, const json_t *r)
 	x->arn = ecr_json_strdup(r, "repositoryArn");
 	x->uri = ecr_json_strdup(r, "repositoryUri");
 	x->registry_id = ecr_json_strdup(r, "registryId");
-	x->immutable = mut && strncmp(mut, "IMMUTABLE", 9) == 0;
+	x->mutability = ecr_mutability_parse(mut);
+	x->immutable = x->mutability == ECR_MUT_IMMUTABLE;
 	x->scan_on_push = json_is_true(json_object_get(scan, "scanOnPush"));
 	x->created_at = ecr_json_time(r, "createdAt");
+	x->encryption_type = ecr_json_strdup(enc, "encryptionType");
+	x->kms_key = ecr_json_strdup(enc, "kmsKey");
+	if (fill_filters(x, json_object_get(r, "imageTagMutabilityExclusionFilters"))) {
+		repo_free(x);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -160,6 +197,29 @@ int ecr_parse_repos_page(const json_t *resp, struct ecr_repo_list *out, char **n
 {
 	return parse_array(resp, "repositories", (void **)&out->v, &out->n, sizeof(*out->v),
 			   fill_repo, next);
+}
+
+/* Fields of today's ECR (issue 14); a failed strdup leaves NULL (unknown). */
+static void fill_image_today(struct ecr_image *x, const json_t *d)
+{
+	const json_t *sum = json_object_get(d, "imageScanFindingsSummary");
+	const json_t *cnt = json_object_get(sum, "findingSeverityCounts");
+
+	x->last_pulled_at = ecr_json_time(d, "lastRecordedPullTime");
+	x->status = ecr_json_strdup(d, "imageStatus");
+	x->archived_at = ecr_json_time(d, "lastArchivedAt");
+	x->activated_at = ecr_json_time(d, "lastActivatedAt");
+	x->subject_digest = ecr_json_strdup(d, "subjectManifestDigest");
+	if (json_is_object(sum)) {
+		x->scan_counts.have = 1;
+		x->scan_completed_at = ecr_json_time(sum, "imageScanCompletedAt");
+		x->scan_counts.critical = ecr_json_int(cnt, "CRITICAL", 0);
+		x->scan_counts.high = ecr_json_int(cnt, "HIGH", 0);
+		x->scan_counts.medium = ecr_json_int(cnt, "MEDIUM", 0);
+		x->scan_counts.low = ecr_json_int(cnt, "LOW", 0);
+		x->scan_counts.informational = ecr_json_int(cnt, "INFORMATIONAL", 0);
+		x->scan_counts.undefined = ecr_json_int(cnt, "UNDEFINED", 0);
+	}
 }
 
 static int fill_image(void *p, const json_t *d)
@@ -191,6 +251,7 @@ static int fill_image(void *p, const json_t *d)
 	x->media_type = ecr_json_strdup(d, "imageManifestMediaType");
 	x->artifact_media_type = ecr_json_strdup(d, "artifactMediaType");
 	x->scan_status = ecr_json_strdup(scan, "status");
+	fill_image_today(x, d);
 	return 0;
 }
 
@@ -271,6 +332,44 @@ int ecr_parse_batch_get(const json_t *resp, struct ecr_manifest_list *out)
 	return 0;
 }
 
+static int fill_referrer(void *p, const json_t *d)
+{
+	struct ecr_referrer *x = p;
+	const json_t *ann = json_object_get(d, "annotations");
+
+	x->digest = ecr_json_strdup(d, "digest");
+	if (!x->digest)
+		return 1;
+	x->media_type = ecr_json_strdup(d, "mediaType");
+	x->artifact_type = ecr_json_strdup(d, "artifactType");
+	x->status = ecr_json_strdup(d, "artifactStatus");
+	x->size = ecr_json_int(d, "size", 0);
+	if (json_is_object(ann) && json_object_size(ann))
+		x->annotations_json = json_dumps(ann, JSON_COMPACT | JSON_SORT_KEYS);
+	return 0;
+}
+
+int ecr_parse_referrers_page(const json_t *resp, struct ecr_referrer_list *out, char **next)
+{
+	return parse_array(resp, "referrers", (void **)&out->v, &out->n, sizeof(*out->v),
+			   fill_referrer, next);
+}
+
+static int fill_string(void *p, const json_t *d)
+{
+	char **x = p;
+
+	if (!json_is_string(d))
+		return 1;
+	*x = strdup(json_string_value(d));
+	return *x ? 0 : -ENOMEM;
+}
+
+int ecr_parse_strings_page(const json_t *resp, const char *key, char ***v, size_t *n, char **next)
+{
+	return parse_array(resp, key, (void **)v, n, sizeof(**v), fill_string, next);
+}
+
 /* ---- list destructors ---- */
 
 /* Frees each of the n elements of size sz at v with free_elem, then v. */
@@ -289,6 +388,12 @@ static void repo_free(void *p)
 	free(x->arn);
 	free(x->uri);
 	free(x->registry_id);
+	for (size_t k = 0; k < x->nmutability_filters; k++)
+		free(x->mutability_filters[k]);
+	free(x->mutability_filters);
+	free(x->encryption_type);
+	free(x->kms_key);
+	memset(x, 0, sizeof(*x));
 }
 
 static void image_free(void *p)
@@ -302,6 +407,8 @@ static void image_free(void *p)
 	free(x->media_type);
 	free(x->artifact_media_type);
 	free(x->scan_status);
+	free(x->status);
+	free(x->subject_digest);
 }
 
 static void image_ref_free(void *p)
@@ -323,6 +430,27 @@ static void manifest_free(void *p)
 }
 
 static void str_free(void *p) { free(*(char **)p); }
+
+static void referrer_free(void *p)
+{
+	struct ecr_referrer *x = p;
+
+	free(x->digest);
+	free(x->media_type);
+	free(x->artifact_type);
+	free(x->status);
+	free(x->annotations_json);
+}
+
+void ecr_referrer_list_free(struct ecr_referrer_list *l)
+{
+	if (!l)
+		return;
+	free_vec(l->v, l->n, sizeof(*l->v), referrer_free);
+	memset(l, 0, sizeof(*l));
+}
+
+void ecr_strv_free(char **v, size_t n) { free_vec(v, n, sizeof(*v), str_free); }
 
 void ecr_repo_list_free(struct ecr_repo_list *l)
 {

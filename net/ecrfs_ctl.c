@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "net/cred.h"
+#include "net/ecrfs_ctl_today.h"
 #include "net/ecr.h"
 #include "net/http.h"
 #include "net/log.h"
@@ -55,6 +56,7 @@ static void usage(FILE *f)
 	       "  push-blob [--force] ACCOUNT/REGION/REPO FILE\n"
 	       "                                   upload FILE as a layer in parts\n"
 	       "  stats COMMAND [ARGS]             run COMMAND, then print the API counters\n");
+	ctl_today_usage(f);
 }
 
 static int parse_ref(char *s, struct ref *r, int want_repo)
@@ -490,6 +492,8 @@ static int run(struct ctl *c, int argc, char **argv)
 		return cmd_cat_blob(c, argc - 1, argv + 1);
 	if (strcmp(cmd, "push-blob") == 0)
 		return cmd_push_blob(c, argc - 1, argv + 1);
+	if (strcmp(cmd, "today") == 0)
+		return ctl_today(c->e, c->region, argc - 1, argv + 1);
 	fprintf(stderr, "ecrfs-ctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -18,6 +18,14 @@ CONTRIB = SRC / "contrib"
 READ_ACTIONS = {
     "ecr:DescribeRegistry", "ecr:DescribeRepositories", "ecr:ListImages",
     "ecr:DescribeImages", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+    # Issue 14: REPO@settings/, TAG@scan.json, .ecrfs/identity's exclusion check.
+    "ecr:DescribeImageScanFindings", "ecr:GetLifecyclePolicy", "ecr:GetLifecyclePolicyPreview",
+    "ecr:GetRepositoryPolicy", "ecr:ListPullTimeUpdateExclusions",
+}
+SETTINGS_ACTIONS = {
+    "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration", "ecr:PutLifecyclePolicy",
+    "ecr:DeleteLifecyclePolicy", "ecr:StartLifecyclePolicyPreview", "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy", "ecr:UpdateImageStorageClass",
 }
 PUSH_ACTIONS = READ_ACTIONS | {
     "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
@@ -76,7 +84,8 @@ def test_units_describe_the_fstab_mount():
 
 
 @pytest.mark.parametrize("name,actions", [("iam-readonly.json", READ_ACTIONS),
-                                          ("iam-push.json", PUSH_ACTIONS)])
+                                          ("iam-push.json", PUSH_ACTIONS),
+                                          ("iam-settings.json", SETTINGS_ACTIONS)])
 def test_iam_policy_lists_exactly_the_actions_used(name, actions):
     doc = json.loads((CONTRIB / name).read_text())
     assert doc["Version"] == "2012-10-17"
@@ -85,7 +94,7 @@ def test_iam_policy_lists_exactly_the_actions_used(name, actions):
         assert st["Effect"] == "Allow"
         acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         got |= set(acts)
-        if "ecr:DescribeRegistry" in acts:
+        if {"ecr:DescribeRegistry", "ecr:ListPullTimeUpdateExclusions"} & set(acts):
             # A registry-level action: it cannot be scoped to a repository ARN.
             assert st["Resource"] == "*"
     assert got == actions

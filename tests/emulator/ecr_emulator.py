@@ -17,12 +17,14 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from emu_artifacts import Artifacts  # noqa: E402
 from emu_auth import Accounts  # noqa: E402
 from emu_ecr import Ecr  # noqa: E402
 from emu_faults import Faults  # noqa: E402
 from emu_http import RequestLog, Server  # noqa: E402
 from emu_netmodel import NetModel  # noqa: E402
 from emu_registry import Registry, RegistryError  # noqa: E402
+from emu_settings import RepoSettings  # noqa: E402
 from emu_state import State  # noqa: E402
 from emu_sts import Sts  # noqa: E402
 from emu_upload import Layers  # noqa: E402
@@ -53,6 +55,15 @@ class App:
         for name in ("InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload",
                      "BatchCheckLayerAvailability", "GetDownloadUrlForLayer"):
             self.ops[name] = getattr(self.layers, name)
+        # Today's ECR (issue 14): settings, referrers, archive, pull time, scans.
+        self.artifacts = self.ecr.artifacts = Artifacts(self.ecr)
+        for obj in (RepoSettings(self.ecr), self.artifacts):
+            self.ops.update((name, getattr(obj, name)) for name in obj.OPS)
+        self.ops["GetDownloadUrlForLayer"] = self.ecr.download_url_guard(
+            self.ops["GetDownloadUrlForLayer"])
+        self.controls = {"seed_scan": self.artifacts.seed_scan,
+                         "image_times": self.artifacts.set_image_times,
+                         "archive_config": self.ecr.archive_config}
         self.endpoint = None
 
 

@@ -13,11 +13,18 @@ READ_ACTIONS = {
     "ecr:DescribeImages", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
     # AWS's AmazonEC2ContainerRegistryReadOnly policy allows this one too.
     "ecr:BatchCheckLayerAvailability",
+    "ecr:ListImageReferrers", "ecr:DescribeImageScanFindings", "ecr:GetLifecyclePolicy",
+    "ecr:GetLifecyclePolicyPreview", "ecr:GetRepositoryPolicy",
+    "ecr:ListPullTimeUpdateExclusions",
 }
 WRITE_ACTIONS = {
     "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
     "ecr:PutImage", "ecr:CreateRepository", "ecr:BatchDeleteImage",
     "ecr:DeleteRepository",
+    "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration", "ecr:PutLifecyclePolicy",
+    "ecr:DeleteLifecyclePolicy", "ecr:StartLifecyclePolicyPreview", "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy", "ecr:UpdateImageStorageClass",
+    "ecr:RegisterPullTimeUpdateExclusion", "ecr:DeregisterPullTimeUpdateExclusion",
 }
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accounts.json")
 INVALID_TOKEN = "The security token included in the request is invalid."

@@ -10,7 +10,9 @@ import re
 import threading
 import time
 
+from emu_artifacts import archived_error, detail_fields, image_status
 from emu_registry import RegistryError
+from emu_settings import check_encryption, check_mutability, tag_immutable
 from emu_state import EcrError, Repo
 
 REPO_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
@@ -65,6 +67,16 @@ def with_next(out, nxt):
     if nxt:
         out["nextToken"] = nxt
     return out
+
+
+def status_filter(p):
+    """filter.imageStatus of a listing: ACTIVE when absent, as ECR (archived
+    images are listed only when asked for)."""
+    want = (p.get("filter") or {}).get("imageStatus", "ACTIVE")
+    if want not in ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY"):
+        raise invalid("filter.imageStatus", "Member must satisfy enum value set: "
+                      "[ACTIVE, ARCHIVED, ACTIVATING, ANY]")
+    return lambda im: want == "ANY" or image_status(im) == want
 
 
 def image_id_str(iid):
@@ -133,6 +145,7 @@ class Ecr:
         # checks and registry writes of two pushes of one tag cannot
         # interleave. The dict is guarded by state.lock.
         self.put_locks = {}
+        self.artifacts = None  # emu_artifacts.Artifacts, set by the app
 
     # -- helpers -------------------------------------------------------------
     def repo(self, ctx, name, must=True):
@@ -147,14 +160,17 @@ class Ecr:
 
     @staticmethod
     def repo_json(r):
-        return {
+        out = {
             "repositoryArn": f"arn:aws:ecr:{r.region}:{r.account}:repository/{r.name}",
             "registryId": r.account, "repositoryName": r.name,
             "repositoryUri": f"{r.account}.dkr.ecr.{r.region}.amazonaws.com/{r.name}",
             "createdAt": r.created, "imageTagMutability": r.mutability,
             "imageScanningConfiguration": {"scanOnPush": r.scan},
-            "encryptionConfiguration": {"encryptionType": "AES256"},
+            "encryptionConfiguration": r.settings.get("encryption", {"encryptionType": "AES256"}),
         }
+        if r.settings.get("mutabilityFilters"):
+            out["imageTagMutabilityExclusionFilters"] = r.settings["mutabilityFilters"]
+        return out
 
     def image_detail(self, r, digest, tag_index=None):
         im = r.images[digest]
@@ -166,6 +182,7 @@ class Ecr:
             d["imageTags"] = tags
         if im.get("artifactMediaType"):
             d["artifactMediaType"] = im["artifactMediaType"]
+        d.update(detail_fields(im))
         return d
 
     def resolve(self, r, iid):
@@ -215,9 +232,9 @@ class Ecr:
 
     def CreateRepository(self, ctx, p):
         name = p.get("repositoryName")
-        mut = p.get("imageTagMutability", "MUTABLE")
-        if mut not in ("MUTABLE", "IMMUTABLE"):
-            raise invalid("imageTagMutability", "Member must satisfy enum value set: [MUTABLE, IMMUTABLE]")
+        mut, filters = check_mutability(p.get("imageTagMutability", "MUTABLE"),
+                                        p.get("imageTagMutabilityExclusionFilters"))
+        enc = check_encryption(p.get("encryptionConfiguration"), ctx["account"], ctx["region"])
         scan = bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False))
         with self.state.lock:
             if self.repo(ctx, name, must=False) is not None:
@@ -225,6 +242,9 @@ class Ecr:
                                f"The repository with name '{name}' already exists in the "
                                f"registry with id '{ctx['account']}'")
             r = Repo(ctx["account"], ctx["region"], name, mut, scan)
+            r.settings["encryption"] = enc
+            if filters:
+                r.settings["mutabilityFilters"] = filters
             self.state.repos[(r.account, r.region, name)] = r
             self.state.changed()
             return {"repository": self.repo_json(r)}
@@ -248,11 +268,14 @@ class Ecr:
     # -- images --------------------------------------------------------------
     def ListImages(self, ctx, p):
         status = (p.get("filter") or {}).get("tagStatus", "ANY")
+        shown = status_filter(p)
         with self.state.lock:
             r = self.repo(ctx, p.get("repositoryName"))
             rows = []
             tix = r.tag_index()
             for d, im in r.images.items():
+                if not shown(im):
+                    continue
                 tags = tix.get(d)
                 if tags and status in ("ANY", "TAGGED"):
                     rows += [(im["pushedAt"], d, t) for t in tags]
@@ -289,8 +312,9 @@ class Ecr:
                         out.append(self.image_detail(r, d))
                 return {"imageDetails": out}
             tix = r.tag_index()
-            ds = [d for d in r.images
-                  if status == "ANY" or (status == "TAGGED") == bool(tix.get(d))]
+            shown = status_filter(p)
+            ds = [d for d in r.images if shown(r.images[d]) and
+                  (status == "ANY" or (status == "TAGGED") == bool(tix.get(d)))]
             page, nxt = self.pages.page(
                 ds, p, key=lambda d: "%020.6f/%s" % (r.images[d]["pushedAt"], d))
             out = {"imageDetails": [self.image_detail(r, d, tix) for d in page]}
@@ -309,6 +333,12 @@ class Ecr:
                     failures.append({"imageId": iid, "failureCode": code, "failureReason": reason})
                     continue
                 mt = r.images[d]["mediaType"]
+                if image_status(r.images[d]) != "ACTIVE":
+                    # Choice (ECR documents only "a 404" for pulls): a failure
+                    # of the documented code ImageInaccessible.
+                    failures.append({"imageId": iid, "failureCode": "ImageInaccessible",
+                                     "failureReason": archived_error(r, d).message})
+                    continue
                 if accepted and mt not in accepted:
                     # ECR only converts schema2 to schema1; we convert nothing.
                     failures.append({"imageId": iid, "failureCode": "ImageNotFound",
@@ -318,6 +348,12 @@ class Ecr:
                 if iid.get("imageTag"):
                     out_id["imageTag"] = iid["imageTag"]
                 found.append((out_id, d, mt))
+            # ECR counts a BatchGetImage as a pull (lifecycle sinceImagePulled).
+            if found and not self.artifacts.pull_time_excluded(ctx):
+                now = round(time.time(), 3)
+                for _, d, _ in found:
+                    r.images[d]["lastRecordedPullTime"] = now
+                self.state.changed()
         images = []
         for out_id, d, mt in found:
             images.append({"registryId": r.account, "repositoryName": r.name, "imageId": out_id,
@@ -387,16 +423,23 @@ class Ecr:
                                f"could not be found")
             old = r.tags.get(tag) if tag else None
             exists = digest in r.images
-            if exists and (tag is None or old == digest):
+            if exists and image_status(r.images[digest]) != "ACTIVE":
+                # ECR: pushing an archived image again restores it.
+                r.images[digest].update(imageStatus="ACTIVE",
+                                        lastActivatedAt=round(time.time(), 3))
+                self.state.changed()
+            elif exists and (tag is None or old == digest):
                 what = f"Image with digest '{digest}'" + (f" and tag '{tag}'" if tag else "")
                 raise EcrError("ImageAlreadyExistsException",
                                f"{what} already exists in the repository with name "
                                f"'{r.name}' in registry with id '{r.account}'")
-            if old and old != digest and r.mutability == "IMMUTABLE":
+            if old and old != digest and tag_immutable(
+                    r.mutability, r.settings.get("mutabilityFilters"), tag):
                 raise EcrError("ImageTagAlreadyExistsException",
                                f"The image tag '{tag}' already exists in the '{r.name}' "
                                f"repository and cannot be overwritten because the "
-                               f"repository is immutable.")
+                               + ("repository is immutable." if r.mutability == "IMMUTABLE"
+                                  else "tag is immutable."))
             if mt in INDEX_TYPES:
                 size = max([r.images[c]["size"] for c in children] or [0])
             else:
@@ -424,7 +467,13 @@ class Ecr:
             if not exists:
                 r.images[digest] = {"mediaType": mt, "size": size, "pushedAt": round(time.time(), 3),
                                     "artifactMediaType": artifact, "children": children,
-                                    "blobs": blobs}
+                                    "blobs": blobs, "bytes": len(data)}
+                subject = (doc.get("subject") or {}).get("digest")
+                if subject:
+                    # A referrer: its OCI artifactType, else its config's type.
+                    r.images[digest].update(
+                        subject=subject, artifactType=doc.get("artifactType") or artifact,
+                        annotations=doc.get("annotations") or {})
             if tag:
                 r.tags[tag] = digest
             self.state.changed()
@@ -495,3 +544,20 @@ class Ecr:
                 self.registry.put_manifest(self.rname(r), t, data, mt)
         except (RegistryError, OSError, KeyError):
             pass
+
+    # -- archive hooks (emu_artifacts.py holds the operations) -----------------
+    def download_url_guard(self, inner):
+        """GetDownloadUrlForLayer refusing layers only archived images use."""
+        def guarded(ctx, p):
+            with self.state.lock:
+                r = self.repo(ctx, p.get("repositoryName"))
+                d = p.get("layerDigest")
+                if isinstance(d, str) and self.artifacts.blob_archived(r, d):
+                    raise archived_error(r, d)
+            return inner(ctx, p)
+        return guarded
+
+    def archive_config(self, args):
+        """Control call: {"restore_seconds": N}: how long ACTIVATING lasts."""
+        self.cfg["restore_seconds"] = float(args.get("restore_seconds", 0))
+        return {"restore_seconds": self.cfg["restore_seconds"]}

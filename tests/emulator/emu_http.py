@@ -559,6 +559,8 @@ class Handler(BaseHTTPRequestHandler):
             elif op == "info":
                 res = {"endpoint": app.endpoint, "registry": app.registry.address,
                        "state_dir": app.state.dir, "pid": os.getpid()}
+            elif op in app.controls:
+                res = app.controls[op](args)
             else:
                 return self.send(404, f"unknown control call {op}", "text/plain")
         except (ValueError, KeyError, OSError) as e:

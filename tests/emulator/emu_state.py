@@ -31,6 +31,9 @@ class Repo:
         self.images = {}  # digest -> {"mediaType", "size", "pushedAt", "artifactMediaType",
         #                              "children": [digests], "blobs": [digests]}
         self.tags = {}    # tag -> digest
+        # mutabilityFilters, lifecyclePolicy, lifecyclePreview, repositoryPolicy,
+        # encryption (emu_settings.py)
+        self.settings = {}
 
     def tags_of(self, digest):
         return sorted(t for t, d in self.tags.items() if d == digest)
@@ -50,12 +53,14 @@ class Repo:
     def to_json(self):
         return {"account": self.account, "region": self.region, "name": self.name,
                 "mutability": self.mutability, "scan": self.scan, "created": self.created,
-                "blobs": self.blobs, "images": self.images, "tags": self.tags}
+                "blobs": self.blobs, "images": self.images, "tags": self.tags,
+                "settings": self.settings}
 
     @classmethod
     def from_json(cls, j):
         r = cls(j["account"], j["region"], j["name"], j["mutability"], j["scan"], j["created"])
         r.blobs, r.images, r.tags = j["blobs"], j["images"], j["tags"]
+        r.settings = j.get("settings", {})
         return r
 
 
@@ -68,10 +73,13 @@ class State:
         # lock protects repos and dirty; held only for short in-memory work.
         self.lock = threading.RLock()
         self.repos = {}  # (account, region, name) -> Repo
+        self.settings = {}  # registry-wide: pullTimeExclusions (emu_artifacts.py)
         self.dirty = False
         if os.path.exists(self.path):
             with open(self.path) as f:
-                for j in json.load(f).get("repos", []):
+                saved = json.load(f)
+                self.settings = saved.get("settings", {})
+                for j in saved.get("repos", []):
                     r = Repo.from_json(j)
                     self.repos[(r.account, r.region, r.name)] = r
         self._stop = threading.Event()
@@ -89,7 +97,8 @@ class State:
         with self.lock:
             if not self.dirty:
                 return
-            data = json.dumps({"repos": [r.to_json() for r in self.repos.values()]})
+            data = json.dumps({"repos": [r.to_json() for r in self.repos.values()],
+                               "settings": self.settings})
             self.dirty = False
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:

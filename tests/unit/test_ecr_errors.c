@@ -38,6 +38,14 @@ static void test_table(void)
 	    {"LayerAlreadyExistsException", 0},
 	    {"ImageAlreadyExistsException", 0},
 	    {"RepositoryAlreadyExistsException", 0},
+	    {"LifecyclePolicyNotFoundException", -ENOENT},
+	    {"LifecyclePolicyPreviewNotFoundException", -ENOENT},
+	    {"RepositoryPolicyNotFoundException", -ENOENT},
+	    {"ScanNotFoundException", -ENODATA},
+	    {"ImageArchivedException", -ENOMEDIUM},
+	    {"ImageStorageClassUpdateNotSupportedException", -EINVAL},
+	    {"ExclusionNotFoundException", -ENOENT},
+	    {"ExclusionAlreadyExistsException", -EEXIST},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int got = ecr_errno(cases[i].code, 400, 0);

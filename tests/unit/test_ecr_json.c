@@ -196,11 +196,166 @@ static void test_where_and_ids(void)
 	json_decref(req);
 }
 
+/* Tag mutability: all four values parsed whole (IMMUTABLE is a prefix of
+ * IMMUTABLE_WITH_EXCLUSION), exclusion filters kept, per-tag answers. */
+static void test_mutability(void)
+{
+	json_t *j =
+	    parse("{\"repositories\":["
+		  "{\"repositoryName\":\"a\",\"imageTagMutability\":\"IMMUTABLE_WITH_EXCLUSION\","
+		  "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
+		  "\"latest\"},{\"filterType\":\"WILDCARD\",\"filter\":\"dev-*\"},{\"filterType\":"
+		  "\"REGEX\",\"filter\":\".*\"}],\"encryptionConfiguration\":{\"encryptionType\":"
+		  "\"KMS\",\"kmsKey\":\"arn:aws:kms:us-east-1:111111111111:key/k\"}},"
+		  "{\"repositoryName\":\"b\",\"imageTagMutability\":\"MUTABLE_WITH_EXCLUSION\","
+		  "\"imageTagMutabilityExclusionFilters\":[{\"filterType\":\"WILDCARD\",\"filter\":"
+		  "\"v*.*\"}]},"
+		  "{\"repositoryName\":\"c\",\"imageTagMutability\":\"IMMUTABLE\"},"
+		  "{\"repositoryName\":\"d\"},"
+		  "{\"repositoryName\":\"e\",\"imageTagMutability\":\"IMMUTABLE_SOMEDAY\"}]}");
+	struct ecr_repo_list r = {0};
+	char *next = NULL;
+
+	CHECK_INT(ecr_parse_repos_page(j, &r, &next), 0);
+	CHECK_INT(r.n, 5);
+	CHECK_INT(r.v[0].mutability, ECR_MUT_IMMUTABLE_WITH_EXCLUSION);
+	CHECK_INT(r.v[0].immutable, 0); /* not every tag */
+	CHECK_INT(r.v[0].nmutability_filters, 2);
+	CHECK_STR(r.v[0].mutability_filters[1], "dev-*");
+	CHECK_STR(r.v[0].encryption_type, "KMS");
+	CHECK_STR(r.v[0].kms_key, "arn:aws:kms:us-east-1:111111111111:key/k");
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[0], "latest"), 0);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[0], "dev-42"), 0);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[0], "v1.0"), 1);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[0], "latest2"), 1);
+	CHECK_INT(r.v[1].mutability, ECR_MUT_MUTABLE_WITH_EXCLUSION);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[1], "v1.2"), 1);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[1], "v12"), 0);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[1], "latest"), 0);
+	CHECK_INT(r.v[2].mutability, ECR_MUT_IMMUTABLE);
+	CHECK_INT(r.v[2].immutable, 1);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[2], "anything"), 1);
+	CHECK_INT(r.v[3].mutability, ECR_MUT_MUTABLE);
+	CHECK(r.v[3].encryption_type == NULL);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[3], "latest"), 0);
+	CHECK_INT(r.v[4].mutability, ECR_MUT_UNKNOWN);
+	CHECK_INT(r.v[4].immutable, 0);
+	CHECK_INT(ecr_repo_tag_immutable(&r.v[4], "x"), 0);
+	ecr_repo_list_free(&r);
+	json_decref(j);
+
+	CHECK_STR(ecr_mutability_name(ECR_MUT_MUTABLE_WITH_EXCLUSION), "MUTABLE_WITH_EXCLUSION");
+	CHECK(ecr_mutability_name(ECR_MUT_UNKNOWN) == NULL);
+	CHECK_INT(ecr_mutability_parse("IMMUTABLE"), ECR_MUT_IMMUTABLE);
+	CHECK_INT(ecr_mutability_parse(NULL), ECR_MUT_MUTABLE);
+}
+
+static void test_wildcard(void)
+{
+	static const struct {
+		const char *p, *s;
+		int hit;
+	} cases[] = {
+	    {"latest", "latest", 1}, {"latest", "latest2", 0}, {"latest", "Latest", 0},
+	    {"dev-*", "dev-", 1},    {"dev-*", "dev-1", 1},    {"dev-*", "xdev-1", 0},
+	    {"*-rc", "1.0-rc", 1},   {"*-rc", "1.0-rc1", 0},   {"v*.*", "v1.2", 1},
+	    {"v*.*", "v12", 0},	     {"a.b", "aXb", 0},	       {"*", "x", 1},
+	    {"**", "x", 1},	     {"*a*b*", "xaxxbx", 1},   {"*a*b", "xaxbxc", 0},
+	    {"a*a*a", "aaa", 1},     {"a*a*a", "aa", 0},       {"", "", 1},
+	};
+	const char *f[] = {"release-*", "latest"};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (ecr_wildcard_match(cases[i].p, cases[i].s) != cases[i].hit)
+			CHECK_FAILED("wildcard %s vs %s, expected %d", cases[i].p, cases[i].s,
+				     cases[i].hit);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_MUTABLE, f, 2, "latest"), 0);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_IMMUTABLE, NULL, 0, "latest"), 1);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_IMMUTABLE_WITH_EXCLUSION, f, 2, "release-1"), 0);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_IMMUTABLE_WITH_EXCLUSION, f, 2, "v1"), 1);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_MUTABLE_WITH_EXCLUSION, f, 2, "release-1"), 1);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_MUTABLE_WITH_EXCLUSION, f, 2, "v1"), 0);
+	CHECK_INT(ecr_tag_immutable(ECR_MUT_UNKNOWN, f, 2, "latest"), 0);
+}
+
+/* DescribeImages fields of today's ECR. */
+static void test_image_today(void)
+{
+	json_t *j = parse(
+	    "{\"imageDetails\":[{\"imageDigest\":\"sha256:aaaa\",\"imageTags\":[\"a\",\"b\",\"c\"],"
+	    "\"imageSizeInBytes\":1234,\"imagePushedAt\":1700000000,"
+	    "\"lastRecordedPullTime\":1700000500.75,\"imageStatus\":\"ARCHIVED\","
+	    "\"lastArchivedAt\":1700000600,\"lastActivatedAt\":1700000400,"
+	    "\"subjectManifestDigest\":\"sha256:subj\","
+	    "\"artifactMediaType\":\"application/spdx+json\","
+	    "\"imageScanStatus\":{\"status\":\"COMPLETE\"},"
+	    "\"imageScanFindingsSummary\":{\"imageScanCompletedAt\":1700000700,"
+	    "\"findingSeverityCounts\":{\"CRITICAL\":2,\"HIGH\":5,\"LOW\":1,\"UNDEFINED\":3}}},"
+	    "{\"imageDigest\":\"sha256:bbbb\",\"imageStatus\":\"ACTIVE\"},"
+	    "{\"imageDigest\":\"sha256:cccc\"}]}");
+	struct ecr_image_list l = {0};
+	char *next = NULL;
+
+	CHECK_INT(ecr_parse_images_page(j, &l, &next), 0);
+	CHECK_INT(l.n, 3);
+	CHECK_INT(l.v[0].ntags, 3);
+	CHECK_INT(l.v[0].size, 1234);
+	CHECK_INT(l.v[0].last_pulled_at, 1700000500);
+	CHECK_STR(l.v[0].status, "ARCHIVED");
+	CHECK_INT(ecr_image_archived(&l.v[0]), 1);
+	CHECK_INT(l.v[0].archived_at, 1700000600);
+	CHECK_INT(l.v[0].activated_at, 1700000400);
+	CHECK_STR(l.v[0].subject_digest, "sha256:subj");
+	CHECK_STR(l.v[0].artifact_media_type, "application/spdx+json");
+	CHECK_INT(l.v[0].scan_counts.have, 1);
+	CHECK_INT(l.v[0].scan_completed_at, 1700000700);
+	CHECK_INT(l.v[0].scan_counts.critical, 2);
+	CHECK_INT(l.v[0].scan_counts.high, 5);
+	CHECK_INT(l.v[0].scan_counts.medium, 0);
+	CHECK_INT(l.v[0].scan_counts.low, 1);
+	CHECK_INT(l.v[0].scan_counts.undefined, 3);
+	CHECK_INT(ecr_image_archived(&l.v[1]), 0);
+	CHECK(l.v[2].status == NULL && l.v[2].subject_digest == NULL);
+	CHECK_INT(ecr_image_archived(&l.v[2]), 0);
+	CHECK_INT(l.v[2].last_pulled_at, 0);
+	CHECK_INT(l.v[2].scan_counts.have, 0);
+	ecr_image_list_free(&l);
+	json_decref(j);
+}
+
+static void test_referrers_page(void)
+{
+	json_t *j = parse(
+	    "{\"referrers\":[{\"digest\":\"sha256:r1\",\"mediaType\":\"application/vnd.oci.image."
+	    "manifest.v1+json\",\"artifactType\":\"application/vnd.dev.cosign.artifact.sig.v1+json"
+	    "\",\"size\":512,\"annotations\":{\"b\":\"2\",\"a\":\"1\"},\"artifactStatus\":"
+	    "\"ACTIVE\"},{\"mediaType\":\"x\"},{\"digest\":\"sha256:r2\",\"mediaType\":\"m\","
+	    "\"size\":7}],\"nextToken\":\"t\"}");
+	struct ecr_referrer_list l = {0};
+	char *next = NULL;
+
+	CHECK_INT(ecr_parse_referrers_page(j, &l, &next), 0);
+	CHECK_INT(l.n, 2); /* the entry without a digest is skipped */
+	CHECK_STR(next, "t");
+	CHECK_STR(l.v[0].artifact_type, "application/vnd.dev.cosign.artifact.sig.v1+json");
+	CHECK_INT(l.v[0].size, 512);
+	CHECK_STR(l.v[0].annotations_json, "{\"a\":\"1\",\"b\":\"2\"}");
+	CHECK_STR(l.v[0].status, "ACTIVE");
+	CHECK(l.v[1].artifact_type == NULL && l.v[1].annotations_json == NULL);
+	free(next);
+	ecr_referrer_list_free(&l);
+	json_decref(j);
+}
+
 int main(void)
 {
 	test_describe_images();
 	test_repos_and_refs();
 	test_batch_get_exact_bytes();
 	test_where_and_ids();
+	test_mutability();
+	test_wildcard();
+	test_image_today();
+	test_referrers_page();
 	return check_summary("ecr_json");
 }
