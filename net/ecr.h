@@ -57,7 +57,7 @@ int ecr_errno(const char *code, long http_status, int transport_rc);
 int ecr_describe_registry(ecr *e, const char *region, char **registry_id_out,
 			  struct ecr_error *err);
 
-/* imageTagMutability (DESIGN §8). A tag's mutability is the setting with
+/* imageTagMutability. A tag's mutability is the setting with
  * its WILDCARD exclusion filters applied: ecr_tag_immutable(). */
 enum ecr_mutability {
 	ECR_MUT_UNKNOWN = 0, /* a value this ecrfs does not know: ECR decides at PutImage */

@@ -104,7 +104,7 @@ static int r_tag_info(void *ctx, const char *tag, int *immutable, char *digest, 
 	rc = ecr_describe_repositories(r->e, &w, names, 1, &rl, NULL);
 	if (rc < 0)
 		return rc;
-	*immutable = rl.n > 0 && rl.v[0].immutable;
+	*immutable = rl.n > 0 && ecr_repo_tag_immutable(&rl.v[0], tag);
 	ecr_repo_list_free(&rl);
 	if (!*immutable)
 		return 0;

@@ -87,14 +87,35 @@ static size_t repos_count(const struct fs_list *l) { return l->repos.n; }
 static json_t *repo_pack(const struct fs_list *l, size_t i)
 {
 	const struct ecr_repo *r = &l->repos.v[i];
-	return json_pack("{s:s, s:b, s:I, s:s?, s:s?}", "name", r->name, "immutable", r->immutable,
-			 "created", (json_int_t)r->created_at, "uri", r->uri, "arn", r->arn);
+	json_t *filters = json_array();
+	for (size_t f = 0; filters && f < r->nmutability_filters; f++)
+		json_array_append_new(filters, json_string(r->mutability_filters[f]));
+	return json_pack("{s:s, s:b, s:I, s:s?, s:s?, s:s?, s:o*}", "name", r->name, "immutable",
+			 r->immutable, "created", (json_int_t)r->created_at, "uri", r->uri, "arn",
+			 r->arn, "mutability", ecr_mutability_name(r->mutability), "exclusions",
+			 filters);
 }
 
 static int repos_alloc(struct fs_list *nl, size_t n)
 {
 	nl->repos.v = calloc(n + 1, sizeof *nl->repos.v);
 	return nl->repos.v ? 0 : -ENOMEM;
+}
+
+static int filters_unpack(struct ecr_repo *r, const json_t *a)
+{
+	size_t n = json_array_size(a);
+	if (!n)
+		return 0;
+	r->mutability_filters = calloc(n, sizeof *r->mutability_filters);
+	if (!r->mutability_filters)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *f = json_string_value(json_array_get(a, i));
+		if (f && !(r->mutability_filters[r->nmutability_filters++] = strdup(f)))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int repo_unpack(struct fs_list *nl, const json_t *o)
@@ -105,6 +126,12 @@ static int repo_unpack(struct fs_list *nl, const json_t *o)
 	struct ecr_repo *r = &nl->repos.v[nl->repos.n++];
 	r->immutable = json_is_true(json_object_get(o, "immutable"));
 	r->created_at = (time_t)json_integer_value(json_object_get(o, "created"));
+	const char *m = json_string_value(json_object_get(o, "mutability"));
+	/* A copy from before exclusions were kept: ECR decides at PutImage. */
+	r->mutability = m ? ecr_mutability_parse(m)
+			  : r->immutable ? ECR_MUT_IMMUTABLE : ECR_MUT_UNKNOWN;
+	if (filters_unpack(r, json_object_get(o, "exclusions")) != 0)
+		return -ENOMEM;
 	return dup_members(o, 3, (const char *const[]){"name", "uri", "arn"},
 			   (char **const[]){&r->name, &r->uri, &r->arn});
 }

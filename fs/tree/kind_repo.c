@@ -11,23 +11,25 @@
 #include "fs/tree/names.h"
 #include "net/log.h"
 
-int ns_exists(const struct fs_list *repos, const char *prefix, int *is_repo, int *immutable)
+int ns_exists(const struct fs_list *repos, const char *prefix, const struct ecr_repo **repo)
 {
 	size_t pl = strlen(prefix);
 	int found = 0;
-	*is_repo = 0;
-	*immutable = 0;
+	*repo = NULL;
 	for (size_t i = 0; i < repos->repos.n; i++) {
 		const char *r = repos->repos.v[i].name;
 		if (!strncmp(r, prefix, pl) && (r[pl] == 0 || r[pl] == '/')) {
 			found = 1;
-			if (r[pl] == 0) {
-				*is_repo = 1;
-				*immutable = repos->repos.v[i].immutable;
-			}
+			if (r[pl] == 0)
+				*repo = &repos->repos.v[i];
 		}
 	}
 	return found;
+}
+
+int repo_protects_untagged(const struct ecr_repo *r)
+{
+	return r && (r->immutable || r->mutability == ECR_MUT_IMMUTABLE_WITH_EXCLUSION);
 }
 
 /* A repository missing here but present in another listed region is the
@@ -44,10 +46,10 @@ static void hint_other_region(struct fs_ctx *c, const char *registry, const char
 	for (size_t i = 0; i < c->nregions; i++) {
 		const char *other = c->regions[i];
 		struct fs_list *l = NULL;
-		int is_repo, immutable;
+		const struct ecr_repo *r;
 		if (!strcmp(other, region) || fs_cat_repos(c, registry, other, &l) != 0)
 			continue;
-		int found = ns_exists(l, repo, &is_repo, &immutable);
+		int found = ns_exists(l, repo, &r);
 		fs_list_put(l);
 		if (!found)
 			continue;
@@ -99,26 +101,26 @@ static int lookup_digest_dir(struct fs_ctx *c, struct fs_node *dir, struct fs_fo
 static int lookup_namespace(struct fs_ctx *c, struct fs_node *dir, const char *base,
 			    struct fs_found *f, int hint)
 {
-	int is_repo = 0, immutable = 0;
+	const struct ecr_repo *r;
 	f->sub = join_repo(prefix_of(dir), base);
 	if (!f->sub)
 		return -ENOMEM;
-	if (!ns_exists(f->repos, f->sub, &is_repo, &immutable)) {
+	if (!ns_exists(f->repos, f->sub, &r)) {
 		if (hint)
 			hint_other_region(c, dir->registry, dir->region, f->sub);
 		return -ENOENT;
 	}
 	f->t.kind = FS_N_NAMESPACE;
 	f->t.repo = f->sub;
-	f->t.immutable = immutable;
+	f->t.immutable = repo_protects_untagged(r);
 	return 0;
 }
 
 /* A tag of the repository dir; -ENOENT when dir has no such tag. */
 static int lookup_tag(struct fs_ctx *c, struct fs_node *dir, const char *name, struct fs_found *f)
 {
-	int is_repo = 0, immutable = 0;
-	if (!ns_exists(f->repos, dir->repo, &is_repo, &immutable) || !is_repo)
+	const struct ecr_repo *r;
+	if (!ns_exists(f->repos, dir->repo, &r) || !r)
 		return -ENOENT;
 	int rc = fs_cat_images(c, dir->registry, dir->region, dir->repo, &f->imgs);
 	if (rc)
@@ -130,7 +132,8 @@ static int lookup_tag(struct fs_ctx *c, struct fs_node *dir, const char *name, s
 	f->t.tag = name;
 	f->t.digest = im->digest;
 	f->t.mtime = im->pushed_at;
-	f->t.immutable = immutable;
+	/* The repository's setting with its exclusion filters applied. */
+	f->t.immutable = ecr_repo_tag_immutable(r, name);
 	return 0;
 }
 
@@ -234,11 +237,11 @@ static int repo_list(struct fs_ctx *c, struct fs_node *dir, struct fs_dirlist *l
 {
 	struct fs_list *repos = NULL, *imgs = NULL;
 	const char *prefix = prefix_of(dir);
-	int is_repo = 0, immutable = 0;
+	const struct ecr_repo *r = NULL;
 	int rc = fs_cat_repos(c, dir->registry, dir->region, &repos);
 	if (rc)
 		goto out;
-	if (*prefix && ns_exists(repos, prefix, &is_repo, &immutable) && is_repo) {
+	if (*prefix && ns_exists(repos, prefix, &r) && r) {
 		if ((rc = fs_cat_images(c, dir->registry, dir->region, prefix, &imgs)) != 0)
 			goto out;
 		rc = list_images(c, l, dir, imgs, npend);

@@ -46,7 +46,11 @@ int list_img_name(struct fs_dirlist *l, const struct fs_node *dir, const char *n
 		  mode_t type, uint64_t ino, time_t now);
 /* Loads the image of an IMAGE node (once); referenced. */
 int image_of(struct fs_ctx *c, struct fs_node *n, struct fs_image **out);
-/* Does any repository live at or below prefix? *is_repo: exactly prefix. */
-int ns_exists(const struct fs_list *repos, const char *prefix, int *is_repo, int *immutable);
+/* Does any repository live at or below prefix? *repo: the one named
+ * exactly prefix, or NULL. */
+int ns_exists(const struct fs_list *repos, const char *prefix, const struct ecr_repo **repo);
+/* Whether images of r that no tag names are protected (the mode of
+ * @sha256- directories): IMMUTABLE and IMMUTABLE_WITH_EXCLUSION. */
+int repo_protects_untagged(const struct ecr_repo *r);
 
 #endif

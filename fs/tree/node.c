@@ -322,7 +322,12 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->img = t && t->img ? t->img : dir->img;
 	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
 	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
-	n->immutable = t && t->immutable ? t->immutable : dir->immutable;
+	/* An image's or a namespace's own setting (a tag's exclusion filters may
+	 * make it mutable in a protected repository); files inherit theirs. */
+	if (t && (t->kind == FS_N_IMAGE || t->kind == FS_N_NAMESPACE))
+		n->immutable = t->immutable;
+	else
+		n->immutable = t && t->immutable ? t->immutable : dir->immutable;
 	n->blob_idx = t ? t->blob_idx : 0;
 	n->ctl = t ? t->ctl : 0;
 	n->created = time(NULL);

@@ -11,7 +11,7 @@
 static const char *const xattr_names[] = {
 	"user.ecr.digest", "user.ecr.uri",         "user.ecr.pushed_at", "user.ecr.media_type",
 	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", "user.ecr.tags",
-	"user.ecr.image_bytes", NULL,
+	"user.ecr.image_bytes", "user.ecr.mutability_exclusions", NULL,
 };
 
 static void registry_host(const struct fs_node *n, char *buf, size_t size)
@@ -23,6 +23,21 @@ static void registry_host(const struct fs_node *n, char *buf, size_t size)
 static char *xstrdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
+}
+
+/* Strings comma-separated ("" for none). */
+static char *joined(char *const *v, size_t n)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(v[i]) + 1;
+	char *s = calloc(1, len);
+	for (size_t i = 0; s && i < n; i++) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, v[i]);
+	}
+	return s;
 }
 
 static char *printed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -40,22 +55,23 @@ static char *printed(const char *fmt, ...)
 static int namespace_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val)
 {
 	struct fs_list *repos = NULL;
-	int is_repo = 0, immutable = 0;
+	const struct ecr_repo *r = NULL;
 	char host[160];
 	if (fs_cat_repos(c, n->registry, n->region, &repos) != 0)
 		return -ENODATA;
-	ns_exists(repos, n->repo, &is_repo, &immutable);
-	fs_list_put(repos);
-	if (!is_repo)
-		return -ENODATA;
+	ns_exists(repos, n->repo, &r);
 	registry_host(n, host, sizeof host);
-	if (!strcmp(name, "user.ecr.uri"))
+	if (!r)
+		*val = NULL;
+	else if (!strcmp(name, "user.ecr.uri"))
 		*val = printed("%s/%s", host, n->repo);
 	else if (!strcmp(name, "user.ecr.mutability"))
-		*val = strdup(immutable ? "IMMUTABLE" : "MUTABLE");
-	else
-		return -ENODATA;
-	return *val ? 0 : -ENOMEM;
+		*val = xstrdup(r->mutability != ECR_MUT_UNKNOWN ? ecr_mutability_name(r->mutability)
+		       : r->immutable ? "IMMUTABLE" : "MUTABLE");
+	else if (!strcmp(name, "user.ecr.mutability_exclusions") && r->nmutability_filters)
+		*val = joined(r->mutability_filters, r->nmutability_filters);
+	fs_list_put(repos);
+	return *val ? 0 : -ENODATA;
 }
 
 static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
@@ -69,20 +85,6 @@ static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
 	return s;
 }
 
-/* Every tag of the image, comma-separated ("" when untagged). */
-static char *image_tags(const struct ecr_image *im)
-{
-	size_t len = 1;
-	for (size_t i = 0; i < im->ntags; i++)
-		len += strlen(im->tags[i]) + 1;
-	char *s = calloc(1, len);
-	for (size_t i = 0; s && i < im->ntags; i++) {
-		if (i)
-			strcat(s, ",");
-		strcat(s, im->tags[i]);
-	}
-	return s;
-}
 
 static char *image_value(struct fs_node *n, const struct ecr_image *im, const char *name)
 {
@@ -109,7 +111,7 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 	if (!strcmp(name, "user.ecr.mutability"))
 		return strdup(n->immutable ? "IMMUTABLE" : "MUTABLE");
 	if (!strcmp(name, "user.ecr.tags"))
-		return im ? image_tags(im) : NULL;
+		return im ? joined(im->tags, im->ntags) : NULL;
 	if (!strcmp(name, "user.ecr.image_bytes"))
 		return im ? printed("%lld", (long long)im->size) : NULL;
 	return NULL;

@@ -1,4 +1,4 @@
-"""Modes (DESIGN §1, the lead's decision for immutable repositories): the
+"""Modes (the decision for immutable repositories, README "Modes"): the
 repository directory and pending directories stay writable (0755) because
 new tags can be pushed to an immutable repository; committed tags there are
 0555/0444; under -o ro everything is 0555/0444. The push runs as a non-root
