@@ -48,9 +48,6 @@ static void avail_add(pending_version *v, const char *d)
 		v->navail++;
 }
 
-/* A reached blob: 1 present, 0 not yet (named in missing), <0 failed. */
-enum presence { P_MISSING = 0, P_PRESENT = 1, P_UNKNOWN = 2 };
-
 static int file_final(pending_file *f)
 {
 	return f && f->state == F_FINAL;
@@ -119,187 +116,264 @@ static int put_locked(pending_version *v, const char *tag, pending_file *m)
 	return rc;
 }
 
-/* Evaluates the pending version; commits when complete. Returns 0
- * (committed or nothing to do), -ENODATA (incomplete, v->missing set), or
- * the errno of a failure (the version is then FAILED). *committed is set
- * when this call ran the commit. */
-int pend_evaluate_locked(pending_version *v, int *committed)
+/* One evaluation: selection, child manifests, blob presence, commit. A step
+ * returns 0 (go on), EVAL_INCOMPLETE (what is missing is in miss) or the
+ * errno that fails the version. */
+#define EVAL_INCOMPLETE 1
+
+struct eval {
+	struct strbuf miss;
+	struct push_desc_list idx;   /* index.json's descriptors */
+	struct push_desc_list reach; /* what the selected manifest or index names */
+	struct push_desc_list kids;  /* blobs of the child manifests written here */
+	pending_file *sel;           /* the selected manifest or index */
+	pending_file **childm;       /* child manifests written here, PutImage first */
+	size_t nchild;
+};
+
+static void eval_free(struct eval *e)
 {
-	struct strbuf miss = { 0 };
-	struct push_desc_list idx = { 0 }, reach = { 0 }, kids = { 0 };
-	pending_file *layout, *index, *sel = NULL, **childm = NULL;
-	size_t nchild = 0;
+	free(e->miss.s);
+	free(e->childm);
+	push_desc_list_free(&e->idx);
+	push_desc_list_free(&e->reach);
+	push_desc_list_free(&e->kids);
+}
+
+/* Several candidates: the one whose ref.name is the tag, else -EINVAL with
+ * the refs in the log. */
+static int pick_by_ref(pending_version *v, struct eval *e, size_t *pick)
+{
+	struct strbuf refs = { 0 };
+	size_t nref = 0;
 	int rc = 0;
 
-	*committed = 0;
-	if (v->state != PV_PENDING)
-		return v->state == PV_FAILED ? v->rc : 0;
-	v->via_repo = 0;
-	layout = pend_find_locked(v, "oci-layout", NULL);
-	index = pend_find_locked(v, "index.json", NULL);
-	if (!file_final(layout))
-		sb_add(&miss, "oci-layout");
-	if (!file_final(index)) {
-		sb_add(&miss, "index.json");
-		goto incomplete;
+	for (size_t i = 0; i < e->idx.n; i++) {
+		const char *ref = e->idx.v[i].ref_name;
+		if (!pend_find_digest_locked(v, e->idx.v[i].digest))
+			continue;
+		sb_add(&refs, ref ? ref : "(no ref.name)");
+		if (ref && !strcmp(ref, v->tag))
+			nref++, *pick = i;
 	}
-	rc = push_json_descs(index->bytes, index->len, PUSH_INDEX, &idx);
-	if (rc < 0) {
-		log_err("%s:%s: index.json is not a valid OCI index", v->repo, v->tag);
-		goto failed;
+	if (nref != 1) {
+		log_err("%s:%s: index.json names several images written here (refs: %s) "
+			"and %s ref.name \"%s\"", v->repo, v->tag, refs.s ? refs.s : "",
+			nref ? "more than one has" : "none has", v->tag);
+		rc = -EINVAL;
 	}
-	/* Candidates: descriptors whose manifest was written in this version. */
-	{
-		size_t ncand = 0, pick = 0, nref = 0;
-		for (size_t i = 0; i < idx.n; i++)
-			if (pend_find_digest_locked(v, idx.v[i].digest))
-				ncand++, pick = i;
-		if (ncand == 0) {
-			for (size_t i = 0; i < idx.n; i++)
-				sb_add(&miss, idx.v[i].digest);
-			if (idx.n == 0)
-				sb_add(&miss, "a manifest in index.json");
-			goto incomplete;
-		}
-		if (ncand > 1) {
-			struct strbuf refs = { 0 };
-			for (size_t i = 0; i < idx.n; i++) {
-				if (!pend_find_digest_locked(v, idx.v[i].digest))
-					continue;
-				sb_add(&refs, idx.v[i].ref_name ? idx.v[i].ref_name : "(no ref.name)");
-				if (idx.v[i].ref_name && !strcmp(idx.v[i].ref_name, v->tag))
-					nref++, pick = i;
-			}
-			if (nref != 1) {
-				log_err("%s:%s: index.json names several images written here (refs: %s) "
-					"and %s ref.name \"%s\"", v->repo, v->tag, refs.s ? refs.s : "",
-					nref ? "more than one has" : "none has", v->tag);
-				free(refs.s);
-				rc = -EINVAL;
-				goto failed;
-			}
-			free(refs.s);
-		}
-		sel = pend_find_digest_locked(v, idx.v[pick].digest);
+	free(refs.s);
+	return rc;
+}
+
+/* Candidates: descriptors of index.json whose manifest was written in this
+ * version. One is the pick; several go by ref.name; none is incomplete. */
+static int pick_candidate(pending_version *v, struct eval *e, size_t *pick)
+{
+	size_t ncand = 0;
+
+	for (size_t i = 0; i < e->idx.n; i++)
+		if (pend_find_digest_locked(v, e->idx.v[i].digest))
+			ncand++, *pick = i;
+	if (ncand == 0) {
+		for (size_t i = 0; i < e->idx.n; i++)
+			sb_add(&e->miss, e->idx.v[i].digest);
+		if (e->idx.n == 0)
+			sb_add(&e->miss, "a manifest in index.json");
+		return EVAL_INCOMPLETE;
 	}
-	if (sel->state == F_FAILED) {
-		rc = sel->rc ? sel->rc : -EIO;
-		goto failed;
-	}
+	return ncand > 1 ? pick_by_ref(v, e, pick) : 0;
+}
+
+/* The selected file must be a final manifest or index; its descriptors go
+ * to e->reach. */
+static int selected_ready(pending_version *v, struct eval *e)
+{
+	pending_file *sel = e->sel;
+	int rc;
+
+	if (sel->state == F_FAILED)
+		return sel->rc ? sel->rc : -EIO;
 	if (sel->state != F_FINAL) {
-		sb_add(&miss, sel->digest[0] ? sel->digest : sel->name);
-		goto incomplete;
+		sb_add(&e->miss, sel->digest[0] ? sel->digest : sel->name);
+		return EVAL_INCOMPLETE;
 	}
 	if (sel->kind == PUSH_BLOB) {
 		log_err("%s:%s: %s named by index.json is not a manifest or index", v->repo,
 			v->tag, sel->digest);
-		rc = -EINVAL;
-		goto failed;
+		return -EINVAL;
 	}
-	rc = push_json_descs(sel->bytes, sel->len, sel->kind, &reach);
-	if (rc < 0) {
+	rc = push_json_descs(sel->bytes, sel->len, sel->kind, &e->reach);
+	if (rc < 0)
 		log_err("%s:%s: manifest %s has malformed descriptors", v->repo, v->tag, sel->digest);
-		goto failed;
-	}
-	if (sel->kind == PUSH_INDEX) {
-		/* Children: written here (then their blobs count) or in ECR. */
-		childm = calloc(reach.n + 1, sizeof(*childm));
-		if (!childm) {
-			rc = -ENOMEM;
-			goto failed;
-		}
-		for (size_t i = 0; i < reach.n; i++) {
-			pending_file *c = pend_find_digest_locked(v, reach.v[i].digest);
-			struct push_desc_list cl = { 0 };
-			if (!c) {
-				int has;
-				pend_net_begin(v);
-				has = v->remote->ops->image_exists(v->remote->ctx, reach.v[i].digest);
-				pend_net_end(v);
-				if (has < 0) {
-					rc = has;
-					goto failed;
-				}
-				if (!has)
-					sb_add(&miss, reach.v[i].digest);
-				v->via_repo = 1;
-				continue;
-			}
-			if (c->state != F_FINAL || c->kind != PUSH_MANIFEST) {
-				if (c->state == F_FINAL)
-					log_err("%s:%s: %s in the index is not an image manifest",
-						v->repo, v->tag, c->digest);
-				if (c->state == F_FAILED || c->state == F_FINAL) {
-					rc = c->rc ? c->rc : -EINVAL;
-					goto failed;
-				}
-				sb_add(&miss, reach.v[i].digest);
-				continue;
-			}
-			childm[nchild++] = c;
-			rc = push_json_descs(c->bytes, c->len, PUSH_MANIFEST, &cl);
-			if (rc < 0)
-				goto failed;
-			for (size_t j = 0; j < cl.n; j++) {
-				struct push_desc *nv = realloc(kids.v, (kids.n + 1) * sizeof(*nv));
-				if (!nv) {
-					push_desc_list_free(&cl);
-					rc = -ENOMEM;
-					goto failed;
-				}
-				kids.v = nv;
-				kids.v[kids.n++] = cl.v[j];
-				memset(&cl.v[j], 0, sizeof(cl.v[j]));
-			}
-			push_desc_list_free(&cl);
-		}
-		rc = check_blobs_locked(v, &kids, &miss);
-	} else {
-		rc = check_blobs_locked(v, &reach, &miss);
-	}
-	if (rc < 0)
-		goto failed;
-	if (miss.len)
-		goto incomplete;
+	return rc;
+}
 
-	/* Complete: children by digest, then the top one with the tag. */
-	for (size_t i = 0; i < nchild; i++) {
-		rc = put_locked(v, NULL, childm[i]);
-		if (rc < 0)
-			goto failed;
+/* Selection: oci-layout and index.json final, and the manifest or index
+ * index.json names among those written here. */
+static int select_locked(pending_version *v, struct eval *e)
+{
+	pending_file *layout = pend_find_locked(v, "oci-layout", NULL);
+	pending_file *index = pend_find_locked(v, "index.json", NULL);
+	size_t pick = 0;
+	int rc;
+
+	if (!file_final(layout))
+		sb_add(&e->miss, "oci-layout");
+	if (!file_final(index)) {
+		sb_add(&e->miss, "index.json");
+		return EVAL_INCOMPLETE;
 	}
-	rc = put_locked(v, v->tag, sel);
+	rc = push_json_descs(index->bytes, index->len, PUSH_INDEX, &e->idx);
+	if (rc < 0) {
+		log_err("%s:%s: index.json is not a valid OCI index", v->repo, v->tag);
+		return rc;
+	}
+	rc = pick_candidate(v, e, &pick);
+	if (rc != 0)
+		return rc;
+	e->sel = pend_find_digest_locked(v, e->idx.v[pick].digest);
+	return selected_ready(v, e);
+}
+
+/* Moves every descriptor of from to the end of to. */
+static int desc_list_move(struct push_desc_list *to, struct push_desc_list *from)
+{
+	for (size_t j = 0; j < from->n; j++) {
+		struct push_desc *nv = realloc(to->v, (to->n + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		to->v = nv;
+		to->v[to->n++] = from->v[j];
+		memset(&from->v[j], 0, sizeof(from->v[j]));
+	}
+	return 0;
+}
+
+/* A child not written here must be in the repository already. */
+static int child_in_repo_locked(pending_version *v, struct eval *e, const char *digest)
+{
+	int has;
+
+	pend_net_begin(v);
+	has = v->remote->ops->image_exists(v->remote->ctx, digest);
+	pend_net_end(v);
+	if (has < 0)
+		return has;
+	if (!has)
+		sb_add(&e->miss, digest);
+	v->via_repo = 1;
+	return 0;
+}
+
+/* One child of the selected index: written here (then its blobs count, in
+ * e->kids) or in ECR. Missing children are named in e->miss. */
+static int child_locked(pending_version *v, struct eval *e, const char *digest)
+{
+	pending_file *c = pend_find_digest_locked(v, digest);
+	struct push_desc_list cl = { 0 };
+	int rc;
+
+	if (!c)
+		return child_in_repo_locked(v, e, digest);
+	if (c->state != F_FINAL || c->kind != PUSH_MANIFEST) {
+		if (c->state == F_FINAL)
+			log_err("%s:%s: %s in the index is not an image manifest", v->repo,
+				v->tag, c->digest);
+		if (c->state == F_FAILED || c->state == F_FINAL)
+			return c->rc ? c->rc : -EINVAL;
+		sb_add(&e->miss, digest);
+		return 0;
+	}
+	e->childm[e->nchild++] = c;
+	rc = push_json_descs(c->bytes, c->len, PUSH_MANIFEST, &cl);
+	if (rc == 0)
+		rc = desc_list_move(&e->kids, &cl);
+	push_desc_list_free(&cl);
+	return rc;
+}
+
+/* Child manifests of a selected index. */
+static int children_locked(pending_version *v, struct eval *e)
+{
+	int rc = 0;
+
+	e->childm = calloc(e->reach.n + 1, sizeof(*e->childm));
+	if (!e->childm)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->reach.n && rc == 0; i++)
+		rc = child_locked(v, e, e->reach.v[i].digest);
+	return rc;
+}
+
+/* Complete: children by digest, then the top one with the tag. */
+static int commit_locked(pending_version *v, struct eval *e)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < e->nchild && rc == 0; i++)
+		rc = put_locked(v, NULL, e->childm[i]);
+	if (rc == 0)
+		rc = put_locked(v, v->tag, e->sel);
 	if (rc < 0)
-		goto failed;
-	log_info("pushed %s:%s (%s) to %s", v->repo, v->tag, sel->digest, v->remote->desc);
-	snprintf(v->committed, sizeof(v->committed), "%s", sel->digest);
+		return rc;
+	log_info("pushed %s:%s (%s) to %s", v->repo, v->tag, e->sel->digest, v->remote->desc);
+	snprintf(v->committed, sizeof(v->committed), "%s", e->sel->digest);
 	v->refused[0] = '\0';
 	v->state = PV_COMMITTED;
 	v->rc = 0;
 	v->gen++;
-	*committed = 1;
 	free(v->missing);
 	v->missing = NULL;
-	goto out;
-incomplete:
-	free(v->missing);
-	v->missing = miss.s;
-	miss.s = NULL;
-	rc = -ENODATA;
-	goto out;
-failed:
+	return 0;
+}
+
+/* A failed step: the version is FAILED with rc (-ENODATA becomes -EIO, as
+ * that errno means "incomplete"). */
+static int failed_locked(pending_version *v, int rc)
+{
 	if (rc == -ENODATA)
 		rc = -EIO;
 	log_err("push of %s:%s to %s failed: %s; the tag is unchanged", v->repo, v->tag,
 		v->remote->desc, strerror(-rc));
 	pend_fail_version_locked(v, rc);
-	*committed = 1; /* an outcome to report */
-out:
-	free(miss.s);
-	free(childm);
-	push_desc_list_free(&idx);
-	push_desc_list_free(&reach);
-	push_desc_list_free(&kids);
+	return rc;
+}
+
+/* Evaluates the pending version; commits when complete. Returns 0
+ * (committed or nothing to do), -ENODATA (incomplete, v->missing set), or
+ * the errno of a failure (the version is then FAILED). *committed is set
+ * when this call ran the commit or failed the version. */
+int pend_evaluate_locked(pending_version *v, int *committed)
+{
+	struct eval e = { 0 };
+	int rc;
+
+	*committed = 0;
+	if (v->state != PV_PENDING)
+		return v->state == PV_FAILED ? v->rc : 0;
+	v->via_repo = 0;
+	rc = select_locked(v, &e);
+	if (rc == 0 && e.sel->kind == PUSH_INDEX)
+		rc = children_locked(v, &e);
+	if (rc == 0)
+		rc = check_blobs_locked(v, e.sel->kind == PUSH_INDEX ? &e.kids : &e.reach,
+					&e.miss);
+	if (rc == 0 && e.miss.len)
+		rc = EVAL_INCOMPLETE;
+	if (rc == 0)
+		rc = commit_locked(v, &e);
+	if (rc == EVAL_INCOMPLETE) {
+		free(v->missing);
+		v->missing = e.miss.s;
+		e.miss.s = NULL;
+		rc = -ENODATA;
+	} else {
+		if (rc < 0)
+			rc = failed_locked(v, rc);
+		*committed = 1; /* an outcome to report */
+	}
+	eval_free(&e);
 	return rc;
 }
 

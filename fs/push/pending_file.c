@@ -98,36 +98,63 @@ int pending_create(pending_version *v, const char *rel, pending_file **out)
 	return pending_create_as(v, rel, 0, out);
 }
 
-int pending_create_as(pending_version *v, const char *rel, long writer, pending_file **out)
+/* The rest of a push an immutable tag refused (see pending_version.refused):
+ * -EEXIST for that writer, not one byte. */
+static int refused_locked(pending_version *v, const char *rel, long writer)
 {
-	pending_file *f = NULL, *old;
-	size_t idx;
-	char digest[80];
-	struct upload_opts uo = { 0 };
-	int rc;
+	if (!v->refused[0] || !writer || writer != v->refused_writer)
+		return 0;
+	v->last_activity = time(NULL);
+	log_err("%s:%s is immutable and this push names %s: %s not written (File exists)",
+		v->repo, v->tag, v->refused, rel);
+	return -EEXIST;
+}
 
-	pend_digest_of_name(rel, digest, sizeof(digest));
-	pend_vlock(v);
-	if (v->refused[0] && writer && writer == v->refused_writer) {
-		/* The rest of a push the immutable tag refused: not one byte. */
-		v->last_activity = time(NULL);
-		log_err("%s:%s is immutable and this push names %s: %s not written (File exists)",
-			v->repo, v->tag, v->refused, rel);
-		rc = -EEXIST;
-		goto out;
-	}
-	rc = pend_ensure_repo_locked(v);
-	if (rc < 0)
-		goto out;
-	old = pend_find_locked(v, rel, &idx);
+/* The version a create of rel joins: a new one after a failure, or over a
+ * committed tag when rel replaces a name or is index.json or oci-layout. The
+ * old file of that name, if any, is removed (O_TRUNC or a new create: the
+ * name starts over). */
+static void version_for_create_locked(pending_version *v, const char *rel)
+{
+	size_t idx;
+	pending_file *old = pend_find_locked(v, rel, &idx);
+
 	if (v->state == PV_EMPTY || v->state == PV_FAILED)
 		pend_new_version_locked(v, 0);
 	else if (v->state == PV_COMMITTED &&
 		 (old || !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout")))
 		pend_new_version_locked(v, 1); /* a new push over the committed tag */
-	old = pend_find_locked(v, rel, &idx);
-	if (old)
-		pend_unlist_locked(v, idx); /* O_TRUNC or a new create: the name starts over */
+	if (pend_find_locked(v, rel, &idx))
+		pend_unlist_locked(v, idx);
+}
+
+static int upload_start(pending_version *v, pending_file *f, const char *rel)
+{
+	char digest[80];
+	struct upload_opts uo = { 0 };
+
+	pend_digest_of_name(rel, digest, sizeof(digest));
+	uo.remote = f->discard ? &discard_remote : v->remote;
+	uo.spill_dir = v->p->o.spill_dir;
+	uo.hold_cap = v->p->o.hold_cap;
+	uo.digest = digest[0] ? digest : NULL;
+	uo.hold_only = !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout");
+	uo.name = rel;
+	return upload_new(&uo, &f->up);
+}
+
+int pending_create_as(pending_version *v, const char *rel, long writer, pending_file **out)
+{
+	pending_file *f = NULL;
+	int rc;
+
+	pend_vlock(v);
+	rc = refused_locked(v, rel, writer);
+	if (rc == 0)
+		rc = pend_ensure_repo_locked(v);
+	if (rc < 0)
+		goto out;
+	version_for_create_locked(v, rel);
 	rc = -ENOMEM;
 	f = file_new(v, rel);
 	if (!f)
@@ -136,16 +163,9 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	/* After the commit its writer goes on with blobs of other refs (cp
 	 * copies the whole layout): they are checked and dropped. */
 	f->discard = v->state == PV_COMMITTED && writer && writer == v->commit_writer;
-	uo.remote = f->discard ? &discard_remote : v->remote;
-	uo.spill_dir = v->p->o.spill_dir;
-	uo.hold_cap = v->p->o.hold_cap;
-	uo.digest = digest[0] ? digest : NULL;
-	uo.hold_only = !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout");
-	uo.name = rel;
-	rc = upload_new(&uo, &f->up);
-	if (rc < 0)
-		goto out;
-	rc = list_add_locked(v, f);
+	rc = upload_start(v, f, rel);
+	if (rc == 0)
+		rc = list_add_locked(v, f);
 	if (rc < 0)
 		goto out;
 	f->refs++; /* the caller's */
@@ -191,6 +211,7 @@ pending_version *pending_file_version(pending_file *f)
 {
 	return f->v;
 }
+
 /* The end of finish_file: the outcome later flushes return, v->mu let go,
  * the commit hook told when this call ran a commit or failed the version. */
 static int finished(pending_file *f, int did, int rc)
@@ -203,66 +224,68 @@ static int finished(pending_file *f, int did, int rc)
 	return rc;
 }
 
-/* Finishes f under its (layout) name, records the result, evaluates.
- * Returns the file's error, else the commit's, else 0. */
-static int finish_file(pending_file *f)
+/* A copy by reference finishes when its name is the digest that was
+ * copied. */
+static int finish_ref(pending_file *f, const char *digest)
 {
 	pending_version *v = f->v;
-	char digest[80];
-	const struct upload_result *res = NULL;
-	int rc, erc, did = 0;
+	int rc;
 
-	pthread_mutex_lock(&v->mu);
-	pend_digest_of_name(f->name, digest, sizeof(digest));
-	if (f->finished) {
-		rc = f->outcome;
-		pthread_mutex_unlock(&v->mu);
-		return rc;
-	}
-	pthread_mutex_unlock(&v->mu);
-	if (f->by_ref) {
-		/* The name must be the digest that was copied. */
-		pend_vlock(v);
-		rc = f->state == F_FAILED ? f->rc : strcmp(digest, f->digest) ? -EIO : 0;
-		if (rc == 0 && f->state == F_WRITING)
-			f->state = F_FINAL;
-		f->kind = PUSH_BLOB;
-		pthread_mutex_unlock(&v->mu);
-	}
-	rc = f->by_ref ? rc : f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
 	pend_vlock(v);
-	v->last_activity = time(NULL);
-	if (f->by_ref && rc < 0 && f->state == F_WRITING) {
+	rc = f->state == F_FAILED ? f->rc : strcmp(digest, f->digest) ? -EIO : 0;
+	if (rc == 0 && f->state == F_WRITING)
+		f->state = F_FINAL;
+	f->kind = PUSH_BLOB;
+	pthread_mutex_unlock(&v->mu);
+	return rc;
+}
+
+/* Keeps the upload's result in f: digest, size, kind, and the bytes of
+ * manifests, indexes, index.json and oci-layout. */
+static int take_result_locked(pending_file *f, const struct upload_result *res)
+{
+	f->state = F_FINAL;
+	snprintf(f->digest, sizeof(f->digest), "%s", res->digest);
+	f->size = res->size;
+	f->kind = res->kind;
+	if (res->media_type)
+		f->media_type = strdup(res->media_type);
+	if (res->bytes) {
+		f->bytes = malloc(res->len + 1);
+		if (f->bytes) {
+			memcpy(f->bytes, res->bytes, res->len);
+			f->bytes[res->len] = '\0';
+		}
+		f->len = res->len;
+	}
+	if ((res->media_type && !f->media_type) || (res->bytes && !f->bytes)) {
+		f->state = F_FAILED;
+		f->rc = -ENOMEM;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Records the outcome of finishing f (rc, res from upload_finish or
+ * finish_ref) in f's state; returns f's error or rc. */
+static int record_locked(pending_file *f, int rc, const struct upload_result *res)
+{
+	if (f->state == F_WRITING && (f->by_ref || f->up) && rc < 0) {
 		f->state = F_FAILED;
 		f->rc = rc;
+	} else if (f->state == F_WRITING && f->up && !f->by_ref) {
+		rc = take_result_locked(f, res);
 	}
-	if (f->state == F_WRITING && f->up && !f->by_ref) {
-		if (rc < 0) {
-			f->state = F_FAILED;
-			f->rc = rc;
-		} else {
-			f->state = F_FINAL;
-			snprintf(f->digest, sizeof(f->digest), "%s", res->digest);
-			f->size = res->size;
-			f->kind = res->kind;
-			if (res->media_type)
-				f->media_type = strdup(res->media_type);
-			if (res->bytes) {
-				f->bytes = malloc(res->len + 1);
-				if (f->bytes) {
-					memcpy(f->bytes, res->bytes, res->len);
-					f->bytes[res->len] = '\0';
-				}
-				f->len = res->len;
-			}
-			if ((res->media_type && !f->media_type) || (res->bytes && !f->bytes)) {
-				f->state = F_FAILED;
-				f->rc = rc = -ENOMEM;
-			}
-		}
-	}
-	if (f->state == F_FAILED)
-		rc = f->rc;
+	return f->state == F_FAILED ? f->rc : rc;
+}
+
+/* f is final (or failed) with rc: a failure aborts the version; a success
+ * evaluates it, index.json first checked against an immutable tag. */
+static int settle_locked(pending_file *f, int rc)
+{
+	pending_version *v = f->v;
+	int erc, did = 0;
+
 	if (!f->listed || f->gen != v->gen) {
 		/* Replaced, or written after the commit: not part of a pending set. */
 		return finished(f, 0, rc);
@@ -287,6 +310,33 @@ static int finish_file(pending_file *f)
 	}
 	/* Incomplete is not an error of this close (sync TAGDIR reports it). */
 	return finished(f, did, erc == -ENODATA ? 0 : erc);
+}
+
+/* Finishes f under its (layout) name, records the result, evaluates.
+ * Returns the file's error, else the commit's, else 0. */
+static int finish_file(pending_file *f)
+{
+	pending_version *v = f->v;
+	char digest[80];
+	const struct upload_result *res = NULL;
+	int rc;
+
+	pthread_mutex_lock(&v->mu);
+	pend_digest_of_name(f->name, digest, sizeof(digest));
+	if (f->finished) {
+		rc = f->outcome;
+		pthread_mutex_unlock(&v->mu);
+		return rc;
+	}
+	pthread_mutex_unlock(&v->mu);
+	if (f->by_ref)
+		rc = finish_ref(f, digest);
+	else
+		rc = f->up ? upload_finish(f->up, digest[0] ? digest : NULL, &res) : 0;
+	pend_vlock(v);
+	v->last_activity = time(NULL);
+	rc = record_locked(f, rc, res);
+	return settle_locked(f, rc);
 }
 
 int pending_flush(pending_file *f)
