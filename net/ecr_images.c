@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/digest.h"
 #include "net/ecr_i.h"
 #include "net/log.h"
-#include "net/sigv4.h"
 
 /* Every manifest and index type, so ECR never converts (DESIGN §8). */
 static const char *const accepted_media_types[] = {
@@ -306,7 +306,6 @@ int ecr_put_image(ecr *e, const struct ecr_where *w, const char *tag, const char
 	struct ecr_call c = {.op = "PutImage", .region = w->region, .w = w, .subject = tag};
 	struct ecr_error eb, *er = err ? err : &eb;
 	json_t *j = NULL, *m;
-	char hex[65];
 	int rc;
 
 	if (digest_out)
@@ -342,9 +341,8 @@ int ecr_put_image(ecr *e, const struct ecr_where *w, const char *tag, const char
 	}
 	if (!*digest_out) {
 		/* ImageAlreadyExists carries no image: the digest is the hash. */
-		char buf[80];
-		sigv4_sha256_hex(manifest, len, hex);
-		snprintf(buf, sizeof(buf), "sha256:%s", hex);
+		char buf[NET_DIGEST_LEN];
+		net_sha256_digest(manifest, len, buf);
 		*digest_out = strdup(buf);
 		if (!*digest_out)
 			rc = -ENOMEM;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "fs/push/upload_i.h"
+#include "net/digest.h"
 #include "net/log.h"
 
 /* CompleteLayerUpload answered not found (-ENOENT): a retried call whose
@@ -127,9 +128,7 @@ static int finish_locked(upload *u, const char *digest)
 		return rc;
 	if (EVP_DigestFinal_ex(u->sha, md, &mdlen) != 1 || mdlen != 32)
 		return -EIO;
-	strcpy(u->res.digest, "sha256:");
-	for (unsigned i = 0; i < 32; i++)
-		sprintf(u->res.digest + 7 + 2 * i, "%02x", md[i]);
+	net_digest_of_md(md, u->res.digest);
 	u->res.size = u->written;
 	u->res.kind = PUSH_BLOB;
 	if (u->hold_only || !digest) {

@@ -3,13 +3,13 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs/tree/names.h"
 #include "fs/tree/node.h"
+#include "net/digest.h"
 #include "net/log.h"
 
 #define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
@@ -19,16 +19,7 @@
 
 void fs_sha256_digest(const void *data, size_t len, char out[72])
 {
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	static const char hx[] = "0123456789abcdef";
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	memcpy(out, "sha256:", 7);
-	for (int i = 0; i < 32; i++) {
-		out[7 + 2 * i] = hx[md[i] >> 4];
-		out[8 + 2 * i] = hx[md[i] & 15];
-	}
-	out[71] = 0;
+	net_sha256_digest(data, len, out);
 }
 
 static int is_index_type(const char *mt)
