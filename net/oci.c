@@ -8,15 +8,15 @@
 #include <jansson.h>
 
 const struct oci_media_type oci_media_types[] = {
-	{ OCI_MT_DOCKER_MANIFEST, OCI_MANIFEST, 1 },
-	{ OCI_MT_DOCKER_LIST, OCI_INDEX, 1 },
-	{ OCI_MT_MANIFEST, OCI_MANIFEST, 1 },
-	{ OCI_MT_INDEX, OCI_INDEX, 1 },
-	{ OCI_MT_DOCKER_V1_SIGNED, OCI_SCHEMA1, 1 },
-	{ OCI_MT_DOCKER_V1, OCI_SCHEMA1, 1 },
-	/* Pushed as a manifest; ECR does not serve it. */
-	{ OCI_MT_ARTIFACT, OCI_MANIFEST, 0 },
-	{ NULL, OCI_OTHER, 0 },
+    {OCI_MT_DOCKER_MANIFEST, OCI_MANIFEST, 1},
+    {OCI_MT_DOCKER_LIST, OCI_INDEX, 1},
+    {OCI_MT_MANIFEST, OCI_MANIFEST, 1},
+    {OCI_MT_INDEX, OCI_INDEX, 1},
+    {OCI_MT_DOCKER_V1_SIGNED, OCI_SCHEMA1, 1},
+    {OCI_MT_DOCKER_V1, OCI_SCHEMA1, 1},
+    /* Pushed as a manifest; ECR does not serve it. */
+    {OCI_MT_ARTIFACT, OCI_MANIFEST, 0},
+    {NULL, OCI_OTHER, 0},
 };
 
 enum oci_kind oci_media_kind(const char *media_type)
@@ -53,7 +53,7 @@ static enum oci_kind kind_by_shape(json_t *root, const char *mt)
 
 static int visit(json_t *d, enum oci_list list, oci_desc_cb cb, void *arg)
 {
-	struct oci_desc o = { .list = list };
+	struct oci_desc o = {.list = list};
 	json_t *size = json_object_get(d, "size");
 	json_t *ann = json_object_get(d, "annotations");
 
@@ -74,10 +74,10 @@ static int visit_lists(json_t *root, unsigned flags, oci_desc_cb cb, void *arg)
 		enum oci_list list;
 		const char *key;
 	} lists[] = {
-		{ OCI_LIST_CONFIG, "config" },
-		{ OCI_LIST_LAYERS, "layers" },
-		{ OCI_LIST_BLOBS, "blobs" },
-		{ OCI_LIST_MANIFESTS, "manifests" },
+	    {OCI_LIST_CONFIG, "config"},
+	    {OCI_LIST_LAYERS, "layers"},
+	    {OCI_LIST_BLOBS, "blobs"},
+	    {OCI_LIST_MANIFESTS, "manifests"},
 	};
 	int rc = 0;
 
@@ -103,8 +103,8 @@ static int visit_lists(json_t *root, unsigned flags, oci_desc_cb cb, void *arg)
 	return rc;
 }
 
-int oci_walk(const char *bytes, size_t len, unsigned flags, enum oci_kind *kind,
-	     char **media_type, oci_desc_cb cb, void *arg)
+int oci_walk(const char *bytes, size_t len, unsigned flags, enum oci_kind *kind, char **media_type,
+	     oci_desc_cb cb, void *arg)
 {
 	json_t *root = json_loadb(bytes, len, 0, NULL);
 	enum oci_kind k = OCI_OTHER;

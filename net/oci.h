@@ -59,13 +59,13 @@ enum oci_list {
 #define OCI_IMAGE_ONLY (1u << 9)
 
 struct oci_desc {
-	enum oci_list list;     /* the list it is in */
-	const char *digest;     /* a string; its syntax is the caller's to check */
+	enum oci_list list;	/* the list it is in */
+	const char *digest;	/* a string; its syntax is the caller's to check */
 	const char *media_type; /* NULL when absent */
-	const char *ref_name;   /* the OCI_REF_NAME annotation, NULL when absent */
-	int64_t size;           /* 0 when absent or not an integer */
-	int size_valid;         /* size is an integer >= 0 */
-	enum oci_kind kind;     /* oci_media_kind(media_type) */
+	const char *ref_name;	/* the OCI_REF_NAME annotation, NULL when absent */
+	int64_t size;		/* 0 when absent or not an integer */
+	int size_valid;		/* size is an integer >= 0 */
+	enum oci_kind kind;	/* oci_media_kind(media_type) */
 };
 
 /* Returns 0 to go on, anything else stops the walk and is returned. */
@@ -79,7 +79,7 @@ typedef int (*oci_desc_cb)(void *arg, const struct oci_desc *d);
  * bytes that are not a JSON object, a list of the wrong shape ("config" not
  * an object, another list not an array) or a descriptor that is not an
  * object with a string "digest", -ENOMEM, or what cb returned. */
-int oci_walk(const char *bytes, size_t len, unsigned flags, enum oci_kind *kind,
-	     char **media_type, oci_desc_cb cb, void *arg);
+int oci_walk(const char *bytes, size_t len, unsigned flags, enum oci_kind *kind, char **media_type,
+	     oci_desc_cb cb, void *arg);
 
 #endif

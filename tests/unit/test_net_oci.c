@@ -5,7 +5,9 @@
 #include "net/digest.h"
 #include "net/oci.h"
 
-#define H(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define H(c)                                                                                       \
+	c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+	    c c c c c c c c c c c c c c c c c c c
 #define D(c) "\"sha256:" H(c) "\""
 
 struct seen {
@@ -21,7 +23,8 @@ static int record(void *arg, const struct oci_desc *d)
 
 	snprintf(s->text + l, sizeof(s->text) - l, "%s%d:%.8s:%lld:%d:%s:%s:%d", l ? " " : "",
 		 (int)d->list, d->digest + 7, (long long)d->size, d->size_valid,
-		 d->media_type ? d->media_type : "-", d->ref_name ? d->ref_name : "-", (int)d->kind);
+		 d->media_type ? d->media_type : "-", d->ref_name ? d->ref_name : "-",
+		 (int)d->kind);
 	return ++s->n == s->stop_at ? -ENOENT : 0;
 }
 
@@ -38,8 +41,8 @@ static void test_media_types(void)
 	CHECK_INT(oci_media_kind("application/vnd.oci.image.config.v1+json"), OCI_OTHER);
 	CHECK_INT(oci_media_kind(NULL), OCI_OTHER);
 	/* What BatchGetImage sends, in this order. */
-	const char *ecr[] = { OCI_MT_DOCKER_MANIFEST, OCI_MT_DOCKER_LIST, OCI_MT_MANIFEST,
-			      OCI_MT_INDEX, OCI_MT_DOCKER_V1_SIGNED, OCI_MT_DOCKER_V1 };
+	const char *ecr[] = {OCI_MT_DOCKER_MANIFEST, OCI_MT_DOCKER_LIST,      OCI_MT_MANIFEST,
+			     OCI_MT_INDEX,	     OCI_MT_DOCKER_V1_SIGNED, OCI_MT_DOCKER_V1};
 	for (const struct oci_media_type *t = oci_media_types; t->name; t++)
 		if (t->ecr_accepted) {
 			CHECK(n < 6);
@@ -53,16 +56,20 @@ static void test_media_types(void)
 static void test_walk_manifest(void)
 {
 	const char *m = "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_MANIFEST "\","
-			"\"config\":{\"mediaType\":\"c\",\"digest\":" D("c") ",\"size\":7},"
-			"\"layers\":[{\"digest\":" D("a") ",\"size\":100,\"mediaType\":\"l\"},"
-			"{\"digest\":" D("b") "}],"
-			"\"blobs\":[{\"digest\":" D("d") ",\"size\":-1}]}";
-	struct seen s = { 0 };
+			"\"config\":{\"mediaType\":\"c\",\"digest\":" D(
+			    "c") ",\"size\":7},"
+				 "\"layers\":[{\"digest\":" D(
+				     "a") ",\"size\":100,\"mediaType\":\"l\"},"
+					  "{\"digest\":" D("b") "}],"
+								"\"blobs\":[{\"digest\":" D(
+								    "d") ",\"size\":-1}]}";
+	struct seen s = {0};
 	enum oci_kind k;
 	char *mt = NULL;
 
-	CHECK_INT(oci_walk(m, strlen(m), OCI_LIST_CONFIG | OCI_LIST_LAYERS | OCI_LIST_BLOBS, &k, &mt,
-			   record, &s), 0);
+	CHECK_INT(oci_walk(m, strlen(m), OCI_LIST_CONFIG | OCI_LIST_LAYERS | OCI_LIST_BLOBS, &k,
+			   &mt, record, &s),
+		  0);
 	CHECK_INT(k, OCI_MANIFEST);
 	CHECK_STR(mt, OCI_MT_MANIFEST);
 	free(mt);
@@ -82,11 +89,15 @@ static void test_walk_manifest(void)
 
 static void test_walk_index(void)
 {
-	const char *ix = "{\"schemaVersion\":2,\"manifests\":["
-			 "{\"mediaType\":\"" OCI_MT_DOCKER_LIST "\",\"digest\":" D("e") ",\"size\":3},"
-			 "{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"digest\":" D("f") ",\"size\":4,"
-			 "\"annotations\":{\"" OCI_REF_NAME "\":\"v1\"}}]}";
-	struct seen s = { 0 };
+	const char *ix =
+	    "{\"schemaVersion\":2,\"manifests\":["
+	    "{\"mediaType\":\"" OCI_MT_DOCKER_LIST
+	    "\",\"digest\":" D("e") ",\"size\":3},"
+				    "{\"mediaType\":\"" OCI_MT_MANIFEST
+				    "\",\"digest\":" D("f") ",\"size\":4,"
+							    "\"annotations\":{\"" OCI_REF_NAME
+							    "\":\"v1\"}}]}";
+	struct seen s = {0};
 	enum oci_kind k;
 	char *mt = NULL;
 
@@ -94,8 +105,8 @@ static void test_walk_index(void)
 	CHECK_INT(k, OCI_INDEX);
 	CHECK_STR(mt, OCI_MT_INDEX); /* none in the document: the OCI type */
 	free(mt);
-	CHECK_STR(s.text, "8:eeeeeeee:3:1:" OCI_MT_DOCKER_LIST ":-:2 8:ffffffff:4:1:" OCI_MT_MANIFEST
-			  ":v1:1");
+	CHECK_STR(s.text, "8:eeeeeeee:3:1:" OCI_MT_DOCKER_LIST
+			  ":-:2 8:ffffffff:4:1:" OCI_MT_MANIFEST ":v1:1");
 }
 
 static void test_kinds(void)
@@ -132,27 +143,27 @@ static void test_kinds(void)
 static void test_malformed(void)
 {
 	const char *bad[] = {
-		"{not json",
-		"[1]",
-		"{\"schemaVersion\":2,\"layers\":{\"digest\":" D("a") "}}",
-		"{\"schemaVersion\":2,\"layers\":[\"x\"]}",
-		"{\"schemaVersion\":2,\"layers\":[{\"size\":1}]}",
-		"{\"schemaVersion\":2,\"layers\":[],\"config\":[]}",
-		"{\"schemaVersion\":2,\"manifests\":[{\"digest\":5}]}",
+	    "{not json",
+	    "[1]",
+	    "{\"schemaVersion\":2,\"layers\":{\"digest\":" D("a") "}}",
+	    "{\"schemaVersion\":2,\"layers\":[\"x\"]}",
+	    "{\"schemaVersion\":2,\"layers\":[{\"size\":1}]}",
+	    "{\"schemaVersion\":2,\"layers\":[],\"config\":[]}",
+	    "{\"schemaVersion\":2,\"manifests\":[{\"digest\":5}]}",
 	};
-	struct seen s = { 0 };
+	struct seen s = {0};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_INT(oci_walk(bad[i], strlen(bad[i]),
-				   OCI_LIST_CONFIG | OCI_LIST_LAYERS | OCI_LIST_MANIFESTS, NULL, NULL,
-				   record, &s),
+				   OCI_LIST_CONFIG | OCI_LIST_LAYERS | OCI_LIST_MANIFESTS, NULL,
+				   NULL, record, &s),
 			  -EINVAL);
 	CHECK_INT(s.n, 0);
 }
 
 static void test_digest(void)
 {
-	const unsigned char md[3] = { 0x00, 0xab, 0xf1 };
+	const unsigned char md[3] = {0x00, 0xab, 0xf1};
 	char hex[7], d[NET_DIGEST_LEN], h[65];
 
 	net_hex(md, 3, hex);
