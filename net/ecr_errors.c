@@ -1,4 +1,4 @@
-/* The single ECR/HTTP error -> errno table (DESIGN §4) and the one log line
+/* The single ECR/HTTP error -> errno table and the one log line
  * per failure that names its cause and the fix. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Pending pushes: versions, completeness and the commit (see pending.h).
  *
- * Version rules (DESIGN §2, and what they mean across several writes):
+ * Version rules (what one tag directory goes through across several writes):
  * - EMPTY -> PENDING at the first create (the repository is made sure of
  *   first).
  * - COMMITTED: files created afterwards (blobs of other refs that cp copies
