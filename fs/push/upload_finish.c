@@ -115,37 +115,22 @@ static int upload_held(upload *u, const char *digest)
 	return rc ?: stream_complete(u, digest);
 }
 
-static int finish_locked(upload *u, const char *digest)
+/* index.json, oci-layout (also written under a temporary name): their
+ * held bytes are the result, never uploaded. */
+static int finish_held_only(upload *u)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	int rc;
+	if ((u->mode != M_HOLD && u->mode != M_NEW) || u->spill_fd >= 0) {
+		log_err("%s: not a JSON document of at most %zu bytes", u->name, u->hold_cap);
+		return -EINVAL;
+	}
+	u->res.bytes = u->hold ? u->hold : strdup("");
+	u->res.len = u->hold_len;
+	return u->res.bytes ? 0 : -ENOMEM;
+}
 
-	if (u->mode == M_FAILED)
-		return u->fail_rc;
-	rc = upl_async_err(u);
-	if (rc < 0)
-		return rc;
-	if (EVP_DigestFinal_ex(u->sha, md, &mdlen) != 1 || mdlen != 32)
-		return -EIO;
-	net_digest_of_md(md, u->res.digest);
-	u->res.size = u->written;
-	u->res.kind = PUSH_BLOB;
-	if (u->hold_only || !digest) {
-		/* index.json, oci-layout (also written under a temporary name) */
-		if ((u->mode != M_HOLD && u->mode != M_NEW) || u->spill_fd >= 0) {
-			log_err("%s: not a JSON document of at most %zu bytes", u->name, u->hold_cap);
-			return -EINVAL;
-		}
-		u->res.bytes = u->hold ? u->hold : strdup("");
-		u->res.len = u->hold_len;
-		return u->res.bytes ? 0 : -ENOMEM;
-	}
-	if (strcmp(digest, u->res.digest)) {
-		log_err("%s: content has digest %s, not the one its name gives (%s); "
-			"the push is aborted", u->name, u->res.digest, digest);
-		return -EIO;
-	}
+/* A blob whose digest matched its name: completed by the mode it is in. */
+static int finish_blob(upload *u, const char *digest)
+{
 	switch (u->mode) {
 	case M_NEW:
 		/* ECR refuses empty uploads (EmptyUpload): it must be there already. */
@@ -171,6 +156,32 @@ static int finish_locked(upload *u, const char *digest)
 	default:
 		return -EIO;
 	}
+}
+
+static int finish_locked(upload *u, const char *digest)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int rc;
+
+	if (u->mode == M_FAILED)
+		return u->fail_rc;
+	rc = upl_async_err(u);
+	if (rc < 0)
+		return rc;
+	if (EVP_DigestFinal_ex(u->sha, md, &mdlen) != 1 || mdlen != 32)
+		return -EIO;
+	net_digest_of_md(md, u->res.digest);
+	u->res.size = u->written;
+	u->res.kind = PUSH_BLOB;
+	if (u->hold_only || !digest)
+		return finish_held_only(u);
+	if (strcmp(digest, u->res.digest)) {
+		log_err("%s: content has digest %s, not the one its name gives (%s); "
+			"the push is aborted", u->name, u->res.digest, digest);
+		return -EIO;
+	}
+	return finish_blob(u, digest);
 }
 
 int upload_finish(upload *u, const char *digest, const struct upload_result **res)

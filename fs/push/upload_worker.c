@@ -10,6 +10,9 @@
 #include "fs/push/upload_i.h"
 #include "net/log.h"
 
+/* ---- the worker: sends the part in u->send, one at a time ---- */
+
+/* Stops the worker and joins it (a part in flight finishes first). */
 void upl_stop_worker(upload *u)
 {
 	int on;
@@ -23,8 +26,6 @@ void upl_stop_worker(upload *u)
 	if (on)
 		pthread_join(u->worker, NULL);
 }
-
-/* ---- the worker: sends the part in u->send, one at a time ---- */
 
 /* The upload id to use, or -ECANCELED once the upload is stopped. Only the
  * worker replaces the id, so the pointer stays valid for it. */
@@ -146,6 +147,40 @@ static int restart(upload *u)
 	return u->send_off == 0 ? -EAGAIN : upl_replay(u, end);
 }
 
+/* InvalidLayerPartException for the part in send; lv is ECR's
+ * lastValidByteReceived (-1: ECR holds nothing or did not say: only the
+ * first part may be sent again on that). Returns 0 (stored, its reply
+ * lost), 1 (ECR kept its start: the rest is the carry), -EAGAIN (none of it
+ * stored: send it again) or -EIO. */
+static int part_refused(upload *u, int64_t lv)
+{
+	uint64_t end = u->send_off + u->send_len;
+	uint64_t next = lv >= 0 ? (uint64_t)lv + 1 : 0;
+	size_t done;
+
+	if (lv >= 0 && next == end) {
+		u->resumes = 0;
+		return 0;
+	}
+	if ((lv >= 0 || u->send_off == 0) && next >= u->send_off && next < end &&
+	    ++u->resumes <= MAX_RESUMES) {
+		done = (size_t)(next - u->send_off);
+		if (done == 0)
+			return -EAGAIN;
+		log_info("upload of %s: ECR kept bytes up to %llu of the part at %llu; the "
+			 "rest goes with the next part", u->name, (unsigned long long)lv,
+			 (unsigned long long)u->send_off);
+		memmove(u->send, u->send + done, u->send_len - done);
+		set_send(u, next, u->send_len - done);
+		return 1;
+	}
+	log_err("upload of %s to %s: ECR expects byte %lld, the part is bytes %llu-%llu; "
+		"giving up",
+		u->name, u->remote->desc, (long long)lv + 1, (unsigned long long)u->send_off,
+		(unsigned long long)end - 1);
+	return -EIO;
+}
+
 /* Sends send[0..send_len) at send_off. Returns 0 when ECR has all of it,
  * 1 when ECR kept only its start (lastValidByteReceived inside the part):
  * send[0..send_len) at send_off is then the rest, the carry, which goes
@@ -158,7 +193,6 @@ static int send_part(upload *u)
 	int rc;
 
 	for (;;) {
-		uint64_t end = u->send_off + u->send_len, next;
 		int64_t lv = -1;
 
 		rc = current_id(u, &id);
@@ -169,39 +203,14 @@ static int send_part(upload *u)
 			u->resumes = 0;
 			return 0;
 		}
-		if (rc == -ESTALE) {
+		if (rc == -ESTALE)
 			rc = restart(u);
-			if (rc == -EAGAIN)
-				continue;
+		else if (rc == -ERANGE)
+			rc = part_refused(u, lv);
+		else
 			return rc;
-		}
-		if (rc != -ERANGE)
+		if (rc != -EAGAIN)
 			return rc;
-		/* lv -1: ECR holds nothing (or did not say): only the first
-		 * part may be sent again on that */
-		next = lv >= 0 ? (uint64_t)lv + 1 : 0;
-		if (lv >= 0 && next == end) {
-			/* stored, its reply lost */
-			u->resumes = 0;
-			return 0;
-		}
-		if ((lv >= 0 || u->send_off == 0) && next >= u->send_off && next < end &&
-		    ++u->resumes <= MAX_RESUMES) {
-			size_t done = (size_t)(next - u->send_off);
-			if (done == 0)
-				continue; /* none of it stored: again */
-			log_info("upload of %s: ECR kept bytes up to %llu of the part at %llu; the "
-				 "rest goes with the next part", u->name, (unsigned long long)lv,
-				 (unsigned long long)u->send_off);
-			memmove(u->send, u->send + done, u->send_len - done);
-			set_send(u, next, u->send_len - done);
-			return 1;
-		}
-		log_err("upload of %s to %s: ECR expects byte %lld, the part is bytes %llu-%llu; "
-			"giving up",
-			u->name, u->remote->desc, (long long)lv + 1, (unsigned long long)u->send_off,
-			(unsigned long long)end - 1);
-		return -EIO;
 	}
 }
 
