@@ -334,6 +334,7 @@ void pend_fail_version_locked(pending_version *v, int rc)
 		if (v->files[i]->state == F_WRITING && v->files[i]->up)
 			upload_abort(v->files[i]->up);
 }
+
 int pending_committed_via_repo(pending_version *v)
 {
 	int r;

@@ -104,6 +104,7 @@ out:
 	free(av);
 	return rc;
 }
+
 /* PutImage without mu: m stays listed (no change runs meanwhile), and a
  * final file's bytes never change. */
 static int put_locked(pending_version *v, const char *tag, pending_file *m)
@@ -419,6 +420,7 @@ void pend_notify(pending_version *v, int did, int rc)
 	if (did && v->p->o.on_commit)
 		v->p->o.on_commit(v->p->o.on_commit_arg, v, rc);
 }
+
 int pending_status(pending_version *v)
 {
 	int rc, did = 0;
