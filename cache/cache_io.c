@@ -1,5 +1,6 @@
 /* File helpers of the cache: full reads/writes, atomic files, sha256. */
 #include "cache/cache_i.h"
+#include "net/digest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,22 +113,12 @@ out:
 
 void cache_md_to_hex(const unsigned char md[32], char hex[CACHE_HEX_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[CACHE_HEX_LEN] = '\0';
+	net_hex(md, 32, hex);
 }
 
 void cache_sha256_hex(const void *data, size_t len, char hex[CACHE_HEX_LEN + 1])
 {
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	cache_md_to_hex(md, hex);
+	net_sha256_hex(data, len, hex);
 }
 
 int cache_open_locked(const char *path, int flags, mode_t mode)

@@ -14,18 +14,15 @@
 #include <openssl/evp.h>
 
 #include "net/cred_i.h"
+#include "net/digest.h"
 #include "net/log.h"
 
 static void sha1_hex(const char *s, char hex[41])
 {
 	unsigned char d[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
-	static const char h[] = "0123456789abcdef";
 	EVP_Digest(s, strlen(s), d, &n, EVP_sha1(), NULL);
-	for (unsigned int i = 0; i < n && i < 20; i++) {
-		hex[2 * i] = h[d[i] >> 4];
-		hex[2 * i + 1] = h[d[i] & 15];
-	}
+	net_hex(d, n < 20 ? n : 20, hex);
 	hex[40] = '\0';
 }
 

@@ -2,7 +2,7 @@
  *
  * One ecr handle per credential set (a profile); the registry id and region
  * are given per call, so one handle serves every region of a registry.
- * Every call returns 0 or -errno, mapped by ecr_errno(), fills
+ * Every call returns 0 or -errno, mapped by ecr_errno() (net/ecr_errors.c), fills
  * *err (when non-NULL) with ECR's error code and message, and logs one line
  * naming the cause (the IAM action denied, the repository and region, the
  * immutable tag, ...). Pagination and batching (<=100 ids) happen inside.
@@ -48,7 +48,8 @@ struct ecr_where {
 };
 
 /* ---- errors ---- */
-/* Maps an ECR error code / HTTP status / transport rc to -errno.
+/* Maps an ECR error code / HTTP status / transport rc to -errno (the table in
+ * net/ecr_errors.c).
  * Returns 0 for the codes that mean success (LayerAlreadyExists,
  * ImageAlreadyExists, RepositoryAlreadyExists). */
 int ecr_errno(const char *code, long http_status, int transport_rc);

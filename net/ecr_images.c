@@ -5,19 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/digest.h"
 #include "net/ecr_i.h"
 #include "net/log.h"
-#include "net/sigv4.h"
-
-/* Every manifest and index type, so ECR never converts (DESIGN §8). */
-static const char *const accepted_media_types[] = {
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
-};
+#include "net/oci.h"
 
 static void id_subject(const struct ecr_image_id *id, char *buf, size_t size)
 {
@@ -182,8 +173,11 @@ int ecr_batch_get_image(ecr *e, const struct ecr_where *w, const struct ecr_imag
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(accepted_media_types) / sizeof(accepted_media_types[0]); i++)
-		json_array_append_new(types, json_string(accepted_media_types[i]));
+	/* Every manifest and index type ECR serves, so it never converts one
+	 * (an image's digest is the hash of the bytes as pushed). */
+	for (const struct oci_media_type *t = oci_media_types; t->name; t++)
+		if (t->ecr_accepted)
+			json_array_append_new(types, json_string(t->name));
 	for (size_t i = 0; i < nids; i += ECR_BATCH_MAX) {
 		size_t n = nids - i < ECR_BATCH_MAX ? nids - i : ECR_BATCH_MAX;
 
@@ -327,7 +321,6 @@ int ecr_put_image(ecr *e, const struct ecr_where *w, const char *tag, const char
 	struct ecr_call c = {.op = "PutImage", .region = w->region, .w = w, .subject = tag};
 	struct ecr_error eb, *er = err ? err : &eb;
 	json_t *j = NULL, *m;
-	char hex[65];
 	int rc;
 
 	if (digest_out)
@@ -363,9 +356,8 @@ int ecr_put_image(ecr *e, const struct ecr_where *w, const char *tag, const char
 	}
 	if (!*digest_out) {
 		/* ImageAlreadyExists carries no image: the digest is the hash. */
-		char buf[80];
-		sigv4_sha256_hex(manifest, len, hex);
-		snprintf(buf, sizeof(buf), "sha256:%s", hex);
+		char buf[NET_DIGEST_LEN];
+		net_sha256_digest(manifest, len, buf);
 		*digest_out = strdup(buf);
 		if (!*digest_out)
 			rc = -ENOMEM;

@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 
+#include "net/digest.h"
 #include "net/ecr_i.h"
 #include "net/log.h"
 
@@ -146,7 +147,6 @@ ssize_t ecr_part_body_read(void *arg, char *dst, size_t n, uint64_t off)
 
 int ecr_part_body_hash(struct ecr_part_body *b, char hex[65])
 {
-	static const char digits[] = "0123456789abcdef";
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned char h[32];
 	char *buf = malloc(64 * 1024);
@@ -165,11 +165,7 @@ int ecr_part_body_hash(struct ecr_part_body *b, char hex[65])
 		off += (uint64_t)got;
 	}
 	EVP_DigestFinal_ex(md, h, NULL);
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[h[i] >> 4];
-		hex[2 * i + 1] = digits[h[i] & 15];
-	}
-	hex[64] = '\0';
+	net_hex(h, 32, hex);
 	rc = 0;
 out:
 	free(buf);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "net/cred.h"
+#include "net/digest.h"
 #include "net/ecrfs_ctl_today.h"
 #include "net/ecr.h"
 #include "net/http.h"
@@ -276,8 +277,7 @@ static int hex_of(EVP_MD_CTX *md, char hex[65])
 	unsigned char h[32];
 	if (!EVP_DigestFinal_ex(md, h, NULL))
 		return -EIO;
-	for (int i = 0; i < 32; i++)
-		sprintf(hex + 2 * i, "%02x", h[i]);
+	net_hex(h, 32, hex);
 	return 0;
 }
 

@@ -5,6 +5,7 @@
  * decoded, re-encoded and sorted; header values trimmed with inner runs of
  * whitespace collapsed, duplicates joined with ','. */
 #include "net/sigv4.h"
+#include "net/digest.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -277,21 +278,9 @@ static void hmac(const void *key, size_t klen, const char *msg, unsigned char ou
 	HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len);
 }
 
-static void to_hex(const unsigned char *d, size_t n, char *hex)
-{
-	static const char h[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		hex[2 * i] = h[d[i] >> 4];
-		hex[2 * i + 1] = h[d[i] & 15];
-	}
-	hex[2 * n] = '\0';
-}
-
 void sigv4_sha256_hex(const void *data, size_t len, char hex[65])
 {
-	unsigned char d[32];
-	SHA256(data, len, d);
-	to_hex(d, 32, hex);
+	net_sha256_hex(data, len, hex);
 }
 
 void sigv4_amz_date(time_t t, char buf[17])
@@ -419,7 +408,7 @@ int sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	hmac(k, 32, "aws4_request", k);
 	hmac(k, 32, sts.p, sig);
 	OPENSSL_cleanse(k, sizeof(k));
-	to_hex(sig, 32, sighex);
+	net_hex(sig, 32, sighex);
 
 	int n = snprintf(out, outsize,
 			 "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",

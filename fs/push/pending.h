@@ -1,5 +1,6 @@
 /* Pending pushes: one record per tag directory written through this mount,
- * holding its latest version (DESIGN §2).
+ * holding its latest version. How a push flows through fs/push/ is in
+ * doc/ARCHITECTURE.md ("Push").
  *
  * A version collects the files written into the tag directory (name ->
  * upload and state). Names are relative to the tag root: "oci-layout",
@@ -17,9 +18,29 @@
  * the mount. pending_file handles are reference counted: pending_create and
  * pending_file_get take a reference, pending_file_put drops it.
  *
- * Locking: pending.mu protects the table of versions; each version's mu
- * protects its state and file list, and is held during evaluation and the
- * commit (network calls), never during a blob's upload_finish. */
+ * Locking (lock order: pending.mu, then a version's mu, then an upload's
+ * own locks):
+ * - pending.mu protects the table of versions (the list and each version's
+ *   next). pending_repo_deleted, pending_sweep, pending_trim_idle,
+ *   pending_counts and pending_summary_json hold it while they take each
+ *   version's mu; pending_trim_idle calls keep() under it alone. File ids
+ *   come from an atomic counter, not under it.
+ * - A version's mu protects the version's state, its file list and every
+ *   field of its files (name, state, refs, open count, results). It is not
+ *   held over the network: an evaluation, the commit and
+ *   CreateRepository raise the version's busy count and let go of mu for
+ *   each ECR call (BatchCheckLayerAvailability, PutImage, ...). The calls
+ *   that change what an evaluation reads (begin, create, finish, rename,
+ *   unlink, copy by reference, status, drop) take mu through pend_vlock,
+ *   which waits until busy is 0, so they run one at a time. The others take
+ *   mu alone and never wait for ECR: reads (state, stat, list, summaries),
+ *   open and reference counts, a write's failure, pending_repo_deleted.
+ *   pending_sweep and pending_trim_idle skip a busy version.
+ * - Blob uploads run outside the version's mu: writes, upload_finish
+ *   (CompleteLayerUpload) and the copy of pending_ref take no pending lock
+ *   while they talk to ECR. Under mu only upload_abort, upload_progress
+ *   (neither waits on the network) and upload_free (when the last
+ *   reference goes; it joins the upload's worker) are called. */
 #ifndef ECRFS_PENDING_H
 #define ECRFS_PENDING_H
 

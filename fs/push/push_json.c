@@ -1,68 +1,25 @@
-/* Classification of pushed JSON and descriptor extraction. */
+/* Classification of pushed JSON and descriptor extraction, over the
+ * walker of net/oci.h. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "fs/push/push_json.h"
-
-#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
-
-static const char *const manifest_types[] = {
-	MT_OCI_MANIFEST,
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.oci.artifact.manifest.v1+json",
-	NULL,
-};
-static const char *const index_types[] = {
-	MT_OCI_INDEX,
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	NULL,
-};
-
-static int in_list(const char *s, const char *const *l)
-{
-	for (; *l; l++)
-		if (!strcmp(s, *l))
-			return 1;
-	return 0;
-}
+#include "net/oci.h"
 
 enum push_kind push_json_classify(const char *buf, size_t len, char **media_type)
 {
-	enum push_kind k = PUSH_BLOB;
-	json_t *root = NULL;
-	const char *mt = NULL;
+	enum oci_kind k = OCI_OTHER;
 
 	*media_type = NULL;
 	if (len == 0 || buf[0] != '{')
-		goto out;
-	root = json_loadb(buf, len, 0, NULL);
-	if (!json_is_object(root))
-		goto out;
-	mt = json_string_value(json_object_get(root, "mediaType"));
-	if (mt && in_list(mt, manifest_types))
-		k = PUSH_MANIFEST;
-	else if (mt && in_list(mt, index_types))
-		k = PUSH_INDEX;
-	else if (mt)
-		goto out; /* some other typed document: a blob */
-	else if (json_is_integer(json_object_get(root, "schemaVersion")) &&
-		 json_is_array(json_object_get(root, "layers")))
-		k = PUSH_MANIFEST, mt = MT_OCI_MANIFEST;
-	else if (json_is_integer(json_object_get(root, "schemaVersion")) &&
-		 json_is_array(json_object_get(root, "manifests")))
-		k = PUSH_INDEX, mt = MT_OCI_INDEX;
-	if (k != PUSH_BLOB) {
-		*media_type = strdup(mt);
-		if (!*media_type)
-			k = PUSH_BLOB;
+		return PUSH_BLOB;
+	if (oci_walk(buf, len, OCI_IMAGE_ONLY, &k, media_type, NULL, NULL) < 0) {
+		free(*media_type);
+		*media_type = NULL;
+		return PUSH_BLOB;
 	}
-out:
-	json_decref(root);
-	return k;
+	return k == OCI_INDEX ? PUSH_INDEX : PUSH_MANIFEST;
 }
 
 int push_digest_valid(const char *d)
@@ -88,15 +45,12 @@ void push_desc_list_free(struct push_desc_list *l)
 	l->n = 0;
 }
 
-static int add_desc(struct push_desc_list *l, json_t *d)
+static int add_desc(void *arg, const struct oci_desc *d)
 {
-	const char *dg = json_string_value(json_object_get(d, "digest"));
-	const char *mt = json_string_value(json_object_get(d, "mediaType"));
-	json_t *ann = json_object_get(d, "annotations");
-	const char *ref = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
+	struct push_desc_list *l = arg;
 	struct push_desc *v;
 
-	if (!json_is_object(d) || !push_digest_valid(dg))
+	if (!push_digest_valid(d->digest))
 		return -EINVAL;
 	v = realloc(l->v, (l->n + 1) * sizeof(*v));
 	if (!v)
@@ -104,56 +58,25 @@ static int add_desc(struct push_desc_list *l, json_t *d)
 	l->v = v;
 	v = &l->v[l->n++];
 	memset(v, 0, sizeof(*v));
-	v->size = json_integer_value(json_object_get(d, "size"));
-	v->digest = strdup(dg);
-	v->media_type = mt ? strdup(mt) : NULL;
-	v->ref_name = ref ? strdup(ref) : NULL;
-	if (!v->digest || (mt && !v->media_type) || (ref && !v->ref_name))
+	v->size = d->size;
+	v->digest = strdup(d->digest);
+	v->media_type = d->media_type ? strdup(d->media_type) : NULL;
+	v->ref_name = d->ref_name ? strdup(d->ref_name) : NULL;
+	if (!v->digest || (d->media_type && !v->media_type) || (d->ref_name && !v->ref_name))
 		return -ENOMEM;
-	return 0;
-}
-
-static int add_array(struct push_desc_list *l, json_t *arr)
-{
-	size_t i;
-	json_t *d;
-	int rc;
-
-	if (!arr)
-		return 0;
-	if (!json_is_array(arr))
-		return -EINVAL;
-	json_array_foreach(arr, i, d) {
-		rc = add_desc(l, d);
-		if (rc < 0)
-			return rc;
-	}
 	return 0;
 }
 
 int push_json_descs(const char *buf, size_t len, enum push_kind kind, struct push_desc_list *out)
 {
-	int rc = -EINVAL;
-	json_t *root = json_loadb(buf, len, 0, NULL);
-	json_t *cfg;
+	unsigned lists = kind == PUSH_INDEX ? OCI_LIST_MANIFESTS
+					    : OCI_LIST_CONFIG | OCI_LIST_LAYERS | OCI_LIST_BLOBS;
+	int rc;
 
 	out->v = NULL;
 	out->n = 0;
-	if (!json_is_object(root))
-		goto out;
-	if (kind == PUSH_INDEX) {
-		rc = add_array(out, json_object_get(root, "manifests"));
-		goto out;
-	}
-	cfg = json_object_get(root, "config");
-	rc = cfg ? add_desc(out, cfg) : 0;
-	if (rc == 0)
-		rc = add_array(out, json_object_get(root, "layers"));
-	if (rc == 0)
-		rc = add_array(out, json_object_get(root, "blobs"));
-out:
+	rc = oci_walk(buf, len, lists, NULL, NULL, add_desc, out);
 	if (rc < 0)
 		push_desc_list_free(out);
-	json_decref(root);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /* What a pushed JSON file is (manifest, index, something else) and the
- * descriptors it names. Pure functions over bytes; jansson inside. */
+ * descriptors it names. Pure functions over bytes, over the manifest walker
+ * and media types of net/oci.h. */
 #ifndef ECRFS_PUSH_JSON_H
 #define ECRFS_PUSH_JSON_H
 

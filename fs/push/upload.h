@@ -11,14 +11,18 @@
  * that follow, so every part but the last stays >= 5 MiB. UploadNotFound:
  * see upload_opts.reread; at CompleteLayerUpload it is a success when the
  * layer is there (a retried call whose reply was lost). JSON is held (in
- * memory up to hold_cap, then in an unlinked temp file under spill_dir) until upload_finish() classifies it: manifests and
- * indexes are returned as bytes (for PutImage), anything else goes through
- * the layer upload. An error of the worker is returned by the next
- * write/truncate/sync/finish. upload_finish() checks the digest before
- * CompleteLayerUpload and is idempotent.
+ * memory up to hold_cap, then in an unlinked temp file under spill_dir)
+ * until upload_finish() classifies it: manifests and indexes are returned
+ * as bytes (for PutImage), anything else goes through the layer upload.
+ * An error of the worker is returned by the next write/truncate/sync/
+ * finish. upload_finish() checks the digest before CompleteLayerUpload and
+ * is idempotent.
  *
  * Thread-safety: calls on one upload may come from any thread; they are
- * serialised inside, except upload_abort(), which never blocks on them. */
+ * serialised inside (upload_i.h: wmu for the writer side, mu for the
+ * hand-off to the worker), except upload_abort(), which never blocks on
+ * them. The code: upload.c (writer side), upload_worker.c (the worker),
+ * upload_finish.c (the end). */
 #ifndef ECRFS_UPLOAD_H
 #define ECRFS_UPLOAD_H
 
@@ -79,7 +83,8 @@ int upload_sync(upload *u);
  * SHA-256 of the bytes (-EIO otherwise, nothing completed); NULL for
  * index.json and oci-layout (hold_only, or written under a temporary name):
  * their bytes are kept, never uploaded (-EINVAL unless held JSON). *res
- * (may be NULL) points into the upload and lives until upload_free. Idempotent: later calls return the first result. */
+ * (may be NULL) points into the upload and lives until upload_free.
+ * Idempotent: later calls return the first result. */
 int upload_finish(upload *u, const char *digest, const struct upload_result **res);
 
 /* Stops the upload without completing it (the version was aborted). */

@@ -3,101 +3,61 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs/tree/names.h"
 #include "fs/tree/node.h"
+#include "net/digest.h"
 #include "net/log.h"
-
-#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
-#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#include "net/oci.h"
 
 void fs_sha256_digest(const void *data, size_t len, char out[72])
 {
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	static const char hx[] = "0123456789abcdef";
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	memcpy(out, "sha256:", 7);
-	for (int i = 0; i < 32; i++) {
-		out[7 + 2 * i] = hx[md[i] >> 4];
-		out[8 + 2 * i] = hx[md[i] & 15];
-	}
-	out[71] = 0;
+	net_sha256_digest(data, len, out);
 }
 
-static int is_index_type(const char *mt)
+struct walk {
+	fs_desc_cb fn;
+	void *arg;
+	int rc; /* fn's, to tell it from the walker's own -EINVAL */
+};
+
+static int walk_desc(void *arg, const struct oci_desc *d)
 {
-	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
+	struct walk *w = arg;
+	enum fs_blob_kind kind = d->list == OCI_LIST_CONFIG   ? FS_BLOB_CONFIG
+				 : d->list == OCI_LIST_LAYERS ? FS_BLOB_LAYER
+							      : FS_BLOB_MANIFEST;
+
+	if (!d->size_valid)
+		return -EIO;
+	if (!fs_name_is_digest(d->digest)) {
+		log_warn("manifest references %s: only sha256 blobs are shown", d->digest);
+		return 0;
+	}
+	if (kind == FS_BLOB_MANIFEST && d->kind == OCI_INDEX)
+		kind = FS_BLOB_INDEX;
+	w->rc = w->fn(w->arg, kind, d->digest, (uint64_t)d->size, d->media_type);
+	return w->rc;
 }
 
 int fs_manifest_walk(const char *bytes, size_t len, int *is_index, char **media_type_out,
 		     fs_desc_cb fn, void *arg)
 {
-	int rc = 0;
-	json_error_t jerr;
-	json_t *root = json_loadb(bytes, len, 0, &jerr);
-	if (!root || !json_is_object(root)) {
-		rc = -EIO;
-		goto out;
-	}
-	const char *mt = json_string_value(json_object_get(root, "mediaType"));
-	json_t *manifests = json_object_get(root, "manifests");
-	json_t *layers = json_object_get(root, "layers");
-	json_t *config = json_object_get(root, "config");
-	int idx = json_is_array(manifests) || is_index_type(mt);
-	if (!idx && !json_is_object(config)) {
-		rc = -EIO; /* neither a manifest nor an index (schema 1 is not supported) */
-		goto out;
-	}
-	if (is_index)
-		*is_index = idx;
-	if (media_type_out) {
-		*media_type_out = strdup(mt ? mt : idx ? MT_OCI_INDEX : MT_OCI_MANIFEST);
-		if (!*media_type_out) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	if (!fn)
-		goto out;
+	struct walk w = { fn, arg, 0 };
+	enum oci_kind kind;
+	/* Bytes ECR gave as a manifest: told by shape; schema 1 has no config
+	 * and is not supported. */
+	unsigned flags = OCI_BY_SHAPE | OCI_IMAGE_ONLY | OCI_LIST_CONFIG | OCI_LIST_LAYERS |
+			 OCI_LIST_MANIFESTS;
+	int rc = oci_walk(bytes, len, flags, &kind, media_type_out, fn ? walk_desc : NULL, &w);
 
-	/* Each entry: (array or object, kind). */
-	struct {
-		json_t *j;
-		enum fs_blob_kind kind;
-	} lists[3] = {{config, FS_BLOB_CONFIG}, {layers, FS_BLOB_LAYER}, {manifests, FS_BLOB_MANIFEST}};
-	for (int l = 0; l < 3 && rc == 0; l++) {
-		json_t *j = lists[l].j;
-		if (!j)
-			continue;
-		size_t n = json_is_array(j) ? json_array_size(j) : 1;
-		for (size_t i = 0; i < n && rc == 0; i++) {
-			json_t *d = json_is_array(j) ? json_array_get(j, i) : j;
-			const char *dg = json_string_value(json_object_get(d, "digest"));
-			json_t *sz = json_object_get(d, "size");
-			const char *dmt = json_string_value(json_object_get(d, "mediaType"));
-			if (!dg || !json_is_integer(sz) || json_integer_value(sz) < 0) {
-				rc = -EIO;
-				break;
-			}
-			if (!fs_name_is_digest(dg)) {
-				log_warn("manifest references %s: only sha256 blobs are shown", dg);
-				continue;
-			}
-			enum fs_blob_kind kind = lists[l].kind;
-			if (kind == FS_BLOB_MANIFEST && is_index_type(dmt))
-				kind = FS_BLOB_INDEX;
-			rc = fn(arg, kind, dg, (uint64_t)json_integer_value(sz), dmt);
-		}
-	}
-out:
-	json_decref(root);
+	if (rc && rc != w.rc && rc != -ENOMEM)
+		rc = -EIO; /* not a manifest or index, or malformed descriptors */
+	if (rc == 0 && is_index)
+		*is_index = kind == OCI_INDEX;
 	return rc;
 }
 
@@ -217,7 +177,7 @@ static int make_index_json(struct fs_image *img)
 	if (!root || !arr || !desc || !ann)
 		goto out;
 	json_object_set_new(root, "schemaVersion", json_integer(2));
-	json_object_set_new(root, "mediaType", json_string(MT_OCI_INDEX));
+	json_object_set_new(root, "mediaType", json_string(OCI_MT_INDEX));
 	json_object_set_new(desc, "mediaType", json_string(img->media_type));
 	json_object_set_new(desc, "digest", json_string(img->digest));
 	json_object_set_new(desc, "size", json_integer((json_int_t)img->top_len));
@@ -266,7 +226,7 @@ int fs_image_build(const struct fs_image_src *src, fs_manifest_cb cb, void *arg,
 		goto out;
 	/* The top manifest is the first blob added. */
 	img->media_type = strdup(img->blobs[0].media_type ? img->blobs[0].media_type
-							  : MT_OCI_MANIFEST);
+							  : OCI_MT_MANIFEST);
 	if (!img->media_type) {
 		rc = -ENOMEM;
 		goto out;
