@@ -26,9 +26,9 @@ struct rootfs_build {
 	/* gzip */
 	z_stream zs;
 	int zinit, member_end, trailing;
-	unsigned char *win;     /* the last ROOTFS_WINDOW bytes of output, circular */
+	unsigned char *win;	/* the last ROOTFS_WINDOW bytes of output, circular */
 	unsigned char *scratch; /* a deflated window */
-	uint64_t hashed;        /* compressed offset the span hash has reached */
+	uint64_t hashed;	/* compressed offset the span hash has reached */
 	unsigned char last_byte;
 };
 
@@ -38,7 +38,8 @@ static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
 	struct rootfs_ent ent = {0};
 	int rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(ent));
 	if (rc == 0)
-		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa, sizeof(*ix->xa));
+		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa,
+				    sizeof(*ix->xa));
 	if (rc < 0)
 		return rc;
 	ent.path_len = (uint32_t)strlen(e->path);
@@ -128,10 +129,7 @@ void rootfs_build_free(struct rootfs_build *b)
 	free(b);
 }
 
-uint64_t rootfs_build_fed(const struct rootfs_build *b)
-{
-	return b->fed;
-}
+uint64_t rootfs_build_fed(const struct rootfs_build *b) { return b->fed; }
 
 /* Ends the current span (if any) and starts a new checkpoint's span. */
 static int ckpt_add(struct rootfs_build *b, uint64_t in, uint32_t bits, uint64_t out)
@@ -231,7 +229,8 @@ static int gz_maybe_ckpt(struct rootfs_build *b, const unsigned char *chunk, uin
 	int rc = ckpt_add(b, in, bits, b->out);
 	if (rc == 0 && bits) {
 		/* The span starts with the byte holding the checkpoint's first bits. */
-		const unsigned char *prev = in - 1 >= base ? chunk + (in - 1 - base) : &b->last_byte;
+		const unsigned char *prev =
+		    in - 1 >= base ? chunk + (in - 1 - base) : &b->last_byte;
 		if (!EVP_DigestUpdate(b->span, prev, 1))
 			rc = -ENOMEM;
 	}

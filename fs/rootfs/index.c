@@ -75,25 +75,13 @@ void rootfs_index_free(struct rootfs_index *ix)
 	free(ix);
 }
 
-const char *rootfs_index_digest(const struct rootfs_index *ix)
-{
-	return ix->digest;
-}
+const char *rootfs_index_digest(const struct rootfs_index *ix) { return ix->digest; }
 
-size_t rootfs_index_entries(const struct rootfs_index *ix)
-{
-	return ix->n_ents;
-}
+size_t rootfs_index_entries(const struct rootfs_index *ix) { return ix->n_ents; }
 
-uint64_t rootfs_index_size(const struct rootfs_index *ix)
-{
-	return ix->out_size;
-}
+uint64_t rootfs_index_size(const struct rootfs_index *ix) { return ix->out_size; }
 
-uint64_t rootfs_index_blob_size(const struct rootfs_index *ix)
-{
-	return ix->blob_size;
-}
+uint64_t rootfs_index_blob_size(const struct rootfs_index *ix) { return ix->blob_size; }
 
 size_t rootfs_index_mem(const struct rootfs_index *ix)
 {

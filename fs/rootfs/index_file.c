@@ -211,8 +211,7 @@ static int take(const unsigned char *buf, size_t *pos, uint64_t n, size_t elem, 
 	return 0;
 }
 
-static int parse(const unsigned char *buf, size_t len, const char *digest,
-		 struct rootfs_index *ix)
+static int parse(const unsigned char *buf, size_t len, const char *digest, struct rootfs_index *ix)
 {
 	struct ix_header h;
 	memcpy(&h, buf, sizeof(h));

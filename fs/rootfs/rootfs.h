@@ -42,10 +42,10 @@ enum rootfs_compression {
 };
 
 struct rootfs_build_opts {
-	uint32_t span_bytes;     /* uncompressed bytes between checkpoints (0: 1 MiB) */
-	uint64_t max_out;        /* uncompressed size cap (0: 64 GiB) -> -EFBIG */
-	uint32_t max_ratio;      /* out/in cap once out > 256 MiB (0: 1100) -> -EFBIG */
-	uint32_t max_entries;    /* entry count cap (0: 2,000,000) -> -EFBIG */
+	uint32_t span_bytes;  /* uncompressed bytes between checkpoints (0: 1 MiB) */
+	uint64_t max_out;     /* uncompressed size cap (0: 64 GiB) -> -EFBIG */
+	uint32_t max_ratio;   /* out/in cap once out > 256 MiB (0: 1100) -> -EFBIG */
+	uint32_t max_entries; /* entry count cap (0: 2,000,000) -> -EFBIG */
 };
 
 struct rootfs_build;
@@ -104,8 +104,7 @@ void rootfs_spans_free(struct rootfs_spans *s);
 ssize_t rootfs_spans_read(struct rootfs_spans *s, const struct rootfs_index *ix,
 			  const struct rootfs_source *src, uint64_t off, void *buf, size_t len);
 /* Counters for stats. */
-void rootfs_spans_stats(struct rootfs_spans *s, uint64_t *hits, uint64_t *misses,
-			size_t *bytes);
+void rootfs_spans_stats(struct rootfs_spans *s, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 /* ---- trees ------------------------------------------------------------------ */
 
@@ -128,11 +127,11 @@ struct rootfs_attr {
 	uint32_t uid, gid;
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
-	uint64_t size;  /* regular files: bytes; symlinks: target length */
+	uint64_t size; /* regular files: bytes; symlinks: target length */
 	uint32_t rdev_major, rdev_minor;
-	uint32_t nlink; /* over the final tree; directories: 2 + subdirectories */
-	uint64_t ino;   /* hash of (namespace, path); shared by a hardlink group */
-	unsigned layer; /* index of the layer the node comes from (0 = base) */
+	uint32_t nlink;	     /* over the final tree; directories: 2 + subdirectories */
+	uint64_t ino;	     /* hash of (namespace, path); shared by a hardlink group */
+	unsigned layer;	     /* index of the layer the node comes from (0 = base) */
 	const char *symlink; /* target, NULL unless ROOTFS_SYMLINK */
 };
 

@@ -3,14 +3,14 @@
 #ifndef ECRFS_ROOTFS_I_H
 #define ECRFS_ROOTFS_I_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fs/rootfs/rootfs.h"
 
 #define ROOTFS_WINDOW 32768u
 #define ROOTFS_PATH_MAX 4096u
-#define ROOTFS_META_MAX (1u << 20)  /* a PAX or GNU long-name record */
+#define ROOTFS_META_MAX (1u << 20) /* a PAX or GNU long-name record */
 #define ROOTFS_NONE UINT64_MAX
 
 /* One tar entry of a layer. Strings and xattr values live in the index's
@@ -44,7 +44,7 @@ struct rootfs_ckpt {
 
 struct rootfs_index {
 	char digest[80]; /* "sha256:<hex>" */
-	uint32_t comp;   /* ROOTFS_COMP_NONE or ROOTFS_COMP_GZIP */
+	uint32_t comp;	 /* ROOTFS_COMP_NONE or ROOTFS_COMP_GZIP */
 	uint64_t blob_size, out_size;
 	struct rootfs_ent *ents;
 	size_t n_ents, cap_ents;

@@ -14,12 +14,12 @@
 #include "net/log.h"
 
 #define SPAN_MAX_COMPRESSED (64u << 20) /* refuse a span bigger than this */
-#define SPAN_MAX_CACHED (16u << 20)     /* bigger spans are inflated per read */
+#define SPAN_MAX_CACHED (16u << 20)	/* bigger spans are inflated per read */
 #define SPAN_BUCKETS 256u
 
 struct span {
 	struct span *prev, *next, *hnext; /* LRU list (head = newest), bucket chain */
-	char layer[64];                   /* digest hex */
+	char layer[64];			  /* digest hex */
 	uint64_t idx;
 	unsigned char *data;
 	size_t len;
@@ -129,8 +129,8 @@ static int cache_get(struct rootfs_spans *s, const char *layer, uint64_t idx, si
 }
 
 /* Takes ownership of data; evicts the oldest spans beyond the bound. */
-static void cache_put(struct rootfs_spans *s, const char *layer, uint64_t idx,
-		      unsigned char *data, size_t len)
+static void cache_put(struct rootfs_spans *s, const char *layer, uint64_t idx, unsigned char *data,
+		      size_t len)
 {
 	struct span *p = NULL;
 	if (len > s->max || !(p = calloc(1, sizeof(*p)))) {
@@ -264,8 +264,8 @@ static int next_member(z_stream *zs, int *gz)
 
 /* Inflates span i from its checkpoint: skips `skip` output bytes, then
  * fills dst with n bytes. */
-static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *cbuf,
-			size_t clen, uint64_t skip, unsigned char *dst, size_t n)
+static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *cbuf, size_t clen,
+			uint64_t skip, unsigned char *dst, size_t n)
 {
 	z_stream zs = {0};
 	unsigned char *junk = malloc(ROOTFS_WINDOW);
@@ -274,8 +274,8 @@ static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *
 	while (rc == 0 && got < n) {
 		int discard = skip > 0;
 		zs.next_out = discard ? junk : dst + got;
-		zs.avail_out = discard ? (uInt)(skip < ROOTFS_WINDOW ? skip : ROOTFS_WINDOW)
-				       : (uInt)(n - got);
+		zs.avail_out =
+		    discard ? (uInt)(skip < ROOTFS_WINDOW ? skip : ROOTFS_WINDOW) : (uInt)(n - got);
 		uInt before = zs.avail_out;
 		int ret = inflate(&zs, Z_NO_FLUSH);
 		size_t made = before - zs.avail_out;
@@ -289,8 +289,8 @@ static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *
 			rc = 1;
 	}
 	if (rc == 1 || (rc == 0 && got < n)) {
-		log_err("rootfs: layer %s span %zu inflates short (%zu of %zu bytes): %s", ix->digest,
-			i, got, n, zs.msg ? zs.msg : "no more input");
+		log_err("rootfs: layer %s span %zu inflates short (%zu of %zu bytes): %s",
+			ix->digest, i, got, n, zs.msg ? zs.msg : "no more input");
 		rc = -EIO;
 	}
 	inflateEnd(&zs);
@@ -300,8 +300,8 @@ static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *
 
 /* Reads [pos, pos + n) lying inside span i. */
 static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
-			const struct rootfs_source *src, size_t i, uint64_t pos,
-			unsigned char *dst, size_t n)
+			const struct rootfs_source *src, size_t i, uint64_t pos, unsigned char *dst,
+			size_t n)
 {
 	const char *layer = ix->digest + 7;
 	uint64_t start = ix->ck[i].out, slen = span_end_out(ix, i) - start;

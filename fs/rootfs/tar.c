@@ -18,13 +18,13 @@ struct rootfs_tar {
 	uint64_t pos; /* offset of the next byte in the stream */
 	unsigned char hdr[512];
 	size_t hdr_fill;
-	uint64_t remain;        /* ST_SKIP/ST_META: bytes left, padding included */
-	uint64_t meta_size;     /* ST_META: the record's size without padding */
-	char meta_type;         /* 'x', 'g', 'L', 'K' */
-	unsigned char *meta;    /* ROOTFS_META_MAX + 1 bytes, or NULL when skipping */
+	uint64_t remain;     /* ST_SKIP/ST_META: bytes left, padding included */
+	uint64_t meta_size;  /* ST_META: the record's size without padding */
+	char meta_type;	     /* 'x', 'g', 'L', 'K' */
+	unsigned char *meta; /* ROOTFS_META_MAX + 1 bytes, or NULL when skipping */
 	size_t meta_len;
 	int zero_blocks;
-	int skip_next;          /* a record of the next entry was too big or bad */
+	int skip_next; /* a record of the next entry was too big or bad */
 	char *long_name, *long_link;
 	struct rootfs_pax local, global;
 	uint32_t entries, max_entries;
@@ -54,10 +54,7 @@ void rootfs_tar_free(struct rootfs_tar *t)
 	free(t);
 }
 
-int rootfs_tar_done(const struct rootfs_tar *t)
-{
-	return t->state == ST_END;
-}
+int rootfs_tar_done(const struct rootfs_tar *t) { return t->state == ST_END; }
 
 /* An octal or base-256 number field: 0, or -EINVAL. */
 static int tar_num(const unsigned char *f, size_t len, int64_t *out)
@@ -115,7 +112,9 @@ static enum rootfs_type tar_type(char tf, int *known)
 {
 	*known = 1;
 	switch (tf) {
-	case '0': case '\0': case '7':
+	case '0':
+	case '\0':
+	case '7':
 		return ROOTFS_REG;
 	case '1':
 		return ROOTFS_HARDLINK;
@@ -159,10 +158,7 @@ static void entry_reset(struct rootfs_tar *t)
 	t->skip_next = 0;
 }
 
-static int header_only(enum rootfs_type ty)
-{
-	return ty != ROOTFS_REG;
-}
+static int header_only(enum rootfs_type ty) { return ty != ROOTFS_REG; }
 
 /* Fills e's names from PAX, GNU long records or the header; 0 to emit,
  * 1 to skip the entry (logged). */
@@ -181,14 +177,17 @@ static int entry_names(struct rootfs_tar *t, struct rootfs_tar_entry *e, char *p
 	char rawlink[101];
 	memcpy(rawlink, h + 157, 100);
 	rawlink[100] = '\0';
-	const char *l = t->local.linkpath ? t->local.linkpath : t->long_link ? t->long_link : rawlink;
+	const char *l = t->local.linkpath ? t->local.linkpath
+			: t->long_link	  ? t->long_link
+					  : rawlink;
 	if (strlen(l) >= ROOTFS_PATH_MAX) {
 		log_warn("rootfs: skipping tar entry \"%.200s\": link target too long", path);
 		return 1;
 	}
 	if (e->type == ROOTFS_HARDLINK) {
 		if (rootfs_path_norm(l, link, ROOTFS_PATH_MAX) < 0) {
-			log_warn("rootfs: skipping hardlink \"%.200s\": bad target \"%.200s\"", path, l);
+			log_warn("rootfs: skipping hardlink \"%.200s\": bad target \"%.200s\"",
+				 path, l);
 			return 1;
 		}
 	} else {
@@ -215,8 +214,8 @@ static int entry_nums(struct rootfs_tar *t, struct rootfs_tar_entry *e, const st
 	e->nsec = x->has_mtime ? x->nsec : 0;
 	e->major = (uint32_t)maj;
 	e->minor = (uint32_t)min;
-	if ((x->has_uid && x->uid > UINT32_MAX) || (x->has_gid && x->gid > UINT32_MAX) ||
-	    uid < 0 || gid < 0 || uid > UINT32_MAX || gid > UINT32_MAX)
+	if ((x->has_uid && x->uid > UINT32_MAX) || (x->has_gid && x->gid > UINT32_MAX) || uid < 0 ||
+	    gid < 0 || uid > UINT32_MAX || gid > UINT32_MAX)
 		return -EINVAL;
 	return 0;
 }
@@ -267,8 +266,9 @@ static int on_entry(struct rootfs_tar *t, uint64_t size, char tf)
 		goto out;
 	}
 	if (!known || tf == 'S' || t->local.sparse)
-		log_warn("rootfs: tar entry \"%.200s\" of type '%c'%s shown as a plain file", e.path,
-			 tf > ' ' ? tf : '?', (tf == 'S' || t->local.sparse) ? " (GNU sparse)" : "");
+		log_warn("rootfs: tar entry \"%.200s\" of type '%c'%s shown as a plain file",
+			 e.path, tf > ' ' ? tf : '?',
+			 (tf == 'S' || t->local.sparse) ? " (GNU sparse)" : "");
 	if (++t->entries > t->max_entries) {
 		log_err("rootfs: layer has more than %u entries", t->max_entries);
 		rc = -EFBIG;

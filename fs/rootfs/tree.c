@@ -234,8 +234,9 @@ static struct tree_inode *entry_inode(struct rootfs_tree *t, const struct rootfs
 	if (!tgt || tgt->inode->type == ROOTFS_DIR || strcmp(path, link) == 0) {
 		log_warn("rootfs: layer %u: hardlink \"%.200s\" -> \"%.200s\" skipped: %s", layer,
 			 path, link,
-			 !tgt ? "no such target" : tgt->inode->type == ROOTFS_DIR ? "a directory"
-										 : "a loop");
+			 !tgt				  ? "no such target"
+			 : tgt->inode->type == ROOTFS_DIR ? "a directory"
+							  : "a loop");
 		return NULL;
 	}
 	return tgt->inode;
@@ -252,7 +253,8 @@ static int apply_entry(struct rootfs_tree *t, const struct rootfs_index *ix, uns
 	int rc;
 	if (!markers && strncmp(base, WH_PREFIX, 4) == 0)
 		return 0;
-	if (*path && (rc = ensure_dir(t, path, slash ? (size_t)(slash - path) : 0, layer, &dir)) < 0)
+	if (*path &&
+	    (rc = ensure_dir(t, path, slash ? (size_t)(slash - path) : 0, layer, &dir)) < 0)
 		return rc;
 	if (*path && !dir) {
 		log_warn("rootfs: layer %u: \"%.200s\" skipped: a parent is not a directory", layer,

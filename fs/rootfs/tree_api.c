@@ -95,15 +95,9 @@ int rootfs_tree_finalize(struct rootfs_tree *t)
 	return 0;
 }
 
-size_t rootfs_tree_nodes(const struct rootfs_tree *t)
-{
-	return t->n_nodes;
-}
+size_t rootfs_tree_nodes(const struct rootfs_tree *t) { return t->n_nodes; }
 
-const struct rootfs_node *rootfs_tree_root(const struct rootfs_tree *t)
-{
-	return t->root;
-}
+const struct rootfs_node *rootfs_tree_root(const struct rootfs_tree *t) { return t->root; }
 
 const struct rootfs_node *rootfs_tree_lookup(const struct rootfs_tree *t,
 					     const struct rootfs_node *dir, const char *name)
@@ -132,30 +126,18 @@ const struct rootfs_node *rootfs_tree_by_ino(const struct rootfs_tree *t, uint64
 	return s ? s->node : NULL;
 }
 
-size_t rootfs_node_nchildren(const struct rootfs_node *dir)
-{
-	return dir->nkids;
-}
+size_t rootfs_node_nchildren(const struct rootfs_node *dir) { return dir->nkids; }
 
 const struct rootfs_node *rootfs_node_child(const struct rootfs_node *dir, size_t i)
 {
 	return i < dir->nkids ? dir->kids[i] : NULL;
 }
 
-const struct rootfs_node *rootfs_node_parent(const struct rootfs_node *n)
-{
-	return n->parent;
-}
+const struct rootfs_node *rootfs_node_parent(const struct rootfs_node *n) { return n->parent; }
 
-const char *rootfs_node_name(const struct rootfs_node *n)
-{
-	return n->name;
-}
+const char *rootfs_node_name(const struct rootfs_node *n) { return n->name; }
 
-uintptr_t rootfs_node_group(const struct rootfs_node *n)
-{
-	return (uintptr_t)n->inode;
-}
+uintptr_t rootfs_node_group(const struct rootfs_node *n) { return (uintptr_t)n->inode; }
 
 void rootfs_node_attr(const struct rootfs_tree *t, const struct rootfs_node *n,
 		      struct rootfs_attr *out)
@@ -201,7 +183,8 @@ int rootfs_node_data(const struct rootfs_tree *t, const struct rootfs_node *n,
 
 static int xattr_hidden(const char *name)
 {
-	return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+	return strncmp(name, "trusted.overlay.", 16) == 0 ||
+	       strncmp(name, "user.overlay.", 13) == 0;
 }
 
 int rootfs_node_xattr(const struct rootfs_tree *t, const struct rootfs_node *n, size_t i,

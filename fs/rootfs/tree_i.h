@@ -10,8 +10,8 @@
 struct tree_inode {
 	enum rootfs_type type;
 	unsigned layer; /* real layer number */
-	uint32_t ent;   /* entry in that layer's index, or TREE_NO_ENT */
-	uint32_t refs;  /* nodes pointing here */
+	uint32_t ent;	/* entry in that layer's index, or TREE_NO_ENT */
+	uint32_t refs;	/* nodes pointing here */
 	uint32_t nlink;
 	uint64_t ino;
 };
