@@ -24,8 +24,8 @@ struct tb_ent {
 	uint32_t mode, uid, gid, major, minor;
 	int64_t mtime;
 	const void *data;
-	uint64_t size;    /* header size field; data bytes written = data ? size : 0 */
-	int b256;         /* size, uid and mtime in base-256 */
+	uint64_t size; /* header size field; data bytes written = data ? size : 0 */
+	int b256;      /* size, uid and mtime in base-256 */
 	int bad_checksum;
 };
 
@@ -82,7 +82,10 @@ static inline void tb_entry(struct tb *b, const struct tb_ent *e)
 	h[156] = (unsigned char)(e->type ? e->type : '0');
 	if (e->link)
 		strncpy((char *)h + 157, e->link, 100);
-	memcpy(h + 257, "ustar\0" "00", 8);
+	memcpy(h + 257,
+	       "ustar\0"
+	       "00",
+	       8);
 	tb_octal(h + 329, 8, e->major);
 	tb_octal(h + 337, 8, e->minor);
 	if (e->prefix)
@@ -101,8 +104,12 @@ static inline void tb_entry(struct tb *b, const struct tb_ent *e)
 
 static inline void tb_file(struct tb *b, const char *name, const char *content, uint32_t mode)
 {
-	tb_entry(b, &(struct tb_ent){.name = name, .type = '0', .mode = mode, .data = content,
-				     .size = strlen(content), .mtime = 1700000000});
+	tb_entry(b, &(struct tb_ent){.name = name,
+				     .type = '0',
+				     .mode = mode,
+				     .data = content,
+				     .size = strlen(content),
+				     .mtime = 1700000000});
 }
 
 static inline void tb_dir(struct tb *b, const char *name)
@@ -122,21 +129,19 @@ static inline void tb_pax(struct tb *b, char t, size_t n, const char *const *kv)
 		snprintf(line, sizeof(line), "%zu %s=%s\n", len, kv[2 * i], kv[2 * i + 1]);
 		tb_put(&rec, line, len);
 	}
-	tb_entry(b, &(struct tb_ent){.name = "PaxHeader", .type = t, .data = rec.buf,
-				     .size = rec.len, .mode = 0644});
+	tb_entry(
+	    b, &(struct tb_ent){
+		   .name = "PaxHeader", .type = t, .data = rec.buf, .size = rec.len, .mode = 0644});
 	free(rec.buf);
 }
 
 static inline void tb_gnu_long(struct tb *b, char t, const char *s)
 {
-	tb_entry(b, &(struct tb_ent){.name = "././@LongLink", .type = t, .data = s,
-				     .size = strlen(s) + 1});
+	tb_entry(b, &(struct tb_ent){
+			.name = "././@LongLink", .type = t, .data = s, .size = strlen(s) + 1});
 }
 
-static inline void tb_end(struct tb *b)
-{
-	tb_put(b, NULL, 1024);
-}
+static inline void tb_end(struct tb *b) { tb_put(b, NULL, 1024); }
 
 static inline void sha256_digest(const void *p, size_t n, char out[72])
 {
@@ -166,8 +171,9 @@ static inline unsigned char *gz(const void *in, size_t len, int level, size_t *o
 
 /* Builds an index from blob in chunks of `chunk` bytes (digest from the blob
  * unless given). Returns the build's result. */
-static inline int build_ix(const void *blob, size_t len, uint32_t span, size_t chunk, const char *digest,
-		    const struct rootfs_build_opts *opts, struct rootfs_index **out)
+static inline int build_ix(const void *blob, size_t len, uint32_t span, size_t chunk,
+			   const char *digest, const struct rootfs_build_opts *opts,
+			   struct rootfs_index **out)
 {
 	char d[72];
 	struct rootfs_build *b = NULL;

@@ -26,13 +26,17 @@ static struct tb make_tar(void)
 	unsigned char *data = malloc(1500000);
 	for (size_t f = 0; f < sizeof(sizes) / sizeof(sizes[0]); f++) {
 		for (size_t i = 0; i < sizes[f]; i++)
-			data[i] = f == 0   ? (unsigned char)next_rand()
-				  : f == 1 ? (unsigned char)("lorem ipsum dolor "[i % 18] + (i % 977 == 0))
-					   : 0;
+			data[i] =
+			    f == 0 ? (unsigned char)next_rand()
+			    : f == 1
+				? (unsigned char)("lorem ipsum dolor "[i % 18] + (i % 977 == 0))
+				: 0;
 		char name[32];
 		snprintf(name, sizeof(name), "file%zu", f);
-		tb_entry(&b, &(struct tb_ent){.name = name, .type = '0', .mode = 0644,
-					      .data = data, .size = sizes[f]});
+		tb_entry(
+		    &b,
+		    &(struct tb_ent){
+			.name = name, .type = '0', .mode = 0644, .data = data, .size = sizes[f]});
 	}
 	tb_end(&b);
 	free(data);
@@ -52,8 +56,8 @@ static void check_read(struct rootfs_spans *s, const struct rootfs_index *ix, st
 			     got, want, got == (ssize_t)want ? " (bytes differ)" : "");
 }
 
-static void check_all_offsets(const struct rootfs_index *ix, const unsigned char *blob,
-			      size_t blen, const struct tb *tar, size_t cache)
+static void check_all_offsets(const struct rootfs_index *ix, const unsigned char *blob, size_t blen,
+			      const struct tb *tar, size_t cache)
 {
 	struct mem_src m = {blob, blen, -1, 0};
 	struct rootfs_spans *s = NULL;
@@ -99,14 +103,16 @@ static void test_gzip_levels(const struct tb *tar)
 		CHECK_INT(ix->ck[0].out, 0);
 		CHECK_INT(rootfs_index_blob_size(ix), glen);
 		/* Checkpoints do not depend on how the stream was cut. */
-		CHECK_INT(build_ix(g, glen, 65536, levels[l] == 6 ? 1 : 65537, NULL, NULL, &ix2), 0);
+		CHECK_INT(build_ix(g, glen, 65536, levels[l] == 6 ? 1 : 65537, NULL, NULL, &ix2),
+			  0);
 		CHECK(ix2 && ix2->n_ck == ix->n_ck &&
 		      memcmp(ix2->ck, ix->ck, ix->n_ck * sizeof(*ix->ck)) == 0);
 		rootfs_index_free(ix2);
 		check_all_offsets(ix, g, glen, tar, 8u << 20);
 		if (levels[l] == 6) {
-			check_all_offsets(ix, g, glen, tar, 0);      /* no caching */
-			check_all_offsets(ix, g, glen, tar, 100000); /* spans bigger than the cache */
+			check_all_offsets(ix, g, glen, tar, 0); /* no caching */
+			check_all_offsets(ix, g, glen, tar,
+					  100000); /* spans bigger than the cache */
 		}
 		rootfs_index_free(ix);
 		free(g);

@@ -18,7 +18,8 @@ static void same(const struct rootfs_index *a, const struct rootfs_index *b)
 	CHECK_INT(a->comp, b->comp);
 	CHECK_INT(a->blob_size, b->blob_size);
 	CHECK_INT(a->out_size, b->out_size);
-	CHECK(a->n_ents == b->n_ents && memcmp(a->ents, b->ents, a->n_ents * sizeof(*a->ents)) == 0);
+	CHECK(a->n_ents == b->n_ents &&
+	      memcmp(a->ents, b->ents, a->n_ents * sizeof(*a->ents)) == 0);
 	CHECK(a->n_xa == b->n_xa && memcmp(a->xa, b->xa, a->n_xa * sizeof(*a->xa)) == 0);
 	CHECK(a->n_ck == b->n_ck && memcmp(a->ck, b->ck, a->n_ck * sizeof(*a->ck)) == 0);
 	CHECK(a->n_pool == b->n_pool && memcmp(a->pool, b->pool, a->n_pool) == 0);
@@ -62,8 +63,9 @@ int main(void)
 	}
 	tb_dir(&b, "etc");
 	tb_pax(&b, 'x', 2, kv);
-	tb_entry(&b, &(struct tb_ent){.name = "bin/ping", .type = '0', .mode = 04755,
-				      .data = data, .size = 300000});
+	tb_entry(&b,
+		 &(struct tb_ent){
+		     .name = "bin/ping", .type = '0', .mode = 04755, .data = data, .size = 300000});
 	tb_entry(&b, &(struct tb_ent){.name = "l", .type = '2', .link = "bin/ping"});
 	tb_entry(&b, &(struct tb_ent){.name = "h", .type = '1', .link = "bin/ping"});
 	tb_end(&b);
@@ -127,7 +129,8 @@ int main(void)
 	CHECK_INT(rootfs_index_save(ix, dir), 0);
 	free(f);
 	f = slurp(&flen);
-	size_t ck = ents + ix->n_ents * sizeof(struct rootfs_ent) + ix->n_xa * sizeof(struct rootfs_xattr);
+	size_t ck =
+	    ents + ix->n_ents * sizeof(struct rootfs_ent) + ix->n_xa * sizeof(struct rootfs_xattr);
 	struct rootfs_ckpt c;
 	memcpy(&c, f + ck + sizeof(c), sizeof(c));
 	c.win_len = 1u << 30;

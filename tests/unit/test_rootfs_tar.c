@@ -101,14 +101,20 @@ static void test_features(void)
 	tb_dir(&b, "./");
 	tb_dir(&b, "./etc/");
 	tb_file(&b, "./etc/hostname", "box\n", 0644);
-	tb_entry(&b, &(struct tb_ent){.name = "usr/bin/su", .type = '0', .mode = 04755,
-				      .data = "elf", .size = 3, .uid = 0, .gid = 0});
+	tb_entry(&b, &(struct tb_ent){.name = "usr/bin/su",
+				      .type = '0',
+				      .mode = 04755,
+				      .data = "elf",
+				      .size = 3,
+				      .uid = 0,
+				      .gid = 0});
 	tb_entry(&b, &(struct tb_ent){.name = "tmp", .type = '5', .mode = 01777});
-	tb_entry(&b, &(struct tb_ent){.name = "lib", .prefix = "usr", .type = '2',
-				      .link = "../lib64", .mode = 0777});
+	tb_entry(
+	    &b, &(struct tb_ent){
+		    .name = "lib", .prefix = "usr", .type = '2', .link = "../lib64", .mode = 0777});
 	tb_entry(&b, &(struct tb_ent){.name = "/bin/ls2", .type = '1', .link = "/usr/bin/su"});
-	tb_entry(&b, &(struct tb_ent){.name = "dev/null", .type = '3', .major = 1, .minor = 3,
-				      .mode = 0666});
+	tb_entry(&b, &(struct tb_ent){
+			 .name = "dev/null", .type = '3', .major = 1, .minor = 3, .mode = 0666});
 	tb_entry(&b, &(struct tb_ent){.name = "dev/sda", .type = '4', .major = 8, .minor = 0});
 	tb_entry(&b, &(struct tb_ent){.name = "run/fifo", .type = '6', .mode = 0600});
 	tb_gnu_long(&b, 'L', longname);
@@ -116,17 +122,28 @@ static void test_features(void)
 	tb_entry(&b, &(struct tb_ent){.name = "trunc", .type = '2', .link = "trunc"});
 	const char *g_kv[] = {"uid", "4242", "comment", "global"};
 	tb_pax(&b, 'g', 2, g_kv);
-	const char *x_kv[] = {"path", paxpath,
-			      "mtime", "1700000000.123456789",
-			      "gid", "3000000000",
-			      "SCHILY.xattr.security.capability", "\x01\x02",
-			      "LIBARCHIVE.xattr.user.a%3Db", "aGVsbG8=",
-			      "size", "5"};
+	const char *x_kv[] = {"path",
+			      paxpath,
+			      "mtime",
+			      "1700000000.123456789",
+			      "gid",
+			      "3000000000",
+			      "SCHILY.xattr.security.capability",
+			      "\x01\x02",
+			      "LIBARCHIVE.xattr.user.a%3Db",
+			      "aGVsbG8=",
+			      "size",
+			      "5"};
 	tb_pax(&b, 'x', 6, x_kv);
-	tb_entry(&b, &(struct tb_ent){.name = "short", .type = '0', .data = "12345", .size = 5,
-				      .mode = 0600});
-	tb_entry(&b, &(struct tb_ent){.name = "big", .type = '0', .b256 = 1, .mtime = -5,
-				      .uid = 7, .size = 3, .data = "abc"});
+	tb_entry(&b, &(struct tb_ent){
+			 .name = "short", .type = '0', .data = "12345", .size = 5, .mode = 0600});
+	tb_entry(&b, &(struct tb_ent){.name = "big",
+				      .type = '0',
+				      .b256 = 1,
+				      .mtime = -5,
+				      .uid = 7,
+				      .size = 3,
+				      .data = "abc"});
 	tb_end(&b);
 	tb_file(&b, "after-end", "x", 0644);
 
@@ -245,8 +262,8 @@ static void test_hostile(void)
 	tb_put(&b, NULL, 4096);
 	CHECK_INT(parse(&b, 4096, 0, &g), -EIO);
 	b.len = 0;
-	tb_entry(&b, &(struct tb_ent){.name = "huger", .type = '0', .b256 = 1,
-				      .size = (uint64_t)INT64_MAX});
+	tb_entry(&b, &(struct tb_ent){
+			 .name = "huger", .type = '0', .b256 = 1, .size = (uint64_t)INT64_MAX});
 	CHECK_INT(parse(&b, 512, 0, &g), -EIO);
 	b.len = 0;
 	tb_entry(&b, &(struct tb_ent){.name = "neg", .type = '0', .b256 = 1, .size = (uint64_t)-7});
@@ -263,8 +280,8 @@ static void test_hostile(void)
 	char *big = malloc(2u << 20);
 	memset(big, 'v', (2u << 20) - 1);
 	big[(2u << 20) - 1] = 0;
-	tb_entry(&b, &(struct tb_ent){.name = "PaxHeader", .type = 'x', .data = big,
-				      .size = 2u << 20});
+	tb_entry(&b,
+		 &(struct tb_ent){.name = "PaxHeader", .type = 'x', .data = big, .size = 2u << 20});
 	tb_file(&b, "described", "d", 0644);
 	tb_file(&b, "next", "n", 0644);
 	tb_end(&b);
