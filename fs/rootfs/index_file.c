@@ -157,6 +157,14 @@ static int pool_str_ok(const struct rootfs_index *ix, uint64_t off, uint64_t len
 	       memchr(ix->pool + off, 0, len) == NULL;
 }
 
+/* A name as the tar reader leaves it: normalised, no "..". */
+static int name_ok(const struct rootfs_index *ix, uint64_t off)
+{
+	char norm[ROOTFS_PATH_MAX];
+	const char *s = rootfs_ix_str(ix, off);
+	return rootfs_path_norm(s, norm, sizeof(norm)) >= 0 && strcmp(s, norm) == 0;
+}
+
 static int check_entries(const struct rootfs_index *ix)
 {
 	for (size_t i = 0; i < ix->n_ents; i++) {
@@ -170,6 +178,8 @@ static int check_entries(const struct rootfs_index *ix)
 			return -EBADMSG;
 		if ((e->type == ROOTFS_SYMLINK || e->type == ROOTFS_HARDLINK) &&
 		    e->link == ROOTFS_NONE)
+			return -EBADMSG;
+		if (!name_ok(ix, e->path) || (e->type == ROOTFS_HARDLINK && !name_ok(ix, e->link)))
 			return -EBADMSG;
 	}
 	for (size_t i = 0; i < ix->n_xa; i++) {
@@ -189,7 +199,7 @@ static int check_ckpts(const struct rootfs_index *ix)
 		    (c->bits && c->in == 0) || c->dict_len > ROOTFS_WINDOW ||
 		    c->win_off > ix->n_wins || c->win_len > ix->n_wins - c->win_off)
 			return -EBADMSG;
-		if (i && (c->out <= ix->ck[i - 1].out || c->in < ix->ck[i - 1].in))
+		if (i ? (c->out <= ix->ck[i - 1].out || c->in < ix->ck[i - 1].in) : c->out != 0)
 			return -EBADMSG;
 		if (ix->comp == ROOTFS_COMP_NONE && (c->in != c->out || c->win_len))
 			return -EBADMSG;

@@ -220,6 +220,12 @@ static int entry_nums(struct rootfs_tar *t, struct rootfs_tar_entry *e, const st
 	return 0;
 }
 
+static void warn_plain(const char *path, char tf, int sparse)
+{
+	log_warn("rootfs: tar entry \"%.200s\" of type '%c'%s shown as a plain file", path,
+		 tf > ' ' ? tf : '?', sparse ? " (GNU sparse)" : "");
+}
+
 /* A file entry's header: emits it and moves to its data. */
 static int on_entry(struct rootfs_tar *t, uint64_t size, char tf)
 {
@@ -246,10 +252,8 @@ static int on_entry(struct rootfs_tar *t, uint64_t size, char tf)
 	e.data_off = t->pos;
 	e.xa = eff.xa;
 	e.n_xa = eff.n_xa;
-	t->state = ST_SKIP;
 	t->remain = (e.size + 511) & ~(uint64_t)511;
-	if (t->remain == 0)
-		t->state = ST_HDR;
+	t->state = t->remain ? ST_SKIP : ST_HDR;
 	if (t->skip_next || rc < 0) {
 		log_warn("rootfs: skipping the tar entry at offset %llu: bad extended header",
 			 (unsigned long long)t->pos - 512);
@@ -266,9 +270,7 @@ static int on_entry(struct rootfs_tar *t, uint64_t size, char tf)
 		goto out;
 	}
 	if (!known || tf == 'S' || t->local.sparse)
-		log_warn("rootfs: tar entry \"%.200s\" of type '%c'%s shown as a plain file",
-			 e.path, tf > ' ' ? tf : '?',
-			 (tf == 'S' || t->local.sparse) ? " (GNU sparse)" : "");
+		warn_plain(e.path, tf, tf == 'S' || t->local.sparse);
 	if (++t->entries > t->max_entries) {
 		log_err("rootfs: layer has more than %u entries", t->max_entries);
 		rc = -EFBIG;

@@ -3,6 +3,7 @@
  * plain tar, and streams that must be refused (truncated, wrong digest,
  * bombs). */
 #include <errno.h>
+#include <pthread.h>
 
 #include "check.h"
 #include "fs/rootfs/rootfs_i.h"
@@ -247,6 +248,63 @@ static void test_bomb(void)
 	free(g);
 }
 
+struct reader {
+	struct rootfs_spans *s;
+	const struct rootfs_index *ix;
+	const unsigned char *blob;
+	size_t blen;
+	const struct tb *tar;
+	uint64_t seed;
+	int bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct mem_src m = {r->blob, r->blen, -1, 0};
+	struct rootfs_source src = {mem_read, &m};
+	static __thread unsigned char buf[70000];
+	for (int i = 0; i < 300; i++) {
+		r->seed = r->seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t off = (r->seed >> 20) % r->tar->len;
+		size_t len = (size_t)(r->seed >> 44) % sizeof(buf) + 1;
+		ssize_t got = rootfs_spans_read(r->s, r->ix, &src, off, buf, len);
+		size_t want = r->tar->len - off < len ? r->tar->len - off : len;
+		if (got != (ssize_t)want || memcmp(buf, r->tar->buf + off, want) != 0)
+			r->bad++;
+	}
+	return NULL;
+}
+
+/* Readers in parallel through a cache much smaller than the layer. */
+static void test_threads(const struct tb *tar)
+{
+	size_t glen;
+	unsigned char *g = gz(tar->buf, tar->len, 6, &glen);
+	struct rootfs_index *ix = NULL;
+	struct rootfs_spans *s = NULL;
+	CHECK_INT(build_ix(g, glen, 65536, 65536, NULL, NULL, &ix), 0);
+	CHECK_INT(rootfs_spans_new(300000, &s), 0);
+	struct reader r[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4 && ix; i++) {
+		r[i] = (struct reader){s, ix, g, glen, tar, (uint64_t)i + 1, 0};
+		pthread_create(&th[i], NULL, reader_main, &r[i]);
+	}
+	for (int i = 0; i < 4 && ix; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(r[i].bad, 0);
+	}
+	uint64_t hits, misses;
+	size_t bytes;
+	rootfs_spans_stats(s, &hits, &misses, &bytes);
+	CHECK(bytes <= 300000);
+	CHECK(hits > 0);
+	rootfs_spans_free(s);
+	rootfs_index_free(ix);
+	free(g);
+}
+
 int main(void)
 {
 	struct tb tar = make_tar();
@@ -255,6 +313,7 @@ int main(void)
 	test_plain_tar(&tar);
 	test_span_digest(&tar);
 	test_refused(&tar);
+	test_threads(&tar);
 	test_bomb();
 	free(tar.buf);
 	return check_summary("test_rootfs_gzip");

@@ -138,6 +138,18 @@ int main(void)
 	reseal(f, flen);
 	spit(f, flen);
 	CHECK_INT(rootfs_index_load(dir, ix->digest, &back), -EBADMSG);
+	/* Well sealed but a name with "..". */
+	CHECK_INT(rootfs_index_save(ix, dir), 0);
+	free(f);
+	f = slurp(&flen);
+	unsigned char *hit = memmem(f, flen, "bin/ping", 8);
+	CHECK(hit != NULL);
+	if (hit) {
+		memcpy(hit, "../aping", 8);
+		reseal(f, flen);
+		spit(f, flen);
+		CHECK_INT(rootfs_index_load(dir, ix->digest, &back), -EBADMSG);
+	}
 	/* A good save replaces a bad file. */
 	CHECK_INT(rootfs_index_save(ix, dir), 0);
 	CHECK_INT(rootfs_index_load(dir, ix->digest, &back), 0);
