@@ -377,6 +377,7 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 	ix->comp = b->comp == ROOTFS_COMP_GZIP ? ROOTFS_COMP_GZIP : ROOTFS_COMP_NONE;
 	ix->blob_size = b->fed;
 	ix->out_size = b->out;
+	rootfs_ix_shrink(ix);
 	b->ix = NULL;
 	b->err = -EINVAL; /* finished */
 	*out = ix;

@@ -1,9 +1,10 @@
 /* rootfs-dump: a test tool (not installed). Indexes local layer blobs (base
  * first), merges them and prints one JSON object per node, in name order,
  * with the sha256 of every regular file read through the span reader.
- *   rootfs-dump [-i INDEX_DIR] [-l LAYER_NO] [-n NS] [-s SPAN] LAYER...
+ *   rootfs-dump [-b] [-i INDEX_DIR] [-l LAYER_NO] [-n NS] [-s SPAN] LAYER...
  * -i saves every index and loads it back before use; -l prints the tree of
- * one layer as stored instead of the merged one. Strings are hex. */
+ * one layer as stored instead of the merged one; -b only builds the indexes
+ * and prints their sizes (for measurements). Strings are hex. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -171,10 +172,12 @@ static int walk(struct dump *d, const struct rootfs_node *n, size_t plen)
 int main(int argc, char **argv)
 {
 	const char *idir = NULL, *ns = "sha256:dump";
-	int opt, layer = -1, rc = 0;
+	int opt, layer = -1, rc = 0, build_only = 0;
 	uint32_t span = 0;
-	while ((opt = getopt(argc, argv, "i:l:n:s:")) != -1) {
-		if (opt == 'i')
+	while ((opt = getopt(argc, argv, "bi:l:n:s:")) != -1) {
+		if (opt == 'b')
+			build_only = 1;
+		else if (opt == 'i')
 			idir = optarg;
 		else if (opt == 'l')
 			layer = atoi(optarg);
@@ -195,13 +198,19 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			fprintf(stderr, "rootfs-dump: %s: %s\n", argv[optind + i], strerror(-rc));
 	}
-	if (rc == 0)
+	for (size_t i = 0; rc == 0 && build_only && i < nl; i++)
+		printf("%s entries %zu out %llu memory %zu\n", rootfs_index_digest(d.ix[i]),
+		       rootfs_index_entries(d.ix[i]), (unsigned long long)rootfs_index_size(d.ix[i]),
+		       rootfs_index_mem(d.ix[i]));
+	if (rc == 0 && !build_only)
 		rc = rootfs_spans_new(4u << 20, &d.spans);
-	if (rc == 0 && layer >= 0 && (size_t)layer < nl)
+	if (rc < 0 || build_only)
+		;
+	else if (layer >= 0 && (size_t)layer < nl)
 		rc = rootfs_tree_layer(ns, d.ix[layer], (unsigned)layer, &d.t);
-	else if (rc == 0)
+	else
 		rc = rootfs_tree_merge(ns, d.ix, nl, &d.t);
-	if (rc == 0)
+	if (rc == 0 && d.t)
 		rc = walk(&d, rootfs_tree_root(d.t), 0);
 	if (rc < 0)
 		fprintf(stderr, "rootfs-dump: %s\n", strerror(-rc));

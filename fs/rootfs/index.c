@@ -63,6 +63,27 @@ int rootfs_ix_pool_add(struct rootfs_index *ix, const void *p, size_t len, uint6
 	return 0;
 }
 
+/* Gives back the slack of the growable arrays once the index is complete. */
+static void shrink(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	void *p = n ? realloc(*arr, n * elem) : NULL;
+	if (p || !n) {
+		if (!n)
+			free(*arr);
+		*arr = p;
+		*cap = n;
+	}
+}
+
+void rootfs_ix_shrink(struct rootfs_index *ix)
+{
+	shrink((void **)&ix->ents, &ix->cap_ents, ix->n_ents, sizeof(*ix->ents));
+	shrink((void **)&ix->xa, &ix->cap_xa, ix->n_xa, sizeof(*ix->xa));
+	shrink((void **)&ix->ck, &ix->cap_ck, ix->n_ck, sizeof(*ix->ck));
+	shrink((void **)&ix->pool, &ix->cap_pool, ix->n_pool, 1);
+	shrink((void **)&ix->wins, &ix->cap_wins, ix->n_wins, 1);
+}
+
 void rootfs_index_free(struct rootfs_index *ix)
 {
 	if (!ix)

@@ -67,6 +67,7 @@ static inline const char *rootfs_ix_str(const struct rootfs_index *ix, uint64_t 
 int rootfs_ix_new(const char *digest, struct rootfs_index **out);
 int rootfs_ix_pool_add(struct rootfs_index *ix, const void *p, size_t len, uint64_t *off);
 int rootfs_ix_grow(void **arr, size_t *cap, size_t need, size_t elem);
+void rootfs_ix_shrink(struct rootfs_index *ix);
 int rootfs_digest_hex(const char *digest, char hex[65]);
 
 /* ---- tar reader (tar.c, tar_pax.c) ---- */
