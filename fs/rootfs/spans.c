@@ -25,12 +25,24 @@ struct span {
 	size_t len;
 };
 
+/* A span being loaded: later readers of it wait instead of fetching too. */
+struct flight {
+	struct flight *next;
+	char layer[64];
+	uint64_t idx;
+	int done, rc;
+	unsigned waiters; /* the last one out frees a done flight */
+};
+
 struct rootfs_spans {
-	/* lock protects tab, lru, bytes and the counters; it is never held
-	 * while fetching or inflating, only while copying out of a span. */
+	/* lock protects tab, lru, bytes, flights and the counters; it is never
+	 * held while fetching or inflating, only while copying out of a span.
+	 * landed is signalled (broadcast) when a flight is done. */
 	pthread_mutex_t lock;
+	pthread_cond_t landed;
 	struct span *tab[SPAN_BUCKETS];
 	struct span lru; /* sentinel */
+	struct flight *flights;
 	size_t max, bytes;
 	uint64_t hits, misses;
 };
@@ -41,6 +53,7 @@ int rootfs_spans_new(size_t max_bytes, struct rootfs_spans **out)
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->landed, NULL);
 	s->lru.prev = s->lru.next = &s->lru;
 	s->max = max_bytes;
 	*out = s;
@@ -56,6 +69,7 @@ void rootfs_spans_free(struct rootfs_spans *s)
 		free(p->data);
 		free(p);
 	}
+	pthread_cond_destroy(&s->landed);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -107,25 +121,20 @@ static void push_front(struct rootfs_spans *s, struct span *p)
 	s->lru.next = p;
 }
 
-/* Copies [from, from + n) of a cached span to dst: 0, or -ENOENT on a miss. */
-static int cache_get(struct rootfs_spans *s, const char *layer, uint64_t idx, size_t from,
-		     void *dst, size_t n)
+/* Under lock: copies [from, from + n) of a cached span to dst; 0, or
+ * -ENOENT when it is not cached. */
+static int cache_copy(struct rootfs_spans *s, const char *layer, uint64_t idx, size_t from,
+		      void *dst, size_t n)
 {
-	int rc = -ENOENT;
-	pthread_mutex_lock(&s->lock);
 	struct span *p = find(s, layer, idx);
-	if (p && from + n <= p->len) {
-		p->prev->next = p->next;
-		p->next->prev = p->prev;
-		push_front(s, p);
-		memcpy(dst, p->data + from, n);
-		s->hits++;
-		rc = 0;
-	} else {
-		s->misses++;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return rc;
+	if (!p || from + n > p->len)
+		return -ENOENT;
+	p->prev->next = p->next;
+	p->next->prev = p->prev;
+	push_front(s, p);
+	memcpy(dst, p->data + from, n);
+	s->hits++;
+	return 0;
 }
 
 /* Takes ownership of data; evicts the oldest spans beyond the bound. */
@@ -298,17 +307,16 @@ static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *
 	return rc;
 }
 
-/* Reads [pos, pos + n) lying inside span i. */
-static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
-			const struct rootfs_source *src, size_t i, uint64_t pos, unsigned char *dst,
-			size_t n)
+/* Fetches, checks and inflates span i, caches it when it fits, and copies
+ * [pos, pos + n) of it to dst. */
+static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
+		     const struct rootfs_source *src, size_t i, uint64_t pos, unsigned char *dst,
+		     size_t n)
 {
 	const char *layer = ix->digest + 7;
 	uint64_t start = ix->ck[i].out, slen = span_end_out(ix, i) - start;
 	unsigned char *cbuf = NULL, *full = NULL;
 	size_t clen;
-	if (cache_get(s, layer, i, (size_t)(pos - start), dst, n) == 0)
-		return 0;
 	int rc = fetch_span(ix, src, i, &cbuf, &clen);
 	if (rc < 0)
 		goto out;
@@ -333,6 +341,66 @@ static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 out:
 	free(cbuf);
 	free(full);
+	return rc;
+}
+
+/* Under lock: waits for flight f to land; its result, or -ENOENT when the
+ * span did not stay cached (then the caller loads it itself). */
+static int wait_flight(struct rootfs_spans *s, struct flight *f, size_t from, void *dst,
+		       size_t n)
+{
+	f->waiters++;
+	while (!f->done)
+		pthread_cond_wait(&s->landed, &s->lock);
+	int rc = f->rc;
+	if (rc == 0)
+		rc = cache_copy(s, f->layer, f->idx, from, dst, n);
+	if (--f->waiters == 0)
+		free(f);
+	return rc;
+}
+
+/* Reads [pos, pos + n) lying inside span i: from the cache, by waiting for
+ * another reader loading the same span, or by loading it (single-flight). */
+static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
+			const struct rootfs_source *src, size_t i, uint64_t pos, unsigned char *dst,
+			size_t n)
+{
+	const char *layer = ix->digest + 7;
+	size_t from = (size_t)(pos - ix->ck[i].out);
+	struct flight *f;
+	int rc;
+	pthread_mutex_lock(&s->lock);
+	if ((rc = cache_copy(s, layer, i, from, dst, n)) == 0)
+		goto unlock;
+	for (f = s->flights; f && (f->idx != i || memcmp(f->layer, layer, 64)); f = f->next)
+		;
+	if (f && (rc = wait_flight(s, f, from, dst, n)) != -ENOENT)
+		goto unlock;
+	s->misses++;
+	f = f ? NULL : calloc(1, sizeof(*f));
+	if (f) {
+		memcpy(f->layer, layer, 64);
+		f->idx = i;
+		f->next = s->flights;
+		s->flights = f;
+	}
+	pthread_mutex_unlock(&s->lock);
+	rc = load_span(s, ix, src, i, pos, dst, n);
+	if (!f)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	struct flight **pp = &s->flights;
+	while (*pp != f)
+		pp = &(*pp)->next;
+	*pp = f->next;
+	f->done = 1;
+	f->rc = rc;
+	pthread_cond_broadcast(&s->landed);
+	if (f->waiters == 0)
+		free(f);
+unlock:
+	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 

@@ -4,6 +4,7 @@
  * bombs). */
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "fs/rootfs/rootfs_i.h"
@@ -305,6 +306,71 @@ static void test_threads(const struct tb *tar)
 	free(g);
 }
 
+struct slow_src {
+	struct mem_src m;
+	pthread_mutex_t lock;
+};
+
+static int slow_read(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct slow_src *s = arg;
+	usleep(100000);
+	pthread_mutex_lock(&s->lock);
+	int rc = mem_read(&s->m, off, buf, len);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+struct same_span {
+	struct rootfs_spans *s;
+	const struct rootfs_index *ix;
+	struct rootfs_source *src;
+	uint64_t off;
+	const struct tb *tar;
+	pthread_barrier_t *go;
+	int bad;
+};
+
+static void *same_span_main(void *arg)
+{
+	struct same_span *r = arg;
+	unsigned char buf[1000];
+	pthread_barrier_wait(r->go);
+	ssize_t got = rootfs_spans_read(r->s, r->ix, r->src, r->off, buf, sizeof(buf));
+	r->bad = got != sizeof(buf) || memcmp(buf, r->tar->buf + r->off, sizeof(buf)) != 0;
+	return NULL;
+}
+
+/* Readers missing the same span at once share one fetch. */
+static void test_single_flight(const struct tb *tar)
+{
+	size_t glen;
+	unsigned char *g = gz(tar->buf, tar->len, 6, &glen);
+	struct rootfs_index *ix = NULL;
+	struct rootfs_spans *s = NULL;
+	struct slow_src ss = {{g, glen, -1, 0}, PTHREAD_MUTEX_INITIALIZER};
+	struct rootfs_source src = {slow_read, &ss};
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 4);
+	CHECK_INT(build_ix(g, glen, 65536, 65536, NULL, NULL, &ix), 0);
+	CHECK_INT(rootfs_spans_new(8u << 20, &s), 0);
+	struct same_span r[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4 && ix; i++) {
+		r[i] = (struct same_span){s, ix, &src, ix->ck[3].out + 1000 * (uint64_t)i, tar, &go, 0};
+		pthread_create(&th[i], NULL, same_span_main, &r[i]);
+	}
+	for (int i = 0; i < 4 && ix; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(r[i].bad, 0);
+	}
+	CHECK_INT(ss.m.reads, 1);
+	pthread_barrier_destroy(&go);
+	rootfs_spans_free(s);
+	rootfs_index_free(ix);
+	free(g);
+}
+
 int main(void)
 {
 	struct tb tar = make_tar();
@@ -314,6 +380,7 @@ int main(void)
 	test_span_digest(&tar);
 	test_refused(&tar);
 	test_threads(&tar);
+	test_single_flight(&tar);
 	test_bomb();
 	free(tar.buf);
 	return check_summary("test_rootfs_gzip");
