@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "fs/rootfs/rootfs_i.h"
 #include "net/log.h"
@@ -30,6 +31,10 @@ struct rootfs_build {
 	unsigned char *scratch; /* a deflated window */
 	uint64_t hashed;	/* compressed offset the span hash has reached */
 	unsigned char last_byte;
+	/* zstd */
+	ZSTD_DStream *zd;
+	unsigned char *zout;
+	size_t zret; /* 0 once a frame is complete */
 };
 
 static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
@@ -124,6 +129,8 @@ void rootfs_build_free(struct rootfs_build *b)
 	rootfs_index_free(b->ix);
 	EVP_MD_CTX_free(b->whole);
 	EVP_MD_CTX_free(b->span);
+	ZSTD_freeDStream(b->zd);
+	free(b->zout);
 	free(b->win);
 	free(b->scratch);
 	free(b);
@@ -162,8 +169,9 @@ static int check_caps(struct rootfs_build *b)
 	return 0;
 }
 
-/* Plain tar: a checkpoint every span_bytes, in == out, no window. */
-static int raw_feed(struct rootfs_build *b, const unsigned char *p, size_t len)
+/* Plain tar, or zstd's output: a checkpoint every span_bytes of the
+ * uncompressed stream, in == out, no window. */
+static int raw_out(struct rootfs_build *b, const unsigned char *p, size_t len)
 {
 	while (len) {
 		uint64_t span = b->o.span_bytes;
@@ -178,11 +186,55 @@ static int raw_feed(struct rootfs_build *b, const unsigned char *p, size_t len)
 		if (rc < 0)
 			return rc;
 		b->out += n;
-		b->fed += n;
 		p += n;
 		len -= n;
 	}
 	return check_caps(b);
+}
+
+static int raw_feed(struct rootfs_build *b, const unsigned char *p, size_t len)
+{
+	b->fed += len;
+	return raw_out(b, p, len);
+}
+
+static int zstd_init(struct rootfs_build *b)
+{
+	b->zd = ZSTD_createDStream();
+	b->zout = malloc(ZSTD_DStreamOutSize());
+	if (!b->zd || !b->zout)
+		return -ENOMEM;
+	/* Bounds the decoder's memory: 16 MiB of window at most. */
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(b->zd, ZSTD_d_windowLogMax, 24)))
+		return -ENOMEM;
+	b->zret = 1;
+	return 0;
+}
+
+static int zstd_feed(struct rootfs_build *b, const unsigned char *p, size_t len)
+{
+	ZSTD_inBuffer in = {p, len, 0};
+	int rc = 0;
+	if (!b->zd && (rc = zstd_init(b)) < 0)
+		return rc;
+	b->fed += len;
+	for (;;) {
+		ZSTD_outBuffer out = {b->zout, ZSTD_DStreamOutSize(), 0};
+		size_t r = ZSTD_decompressStream(b->zd, &out, &in);
+		if (ZSTD_isError(r)) {
+			log_err("rootfs: layer %s is not valid zstd: %s", b->ix->digest,
+				ZSTD_getErrorName(r));
+			return -EIO;
+		}
+		b->zret = r;
+		if (out.pos && b->o.on_output &&
+		    (rc = b->o.on_output(b->o.output_arg, b->zout, out.pos)) != 0)
+			return rc < 0 ? rc : -EIO;
+		if ((rc = raw_out(b, b->zout, out.pos)) < 0)
+			return rc;
+		if (in.pos == in.size && out.pos < out.size)
+			return 0;
+	}
 }
 
 /* Stores the window before the checkpoint just added, deflated. */
@@ -319,12 +371,9 @@ int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len)
 	if (b->err || len == 0)
 		return b->err;
 	if (b->comp == ROOTFS_COMP_AUTO)
-		b->comp = p[0] == 0x1f ? ROOTFS_COMP_GZIP : ROOTFS_COMP_NONE;
-	if (b->fed == 0 && len >= 4 && memcmp(p, "\x28\xb5\x2f\xfd", 4) == 0) {
-		log_err("rootfs: layer %s is zstd, not supported yet", b->ix->digest);
-		b->err = -ENOTSUP;
-		return b->err;
-	}
+		b->comp = p[0] == 0x1f					      ? ROOTFS_COMP_GZIP
+			  : len >= 4 && memcmp(p, "\x28\xb5\x2f\xfd", 4) == 0 ? ROOTFS_COMP_ZSTD
+									      : ROOTFS_COMP_NONE;
 	if (!EVP_DigestUpdate(b->whole, p, len)) {
 		b->err = -ENOMEM;
 		return b->err;
@@ -332,7 +381,9 @@ int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len)
 	/* zlib counts avail_in in uInt. */
 	while (len && b->err == 0) {
 		size_t n = len > (1u << 30) ? (1u << 30) : len;
-		b->err = b->comp == ROOTFS_COMP_GZIP ? gz_feed(b, p, n) : raw_feed(b, p, n);
+		b->err = b->comp == ROOTFS_COMP_GZIP   ? gz_feed(b, p, n)
+			 : b->comp == ROOTFS_COMP_ZSTD ? zstd_feed(b, p, n)
+						       : raw_feed(b, p, n);
 		p += n;
 		len -= n;
 	}
@@ -364,6 +415,10 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 		log_err("rootfs: layer %s: gzip stream truncated", ix->digest);
 		rc = -EIO;
 	}
+	if (rc == 0 && b->comp == ROOTFS_COMP_ZSTD && (!b->zd || b->zret != 0)) {
+		log_err("rootfs: layer %s: zstd stream truncated", ix->digest);
+		rc = -EIO;
+	}
 	if (rc == 0)
 		rc = rootfs_tar_finish(b->tar);
 	if (rc == 0)
@@ -374,7 +429,7 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 		b->err = rc;
 		return rc;
 	}
-	ix->comp = b->comp == ROOTFS_COMP_GZIP ? ROOTFS_COMP_GZIP : ROOTFS_COMP_NONE;
+	ix->comp = b->comp == ROOTFS_COMP_AUTO ? ROOTFS_COMP_NONE : b->comp;
 	ix->blob_size = b->fed;
 	ix->out_size = b->out;
 	rootfs_ix_shrink(ix);

@@ -57,21 +57,37 @@ static int file_digest(int fd, char out[72])
 	return n < 0 ? -errno : 0;
 }
 
-static int build(int fd, const char *idir, uint32_t span, struct rootfs_index **out)
+/* zstd layers: the decompressed copy goes to an unlinked temporary file. */
+static int write_copy(void *arg, const void *buf, size_t len)
+{
+	return fwrite(buf, 1, len, arg) == len ? 0 : -EIO;
+}
+
+/* Builds the index of the blob open on *fd; for zstd, *fd becomes the
+ * decompressed copy that reads are served from. */
+static int build(int *fd, const char *idir, uint32_t span, struct rootfs_index **out)
 {
 	char digest[72];
 	unsigned char buf[100000]; /* an odd chunk size on purpose */
 	struct rootfs_build *b = NULL;
-	struct rootfs_build_opts o = {.span_bytes = span};
+	struct rootfs_build_opts o = {.span_bytes = span, .on_output = write_copy};
+	FILE *copy = tmpfile();
 	ssize_t n;
-	int rc = file_digest(fd, digest);
+	int rc = copy ? file_digest(*fd, digest) : -errno;
+	o.output_arg = copy;
 	if (rc == 0)
 		rc = rootfs_build_new(digest, ROOTFS_COMP_AUTO, &o, &b);
-	while (rc == 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+	while (rc == 0 && (n = read(*fd, buf, sizeof(buf))) > 0)
 		rc = rootfs_build_feed(b, buf, (size_t)n);
 	if (rc == 0)
 		rc = rootfs_build_finish(b, out);
 	rootfs_build_free(b);
+	if (rc == 0 && fflush(copy) == 0 && ftell(copy) > 0) {
+		close(*fd);
+		*fd = dup(fileno(copy));
+	}
+	if (copy)
+		fclose(copy);
 	if (rc == 0 && idir) {
 		rc = rootfs_index_save(*out, idir);
 		rootfs_index_free(*out);
@@ -194,14 +210,14 @@ int main(int argc, char **argv)
 	d.src = calloc(nl + 1, sizeof(*d.src));
 	for (size_t i = 0; rc == 0 && i < nl; i++) {
 		d.src[i].fd = open(argv[optind + i], O_RDONLY);
-		rc = d.src[i].fd < 0 ? -errno : build(d.src[i].fd, idir, span, &d.ix[i]);
+		rc = d.src[i].fd < 0 ? -errno : build(&d.src[i].fd, idir, span, &d.ix[i]);
 		if (rc < 0)
 			fprintf(stderr, "rootfs-dump: %s: %s\n", argv[optind + i], strerror(-rc));
 	}
 	for (size_t i = 0; rc == 0 && build_only && i < nl; i++)
 		printf("%s entries %zu out %llu memory %zu\n", rootfs_index_digest(d.ix[i]),
-		       rootfs_index_entries(d.ix[i]), (unsigned long long)rootfs_index_size(d.ix[i]),
-		       rootfs_index_mem(d.ix[i]));
+		       rootfs_index_entries(d.ix[i]),
+		       (unsigned long long)rootfs_index_size(d.ix[i]), rootfs_index_mem(d.ix[i]));
 	if (rc == 0 && !build_only)
 		rc = rootfs_spans_new(4u << 20, &d.spans);
 	if (rc < 0 || build_only)

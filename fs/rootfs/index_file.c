@@ -193,15 +193,17 @@ static int check_entries(const struct rootfs_index *ix)
 
 static int check_ckpts(const struct rootfs_index *ix)
 {
+	/* Spans of plain and zstd layers are ranges of the uncompressed stream. */
+	uint64_t in_end = ix->comp == ROOTFS_COMP_GZIP ? ix->blob_size : ix->out_size;
 	for (size_t i = 0; i < ix->n_ck; i++) {
 		const struct rootfs_ckpt *c = &ix->ck[i];
-		if (c->out > ix->out_size || c->in > ix->blob_size || c->bits > 7 ||
+		if (c->out > ix->out_size || c->in > in_end || c->bits > 7 ||
 		    (c->bits && c->in == 0) || c->dict_len > ROOTFS_WINDOW ||
 		    c->win_off > ix->n_wins || c->win_len > ix->n_wins - c->win_off)
 			return -EBADMSG;
 		if (i ? (c->out <= ix->ck[i - 1].out || c->in < ix->ck[i - 1].in) : c->out != 0)
 			return -EBADMSG;
-		if (ix->comp == ROOTFS_COMP_NONE && (c->in != c->out || c->win_len))
+		if (ix->comp != ROOTFS_COMP_GZIP && (c->in != c->out || c->win_len || c->bits))
 			return -EBADMSG;
 	}
 	return 0;
@@ -228,7 +230,8 @@ static int parse(const unsigned char *buf, size_t len, const char *digest, struc
 	uint64_t body = len - sizeof(h) - 32, need = 0;
 	if (memcmp(h.magic, IX_MAGIC, 8) || h.version != IX_VERSION || h.endian != IX_ENDIAN ||
 	    strncmp(h.digest, digest, sizeof(h.digest)) ||
-	    (h.comp != ROOTFS_COMP_NONE && h.comp != ROOTFS_COMP_GZIP))
+	    (h.comp != ROOTFS_COMP_NONE && h.comp != ROOTFS_COMP_GZIP &&
+	     h.comp != ROOTFS_COMP_ZSTD))
 		return -EBADMSG;
 	const uint64_t n[5] = {h.n_ents, h.n_xa, h.n_ck, h.n_pool, h.n_wins};
 	const size_t el[5] = {sizeof(struct rootfs_ent), sizeof(struct rootfs_xattr),

@@ -39,6 +39,7 @@ enum rootfs_compression {
 	ROOTFS_COMP_AUTO = 0, /* from the first bytes: gzip magic, else tar */
 	ROOTFS_COMP_NONE,     /* plain tar */
 	ROOTFS_COMP_GZIP,     /* gzip, one or several members */
+	ROOTFS_COMP_ZSTD,     /* zstd: decompressed once; see on_output */
 };
 
 struct rootfs_build_opts {
@@ -46,6 +47,13 @@ struct rootfs_build_opts {
 	uint64_t max_out;     /* uncompressed size cap (0: 64 GiB) -> -EFBIG */
 	uint32_t max_ratio;   /* out/in cap once out > 256 MiB (0: 1100) -> -EFBIG */
 	uint32_t max_entries; /* entry count cap (0: 2,000,000) -> -EFBIG */
+	/* zstd layers only: called in order with every byte of the decompressed
+	 * stream (a non-zero return stops the build with it). zstd has no
+	 * random access, so the caller keeps this copy (in the cache) and the
+	 * index's spans are ranges of it: its rootfs_source serves bytes of the
+	 * copy, not of the blob. Frames needing a window over 16 MiB are -EIO. */
+	int (*on_output)(void *arg, const void *buf, size_t len);
+	void *output_arg;
 };
 
 struct rootfs_build;

@@ -196,7 +196,9 @@ static int fetch_span(const struct rootfs_index *ix, const struct rootfs_source 
 {
 	const struct rootfs_ckpt *c = &ix->ck[i];
 	uint64_t from = c->in - (c->bits ? 1 : 0);
-	uint64_t to = i + 1 < ix->n_ck ? ix->ck[i + 1].in : ix->blob_size;
+	/* Spans of plain and zstd layers are ranges of the uncompressed stream. */
+	uint64_t end = ix->comp == ROOTFS_COMP_GZIP ? ix->blob_size : ix->out_size;
+	uint64_t to = i + 1 < ix->n_ck ? ix->ck[i + 1].in : end;
 	unsigned char md[32], *buf = NULL;
 	int rc = -EIO;
 	if (to < from || to - from > SPAN_MAX_COMPRESSED) {
@@ -320,7 +322,7 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	int rc = fetch_span(ix, src, i, &cbuf, &clen);
 	if (rc < 0)
 		goto out;
-	if (ix->comp == ROOTFS_COMP_NONE) {
+	if (ix->comp != ROOTFS_COMP_GZIP) {
 		memcpy(dst, cbuf + (pos - start), n);
 		cache_put(s, layer, i, cbuf, clen);
 		cbuf = NULL;
@@ -346,8 +348,7 @@ out:
 
 /* Under lock: waits for flight f to land; its result, or -ENOENT when the
  * span did not stay cached (then the caller loads it itself). */
-static int wait_flight(struct rootfs_spans *s, struct flight *f, size_t from, void *dst,
-		       size_t n)
+static int wait_flight(struct rootfs_spans *s, struct flight *f, size_t from, void *dst, size_t n)
 {
 	f->waiters++;
 	while (!f->done)

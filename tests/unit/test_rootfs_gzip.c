@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "check.h"
 #include "fs/rootfs/rootfs_i.h"
@@ -215,7 +216,7 @@ static void test_refused(const struct tb *tar)
 	g = gz(tar->buf, 1000, 6, &glen);
 	CHECK_INT(build_ix(g, glen, 0, 65536, NULL, NULL, &ix), -EIO);
 	free(g);
-	CHECK_INT(build_ix("\x28\xb5\x2f\xfd\0\0\0\0", 8, 0, 8, NULL, NULL, &ix), -ENOTSUP);
+	CHECK_INT(build_ix("\x28\xb5\x2f\xfd\0\0\0\0", 8, 0, 8, NULL, NULL, &ix), -EIO);
 	CHECK_INT(build_ix("", 0, 0, 8, "sha256:", NULL, &ix), -EINVAL);
 	/* An empty tar layer is a layer. */
 	CHECK_INT(build_ix("", 0, 0, 8, NULL, NULL, &ix), 0);
@@ -306,6 +307,43 @@ static void test_threads(const struct tb *tar)
 	free(g);
 }
 
+static int collect_out(void *arg, const void *buf, size_t len)
+{
+	tb_put(arg, buf, len);
+	return 0;
+}
+
+static int refuse_out(void *arg, const void *buf, size_t len) { return -ENOSPC; }
+
+/* zstd (two frames): indexed over the decompressed copy given to on_output. */
+static void test_zstd(const struct tb *tar)
+{
+	size_t cut = 1000003, cap = ZSTD_compressBound(tar->len) + 64;
+	unsigned char *z = malloc(cap);
+	size_t l1 = ZSTD_compress(z, cap, tar->buf, cut, 3);
+	size_t l2 = ZSTD_compress(z + l1, cap - l1, tar->buf + cut, tar->len - cut, 19);
+	CHECK(!ZSTD_isError(l1) && !ZSTD_isError(l2));
+	struct tb copy = {0};
+	struct rootfs_index *ix = NULL;
+	struct rootfs_build_opts o = {
+	    .span_bytes = 65536, .on_output = collect_out, .output_arg = &copy};
+	CHECK_INT(build_ix(z, l1 + l2, 0, 5000, NULL, &o, &ix), 0);
+	CHECK(copy.len == tar->len && memcmp(copy.buf, tar->buf, tar->len) == 0);
+	if (ix) {
+		CHECK_INT(ix->comp, ROOTFS_COMP_ZSTD);
+		CHECK_INT(ix->n_ents, 6);
+		CHECK_INT(rootfs_index_blob_size(ix), l1 + l2);
+		check_all_offsets(ix, copy.buf, copy.len, tar, 8u << 20);
+		rootfs_index_free(ix);
+	}
+	copy.len = 0;
+	CHECK_INT(build_ix(z, l1 + l2 - 3, 0, 5000, NULL, &o, &ix), -EIO); /* truncated */
+	o.on_output = refuse_out;
+	CHECK_INT(build_ix(z, l1 + l2, 0, 5000, NULL, &o, &ix), -ENOSPC);
+	free(copy.buf);
+	free(z);
+}
+
 struct slow_src {
 	struct mem_src m;
 	pthread_mutex_t lock;
@@ -357,7 +395,8 @@ static void test_single_flight(const struct tb *tar)
 	struct same_span r[4];
 	pthread_t th[4];
 	for (int i = 0; i < 4 && ix; i++) {
-		r[i] = (struct same_span){s, ix, &src, ix->ck[3].out + 1000 * (uint64_t)i, tar, &go, 0};
+		r[i] = (struct same_span){s,   ix,  &src, ix->ck[3].out + 1000 * (uint64_t)i,
+					  tar, &go, 0};
 		pthread_create(&th[i], NULL, same_span_main, &r[i]);
 	}
 	for (int i = 0; i < 4 && ix; i++) {
@@ -379,6 +418,7 @@ int main(void)
 	test_plain_tar(&tar);
 	test_span_digest(&tar);
 	test_refused(&tar);
+	test_zstd(&tar);
 	test_threads(&tar);
 	test_single_flight(&tar);
 	test_bomb();
