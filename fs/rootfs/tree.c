@@ -52,29 +52,6 @@ static struct rootfs_node *child(const struct rootfs_tree *t, const struct rootf
 	return NULL;
 }
 
-/* The node at a normalised path, or NULL; with `parent_of`, stops one
- * component early and sets *base to the last one. */
-static struct rootfs_node *walk(const struct rootfs_tree *t, const char *path, int parent_of,
-				const char **base)
-{
-	struct rootfs_node *n = t->root;
-	const char *p = path;
-	while (n && *p) {
-		const char *e = strchrnul(p, '/');
-		if (parent_of && !*e) {
-			*base = p;
-			return n;
-		}
-		if (n->inode->type != ROOTFS_DIR)
-			return NULL;
-		n = child(t, n, p, (size_t)(e - p));
-		p = *e ? e + 1 : e;
-	}
-	if (parent_of)
-		*base = p;
-	return n;
-}
-
 static struct tree_inode *inode_new(enum rootfs_type type, unsigned layer, uint32_t ent)
 {
 	struct tree_inode *in = calloc(1, sizeof(*in));
@@ -166,35 +143,65 @@ void rootfs_tree_free(struct rootfs_tree *t)
 	free(t);
 }
 
-/* The directory at path, made (with default attributes) where missing.
- * NULL when a component is not a directory (logged by the caller). */
-static int ensure_dir(struct rootfs_tree *t, const char *path, size_t len, unsigned layer,
-		      struct rootfs_node **out)
+#define MAX_HOPS 40
+
+static const char *symlink_target(const struct rootfs_tree *t, const struct rootfs_node *n)
 {
-	struct rootfs_node *n = t->root;
-	size_t i = 0;
-	while (i < len) {
-		size_t e = i;
-		while (e < len && path[e] != '/')
+	const struct rootfs_ent *e = tree_ent(t, n->inode);
+	return e ? rootfs_ix_str(t->layers[n->inode->layer - t->layer_base], e->link) : "";
+}
+
+/* The directory at path[0..len) from cur, following symlinks at every
+ * component within the tree (as umoci's securejoin: ".." stops at the
+ * root, at most MAX_HOPS links) and, with `create`, making missing
+ * directories 0755. NULL when a component is not a directory or a link
+ * leads nowhere; *rc is set on allocation failure only. */
+static struct rootfs_node *resolve(struct rootfs_tree *t, struct rootfs_node *cur, const char *p,
+				   size_t len, unsigned layer, int create, int *hops, int *rc)
+{
+	for (size_t i = 0, e; cur && i < len; i = e + 1) {
+		for (e = i; e < len && p[e] != '/';)
 			e++;
-		struct rootfs_node *c = child(t, n, path + i, e - i);
-		if (!c) {
+		size_t n = e - i;
+		if (n == 0 || (n == 1 && p[i] == '.'))
+			continue;
+		if (n == 2 && p[i] == '.' && p[i + 1] == '.') {
+			cur = cur->parent ? cur->parent : cur;
+			continue;
+		}
+		struct rootfs_node *k = child(t, cur, p + i, n);
+		if (!k && create) {
 			struct tree_inode *in = inode_new(ROOTFS_DIR, layer, TREE_NO_ENT);
-			int rc = in ? node_add(t, n, path + i, e - i, in, &c) : -ENOMEM;
-			if (rc < 0) {
+			if (!in || (*rc = node_add(t, cur, p + i, n, in, &k)) < 0) {
+				*rc = in ? *rc : -ENOMEM;
 				free(in);
-				return rc;
+				return NULL;
 			}
 		}
-		if (c->inode->type != ROOTFS_DIR) {
-			*out = NULL;
-			return 0;
+		if (k && k->inode->type == ROOTFS_SYMLINK) {
+			const char *tg = symlink_target(t, k);
+			if (++*hops > MAX_HOPS)
+				return NULL;
+			k = resolve(t, *tg == '/' ? t->root : cur, tg, strlen(tg), layer, create,
+				    hops, rc);
 		}
-		n = c;
-		i = e + 1;
+		if (!k || k->inode->type != ROOTFS_DIR)
+			return NULL;
+		cur = k;
 	}
-	*out = n;
-	return 0;
+	return cur;
+}
+
+/* The parent directory of a normalised path and its last component. */
+static struct rootfs_node *parent_of(struct rootfs_tree *t, const char *path, unsigned layer,
+				     int create, const char **base, int *rc)
+{
+	const char *slash = strrchr(path, '/');
+	int hops = 0;
+	*base = slash ? slash + 1 : path;
+	*rc = 0;
+	return resolve(t, t->root, path, slash ? (size_t)(slash - path) : 0, layer, create, &hops,
+		       rc);
 }
 
 /* Pass one: this layer's whiteouts against the layers below. */
@@ -202,8 +209,12 @@ static void apply_whiteouts(struct rootfs_tree *t, const struct rootfs_index *ix
 {
 	for (size_t i = 0; i < ix->n_ents; i++) {
 		const char *path = rootfs_ix_str(ix, ix->ents[i].path), *base;
-		struct rootfs_node *dir = walk(t, path, 1, &base);
-		if (strncmp(base, WH_PREFIX, 4) != 0 || !dir || dir->inode->type != ROOTFS_DIR)
+		const char *slash = strrchr(path, '/');
+		if (strncmp(slash ? slash + 1 : path, WH_PREFIX, 4) != 0)
+			continue;
+		int rc;
+		struct rootfs_node *dir = parent_of(t, path, 0, 0, &base, &rc);
+		if (!dir)
 			continue;
 		if (strcmp(base, WH_OPAQUE) == 0) {
 			while (dir->nkids)
@@ -229,8 +240,9 @@ static struct tree_inode *entry_inode(struct rootfs_tree *t, const struct rootfs
 		*rc = in ? 0 : -ENOMEM;
 		return in;
 	}
-	const char *path = rootfs_ix_str(ix, e->path), *link = rootfs_ix_str(ix, e->link);
-	struct rootfs_node *tgt = walk(t, link, 0, NULL);
+	const char *path = rootfs_ix_str(ix, e->path), *link = rootfs_ix_str(ix, e->link), *base;
+	struct rootfs_node *dir = *link ? parent_of(t, link, layer, 0, &base, rc) : NULL;
+	struct rootfs_node *tgt = dir ? child(t, dir, base, strlen(base)) : NULL;
 	if (!tgt || tgt->inode->type == ROOTFS_DIR || strcmp(path, link) == 0) {
 		log_warn("rootfs: layer %u: hardlink \"%.200s\" -> \"%.200s\" skipped: %s", layer,
 			 path, link,
@@ -250,11 +262,10 @@ static int apply_entry(struct rootfs_tree *t, const struct rootfs_index *ix, uns
 	const char *path = rootfs_ix_str(ix, e->path), *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
 	struct rootfs_node *dir = NULL, *old, *n;
-	int rc;
+	int rc = 0;
 	if (!markers && strncmp(base, WH_PREFIX, 4) == 0)
 		return 0;
-	if (*path &&
-	    (rc = ensure_dir(t, path, slash ? (size_t)(slash - path) : 0, layer, &dir)) < 0)
+	if (*path && !(dir = parent_of(t, path, layer, 1, &base, &rc)) && rc < 0)
 		return rc;
 	if (*path && !dir) {
 		log_warn("rootfs: layer %u: \"%.200s\" skipped: a parent is not a directory", layer,

@@ -298,6 +298,7 @@ def tarfile_image(tmp_path_factory):
         (dict(name="dev/blk", type=tarfile.BLKTYPE, mode=0o660, devmajor=8, devminor=1), None),
         F("etc/ids", b"ids", uid=1000, gid=1001, uname="someone", gname="group"),
         F("etc/big-uid", b"b256", uid=3000000, gid=4000000),
+        D("usr"), D("usr/lib"), L("lib", "usr/lib"), L("abslib", "/usr/lib"),
     ], tarfile.GNU_FORMAT)
     pax_path = "pax/" + "p" * 200 + "/" + "q" * 60
     middle = tar_layer([
@@ -315,6 +316,7 @@ def tarfile_image(tmp_path_factory):
         D("modes/sticky", mode=0o1777), F("dup", b"first"), F("dup", b"second", mode=0o600),
         F("etc/.wh.ids", b""), L("rel", "../etc/xattr"),
         F("data/big", bytes(range(256)) * 8000),
+        F("lib/via-link", b"v"), F("abslib/via-abs", b"w"),  # parents through symlinks
     ], tarfile.GNU_FORMAT)
     add_image(layout, "py", [(base, "gzip"), (middle, "tar"), (top, "gzip2")])
     if shutil.which("zstd"):
@@ -354,6 +356,7 @@ def test_tarfile_image(tarfile_image, tmp_path):
     assert got["etc/frac"]["nsec"] == 250000000
     assert got["dup"]["sha256"] == hashlib.sha256(b"second").hexdigest()
     assert [got[p]["layer"] for p in ("etc/conf-link", "opq/new", "data/big")] == [0, 1, 2]
+    assert "usr/lib/via-link" in got and "usr/lib/via-abs" in got
 
 
 def test_layer_view(tarfile_image, tmp_path):

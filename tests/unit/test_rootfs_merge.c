@@ -236,6 +236,55 @@ static void test_layer_view(void)
 	}
 }
 
+/* Parent paths through symlinks resolve inside the tree, as umoci does. */
+static void test_symlink_parents(void)
+{
+	struct tb b[2] = {{0}, {0}};
+	struct rootfs_index *l[2] = {NULL, NULL};
+	struct rootfs_tree *t = NULL;
+	tb_dir(&b[0], "usr");
+	tb_dir(&b[0], "usr/lib");
+	tb_file(&b[0], "usr/lib/a", "A", 0644);
+	tb_entry(&b[0], &(struct tb_ent){.name = "lib", .type = '2', .link = "usr/lib"});
+	tb_entry(&b[0], &(struct tb_ent){.name = "abs", .type = '2', .link = "/usr/lib"});
+	tb_entry(&b[0], &(struct tb_ent){.name = "up", .type = '2', .link = "../../../usr"});
+	tb_entry(&b[0], &(struct tb_ent){.name = "loop1", .type = '2', .link = "loop2"});
+	tb_entry(&b[0], &(struct tb_ent){.name = "loop2", .type = '2', .link = "loop1"});
+	tb_file(&b[0], "usr/file", "F", 0644);
+	tb_entry(&b[0], &(struct tb_ent){.name = "tofile", .type = '2', .link = "usr/file"});
+	tb_entry(&b[0], &(struct tb_ent){.name = "dangling", .type = '2', .link = "missing/dir"});
+	tb_end(&b[0]);
+	tb_file(&b[1], "lib/b", "B", 0644);
+	tb_file(&b[1], "abs/c", "C", 0644);
+	tb_file(&b[1], "up/lib/d", "D", 0644);
+	tb_file(&b[1], "loop1/x", "X", 0644);
+	tb_file(&b[1], "tofile/x", "X", 0644);
+	tb_file(&b[1], "dangling/e", "E", 0644);
+	tb_file(&b[1], "lib/.wh.a", "", 0644);
+	tb_entry(&b[1], &(struct tb_ent){.name = "h", .type = '1', .link = "abs/b"});
+	tb_end(&b[1]);
+	for (int i = 0; i < 2; i++)
+		CHECK_INT(build_ix(b[i].buf, b[i].len, 0, 512, NULL, NULL, &l[i]), 0);
+	if (l[0] && l[1])
+		CHECK_INT(rootfs_tree_merge("sha256:sym", l, 2, &t), 0);
+	if (t) {
+		const struct rootfs_node *lib = at(t, "usr/lib");
+		CHECK_INT(rootfs_node_nchildren(lib), 3);
+		CHECK(at(t, "usr/lib/b") && at(t, "usr/lib/c") && at(t, "usr/lib/d"));
+		CHECK(at(t, "usr/lib/a") == NULL);
+		CHECK_INT(attr(t, "lib").type, ROOTFS_SYMLINK);
+		CHECK_INT(attr(t, "missing/dir/e").type, ROOTFS_REG);
+		CHECK(at(t, "loop1/x") == NULL && at(t, "tofile/x") == NULL);
+		CHECK_INT(attr(t, "h").nlink, 2);
+		CHECK(attr(t, "h").ino == attr(t, "usr/lib/b").ino);
+		rootfs_tree_free(t);
+	}
+	for (int i = 0; i < 2; i++) {
+		rootfs_index_free(l[i]);
+		free(b[i].buf);
+	}
+}
+
 /* A hostile layer: thousands of nested names and links do not blow up. */
 static void test_hostile(void)
 {
@@ -276,6 +325,7 @@ int main(void)
 		test_merged();
 		test_layer_view();
 	}
+	test_symlink_parents();
 	test_hostile();
 	for (int i = 0; i < 3; i++) {
 		rootfs_index_free(ix[i]);
