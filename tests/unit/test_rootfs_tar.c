@@ -83,12 +83,12 @@ static void test_norm(void)
 	CHECK_INT(rootfs_path_norm("aaaaaaaaaa/bbbbbbbbbb", out, 8), -ENAMETOOLONG);
 }
 
-/* One stream with every feature, parsed at several chunk sizes. */
-static void test_features(void)
+static char longname[300], longlink[300], paxpath[1200];
+
+/* One stream with every feature. */
+static void features_stream(struct tb *tb)
 {
 	struct tb b = {0};
-	static struct got g;
-	char longname[300], longlink[300], paxpath[1200];
 	memset(longname, 'n', sizeof(longname));
 	memcpy(longname, "dir/", 4);
 	longname[299] = 0;
@@ -146,46 +146,59 @@ static void test_features(void)
 				      .data = "abc"});
 	tb_end(&b);
 	tb_file(&b, "after-end", "x", 0644);
+	*tb = b;
+}
 
+static void check_features(const struct got *gp, const struct tb *bp)
+{
+	CHECK_INT(gp->n, 13);
+	CHECK_STR(gp->e[0].path, "");
+	CHECK_STR(gp->e[1].path, "etc");
+	CHECK_INT(gp->e[1].type, ROOTFS_DIR);
+	CHECK_STR(gp->e[2].path, "etc/hostname");
+	CHECK_INT(gp->e[2].size, 4);
+	CHECK(memcmp(bp->buf + gp->e[2].data_off, "box\n", 4) == 0);
+	CHECK_INT(gp->e[3].mode, 04755);
+	CHECK_INT(gp->e[4].mode, 01777);
+	CHECK_STR(gp->e[5].path, "usr/lib");
+	CHECK_STR(gp->e[5].link, "../lib64");
+	CHECK_INT(gp->e[6].type, ROOTFS_HARDLINK);
+	CHECK_STR(gp->e[6].link, "usr/bin/su");
+	CHECK_INT(gp->e[7].type, ROOTFS_CHR);
+	CHECK_INT(gp->e[7].major, 1);
+	CHECK_INT(gp->e[7].minor, 3);
+	CHECK_INT(gp->e[8].type, ROOTFS_BLK);
+	CHECK_INT(gp->e[9].type, ROOTFS_FIFO);
+	CHECK_STR(gp->e[10].path, longname);
+	CHECK_STR(gp->e[10].link, longlink);
+	CHECK_STR(gp->e[11].path, paxpath + 2);
+	CHECK_INT(gp->e[11].size, 5);
+	CHECK(memcmp(bp->buf + gp->e[11].data_off, "12345", 5) == 0);
+	CHECK_INT(gp->e[11].mtime, 1700000000);
+	CHECK_INT(gp->e[11].nsec, 123456789);
+	CHECK_INT(gp->e[11].uid, 4242);
+	CHECK_INT(gp->e[11].gid, 3000000000u);
+	CHECK_INT(gp->e[11].n_xa, 2);
+	CHECK_STR(gp->e[11].xa_name[0], "security.capability");
+	CHECK_INT(gp->e[11].xa_len[0], 2);
+	CHECK_STR(gp->e[11].xa_name[1], "user.a=b");
+	CHECK(gp->e[11].xa_len[1] == 5 && memcmp(gp->e[11].xa_val[1], "hello", 5) == 0);
+	CHECK_STR(gp->e[12].path, "big");
+	CHECK_INT(gp->e[12].mtime, -5);
+	CHECK_INT(gp->e[12].uid, 4242); /* the global record still applies */
+	CHECK(memcmp(bp->buf + gp->e[12].data_off, "abc", 3) == 0);
+}
+
+/* Parsed at every chunk size from one byte to the whole stream. */
+static void test_features(void)
+{
+	struct tb b;
+	static struct got g;
+	features_stream(&b);
 	size_t chunks[] = {1, 7, 511, 512, 513, 4096, b.len};
 	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
 		CHECK_INT(parse(&b, chunks[c], 0, &g), 0);
-		CHECK_INT(g.n, 13);
-		CHECK_STR(g.e[0].path, "");
-		CHECK_STR(g.e[1].path, "etc");
-		CHECK_INT(g.e[1].type, ROOTFS_DIR);
-		CHECK_STR(g.e[2].path, "etc/hostname");
-		CHECK_INT(g.e[2].size, 4);
-		CHECK(memcmp(b.buf + g.e[2].data_off, "box\n", 4) == 0);
-		CHECK_INT(g.e[3].mode, 04755);
-		CHECK_INT(g.e[4].mode, 01777);
-		CHECK_STR(g.e[5].path, "usr/lib");
-		CHECK_STR(g.e[5].link, "../lib64");
-		CHECK_INT(g.e[6].type, ROOTFS_HARDLINK);
-		CHECK_STR(g.e[6].link, "usr/bin/su");
-		CHECK_INT(g.e[7].type, ROOTFS_CHR);
-		CHECK_INT(g.e[7].major, 1);
-		CHECK_INT(g.e[7].minor, 3);
-		CHECK_INT(g.e[8].type, ROOTFS_BLK);
-		CHECK_INT(g.e[9].type, ROOTFS_FIFO);
-		CHECK_STR(g.e[10].path, longname);
-		CHECK_STR(g.e[10].link, longlink);
-		CHECK_STR(g.e[11].path, paxpath + 2);
-		CHECK_INT(g.e[11].size, 5);
-		CHECK(memcmp(b.buf + g.e[11].data_off, "12345", 5) == 0);
-		CHECK_INT(g.e[11].mtime, 1700000000);
-		CHECK_INT(g.e[11].nsec, 123456789);
-		CHECK_INT(g.e[11].uid, 4242);
-		CHECK_INT(g.e[11].gid, 3000000000u);
-		CHECK_INT(g.e[11].n_xa, 2);
-		CHECK_STR(g.e[11].xa_name[0], "security.capability");
-		CHECK_INT(g.e[11].xa_len[0], 2);
-		CHECK_STR(g.e[11].xa_name[1], "user.a=b");
-		CHECK(g.e[11].xa_len[1] == 5 && memcmp(g.e[11].xa_val[1], "hello", 5) == 0);
-		CHECK_STR(g.e[12].path, "big");
-		CHECK_INT(g.e[12].mtime, -5);
-		CHECK_INT(g.e[12].uid, 4242); /* the global record still applies */
-		CHECK(memcmp(b.buf + g.e[12].data_off, "abc", 3) == 0);
+		check_features(&g, &b);
 	}
 	free(b.buf);
 }
@@ -275,8 +288,15 @@ static void test_hostile(void)
 	tb_put(&b, NULL, 1 << 20);
 	CHECK_INT(parse(&b, 65536, 0, &g), -EIO);
 
+	free(b.buf);
+}
+
+static void test_hostile_records(void)
+{
+	struct tb b = {0};
+	static struct got g;
+
 	/* A real 2 MiB PAX record: it and its entry are skipped, the next is kept. */
-	b.len = 0;
 	char *big = malloc(2u << 20);
 	memset(big, 'v', (2u << 20) - 1);
 	big[(2u << 20) - 1] = 0;
@@ -319,5 +339,6 @@ int main(void)
 	test_pax_time();
 	test_skips();
 	test_hostile();
+	test_hostile_records();
 	return check_summary("test_rootfs_tar");
 }
