@@ -34,7 +34,9 @@ struct rootfs_build {
 	/* zstd */
 	ZSTD_DStream *zd;
 	unsigned char *zout;
-	size_t zret; /* 0 once a frame is complete */
+	size_t zret;	       /* 0 once a frame is complete */
+	unsigned char head[4]; /* ROOTFS_COMP_AUTO: bytes before the decision */
+	size_t head_len;
 };
 
 static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
@@ -365,28 +367,50 @@ static int gz_feed(struct rootfs_build *b, const unsigned char *p, size_t len)
 	return 0;
 }
 
+static int feed_bytes(struct rootfs_build *b, const unsigned char *p, size_t len)
+{
+	if (!EVP_DigestUpdate(b->whole, p, len))
+		return -ENOMEM;
+	int rc = 0;
+	/* zlib counts avail_in in uInt. */
+	while (len && rc == 0) {
+		size_t n = len > (1u << 30) ? (1u << 30) : len;
+		rc = b->comp == ROOTFS_COMP_GZIP   ? gz_feed(b, p, n)
+		     : b->comp == ROOTFS_COMP_ZSTD ? zstd_feed(b, p, n)
+						   : raw_feed(b, p, n);
+		p += n;
+		len -= n;
+	}
+	return rc;
+}
+
+/* ROOTFS_COMP_AUTO: the first 4 bytes (or fewer at the end) decide. */
+static int detect(struct rootfs_build *b)
+{
+	const unsigned char *h = b->head;
+	b->comp = b->head_len && h[0] == 0x1f				      ? ROOTFS_COMP_GZIP
+		  : b->head_len == 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0 ? ROOTFS_COMP_ZSTD
+									      : ROOTFS_COMP_NONE;
+	return feed_bytes(b, b->head, b->head_len);
+}
+
 int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	if (b->err || len == 0)
 		return b->err;
-	if (b->comp == ROOTFS_COMP_AUTO)
-		b->comp = p[0] == 0x1f					      ? ROOTFS_COMP_GZIP
-			  : len >= 4 && memcmp(p, "\x28\xb5\x2f\xfd", 4) == 0 ? ROOTFS_COMP_ZSTD
-									      : ROOTFS_COMP_NONE;
-	if (!EVP_DigestUpdate(b->whole, p, len)) {
-		b->err = -ENOMEM;
-		return b->err;
-	}
-	/* zlib counts avail_in in uInt. */
-	while (len && b->err == 0) {
-		size_t n = len > (1u << 30) ? (1u << 30) : len;
-		b->err = b->comp == ROOTFS_COMP_GZIP   ? gz_feed(b, p, n)
-			 : b->comp == ROOTFS_COMP_ZSTD ? zstd_feed(b, p, n)
-						       : raw_feed(b, p, n);
+	if (b->comp == ROOTFS_COMP_AUTO) {
+		size_t n = 4 - b->head_len < len ? 4 - b->head_len : len;
+		memcpy(b->head + b->head_len, p, n);
+		b->head_len += n;
 		p += n;
 		len -= n;
+		if (b->head_len < 4)
+			return 0;
+		if ((b->err = detect(b)) < 0)
+			return b->err;
 	}
+	b->err = feed_bytes(b, p, len);
 	return b->err;
 }
 
@@ -411,6 +435,8 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 	struct rootfs_index *ix = b->ix;
 	int rc = b->err;
 	*out = NULL;
+	if (rc == 0 && b->comp == ROOTFS_COMP_AUTO)
+		rc = detect(b); /* a blob shorter than 4 bytes */
 	if (rc == 0 && b->comp == ROOTFS_COMP_GZIP && !b->member_end && !b->trailing) {
 		log_err("rootfs: layer %s: gzip stream truncated", ix->digest);
 		rc = -EIO;

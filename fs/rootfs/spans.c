@@ -20,7 +20,7 @@
 struct span {
 	struct span *prev, *next, *hnext; /* LRU list (head = newest), bucket chain */
 	char layer[64];			  /* digest hex */
-	uint64_t idx;
+	uint64_t idx; /* first uncompressed offset: the same bytes whatever the span size */
 	unsigned char *data;
 	size_t len;
 };
@@ -324,7 +324,7 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 		goto out;
 	if (ix->comp != ROOTFS_COMP_GZIP) {
 		memcpy(dst, cbuf + (pos - start), n);
-		cache_put(s, layer, i, cbuf, clen);
+		cache_put(s, layer, ix->ck[i].out, cbuf, clen);
 		cbuf = NULL;
 		goto out;
 	}
@@ -338,7 +338,7 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	if ((rc = inflate_span(ix, i, cbuf, clen, 0, full, (size_t)slen)) < 0)
 		goto out;
 	memcpy(dst, full + (pos - start), n);
-	cache_put(s, layer, i, full, (size_t)slen);
+	cache_put(s, layer, ix->ck[i].out, full, (size_t)slen);
 	full = NULL;
 out:
 	free(cbuf);
@@ -368,13 +368,14 @@ static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 			size_t n)
 {
 	const char *layer = ix->digest + 7;
-	size_t from = (size_t)(pos - ix->ck[i].out);
+	uint64_t key = ix->ck[i].out;
+	size_t from = (size_t)(pos - key);
 	struct flight *f;
 	int rc;
 	pthread_mutex_lock(&s->lock);
-	if ((rc = cache_copy(s, layer, i, from, dst, n)) == 0)
+	if ((rc = cache_copy(s, layer, key, from, dst, n)) == 0)
 		goto unlock;
-	for (f = s->flights; f && (f->idx != i || memcmp(f->layer, layer, 64)); f = f->next)
+	for (f = s->flights; f && (f->idx != key || memcmp(f->layer, layer, 64)); f = f->next)
 		;
 	if (f && (rc = wait_flight(s, f, from, dst, n)) != -ENOENT)
 		goto unlock;
@@ -382,7 +383,7 @@ static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	f = f ? NULL : calloc(1, sizeof(*f));
 	if (f) {
 		memcpy(f->layer, layer, 64);
-		f->idx = i;
+		f->idx = key;
 		f->next = s->flights;
 		s->flights = f;
 	}

@@ -198,6 +198,28 @@ static void test_span_digest(const struct tb *tar)
 	free(g);
 }
 
+/* Two indexes of one blob with different span sizes share a cache safely. */
+static void test_two_span_sizes(const struct tb *tar)
+{
+	size_t glen;
+	unsigned char *g = gz(tar->buf, tar->len, 6, &glen);
+	struct rootfs_index *a = NULL, *b = NULL;
+	struct rootfs_spans *s = NULL;
+	struct mem_src m = {g, glen, -1, 0};
+	CHECK_INT(build_ix(g, glen, 65536, 65536, NULL, NULL, &a), 0);
+	CHECK_INT(build_ix(g, glen, 300000, 65536, NULL, NULL, &b), 0);
+	CHECK_INT(rootfs_spans_new(64u << 20, &s), 0);
+	for (int r = 0; a && b && r < 100; r++) {
+		uint64_t off = next_rand() % tar->len;
+		check_read(s, a, &m, tar, off, 5000);
+		check_read(s, b, &m, tar, off + 1, 5000);
+	}
+	rootfs_spans_free(s);
+	rootfs_index_free(a);
+	rootfs_index_free(b);
+	free(g);
+}
+
 static void test_refused(const struct tb *tar)
 {
 	size_t glen;
@@ -337,6 +359,10 @@ static void test_zstd(const struct tb *tar)
 		rootfs_index_free(ix);
 	}
 	copy.len = 0;
+	CHECK_INT(build_ix(z, l1 + l2, 0, 3, NULL, &o, &ix), 0); /* 3-byte chunks */
+	CHECK(copy.len == tar->len && memcmp(copy.buf, tar->buf, tar->len) == 0);
+	rootfs_index_free(ix);
+	copy.len = 0;
 	CHECK_INT(build_ix(z, l1 + l2 - 3, 0, 5000, NULL, &o, &ix), -EIO); /* truncated */
 	o.on_output = refuse_out;
 	CHECK_INT(build_ix(z, l1 + l2, 0, 5000, NULL, &o, &ix), -ENOSPC);
@@ -417,6 +443,7 @@ int main(void)
 	test_multi_member(&tar);
 	test_plain_tar(&tar);
 	test_span_digest(&tar);
+	test_two_span_sizes(&tar);
 	test_refused(&tar);
 	test_zstd(&tar);
 	test_threads(&tar);
