@@ -5,8 +5,10 @@
  * 1. struct rootfs_build streams one layer blob once (fed in chunks of any
  *    size), scans its tar headers and, for gzip layers, records a checkpoint
  *    about every 1 MiB of output plus the sha256 of each span of compressed
- *    bytes. rootfs_build_finish() refuses (-EIO) a stream whose sha256 is not
- *    the layer digest, so a committed index always describes the real blob.
+ *    bytes (plain tar: spans of the blob; zstd: spans of the decompressed
+ *    copy the caller keeps, see on_output). rootfs_build_finish() refuses
+ *    (-EIO) a stream whose sha256 is not the layer digest, so a committed
+ *    index always describes the real blob.
  * 2. struct rootfs_index is one layer's index: entry table, attributes,
  *    xattrs, checkpoints, span digests. rootfs_index_save() writes it to
  *    DIR/<digest hex> (temp + rename, trailing sha256); rootfs_index_load()
@@ -25,6 +27,15 @@
  *
  * Errors: functions return 0 (or a count) or -errno. Logging goes through
  * net/log.h (one line per skipped or refused entry).
+ *
+ * A typical mount: per layer, rootfs_index_load(cache_dir/index, digest);
+ * on -ENOENT/-EBADMSG a build fed from the verified blob path, then
+ * rootfs_index_save(). Then rootfs_tree_merge(image digest, indexes). A
+ * LOOKUP is rootfs_tree_lookup(), a READDIR walks rootfs_node_child(), a
+ * GETATTR is rootfs_node_attr() (user.ecr.layer = attr.layer and
+ * rootfs_index_digest(layers[attr.layer])), a READ is rootfs_node_data() and
+ * rootfs_spans_read() on that layer's index with a source for its blob.
+ * doc/ROOTFS.md has the formats, the rules and the limits.
  */
 #ifndef ECRFS_ROOTFS_H
 #define ECRFS_ROOTFS_H
@@ -36,7 +47,7 @@
 /* ---- building a layer index ------------------------------------------- */
 
 enum rootfs_compression {
-	ROOTFS_COMP_AUTO = 0, /* from the first bytes: gzip magic, else tar */
+	ROOTFS_COMP_AUTO = 0, /* from the first 4 bytes: gzip or zstd magic, else tar */
 	ROOTFS_COMP_NONE,     /* plain tar */
 	ROOTFS_COMP_GZIP,     /* gzip, one or several members */
 	ROOTFS_COMP_ZSTD,     /* zstd: decompressed once; see on_output */
@@ -92,9 +103,10 @@ size_t rootfs_index_mem(const struct rootfs_index *ix);
 
 /* ---- reading bytes ---------------------------------------------------------- */
 
-/* Fills buf with exactly len compressed bytes of the blob at off, or
- * returns -errno. Called without any rootfs lock held, possibly from
- * several threads at once. */
+/* Fills buf with exactly len bytes at off of the blob (of the decompressed
+ * copy for a zstd layer), or returns -errno. Called without any rootfs lock
+ * held, possibly from several threads at once; it should have a deadline,
+ * since readers of the same span wait for the one fetching it. */
 struct rootfs_source {
 	int (*read_compressed)(void *arg, uint64_t off, void *buf, size_t len);
 	void *arg;
@@ -108,7 +120,9 @@ void rootfs_spans_free(struct rootfs_spans *s);
 /* Reads up to len bytes of ix's uncompressed stream at off: returns the
  * count (short only at the end of the stream) or -errno; -EIO when a span's
  * compressed bytes fail their sha256 (nothing is cached then, so the next
- * read fetches again). Thread-safe. */
+ * read fetches again). Thread-safe; concurrent misses of one span share one
+ * fetch and inflate (single-flight). Spans are cached by (layer digest,
+ * first uncompressed offset), so indexes of one layer share them. */
 ssize_t rootfs_spans_read(struct rootfs_spans *s, const struct rootfs_index *ix,
 			  const struct rootfs_source *src, uint64_t off, void *buf, size_t len);
 /* Counters for stats. */
