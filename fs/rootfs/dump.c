@@ -1,7 +1,7 @@
 /* rootfs-dump: a test tool (not installed). Indexes local layer blobs (base
  * first), merges them and prints one JSON object per node, in name order,
  * with the sha256 of every regular file read through the span reader.
- *   rootfs-dump [-b] [-i INDEX_DIR] [-l LAYER_NO] [-n NS] [-s SPAN] LAYER...
+ *   rootfs-dump [-b] [-c CACHE_MIB] [-i INDEX_DIR] [-l LAYER_NO] [-n NS] [-s SPAN] LAYER...
  * -i saves every index and loads it back before use; -l prints the tree of
  * one layer as stored instead of the merged one; -b only builds the indexes
  * and prints their sizes (for measurements). Strings are hex. */
@@ -189,10 +189,13 @@ int main(int argc, char **argv)
 {
 	const char *idir = NULL, *ns = "sha256:dump";
 	int opt, layer = -1, rc = 0, build_only = 0;
+	size_t cache = 4u << 20;
 	uint32_t span = 0;
-	while ((opt = getopt(argc, argv, "bi:l:n:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "bc:i:l:n:s:")) != -1) {
 		if (opt == 'b')
 			build_only = 1;
+		else if (opt == 'c')
+			cache = (size_t)strtoul(optarg, NULL, 0) << 20;
 		else if (opt == 'i')
 			idir = optarg;
 		else if (opt == 'l')
@@ -219,7 +222,7 @@ int main(int argc, char **argv)
 		       rootfs_index_entries(d.ix[i]),
 		       (unsigned long long)rootfs_index_size(d.ix[i]), rootfs_index_mem(d.ix[i]));
 	if (rc == 0 && !build_only)
-		rc = rootfs_spans_new(4u << 20, &d.spans);
+		rc = rootfs_spans_new(cache, &d.spans);
 	if (rc < 0 || build_only)
 		;
 	else if (layer >= 0 && (size_t)layer < nl)

@@ -92,7 +92,7 @@ def dump(layout, tag, tmp, span=262144):
     _, m = manifest(layout, tag)
     blobs = [blob_path(layout, l["digest"]) for l in m["layers"]]
     os.makedirs(tmp, exist_ok=True)
-    r = subprocess.run([DUMP, "-i", os.path.join(tmp, "index"), "-s", str(span)] + blobs,
+    r = subprocess.run([DUMP, "-c", "64", "-i", os.path.join(tmp, "index"), "-s", str(span)] + blobs,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     out = {}
