@@ -73,10 +73,16 @@ static void inode_put(struct tree_inode *in)
 static int node_add(struct rootfs_tree *t, struct rootfs_node *dir, const char *name, size_t len,
 		    struct tree_inode *in, struct rootfs_node **out)
 {
-	struct rootfs_node *n = calloc(1, sizeof(*n));
-	int rc = -ENOMEM;
-	if (!n || !(n->name = strndup(name, len)))
+	struct rootfs_node *n = NULL;
+	int rc = -ENAMETOOLONG;
+	/* Symlinked parents could otherwise build paths (and depths) without
+	 * bound; every path stays a valid tar name. */
+	if (dir->plen + 1 + len >= ROOTFS_PATH_MAX)
 		goto out;
+	rc = -ENOMEM;
+	if (!(n = calloc(1, sizeof(*n))) || !(n->name = strndup(name, len)))
+		goto out;
+	n->plen = dir->plen + (dir->parent ? 1 : 0) + (uint32_t)len;
 	if (t->n_nodes >= t->nbuckets && (rc = tab_grow(t)) < 0)
 		goto out;
 	rc = rootfs_ix_grow((void **)&dir->kids, &dir->capkids, dir->nkids + 1, sizeof(n));
@@ -173,7 +179,7 @@ static struct rootfs_node *resolve(struct rootfs_tree *t, struct rootfs_node *cu
 		if (!k && create) {
 			struct tree_inode *in = inode_new(ROOTFS_DIR, layer, TREE_NO_ENT);
 			if (!in || (*rc = node_add(t, cur, p + i, n, in, &k)) < 0) {
-				*rc = in ? *rc : -ENOMEM;
+				*rc = !in ? -ENOMEM : *rc == -ENAMETOOLONG ? 0 : *rc;
 				free(in);
 				return NULL;
 			}
@@ -268,8 +274,9 @@ static int apply_entry(struct rootfs_tree *t, const struct rootfs_index *ix, uns
 	if (*path && !(dir = parent_of(t, path, layer, 1, &base, &rc)) && rc < 0)
 		return rc;
 	if (*path && !dir) {
-		log_warn("rootfs: layer %u: \"%.200s\" skipped: a parent is not a directory", layer,
-			 path);
+		log_warn("rootfs: layer %u: \"%.200s\" skipped: its parent is a file, a link loop "
+			 "or too deep",
+			 layer, path);
 		return 0;
 	}
 	if (!*path && e->type != ROOTFS_DIR)
@@ -288,6 +295,12 @@ static int apply_entry(struct rootfs_tree *t, const struct rootfs_index *ix, uns
 		node_remove(t, old);
 	rc = node_add(t, dir, base, strlen(base), in, &n);
 	inode_put(in);
+	if (rc == -ENAMETOOLONG) {
+		log_warn(
+		    "rootfs: layer %u: \"%.200s\" skipped: its path through symlinks is too long",
+		    layer, path);
+		rc = 0;
+	}
 	return rc;
 }
 

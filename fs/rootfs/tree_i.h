@@ -22,6 +22,7 @@ struct rootfs_node {
 	struct tree_inode *inode;
 	struct rootfs_node **kids; /* sorted by name once the tree is built */
 	size_t nkids, capkids, kid_idx;
+	uint32_t plen; /* length of the node's path from the root */
 };
 
 struct ino_slot {

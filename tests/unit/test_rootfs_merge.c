@@ -334,6 +334,46 @@ static void test_hostile(void)
 	free(b.buf);
 }
 
+/* Symlinked parents cannot make a path longer than a tar name. */
+static void test_long_through_links(void)
+{
+	struct tb b = {0};
+	char chain[ROOTFS_PATH_MAX], name[200];
+	size_t n = 0;
+	while (n + 2 < 4000) {
+		memcpy(chain + n, "a/", 2);
+		n += 2;
+	}
+	chain[n - 1] = 0; /* "a/a/.../a": n / 2 = 1999 levels */
+	char *leaf = malloc(n + 8);
+	memcpy(leaf, chain, n - 1);
+	memcpy(leaf + n - 1, "/f", 3);
+	tb_gnu_long(&b, 'L', leaf);
+	tb_file(&b, "x", "leaf", 0644); /* named by the long name */
+	tb_gnu_long(&b, 'K', chain);
+	tb_entry(&b, &(struct tb_ent){.name = "s", .type = '2', .link = "x"});
+	memset(name, 'b', sizeof(name));
+	memcpy(name, "s/", 2);
+	memcpy(name + 150, "/y", 3); /* 3997 + 1 + 148 + 2 > 4095 */
+	tb_gnu_long(&b, 'L', name);
+	tb_file(&b, "z", "too deep", 0644);
+	tb_file(&b, "s/ok", "fits", 0644);
+	tb_end(&b);
+	struct rootfs_index *h = NULL;
+	struct rootfs_tree *t = NULL;
+	CHECK_INT(build_ix(b.buf, b.len, 0, 4096, NULL, NULL, &h), 0);
+	if (h)
+		CHECK_INT(rootfs_tree_merge("sha256:long", &h, 1, &t), 0);
+	if (t) {
+		/* root, the chain, f, s, ok */
+		CHECK_INT(rootfs_tree_nodes(t), 1 + n / 2 + 1 + 1 + 1);
+		rootfs_tree_free(t);
+	}
+	rootfs_index_free(h);
+	free(leaf);
+	free(b.buf);
+}
+
 int main(void)
 {
 	make_layers();
@@ -345,6 +385,7 @@ int main(void)
 	}
 	test_symlink_parents();
 	test_hostile();
+	test_long_through_links();
 	for (int i = 0; i < 3; i++) {
 		rootfs_index_free(ix[i]);
 		free(layers[i].buf);
