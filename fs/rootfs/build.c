@@ -95,6 +95,8 @@ int rootfs_build_new(const char *digest, enum rootfs_compression comp,
 		b->o = *opts;
 	if (!b->o.span_bytes)
 		b->o.span_bytes = 1u << 20;
+	if (b->o.span_bytes > (64u << 20))
+		b->o.span_bytes = 64u << 20;
 	if (!b->o.max_out)
 		b->o.max_out = 64ull << 30;
 	if (!b->o.max_ratio)
@@ -162,6 +164,13 @@ static int ckpt_add(struct rootfs_build *b, uint64_t in, uint32_t bits, uint64_t
 
 static int check_caps(struct rootfs_build *b)
 {
+	const struct rootfs_index *ix = b->ix;
+	if (b->comp == ROOTFS_COMP_GZIP && ix->n_ck &&
+	    b->out - ix->ck[ix->n_ck - 1].out > ROOTFS_MAX_SPAN_OUT) {
+		log_err("rootfs: layer %s has a deflate block of more than 256 MiB; refusing it",
+			ix->digest);
+		return -EFBIG;
+	}
 	if (b->out > b->o.max_out ||
 	    (b->out > (256ull << 20) && b->out / b->o.max_ratio > b->fed)) {
 		log_err("rootfs: layer %s inflates to more than %s; refusing it (gzip bomb?)",

@@ -205,6 +205,9 @@ static int check_ckpts(const struct rootfs_index *ix)
 			return -EBADMSG;
 		if (ix->comp != ROOTFS_COMP_GZIP && (c->in != c->out || c->win_len || c->bits))
 			return -EBADMSG;
+		uint64_t end = i + 1 < ix->n_ck ? ix->ck[i + 1].out : ix->out_size;
+		if (end - c->out > ROOTFS_MAX_SPAN_OUT)
+			return -EBADMSG;
 	}
 	return 0;
 }

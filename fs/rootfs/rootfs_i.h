@@ -12,6 +12,10 @@
 #define ROOTFS_PATH_MAX 4096u
 #define ROOTFS_META_MAX (1u << 20) /* a PAX or GNU long-name record */
 #define ROOTFS_NONE UINT64_MAX
+/* Output of one span at most: deflate blocks longer than this (real
+ * encoders write a few MiB at most) would make every read of the span
+ * inflate that much, so such a layer is refused. */
+#define ROOTFS_MAX_SPAN_OUT (256ull << 20)
 
 /* One tar entry of a layer. Strings and xattr values live in the index's
  * string pool; fixed-size fields so the index file is these arrays as is. */

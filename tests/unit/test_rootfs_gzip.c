@@ -436,6 +436,55 @@ static void test_single_flight(const struct tb *tar)
 	free(g);
 }
 
+struct bits {
+	unsigned char *p;
+	size_t len;
+	uint32_t acc;
+	int n;
+};
+
+static void put_bits(struct bits *w, uint32_t v, int n)
+{
+	w->acc |= v << w->n;
+	w->n += n;
+	while (w->n >= 8) {
+		w->p[w->len++] = (unsigned char)w->acc;
+		w->acc >>= 8;
+		w->n -= 8;
+	}
+}
+
+/* A Huffman code goes out most significant bit first. */
+static void put_code(struct bits *w, uint32_t code, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+		put_bits(w, (code >> i) & 1, 1);
+}
+
+/* One fixed-Huffman deflate block of 300 MiB of zeros (what zlib never
+ * writes): refused, since every read of that span would inflate it all. */
+static void test_long_block(void)
+{
+	size_t syms = (300u << 20) / 258;
+	struct bits w = {malloc(syms * 2 + 64), 0, 0, 0};
+	memcpy(w.p, "\x1f\x8b\x08\0\0\0\0\0\0\x03", 10);
+	w.len = 10;
+	put_bits(&w, 1, 1);    /* BFINAL */
+	put_bits(&w, 1, 2);    /* fixed Huffman */
+	put_code(&w, 0x30, 8); /* literal 0 */
+	for (size_t i = 0; i < syms; i++) {
+		put_code(&w, 0xc5, 8); /* length 258 */
+		put_code(&w, 0, 5);    /* distance 1 */
+	}
+	put_code(&w, 0, 7); /* end of block */
+	put_bits(&w, 0, 7);
+	memset(w.p + w.len, 0, 8); /* trailer: never reached */
+	struct rootfs_index *ix = NULL;
+	CHECK_INT(build_ix(w.p, w.len + 8, 0, 1 << 20, NULL, NULL, &ix), -EFBIG);
+	CHECK(ix == NULL);
+	free(w.p);
+}
+
 int main(void)
 {
 	struct tb tar = make_tar();
@@ -449,6 +498,7 @@ int main(void)
 	test_threads(&tar);
 	test_single_flight(&tar);
 	test_bomb();
+	test_long_block();
 	free(tar.buf);
 	return check_summary("test_rootfs_gzip");
 }
