@@ -41,8 +41,17 @@ struct rootfs_build {
 
 static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
 {
-	struct rootfs_index *ix = arg;
+	struct rootfs_build *b = arg;
+	struct rootfs_index *ix = b->ix;
 	struct rootfs_ent ent = {0};
+	size_t need = strlen(e->path) + (e->link ? strlen(e->link) : 0) + 2;
+	for (size_t i = 0; i < e->n_xa; i++)
+		need += strlen(e->xa[i].name) + e->xa[i].len + 2;
+	if (ix->n_pool + need > b->o.max_names) {
+		log_err("rootfs: layer %s: names and xattrs over %llu MiB; refusing it", ix->digest,
+			(unsigned long long)(b->o.max_names >> 20));
+		return -EFBIG;
+	}
 	int rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(ent));
 	if (rc == 0)
 		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa,
@@ -101,11 +110,13 @@ int rootfs_build_new(const char *digest, enum rootfs_compression comp,
 		b->o.max_out = 64ull << 30;
 	if (!b->o.max_ratio)
 		b->o.max_ratio = 1100;
+	if (!b->o.max_names)
+		b->o.max_names = 512ull << 20;
 	b->comp = comp;
 	rc = rootfs_ix_new(digest, &b->ix);
 	if (rc < 0)
 		goto out;
-	rc = rootfs_tar_new(on_tar_entry, b->ix, b->o.max_entries, &b->tar);
+	rc = rootfs_tar_new(on_tar_entry, b, b->o.max_entries, &b->tar);
 	if (rc < 0)
 		goto out;
 	b->whole = EVP_MD_CTX_new();

@@ -58,6 +58,9 @@ struct rootfs_build_opts {
 	uint64_t max_out;     /* uncompressed size cap (0: 64 GiB) -> -EFBIG */
 	uint32_t max_ratio;   /* out/in cap once out > 256 MiB (0: 1100) -> -EFBIG */
 	uint32_t max_entries; /* entry count cap (0: 2,000,000) -> -EFBIG */
+	/* Names, link targets and xattr values of the layer (0: 512 MiB) ->
+	 * -EFBIG; a PAX g record's xattrs are copied to every later entry. */
+	uint64_t max_names;
 	/* zstd layers only: called in order with every byte of the decompressed
 	 * stream (a non-zero return stops the build with it). zstd has no
 	 * random access, so the caller keeps this copy (in the cache) and the

@@ -122,12 +122,13 @@ static inline void tb_pax(struct tb *b, char t, size_t n, const char *const *kv)
 {
 	struct tb rec = {0};
 	for (size_t i = 0; i < n; i++) {
-		char line[70000];
 		size_t body = strlen(kv[2 * i]) + strlen(kv[2 * i + 1]) + 3, len = body + 1;
 		while (snprintf(NULL, 0, "%zu", len) + body != len)
 			len++;
-		snprintf(line, sizeof(line), "%zu %s=%s\n", len, kv[2 * i], kv[2 * i + 1]);
+		char *line = malloc(len + 1);
+		snprintf(line, len + 1, "%zu %s=%s\n", len, kv[2 * i], kv[2 * i + 1]);
 		tb_put(&rec, line, len);
+		free(line);
 	}
 	tb_entry(
 	    b, &(struct tb_ent){

@@ -436,6 +436,30 @@ static void test_single_flight(const struct tb *tar)
 	free(g);
 }
 
+/* A global PAX xattr is copied to every entry: the names cap bounds it. */
+static void test_global_xattr_cap(void)
+{
+	struct tb b = {0};
+	char *val = malloc(500001);
+	memset(val, 'v', 500000);
+	val[500000] = 0;
+	const char *kv[] = {"SCHILY.xattr.user.big", val};
+	tb_pax(&b, 'g', 1, kv);
+	for (int i = 0; i < 40; i++)
+		tb_file(&b, "f", "", 0644);
+	tb_end(&b);
+	struct rootfs_index *ix = NULL;
+	struct rootfs_build_opts o = {.max_names = 8u << 20};
+	CHECK_INT(build_ix(b.buf, b.len, 0, 65536, NULL, &o, &ix), -EFBIG);
+	o.max_names = 0;
+	CHECK_INT(build_ix(b.buf, b.len, 0, 65536, NULL, &o, &ix), 0);
+	if (ix)
+		CHECK_INT(ix->n_xa, 40);
+	rootfs_index_free(ix);
+	free(val);
+	free(b.buf);
+}
+
 struct bits {
 	unsigned char *p;
 	size_t len;
@@ -499,6 +523,7 @@ int main(void)
 	test_single_flight(&tar);
 	test_bomb();
 	test_long_block();
+	test_global_xattr_cap();
 	free(tar.buf);
 	return check_summary("test_rootfs_gzip");
 }
