@@ -119,6 +119,7 @@ struct rootfs_spans;
 
 /* A cache of inflated spans bounded by max_bytes (0: no caching). */
 int rootfs_spans_new(size_t max_bytes, struct rootfs_spans **out);
+/* No read may be in flight. */
 void rootfs_spans_free(struct rootfs_spans *s);
 /* Reads up to len bytes of ix's uncompressed stream at off: returns the
  * count (short only at the end of the stream) or -errno; -EIO when a span's

@@ -347,7 +347,9 @@ out:
 }
 
 /* Under lock: waits for flight f to land; its result, or -ENOENT when the
- * span did not stay cached (then the caller loads it itself). */
+ * span did not stay cached or the loader's source failed (an interrupted or
+ * timed-out fetch is the loader's own; only a bad digest is shared): the
+ * caller then loads the span itself. */
 static int wait_flight(struct rootfs_spans *s, struct flight *f, size_t from, void *dst, size_t n)
 {
 	f->waiters++;
@@ -356,6 +358,8 @@ static int wait_flight(struct rootfs_spans *s, struct flight *f, size_t from, vo
 	int rc = f->rc;
 	if (rc == 0)
 		rc = cache_copy(s, f->layer, f->idx, from, dst, n);
+	else if (rc != -EIO)
+		rc = -ENOENT;
 	if (--f->waiters == 0)
 		free(f);
 	return rc;
