@@ -373,6 +373,7 @@ static void test_zstd(const struct tb *tar)
 struct slow_src {
 	struct mem_src m;
 	pthread_mutex_t lock;
+	int fail_first; /* the first fetch fails as an interrupted one would */
 };
 
 static int slow_read(void *arg, uint64_t off, void *buf, size_t len)
@@ -381,6 +382,8 @@ static int slow_read(void *arg, uint64_t off, void *buf, size_t len)
 	usleep(100000);
 	pthread_mutex_lock(&s->lock);
 	int rc = mem_read(&s->m, off, buf, len);
+	if (s->fail_first && s->m.reads == 1)
+		rc = -EINTR;
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -405,14 +408,15 @@ static void *same_span_main(void *arg)
 	return NULL;
 }
 
-/* Readers missing the same span at once share one fetch. */
-static void test_single_flight(const struct tb *tar)
+/* Readers missing the same span at once share one fetch; when the
+ * loader's fetch fails (interrupted), the waiting readers fetch again. */
+static void test_single_flight(const struct tb *tar, int fail_first)
 {
 	size_t glen;
 	unsigned char *g = gz(tar->buf, tar->len, 6, &glen);
 	struct rootfs_index *ix = NULL;
 	struct rootfs_spans *s = NULL;
-	struct slow_src ss = {{g, glen, -1, 0}, PTHREAD_MUTEX_INITIALIZER};
+	struct slow_src ss = {{g, glen, -1, 0}, PTHREAD_MUTEX_INITIALIZER, fail_first};
 	struct rootfs_source src = {slow_read, &ss};
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, 4);
@@ -425,11 +429,16 @@ static void test_single_flight(const struct tb *tar)
 					  tar, &go, 0};
 		pthread_create(&th[i], NULL, same_span_main, &r[i]);
 	}
+	int bad = 0;
 	for (int i = 0; i < 4 && ix; i++) {
 		pthread_join(th[i], NULL);
-		CHECK_INT(r[i].bad, 0);
+		bad += r[i].bad;
 	}
-	CHECK_INT(ss.m.reads, 1);
+	CHECK_INT(bad, fail_first ? 1 : 0);
+	if (fail_first)
+		CHECK(ss.m.reads >= 2 && ss.m.reads <= 4);
+	else
+		CHECK_INT(ss.m.reads, 1);
 	pthread_barrier_destroy(&go);
 	rootfs_spans_free(s);
 	rootfs_index_free(ix);
@@ -520,7 +529,8 @@ int main(void)
 	test_refused(&tar);
 	test_zstd(&tar);
 	test_threads(&tar);
-	test_single_flight(&tar);
+	test_single_flight(&tar, 0);
+	test_single_flight(&tar, 1);
 	test_bomb();
 	test_long_block();
 	test_global_xattr_cap();
