@@ -9,6 +9,7 @@
 
 #include "fs/tree/kinds_i.h"
 #include "fs/tree/names.h"
+#include "fs/tree/views.h"
 #include "net/log.h"
 
 int ns_exists(const struct fs_list *repos, const char *prefix, const struct ecr_repo **repo)
@@ -142,6 +143,9 @@ static int repo_lookup(struct fs_ctx *c, struct fs_node *dir, const char *name,
 {
 	int ns = dir->kind == FS_N_NAMESPACE;
 	char base[256];
+	enum fs_view view;
+	if (fs_name_view(name, base, sizeof base, &view))
+		return fs_view_lookup(c, dir, base, view, f);
 	if (ns && fs_name_digest_dir(name, f->digest, sizeof f->digest))
 		return lookup_digest_dir(c, dir, f);
 	if (name[0] && name[strlen(name) - 1] == '@') {

@@ -32,6 +32,7 @@ const struct fs_kind_ops *kind_ops(enum fs_kind k);
 extern const struct fs_kind_ops kind_root, kind_ctl_dir, kind_ctl_file, kind_registry;
 extern const struct fs_kind_ops kind_region, kind_namespace;
 extern const struct fs_kind_ops kind_image, kind_img_dir, kind_img_file;
+extern const struct fs_kind_ops kind_view; /* FS_N_VIEW, FS_N_VIEW_ENTRY (views.c) */
 
 /* Shared pieces. */
 #define TREE_LONG_TTL 86400.0

@@ -177,3 +177,30 @@ int fs_name_is_referrer_tag(const char *s)
 			return 0;
 	return 1;
 }
+
+static const char *const view_words[] = {
+	[FS_VIEW_ROOTFS] = "rootfs",       [FS_VIEW_LAYERS] = "layers",
+	[FS_VIEW_REFERRERS] = "referrers", [FS_VIEW_SCAN] = "scan.json",
+	[FS_VIEW_SETTINGS] = "settings",
+};
+
+const char *fs_view_word(enum fs_view v)
+{
+	return v > FS_VIEW_NONE && v <= FS_VIEW_SETTINGS ? view_words[v] : NULL;
+}
+
+int fs_name_view(const char *name, char *base, size_t basesize, enum fs_view *view)
+{
+	const char *at = strrchr(name, '@');
+	if (!at || at == name || (size_t)(at - name) >= basesize)
+		return 0;
+	for (int v = FS_VIEW_ROOTFS; v <= FS_VIEW_SETTINGS; v++) {
+		if (strcmp(at + 1, view_words[v]) != 0)
+			continue;
+		memcpy(base, name, (size_t)(at - name));
+		base[at - name] = 0;
+		*view = (enum fs_view)v;
+		return 1;
+	}
+	return 0;
+}

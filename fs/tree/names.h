@@ -20,6 +20,22 @@ int fs_name_is_digest(const char *s);
 /* "@sha256-<hex>" -> "sha256:<hex>" into out (72 bytes). Returns 1 on match. */
 int fs_name_digest_dir(const char *name, char *out, size_t outsize);
 
+/* Derived views: "X@word" next to a tag, digest directory or repository X.
+ * Resolved by name, never listed. */
+enum fs_view {
+	FS_VIEW_NONE = 0,
+	FS_VIEW_ROOTFS,    /* TAG@rootfs/: the merged root filesystem */
+	FS_VIEW_LAYERS,    /* TAG@layers/N/: each layer's files as stored */
+	FS_VIEW_REFERRERS, /* TAG@referrers/: one OCI layout per referrer */
+	FS_VIEW_SCAN,      /* TAG@scan.json: the image's scan findings */
+	FS_VIEW_SETTINGS,  /* REPO@settings/: the repository's settings as files */
+};
+/* 1 when name is "X@word" with word a view's name: X into base, the view
+ * into *view. */
+int fs_name_view(const char *name, char *base, size_t basesize, enum fs_view *view);
+/* The word of a view ("rootfs"), NULL for FS_VIEW_NONE. */
+const char *fs_view_word(enum fs_view v);
+
 /* A tag made for a referrer rather than an image a user runs: the OCI
  * referrers tag schema ("sha256-<hex>") and cosign's "sha256-<hex>.sig",
  * ".att", ".sbom". */

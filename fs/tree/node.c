@@ -1,5 +1,6 @@
 /* The inode table (see node.h for the locking and lifetime rules). */
 #include "fs/tree/node.h"
+#include "fs/tree/views.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -178,6 +179,8 @@ static void node_free(struct fs_node *n)
 	free(n->digest);
 	if (n->img)
 		fs_image_put(n->img);
+	if (n->kind == FS_N_VIEW && n->vdata)
+		fs_view_data_free(n->view, n->vdata);
 	free(n);
 }
 
@@ -330,6 +333,8 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 		n->immutable = t && t->immutable ? t->immutable : dir->immutable;
 	n->blob_idx = t ? t->blob_idx : 0;
 	n->ctl = t ? t->ctl : 0;
+	n->view = t && t->view ? t->view : dir->view;
+	n->vdata = t ? t->vdata : NULL;
 	n->created = time(NULL);
 	if (!n->name || (t && t->digest && !n->digest) || (dir->registry && !n->registry) || (dir->region && !n->region) ||
 	    (dir->repo && !n->repo) || (dir->tag && !n->tag)) {
@@ -520,4 +525,27 @@ size_t fs_node_count(void)
 	size_t n = live_nodes;
 	pthread_mutex_unlock(&node_mu);
 	return n;
+}
+
+void *fs_node_set_vdata(struct fs_node *n, void *vdata)
+{
+	void *loser = NULL;
+	pthread_mutex_lock(&node_mu);
+	if (!n->vdata)
+		n->vdata = vdata;
+	else
+		loser = vdata;
+	vdata = n->vdata;
+	pthread_mutex_unlock(&node_mu);
+	if (loser)
+		fs_view_data_free(n->view, loser);
+	return vdata;
+}
+
+void *fs_node_vdata(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	void *v = n->vdata;
+	pthread_mutex_unlock(&node_mu);
+	return v;
 }

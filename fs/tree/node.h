@@ -37,6 +37,9 @@ enum fs_kind {
 	FS_N_IMG_FILE,    /* oci-layout (-1), index.json (-2), blob (blob_idx >= 0) */
 	FS_N_PENDING_DIR, /* created locally by mkdir; push owns `push` */
 	FS_N_PENDING_FILE,/* created locally by create; push owns `push` */
+	FS_N_VIEW,        /* X@word: the root of a derived view (view set) of the image
+	                     or repository X (tree/views.c) */
+	FS_N_VIEW_ENTRY,  /* below a view's root: the view's own (view, vptr) */
 };
 
 /* The root's inode number (the kernel's FUSE_ROOT_ID). */
@@ -68,6 +71,9 @@ struct fs_node {
 	                            set once under the node lock (fs_node_set_img) */
 	int blob_idx;            /* IMG_DIR/IMG_FILE: see FS_IDX_*, or index in img */
 	enum fs_ctl ctl;         /* CTL_FILE */
+	int view;                /* VIEW, VIEW_ENTRY: enum fs_view (tree/names.h) */
+	void *vdata;             /* VIEW_ENTRY: the view's, immutable (e.g. a rootfs node);
+	                            VIEW: loaded lazily under the node lock (fs_node_set_vdata) */
 	time_t created;          /* immutable: when the node was made (TTL checks) */
 
 	/* Under the node lock. */
@@ -118,6 +124,8 @@ struct fs_node_tmpl {
 	int immutable;
 	int blob_idx;
 	enum fs_ctl ctl;
+	int view;
+	void *vdata;
 };
 
 /* Makes dir/name from tmpl, replacing (detaching) an older non-pending child
@@ -130,6 +138,11 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img);
 /* The node's img referenced, or NULL. */
 struct fs_image *fs_node_img(struct fs_node *n);
+
+/* A VIEW node's data (its view's, freed with the node): set once, the
+ * value already set wins (the loser is freed); and read. */
+void *fs_node_set_vdata(struct fs_node *n, void *vdata);
+void *fs_node_vdata(struct fs_node *n);
 
 /* Detaches dir/name (not pending) so the next lookup rebuilds it. */
 void fs_node_drop_child(struct fs_node *dir, const char *name);

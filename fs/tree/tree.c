@@ -22,6 +22,8 @@ const struct fs_kind_ops *kind_ops(enum fs_kind k)
 	case FS_N_IMAGE: return &kind_image;
 	case FS_N_IMG_DIR: return &kind_img_dir;
 	case FS_N_IMG_FILE: return &kind_img_file;
+	case FS_N_VIEW:
+	case FS_N_VIEW_ENTRY: return &kind_view;
 	default: return NULL; /* pending kinds: the push glue's */
 	}
 }

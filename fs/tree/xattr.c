@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "fs/tree/kinds_i.h"
+#include "fs/tree/views.h"
 
 static const char *const xattr_names[] = {
 	"user.ecr.digest", "user.ecr.uri",         "user.ecr.pushed_at", "user.ecr.media_type",
 	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", "user.ecr.tags",
-	"user.ecr.image_bytes", "user.ecr.mutability_exclusions", NULL,
+	"user.ecr.image_bytes", "user.ecr.mutability_exclusions", "user.ecr.views", NULL,
 };
 
 static void registry_host(const struct fs_node *n, char *buf, size_t size)
@@ -68,6 +69,8 @@ static int namespace_xattr(struct fs_ctx *c, struct fs_node *n, const char *name
 	else if (!strcmp(name, "user.ecr.mutability"))
 		*val = xstrdup(r->mutability != ECR_MUT_UNKNOWN ? ecr_mutability_name(r->mutability)
 		       : r->immutable ? "IMMUTABLE" : "MUTABLE");
+	else if (!strcmp(name, "user.ecr.views"))
+		*val = fs_views_list(0);
 	else if (!strcmp(name, "user.ecr.mutability_exclusions") && r->nmutability_filters)
 		*val = joined(r->mutability_filters, r->nmutability_filters);
 	fs_list_put(repos);
@@ -112,6 +115,8 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 		return strdup(n->immutable ? "IMMUTABLE" : "MUTABLE");
 	if (!strcmp(name, "user.ecr.tags"))
 		return im ? joined(im->tags, im->ntags) : NULL;
+	if (!strcmp(name, "user.ecr.views"))
+		return fs_views_list(1);
 	if (!strcmp(name, "user.ecr.image_bytes"))
 		return im ? printed("%lld", (long long)im->size) : NULL;
 	return NULL;
