@@ -709,6 +709,25 @@ class Bench:
                  goal=(">= 4.0" if net else ">= 0.9") + ", <= 64 MiB", runs=cp)
 
 
+    def soak_tags(self):
+        """Memory soak: browse many distinct tags (tests/stress/soak_tags.py);
+        one run: it is a bound, not a speed."""
+        sys.path.insert(0, str(SRC / "tests" / "stress"))
+        import soak_tags
+        n, repos = self.a.soak_tags, max(1, self.a.soak_tags // 200)
+        log(f"soak: seeding {n} tags in {repos} repositories")
+        names = soak_tags.seed(self.emu, repos, n)
+        with self.mount(self.fresh_cache("cache-soak")) as m:
+            t0 = time.perf_counter()
+            seen = soak_tags.browse(lambda r: str(m.path(*r.split("/"))), names)
+            took = time.perf_counter() - t0
+            hwm = m.vmhwm_kib() / 1024
+            with open(m.mnt / ".ecrfs" / "stats") as f:
+                tables = json.load(f).get("tables", {})
+        self.add("soak_tags", network="loopback", tags=seen, repos=repos, ecrfs_s=took,
+                 peak_rss_mib=hwm, tables=tables, goal="<= 64 MiB")
+
+
 def rss_ok(r):
     return r.get("peak_rss_mib") is None or r["peak_rss_mib"] <= 64
 
@@ -741,6 +760,9 @@ def describe(r):
                 f"aws ecr describe-images {r['ref_aws_cli_s']:.3f} s, "
                 f"{r['aws_cli_api_calls']:.0f} API calls",
                 ratio, met)
+    if n == "soak_tags":
+        return (f"VmHWM {r['peak_rss_mib']:.1f} MiB after browsing in {r['ecrfs_s']:.1f} s, "
+                f"{r['tables'].get('nodes', 0)} nodes kept", "", "", r["peak_rss_mib"] <= 64)
     if n == "rss_read":
         return (f"VmHWM {r['peak_rss_mib']:.1f} MiB ({r['total_mib']} MiB in {r['seconds']:.2f} s)",
                 "", "", r["peak_rss_mib"] <= 64)
@@ -782,7 +804,7 @@ def table(results):
     return "\n".join(lines)
 
 
-LOOPBACK = ["reads", "list_tags", "rss_read", "push", "push_layers"]
+LOOPBACK = ["reads", "list_tags", "rss_read", "push", "push_layers", "soak_tags"]
 NET = ["net_reads", "net_list_tags", "net_push_layers"]
 
 
@@ -803,6 +825,8 @@ def main():
                     help="modelled network: ms to a download's first byte (default 20)")
     ap.add_argument("--net-api-ms", type=int, default=30,
                     help="modelled network: ms per ECR API call (default 30)")
+    ap.add_argument("--soak-tags", type=int, help="tags browsed by the memory soak "
+                    "(default 20000, quick 2000)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", help="comma-separated, of: " + ",".join(LOOPBACK + NET) +
                     "; or loopback, net (all rows of that network)")
@@ -811,6 +835,7 @@ def main():
     a = ap.parse_args()
     a.size_mib = a.size_mib or (32 if a.quick else 1024)
     a.tags = a.tags or (500 if a.quick else 5000)
+    a.soak_tags = a.soak_tags or (2000 if a.quick else 20000)
     a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
     a.net_read_sizes = [int(x) for x in (a.net_read_sizes_mib or ("32" if a.quick else "256,1024"))
                         .split(",")]
@@ -839,7 +864,7 @@ def main():
         if not b.can_drop:
             log("bench: not root: page caches cannot be dropped; warm reads are skipped")
         steps = [("reads", b.reads), ("list_tags", b.list_tags), ("rss_read", b.rss_read),
-                 ("push", b.push), ("push_layers", b.push_layers),
+                 ("push", b.push), ("push_layers", b.push_layers), ("soak_tags", b.soak_tags),
                  ("net_reads", b.net_reads), ("net_list_tags", lambda: b.list_tags(net=True)),
                  ("net_push_layers", lambda: b.push_layers(net=True))]
         for name, fn in steps:

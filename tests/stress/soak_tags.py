@@ -63,12 +63,13 @@ def vmhwm_kib(pid):
     return 0
 
 
-def browse(mount, names):
+def browse(repo_path, names):
     """Every tag once: ls -l of its repository, stat of the tag, its
-    index.json and manifest read. Returns the number of tags seen."""
+    index.json and manifest read; repo_path(name) is the repository's
+    directory in the mount. Returns the number of tags seen."""
     seen = 0
     for r in names:
-        repo = mount.repo(r)
+        repo = repo_path(r)
         for tag in os.listdir(repo):
             t = os.path.join(repo, tag)
             os.stat(t)
@@ -93,7 +94,7 @@ def main():
         t1 = time.monotonic()
         m = Mount(emu, tmp, opts=a.opts).start()
         try:
-            seen = browse(m, names)
+            seen = browse(m.repo, names)
             t2 = time.monotonic()
             hwm = vmhwm_kib(m.proc.pid)
             with open(m.path(".ecrfs", "stats")) as f:
