@@ -151,14 +151,19 @@ static int checked(cache *c, const char *digest, struct cache_fds *f, uint64_t s
 	uint64_t bad = 0;
 	int complete = f->complete, ret = cache_check_range(c, f, size, off, len, &bad);
 
-	if (ret == -EBADMSG && complete)
-		log_warn("cache: sha256:%s: %s; the blob is dropped and fetched again", f->hex,
-			 f->map_fd < 0 ? "no checksums" : "a chunk does not match its checksum");
-	else if (ret == -EBADMSG)
-		log_warn("cache: sha256:%s: chunk %llu does not match its checksum; fetched again",
-			 f->hex, (unsigned long long)bad);
-	if (ret == -EBADMSG && !complete)
-		discard_chunk(c, f, size, bad);
+	if (ret == -ENODATA) {
+		ret = cache_sum_rebuild(c, f, size);
+		if (ret == -EBADMSG)
+			log_warn("cache: sha256:%s: cached blob does not match its digest; dropped "
+				 "and fetched again",
+				 f->hex);
+	} else if (ret == -EBADMSG) {
+		log_warn("cache: sha256:%s: chunk %llu does not match its checksum; %s", f->hex,
+			 (unsigned long long)bad,
+			 complete ? "the blob is dropped and fetched again" : "fetched again");
+		if (!complete)
+			discard_chunk(c, f, size, bad);
+	}
 	cache_fds_put(c, f);
 	if (ret == -EBADMSG && complete)
 		cache_blob_drop(c, digest);
@@ -401,7 +406,7 @@ static int link_sum(cache *c, const char *hex, const char *map)
 	cache_path_tmp(c, tmp);
 	cache_path_sum(c, hex, sum);
 	if (link(map, tmp) < 0)
-		return -errno;
+		return errno == ENOENT ? -EAGAIN : -errno; /* dropped meanwhile */
 	if (rename(tmp, sum) < 0) {
 		ret = -errno;
 		unlink(tmp);

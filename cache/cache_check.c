@@ -13,12 +13,15 @@
  * sealed blob is dropped whole and fetched again as it is read (rot is
  * rare, and turning a sealed blob back into a partial one under other
  * mounts' open files is not worth its races). A sealed blob without a
- * valid .sum is never served: dropped the same way. Caches of an older
- * format (no DIR/format stamp) hold blobs without sums: the first opener
- * discards them; meta records carry their own sha256 and are kept. */
+ * valid .sum (a cache of the older format, or a put or seal that raced a
+ * drop) is checked whole against its digest before any byte is served,
+ * then given sums; dropped when it does not match. The older format's
+ * partial blobs are discarded by the first opener (DIR/format stamp);
+ * meta records carry their own sha256. */
 #include "cache/cache_i.h"
 #include "net/log.h"
 
+#include <openssl/evp.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -130,8 +133,10 @@ int cache_check_range(cache *c, const struct cache_fds *f, uint64_t size, uint64
 	int ret = -EBADMSG;
 
 	*bad = first;
-	if (f->map_fd < 0 || cache_map_nonce(f->map_fd, size, &nonce))
-		goto out; /* a sealed blob without (valid) sums */
+	if (f->map_fd < 0 || cache_map_nonce(f->map_fd, size, &nonce)) {
+		ret = f->complete ? -ENODATA : -EBADMSG; /* a sealed blob without sums */
+		goto out;
+	}
 	for (uint64_t idx = first; idx <= last; idx++) {
 		if (vbit(c, f->hex, nonce, size, idx, 0))
 			continue;
@@ -152,6 +157,65 @@ out:
 	return ret;
 }
 
+/* Sums of data [0, size) into map (after its header and flags). */
+static void put_crcs(unsigned char *map, uint64_t size, uint64_t idx, uint32_t crc)
+{
+	unsigned char *p = map + crc_pos(size, idx);
+
+	for (int k = 0; k < 4; k++)
+		p[k] = (unsigned char)(crc >> (8 * k));
+}
+
+int cache_sum_rebuild(cache *c, const struct cache_fds *f, uint64_t size)
+{
+	uint64_t n = cache_nchunks(size), nonce = cache_new_nonce(c);
+	unsigned char *map = malloc((size_t)cache_map_len(size)), *buf = cache_chunk_buf_get();
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char got_hex[CACHE_HEX_LEN + 1], path[PATH_MAX];
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	int ret = -ENOMEM;
+
+	if (!map || !buf || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto out;
+	cache_map_header(map, size, nonce);
+	memset(map + CACHE_MAP_HDR, 1, (size_t)n);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t off = i * CACHE_CHUNK_SIZE;
+		size_t clen = size - off < CACHE_CHUNK_SIZE ? (size_t)(size - off) : CACHE_CHUNK_SIZE;
+		size_t got = 0;
+		ret = cache_pread_full(f->data_fd, buf, clen, off, &got);
+		if (ret)
+			goto out;
+		ret = -EBADMSG;
+		if (got != clen || EVP_DigestUpdate(ctx, buf, clen) != 1)
+			goto out;
+		put_crcs(map, size, i, cache_crc(buf, clen));
+	}
+	ret = -EBADMSG;
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
+		goto out;
+	cache_md_to_hex(md, got_hex);
+	if (strcmp(got_hex, f->hex) != 0)
+		goto out;
+	/* Checked whole: every chunk counts as checked in this process. */
+	for (uint64_t i = 0; i < n; i++)
+		vbit(c, f->hex, nonce, size, i, 1);
+	cache_path_sum(c, f->hex, path);
+	if (cache_write_atomic(c, path, NULL, 0, map, (size_t)cache_map_len(size), c->sync))
+		log_debug("cache: sha256:%s: cannot write its sums", f->hex);
+	/* The slot's fds lack the sums: the next operation opens them. */
+	pthread_mutex_lock(&c->mu);
+	cache_slot_invalidate(c, f->hex);
+	pthread_mutex_unlock(&c->mu);
+	ret = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	cache_chunk_buf_put(buf);
+	free(map);
+	return ret;
+}
+
 int cache_sum_put(cache *c, const char *hex, const void *data, size_t len)
 {
 	uint64_t n = cache_nchunks(len);
@@ -167,10 +231,7 @@ int cache_sum_put(cache *c, const char *hex, const void *data, size_t len)
 	for (uint64_t i = 0; i < n; i++) {
 		size_t off = (size_t)(i * CACHE_CHUNK_SIZE);
 		size_t clen = len - off < CACHE_CHUNK_SIZE ? len - off : CACHE_CHUNK_SIZE;
-		uint32_t crc = cache_crc((const char *)data + off, clen);
-		unsigned char *p = map + crc_pos(len, i);
-		for (int k = 0; k < 4; k++)
-			p[k] = (unsigned char)(crc >> (8 * k));
+		put_crcs(map, len, i, cache_crc((const char *)data + off, clen));
 	}
 	cache_path_sum(c, hex, path);
 	ret = cache_write_atomic(c, path, NULL, 0, map, total, c->sync);
@@ -238,23 +299,18 @@ void cache_format_check(cache *c, int sole)
 		have[got] = '\0';
 		close(fd);
 	}
-	if (strcmp(have, CACHE_FORMAT) == 0) {
-		if (sole)
-			drop_orphan_sums(c);
+	if (!sole)
+		return; /* the first opener migrated it (or an older ecrfs runs) */
+	drop_orphan_sums(c);
+	if (strcmp(have, CACHE_FORMAT) == 0)
 		return;
-	}
-	if (!sole) {
-		/* An older ecrfs has it open: its blobs have no sums and are
-		 * dropped when found (cache_check_range). */
-		log_warn("cache_dir %s is in use by an older ecrfs; its cached blobs are "
-			 "fetched again",
-			 c->dir);
-		return;
-	}
-	n = wipe(c, "blobs/sha256") + wipe(c, "partial");
+	/* Older format: partial maps without sums go; sealed blobs stay and
+	 * are checked whole against their digest when first read (then given
+	 * sums: cache_sum_rebuild). */
+	n = wipe(c, "partial");
 	if (n)
-		log_info("cache_dir %s: older format without checksums; %u cached files "
-			 "discarded",
+		log_info("cache_dir %s: older format; %u partial files discarded, cached blobs "
+			 "are verified when first read",
 			 c->dir, n);
 	if (cache_write_atomic(c, path, NULL, 0, CACHE_FORMAT, strlen(CACHE_FORMAT), 1))
 		log_warn("cache_dir %s: cannot write its format stamp", c->dir);

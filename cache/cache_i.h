@@ -28,7 +28,7 @@
 #define CACHE_MAP_MAGIC "ECRFSMP3"
 #define CACHE_MAP_HDR 24
 /* DIR/format: caches without it (or with another text) hold blobs without
- * checksums; the first opener discards them (cache_check.c). */
+ * checksums (cache_check.c). */
 #define CACHE_FORMAT "ecrfs-cache 3\n"
 
 /* One blob known to this process (complete, partial, or only pinned). */
@@ -182,17 +182,20 @@ int cache_map_put_crc(int map_fd, uint64_t size, uint64_t idx, uint32_t crc);
  * -errno (ENOMEM) when it could not be checked. buf: a chunk buffer. */
 int cache_chunk_ok(const struct cache_fds *f, uint64_t size, uint64_t idx, unsigned char *buf);
 /* Checks the chunks covering [off, off+len) not yet checked in this
- * process: 0, or -EBADMSG with *bad the first chunk that fails (or a
- * complete blob without a valid .sum), or another -errno. */
+ * process: 0, -EBADMSG with *bad the first chunk that fails, -ENODATA for
+ * a complete blob without a valid .sum, or another -errno. */
 int cache_check_range(cache *c, const struct cache_fds *f, uint64_t size, uint64_t off, size_t len,
 		      uint64_t *bad);
 /* Forgets the checked bits of an entry. Caller holds mu. */
 void cache_vbits_reset(struct cache_entry *e);
+/* A complete blob without sums: 0 when it hashes to its digest (its sums
+ * are then written and its chunks count as checked), -EBADMSG when not. */
+int cache_sum_rebuild(cache *c, const struct cache_fds *f, uint64_t size);
 /* Writes blobs/sha256/<hex>.sum for data held whole in memory. */
 int cache_sum_put(cache *c, const char *hex, const void *data, size_t len);
-/* Under the open/close lock: stamps DIR/format, discarding blobs of an
- * older format when no other process uses the dir (sole), and .sum files
- * without their blob. */
+/* Under the open/close lock, when no other process uses the dir (sole):
+ * removes .sum files without their blob, and brings a cache of an older
+ * format to this one (stamps DIR/format). */
 void cache_format_check(cache *c, int sole);
 
 /* cache_io.c */
