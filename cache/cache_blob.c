@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -397,20 +398,25 @@ static int all_flags_set(int map_fd, uint64_t size, uint64_t *nonce)
 	return size == 0 || chunks_present(map_fd, 0, (size_t)size) ? 1 : 0;
 }
 
-/* Links the map at blobs/sha256/<hex>.sum, replacing a stale one. */
-static int link_sum(cache *c, const char *hex, const char *map)
+/* Writes the sealed map's flags and sums as blobs/sha256/<hex>.sum, from
+ * map_fd (the map we hold locked and found complete: by then the map's
+ * path may name a newer map, after a drop). */
+static int write_sum(cache *c, const char *hex, int map_fd, uint64_t size)
 {
-	char tmp[PATH_MAX], sum[PATH_MAX];
-	int ret = 0;
+	size_t len = (size_t)cache_map_len(size), got = 0;
+	unsigned char *buf = malloc(len);
+	char sum[PATH_MAX];
+	int ret = -ENOMEM;
 
-	cache_path_tmp(c, tmp);
+	if (!buf)
+		return ret;
+	ret = cache_pread_full(map_fd, buf, len, 0, &got);
+	if (!ret && got != len)
+		ret = -EAGAIN; /* torn: seal again later */
 	cache_path_sum(c, hex, sum);
-	if (link(map, tmp) < 0)
-		return errno == ENOENT ? -EAGAIN : -errno; /* dropped meanwhile */
-	if (rename(tmp, sum) < 0) {
-		ret = -errno;
-		unlink(tmp);
-	}
+	if (!ret)
+		ret = cache_write_atomic(c, sum, NULL, 0, buf, len, c->sync);
+	free(buf);
 	return ret;
 }
 
@@ -486,9 +492,9 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		ret = cache_write_error(c, -errno);
 		goto out;
 	}
-	/* The map becomes the blob's sums (a link: writers still see the
-	 * map, all flagged) before the blob appears, so it never lacks them. */
-	ret = link_sum(c, hex, map);
+	/* The map's sums become the blob's, before the blob appears, so it
+	 * never lacks them. */
+	ret = write_sum(c, hex, map_fd, size);
 	if (ret)
 		goto out;
 	if (rename(data, blob) < 0) {

@@ -1,8 +1,8 @@
 /* Checksums at rest. Each chunk's CRC32 (zlib) is recorded in the partial
  * map beside its flag when the chunk is stored, computed from the bytes in
- * memory, before the flag. A seal keeps the map as the sealed blob's
- * sidecar blobs/sha256/<hex>.sum (a hard link made before the data moves,
- * so a sealed blob never lacks its sums); cache_blob_put writes one.
+ * memory, before the flag. A seal copies the map into the sealed blob's
+ * sidecar blobs/sha256/<hex>.sum before the data moves (so a sealed blob
+ * never lacks its sums); cache_blob_put writes one.
  *
  * The first time this process serves a chunk (cache_blob_read_fd), the
  * chunk is read and checked against its CRC; one bit per chunk in the
