@@ -495,8 +495,10 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 	/* The map's sums become the blob's, before the blob appears, so it
 	 * never lacks them. */
 	ret = write_sum(c, hex, map_fd, size);
-	if (ret)
+	if (ret) {
+		ret = cache_write_error(c, ret);
 		goto out;
+	}
 	if (rename(data, blob) < 0) {
 		ret = errno == ENOENT ? -EAGAIN : -errno; /* dropped meanwhile */
 		cache_path_sum(c, hex, map);
