@@ -50,6 +50,11 @@ void cache_path_map(const cache *c, const char *hex, char buf[PATH_MAX])
 	snprintf(buf, PATH_MAX, "%s/partial/%s.map", c->dir, hex);
 }
 
+void cache_path_sum(const cache *c, const char *hex, char buf[PATH_MAX])
+{
+	snprintf(buf, PATH_MAX, "%s/blobs/sha256/%s.sum", c->dir, hex);
+}
+
 /* pid.tid.counter: unique across mounts sharing the dir and across threads;
  * the pid lets cache_open remove leftovers of dead processes. */
 void cache_path_tmp(cache *c, char buf[PATH_MAX])
@@ -291,15 +296,16 @@ static int sole_user(const cache *c)
 static int take_dir_lock(cache *c)
 {
 	char path[PATH_MAX];
-	int ocl = open_close_lock(c), fd, ret = 0;
+	int ocl = open_close_lock(c), fd, ret = 0, sole = sole_user(c);
 
 	snprintf(path, sizeof(path), "%s/dirty", c->dir);
-	if (sole_user(c)) {
+	if (sole) {
 		c->crashed = access(path, F_OK) == 0;
 		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		if (fd >= 0)
 			close(fd);
 	}
+	cache_format_check(c, sole);
 	snprintf(path, sizeof(path), "%s/lock", c->dir);
 	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (c->lock_fd < 0) {
@@ -533,6 +539,8 @@ void cache_blob_drop(cache *c, const char *digest)
 	 * mount reads it (its open fds keep working); see discard_partial. */
 	cache_path_blob(c, hex, path);
 	unlink(path);
+	cache_path_sum(c, hex, path);
+	unlink(path);
 	cache_discard_partial(c, hex);
 	e = cache_entry_find(c, hex);
 	if (e) {
@@ -540,6 +548,7 @@ void cache_blob_drop(cache *c, const char *digest)
 		e->bytes = 0;
 		e->complete = 0;
 		cache_hash_reset(e);
+		cache_vbits_reset(e);
 		cache_entry_maybe_free(c, e);
 	}
 	c->stats.bytes_total = c->total;

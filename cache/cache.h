@@ -3,8 +3,11 @@
  * small opaque metadata records (manifests by digest, last known tag ->
  * digest). Knows nothing of ECR or its JSON.
  *
- * Layout under dir (mode 0700): blobs/sha256/<hex> (complete, verified),
- * partial/<hex>.data + .map (chunks present), meta/<ns>/<key-hash>, lock.
+ * Layout under dir (mode 0700): blobs/sha256/<hex> (complete, verified)
+ * and <hex>.sum (its chunks' CRC32s), partial/<hex>.data + .map (chunks
+ * present, their CRC32s), meta/<ns>/<key-hash>, lock, format (the layout's
+ * version). Bytes at rest are checked: each chunk's CRC32 the first time a
+ * process serves it (cache_check.c); a chunk that fails reads as missing.
  * Writes are atomic (temp + rename). An LRU by access time keeps the total
  * under max_bytes and never evicts a pinned (open) blob. Two mounts on one
  * dir coordinate through flock. Thread-safe. */
@@ -47,7 +50,9 @@ int cache_blob_complete(cache *c, const char *digest);
 
 /* Reads [off, off+len) if every chunk covering it is present (complete blob
  * or partial chunks). Returns bytes read (short only at end of blob), or
- * -ENOENT when some chunk is missing. size is the blob's full size. */
+ * -ENOENT when some chunk is missing or fails its checksum (then it is
+ * discarded: a partial chunk, or the whole complete blob, with a log line).
+ * size is the blob's full size. */
 ssize_t cache_blob_read(cache *c, const char *digest, uint64_t size, void *buf, size_t len,
 			uint64_t off);
 
@@ -64,7 +69,7 @@ void cache_blob_willneed(cache *c, const char *digest, uint64_t size, uint64_t o
 
 /* 1 if every chunk covering [off, off+len) is present (or the blob is
  * complete), else 0. A cheap probe for fetch planning: no stats counted,
- * no data copied. */
+ * no data copied or checked (a read may still find a chunk bad). */
 int cache_blob_has(cache *c, const char *digest, uint64_t size, uint64_t off, size_t len);
 
 /* Stores one chunk: off must be a multiple of CACHE_CHUNK_SIZE and len the

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -110,6 +111,66 @@ static size_t clamp_len(uint64_t size, uint64_t off, size_t len)
 	return len > SSIZE_MAX ? SSIZE_MAX : len;
 }
 
+static int writer_lock(cache *c, const char *hex, int map_fd);
+static void account(cache *c, const char *hex, int64_t delta);
+
+/* A partial chunk that failed its check loses its flag (so it is fetched
+ * and stored again), under the writers' lock and checked once more there:
+ * another process may have replaced it meanwhile. */
+static void discard_chunk(cache *c, const struct cache_fds *f, uint64_t size, uint64_t idx)
+{
+	static const unsigned char zero = 0;
+	uint64_t off = idx * CACHE_CHUNK_SIZE;
+	size_t clen = size - off < CACHE_CHUNK_SIZE ? (size_t)(size - off) : CACHE_CHUNK_SIZE;
+	unsigned char *buf = cache_chunk_buf_get();
+	int lock_fd = writer_lock(c, f->hex, f->map_fd);
+	struct cache_entry *e;
+
+	if (lock_fd < 0 || !buf || cache_chunk_ok(f, size, idx, buf) != 0)
+		goto out;
+	if (cache_pwrite_full(f->map_fd, &zero, 1, CACHE_MAP_HDR + idx))
+		goto out;
+	fallocate(f->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)clen);
+	account(c, f->hex, -(int64_t)clen);
+	/* The running hash may have read the bad bytes: a seal rereads all. */
+	pthread_mutex_lock(&c->mu);
+	e = cache_entry_find(c, f->hex);
+	if (e)
+		cache_hash_reset(e);
+	pthread_mutex_unlock(&c->mu);
+out:
+	if (lock_fd >= 0)
+		close(lock_fd);
+	cache_chunk_buf_put(buf);
+}
+
+/* Checks the chunks of [off, off+len) (once per process): 0, or -ENOENT
+ * after discarding what failed, with one log line. f is put either way. */
+static int checked(cache *c, const char *digest, struct cache_fds *f, uint64_t size, uint64_t off,
+		   size_t len)
+{
+	uint64_t bad = 0;
+	int complete = f->complete, ret = cache_check_range(c, f, size, off, len, &bad);
+
+	if (ret == -ENODATA) {
+		ret = cache_sum_rebuild(c, f, size);
+		if (ret == -EBADMSG)
+			log_warn("cache: sha256:%s: cached blob does not match its digest; dropped "
+				 "and fetched again",
+				 f->hex);
+	} else if (ret == -EBADMSG) {
+		log_warn("cache: sha256:%s: chunk %llu does not match its checksum; %s", f->hex,
+			 (unsigned long long)bad,
+			 complete ? "the blob is dropped and fetched again" : "fetched again");
+		if (!complete)
+			discard_chunk(c, f, size, bad);
+	}
+	cache_fds_put(c, f);
+	if (ret == -EBADMSG && complete)
+		cache_blob_drop(c, digest);
+	return ret == -EBADMSG ? -ENOENT : ret;
+}
+
 ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t len, uint64_t off,
 			   int *fd)
 {
@@ -125,12 +186,19 @@ ssize_t cache_blob_read_fd(cache *c, const char *digest, uint64_t size, size_t l
 	ret = find_range(c, hex, size, off, len, &f);
 	if (!ret) {
 		int short_file = f.complete && f.file_size < size;
-		if (!short_file && (*fd = fcntl(f.data_fd, F_DUPFD_CLOEXEC, 0)) < 0)
-			ret = -errno;
-		cache_fds_put(c, &f);
 		if (short_file) {
+			cache_fds_put(c, &f);
 			drop_short(c, digest, hex, size);
 			ret = -ENOENT;
+		} else if ((*fd = fcntl(f.data_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+			ret = -errno;
+			cache_fds_put(c, &f);
+		} else {
+			ret = checked(c, digest, &f, size, off, len);
+		}
+		if (ret && *fd >= 0) {
+			close(*fd);
+			*fd = -1;
 		}
 		if (!ret)
 			ret = (ssize_t)len;
@@ -275,6 +343,9 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	/* Start writeback now (no wait), so the fdatasync at seal is short. */
 	if (!ret && c->sync && len)
 		sync_file_range(f.data_fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	/* Its checksum before its flag: a flag never claims an unset CRC. */
+	if (!ret)
+		ret = cache_map_put_crc(f.map_fd, size, idx, cache_crc(buf, len));
 	if (!ret)
 		ret = cache_pwrite_full(f.map_fd, &one, 1, CACHE_MAP_HDR + idx);
 	if (ret)
@@ -325,6 +396,28 @@ static int all_flags_set(int map_fd, uint64_t size, uint64_t *nonce)
 	if (cache_map_nonce(map_fd, size, nonce))
 		return -EIO;
 	return size == 0 || chunks_present(map_fd, 0, (size_t)size) ? 1 : 0;
+}
+
+/* Writes the sealed map's flags and sums as blobs/sha256/<hex>.sum, from
+ * map_fd (the map we hold locked and found complete: by then the map's
+ * path may name a newer map, after a drop). */
+static int write_sum(cache *c, const char *hex, int map_fd, uint64_t size)
+{
+	size_t len = (size_t)cache_map_len(size), got = 0;
+	unsigned char *buf = malloc(len);
+	char sum[PATH_MAX];
+	int ret = -ENOMEM;
+
+	if (!buf)
+		return ret;
+	ret = cache_pread_full(map_fd, buf, len, 0, &got);
+	if (!ret && got != len)
+		ret = -EAGAIN; /* torn: seal again later */
+	cache_path_sum(c, hex, sum);
+	if (!ret)
+		ret = cache_write_atomic(c, sum, NULL, 0, buf, len, c->sync);
+	free(buf);
+	return ret;
 }
 
 int cache_blob_seal(cache *c, const char *digest, uint64_t size)
@@ -399,8 +492,17 @@ int cache_blob_seal(cache *c, const char *digest, uint64_t size)
 		ret = cache_write_error(c, -errno);
 		goto out;
 	}
+	/* The map's sums become the blob's, before the blob appears, so it
+	 * never lacks them. */
+	ret = write_sum(c, hex, map_fd, size);
+	if (ret) {
+		ret = cache_write_error(c, ret);
+		goto out;
+	}
 	if (rename(data, blob) < 0) {
 		ret = errno == ENOENT ? -EAGAIN : -errno; /* dropped meanwhile */
+		cache_path_sum(c, hex, map);
+		unlink(map);
 		goto out;
 	}
 	unlink(map);
@@ -433,8 +535,10 @@ int cache_blob_put(cache *c, const char *digest, const void *data, size_t len)
 	pthread_mutex_unlock(&c->mu);
 	if (ret)
 		return ret;
+	ret = cache_sum_put(c, hex, data, len); /* before the blob: never without */
 	cache_path_blob(c, hex, path);
-	ret = cache_write_atomic(c, path, NULL, 0, data, len, c->sync);
+	if (!ret)
+		ret = cache_write_atomic(c, path, NULL, 0, data, len, c->sync);
 	if (ret) {
 		pthread_mutex_lock(&c->mu);
 		c->total -= len;

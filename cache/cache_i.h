@@ -18,13 +18,18 @@
 #define CACHE_SLOTS 128
 #define CACHE_SLOTS_IDLE 32
 
-/* Partial map file: 24-byte header ("ECRFSMP2", size, nonce; little
- * endian), then one byte per chunk (1 = present). A flag is one byte written
- * with one pwrite under an exclusive flock on the map (writer_lock), so
- * writers never overwrite each other's flags and a flagged chunk is never
- * written again. The nonce tells one partial copy from a later one. */
-#define CACHE_MAP_MAGIC "ECRFSMP2"
+/* Partial map file: 24-byte header ("ECRFSMP3", size, nonce; little
+ * endian), then one byte per chunk (1 = present), then one CRC32 per chunk
+ * (4 bytes, little endian; cache_check.c). A flag is one byte written with
+ * one pwrite under an exclusive flock on the map (writer_lock), after the
+ * chunk's data and CRC, so writers never overwrite each other's flags and a
+ * flagged chunk is never written again. The nonce tells one partial copy
+ * from a later one. A sealed blob keeps its map as blobs/sha256/<hex>.sum. */
+#define CACHE_MAP_MAGIC "ECRFSMP3"
 #define CACHE_MAP_HDR 24
+/* DIR/format: caches without it (or with another text) hold blobs without
+ * checksums (cache_check.c). */
+#define CACHE_FORMAT "ecrfs-cache 3\n"
 
 /* One blob known to this process (complete, partial, or only pinned). */
 struct cache_entry {
@@ -43,6 +48,10 @@ struct cache_entry {
 	int hashing;	     /* a thread feeds sha outside mu */
 	int hash_reset;	     /* that thread drops sha when done */
 	unsigned evict_skip; /* reservation round that found it locked elsewhere */
+	/* Chunks whose CRC this process checked (bit per chunk) in the copy
+	 * with map nonce vnonce; NULL until the first check. */
+	unsigned char *vbits;
+	uint64_t vnonce;
 	struct cache_entry *next;
 };
 
@@ -53,7 +62,7 @@ struct cache_slot {
 	char hex[CACHE_HEX_LEN + 1];
 	int complete;
 	int data_fd;
-	int map_fd; /* -1 when complete */
+	int map_fd; /* complete: the .sum sidecar, -1 when it is missing */
 	uint64_t size;
 	uint64_t file_size; /* st_size at open (complete files never change) */
 	int refs;	    /* operations using the fds right now */
@@ -105,6 +114,7 @@ int cache_is_hex(const char *s, size_t n);
 void cache_path_blob(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_data(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_map(const cache *c, const char *hex, char buf[PATH_MAX]);
+void cache_path_sum(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_tmp(cache *c, char buf[PATH_MAX]);
 /* Maps a write error (negative errno) to what the caller gets: ENOSPC,
  * EDQUOT and EFBIG become -ENOSPC with one warning per cache, and
@@ -156,6 +166,37 @@ void cache_hash_advance(cache *c, const char *hex, uint64_t size, const struct c
 /* For a seal: takes the running hash if it belongs to the partial with
  * nonce (*from = bytes covered), else returns NULL (*from = 0). */
 EVP_MD_CTX *cache_hash_take(cache *c, const char *hex, uint64_t nonce, uint64_t *from);
+
+/* cache_check.c: checksums at rest */
+static inline uint64_t cache_nchunks(uint64_t size)
+{
+	return (size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE;
+}
+/* Bytes of a map (or .sum) for a blob of size. */
+static inline uint64_t cache_map_len(uint64_t size) { return CACHE_MAP_HDR + 5 * cache_nchunks(size); }
+uint64_t cache_new_nonce(cache *c);
+void cache_map_header(unsigned char hdr[CACHE_MAP_HDR], uint64_t size, uint64_t nonce);
+uint32_t cache_crc(const void *buf, size_t len);
+int cache_map_put_crc(int map_fd, uint64_t size, uint64_t idx, uint32_t crc);
+/* 1 when chunk idx of f's data matches its flag and CRC, 0 when not, or
+ * -errno (ENOMEM) when it could not be checked. buf: a chunk buffer. */
+int cache_chunk_ok(const struct cache_fds *f, uint64_t size, uint64_t idx, unsigned char *buf);
+/* Checks the chunks covering [off, off+len) not yet checked in this
+ * process: 0, -EBADMSG with *bad the first chunk that fails, -ENODATA for
+ * a complete blob without a valid .sum, or another -errno. */
+int cache_check_range(cache *c, const struct cache_fds *f, uint64_t size, uint64_t off, size_t len,
+		      uint64_t *bad);
+/* Forgets the checked bits of an entry. Caller holds mu. */
+void cache_vbits_reset(struct cache_entry *e);
+/* A complete blob without sums: 0 when it hashes to its digest (its sums
+ * are then written and its chunks count as checked), -EBADMSG when not. */
+int cache_sum_rebuild(cache *c, const struct cache_fds *f, uint64_t size);
+/* Writes blobs/sha256/<hex>.sum for data held whole in memory. */
+int cache_sum_put(cache *c, const char *hex, const void *data, size_t len);
+/* Under the open/close lock, when no other process uses the dir (sole):
+ * removes .sum files without their blob, and brings a cache of an older
+ * format to this one (stamps DIR/format). */
+void cache_format_check(cache *c, int sole);
 
 /* cache_io.c */
 int cache_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);

@@ -70,6 +70,7 @@ void cache_entry_remove(cache *c, struct cache_entry *e)
 	if (*pp)
 		*pp = e->next;
 	EVP_MD_CTX_free(e->sha); /* not hashing: a feeder keeps it busy */
+	free(e->vbits);
 	free(e);
 }
 
@@ -86,6 +87,7 @@ void cache_index_free(cache *c)
 		while (e) {
 			struct cache_entry *next = e->next;
 			EVP_MD_CTX_free(e->sha);
+			free(e->vbits);
 			free(e);
 			e = next;
 		}
@@ -125,6 +127,8 @@ int cache_unlink_blob(cache *c, const char *hex)
 	if (fd == -EBUSY)
 		return -EBUSY;
 	if (fd >= 0) {
+		unlink(path);
+		cache_path_sum(c, hex, path);
 		unlink(path);
 		close(fd);
 	}

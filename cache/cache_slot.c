@@ -9,14 +9,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static uint64_t nchunks_of(uint64_t size)
-{
-	return (size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE;
-}
 
 /* Opens the map, checking its header against size. With create, a missing
  * map is made whole in tmp/ and linked into place (link never replaces, so
@@ -25,17 +19,10 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
 	unsigned char hdr[CACHE_MAP_HDR], got_hdr[CACHE_MAP_HDR];
-	uint64_t nonce = 0;
 	size_t got = 0;
 	int fd, ret;
 
-	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
-		nonce = cache_now_tick(c) ^ ((uint64_t)getpid() << 40);
-	memcpy(hdr, CACHE_MAP_MAGIC, 8);
-	for (int i = 0; i < 8; i++) {
-		hdr[8 + i] = (unsigned char)(size >> (8 * i));
-		hdr[16 + i] = (unsigned char)(nonce >> (8 * i));
-	}
+	cache_map_header(hdr, size, cache_new_nonce(c));
 	cache_path_map(c, hex, path);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	/* Retried: a drop may unlink the map between our link and open. */
@@ -45,7 +32,7 @@ static int open_map(cache *c, const char *hex, uint64_t size, int create)
 		if (fd < 0)
 			return -errno;
 		ret = cache_pwrite_full(fd, hdr, sizeof(hdr), 0);
-		if (!ret && ftruncate(fd, (off_t)(CACHE_MAP_HDR + nchunks_of(size))) < 0)
+		if (!ret && ftruncate(fd, (off_t)cache_map_len(size)) < 0)
 			ret = -errno;
 		if (!ret && link(tmp, path) < 0 && errno != EEXIST)
 			ret = -errno;
@@ -199,6 +186,9 @@ int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct c
 	for (int tries = 0;; tries++) {
 		dfd = cache_open_locked(path, O_RDONLY, 0);
 		if (dfd >= 0) {
+			/* Its sums; -1 when missing: then it is never served. */
+			cache_path_sum(c, hex, path);
+			mfd = open(path, O_RDONLY | O_CLOEXEC);
 			complete = 1;
 			break;
 		}

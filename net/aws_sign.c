@@ -168,6 +168,7 @@ int aws_sign_cb(void *arg, char **hdrs, int maxh)
 		use = &c;
 	}
 	snprintf(ctx->source, sizeof(ctx->source), "%s", use->source);
+	snprintf(ctx->access_key_id, sizeof(ctx->access_key_id), "%s", use->access_key_id);
 	ret = aws_sign_headers(use, ctx->region, ctx->service, ctx->method, ctx->url, ctx->headers,
 			       ctx->payload_hash, ctx->send_content_sha256,
 			       time(NULL) + net_http_clock_skew(), hdrs, maxh);

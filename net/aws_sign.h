@@ -34,6 +34,7 @@ struct aws_sign_ctx {
 	int send_content_sha256;    /* also send X-Amz-Content-Sha256 */
 	int last_err;		    /* -errno of the last failed signing, 0 otherwise */
 	char source[128];	    /* credential source used by the last signing */
+	char access_key_id[128];    /* the key that signed the last attempt (not a secret) */
 };
 
 /* Fills ctx and sets req->sign_cb/sign_arg. payload_hash: the hex sha256 of

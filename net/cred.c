@@ -1,5 +1,5 @@
 /* The credential provider: walks the chain in the AWS CLI's order, caches
- * the result and refreshes it 5 minutes before it expires. */
+ * the result and refreshes it before it expires (cred.h says when). */
 #include "net/cred.h"
 
 #include <errno.h>
@@ -17,6 +17,9 @@
 #include "net/log.h"
 
 #define REFRESH_BEFORE_S 300
+/* While another thread refreshes, credentials valid this much longer
+ * (at most) are still handed out. */
+#define SERVE_WHILE_REFRESH_S 10
 
 struct cred_provider {
 	/* Protects cur, have, invalid, refreshing, generation and last_ret. A
@@ -27,11 +30,13 @@ struct cred_provider {
 	pthread_cond_t refreshed;
 	struct cred cur;
 	int have, invalid, refreshing, last_ret;
+	time_t obtained;	  /* when cur was fetched: its lifetime */
 	unsigned long generation; /* completed refreshes */
 	char *profile;
 	int profile_explicit;
 	char *sts_endpoint, *ca_file;
 	int timeout_ms;
+	int refresh_before_s; /* 0: REFRESH_BEFORE_S or a quarter of the lifetime */
 	net_http *http; /* created on first use; used only by the refreshing thread */
 };
 
@@ -358,6 +363,7 @@ int cred_provider_new(const struct cred_opts *opts, cred_provider **out)
 	p->sts_endpoint = opts && opts->sts_endpoint ? strdup(opts->sts_endpoint) : NULL;
 	p->ca_file = opts && opts->ca_file ? strdup(opts->ca_file) : NULL;
 	p->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
+	p->refresh_before_s = opts && opts->refresh_before_s > 0 ? opts->refresh_before_s : 0;
 	if (!p->profile || (opts && opts->sts_endpoint && !p->sts_endpoint) ||
 	    (opts && opts->ca_file && !p->ca_file)) {
 		cred_provider_free(p);
@@ -443,6 +449,29 @@ static int usable(const cred_provider *p, time_t now, time_t margin)
 	       (p->cur.expiration == 0 || p->cur.expiration - now > margin);
 }
 
+/* How long before expiry cur is refreshed: 5 minutes, or a quarter of its
+ * lifetime when shorter (else short-lived credentials, always within 5
+ * minutes of expiry, would be refreshed on every call). Under p->lock. */
+static time_t refresh_margin(const cred_provider *p)
+{
+	time_t life = p->cur.expiration - p->obtained;
+
+	if (p->refresh_before_s)
+		return p->refresh_before_s;
+	if (life <= 0)
+		return 0;
+	return life / 4 < REFRESH_BEFORE_S ? life / 4 : REFRESH_BEFORE_S;
+}
+
+/* Valid this much longer, cur may still be used while another thread
+ * refreshes. Under p->lock. */
+static time_t serve_margin(const cred_provider *p)
+{
+	time_t m = refresh_margin(p) / 2;
+
+	return m < SERVE_WHILE_REFRESH_S ? m : SERVE_WHILE_REFRESH_S;
+}
+
 int cred_get(cred_provider *p, struct cred *out)
 {
 	struct cred fresh = {0};
@@ -453,17 +482,17 @@ int cred_get(cred_provider *p, struct cred *out)
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		now = time(NULL);
-		if (usable(p, now, REFRESH_BEFORE_S))
+		if (usable(p, now, refresh_margin(p)))
 			goto copy;
 		if (!p->refreshing)
 			break;
 		/* Another thread refreshes: use what still works, else wait for it. */
-		if (usable(p, now, 10))
+		if (usable(p, now, serve_margin(p)))
 			goto copy;
 		unsigned long gen = p->generation;
 		while (p->refreshing && p->generation == gen)
 			pthread_cond_wait(&p->refreshed, &p->lock);
-		if (p->generation != gen && p->last_ret && !usable(p, time(NULL), 10)) {
+		if (p->generation != gen && p->last_ret && !usable(p, time(NULL), serve_margin(p))) {
 			ret = -EACCES; /* that refresh failed and was logged; do not repeat it */
 			goto out;
 		}
@@ -481,13 +510,14 @@ int cred_get(cred_provider *p, struct cred *out)
 	if (ret == 0) {
 		cred_clear(&p->cur);
 		p->cur = fresh;
+		p->obtained = time(NULL);
 		p->have = 1;
 		p->invalid = 0;
 	}
 	pthread_cond_broadcast(&p->refreshed);
 	if (ret) {
 		/* Keep serving credentials that are still valid. */
-		if (usable(p, time(NULL), 10)) {
+		if (usable(p, time(NULL), serve_margin(p))) {
 			log_warn("credential refresh failed (%s); keeping %s until it expires",
 				 strerror(-ret), p->cur.source);
 			ret = 0;
@@ -507,6 +537,15 @@ void cred_invalidate(cred_provider *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->invalid = 1;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void cred_expired(cred_provider *p, const char *access_key_id)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->have && access_key_id && p->cur.access_key_id &&
+	    strcmp(p->cur.access_key_id, access_key_id) == 0)
+		p->invalid = 1;
 	pthread_mutex_unlock(&p->lock);
 }
 

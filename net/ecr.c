@@ -147,7 +147,8 @@ out:
 
 struct retry_state {
 	ecr *e;
-	int expired_retried; /* ExpiredToken retried once already */
+	const struct aws_sign_ctx *sc; /* which key signed the refused attempt */
+	int expired_retried;	       /* ExpiredToken retried once already */
 };
 
 static int is_retryable_code(const char *code)
@@ -193,10 +194,12 @@ static int retry_cb(void *arg, long status, const struct net_buf *body)
 	if (is_retryable_code(code))
 		return 1;
 	if (strcmp(code, "ExpiredTokenException") == 0 && !rs->expired_retried && rs->e->creds) {
-		/* Temporary credentials ran out early: fetch fresh ones once. */
+		/* Temporary credentials ran out early: fetch fresh ones once.
+		 * Only if that key is still current: threads refused together
+		 * share one refresh. */
 		rs->expired_retried = 1;
 		log_info("ecr: credentials expired; refreshing them and retrying once");
-		cred_invalidate(rs->e->creds);
+		cred_expired(rs->e->creds, rs->sc->access_key_id);
 		return 1;
 	}
 	return 0;
@@ -234,7 +237,7 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 	size_t body_len = 0;
 	char payload_hash[65];
 	struct aws_sign_ctx sc;
-	struct retry_state rs = {.e = e};
+	struct retry_state rs = {.e = e, .sc = &sc};
 	struct net_response resp;
 	json_t *j = NULL;
 	int rc;

@@ -388,13 +388,19 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* A cancel flag is set by another thread (FUSE INTERRUPT): read atomically. */
+static int is_cancelled(volatile int *cancel)
+{
+	return cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED);
+}
+
 /* Cancel and stall checks, between polls. Returns 1 to abort the attempt. */
 static int check_progress(struct xfer *x, CURL *c)
 {
 	curl_off_t dl = 0, ul = 0;
 	int64_t t = now_ms();
 
-	if (x->req->cancel && *x->req->cancel) {
+	if (is_cancelled(x->req->cancel)) {
 		x->cancelled = 1;
 		return 1;
 	}
@@ -518,14 +524,14 @@ static int curl_errno(CURL *c, CURLcode rc)
 static int backoff_sleep(int64_t ms, volatile int *cancel)
 {
 	while (ms > 0) {
-		if (cancel && *cancel)
+		if (is_cancelled(cancel))
 			return -EINTR;
 		int64_t step = ms < 50 ? ms : 50;
 		struct timespec ts = {0, (long)step * 1000000L};
 		nanosleep(&ts, NULL);
 		ms -= step;
 	}
-	return cancel && *cancel ? -EINTR : 0;
+	return is_cancelled(cancel) ? -EINTR : 0;
 }
 
 /* Builds the header list of one attempt: fixed headers, signed headers,
@@ -670,7 +676,7 @@ int net_http_do(net_http *h, const struct net_request *req_in, struct net_respon
 		CURLcode rc;
 		int64_t remaining = deadline - now_ms();
 
-		if (req->cancel && *req->cancel) {
+		if (is_cancelled(req->cancel)) {
 			ret = -EINTR;
 			goto out;
 		}

@@ -34,9 +34,9 @@ class App:
     def __init__(self, args):
         sd = os.path.abspath(args.state_dir)
         os.makedirs(sd, exist_ok=True)
-        self.cfg = {"tiny_pages": args.tiny_pages, "sts_duration": None, "url_expires": 600,
-                    "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
-                    "max_parts": 4200}
+        self.cfg = {"tiny_pages": args.tiny_pages, "sts_duration": None, "sts_expire_early": 0,
+                    "url_expires": 600, "part_size": 10 * 1024 * 1024,
+                    "min_part_size": 5 * 1024 * 1024, "max_parts": 4200}
         self.stop = threading.Event()
         self.accounts = Accounts(args.accounts)
         self.registry = Registry(os.path.join(sd, "registry"), os.path.join(sd, "registry.log"))

@@ -77,15 +77,19 @@ class Accounts:
             raise AuthError("expired_token", EXPIRED_TOKEN)
         return ident
 
-    def new_session(self, account, role, session, duration):
+    def new_session(self, account, role, session, duration, early=0):
+        """A temporary identity announced to expire after duration seconds;
+        it is refused (ExpiredToken) from `early` seconds before that, as a
+        clock running ahead or a revoked session would have it."""
         akid = "ASIA" + secrets.token_hex(8).upper()
+        now = time.time()
         ident = {
             "secret": secrets.token_urlsafe(30), "token": "EMU" + secrets.token_urlsafe(96),
             "account": account, "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
             "user_id": _uid("AROA", f"{account}/{role}") + ":" + session,
             "role_arn": f"arn:aws:iam::{account}:role/{role}",
             "deny": set(self.roles.get(role, set())), "temporary": True,
-            "expires": time.time() + duration, "akid": akid,
+            "expires": now + duration - early, "announced": now + duration, "akid": akid,
         }
         with self.lock:
             self.sessions[akid] = ident

@@ -26,8 +26,8 @@ JSON_TYPE = "application/x-amz-json-1.1"
 BODY_MAX = 64 * 1024 * 1024
 CHUNK = 1 << 20
 BLACKHOLE_MAX_MS = 600_000
-CONFIG_KEYS = {"tiny_pages", "sts_duration", "url_expires", "part_size", "min_part_size",
-               "max_parts"}
+CONFIG_KEYS = {"tiny_pages", "sts_duration", "sts_expire_early", "url_expires", "part_size",
+               "min_part_size", "max_parts"}
 
 # AuthError kind -> its error in ECR's protocol and in STS's: (code, HTTP status)
 AUTH_ERRORS = {
@@ -260,6 +260,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = self.headers.items()
         region, _ = emu_sigv4.peek_scope(headers)
         self.entry["region"] = region
+        self.entry["akid"] = emu_sigv4.peek_akid(headers)
         if not self.headers.get("Authorization"):
             return self.ecr_error("MissingAuthenticationTokenException",
                                   "Missing Authentication Token", 403)

@@ -100,6 +100,17 @@ def _fmt(t):
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
 
 
+def peek_akid(headers):
+    """The access key id a request is signed with (for the request log; not
+    a secret), or None."""
+    for name, value in headers:
+        if name.lower() == "authorization":
+            i = value.find("Credential=")
+            if i >= 0:
+                return value[i + 11:].split("/", 1)[0] or None
+    return None
+
+
 def verify(method, raw_target, headers, body, service, lookup, now=None):
     """Check one request. lookup(akid, token) returns the identity dict
     (with 'secret') or raises AuthError. Returns (identity, region)."""

@@ -52,6 +52,9 @@ class Sts:
                      f"    <UserId>{escape(ident['user_id'])}</UserId>\n"
                      f"    <Account>{ident['account']}</Account>\n")
 
+    def _early(self):
+        return int(self.cfg.get("sts_expire_early") or 0)
+
     def _duration(self, params):
         if self.cfg.get("sts_duration"):
             return int(self.cfg["sts_duration"])
@@ -82,12 +85,13 @@ class Sts:
                 f"      <AccessKeyId>{akid}</AccessKeyId>\n"
                 f"      <SecretAccessKey>{escape(ident['secret'])}</SecretAccessKey>\n"
                 f"      <SessionToken>{escape(ident['token'])}</SessionToken>\n"
-                f"      <Expiration>{_iso(ident['expires'])}</Expiration>\n"
+                f"      <Expiration>{_iso(ident.get('announced', ident['expires']))}</Expiration>\n"
                 f"    </Credentials>\n")
 
     def assume_role(self, params, ident):
         acct, role, session = self._role(params, ident["arn"], "sts:AssumeRole")
-        akid, new = self.accounts.new_session(acct, role, session, self._duration(params))
+        akid, new = self.accounts.new_session(acct, role, session, self._duration(params),
+                                              self._early())
         return _wrap("AssumeRole", self._creds_xml(akid, new) +
                      "    <PackedPolicySize>0</PackedPolicySize>\n")
 
@@ -99,7 +103,8 @@ class Sts:
                            "documentation for requirements")
         acct, role, session = self._role(params, "arn:aws:sts::anonymous",
                                          "sts:AssumeRoleWithWebIdentity")
-        akid, new = self.accounts.new_session(acct, role, session, self._duration(params))
+        akid, new = self.accounts.new_session(acct, role, session, self._duration(params),
+                                              self._early())
         return _wrap("AssumeRoleWithWebIdentity",
                      "    <SubjectFromWebIdentityToken>emu-subject</SubjectFromWebIdentityToken>\n"
                      "    <Audience>sts.amazonaws.com</Audience>\n"

@@ -141,6 +141,29 @@ def test_assume_role_duration_knob(emu):
     assert 0 < left <= 900
 
 
+def test_short_lived_credentials_refused_early(emu, repo):
+    """sts_duration=20, sts_expire_early=18: the Expiration says 20 s, the
+    session is refused with ExpiredTokenException after 2 s; the log shows
+    the refused call with its key."""
+    import time
+    emu.config(sts_duration=20, sts_expire_early=18)
+    out = emu.aws("assume-role", "--role-arn", "arn:aws:iam::111111111111:role/dev",
+                  "--role-session-name", "short", service="sts")
+    c = out["Credentials"]
+    tmp = {"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
+           "AWS_SESSION_TOKEN": c["SessionToken"]}
+    import datetime
+    exp = datetime.datetime.fromisoformat(c["Expiration"].replace("Z", "+00:00"))
+    left = exp.timestamp() - time.time()
+    assert 15 < left <= 20
+    time.sleep(2.5)
+    r = emu.aws_run("describe-repositories", env=tmp)
+    assert "(ExpiredTokenException)" in r.stderr
+    last = [e for e in emu.log() if e["op"] == "DescribeRepositories"][-1]
+    assert last["code"] == "ExpiredTokenException" and last["status"] == 403
+    assert last["akid"] == c["AccessKeyId"]
+
+
 def test_assume_role_unknown_account_denied(emu, client):
     st, xml = client.sts("AssumeRole", RoleArn="arn:aws:iam::999999999999:role/x",
                          RoleSessionName="s2")

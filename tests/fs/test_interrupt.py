@@ -82,7 +82,9 @@ def test_interrupt_does_not_fail_a_shared_credential_refresh(emu, mount, tmp_pat
         m = mount(opts=SLOW + ",profile=xacct", env=env)
         region = os.path.dirname(m.repo("team"))
         assert "team" in os.listdir(region)
-        time.sleep(4)  # the session is now within the refresh margin
+        # 12 s credentials are refreshed after three quarters of their life:
+        # the session is now within the refresh margin.
+        time.sleep(10)
         fid = emu.fault(op="AssumeRole", kind="delay", delay_ms=4000)
         p = subprocess.Popen(["ls", m.repo("team", "app")], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

@@ -37,7 +37,7 @@ for _u in ACCOUNTS["users"]:
 SECRETS = {u["access_key"]: u["secret_key"] for u in ACCOUNTS["users"]}
 READONLY_KEY = "AKIAEMURO1AAAAAAAAAA"
 # The knobs as the emulator starts (ecr_emulator.py, without --tiny-pages).
-DEFAULT_KNOBS = {"tiny_pages": 0, "sts_duration": None, "url_expires": 600,
+DEFAULT_KNOBS = {"tiny_pages": 0, "sts_duration": None, "sts_expire_early": 0, "url_expires": 600,
                  "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
                  "max_parts": 4200}
 # The modelled network (emu_netmodel.py): off.

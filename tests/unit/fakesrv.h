@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ typedef void (*fake_handler)(struct fakesrv *s, const struct fake_req *rq, int n
 struct fakesrv {
 	int lfd, port;
 	pthread_t acceptor;
-	volatile int stop;
+	atomic_int stop; /* set by the test thread, read by the server threads */
 	fake_handler handler;
 	void *arg;
 	/* Protects reqs, nreq, conns, nconn and conn_thr. */

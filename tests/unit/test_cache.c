@@ -1,7 +1,9 @@
 /* cache/: layout and modes, chunked partial blobs, sealing, puts, LRU under a
  * cap with pins, persistence across reopen, metadata records, full disk,
  * threads, and a second process on the same cache_dir. */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -838,19 +841,29 @@ static void test_has(void)
 	free(data);
 }
 
+/* Open fds on files under root: the cache's own (a sanitizer's runtime may
+ * hold a file of its own open for a moment). */
 static int count_fds(void)
 {
-	char cmd[64], line[32] = "";
-	FILE *p;
+	char path[300], target[PATH_MAX];
+	struct dirent *de;
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
 
-	snprintf(cmd, sizeof(cmd), "ls /proc/%ld/fd | wc -l", (long)getpid());
-	p = popen(cmd, "r");
-	if (!p)
+	if (!d)
 		return -1;
-	if (!fgets(line, sizeof(line), p))
-		line[0] = '\0';
-	pclose(p);
-	return atoi(line);
+	while ((de = readdir(d))) {
+		ssize_t len;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (strncmp(target, root, strlen(root)) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 /* Many blobs open (pinned) at once: all read, fds stay bounded. */
@@ -883,7 +896,8 @@ static void test_many_open(void)
 	CHECK(count_fds() >= fds0 + N);
 	for (int i = 0; i < N; i++)
 		cache_blob_unpin(c, b[i].d);
-	/* Closed ones: at most 32 kept open (a partial holds two fds). */
+	/* Closed ones: at most 32 kept open (two fds each: the data and its
+	 * map, or its sums). */
 	CHECK(count_fds() <= fds0 + 64);
 	for (int i = 0; i < N; i++)
 		CHECK_INT(cache_blob_read(c, b[i].d, 4096, buf, 10, 0), 10);
@@ -1220,6 +1234,11 @@ static int stress_run(const char *dir, struct blob *b, unsigned seed)
 	cache *c = NULL;
 	int before = test_failures;
 
+	char logpath[300];
+
+	/* Every byte stored is right: no chunk may ever fail its checksum. */
+	snprintf(logpath, sizeof(logpath), "%s-%u.log", dir, seed);
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
 	CHECK_INT(cache_open(dir, 5 * CH, &c), 0);
 	for (int i = 0; i < 3; i++)
 		a[i] = (struct stress_arg){c, b, seed + (unsigned)i, 0};
@@ -1227,6 +1246,8 @@ static int stress_run(const char *dir, struct blob *b, unsigned seed)
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(a[i].bad, 0);
 	cache_close(c);
+	log_close();
+	CHECK_INT(count_lines(logpath, "checksum"), 0);
 	return test_failures != before;
 }
 
@@ -1274,6 +1295,219 @@ static void test_stress(void)
 	free(buf);
 }
 
+/* Flips one byte of the file at dir/fmt(digest) at off. */
+static void flip_byte(const char *fmt, const char *dir, const char *digest, off_t off)
+{
+	char path[1024];
+	unsigned char b = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), fmt, dir, digest + 7);
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0 && pread(fd, &b, 1, off) == 1);
+	b ^= 0x5a;
+	CHECK(fd >= 0 && pwrite(fd, &b, 1, off) == 1);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A rotten partial chunk after a reopen: a miss (not the flipped byte),
+ * one log line, the chunk's flag gone so it is stored again; the other
+ * chunks still serve. */
+static void test_rot_partial(void)
+{
+	const size_t size = 3 * CH;
+	unsigned char *data = make_data(size, 41), *buf = malloc(size);
+	char dir[256], d[72], logpath[300];
+	cache *c;
+
+	digest_of(data, size, d);
+	subdir(logpath, sizeof(logpath), "rot-partial.log");
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	c = open_at("rot-partial", dir, 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 0, data, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	cache_close(c);
+	flip_byte("%s/partial/%s.data", dir, d, CH + 1234);
+	c = open_at("rot-partial", dir, 0);
+	CHECK_INT(cache_blob_has(c, d, size, CH, 10), 1); /* a probe reads no data */
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, CH + 1230), -ENOENT);
+	CHECK_INT(cache_blob_has(c, d, size, CH, 10), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, CH, 0), CH);
+	CHECK(memcmp(buf, data, CH) == 0);
+	/* Fetched again: stored again, served, and the blob seals. */
+	CHECK_INT(cache_blob_write_chunk(c, d, size, CH, data + CH, CH), 0);
+	CHECK_INT(cache_blob_write_chunk(c, d, size, 2 * CH, data + 2 * CH, CH), 0);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	cache_close(c);
+	log_close();
+	CHECK_INT(count_lines(logpath, "does not match its checksum"), 1);
+	free(data);
+	free(buf);
+}
+
+/* Sealed blobs (by seal and by put): a flipped byte after a reopen is a
+ * miss with one log line and the blob is dropped. Without its .sum a blob
+ * is checked whole against its digest: served and given sums when it
+ * matches, dropped when not. */
+static void test_rot_sealed(void)
+{
+	const size_t size = 2 * CH + 99;
+	unsigned char *data = make_data(size, 42), *p = make_data(5000, 43);
+	unsigned char *q = make_data(7000, 44), *r = make_data(6000, 46), *buf = malloc(size);
+	char dir[256], d[72], dp[72], dq[72], dr[72], logpath[300], sum[512];
+	cache *c;
+	int fd = -1;
+
+	digest_of(data, size, d);
+	digest_of(p, 5000, dp);
+	digest_of(q, 7000, dq);
+	digest_of(r, 6000, dr);
+	subdir(logpath, sizeof(logpath), "rot-sealed.log");
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	c = open_at("rot-sealed", dir, 0);
+	CHECK_INT(write_all_chunks(c, d, data, size), 0);
+	CHECK_INT(cache_blob_seal(c, d, size), 0);
+	CHECK(exists("%s/blobs/sha256/%s.sum", dir, d));
+	CHECK_INT(cache_blob_put(c, dp, p, 5000), 0);
+	CHECK_INT(cache_blob_put(c, dq, q, 7000), 0);
+	CHECK_INT(cache_blob_put(c, dr, r, 6000), 0);
+	CHECK(exists("%s/blobs/sha256/%s.sum", dir, dp));
+	cache_close(c);
+
+	flip_byte("%s/blobs/sha256/%s", dir, d, 2 * CH + 5);
+	flip_byte("%s/blobs/sha256/%s", dir, dp, 4999);
+	flip_byte("%s/blobs/sha256/%s", dir, dr, 0);
+	snprintf(sum, sizeof(sum), "%s/blobs/sha256/%s.sum", dir, dq + 7);
+	CHECK_INT(unlink(sum), 0);
+	snprintf(sum, sizeof(sum), "%s/blobs/sha256/%s.sum", dir, dr + 7);
+	CHECK_INT(unlink(sum), 0);
+	c = open_at("rot-sealed", dir, 0);
+	CHECK_INT(cache_blob_complete(c, d), 1);
+	CHECK_INT(cache_blob_read(c, d, size, buf, CH, 0), CH); /* chunk 0 is fine */
+	CHECK(memcmp(buf, data, CH) == 0);
+	CHECK_INT(cache_blob_read_fd(c, d, size, 10, 2 * CH, &fd), -ENOENT);
+	CHECK_INT(fd, -1);
+	CHECK_INT(cache_blob_complete(c, d), 0);
+	CHECK(!exists("%s/blobs/sha256/%s", dir, d) && !exists("%s/blobs/sha256/%s.sum", dir, d));
+	CHECK_INT(cache_blob_read(c, dp, 5000, buf, 5000, 0), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, dp), 0);
+	/* No sums, right bytes: verified, served, summed. */
+	CHECK_INT(cache_blob_read(c, dq, 7000, buf, 7000, 0), 7000);
+	CHECK(memcmp(buf, q, 7000) == 0);
+	CHECK(exists("%s/blobs/sha256/%s.sum", dir, dq));
+	CHECK_INT(cache_blob_read(c, dq, 7000, buf, 10, 6990), 10);
+	/* No sums, wrong bytes: dropped. */
+	CHECK_INT(cache_blob_read(c, dr, 6000, buf, 10, 100), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, dr), 0);
+
+	/* Stored again, checked once per process. */
+	CHECK_INT(cache_blob_put(c, dp, p, 5000), 0);
+	CHECK_INT(cache_blob_read(c, dp, 5000, buf, 5000, 0), 5000);
+	CHECK(memcmp(buf, p, 5000) == 0);
+	cache_close(c);
+	log_close();
+	CHECK_INT(count_lines(logpath, "does not match its checksum"), 2);
+	CHECK_INT(count_lines(logpath, "does not match its digest"), 1);
+	free(data);
+	free(p);
+	free(q);
+	free(r);
+	free(buf);
+}
+
+/* Writes a blob and a partial the way the previous format did (no sums,
+ * no DIR/format, an "ECRFSMP2" map). */
+static void make_old_format(const char *dir, const char *d, const unsigned char *data,
+			    size_t size)
+{
+	char path[1024];
+	unsigned char map[25] = "ECRFSMP2";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/blobs/sha256/%s", dir, d + 7);
+	f = fopen(path, "w");
+	CHECK(f && fwrite(data, 1, size, f) == size);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/partial/%064d.data", dir, 7);
+	f = fopen(path, "w");
+	CHECK(f && fwrite(data, 1, size, f) == size);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/partial/%064d.map", dir, 7);
+	map[8] = (unsigned char)size;
+	map[9] = (unsigned char)(size >> 8);
+	map[24] = 1;
+	f = fopen(path, "w");
+	CHECK(f && fwrite(map, 1, sizeof(map), f) == sizeof(map));
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/format", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/blobs/sha256/%s.sum", dir, d + 7);
+	unlink(path);
+}
+
+/* A cache_dir of the older format: the first opener discards its partial
+ * blobs (one log line, meta records kept) and stamps it; its sealed blobs
+ * are checked whole against their digest when first read. While an older
+ * process still has it open, nothing is removed and the same holds. */
+static void test_old_format(void)
+{
+	const size_t size = 3000;
+	unsigned char *data = make_data(size, 45), buf[3000];
+	char dir[256], d[72], d7[72], logpath[300], path[512], text[64];
+	char *meta = NULL;
+	size_t mlen = 0;
+	cache *c;
+	int lock;
+
+	digest_of(data, size, d);
+	snprintf(d7, sizeof(d7), "sha256:%064d", 7);
+	subdir(logpath, sizeof(logpath), "old-format.log");
+	CHECK_INT(log_init(LOG_TO_FILE, logpath, LOGL_INFO), 0);
+	c = open_at("old-format", dir, 0);
+	CHECK_INT(cache_meta_put(c, "tags", "k", "v", 1), 0);
+	cache_close(c);
+	snprintf(path, sizeof(path), "%s/format", dir);
+	CHECK_STR(check_read_text(path, text, sizeof(text)), "ecrfs-cache 3\n");
+
+	/* Another (older) process holds it: nothing is removed; the old map
+	 * is not trusted, the old blob is verified before it is served. */
+	make_old_format(dir, d, data, size);
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	lock = open(path, O_RDWR);
+	CHECK(lock >= 0 && flock(lock, LOCK_SH) == 0);
+	c = open_at("old-format", dir, 0);
+	CHECK_INT(cache_blob_read(c, d7, size, buf, 10, 0), -ENOENT);
+	CHECK_INT(cache_blob_read(c, d, size, buf, size, 0), (ssize_t)size);
+	CHECK(memcmp(buf, data, size) == 0);
+	cache_close(c);
+	close(lock);
+
+	/* Alone: the old partial goes, the stamp is written, meta and the
+	 * (verified) blob stay; a rotten old blob is dropped when read. */
+	make_old_format(dir, d, data, size);
+	flip_byte("%s/blobs/sha256/%s", dir, d, 17);
+	c = open_at("old-format", dir, 0);
+	CHECK(!exists("%s/partial/%s.data", dir, d7) && !exists("%s/partial/%s.map", dir, d7));
+	CHECK(exists("%s/blobs/sha256/%s", dir, d));
+	CHECK_INT(cache_blob_read(c, d, size, buf, 10, 0), -ENOENT);
+	CHECK_INT(cache_blob_complete(c, d), 0);
+	CHECK_INT(cache_meta_get(c, "tags", "k", &meta, &mlen), 0);
+	free(meta);
+	snprintf(path, sizeof(path), "%s/format", dir);
+	CHECK_STR(check_read_text(path, text, sizeof(text)), "ecrfs-cache 3\n");
+	cache_close(c);
+	log_close();
+	CHECK_INT(count_lines(logpath, "older format; 2 partial files discarded"), 1);
+	CHECK_INT(count_lines(logpath, "does not match its digest"), 1);
+	free(data);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -1305,6 +1539,9 @@ int main(void)
 	    test_evicted_elsewhere,
 	    test_unclean_shutdown,
 	    test_stress,
+	    test_rot_partial,
+	    test_rot_sealed,
+	    test_old_format,
 	};
 	static const char *const names[] = {
 	    "test_dir_mode",
@@ -1325,6 +1562,9 @@ int main(void)
 	    "test_evicted_elsewhere",
 	    "test_unclean_shutdown",
 	    "test_stress",
+	    "test_rot_partial",
+	    "test_rot_sealed",
+	    "test_old_format",
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		struct timespec t0, t1;

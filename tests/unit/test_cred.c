@@ -15,6 +15,7 @@
 #include "check.h"
 #include "fakesrv.h"
 #include "net/cred.h"
+#include "net/ecr_i.h"
 #include "net/log.h"
 #include "net/sts.h"
 
@@ -630,10 +631,10 @@ static void test_imds(void)
 	 * answers 401 without it). */
 	CHECK(fakesrv_nreq(&srv) == 3 && !strcmp(srv.reqs[0].method, "PUT"));
 
-	/* Refresh driven by expiry: credentials expiring within 5 minutes are
-	 * fetched again; long-lived ones are served from the cache. */
+	/* Refresh driven by expiry: credentials at the end of their life are
+	 * fetched again; the others are served from the cache. */
 	fx.imds_cred_fetches = 0;
-	fx.imds_ttl = 120;
+	fx.imds_ttl = 0;
 	CHECK(cred_provider_new(NULL, &p) == 0);
 	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
 	cred_clear(&c);
@@ -726,8 +727,9 @@ static void test_refresh_does_not_block(void)
 	void *bgkey = NULL;
 	fresh();
 	use_imds();
-	fx.imds_ttl = 120; /* inside the 5-minute window: every get wants a refresh */
-	CHECK(cred_provider_new(NULL, &p) == 0);
+	fx.imds_ttl = 120; /* inside a 5-minute window: every get wants a refresh */
+	struct cred_opts o = {.refresh_before_s = 300};
+	CHECK(cred_provider_new(&o, &p) == 0);
 	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
 	cred_clear(&c);
 
@@ -805,6 +807,123 @@ static void test_sts_identity(void)
 	net_http_free(h);
 }
 
+/* Credentials that live a minute are refreshed at three quarters of their
+ * life, not on every call because they are always within 5 minutes of
+ * expiry. */
+static void test_short_lived(void)
+{
+	struct cred c;
+	cred_provider *p = NULL;
+	fresh();
+	use_imds();
+	fx.imds_ttl = 60;
+	CHECK(cred_provider_new(NULL, &p) == 0);
+	for (int i = 0; i < 5; i++) {
+		CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
+		cred_clear(&c);
+	}
+	CHECK_INT(__atomic_load_n(&fx.imds_cred_fetches, __ATOMIC_SEQ_CST), 1);
+	cred_provider_free(p);
+}
+
+/* The fake ECR endpoint: ListImages answers ExpiredTokenException when
+ * signed with fx_expired_key, else an empty page. Refusals after the first
+ * come 0.7 s late: after the first caller's refresh. */
+static char fx_expired_key[64];
+static int fx_refusals;
+
+static void ecr_handler(struct fakesrv *s, const struct fake_req *rq, int n, struct fake_resp *rs)
+{
+	char h[512], key[64] = "";
+	const char *c;
+
+	if (fake_header(rq->headers, "Authorization", h, sizeof(h)) &&
+	    (c = strstr(h, "Credential=")))
+		sscanf(c + 11, "%63[^/]", key);
+	pthread_mutex_lock(&fx_lock);
+	int expired = !strcmp(key, fx_expired_key), late = expired && fx_refusals++ > 0;
+	pthread_mutex_unlock(&fx_lock);
+	if (late)
+		usleep(700 * 1000);
+	if (expired) {
+		rs->status = 403;
+		strcpy(rs->body, "{\"__type\":\"ExpiredTokenException\",\"message\":\"The security "
+				 "token included in the request is expired\"}");
+		return;
+	}
+	strcpy(rs->body, "{\"imageIds\":[]}");
+}
+
+struct ecr_thr {
+	ecr *e;
+	int rc;
+};
+
+static void *ecr_caller(void *arg)
+{
+	struct ecr_thr *t = arg;
+	struct ecr_call c = {.op = "ListImages", .region = "us-east-1"};
+	c.req = json_pack("{s:s}", "repositoryName", "team/app");
+	t->rc = ecr_call(t->e, &c, NULL, NULL);
+	json_decref(c.req);
+	return NULL;
+}
+
+/* Credentials refused as expired by calls on several threads at once: one
+ * refresh, which they all wait for, then each call retried once: no error.
+ * A refusal seen after the refresh (a slow thread) refreshes nothing. */
+static void test_expired_shared(void)
+{
+	struct fakesrv esrv;
+	struct ecr_thr t[6];
+	pthread_t th[6];
+	struct cred c;
+	cred_provider *p = NULL;
+	struct ecr_opts eo = {0};
+	char ep[96];
+	ecr *e = NULL;
+	net_http *h = NULL;
+
+	fresh();
+	CHECK(fakesrv_start(&esrv, ecr_handler, NULL) == 0);
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", base, 1);
+	unsetenv("AWS_EC2_METADATA_DISABLED");
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", esrv.port);
+	CHECK(cred_provider_new(NULL, &p) == 0);
+	CHECK_INT(net_http_new(NULL, &h), 0);
+	eo.creds = p;
+	eo.http = h;
+	eo.endpoint = ep;
+	CHECK_INT(ecr_new(&eo, &e), 0);
+	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS1"));
+	cred_clear(&c);
+	pthread_mutex_lock(&fx_lock);
+	strcpy(fx_expired_key, "ASIAIMDS1");
+	fx_refusals = 0;
+	pthread_mutex_unlock(&fx_lock);
+	for (int i = 0; i < 6; i++) {
+		t[i] = (struct ecr_thr){e, -1};
+		pthread_create(&th[i], NULL, ecr_caller, &t[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(t[i].rc, 0);
+	}
+	CHECK_INT(__atomic_load_n(&fx.imds_cred_fetches, __ATOMIC_SEQ_CST), 2);
+	cred_expired(p, "ASIAIMDS1"); /* late: already replaced */
+	CHECK(cred_get(p, &c) == 0 && !strcmp(c.access_key_id, "ASIAIMDS2"));
+	cred_clear(&c);
+	CHECK_INT(__atomic_load_n(&fx.imds_cred_fetches, __ATOMIC_SEQ_CST), 2);
+	CHECK(log_has("credentials expired; refreshing them and retrying once"));
+	ecr_free(e);
+	net_http_free(h);
+	cred_provider_free(p);
+	fakesrv_stop(&esrv);
+	pthread_mutex_lock(&fx_lock);
+	fx_expired_key[0] = '\0';
+	pthread_mutex_unlock(&fx_lock);
+}
+
 int main(void)
 {
 	fakesrv_no_proxy();
@@ -826,6 +945,8 @@ int main(void)
 	test_imds();
 	test_threads();
 	test_refresh_does_not_block();
+	test_short_lived();
+	test_expired_shared();
 	test_nothing();
 	test_sts_identity();
 

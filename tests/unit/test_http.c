@@ -42,7 +42,8 @@ enum scenario {
 	SC_SKEWED,   /* the server's clock is an hour ahead; checks X-Amz-Date */
 	SC_DATE_NOW, /* the server's clock agrees with ours */
 };
-static volatile enum scenario scenario;
+/* Set by the test thread, read by connection threads (keep-alive). */
+static _Atomic enum scenario scenario;
 static const char blob[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 static void handler(struct fakesrv *s, const struct fake_req *rq, int n, struct fake_resp *rs)
@@ -403,7 +404,7 @@ static void *canceller(void *arg)
 {
 	struct timespec ts = {0, 300 * 1000000L};
 	nanosleep(&ts, NULL);
-	cancel_flag = 1;
+	__atomic_store_n(&cancel_flag, 1, __ATOMIC_RELAXED); /* as a FUSE INTERRUPT would */
 	return NULL;
 }
 

@@ -1,0 +1,146 @@
+"""Credentials that expire during a long read or push: ecrfs refreshes them
+(AssumeRole) once for all its threads, retries the refused call, and the
+user sees no error. The emulator hands out AssumeRole credentials that live
+LIFE seconds and refuses them EARLY seconds before the Expiration they
+announce (ExpiredTokenException, as a clock running ahead or a revoked
+session would have it); once per test every session is also expired
+outright, mid-transfer."""
+import os
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+
+import ecrclient
+import layouts
+from emu import Emulator
+from mount import ACCT, REGION, mounts, sha256_file
+
+LIFE = 20
+EARLY = 8
+
+
+@pytest.fixture
+def own_emu(tmp_path):
+    emu = Emulator(state_dir=str(tmp_path / "emu"))
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def _role_env(emu, tmp_path):
+    """ecrfs gets its credentials from AssumeRole (profile with role_arn and
+    source_profile), never from the environment."""
+    akid, secret = emu.credentials()
+    cfg, creds = tmp_path / "aws-config", tmp_path / "aws-credentials"
+    creds.write_text(f"[base]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n")
+    cfg.write_text("[profile short]\nrole_arn = arn:aws:iam::111111111111:role/dev\n"
+                   "source_profile = base\nrole_session_name = ecrfs-expiring\n")
+    return {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+            "AWS_PROFILE": "short", "AWS_CONFIG_FILE": str(cfg),
+            "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+
+
+def _refused_then_retried(log):
+    """[(op, refused key, key of the retry)] for ECR calls refused as expired
+    and then answered with a fresh key."""
+    out = []
+    for i, e in enumerate(log):
+        if e.get("code") != "ExpiredTokenException":
+            continue
+        for f in log[i + 1:]:
+            if f.get("op") == e["op"] and f.get("status") == 200 and f.get("akid") != e["akid"]:
+                out.append((e["op"], e["akid"], f["akid"]))
+                break
+    return out
+
+
+def _check_log(emu, m, took):
+    log = emu.log()
+    refused = [e for e in log if e.get("code") == "ExpiredTokenException"]
+    retried = _refused_then_retried(log)
+    assert refused and len(retried) >= 1, (refused, retried)
+    assert all(a.startswith("ASIA") and b.startswith("ASIA") for _, a, b in retried)
+    assume = sum(1 for e in log if e.get("op") == "AssumeRole" and e.get("status") == 200)
+    ecr_calls = sum(1 for e in log if e.get("akid") and e.get("op") != "AssumeRole")
+    # One refresh per lifetime (or refusal), not one per call.
+    assert 2 <= assume <= took / (LIFE * 0.75 - EARLY) + len(refused) + 2, (assume, took)
+    assert assume < ecr_calls, (assume, ecr_calls)
+    text = m.logtext()
+    assert "credentials expired; refreshing them and retrying once" in text
+    return refused, retried
+
+
+def test_read_across_expiry(own_emu, tmp_path):
+    emu = own_emu
+    layout = str(tmp_path / "layout")
+    img = layouts.make_image(layout, "big", {"/big": os.urandom(24 << 20)})
+    ecrclient.push_layout(emu, layout, "exp/read", "big")
+    layer = img["layers"][0][7:]
+    with open(os.path.join(layout, "blobs", "sha256", layer), "rb") as f:
+        src = f.read()
+    # One open file read at random places for longer than a credential
+    # lives; short-lived download URLs make the read ask ECR again
+    # (GetDownloadUrlForLayer) all along.
+    emu.config(sts_duration=LIFE, sts_expire_early=EARLY, url_expires=3)
+    emu.fault(op="BlobGet", kind="delay", delay_ms=300, count=0)
+    order = list(range(len(src) >> 20))
+    random.Random(13).shuffle(order)
+    with mounts(emu, tmp_path) as make:
+        m = make(env=_role_env(emu, tmp_path))
+        path = m.repo("exp/read", "big", "blobs", "sha256", layer)
+        emu.reset_log()
+        t0 = time.monotonic()
+        timer = threading.Timer(LIFE / 2, emu.expire_credentials)
+        timer.start()
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                for i in order:
+                    off = (i << 20) + 4321
+                    assert os.pread(fd, 65536, off) == src[off:off + 65536], i
+                    time.sleep(0.8)
+            finally:
+                os.close(fd)
+            assert sha256_file(path) == layer
+        finally:
+            timer.cancel()
+        took = time.monotonic() - t0
+        assert took > LIFE, took
+        emu.clear_faults()
+        _check_log(emu, m, took)
+
+
+def test_push_across_expiry(own_emu, tmp_path):
+    emu = own_emu
+    layout = str(tmp_path / "layout")
+    img = layouts.make_image(layout, "v1", {"/big": os.urandom(25 << 20)})
+    # Slow parts: a three-part layer takes longer than a credential lives.
+    emu.config(sts_duration=LIFE, sts_expire_early=EARLY)
+    emu.fault(op="UploadLayerPart", kind="delay", delay_ms=6000, count=0)
+    with mounts(emu, tmp_path) as make:
+        m = make(env=_role_env(emu, tmp_path))
+        repo = m.path(ACCT, REGION, "exp", "push")
+        os.makedirs(repo)
+        emu.reset_log()
+        t0 = time.monotonic()
+        timer = threading.Timer(LIFE / 2, emu.expire_credentials)
+        timer.start()
+        try:
+            r = subprocess.run(["cp", "-rT", layout, os.path.join(repo, "v1")],
+                               capture_output=True, text=True, timeout=300)
+        finally:
+            timer.cancel()
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+        assert took > LIFE, took
+        emu.clear_faults()
+        d = emu.aws("describe-images", "--repository-name", "exp/push", "--image-ids",
+                    "imageTag=v1")["imageDetails"][0]["imageDigest"]
+        assert d == img["manifest"]
+        _check_log(emu, m, took)
