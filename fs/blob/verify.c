@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs/blob/blob_i.h"
+#include "net/digest.h"
 #include "net/log.h"
 
 /* ---- digests that failed their hash ---- */
@@ -135,16 +136,6 @@ int blob_ensure_verified(struct fs_rstate *rs, volatile int *cancel)
 
 /* ---- the running hash of a whole-file reader ---- */
 
-static void sha256_hex(const unsigned char md[32], char hex[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
-}
-
 /* The hash is complete: -EIO (and the blob dropped) when it mismatches. */
 static int hash_final(struct fs_rstate *rs)
 {
@@ -154,7 +145,7 @@ static int hash_final(struct fs_rstate *rs)
 	char hex[65];
 	int rc = 0;
 	EVP_DigestFinal_ex(rs->sha, md, &l);
-	sha256_hex(md, hex);
+	net_hex(md, 32, hex);
 	if (strcmp(hex, id->hex) != 0) {
 		log_err("blob %s: content hashes to sha256:%s; answering EIO", id->digest, hex);
 		mark_bad(rs->bs, id->digest);

@@ -13,6 +13,7 @@
 #include <zstd.h>
 
 #include "fs/rootfs/rootfs_i.h"
+#include "net/digest.h"
 #include "net/log.h"
 
 struct rootfs_build {
@@ -440,8 +441,7 @@ static int check_digest(struct rootfs_build *b)
 	char hex[65];
 	if (!EVP_DigestFinal_ex(b->whole, md, NULL))
 		return -ENOMEM;
-	for (size_t i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	net_hex(md, 32, hex);
 	if (strcmp(hex, b->ix->digest + 7) != 0) {
 		log_err("rootfs: layer %s hashes to sha256:%s; index not built", b->ix->digest,
 			hex);

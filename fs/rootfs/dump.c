@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "fs/rootfs/rootfs.h"
+#include "net/digest.h"
 
 struct file_src {
 	int fd;
@@ -51,9 +52,7 @@ static int file_digest(int fd, char out[72])
 	EVP_DigestFinal_ex(c, md, NULL);
 	EVP_MD_CTX_free(c);
 	lseek(fd, 0, SEEK_SET);
-	strcpy(out, "sha256:");
-	for (size_t i = 0; i < 32; i++)
-		sprintf(out + 7 + 2 * i, "%02x", md[i]);
+	net_digest_of_md(md, out);
 	return n < 0 ? -errno : 0;
 }
 
