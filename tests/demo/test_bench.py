@@ -15,15 +15,16 @@ def test_bench_smoke(tmp_path):
     r = subprocess.run(["/usr/bin/python3", str(SRC / "scripts" / "bench_run.py"),
                         "--build", str(BUILD), "--size-mib", "8", "--tags", "60",
                         "--rss-total-mib", "16", "--net-read-sizes-mib", "8",
-                        "--push-layers", "2", "--push-layer-mib", "6", "--runs", "1",
+                        "--push-layers", "2", "--push-layer-mib", "6", "--soak-tags", "40",
+                        "--runs", "1",
                         "--out", str(out),
                         "--workdir", str(tmp_path / "work")],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr[-4000:]
     res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
     assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push",
-                        "push_layers", "net_cold_read_8", "net_tail_read", "net_list_tags",
-                        "net_push_layers"}
+                        "push_layers", "soak_tags", "net_cold_read_8", "net_tail_read",
+                        "net_list_tags", "net_push_layers"}
     for name, row in res.items():
         assert "status" not in row, (name, row)
         assert row["network"] in ("loopback", "modelled", "none (cache)"), row
@@ -40,6 +41,8 @@ def test_bench_smoke(tmp_path):
     assert 1 <= res["push"]["ecrfs_upload_parts"] <= 2
     assert res["push"]["ref_upload_parts"] == 1
     assert res["rss_read"]["peak_rss_mib"] > 0
+    # The soak browsed every tag it seeded and reports the tables it kept.
+    assert res["soak_tags"]["tags"] == 40 and res["soak_tags"]["tables"]["nodes"] > 0
     # Two 6 MiB layers and a config: one part each for curl, one or two for ecrfs.
     for name in ("push_layers", "net_push_layers"):
         assert res[name]["ref_upload_parts"] == 3
