@@ -100,6 +100,21 @@ def test_scan_json_is_the_findings(views, m):
     assert "v1@scan.json" not in os.listdir(repo_path(m))
 
 
+def test_scan_json_enhanced_on_a_digest_directory(views, m):
+    emu = views["emu"]
+    enh = [{"findingArn": f"arn:aws:inspector2:{REGION}:{ACCT}:finding/{i}",
+            "severity": "HIGH", "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
+            "packageVulnerabilityDetails": {"vulnerabilityId": f"CVE-2025-{i:04d}"}}
+           for i in range(3)]
+    emu.control("seed_scan", {"repo": REPO, "digest": views["sig"], "findings": enh,
+                              "enhanced": True, "region": REGION})
+    p = repo_path(m, "@sha256-" + views["sig"].split(":")[1] + "@scan.json")
+    with open(p) as f:
+        got = json.load(f)
+    assert got["imageScanFindings"]["enhancedFindings"] == enh
+    assert "findings" not in got["imageScanFindings"]
+
+
 def test_scan_xattrs(views, m):
     v1 = repo_path(m, "v1")
     get = lambda n: os.getxattr(v1, "user.ecr.scan." + n).decode()  # noqa: E731
@@ -140,6 +155,17 @@ def test_referrers_are_oci_layouts(views, m, tmp_path):
     assert e.value.errno in (errno.EPERM, errno.EACCES)
     assert os.listdir(repo_path(m, "v2@referrers")) == []
     assert not os.path.exists(os.path.join(refs, "@sha256-" + "0" * 64))
+
+
+def test_referrers_listing_is_kept_for_the_ttl(views, mount):
+    emu = views["emu"]
+    m = mount(opts="tag_ttl=60", name="ttl")
+    refs = repo_path(m, "v1@referrers")
+    calls = emu.count("ListImageReferrers", repo=REPO)
+    for _ in range(3):
+        assert len(os.listdir(refs)) == 1
+    os.stat(os.path.join(refs, "@sha256-" + views["sig"].split(":")[1], "index.json"))
+    assert emu.count("ListImageReferrers", repo=REPO) == calls + 1
 
 
 # ---- REPO@settings/ --------------------------------------------------------------------
@@ -184,7 +210,9 @@ def test_lifecycle_policy_round_trip(views, m):
     emu = views["emu"]
     p = settings(m, "lifecycle-policy.json")
     text = json.dumps(KEEP1, indent=1)
+    puts = emu.count("PutLifecyclePolicy", repo=REPO)
     assert write(p, text) == 0
+    assert emu.count("PutLifecyclePolicy", repo=REPO) == puts + 1  # one call per close
     got = aws(emu, "get-lifecycle-policy", "--repository-name", REPO)
     assert json.loads(got["lifecyclePolicyText"]) == KEEP1
     assert json.loads(read(p)) == KEEP1
@@ -207,6 +235,14 @@ def test_lifecycle_policy_round_trip(views, m):
     with pytest.raises(OSError) as e:
         os.unlink(p)
     assert e.value.errno == errno.ENOENT
+    # set from elsewhere: the file is there at once (no cached absence)
+    aws(emu, "put-lifecycle-policy", "--repository-name", REPO, "--lifecycle-policy-text",
+        json.dumps(KEEP1))
+    assert json.loads(read(p)) == KEEP1
+    # a shell redirection replaces it
+    r = subprocess.run(["sh", "-c", f"echo '{json.dumps(KEEP1)}' > {p}"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    os.unlink(p)
 
 
 def test_repository_policy_round_trip(views, m):
