@@ -44,8 +44,8 @@ int fs_settings_read(struct fs_ctx *c, const struct fs_node *n, char **out, size
  * -EINVAL for text that is not what the file takes or that ECR refuses
  * (one log line says why). */
 int fs_settings_write(struct fs_ctx *c, const struct fs_node *n, const char *text, size_t len);
-/* The node of dir/name for a CREATE (referenced): -EACCES for names that
- * cannot be written, -ENOENT for names the directory never has. */
+/* The node of dir/name for a CREATE (referenced): -EACCES for files that
+ * cannot be written, -EPERM (logged) for names the directory never has. */
 int fs_settings_create(struct fs_ctx *c, struct fs_node *dir, const char *name,
 		       struct fs_node **out);
 /* rm dir/name: deletes the policy a policy file shows (-ENOENT when there

@@ -9,6 +9,7 @@
 #include "fs/tree/kinds_i.h"
 #include "fs/tree/view_ecr.h"
 #include "fs/tree/view_settings_i.h"
+#include "net/log.h"
 
 struct settings_file {
 	const char *name;
@@ -155,8 +156,13 @@ int fs_settings_create(struct fs_ctx *c, struct fs_node *dir, const char *name,
 	struct settings_file *sf = by_name(name);
 	struct fs_node_tmpl t = {.kind = FS_N_VIEW_ENTRY, .vdata = sf};
 	*out = NULL;
-	if (!sf)
-		return -ENOENT;
+	if (!sf) {
+		log_err("create %s@settings/%s: the directory holds only its settings files "
+			"(mutability.json, lifecycle-policy.json, repository-policy.json, "
+			"scanning.json, lifecycle-preview.json); write one of them in place",
+			dir->repo, name);
+		return -EPERM;
+	}
 	if (!sf->writable)
 		return -EACCES;
 	*out = fs_node_make(dir, name, &t);

@@ -202,6 +202,13 @@ def test_settings_listing_and_reads(views, m):
     with pytest.raises(OSError) as e:
         open(settings(m, "encryption.json"), "w")
     assert e.value.errno == errno.EACCES
+    # only the settings files: no other name, no removal of the others
+    with pytest.raises(OSError) as e:
+        open(settings(m, "notes.txt"), "w")
+    assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        os.unlink(settings(m, "mutability.json"))
+    assert e.value.errno == errno.EPERM
     # settings are a repository's; the prefix "views" is none
     assert not os.path.exists(m.path(ACCT, REGION, "views@settings"))
 
