@@ -73,16 +73,20 @@ out:
 	return rc;
 }
 
-/* lifecycle-preview.json: the policy of the last preview ("" when none);
- * lifecycle-preview-result.json: the whole preview. */
+/* lifecycle-preview.json: the policy of the last preview ({} before any,
+ * as TAG@scan.json without a scan); lifecycle-preview-result.json: the
+ * whole preview. */
 static int read_preview(ecr *e, const struct ecr_where *w, enum settings_id id, char **out,
 			size_t *len)
 {
 	char *raw = NULL;
 	json_t *j = NULL;
 	int rc = ecr_get_lifecycle_policy_preview(e, w, &raw, NULL, NULL);
-	if (rc == -ENOENT && id == SF_PREVIEW)
-		rc = (raw = strdup("{}")) ? 0 : -ENOMEM;
+	if (rc == -ENOENT && id == SF_PREVIEW) {
+		rc = (*out = strdup("{}\n")) ? 0 : -ENOMEM;
+		*len = rc ? 0 : strlen(*out);
+		return rc;
+	}
 	if (rc)
 		goto out;
 	if (!(j = json_loads(raw, 0, NULL))) {

@@ -198,6 +198,8 @@ def test_settings_listing_and_reads(views, m):
     assert json.loads(read(settings(m, "encryption.json")))["encryptionConfiguration"] == \
         repo["encryptionConfiguration"]
     assert not os.path.exists(settings(m, "lifecycle-policy.json"))
+    assert read(settings(m, "lifecycle-preview.json")) == "{}\n"  # no preview yet
+    assert not os.path.exists(settings(m, "lifecycle-preview-result.json"))
     assert oct(os.stat(settings(m, "encryption.json")).st_mode & 0o777) == "0o444"
     with pytest.raises(OSError) as e:
         open(settings(m, "encryption.json"), "w")
@@ -211,6 +213,15 @@ def test_settings_listing_and_reads(views, m):
     assert e.value.errno == errno.EPERM
     # settings are a repository's; the prefix "views" is none
     assert not os.path.exists(m.path(ACCT, REGION, "views@settings"))
+
+
+def test_settings_of_a_repository_named_like_a_tag(seeded, mount):
+    # team/app has a tag "ci" and a repository team/app/ci: the tag owns
+    # "ci@settings" (images have no settings), the namespace is "ci@".
+    m = mount()
+    assert not os.path.exists(m.repo("team/app", "ci@settings"))
+    got = json.loads(read(m.repo("team/app", "ci@@settings", "mutability.json")))
+    assert got["imageTagMutability"] == "MUTABLE"
 
 
 def test_lifecycle_policy_round_trip(views, m):
