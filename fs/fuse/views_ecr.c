@@ -52,10 +52,8 @@ int vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_node_put(n);
 		return 0;
 	}
-	if (wr) /* root passes the mode bits: the file decides */
-		rc = c->ro ? -EROFS : fs_settings_writable(n) ? 0 : -EACCES;
-	else
-		rc = 0;
+	/* Root passes the mode bits: the file decides. */
+	rc = !wr ? 0 : c->ro ? -EROFS : fs_settings_writable(n) ? 0 : -EACCES;
 	if (rc == 0 && !(h = fh_new(wr ? FH_SETTINGS : FH_MEM)))
 		rc = -ENOMEM;
 	if (rc)
