@@ -149,6 +149,10 @@ def test_referrers_are_oci_layouts(views, m, tmp_path):
     r = subprocess.run(["skopeo", "copy", f"oci:{d}:sha256-{hexd}", f"oci:{out}:sig"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    # a referrer is not the tag: writing into it pushes nothing
+    with pytest.raises(OSError) as e:
+        open(os.path.join(d, "index.json"), "w")
+    assert e.value.errno in (errno.EPERM, errno.EACCES)
     # the view is read only; v2 has no referrers
     with pytest.raises(OSError) as e:
         os.rmdir(d)
@@ -224,7 +228,7 @@ def test_settings_of_a_repository_named_like_a_tag(seeded, mount):
     assert got["imageTagMutability"] == "MUTABLE"
 
 
-def test_lifecycle_policy_round_trip(views, m):
+def test_lifecycle_policy_round_trip(views, m, tmp_path):
     emu = views["emu"]
     p = settings(m, "lifecycle-policy.json")
     text = json.dumps(KEEP1, indent=1)
@@ -257,9 +261,15 @@ def test_lifecycle_policy_round_trip(views, m):
     aws(emu, "put-lifecycle-policy", "--repository-name", REPO, "--lifecycle-policy-text",
         json.dumps(KEEP1))
     assert json.loads(read(p)) == KEEP1
-    # a shell redirection replaces it
+    # a shell redirection and cp replace it
     r = subprocess.run(["sh", "-c", f"echo '{json.dumps(KEEP1)}' > {p}"], capture_output=True)
     assert r.returncode == 0, r.stderr
+    local = tmp_path / "policy.json"
+    local.write_text(json.dumps(dict(KEEP1, rules=[dict(KEEP1["rules"][0], description="cp")])))
+    r = subprocess.run(["cp", str(local), p], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = aws(emu, "get-lifecycle-policy", "--repository-name", REPO)
+    assert json.loads(got["lifecyclePolicyText"])["rules"][0]["description"] == "cp"
     os.unlink(p)
 
 
