@@ -317,6 +317,12 @@ def test_mutability_and_scanning_writes(views, m):
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert write(s, '{"scanOnPush": false}') == 0
     assert json.loads(read(s)) == {"imageScanningConfiguration": {"scanOnPush": False}}
+    # truncation by name sends nothing; only to 0
+    os.truncate(s, 0)
+    assert json.loads(read(s)) == {"imageScanningConfiguration": {"scanOnPush": False}}
+    with pytest.raises(OSError) as e:
+        os.truncate(s, 5)
+    assert e.value.errno == errno.EINVAL
 
 
 def test_lifecycle_preview(views, m):
