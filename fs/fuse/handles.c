@@ -54,6 +54,9 @@ static void fh_free(struct fs_fh *h)
 	case FH_WRITER:
 		pending_file_put(h->pf);
 		break;
+	case FH_SETTINGS:
+		fs_node_put(h->node);
+		break;
 	default:
 		break;
 	}

@@ -20,6 +20,8 @@ enum fh_kind {
 	FH_MEM,     /* bytes in memory: manifests, index.json, control files */
 	FH_BLOB,    /* a blob read through the cache */
 	FH_WRITER,  /* a file of a push, open for writing */
+	FH_SETTINGS, /* a REPO@settings/ file open for writing: bytes in data/len,
+	                sent at FLUSH (fuse/views_ecr.c) */
 };
 
 struct fs_rstate;
@@ -34,6 +36,8 @@ struct fs_fh {
 	struct fs_image *img; /* FH_MEM, FH_BLOB: referenced while open */
 	struct fs_rstate *rs; /* FH_BLOB */
 	pending_file *pf;     /* FH_WRITER: referenced */
+	struct fs_node *node; /* FH_SETTINGS: the file, referenced */
+	int dirty;            /* FH_SETTINGS: written since the last FLUSH */
 };
 
 struct fs_fh_table;

@@ -11,6 +11,7 @@
 #include "fs/fuse/fuse_i.h"
 #include "fs/fuse/push_nodes.h"
 #include "fs/fuse/reply_fd.h"
+#include "fs/fuse/views_ecr.h"
 #include "fs/tree/ctl.h"
 
 static int open_ctl(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
@@ -52,6 +53,8 @@ static int open_img_file(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *c = req_ctx(req);
+	if (vf_open(req, ino, fi))
+		return; /* TAG@scan.json, REPO@settings/ files */
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		if (c->push)
 			wop_open(req, ino, fi);
@@ -126,7 +129,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 {
 	/* The handle's reference keeps it alive if a RELEASE comes meanwhile. */
 	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
-	if (!h || h->kind == FH_WRITER || h->kind == FH_DIR) {
+	if (!h || h->kind == FH_WRITER || h->kind == FH_DIR || h->kind == FH_SETTINGS) {
 		/* A pushed file is write-only until its commit. */
 		fuse_reply_err(req, EBADF);
 	} else if (h->kind == FH_BLOB) {
@@ -143,6 +146,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (vf_flush(req, fi))
+		return; /* a REPO@settings/ file: its Put call */
 	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
 	if (h && h->kind == FH_WRITER)
 		fuse_reply_err(req, -pending_flush(h->pf));

@@ -11,6 +11,7 @@
 
 #include "fs/fuse/notify.h"
 #include "fs/fuse/push_nodes_i.h"
+#include "fs/fuse/views_ecr.h"
 #include "fs/push/push_copy.h"
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
@@ -137,6 +138,8 @@ static int open_writer(fuse_req_t req, pending_version *v, const char *rel,
 void wop_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
+	if (vf_create(req, parent, name, fi))
+		return; /* a REPO@settings/ file */
 	struct fs_node *dir, *n = NULL;
 	struct wnode *w = NULL;
 	struct where wh;
@@ -259,6 +262,8 @@ out:
 void wop_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
+	if (vf_write(req, buf, size, off, fi))
+		return; /* a REPO@settings/ file */
 	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
 	int rc = h && h->kind == FH_WRITER ? pending_write(h->pf, buf, size, (uint64_t)off) : -EBADF;
 
@@ -302,6 +307,8 @@ void wop_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 void wop_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	if (vf_setattr(req, ino, attr, to_set, fi))
+		return; /* TAG@scan.json, REPO@settings/ files */
 	struct fs_node *n = fs_node_get(ino);
 	struct fs_fh *h = fi ? fh_get(req_ctx(req)->fhs, fi->fh) : NULL;
 	struct stat st;

@@ -11,6 +11,7 @@
 
 #include "fs/fuse/notify.h"
 #include "fs/fuse/push_nodes_i.h"
+#include "fs/fuse/views_ecr.h"
 #include "fs/push/push_copy.h"
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
@@ -249,6 +250,8 @@ static int unlink_node(struct fs_node *dir, struct fs_node *n, const char *name)
 
 void wop_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (vf_remove(req, parent, name, 0))
+		return; /* in REPO@settings/, TAG@referrers/ */
 	name_op(req, parent, name, unlink_node);
 }
 
@@ -360,6 +363,8 @@ static int rmdir_node(struct fs_node *dir, struct fs_node *n, const char *name)
 
 void wop_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (vf_remove(req, parent, name, 1))
+		return; /* in REPO@settings/, TAG@referrers/ */
 	name_op(req, parent, name, rmdir_node);
 }
 

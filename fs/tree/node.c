@@ -321,7 +321,10 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->registry = xstrdup(t && t->registry ? t->registry : dir->registry);
 	n->region = xstrdup(t && t->region ? t->region : dir->region);
 	n->repo = xstrdup(t && t->repo ? t->repo : dir->repo);
-	n->tag = xstrdup(t && t->tag ? t->tag : dir->tag);
+	/* An image's tag is its template's: an image by digest below a tag's
+	 * view (TAG@referrers/@sha256-...) has none. */
+	int own_tag = t && t->kind == FS_N_IMAGE;
+	n->tag = xstrdup(t && t->tag ? t->tag : own_tag ? NULL : dir->tag);
 	n->img = t && t->img ? t->img : dir->img;
 	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
 	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
@@ -337,7 +340,7 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->vdata = t ? t->vdata : NULL;
 	n->created = time(NULL);
 	if (!n->name || (t && t->digest && !n->digest) || (dir->registry && !n->registry) || (dir->region && !n->region) ||
-	    (dir->repo && !n->repo) || (dir->tag && !n->tag)) {
+	    (dir->repo && !n->repo) || ((own_tag ? t->tag : dir->tag) && !n->tag)) {
 		n->img = NULL;
 		node_free(n);
 		return NULL;

@@ -9,6 +9,7 @@
 
 #include "fs/tree/hidden.h"
 #include "fs/tree/kinds_i.h"
+#include "fs/tree/view_ecr.h"
 
 const struct fs_kind_ops *kind_ops(enum fs_kind k)
 {
@@ -224,6 +225,8 @@ double fs_tree_attr_ttl(const struct fs_ctx *c, const struct fs_node *n)
 double fs_tree_neg_ttl(const struct fs_ctx *c, const struct fs_node *dir, int hidden)
 {
 	/* A hidden name comes back when the hiding ends; a pending directory
-	 * fills as the writer goes. */
-	return hidden || dir->kind == FS_N_PENDING_DIR ? 0 : c->o.neg_ttl;
+	 * fills as the writer goes; a policy may be set from elsewhere. */
+	if (hidden || dir->kind == FS_N_PENDING_DIR || fs_settings_is_dir(dir))
+		return 0;
+	return c->o.neg_ttl;
 }

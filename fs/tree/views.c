@@ -7,14 +7,15 @@
 #include <string.h>
 
 #include "fs/tree/kinds_i.h"
+#include "fs/tree/view_ecr.h"
 
 /* The views this build has, by enum fs_view (a NULL slot: not yet). */
 static const struct fs_view_ops *const views[] = {
 	[FS_VIEW_ROOTFS] = NULL,
 	[FS_VIEW_LAYERS] = NULL,
-	[FS_VIEW_REFERRERS] = NULL,
-	[FS_VIEW_SCAN] = NULL,
-	[FS_VIEW_SETTINGS] = NULL,
+	[FS_VIEW_REFERRERS] = &fs_view_referrers,
+	[FS_VIEW_SCAN] = &fs_view_scan,
+	[FS_VIEW_SETTINGS] = &fs_view_settings,
 };
 
 const struct fs_view_ops *fs_view_ops(enum fs_view v)

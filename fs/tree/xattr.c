@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs/tree/kinds_i.h"
+#include "fs/tree/view_ecr.h"
 #include "fs/tree/views.h"
 
 static const char *const xattr_names[] = {
@@ -119,6 +120,8 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 		return fs_views_list(1);
 	if (!strcmp(name, "user.ecr.image_bytes"))
 		return im ? printed("%lld", (long long)im->size) : NULL;
+	if (!strncmp(name, "user.ecr.scan.", 14))
+		return fs_scan_xattr(im, name); /* severity counts (view_scan.c) */
 	return NULL;
 }
 
@@ -157,6 +160,23 @@ int fs_tree_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **
 	return -ENODATA;
 }
 
+/* The names of more that n has, into buf. */
+static size_t xattr_list_more(struct fs_ctx *c, struct fs_node *n, const char *const *more,
+			      char *buf, size_t size)
+{
+	size_t pos = 0;
+	for (int i = 0; n->kind == FS_N_IMAGE && more[i]; i++) {
+		char *val = NULL;
+		size_t l = strlen(more[i]) + 1;
+		if (fs_tree_xattr(c, n, more[i], &val) == 0 && pos + l <= size) {
+			memcpy(buf + pos, more[i], l);
+			pos += l;
+		}
+		free(val);
+	}
+	return pos;
+}
+
 size_t fs_tree_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t size)
 {
 	size_t pos = 0;
@@ -169,5 +189,5 @@ size_t fs_tree_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t
 		}
 		free(val);
 	}
-	return pos;
+	return pos + xattr_list_more(c, n, fs_scan_xattr_names, buf + pos, size - pos);
 }
