@@ -90,6 +90,41 @@ static int render_stats(struct fs_ctx *c, char **out)
 	return rc;
 }
 
+/* The IAM ARN an exclusion names for arn: an assumed role's session ARN
+ * (arn:P:sts::A:assumed-role/R/S) stands for its role; roles may have a
+ * path, so a role matches by its last name. */
+static int principal_matches(const char *arn, const char *excluded)
+{
+	char part[32], acct[32], role[128];
+	if (!strcmp(arn, excluded))
+		return 1;
+	if (sscanf(arn, "arn:%31[^:]:sts::%31[^:]:assumed-role/%127[^/]/", part, acct, role) != 3)
+		return 0;
+	char prefix[128];
+	snprintf(prefix, sizeof prefix, "arn:%s:iam::%s:role/", part, acct);
+	size_t pl = strlen(prefix), el = strlen(excluded), rl = strlen(role);
+	return !strncmp(excluded, prefix, pl) && el >= pl + rl &&
+	       !strcmp(excluded + el - rl, role) &&
+	       (el == pl + rl || excluded[el - rl - 1] == '/');
+}
+
+/* Whether ECR leaves the pull time of images alone when this caller reads
+ * a manifest (RegisterPullTimeUpdateExclusion): true, false, or "unknown"
+ * when ECR does not tell (AccessDenied, another account's registry). */
+static json_t *pull_time_excluded(struct fs_ctx *c, const struct ecr_identity *id)
+{
+	char **arns = NULL;
+	size_t n = 0;
+	const char *region = c->nregions ? c->regions[0] : "us-east-1";
+	if (!*id->arn || ecr_list_pull_time_exclusions(c->ecr, region, &arns, &n, NULL) != 0)
+		return json_string("unknown");
+	int found = 0;
+	for (size_t i = 0; i < n && !found; i++)
+		found = principal_matches(id->arn, arns[i]);
+	ecr_strv_free(arns, n);
+	return json_boolean(found);
+}
+
 static int render_identity(struct fs_ctx *c, char **out)
 {
 	struct ecr_identity id;
@@ -103,6 +138,8 @@ static int render_identity(struct fs_ctx *c, char **out)
 		return -ENOMEM;
 	if (rc)
 		json_object_set_new(root, "error", json_string(strerror(-rc)));
+	json_object_set_new(root, "pull_time_update_excluded",
+			    rc ? json_string("unknown") : pull_time_excluded(c, &id));
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	return *out ? 0 : -ENOMEM;

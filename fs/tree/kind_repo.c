@@ -94,6 +94,7 @@ static int lookup_digest_dir(struct fs_ctx *c, struct fs_node *dir, struct fs_fo
 	f->t.kind = FS_N_IMAGE;
 	f->t.digest = f->digest;
 	f->t.mtime = im->pushed_at;
+	f->t.atime = im->last_pulled_at;
 	f->t.immutable = dir->immutable;
 	return 0;
 }
@@ -133,6 +134,7 @@ static int lookup_tag(struct fs_ctx *c, struct fs_node *dir, const char *name, s
 	f->t.tag = name;
 	f->t.digest = im->digest;
 	f->t.mtime = im->pushed_at;
+	f->t.atime = im->last_pulled_at;
 	/* The repository's setting with its exclusion filters applied. */
 	f->t.immutable = ecr_repo_tag_immutable(r, name);
 	return 0;

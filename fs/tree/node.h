@@ -66,6 +66,8 @@ struct fs_node {
 	char *tag;               /* IMAGE and below: the tag, NULL for @sha256- dirs */
 	char *digest;            /* IMAGE: the image digest ("sha256:<hex>") */
 	time_t mtime;            /* IMAGE: imagePushedAt */
+	time_t atime;            /* IMAGE: lastRecordedPullTime (0: never), renewed by
+	                            each lookup (atomic) */
 	int immutable;           /* IMAGE and below: repository is IMMUTABLE */
 	struct fs_image *img;    /* IMG_*: immutable, referenced. IMAGE: loaded lazily,
 	                            set once under the node lock (fs_node_set_img) */
@@ -121,6 +123,7 @@ struct fs_node_tmpl {
 	struct fs_image *img; /* a new reference is taken */
 	const char *digest;
 	time_t mtime;
+	time_t atime;
 	int immutable;
 	int blob_idx;
 	enum fs_ctl ctl;
