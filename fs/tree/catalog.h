@@ -32,7 +32,7 @@ const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *ta
 const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest);
 
 /* A manifest by digest (cache, then BatchGetImage); -ENOMEDIUM when ECR
- * answers that the image is archived. */
+ * answers that the image is archived (logged by net/ecr_images.c). */
 int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
 		    const char *digest, char **bytes, size_t *len, char **media_type);
 
@@ -53,6 +53,13 @@ unsigned fs_cat_blob_nlink(struct fs_ctx *c, const struct fs_image *img, const c
 			   int *exact);
 /* 1 when the census of the repository counts every listed image. */
 int fs_cat_census_complete(const char *registry, const char *region, const char *repo);
+
+/* user.ecr.referrers of the image digest: "artifactType=N,..." by type
+ * (ListImageReferrers, kept for tag_ttl); -ENODATA when it has none or ECR
+ * would not say. */
+int fs_cat_referrer_counts(struct fs_ctx *c, const char *registry, const char *region,
+			   const char *repo, const char *digest, char **val);
+void fs_cat_referrers_shutdown(void);
 
 /* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
 int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);

@@ -143,15 +143,7 @@ int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, 
 		rc = 0;
 		break;
 	}
-	if (rc == -ENOENT && ml.nfailed && ml.failure_codes &&
-	    ml.failure_codes[0] && !strcmp(ml.failure_codes[0], "ImageInaccessible")) {
-		/* ECR's answer for an image in the archive storage class. */
-		rc = -ENOMEDIUM;
-		log_err("image %s of repository '%s' (registry %s region %s) is archived and "
-			"cannot be pulled; restore it with `setfattr -n user.ecr.storage_class -v "
-			"STANDARD TAGDIR` (UpdateImageStorageClass)",
-			digest, repo, registry, region);
-	} else if (rc == -ENOENT && ml.nfailed)
+	if (rc == -ENOENT && ml.nfailed)
 		log_warn("BatchGetImage %s in %s (%s): %s", digest, repo, region,
 			 ml.failure_codes && ml.failure_codes[0] ? ml.failure_codes[0] : "failed");
 out:
