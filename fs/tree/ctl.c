@@ -11,7 +11,8 @@
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
 
-static const char *const names[] = {NULL, "stats", "identity", "version", "pending", NULL};
+static const char *const names[] = {NULL,	   "stats", "identity", "version",
+				     "pending", "usage",    NULL};
 
 enum fs_ctl fs_ctl_by_name(const char *name)
 {
@@ -23,7 +24,7 @@ enum fs_ctl fs_ctl_by_name(const char *name)
 
 const char *fs_ctl_name(int i)
 {
-	return i >= 1 && i <= 4 ? names[i] : NULL;
+	return i >= 1 && i <= FS_CTL_USAGE ? names[i] : NULL;
 }
 
 /* The size of every in-memory table: each has a bound or an expiry, and a
@@ -145,6 +146,58 @@ static int render_identity(struct fs_ctx *c, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* One region of a registry: images and bytes (imageSizeInBytes, ECR's
+ * figure: a layer shared by images counts in each) per repository. */
+static json_t *usage_region(struct fs_ctx *c, const char *registry, const char *region)
+{
+	struct fs_list *repos = NULL;
+	json_int_t all_n = 0, all_b = 0;
+	int rc = fs_cat_repos(c, registry, region, &repos);
+	if (rc)
+		return json_pack("{s:s}", "error", strerror(-rc));
+	json_t *per = json_object();
+	for (size_t i = 0; per && i < repos->repos.n; i++) {
+		struct fs_list *imgs = NULL;
+		const char *name = repos->repos.v[i].name;
+		if ((rc = fs_cat_images(c, registry, region, name, &imgs)) != 0) {
+			json_object_set_new(per, name, json_pack("{s:s}", "error", strerror(-rc)));
+			continue;
+		}
+		json_int_t b = 0;
+		for (size_t k = 0; k < imgs->images.n; k++)
+			b += imgs->images.v[k].size;
+		json_object_set_new(per, name, json_pack("{s:I, s:I}", "images",
+							 (json_int_t)imgs->images.n, "bytes", b));
+		all_n += (json_int_t)imgs->images.n;
+		all_b += b;
+		fs_list_put(imgs);
+	}
+	fs_list_put(repos);
+	return json_pack("{s:I, s:I, s:o*}", "images", all_n, "bytes", all_b, "repositories", per);
+}
+
+/* .ecrfs/usage: every listed registry and region, from DescribeRepositories
+ * and DescribeImages only (never a pull). */
+static int render_usage(struct fs_ctx *c, char **out)
+{
+	json_t *root = json_object();
+	size_t nreg = 1 + c->nregs;
+	for (size_t r = 0; root && r < nreg; r++) {
+		const char *id = r == 0 ? c->own_registry : c->regs[r - 1].id;
+		if (!id || !*id || json_object_get(root, id))
+			continue;
+		json_t *regions = json_object();
+		for (size_t i = 0; regions && i < c->nregions; i++)
+			json_object_set_new(regions, c->regions[i], usage_region(c, id, c->regions[i]));
+		json_object_set_new(root, id, regions ? regions : json_null());
+	}
+	if (!root)
+		return -ENOMEM;
+	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	return *out ? 0 : -ENOMEM;
+}
+
 int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, const char *pending, char **out,
 		  size_t *len)
 {
@@ -165,6 +218,9 @@ int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, const char *pending, char
 	case FS_CTL_PENDING:
 		*out = strdup(pending ? pending : "");
 		rc = *out ? 0 : -ENOMEM;
+		break;
+	case FS_CTL_USAGE:
+		rc = render_usage(c, out);
 		break;
 	default:
 		rc = -ENOENT;

@@ -168,3 +168,17 @@ def test_identity_tells_pull_time_exclusion(pt, mount):
     finally:
         c.call("DeregisterPullTimeUpdateExclusion", principalArn=arn)
         c.close()
+
+
+def test_usage_from_listings_only(pt, mount):
+    emu = pt["emu"]
+    m = mount()
+    emu.reset_log()
+    with open(m.path(".ecrfs", "usage")) as f:
+        u = json.load(f)
+    assert pulls(emu) == 0
+    repo = u[ACCT]["us-east-1"]["repositories"][REPO]
+    det = details(emu)
+    assert repo == {"images": len(det), "bytes": sum(d["imageSizeInBytes"] for d in det.values())}
+    region = u[ACCT]["us-east-1"]
+    assert region["images"] == sum(r["images"] for r in region["repositories"].values())
