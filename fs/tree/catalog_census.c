@@ -14,7 +14,7 @@
 /* ---- manifests ---- */
 
 int cat_manifest_cached(struct fs_ctx *c, const char *digest, char **bytes, size_t *len,
-			     char **media_type)
+			char **media_type)
 {
 	char *s = NULL;
 	size_t sl = 0;

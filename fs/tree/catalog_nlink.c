@@ -17,8 +17,8 @@ struct census {
 	size_t nshown, nknown; /* images the listing shows; of them counted */
 	char (*digests)[72];
 	unsigned *counts;
-	size_t *chain;         /* hash chains: index + 1 of the next entry */
-	size_t heads[1024];    /* index + 1 of the first entry per bucket */
+	size_t *chain;	    /* hash chains: index + 1 of the next entry */
+	size_t heads[1024]; /* index + 1 of the first entry per bucket */
 	size_t n, cap;
 };
 

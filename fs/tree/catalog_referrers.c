@@ -38,7 +38,9 @@ static char *counts_text(struct ecr_referrer_list *l)
 	size_t len = 1;
 	for (size_t i = 0; i < l->n; i++)
 		len += strlen(l->v[i].artifact_type ? l->v[i].artifact_type
-				: l->v[i].media_type ? l->v[i].media_type : "") + 24;
+			      : l->v[i].media_type  ? l->v[i].media_type
+						    : "") +
+		       24;
 	qsort(l->v, l->n, sizeof *l->v, cmp_type);
 	char *s = l->n ? calloc(1, len) : NULL;
 	size_t pos = 0;

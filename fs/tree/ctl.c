@@ -11,8 +11,7 @@
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
 
-static const char *const names[] = {NULL,	   "stats", "identity", "version",
-				     "pending", "usage",    NULL};
+static const char *const names[] = {NULL, "stats", "identity", "version", "pending", "usage", NULL};
 
 enum fs_ctl fs_ctl_by_name(const char *name)
 {
@@ -22,10 +21,7 @@ enum fs_ctl fs_ctl_by_name(const char *name)
 	return 0;
 }
 
-const char *fs_ctl_name(int i)
-{
-	return i >= 1 && i <= FS_CTL_USAGE ? names[i] : NULL;
-}
+const char *fs_ctl_name(int i) { return i >= 1 && i <= FS_CTL_USAGE ? names[i] : NULL; }
 
 /* The size of every in-memory table: each has a bound or an expiry, and a
  * long-lived mount shows here that they hold. */
@@ -105,8 +101,7 @@ static int principal_matches(const char *arn, const char *excluded)
 	snprintf(prefix, sizeof prefix, "arn:%s:iam::%s:role/", part, acct);
 	size_t pl = strlen(prefix), el = strlen(excluded), rl = strlen(role);
 	return !strncmp(excluded, prefix, pl) && el >= pl + rl &&
-	       !strcmp(excluded + el - rl, role) &&
-	       (el == pl + rl || excluded[el - rl - 1] == '/');
+	       !strcmp(excluded + el - rl, role) && (el == pl + rl || excluded[el - rl - 1] == '/');
 }
 
 /* Whether ECR leaves the pull time of images alone when this caller reads
@@ -166,8 +161,9 @@ static json_t *usage_region(struct fs_ctx *c, const char *registry, const char *
 		json_int_t b = 0;
 		for (size_t k = 0; k < imgs->images.n; k++)
 			b += imgs->images.v[k].size;
-		json_object_set_new(per, name, json_pack("{s:I, s:I}", "images",
-							 (json_int_t)imgs->images.n, "bytes", b));
+		json_object_set_new(
+		    per, name,
+		    json_pack("{s:I, s:I}", "images", (json_int_t)imgs->images.n, "bytes", b));
 		all_n += (json_int_t)imgs->images.n;
 		all_b += b;
 		fs_list_put(imgs);
@@ -188,7 +184,8 @@ static int render_usage(struct fs_ctx *c, char **out)
 			continue;
 		json_t *regions = json_object();
 		for (size_t i = 0; regions && i < c->nregions; i++)
-			json_object_set_new(regions, c->regions[i], usage_region(c, id, c->regions[i]));
+			json_object_set_new(regions, c->regions[i],
+					    usage_region(c, id, c->regions[i]));
 		json_object_set_new(root, id, regions ? regions : json_null());
 	}
 	if (!root)

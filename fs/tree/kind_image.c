@@ -130,11 +130,10 @@ static void img_file_attr(struct fs_ctx *c, const struct fs_node *n, struct stat
  * the kernel asks again at every stat until then. */
 static double img_file_attr_ttl(const struct fs_ctx *c, const struct fs_node *n)
 {
-	if (n->blob_idx < 0 || fs_cat_census_complete(n->img->registry, n->img->region,
-						      n->img->repo))
+	if (n->blob_idx < 0 ||
+	    fs_cat_census_complete(n->img->registry, n->img->region, n->img->repo))
 		return TREE_LONG_TTL;
 	return 0.0;
 }
 
-const struct fs_kind_ops kind_img_file = {NULL, NULL, img_file_attr, ttl_long,
-					  img_file_attr_ttl};
+const struct fs_kind_ops kind_img_file = {NULL, NULL, img_file_attr, ttl_long, img_file_attr_ttl};

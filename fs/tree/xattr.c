@@ -90,7 +90,6 @@ static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
 	return s;
 }
 
-
 static char *utc(time_t t)
 {
 	char tmp[64];
@@ -206,10 +205,11 @@ int fs_tree_setxattr(struct fs_ctx *c, struct fs_node *n, const char *name, cons
 	target[strcspn(target, "\n")] = 0;
 	if (strcmp(target, "STANDARD") != 0 && strcmp(target, "ARCHIVE") != 0)
 		return -EINVAL;
-	struct ecr_where w = {.registry_id = n->registry, .region = n->region, .repository = n->repo};
+	struct ecr_where w = {
+	    .registry_id = n->registry, .region = n->region, .repository = n->repo};
 	struct ecr_image_id id = {.digest = n->digest};
-	int rc = ecr_update_image_storage_class(fs_ecr_for(c, n->registry), &w, &id, target, NULL,
-						NULL);
+	int rc =
+	    ecr_update_image_storage_class(fs_ecr_for(c, n->registry), &w, &id, target, NULL, NULL);
 	fs_cat_invalidate(n->registry, n->region, n->repo);
 	return rc;
 }
