@@ -10,7 +10,7 @@ import pytest
 import ecrclient
 import layouts
 
-REPO = "signed/app"
+REPO = "subject/app"
 SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
 SBOM = "application/spdx+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
