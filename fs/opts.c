@@ -109,7 +109,7 @@ static const char usage[] =
 	"    -o neg_ttl=S           seconds a missing name is cached (default 5)\n"
 	"    -o deadline=S          deadline of each operation (default 30)\n"
 	"    -o verify=strict       verify a blob's digest before serving any byte of it\n"
-	"    -o show_referrers      list signature, SBOM and attestation tags (sha256-<hex>[.sig])\n"
+	"    -o show_referrers      list referrers (images with a subject) and signature tags\n"
 	"Mount:\n"
 	"    -o ro                  read-only: every write fails with EROFS\n"
 	"    -o allow_other         let other users read (default_permissions always on)\n"

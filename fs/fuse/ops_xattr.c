@@ -51,7 +51,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct fs_ctx *c = req_ctx(req);
 	struct fs_node *n = fs_node_get(ino);
 	static const char push_state[] = "user.ecr.push_state";
-	char buf[512];
+	char buf[1024];
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;

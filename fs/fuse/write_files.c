@@ -360,10 +360,18 @@ out:
 	fh_put(h);
 }
 
+/* user.ecr.storage_class on an image directory moves the image between the
+ * archive and standard storage; other names are not settable. */
 void wop_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct fs_node *n = fs_node_get(ino);
+	int rc = n ? fs_tree_setxattr(req_ctx(req), n, name, value, size) : -ENOENT;
+	if (rc == 0 && n->parent)
+		fs_notify_changed(n->parent, n->name); /* its status and listing change */
+	fuse_reply_err(req, rc ? user_errno(rc) : 0);
+	if (n)
+		fs_node_put(n);
 }
 
 void wop_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -360,4 +360,5 @@ void fs_cat_shutdown(void)
 	fs_flights_free(censuses);
 	lists = censuses = NULL;
 	pthread_mutex_unlock(&tabs_mu);
+	fs_cat_referrers_shutdown();
 }

@@ -31,15 +31,35 @@ const struct ecr_repo *fs_list_find_repo(const struct fs_list *l, const char *na
 const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *tag);
 const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest);
 
-/* A manifest by digest (memory, then cache, then BatchGetImage). */
+/* A manifest by digest (cache, then BatchGetImage); -ENOMEDIUM when ECR
+ * answers that the image is archived (logged by net/ecr_images.c). */
 int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
 		    const char *digest, char **bytes, size_t *len, char **media_type);
 
-/* The loaded image for (registry, region, repo, digest) with ref.name refname,
- * blob nlinks counted over the repository. */
+/* The loaded image for (registry, region, repo, digest) with ref.name refname.
+ * BatchGetImage (a pull for ECR) only for manifests not cached: the image's
+ * own and, in one call, its children; other images are never fetched. */
 int fs_cat_image(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
 		 const char *digest, const char *refname, int immutable, time_t pushed_at,
 		 struct fs_image **out);
+
+/* Places im has in a repository listing: its tags shown, 1 for an
+ * untagged image, 0 when not listed (referrers, unless -o show_referrers). */
+unsigned fs_cat_image_places(const struct fs_ctx *c, const struct ecr_image *im);
+/* nlink of the blob digest of img now: exact (*exact 1, may be NULL) once
+ * every listed image of the repository is counted, else at least 2 (the
+ * census grows as images are opened; see catalog_nlink.c). */
+unsigned fs_cat_blob_nlink(struct fs_ctx *c, const struct fs_image *img, const char *digest,
+			   int *exact);
+/* 1 when the census of the repository counts every listed image. */
+int fs_cat_census_complete(const char *registry, const char *region, const char *repo);
+
+/* user.ecr.referrers of the image digest: "artifactType=N,..." by type
+ * (ListImageReferrers, kept for tag_ttl); -ENODATA when it has none or ECR
+ * would not say. */
+int fs_cat_referrer_counts(struct fs_ctx *c, const char *registry, const char *region,
+			   const char *repo, const char *digest, char **val);
+void fs_cat_referrers_shutdown(void);
 
 /* The caller's own registry id ("" when unknown): DescribeRegistry, else STS. */
 int fs_cat_identity(struct fs_ctx *c, struct ecr_identity *out);

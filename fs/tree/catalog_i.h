@@ -34,5 +34,10 @@ struct fs_list *cat_list_ref(struct fs_list *l);
 struct fs_flights *cat_census_tab(void);
 time_t cat_keep_until(const struct fs_ctx *c);
 void cat_census_free(void *v);
+/* A manifest from the cache's records only (never ECR): 0 or -ENOENT. */
+int cat_manifest_cached(struct fs_ctx *c, const char *digest, char **bytes, size_t *len,
+			char **media_type);
+/* Counts img (its manifests now cached) in its repository's census. */
+void cat_census_learn(struct fs_ctx *c, const struct fs_image *img);
 
 #endif

@@ -11,7 +11,7 @@
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
 
-static const char *const names[] = {NULL, "stats", "identity", "version", "pending", NULL};
+static const char *const names[] = {NULL, "stats", "identity", "version", "pending", "usage", NULL};
 
 enum fs_ctl fs_ctl_by_name(const char *name)
 {
@@ -21,10 +21,7 @@ enum fs_ctl fs_ctl_by_name(const char *name)
 	return 0;
 }
 
-const char *fs_ctl_name(int i)
-{
-	return i >= 1 && i <= 4 ? names[i] : NULL;
-}
+const char *fs_ctl_name(int i) { return i >= 1 && i <= FS_CTL_USAGE ? names[i] : NULL; }
 
 /* The size of every in-memory table: each has a bound or an expiry, and a
  * long-lived mount shows here that they hold. */
@@ -90,6 +87,40 @@ static int render_stats(struct fs_ctx *c, char **out)
 	return rc;
 }
 
+/* The IAM ARN an exclusion names for arn: an assumed role's session ARN
+ * (arn:P:sts::A:assumed-role/R/S) stands for its role; roles may have a
+ * path, so a role matches by its last name. */
+static int principal_matches(const char *arn, const char *excluded)
+{
+	char part[32], acct[32], role[128];
+	if (!strcmp(arn, excluded))
+		return 1;
+	if (sscanf(arn, "arn:%31[^:]:sts::%31[^:]:assumed-role/%127[^/]/", part, acct, role) != 3)
+		return 0;
+	char prefix[128];
+	snprintf(prefix, sizeof prefix, "arn:%s:iam::%s:role/", part, acct);
+	size_t pl = strlen(prefix), el = strlen(excluded), rl = strlen(role);
+	return !strncmp(excluded, prefix, pl) && el >= pl + rl &&
+	       !strcmp(excluded + el - rl, role) && (el == pl + rl || excluded[el - rl - 1] == '/');
+}
+
+/* Whether ECR leaves the pull time of images alone when this caller reads
+ * a manifest (RegisterPullTimeUpdateExclusion): true, false, or "unknown"
+ * when ECR does not tell (AccessDenied, another account's registry). */
+static json_t *pull_time_excluded(struct fs_ctx *c, const struct ecr_identity *id)
+{
+	char **arns = NULL;
+	size_t n = 0;
+	const char *region = c->nregions ? c->regions[0] : "us-east-1";
+	if (!*id->arn || ecr_list_pull_time_exclusions(c->ecr, region, &arns, &n, NULL) != 0)
+		return json_string("unknown");
+	int found = 0;
+	for (size_t i = 0; i < n && !found; i++)
+		found = principal_matches(id->arn, arns[i]);
+	ecr_strv_free(arns, n);
+	return json_boolean(found);
+}
+
 static int render_identity(struct fs_ctx *c, char **out)
 {
 	struct ecr_identity id;
@@ -103,6 +134,62 @@ static int render_identity(struct fs_ctx *c, char **out)
 		return -ENOMEM;
 	if (rc)
 		json_object_set_new(root, "error", json_string(strerror(-rc)));
+	json_object_set_new(root, "pull_time_update_excluded",
+			    rc ? json_string("unknown") : pull_time_excluded(c, &id));
+	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* One region of a registry: images and bytes (imageSizeInBytes, ECR's
+ * figure: a layer shared by images counts in each) per repository. */
+static json_t *usage_region(struct fs_ctx *c, const char *registry, const char *region)
+{
+	struct fs_list *repos = NULL;
+	json_int_t all_n = 0, all_b = 0;
+	int rc = fs_cat_repos(c, registry, region, &repos);
+	if (rc)
+		return json_pack("{s:s}", "error", strerror(-rc));
+	json_t *per = json_object();
+	for (size_t i = 0; per && i < repos->repos.n; i++) {
+		struct fs_list *imgs = NULL;
+		const char *name = repos->repos.v[i].name;
+		if ((rc = fs_cat_images(c, registry, region, name, &imgs)) != 0) {
+			json_object_set_new(per, name, json_pack("{s:s}", "error", strerror(-rc)));
+			continue;
+		}
+		json_int_t b = 0;
+		for (size_t k = 0; k < imgs->images.n; k++)
+			b += imgs->images.v[k].size;
+		json_object_set_new(
+		    per, name,
+		    json_pack("{s:I, s:I}", "images", (json_int_t)imgs->images.n, "bytes", b));
+		all_n += (json_int_t)imgs->images.n;
+		all_b += b;
+		fs_list_put(imgs);
+	}
+	fs_list_put(repos);
+	return json_pack("{s:I, s:I, s:o*}", "images", all_n, "bytes", all_b, "repositories", per);
+}
+
+/* .ecrfs/usage: every listed registry and region, from DescribeRepositories
+ * and DescribeImages only (never a pull). */
+static int render_usage(struct fs_ctx *c, char **out)
+{
+	json_t *root = json_object();
+	size_t nreg = 1 + c->nregs;
+	for (size_t r = 0; root && r < nreg; r++) {
+		const char *id = r == 0 ? c->own_registry : c->regs[r - 1].id;
+		if (!id || !*id || json_object_get(root, id))
+			continue;
+		json_t *regions = json_object();
+		for (size_t i = 0; regions && i < c->nregions; i++)
+			json_object_set_new(regions, c->regions[i],
+					    usage_region(c, id, c->regions[i]));
+		json_object_set_new(root, id, regions ? regions : json_null());
+	}
+	if (!root)
+		return -ENOMEM;
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	return *out ? 0 : -ENOMEM;
@@ -128,6 +215,9 @@ int fs_ctl_render(struct fs_ctx *c, enum fs_ctl which, const char *pending, char
 	case FS_CTL_PENDING:
 		*out = strdup(pending ? pending : "");
 		rc = *out ? 0 : -ENOMEM;
+		break;
+	case FS_CTL_USAGE:
+		rc = render_usage(c, out);
 		break;
 	default:
 		rc = -ENOENT;

@@ -120,9 +120,20 @@ static void img_file_attr(struct fs_ctx *c, const struct fs_node *n, struct stat
 		const struct fs_blob *b = &n->img->blobs[n->blob_idx];
 		st->st_size = (off_t)b->size;
 		st->st_ino = b->st_ino;
-		st->st_nlink = b->nlink;
+		/* The census now: it grows as images of the repository open. */
+		st->st_nlink = fs_cat_blob_nlink(c, n->img, b->digest, NULL);
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
-const struct fs_kind_ops kind_img_file = {NULL, NULL, img_file_attr, ttl_long, ttl_long};
+/* A blob's nlink may still grow until its repository's census is complete:
+ * the kernel asks again at every stat until then. */
+static double img_file_attr_ttl(const struct fs_ctx *c, const struct fs_node *n)
+{
+	if (n->blob_idx < 0 ||
+	    fs_cat_census_complete(n->img->registry, n->img->region, n->img->repo))
+		return TREE_LONG_TTL;
+	return 0.0;
+}
+
+const struct fs_kind_ops kind_img_file = {NULL, NULL, img_file_attr, ttl_long, img_file_attr_ttl};

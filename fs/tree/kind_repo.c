@@ -94,6 +94,7 @@ static int lookup_digest_dir(struct fs_ctx *c, struct fs_node *dir, struct fs_fo
 	f->t.kind = FS_N_IMAGE;
 	f->t.digest = f->digest;
 	f->t.mtime = im->pushed_at;
+	f->t.atime = im->last_pulled_at;
 	f->t.immutable = dir->immutable;
 	return 0;
 }
@@ -133,6 +134,7 @@ static int lookup_tag(struct fs_ctx *c, struct fs_node *dir, const char *name, s
 	f->t.tag = name;
 	f->t.digest = im->digest;
 	f->t.mtime = im->pushed_at;
+	f->t.atime = im->last_pulled_at;
 	/* The repository's setting with its exclusion filters applied. */
 	f->t.immutable = ecr_repo_tag_immutable(r, name);
 	return 0;
@@ -213,15 +215,18 @@ static int list_namespaces(struct fs_dirlist *l, struct fs_node *dir, const stru
 	return rc;
 }
 
-/* The tags and untagged images of the repository dir->repo. Tags made for
- * referrers (signatures, SBOMs) are left out unless -o show_referrers:
- * they are found by name. */
+/* The tags and untagged images of the repository dir->repo. Referrers
+ * (images whose manifest has a subject: signatures, SBOMs, attestations)
+ * and tags made for them (cosign's sha256-<hex>.sig) are left out unless
+ * -o show_referrers: they are found by name. */
 static int list_images(struct fs_ctx *c, struct fs_dirlist *l, struct fs_node *dir,
 		       const struct fs_list *imgs, size_t npend)
 {
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < imgs->images.n; i++) {
 		const struct ecr_image *im = &imgs->images.v[i];
+		if (im->subject_digest && !c->o.show_referrers)
+			continue;
 		for (size_t t = 0; rc == 0 && t < im->ntags; t++)
 			if ((c->o.show_referrers || !fs_name_is_referrer_tag(im->tags[t])) &&
 			    !fs_dirlist_has(l, im->tags[t], npend))

@@ -328,6 +328,7 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->img = t && t->img ? t->img : dir->img;
 	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
 	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
+	n->atime = t && t->kind == FS_N_IMAGE ? t->atime : 0;
 	/* An image's or a namespace's own setting (a tag's exclusion filters may
 	 * make it mutable in a protected repository); files inherit theirs. */
 	if (t && (t->kind == FS_N_IMAGE || t->kind == FS_N_NAMESPACE))

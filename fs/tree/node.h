@@ -28,7 +28,7 @@ struct fs_image; /* fs/image.h: a loaded image (manifests, layout), refcounted *
 enum fs_kind {
 	FS_N_ROOT = 1,
 	FS_N_CTL_DIR,     /* MNT/.ecrfs */
-	FS_N_CTL_FILE,    /* .ecrfs/{stats,identity,version,pending}; ctl = which */
+	FS_N_CTL_FILE,    /* .ecrfs/{stats,identity,version,pending,usage}; ctl = which */
 	FS_N_REGISTRY,    /* 12-digit account id; registry set */
 	FS_N_REGION,      /* registry, region set */
 	FS_N_NAMESPACE,   /* repository path prefix (repo); may also be a repository */
@@ -45,7 +45,7 @@ enum fs_kind {
 /* The root's inode number (the kernel's FUSE_ROOT_ID). */
 #define FS_ROOT_INO 1
 
-enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING };
+enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING, FS_CTL_USAGE };
 
 /* Special blob_idx values for IMG_DIR / IMG_FILE nodes. */
 #define FS_IDX_BLOBS (-1)      /* IMG_DIR blobs/ */
@@ -66,6 +66,8 @@ struct fs_node {
 	char *tag;               /* IMAGE and below: the tag, NULL for @sha256- dirs */
 	char *digest;            /* IMAGE: the image digest ("sha256:<hex>") */
 	time_t mtime;            /* IMAGE: imagePushedAt */
+	time_t atime;            /* IMAGE: lastRecordedPullTime (0: never), renewed by
+	                            each lookup (atomic) */
 	int immutable;           /* IMAGE and below: repository is IMMUTABLE */
 	struct fs_image *img;    /* IMG_*: immutable, referenced. IMAGE: loaded lazily,
 	                            set once under the node lock (fs_node_set_img) */
@@ -121,6 +123,7 @@ struct fs_node_tmpl {
 	struct fs_image *img; /* a new reference is taken */
 	const char *digest;
 	time_t mtime;
+	time_t atime;
 	int immutable;
 	int blob_idx;
 	enum fs_ctl ctl;

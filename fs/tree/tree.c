@@ -132,8 +132,12 @@ static struct fs_node *child_get_or_make(struct fs_node *dir, const char *name,
 			   (!t->region || (old->region && !strcmp(old->region, t->region))) &&
 			   (!t->registry || (old->registry && !strcmp(old->registry, t->registry))) &&
 			   (t->kind != FS_N_IMAGE || old->mtime == t->mtime);
-		if (same)
+		if (same) {
+			/* The pull time moves without changing the image. */
+			if (t->kind == FS_N_IMAGE)
+				__atomic_store_n(&old->atime, t->atime, __ATOMIC_RELAXED);
 			return old;
+		}
 		fs_node_put(old);
 	}
 	return fs_node_make(dir, name, t);
@@ -206,6 +210,9 @@ int fs_tree_getattr(struct fs_ctx *c, const struct fs_node *n, struct stat *st)
 	st->st_blksize = 4096;
 	time_t t = n->mtime ? n->mtime : c->mounted_at;
 	st->st_mtime = st->st_ctime = st->st_atime = t;
+	time_t pulled = __atomic_load_n(&n->atime, __ATOMIC_RELAXED);
+	if (pulled)
+		st->st_atime = pulled; /* ls -lu, find -atime: when ECR last saw a pull */
 	k->attr(c, n, st, ro);
 	return 0;
 }

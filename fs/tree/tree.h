@@ -53,5 +53,10 @@ int fs_tree_hidden(const struct fs_node *dir, const char *name, time_t now);
  * -ENODATA; the names n has, as a NUL-separated list into buf. */
 int fs_tree_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val);
 size_t fs_tree_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t size);
+/* Sets a writable user.ecr.* of n: user.ecr.storage_class STANDARD or
+ * ARCHIVE on an image directory (UpdateImageStorageClass; the repository's
+ * listing is forgotten). -ENOTSUP for other names, -EINVAL for values. */
+int fs_tree_setxattr(struct fs_ctx *c, struct fs_node *n, const char *name, const char *value,
+		     size_t size);
 
 #endif

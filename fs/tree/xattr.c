@@ -13,7 +13,9 @@
 static const char *const xattr_names[] = {
 	"user.ecr.digest", "user.ecr.uri",         "user.ecr.pushed_at", "user.ecr.media_type",
 	"user.ecr.size",   "user.ecr.scan_status", "user.ecr.mutability", "user.ecr.tags",
-	"user.ecr.image_bytes", "user.ecr.mutability_exclusions", "user.ecr.views", NULL,
+	"user.ecr.image_bytes", "user.ecr.mutability_exclusions", "user.ecr.views",
+	"user.ecr.status", "user.ecr.archived_at", "user.ecr.storage_class", "user.ecr.referrers",
+	NULL,
 };
 
 static void registry_host(const struct fs_node *n, char *buf, size_t size)
@@ -89,23 +91,42 @@ static char *image_media_type(struct fs_node *n, const struct ecr_image *im)
 	return s;
 }
 
+static char *utc(time_t t)
+{
+	char tmp[64];
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return strdup(tmp);
+}
+
+/* The archive: imageStatus, when it was archived, and the storage class
+ * setfattr changes (ARCHIVED and ACTIVATING images are in ARCHIVE until
+ * restored). */
+static char *archive_value(const struct ecr_image *im, const char *name)
+{
+	if (!im || !im->status)
+		return NULL;
+	if (!strcmp(name, "user.ecr.status"))
+		return strdup(im->status);
+	if (!strcmp(name, "user.ecr.archived_at"))
+		return im->archived_at && ecr_image_archived(im) ? utc(im->archived_at) : NULL;
+	if (!strcmp(name, "user.ecr.storage_class"))
+		return strdup(ecr_image_archived(im) ? "ARCHIVE" : "STANDARD");
+	return NULL;
+}
 
 static char *image_value(struct fs_node *n, const struct ecr_image *im, const char *name)
 {
-	char host[160], tmp[64];
+	char host[160];
 	registry_host(n, host, sizeof host);
 	if (!strcmp(name, "user.ecr.digest"))
 		return strdup(n->digest);
 	if (!strcmp(name, "user.ecr.uri"))
 		return n->tag ? printed("%s/%s:%s", host, n->repo, n->tag)
 			      : printed("%s/%s@%s", host, n->repo, n->digest);
-	if (!strcmp(name, "user.ecr.pushed_at")) {
-		struct tm tm;
-		time_t t = n->mtime;
-		gmtime_r(&t, &tm);
-		strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		return strdup(tmp);
-	}
+	if (!strcmp(name, "user.ecr.pushed_at"))
+		return utc(n->mtime);
 	if (!strcmp(name, "user.ecr.media_type"))
 		return image_media_type(n, im);
 	if (!strcmp(name, "user.ecr.size"))
@@ -122,13 +143,15 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 		return im ? printed("%lld", (long long)im->size) : NULL;
 	if (!strncmp(name, "user.ecr.scan.", 14))
 		return fs_scan_xattr(im, name); /* severity counts (view_scan.c) */
-	return NULL;
+	return archive_value(im, name);
 }
 
 static int image_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val)
 {
 	struct fs_list *imgs = NULL;
 	const struct ecr_image *im = NULL;
+	if (!strcmp(name, "user.ecr.referrers"))
+		return fs_cat_referrer_counts(c, n->registry, n->region, n->repo, n->digest, val);
 	if (fs_cat_images(c, n->registry, n->region, n->repo, &imgs) == 0)
 		im = fs_list_find_digest(imgs, n->digest);
 	*val = image_value(n, im, name);
@@ -190,4 +213,23 @@ size_t fs_tree_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t
 		free(val);
 	}
 	return pos + xattr_list_more(c, n, fs_scan_xattr_names, buf + pos, size - pos);
+}
+
+int fs_tree_setxattr(struct fs_ctx *c, struct fs_node *n, const char *name, const char *value,
+		     size_t size)
+{
+	char target[16];
+	if (n->kind != FS_N_IMAGE || strcmp(name, "user.ecr.storage_class") != 0)
+		return -ENOTSUP;
+	snprintf(target, sizeof target, "%.*s", (int)(size < 15 ? size : 15), value);
+	target[strcspn(target, "\n")] = 0;
+	if (strcmp(target, "STANDARD") != 0 && strcmp(target, "ARCHIVE") != 0)
+		return -EINVAL;
+	struct ecr_where w = {
+	    .registry_id = n->registry, .region = n->region, .repository = n->repo};
+	struct ecr_image_id id = {.digest = n->digest};
+	int rc =
+	    ecr_update_image_storage_class(fs_ecr_for(c, n->registry), &w, &id, target, NULL, NULL);
+	fs_cat_invalidate(n->registry, n->region, n->repo);
+	return rc;
 }

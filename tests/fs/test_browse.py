@@ -213,7 +213,7 @@ def test_xattrs_match_aws_cli(seeded, mount):
 def test_control_files(seeded, mount):
     m = mount()
     os.listdir(m.repo("team/app"))
-    assert sorted(os.listdir(m.path(".ecrfs"))) == ["identity", "pending", "stats", "version"]
+    assert sorted(os.listdir(m.path(".ecrfs"))) == ["identity", "pending", "stats", "usage", "version"]
     with open(m.path(".ecrfs", "version")) as f:
         assert f.read().startswith("ecrfs ")
     with open(m.path(".ecrfs", "identity")) as f:
