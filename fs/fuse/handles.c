@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs/blob/blob.h"
+#include "fs/tree/view_rootfs.h"
 
 struct slot {
 	struct fs_fh *h; /* NULL: free */
@@ -53,6 +54,9 @@ static void fh_free(struct fs_fh *h)
 		break;
 	case FH_WRITER:
 		pending_file_put(h->pf);
+		break;
+	case FH_ROOTFS:
+		fs_rootfs_close(h->rf);
 		break;
 	default:
 		break;

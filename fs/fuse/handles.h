@@ -20,9 +20,11 @@ enum fh_kind {
 	FH_MEM,     /* bytes in memory: manifests, index.json, control files */
 	FH_BLOB,    /* a blob read through the cache */
 	FH_WRITER,  /* a file of a push, open for writing */
+	FH_ROOTFS,  /* a file of TAG@rootfs or TAG@layers (tree/view_rootfs.h) */
 };
 
 struct fs_rstate;
+struct fs_rootfs_file;
 
 struct fs_fh {
 	enum fh_kind kind;
@@ -34,6 +36,7 @@ struct fs_fh {
 	struct fs_image *img; /* FH_MEM, FH_BLOB: referenced while open */
 	struct fs_rstate *rs; /* FH_BLOB */
 	pending_file *pf;     /* FH_WRITER: referenced */
+	struct fs_rootfs_file *rf; /* FH_ROOTFS */
 };
 
 struct fs_fh_table;

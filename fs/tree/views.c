@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "fs/tree/kinds_i.h"
+#include "fs/tree/view_rootfs_i.h"
 
 /* The views this build has, by enum fs_view (a NULL slot: not yet). */
 static const struct fs_view_ops *const views[] = {
-	[FS_VIEW_ROOTFS] = NULL,
-	[FS_VIEW_LAYERS] = NULL,
+	[FS_VIEW_ROOTFS] = &view_rootfs_ops,
+	[FS_VIEW_LAYERS] = &view_layers_ops,
 	[FS_VIEW_REFERRERS] = NULL,
 	[FS_VIEW_SCAN] = NULL,
 	[FS_VIEW_SETTINGS] = NULL,
