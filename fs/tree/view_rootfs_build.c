@@ -176,7 +176,7 @@ static int add_plat(struct rfs_image *im, const struct fs_image *img, const char
 	snprintf(pl->name, sizeof pl->name, "%s", name);
 	snprintf(pl->digest, sizeof pl->digest, "%s", digest);
 	struct walk_arg w = {im, pl};
-	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE, NULL, NULL,
+	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS, NULL, NULL,
 			on_layer, &w);
 }
 
