@@ -61,8 +61,8 @@ void vw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		wop_setattr(req, ino, attr, to_set, fi);
 }
 
-void vw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-		 size_t size, int flags)
+void vw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+		 int flags)
 {
 	if (view_ro(ino))
 		fuse_reply_err(req, EROFS);

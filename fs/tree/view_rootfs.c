@@ -36,8 +36,8 @@ int rfs_where(struct fs_ctx *c, struct fs_node *n, int wait, struct where *w)
 		w->idx = n->blob_idx;
 		w->p = n->view == FS_VIEW_ROOTFS ? (size_t)n->blob_idx : (size_t)n->blob_idx >> 16;
 		w->t = n->view == FS_VIEW_ROOTFS
-			       ? (w->p < im->nplats ? im->plats[w->p].merged : NULL)
-			       : rfs_layer_tree(im, w->p, (size_t)n->blob_idx & 0xffff);
+			   ? (w->p < im->nplats ? im->plats[w->p].merged : NULL)
+			   : rfs_layer_tree(im, w->p, (size_t)n->blob_idx & 0xffff);
 		w->rn = n->vdata;
 	}
 	if ((w->kind == W_TREE && (!w->t || !w->rn)) || w->p >= im->nplats + (w->kind == W_PLATS)) {
@@ -97,12 +97,18 @@ static int rfs_lookup(struct fs_ctx *c, struct fs_node *dir, const char *name, s
 static mode_t type_bits(enum rootfs_type t)
 {
 	switch (t) {
-	case ROOTFS_DIR: return S_IFDIR;
-	case ROOTFS_SYMLINK: return S_IFLNK;
-	case ROOTFS_CHR: return S_IFCHR;
-	case ROOTFS_BLK: return S_IFBLK;
-	case ROOTFS_FIFO: return S_IFIFO;
-	default: return S_IFREG;
+	case ROOTFS_DIR:
+		return S_IFDIR;
+	case ROOTFS_SYMLINK:
+		return S_IFLNK;
+	case ROOTFS_CHR:
+		return S_IFCHR;
+	case ROOTFS_BLK:
+		return S_IFBLK;
+	case ROOTFS_FIFO:
+		return S_IFIFO;
+	default:
+		return S_IFREG;
 	}
 }
 
@@ -173,13 +179,9 @@ static double rfs_root_ttl(const struct fs_ctx *c, const struct fs_node *n)
 
 static const struct fs_kind_ops rootfs_root = {rfs_lookup, rfs_list, rfs_attr, rfs_root_ttl,
 					       rfs_root_ttl};
-static const struct fs_kind_ops rootfs_entry = {rfs_lookup, rfs_list, rfs_attr, ttl_long,
-						ttl_long};
+static const struct fs_kind_ops rootfs_entry = {rfs_lookup, rfs_list, rfs_attr, ttl_long, ttl_long};
 
-static void rfs_free_data(void *vdata)
-{
-	rfs_image_put(vdata);
-}
+static void rfs_free_data(void *vdata) { rfs_image_put(vdata); }
 
 const struct fs_view_ops view_rootfs_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL};
 const struct fs_view_ops view_layers_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL};

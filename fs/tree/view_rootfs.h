@@ -29,16 +29,15 @@ int fs_rootfs_readlink(struct fs_ctx *c, struct fs_node *n, char **target);
 /* The value of xattr name (malloc'd, *len bytes; may be binary), or
  * -ENODATA: the entry's own xattrs, user.ecr.layer, and on a view's root
  * user.ecr.rootfs_state. */
-int fs_rootfs_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val,
-		    size_t *len);
+int fs_rootfs_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val, size_t *len);
 /* The names of n's xattrs, NUL-separated, into buf (size 0: the length
  * needed); -ERANGE when buf is too small. */
 ssize_t fs_rootfs_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, size_t size);
 
 struct fs_rootfs_stats {
 	uint64_t builds, build_failures, loads; /* layer indexes built, failed, loaded */
-	uint64_t index_bytes;                   /* bytes of index files written */
-	uint64_t images;                        /* image states in memory */
+	uint64_t index_bytes;			/* bytes of index files written */
+	uint64_t images;			/* image states in memory */
 	uint64_t span_hits, span_misses, span_bytes;
 };
 void fs_rootfs_stats(struct fs_rootfs_stats *out);

@@ -21,15 +21,15 @@
 #include "net/oci.h"
 
 #define WORKERS_PER_IMAGE 3
-#define BUILD_SLOTS 3			/* layers streamed at once in the process */
-#define SPAN_CACHE (32u << 20)		/* inflated spans kept in memory */
+#define BUILD_SLOTS 3	       /* layers streamed at once in the process */
+#define SPAN_CACHE (32u << 20) /* inflated spans kept in memory */
 
 /* tab_mu protects the table of images and every image's refs. */
 static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rfs_tab_ent {
 	struct rfs_image *im;
 	struct rfs_tab_ent *next;
-} *tab;
+} * tab;
 /* slot_mu protects slots_used (builds bounded across images). */
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
@@ -37,7 +37,7 @@ static int slots_used;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
 uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
-static uint64_t st_images; /* atomic */
+static uint64_t st_images;						   /* atomic */
 
 static void spans_init(void)
 {
@@ -176,8 +176,8 @@ static int add_plat(struct rfs_image *im, const struct fs_image *img, const char
 	snprintf(pl->name, sizeof pl->name, "%s", name);
 	snprintf(pl->digest, sizeof pl->digest, "%s", digest);
 	struct walk_arg w = {im, pl};
-	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS, NULL, NULL,
-			on_layer, &w);
+	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS,
+			NULL, NULL, on_layer, &w);
 }
 
 /* "linux_arm_v7" from a descriptor's platform; "" when it has none or is
@@ -189,8 +189,8 @@ static void plat_name(json_t *m, char *out, size_t size)
 	const char *arch = json_string_value(json_object_get(p, "architecture"));
 	const char *var = json_string_value(json_object_get(p, "variant"));
 	out[0] = 0;
-	if (!os || !arch || !strcmp(os, "unknown") || !strcmp(arch, "unknown") ||
-	    strchr(os, '/') || strchr(arch, '/') || (var && strchr(var, '/')))
+	if (!os || !arch || !strcmp(os, "unknown") || !strcmp(arch, "unknown") || strchr(os, '/') ||
+	    strchr(arch, '/') || (var && strchr(var, '/')))
 		return;
 	snprintf(out, size, "%s_%s%s%s", os, arch, var ? "_" : "", var ? var : "");
 }
@@ -244,8 +244,8 @@ static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 	im->repo = strdup(img->repo);
 	im->digest = strdup(img->digest);
 	int rc = -ENOMEM;
-	if (asprintf(&im->key, "%s/%s/%s@%s", img->registry, img->region, img->repo,
-		     img->digest) < 0)
+	if (asprintf(&im->key, "%s/%s/%s@%s", img->registry, img->region, img->repo, img->digest) <
+	    0)
 		im->key = NULL;
 	if (im->key && im->registry && im->region && im->repo && im->digest)
 		rc = image_parse(im, img);
@@ -437,7 +437,8 @@ static int wait_locked(struct rfs_image *im)
 			last = p;
 			idle_since = now;
 		} else if ((now.tv_sec - idle_since.tv_sec) * 1000 +
-				   (now.tv_nsec - idle_since.tv_nsec) / 1000000 > deadline_ms) {
+			       (now.tv_nsec - idle_since.tv_nsec) / 1000000 >
+			   deadline_ms) {
 			return -ETIMEDOUT;
 		}
 	}

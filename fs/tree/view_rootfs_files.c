@@ -134,8 +134,7 @@ static int entry_xattr(struct where *w, const char *name, char **val, size_t *le
 	return -ENODATA;
 }
 
-int fs_rootfs_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val,
-		    size_t *len)
+int fs_rootfs_xattr(struct fs_ctx *c, struct fs_node *n, const char *name, char **val, size_t *len)
 {
 	struct where w;
 	*val = NULL;

@@ -13,16 +13,16 @@ struct rfs_layer {
 	char digest[72];
 	uint64_t size;
 	struct rootfs_index *ix; /* set once by its worker, before the image is ready */
-	int local;               /* loaded from cache_dir/index */
-	int zstd;                /* its media type says zstd */
-	int copy_fd;             /* zstd: the decompressed copy, else -1 */
-	uint64_t fed;            /* bytes streamed so far (atomic) */
+	int local;		 /* loaded from cache_dir/index */
+	int zstd;		 /* its media type says zstd */
+	int copy_fd;		 /* zstd: the decompressed copy, else -1 */
+	uint64_t fed;		 /* bytes streamed so far (atomic) */
 };
 
 struct rfs_plat {
-	char name[64];          /* "linux_arm_v7"; "" for a single manifest */
-	char digest[72];        /* its manifest: the namespace of inode numbers */
-	size_t *lay;            /* indexes into rfs_image.layers, base first */
+	char name[64];	 /* "linux_arm_v7"; "" for a single manifest */
+	char digest[72]; /* its manifest: the namespace of inode numbers */
+	size_t *lay;	 /* indexes into rfs_image.layers, base first */
 	size_t n;
 	struct rootfs_index **ixs;   /* the layers' indexes, base first */
 	struct rootfs_tree *merged;  /* once ready */
@@ -34,8 +34,8 @@ enum rfs_state { RFS_IDLE = 0, RFS_BUILDING, RFS_READY, RFS_FAILED };
 /* One image's state, shared by its TAG@rootfs and TAG@layers nodes and
  * the open files under them; found by digest in a per-process table. */
 struct rfs_image {
-	int refs;          /* under the table's lock */
-	char *key;         /* registry/region/repo@digest */
+	int refs;  /* under the table's lock */
+	char *key; /* registry/region/repo@digest */
 	char *registry, *region, *repo, *digest;
 	struct fs_ctx *c;
 	/* mu protects state, err, next, running, the ltrees slots; cv is
@@ -82,9 +82,9 @@ enum where_kind { W_TREE = 0, W_PLATS, W_LAYERS };
 struct where {
 	struct rfs_image *im; /* referenced */
 	enum where_kind kind;
-	size_t p;		    /* platform (W_LAYERS, W_TREE) */
-	int idx;		    /* blob_idx of the tree's nodes (W_TREE) */
-	struct rootfs_tree *t;	    /* W_TREE */
+	size_t p;	       /* platform (W_LAYERS, W_TREE) */
+	int idx;	       /* blob_idx of the tree's nodes (W_TREE) */
+	struct rootfs_tree *t; /* W_TREE */
 	const struct rootfs_node *rn;
 };
 

@@ -40,8 +40,8 @@ static int zcopy_write(void *arg, const void *buf, size_t len)
 
 static int blob_ref_open(struct rfs_image *im, const struct rfs_layer *L, struct fs_rstate **rs)
 {
-	struct fs_blob_ref ref = {im->registry, im->region, im->repo, L->digest, L->size,
-				  fs_ecr_for(im->c, im->registry)};
+	struct fs_blob_ref ref = {im->registry, im->region, im->repo,
+				  L->digest,	L->size,    fs_ecr_for(im->c, im->registry)};
 	return fs_blob_open(im->c->blobs, &ref, 0, rs);
 }
 
@@ -116,7 +116,8 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 		struct stat st;
 		index_path(im->c, L, "", path, sizeof path);
 		if (stat(path, &st) == 0)
-			__atomic_add_fetch(&rfs_st_index_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&rfs_st_index_bytes, (uint64_t)st.st_size,
+					   __ATOMIC_RELAXED);
 	}
 	if (rc && z.fd >= 0)
 		unlink(z.tmp);
