@@ -287,3 +287,34 @@ def test_chroot_runs_shell(emulator, mount, tmp_path):
     if out.returncode != 0 and "Operation not permitted" in out.stderr:
         pytest.skip("chroot not permitted here: " + out.stderr)
     assert out.stdout == "ok\n", out.stderr
+
+
+def test_interrupt_ends_wait_not_build(emulator, mount, tmp_path):
+    """Ctrl-C of the first ls returns at once; the build goes on and shows
+    its progress; a retry after it is instant."""
+    layout = str(tmp_path / "layout")
+    umoci("init", "--layout", layout)
+    data = tar_layer([D("etc"), F("etc/blob", os.urandom(3 << 20)), F("etc/small", b"s\n")],
+                     core.tarfile.GNU_FORMAT)
+    add_image(layout, "slow", [(data, "gzip")])
+    ecrclient.push_layout(emulator, layout, "rfs/slow", "slow")
+    m = mount()
+    root = m.repo("rfs/slow", "slow@rootfs")
+    with emulator.network(get_rate=256 << 10):
+        p = subprocess.Popen(["ls", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        p.send_signal(2)
+        p.wait(10)
+        assert time.monotonic() - t0 < 2
+        state = os.getxattr(root, "user.ecr.rootfs_state").decode()
+        assert state.startswith("building "), state
+        deadline = time.monotonic() + 120
+        while state != "ready" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            state = os.getxattr(root, "user.ecr.rootfs_state").decode()
+        assert state == "ready"
+    t0 = time.monotonic()
+    assert sorted(os.listdir(os.path.join(root, "etc"))) == ["blob", "small"]
+    assert time.monotonic() - t0 < 2
+    assert open(os.path.join(root, "etc/small")).read() == "s\n"
