@@ -22,7 +22,7 @@
 
 #define WORKERS_PER_IMAGE 3
 #define BUILD_SLOTS 3	       /* layers streamed at once in the process */
-#define SPAN_CACHE (32u << 20) /* inflated spans kept in memory */
+#define SPAN_CACHE (16u << 20) /* inflated spans kept in memory */
 
 /* tab_mu protects the table of images and every image's refs. */
 static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
