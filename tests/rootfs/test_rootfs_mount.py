@@ -154,6 +154,11 @@ def test_layers_view_and_read_only(pushed, mount):
         names |= {os.path.relpath(os.path.join(d, n), os.path.join(lay, "1")) for n in dirs + files}
     assert {"opq/.wh..wh..opq", "etc/.wh.conf", ".wh.gone", "gone/y"} <= names
     assert not os.path.exists(os.path.join(lay, "3"))
+    # The same image by digest.
+    hexd = manifest(pushed["py"], "py")[0].split(":")[1]
+    bydigest = m.repo("rfs/py", f"@sha256-{hexd}@rootfs")
+    assert open(os.path.join(bydigest, "dup"), "rb").read() == b"second"
+    assert sorted(os.listdir(bydigest)) == sorted(os.listdir(m.repo("rfs/py", "py@rootfs")))
     root = m.repo("rfs/py", "py@rootfs")
     for fn in (lambda: os.mkdir(os.path.join(root, "newdir")),
                lambda: open(os.path.join(root, "newfile"), "w"),
