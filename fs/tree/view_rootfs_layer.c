@@ -207,5 +207,10 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 	struct rootfs_spans *s = rfs_spans();
 	struct src_arg a = {im, L, cancel};
 	struct rootfs_source src = {read_compressed, &a};
-	return s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	ssize_t n = s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	/* A span that failed its sha256 may sit in the blob cache: drop it so
+	 * that the next read fetches it again. */
+	if (n == -EIO && L->copy_fd < 0)
+		cache_blob_drop(im->c->cache, L->digest);
+	return n;
 }
