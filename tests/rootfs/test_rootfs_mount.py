@@ -268,9 +268,8 @@ def ldd_files(binary):
     return files
 
 
-def test_chroot_runs_shell(emulator, mount, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("chroot needs root")
+def push_sh_image(emulator, tmp_path):
+    """An image of this machine's /bin/sh and the libraries ldd names."""
     sh = os.path.realpath("/bin/sh")
     layout, bundle = str(tmp_path / "layout"), str(tmp_path / "bundle")
     umoci("init", "--layout", layout)
@@ -278,19 +277,37 @@ def test_chroot_runs_shell(emulator, mount, tmp_path):
     umoci("unpack", "--image", f"{layout}:sh", bundle)
     r = os.path.join(bundle, "rootfs")
     for f in ldd_files(sh):
-        dest = r + os.path.dirname(f)
-        os.makedirs(dest, exist_ok=True)
+        os.makedirs(r + os.path.dirname(f), exist_ok=True)
         shutil.copy2(os.path.realpath(f), r + f)
     os.makedirs(r + "/bin", exist_ok=True)
     if not os.path.exists(r + "/bin/sh"):
         shutil.copy2(sh, r + "/bin/sh")
     umoci("repack", "--image", f"{layout}:sh", bundle)
     ecrclient.push_layout(emulator, layout, "rfs/sh", "sh")
+
+
+def test_chroot_runs_shell(emulator, mount, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+    push_sh_image(emulator, tmp_path)
     m = mount()
     out = subprocess.run(["chroot", m.repo("rfs/sh", "sh@rootfs"), "/bin/sh", "-c", "echo ok"],
                          capture_output=True, text=True, timeout=120)
     if out.returncode != 0 and "Operation not permitted" in out.stderr:
         pytest.skip("chroot not permitted here: " + out.stderr)
+    assert out.stdout == "ok\n", out.stderr
+
+
+def test_podman_rootfs(emulator, mount, tmp_path):
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed on this machine")
+    push_sh_image(emulator, tmp_path)
+    m = mount()
+    root = m.repo("rfs/sh", "sh@rootfs")
+    out = subprocess.run(["podman", "run", "--rm", "--rootfs", root + ":O", "/bin/sh", "-c",
+                          "echo ok"], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0 and ("cgroup" in out.stderr or "permission" in out.stderr.lower()):
+        pytest.skip("podman cannot run containers here: " + out.stderr[-500:])
     assert out.stdout == "ok\n", out.stderr
 
 
