@@ -41,5 +41,8 @@ struct fs_rootfs_stats {
 	uint64_t span_hits, span_misses, span_bytes;
 };
 void fs_rootfs_stats(struct fs_rootfs_stats *out);
+/* At unmount, before the blob reader goes: stops the builds, waits for
+ * their threads and frees the span cache. */
+void fs_rootfs_shutdown(void);
 
 #endif

@@ -30,10 +30,14 @@ static struct rfs_tab_ent {
 	struct rfs_image *im;
 	struct rfs_tab_ent *next;
 } * tab;
-/* slot_mu protects slots_used (builds bounded across images). */
+/* slot_mu protects slots_used (builds bounded across images), workers (the
+ * build threads alive) and stopping (set at unmount; also read atomically
+ * by the streams, as their cancel flag). slot_cv: a slot freed, a worker
+ * gone, or stopping set. */
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
-static int slots_used;
+static int slots_used, stopping;
+static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
 uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
@@ -296,21 +300,46 @@ static int image_get(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 
 /* ---- the build ---- */
 
-static void slot_take(void)
+volatile int *rfs_stop_flag(void) { return &stopping; }
+
+static int slot_take(void)
 {
 	pthread_mutex_lock(&slot_mu);
-	while (slots_used >= BUILD_SLOTS)
+	while (slots_used >= BUILD_SLOTS && !stopping)
 		pthread_cond_wait(&slot_cv, &slot_mu);
-	slots_used++;
+	int rc = stopping ? -ECANCELED : 0;
+	if (rc == 0)
+		slots_used++;
 	pthread_mutex_unlock(&slot_mu);
+	return rc;
 }
 
 static void slot_give(void)
 {
 	pthread_mutex_lock(&slot_mu);
 	slots_used--;
-	pthread_cond_signal(&slot_cv);
+	pthread_cond_broadcast(&slot_cv);
 	pthread_mutex_unlock(&slot_mu);
+}
+
+static void worker_gone(void)
+{
+	pthread_mutex_lock(&slot_mu);
+	workers--;
+	pthread_cond_broadcast(&slot_cv);
+	pthread_mutex_unlock(&slot_mu);
+}
+
+void fs_rootfs_shutdown(void)
+{
+	pthread_mutex_lock(&slot_mu);
+	__atomic_store_n(&stopping, 1, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&slot_cv);
+	while (workers)
+		pthread_cond_wait(&slot_cv, &slot_mu);
+	pthread_mutex_unlock(&slot_mu);
+	rootfs_spans_free(spans);
+	spans = NULL;
 }
 
 /* The trees, once every layer has its index. */
@@ -344,9 +373,11 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&im->mu);
 		if (i == im->nlayers)
 			break;
-		slot_take();
-		int rc = rfs_layer_get(im, &im->layers[i]);
-		slot_give();
+		int rc = slot_take();
+		if (rc == 0) {
+			rc = rfs_layer_get(im, &im->layers[i]);
+			slot_give();
+		}
 		pthread_mutex_lock(&im->mu);
 		if (rc && !im->err)
 			im->err = rc;
@@ -364,6 +395,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&im->mu);
 	}
 	rfs_image_put(im);
+	worker_gone();
 	return NULL;
 }
 
@@ -385,7 +417,11 @@ static void start_locked(struct rfs_image *im)
 		pthread_t t;
 		image_ref(im);
 		im->running++;
+		pthread_mutex_lock(&slot_mu);
+		workers++;
+		pthread_mutex_unlock(&slot_mu);
 		if (pthread_create(&t, &at, worker, im) != 0) {
+			worker_gone();
 			im->running--;
 			rfs_image_put(im); /* the caller holds another reference */
 			if (im->running == 0) {

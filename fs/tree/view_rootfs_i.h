@@ -70,6 +70,8 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 /* Loads or builds L's index (view_rootfs_layer.c). */
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L);
 
+/* Set at unmount: builds stop (the streams' cancel flag). */
+volatile int *rfs_stop_flag(void);
 /* The process's one span cache (made on first use), or NULL. */
 struct rootfs_spans *rfs_spans(void);
 

@@ -73,12 +73,13 @@ static int blob_pread(struct fs_rstate *rs, void *buf, size_t len, uint64_t off,
 static int stream(struct rfs_image *im, struct rfs_layer *L, struct rootfs_build *b)
 {
 	struct fs_rstate *rs = NULL;
-	volatile int never = 0;
+	volatile int *stop = rfs_stop_flag();
 	char *buf = malloc(FEED_CHUNK);
 	int rc = buf ? blob_ref_open(im, L, &rs) : -ENOMEM;
 	for (uint64_t off = 0; rc == 0 && off < L->size;) {
 		size_t n = L->size - off < FEED_CHUNK ? (size_t)(L->size - off) : FEED_CHUNK;
-		rc = blob_pread(rs, buf, n, off, &never);
+		rc = __atomic_load_n(stop, __ATOMIC_RELAXED) ? -ECANCELED
+							     : blob_pread(rs, buf, n, off, stop);
 		if (rc == 0)
 			rc = rootfs_build_feed(b, buf, n);
 		off += n;

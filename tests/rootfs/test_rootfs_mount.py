@@ -375,3 +375,25 @@ def test_corrupt_span_then_right_bytes(emulator, mount, tmp_path):
     m3 = mount(name="c", cache_dir=cache2)
     path = os.path.join(m3.repo("rfs/spans", "spans@rootfs"), "etc/small")
     assert open(path, "rb").read() == b"small\n"
+
+
+def test_unmount_during_build(emulator, mount, tmp_path):
+    """An unmount while layers are being indexed stops the build: the daemon
+    exits cleanly (the fixture checks its status) and saves no index."""
+    layout = str(tmp_path / "layout")
+    umoci("init", "--layout", layout)
+    data = tar_layer([D("etc"), F("etc/blob", os.urandom(3 << 20))], core.tarfile.GNU_FORMAT)
+    add_image(layout, "unmount", [(data, "gzip")])
+    ecrclient.push_layout(emulator, layout, "rfs/unmount", "unmount")
+    m = mount()
+    with emulator.network(get_rate=256 << 10):
+        p = subprocess.Popen(["ls", m.repo("rfs/unmount", "unmount@rootfs")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        p.kill()
+        p.wait(10)
+        t0 = time.monotonic()
+        assert m.stop() == 0
+        assert time.monotonic() - t0 < 20
+    digest = manifest(layout, "unmount")[1]["layers"][0]["digest"]
+    assert not os.path.exists(os.path.join(m.cache_dir, "index", digest[7:]))

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "fs/blob/blob.h"
+#include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
 #include "net/sigv4.h"
 
@@ -184,6 +185,7 @@ int main(void)
 	test_build_load_read(&c, tar);
 	free(tar);
 	test_corrupt(&c);
+	fs_rootfs_shutdown();
 	fs_blobs_free(c.blobs);
 	cache_close(c.cache);
 	free(blob.data);
