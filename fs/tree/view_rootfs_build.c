@@ -262,12 +262,15 @@ static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 }
 
 /* The table's image for img (referenced), made when absent. */
-static int image_get(struct fs_ctx *c, const struct fs_image *img, struct rfs_image **out)
+/* The table's image of registry/region/repo@digest, referenced, or NULL. */
+static struct rfs_image *image_find(const char *registry, const char *region, const char *repo,
+				    const char *digest)
 {
 	char *key = NULL;
-	if (asprintf(&key, "%s/%s/%s@%s", img->registry, img->region, img->repo, img->digest) < 0)
-		return -ENOMEM;
 	struct rfs_image *im = NULL;
+	if (!registry || !region || !repo || !digest ||
+	    asprintf(&key, "%s/%s/%s@%s", registry, region, repo, digest) < 0)
+		return NULL;
 	pthread_mutex_lock(&tab_mu);
 	for (struct rfs_tab_ent *e = tab; e && !im; e = e->next)
 		if (!strcmp(e->im->key, key))
@@ -276,6 +279,12 @@ static int image_get(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 		im->refs++;
 	pthread_mutex_unlock(&tab_mu);
 	free(key);
+	return im;
+}
+
+static int image_get(struct fs_ctx *c, const struct fs_image *img, struct rfs_image **out)
+{
+	struct rfs_image *im = image_find(img->registry, img->region, img->repo, img->digest);
 	if (im) {
 		*out = im;
 		return 0;
@@ -538,6 +547,10 @@ char *rfs_image_state(const struct fs_node *n)
 	struct rfs_image *im = v ? fs_node_vdata(v) : NULL;
 	char *s = NULL;
 	uint64_t total;
+	/* A new node of the view (the kernel forgot the one whose access
+	 * started the build) finds the state in the table. */
+	if (v && !im && (im = image_find(v->registry, v->region, v->repo, v->digest)))
+		im = fs_node_set_vdata(v, im);
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);

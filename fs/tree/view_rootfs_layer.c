@@ -73,13 +73,15 @@ static int blob_pread(struct fs_rstate *rs, void *buf, size_t len, uint64_t off,
 static int stream(struct rfs_image *im, struct rfs_layer *L, struct rootfs_build *b)
 {
 	struct fs_rstate *rs = NULL;
-	volatile int *stop = rfs_stop_flag();
+	/* An unmount is seen between chunks (the chunk in flight ends by the
+	 * blob reader's deadline); fetches get a flag of their own. */
+	volatile int *stop = rfs_stop_flag(), never = 0;
 	char *buf = malloc(FEED_CHUNK);
 	int rc = buf ? blob_ref_open(im, L, &rs) : -ENOMEM;
 	for (uint64_t off = 0; rc == 0 && off < L->size;) {
 		size_t n = L->size - off < FEED_CHUNK ? (size_t)(L->size - off) : FEED_CHUNK;
 		rc = __atomic_load_n(stop, __ATOMIC_RELAXED) ? -ECANCELED
-							     : blob_pread(rs, buf, n, off, stop);
+							     : blob_pread(rs, buf, n, off, &never);
 		if (rc == 0)
 			rc = rootfs_build_feed(b, buf, n);
 		off += n;
