@@ -2,6 +2,7 @@
  * the FUSE session. Without -f the process forks before any thread exists
  * and the parent exits with the child's word on the mount. */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <fuse_opt.h>
 #include <stdio.h>
@@ -74,6 +75,10 @@ int main(int argc, char *argv[])
 	struct fs_ctx *c = &ctx;
 	int rc = 1, status_fd = -1;
 
+	/* Buffers of 128 KiB and more (inflated spans, chunks) are mapped and
+	 * unmapped: glibc's moving threshold would keep freed ones resident in
+	 * per-thread arenas, above the memory goal. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	if (fs_opts_parse(&args, &c->o) != 0)
 		goto out;
 	if (c->o.show_help || c->o.show_version) {

@@ -16,6 +16,7 @@
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
 #include "fs/tree/names.h"
+#include "fs/tree/view_rootfs.h"
 #include "net/log.h"
 
 static int split_list(const char *s, char ***out, size_t *n)
@@ -277,6 +278,7 @@ void fs_mount_stop(struct fs_ctx *c)
 	push_hide_free();
 	fh_table_free(c->fhs);
 	c->fhs = NULL;
+	fs_rootfs_shutdown(); /* its builds read through c->blobs */
 	fs_blobs_free(c->blobs);
 	c->blobs = NULL;
 	fs_cat_shutdown();

@@ -51,6 +51,23 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+/* ops_view.c: TAG@rootfs and TAG@layers */
+void op_readlink(fuse_req_t req, fuse_ino_t ino);
+/* 1 when ino is a node of a read-only view: writes there answer EROFS. */
+int view_ro(fuse_ino_t ino);
+/* The write handlers with that check first (the push glue's otherwise). */
+void vw_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void vw_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi);
+void vw_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		struct fuse_file_info *fi);
+void vw_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags);
+void vw_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void vw_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	       const char *newname, unsigned int flags);
+void vw_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void vw_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 /* ops_xattr.c */
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs/blob/blob.h"
+#include "fs/tree/view_rootfs.h"
 
 struct slot {
 	struct fs_fh *h; /* NULL: free */
@@ -56,6 +57,9 @@ static void fh_free(struct fs_fh *h)
 		break;
 	case FH_SETTINGS:
 		fs_node_put(h->node);
+		break;
+	case FH_ROOTFS:
+		fs_rootfs_close(h->rf);
 		break;
 	default:
 		break;

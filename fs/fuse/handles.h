@@ -22,9 +22,11 @@ enum fh_kind {
 	FH_WRITER,  /* a file of a push, open for writing */
 	FH_SETTINGS, /* a REPO@settings/ file open for writing: bytes in data/len,
 	                sent at FLUSH (fuse/views_ecr.c) */
+	FH_ROOTFS,  /* a file of TAG@rootfs or TAG@layers (tree/view_rootfs.h) */
 };
 
 struct fs_rstate;
+struct fs_rootfs_file;
 
 struct fs_fh {
 	enum fh_kind kind;
@@ -38,6 +40,7 @@ struct fs_fh {
 	pending_file *pf;     /* FH_WRITER: referenced */
 	struct fs_node *node; /* FH_SETTINGS: the file, referenced */
 	int dirty;            /* FH_SETTINGS: written since the last FLUSH */
+	struct fs_rootfs_file *rf; /* FH_ROOTFS */
 };
 
 struct fs_fh_table;

@@ -99,15 +99,17 @@ void fs_fuse_ops(struct fuse_lowlevel_ops *ops, int writable)
 	ops->release = op_release;
 	ops->getxattr = op_getxattr;
 	ops->listxattr = op_listxattr;
-	ops->mkdir = writable ? wop_mkdir : erofs_mkdir;
-	ops->create = writable ? wop_create : erofs_create;
+	ops->readlink = op_readlink;
+	/* vw_*: EROFS inside TAG@rootfs and TAG@layers, else the push glue. */
+	ops->mkdir = writable ? vw_mkdir : erofs_mkdir;
+	ops->create = writable ? vw_create : erofs_create;
 	ops->write = writable ? wop_write : erofs_write;
 	ops->fsyncdir = writable ? wop_fsyncdir : op_fsyncdir_ro;
-	ops->setattr = writable ? wop_setattr : erofs_setattr;
-	ops->setxattr = writable ? wop_setxattr : erofs_setxattr;
-	ops->removexattr = writable ? wop_removexattr : erofs_name;
-	ops->rename = writable ? wop_rename : erofs_rename;
-	ops->unlink = writable ? wop_unlink : erofs_name;
-	ops->rmdir = writable ? wop_rmdir : erofs_name;
+	ops->setattr = writable ? vw_setattr : erofs_setattr;
+	ops->setxattr = writable ? vw_setxattr : erofs_setxattr;
+	ops->removexattr = writable ? vw_removexattr : erofs_name;
+	ops->rename = writable ? vw_rename : erofs_rename;
+	ops->unlink = writable ? vw_unlink : erofs_name;
+	ops->rmdir = writable ? vw_rmdir : erofs_name;
 	ops->copy_file_range = writable ? wop_copy_file_range : erofs_cfr;
 }

@@ -13,6 +13,7 @@
 #include "fs/fuse/reply_fd.h"
 #include "fs/fuse/views_ecr.h"
 #include "fs/tree/ctl.h"
+#include "fs/tree/view_rootfs.h"
 
 static int open_ctl(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
 		    struct fuse_file_info *fi)
@@ -50,13 +51,38 @@ static int open_img_file(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
 	return 0;
 }
 
+static void on_interrupt(fuse_req_t req, void *data);
+
+/* A file of TAG@rootfs or TAG@layers: the bytes never change. */
+static int open_rootfs(struct fs_ctx *c, fuse_req_t req, struct fs_node *n,
+		       struct fuse_file_info *fi)
+{
+	struct fs_fh *h = fh_new(FH_ROOTFS);
+	volatile int cancel;
+	int rc = h ? 0 : -ENOMEM;
+	if (rc == 0) {
+		interruptible_begin(req, &cancel);
+		rc = fs_rootfs_open(c, n, &h->rf);
+		interruptible_end(req);
+	}
+	if (rc == 0 && (rc = fh_insert(c->fhs, h, &fi->fh)) == 0) {
+		fi->keep_cache = 1;
+		if (fuse_reply_open(req, fi) != 0)
+			fh_put(fh_remove(c->fhs, fi->fh));
+	}
+	fh_put(h);
+	return rc ? -user_errno(rc) : 0;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *c = req_ctx(req);
 	if (vf_open(req, ino, fi))
 		return; /* TAG@scan.json, REPO@settings/ files */
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		if (c->push)
+		if (view_ro(ino))
+			fuse_reply_err(req, EROFS);
+		else if (c->push)
 			wop_open(req, ino, fi);
 		else
 			fuse_reply_err(req, c->ro ? EROFS : EACCES);
@@ -65,6 +91,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_node *n = fs_node_get(ino);
 	struct fs_fh *h = NULL;
 	int rc = 0;
+	if (n && fs_rootfs_is(n)) {
+		rc = open_rootfs(c, req, n, fi);
+		goto out;
+	}
 	if (!n || (n->kind != FS_N_IMG_FILE && n->kind != FS_N_CTL_FILE)) {
 		rc = !n ? -ENOENT : n->kind == FS_N_PENDING_FILE ? -EBUSY : -EISDIR;
 		goto out;
@@ -125,6 +155,20 @@ static void read_blob(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
 	free(buf);
 }
 
+static void read_rootfs(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
+{
+	char *buf = malloc(size ? size : 1);
+	volatile int cancel = 0;
+	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
+	ssize_t n = buf ? fs_rootfs_read(h->rf, buf, size, (uint64_t)off, &cancel) : -ENOMEM;
+	fuse_req_interrupt_func(req, NULL, NULL);
+	if (n < 0)
+		fuse_reply_err(req, user_errno((int)n));
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	/* The handle's reference keeps it alive if a RELEASE comes meanwhile. */
@@ -134,6 +178,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		fuse_reply_err(req, EBADF);
 	} else if (h->kind == FH_BLOB) {
 		read_blob(req, h, size, off);
+	} else if (h->kind == FH_ROOTFS) {
+		read_rootfs(req, h, size, off);
 	} else {
 		if ((uint64_t)off >= h->len)
 			size = 0;

@@ -7,6 +7,7 @@
 #include "fs/fuse/fuse_i.h"
 #include "fs/fuse/push_nodes.h"
 #include "fs/tree/tree.h"
+#include "fs/tree/view_rootfs.h"
 
 /* The push glue's value of name on n; 1 when it answered. */
 static int push_xattr(fuse_req_t req, struct fs_node *n, const char *name, size_t size)
@@ -24,6 +25,32 @@ static int push_xattr(fuse_req_t req, struct fs_node *n, const char *name, size_
 	return 1;
 }
 
+/* TAG@rootfs and TAG@layers: the image's own xattrs (binary values). */
+static void rootfs_getxattr(fuse_req_t req, struct fs_node *n, const char *name, size_t size)
+{
+	char *val = NULL;
+	size_t len = 0;
+	int rc = fs_rootfs_xattr(req_ctx(req), n, name, &val, &len);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr(req, val, len, size);
+	free(val);
+}
+
+static void rootfs_listxattr(fuse_req_t req, struct fs_node *n, size_t size)
+{
+	ssize_t len = fs_rootfs_xattr_list(req_ctx(req), n, NULL, 0);
+	char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+	if (len >= 0 && buf)
+		len = fs_rootfs_xattr_list(req_ctx(req), n, buf, (size_t)len + 1);
+	if (len < 0 || !buf)
+		fuse_reply_err(req, len < 0 ? (int)-len : ENOMEM);
+	else
+		reply_xattr(req, buf, (size_t)len, size);
+	free(buf);
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_node *n = fs_node_get(ino);
@@ -32,7 +59,9 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (!push_xattr(req, n, name, size)) {
+	if (fs_rootfs_is(n)) {
+		rootfs_getxattr(req, n, name, size);
+	} else if (!push_xattr(req, n, name, size)) {
 		volatile int cancel;
 		interruptible_begin(req, &cancel);
 		int rc = fs_tree_xattr(req_ctx(req), n, name, &val);
@@ -54,6 +83,11 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char buf[1024];
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (fs_rootfs_is(n)) {
+		rootfs_listxattr(req, n, size);
+		fs_node_put(n);
 		return;
 	}
 	size_t pos = fs_tree_xattr_list(c, n, buf, sizeof buf - sizeof push_state);

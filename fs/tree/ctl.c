@@ -10,6 +10,7 @@
 #include "fs/blob/blob.h"
 #include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
+#include "fs/tree/view_rootfs.h"
 
 static const char *const names[] = {NULL, "stats", "identity", "version", "pending", "usage", NULL};
 
@@ -40,6 +41,19 @@ static json_t *tables_json(struct fs_ctx *c)
 			 (json_int_t)bs.flights, "readahead_running", (json_int_t)bs.ra_running,
 			 "readahead_queued", (json_int_t)bs.ra_queued, "hidden_names",
 			 (json_int_t)push_hide_count());
+}
+
+/* TAG@rootfs indexes and the span cache. */
+static json_t *rootfs_json(void)
+{
+	struct fs_rootfs_stats r;
+	fs_rootfs_stats(&r);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
+			 (json_int_t)r.builds, "index_build_failures", (json_int_t)r.build_failures,
+			 "index_loads", (json_int_t)r.loads, "index_bytes", (json_int_t)r.index_bytes,
+			 "images", (json_int_t)r.images, "span_hits", (json_int_t)r.span_hits,
+			 "span_misses", (json_int_t)r.span_misses, "span_bytes",
+			 (json_int_t)r.span_bytes);
 }
 
 static int render_stats(struct fs_ctx *c, char **out)
@@ -81,6 +95,7 @@ static int render_stats(struct fs_ctx *c, char **out)
 				      (json_int_t)cs.evictions, "bytes_total",
 				      (json_int_t)cs.bytes_total, "disk_full", cs.disk_full));
 	json_object_set_new(root, "tables", tables_json(c));
+	json_object_set_new(root, "rootfs", rootfs_json());
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	rc = *out ? 0 : -ENOMEM;
 	json_decref(root);

@@ -111,7 +111,9 @@ int fs_tree_list(struct fs_ctx *c, struct fs_node *dir, struct fs_dirlist *l)
 		return pc.rc;
 	const struct fs_kind_ops *k = kind_ops(dir->kind);
 	int rc = k && k->list ? k->list(c, dir, l, l->n) : 0;
-	l->cacheable = (dir->kind == FS_N_IMG_DIR || dir->kind == FS_N_CTL_DIR) && !l->filtered;
+	/* A kind's list may also say its names never change (an image's view). */
+	l->cacheable = (l->cacheable || dir->kind == FS_N_IMG_DIR || dir->kind == FS_N_CTL_DIR) &&
+		       !l->filtered;
 	return rc;
 }
 

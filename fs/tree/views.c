@@ -8,11 +8,12 @@
 
 #include "fs/tree/kinds_i.h"
 #include "fs/tree/view_ecr.h"
+#include "fs/tree/view_rootfs_i.h"
 
-/* The views this build has, by enum fs_view (a NULL slot: not yet). */
+/* The views this build has, by enum fs_view. */
 static const struct fs_view_ops *const views[] = {
-	[FS_VIEW_ROOTFS] = NULL,
-	[FS_VIEW_LAYERS] = NULL,
+	[FS_VIEW_ROOTFS] = &view_rootfs_ops,
+	[FS_VIEW_LAYERS] = &view_layers_ops,
 	[FS_VIEW_REFERRERS] = &fs_view_referrers,
 	[FS_VIEW_SCAN] = &fs_view_scan,
 	[FS_VIEW_SETTINGS] = &fs_view_settings,

@@ -34,6 +34,9 @@ CAP = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
 
 def umoci(*args):
     extra = [] if ROOT or args[0] not in ("unpack",) else ["--rootless"]
+    if args[0] == "repack":
+        # Without it every repack diffs against the first unpack: one layer.
+        extra.append("--refresh-bundle")
     r = subprocess.run([UMOCI, args[0]] + extra + list(args[1:]), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"umoci {args}: {r.stderr}"
