@@ -31,6 +31,11 @@ int pending_new(const struct pending_opts *o, pending **out)
 		p->o.timeout_s = 600;
 	p->spill_dir = o->spill_dir ? strdup(o->spill_dir) : NULL;
 	p->o.spill_dir = p->spill_dir;
+	if (upload_pool_new(o->part_bytes, o->spill_bytes, &p->pool) < 0) {
+		free(p->spill_dir);
+		free(p);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	*out = p;
 	return 0;
@@ -120,6 +125,7 @@ void pending_free(pending *p)
 		version_free(v);
 	}
 	pthread_mutex_destroy(&p->mu);
+	upload_pool_free(p->pool); /* after the uploads: they are all freed */
 	free(p->spill_dir);
 	free(p);
 }

@@ -140,6 +140,8 @@ static int upload_start(pending_version *v, pending_file *f, const char *rel)
 	uo.digest = digest[0] ? digest : NULL;
 	uo.hold_only = !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout");
 	uo.name = rel;
+	uo.pool = v->p->pool;
+	uo.async = 1; /* the commit waits (pending_commit.c) */
 	return upload_new(&uo, &f->up);
 }
 

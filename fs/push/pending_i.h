@@ -86,6 +86,7 @@ struct pending_version {
 struct pending {
 	struct pending_opts o;
 	char *spill_dir;
+	struct upload_pool *pool; /* shared by every upload (own locks) */
 	pthread_mutex_t mu; /* protects versions (taken before any version's mu) */
 	uint64_t next_id;   /* atomic */
 	pending_version *versions;

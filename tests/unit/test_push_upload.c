@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "fs/push/upload.h"
+#include "fs/push/upload_pool.h"
 #include "net/log.h"
 
 #define MiB (1024 * 1024)
@@ -303,40 +304,22 @@ static int log_has(const char *needle)
 	return strstr(buf, needle) != NULL;
 }
 
-/* A source the uploader may read the blob from again (copy by reference). */
-struct src {
-	const char *b;
-	size_t n;
-	int reads;
-};
-static int src_reread(void *arg, uint64_t off, void *buf, size_t len)
-{
-	struct src *s = arg;
-	CHECK(off <= s->n && len <= s->n - off);
-	memcpy(buf, s->b + off, len);
-	s->reads++;
-	return 0;
-}
-
-/* UploadNotFound after the first part, with a source to read from again:
- * a new upload gets every byte again, transparently. */
-static void reread_case(size_t n, int not_found_at, int mid_at, size_t keep)
+/* UploadNotFound after the first part: every byte is still in the spill
+ * file, so a new upload gets them all again, transparently. */
+static void restart_case(size_t n, int64_t part, int not_found_at, int mid_at, size_t keep)
 {
 	char *b = fake_bytes(n, 30 + (unsigned)not_found_at), d[72];
-	struct src s = { b, n, 0 };
-	struct upload_opts o = { .remote = &R, .name = "blobs/sha256/x", .reread = src_reread,
-				 .reread_arg = &s };
 	upload *u = NULL;
 
-	fake_init(&F, &R, 10 * MiB);
+	fake_init(&F, &R, part);
 	F.not_found_at = not_found_at;
 	F.mid_part_at = mid_at;
 	F.mid_part_keep = keep;
 	fake_sha(b, n, d);
-	CHECK(upload_new(&o, &u) == 0);
+	u = new_upload(NULL, 0, 0);
 	CHECK(write_all(u, b, n, MiB) == 0);
 	CHECK(upload_finish(u, d, NULL) == 0);
-	CHECK(F.n_initiate == 2 && F.n_complete == 1 && s.reads > 0);
+	CHECK(F.n_initiate == 2 && F.n_complete == 1);
 	CHECK(!F.up[0].done || F.up[0].len < n); /* the lost one never completed */
 	check_parts(1, b, n);
 	upload_free(u);
@@ -344,7 +327,19 @@ static void reread_case(size_t n, int not_found_at, int mid_at, size_t keep)
 	free(b);
 }
 
-/* UploadNotFound on the first part restarts the upload; later it is EIO. */
+/* Waits (bounded) until the worker's error reaches upload_sync. */
+static int sync_error(upload *u)
+{
+	int rc = 0;
+	for (int i = 0; i < 2000 && rc == 0; i++) {
+		rc = upload_sync(u);
+		if (rc == 0)
+			usleep(5000);
+	}
+	return rc;
+}
+
+/* UploadNotFound restarts the upload from the spill file, at any part. */
 static void test_not_found(void)
 {
 	size_t n = 12 * MiB;
@@ -360,49 +355,35 @@ static void test_not_found(void)
 	CHECK(F.n_initiate == 2 && F.up[1].len == n);
 	upload_free(u);
 	fake_fini(&F);
+	/* the log names the blob and the repository */
+	CHECK(log_has("upload of test to fake repository: ECR lost the upload (UploadNotFound) "
+		      "at its first part; starting it again"));
 
+	restart_case(12 * MiB, 5 * MiB, 2, 0, 0);
+	restart_case(25 * MiB, 10 * MiB, 2, 0, 0);
+	restart_case(33 * MiB, 10 * MiB, 3, 1, 6 * MiB); /* after a kept start: parts re-cut */
+	restart_case(21 * MiB, 10 * MiB, 3, 0, 0);       /* during the last part */
+
+	/* a part's error reaches the writer at its next write, sync, finish */
 	fake_init(&F, &R, 5 * MiB);
-	F.not_found_at = 2;
+	F.fail_part_at = 2;
 	u = new_upload(NULL, 0, 0);
-	int rc = write_all(u, b, n, MiB);
-	if (rc == 0)
-		rc = upload_finish(u, d, NULL);
-	CHECK(rc == -EIO);
-	CHECK(upload_sync(u) == -EIO);
+	CHECK(write_all(u, b, 10 * MiB, MiB) == 0); /* two whole parts */
+	CHECK(sync_error(u) == -EACCES);            /* fsync, FLUSH of a temp name */
+	CHECK(upload_write(u, b + 10 * MiB, MiB, 10 * MiB) == -EACCES);
+	CHECK(upload_finish(u, d, NULL) == -EACCES);
 	CHECK(F.n_complete == 0);
 	upload_free(u);
 	fake_fini(&F);
-	/* the log names the blob and the repository and says what to do */
-	CHECK(log_has("upload of test to fake repository: ECR lost the upload (UploadNotFound)"));
-	CHECK(log_has("re-run the same cp: blobs already in ECR are skipped"));
-
-	/* the error reaches the writer at its next write once the worker saw it */
-	fake_init(&F, &R, 5 * MiB);
-	F.not_found_at = 2;
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, 10 * MiB, MiB) == 0); /* the second part is handed off */
-	CHECK(upload_sync(u) == -EIO);               /* fsync, FLUSH of a temp name */
-	CHECK(upload_write(u, b + 10 * MiB, MiB, 10 * MiB) == -EIO);
-	CHECK(upload_finish(u, d, NULL) == -EIO);
-	upload_free(u);
-	fake_fini(&F);
-
-	/* with a source to read again: transparent restarts */
-	reread_case(25 * MiB, 2, 0, 0);
-	reread_case(33 * MiB, 3, 1, 6 * MiB); /* after a carry: parts re-cut */
-	reread_case(21 * MiB, 3, 0, 0);       /* during the last part */
 	free(b);
 }
 
 /* CompleteLayerUpload answers not found: after a lost reply the layer is
- * there (success); an expired upload restarts from a source, else EIO. */
+ * there (success); an expired upload starts again from the spill file. */
 static void test_complete_not_found(void)
 {
 	size_t n = 13 * MiB + 5;
 	char *b = fake_bytes(n, 40), d[72];
-	struct src s = { b, n, 0 };
-	struct upload_opts o = { .remote = &R, .name = "blobs/sha256/y", .reread = src_reread,
-				 .reread_arg = &s };
 	const struct upload_result *res;
 	upload *u = NULL;
 
@@ -416,25 +397,11 @@ static void test_complete_not_found(void)
 	upload_free(u);
 	fake_fini(&F);
 
-	/* expired, no source: EIO, and the log says what to do */
-	fake_init(&F, &R, 10 * MiB);
-	F.complete_expired_at = 1;
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, NULL) == -EIO);
-	CHECK(F.nlayers == 0);
-	CHECK(log_has("ECR lost the upload (UploadNotFound) before CompleteLayerUpload; its "
-		      "bytes are no longer held; re-run the same cp"));
-	upload_free(u);
-	fake_fini(&F);
-
-	/* expired, with a source: a new upload, every byte again */
 	for (size_t len = n; len > 0; len = len == n ? 3 * MiB : 0) {
 		fake_init(&F, &R, 10 * MiB);
 		F.complete_expired_at = 1;
-		s.n = len;
 		fake_sha(b, len, d);
-		CHECK(upload_new(&o, &u) == 0);
+		u = new_upload(NULL, 0, 0);
 		CHECK(write_all(u, b, len, MiB) == 0);
 		CHECK(upload_finish(u, d, NULL) == 0);
 		CHECK(F.n_initiate == 2 && F.n_complete == 2 && fake_has_layer(&F, d));
@@ -442,6 +409,8 @@ static void test_complete_not_found(void)
 		upload_free(u);
 		fake_fini(&F);
 	}
+	CHECK(log_has("ECR lost the upload (UploadNotFound) before CompleteLayerUpload; "
+		      "starting it again"));
 	free(b);
 }
 
@@ -581,6 +550,94 @@ static void test_parallel(void)
 	fake_fini(&F);
 }
 
+/* Waits (bounded) until F.inflight reaches want. */
+static void wait_inflight(int want)
+{
+	int got = 0;
+	for (int i = 0; i < 4000 && got != want; i++) {
+		pthread_mutex_lock(&F.mu);
+		got = F.inflight;
+		pthread_mutex_unlock(&F.mu);
+		if (got != want)
+			usleep(2000);
+	}
+	CHECK(got == want);
+}
+
+/* Files written one after another (as cp does) with async finishes: each
+ * close returns before its parts reach ECR, layers then upload at once,
+ * one part in flight per layer and in order, and never more part buffers
+ * than the shared budget allows. */
+static void test_width(void)
+{
+	enum { K = 4 };
+	size_t n = 23 * MiB + 9;
+	char *b[K], d[K][72];
+	upload *u[K];
+	struct upload_pool *pool;
+	struct upload_pool_stats st;
+
+	fake_init(&F, &R, 5 * MiB);
+	CHECK(upload_pool_new(15 * MiB, 0, &pool) == 0); /* three parts */
+	F.gate = 1;
+	for (int i = 0; i < K; i++) {
+		struct upload_opts o = { .remote = &R, .name = "w", .pool = pool, .async = 1 };
+		b[i] = fake_bytes(n, 50 + (unsigned)i);
+		fake_sha(b[i], n, d[i]);
+		CHECK(upload_new(&o, &u[i]) == 0);
+		CHECK(write_all(u[i], b[i], n, MiB) == 0);
+		CHECK(upload_finish(u[i], d[i], NULL) == 0); /* the close: no part sent yet */
+	}
+	wait_inflight(3); /* the budget: three layers, one part each */
+	usleep(20000);
+	pthread_mutex_lock(&F.mu);
+	CHECK(F.inflight == 3 && F.n_complete == 0 && F.n_part == 0);
+	F.gate = 0;
+	F.part_delay_us = 3000;
+	pthread_cond_broadcast(&F.gate_cv);
+	pthread_mutex_unlock(&F.mu);
+	for (int i = 0; i < K; i++)
+		CHECK(upload_wait(u[i]) == 0);
+	upload_pool_stats(pool, &st);
+	CHECK(F.inflight_peak == 3 && st.parts_peak == 3 && st.bytes_peak <= 15 * MiB);
+	CHECK(st.parts_now == 0 && st.spilled == 0 && st.spilled_peak >= (uint64_t)K * n);
+	CHECK(F.n_complete == K && F.nlayers == K);
+	for (int i = 0; i < K; i++) {
+		CHECK(F.up[i].inflight_peak == 1); /* in order: the fake refuses gaps */
+		check_parts(i, b[i], n);
+		upload_free(u[i]);
+		free(b[i]);
+	}
+	upload_pool_free(pool);
+	fake_fini(&F);
+}
+
+/* The spill cap holds a writer back until ECR takes bytes (back-pressure). */
+static void test_spill_cap(void)
+{
+	size_t n = 31 * MiB;
+	char *b = fake_bytes(n, 60), d[72];
+	struct upload_pool *pool;
+	struct upload_pool_stats st;
+	upload *u;
+
+	fake_init(&F, &R, 5 * MiB);
+	F.part_delay_us = 2000;
+	CHECK(upload_pool_new(5 * MiB, 12 * MiB, &pool) == 0);
+	struct upload_opts o = { .remote = &R, .name = "s", .pool = pool };
+	fake_sha(b, n, d);
+	CHECK(upload_new(&o, &u) == 0);
+	CHECK(write_all(u, b, n, MiB) == 0);
+	CHECK(upload_finish(u, d, NULL) == 0);
+	upload_pool_stats(pool, &st);
+	CHECK(st.spilled_peak <= 12 * MiB && st.spilled == 0 && st.parts_peak == 1);
+	check_parts(0, b, n);
+	upload_free(u);
+	upload_pool_free(pool);
+	fake_fini(&F);
+	free(b);
+}
+
 /* An abandoned upload (abort, free before finish) stops cleanly. */
 static void test_abort(void)
 {
@@ -618,6 +675,8 @@ int main(void)
 	test_denied();
 	test_json();
 	test_parallel();
+	test_width();
+	test_spill_cap();
 	test_abort();
 	log_close();
 	unlink(log_path);
