@@ -117,6 +117,11 @@ static int check_blobs_locked(pending_version *v, struct push_desc_list *l, stru
 				wait[(*nwait)++] = f;
 			continue;
 		}
+		f = pend_drain_find_locked(v, l->v[i].digest);
+		if (f && f->state == F_FINAL) {
+			wait[(*nwait)++] = f; /* closed in an earlier version, still sending */
+			continue;
+		}
 		if (!avail_has(v, l->v[i].digest))
 			ask[nask++] = l->v[i].digest;
 		else

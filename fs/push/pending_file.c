@@ -157,6 +157,7 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	if (rc < 0)
 		goto out;
 	version_for_create_locked(v, rel);
+	pend_drain_wait_locked(v, rel); /* its outcome: the new file asks ECR */
 	rc = -ENOMEM;
 	f = file_new(v, rel);
 	if (!f)
