@@ -19,8 +19,8 @@
 #define UPLOAD_POOL_SPILL_DEFAULT (2ull * 1024 * 1024 * 1024)
 
 struct upload_pool_stats {
-	size_t parts_now, parts_peak;   /* part buffers handed out */
-	size_t bytes_now, bytes_peak;   /* their bytes */
+	size_t parts_now, parts_peak;	/* part buffers handed out */
+	size_t bytes_now, bytes_peak;	/* their bytes */
 	uint64_t spilled, spilled_peak; /* written, not yet acknowledged */
 };
 
