@@ -73,12 +73,14 @@ void upload_pool_put(struct upload_pool *p, void *buf, size_t len)
 	pthread_mutex_unlock(&p->mu);
 }
 
-int upload_pool_spill(struct upload_pool *p, uint64_t n, int (*cancelled)(void *), void *arg)
+int upload_pool_spill(struct upload_pool *p, uint64_t n, int may_wait, int (*cancelled)(void *),
+		      void *arg)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&p->mu);
-	while (p->st.spilled > 0 && p->st.spilled + n > p->spill_max && !cancelled(arg))
+	while (may_wait && p->st.spilled > 0 && p->st.spilled + n > p->spill_max &&
+	       !cancelled(arg))
 		pthread_cond_wait(&p->cv, &p->mu);
 	if (cancelled(arg)) {
 		rc = -ECANCELED;

@@ -37,9 +37,12 @@ void upload_pool_free(struct upload_pool *p);
 void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *), void *arg);
 void upload_pool_put(struct upload_pool *p, void *buf, size_t len);
 
-/* Room for n more spilled bytes: waits while the cap is used (unless
- * nothing is spilled); 0, or -ECANCELED when cancelled(arg). */
-int upload_pool_spill(struct upload_pool *p, uint64_t n, int (*cancelled)(void *), void *arg);
+/* Room for n more spilled bytes: waits while the cap is used, unless
+ * nothing is spilled or !may_wait (the caller's own upload has less than a
+ * part to send: its worker could not free room, so waiting could be for
+ * ever); 0, or -ECANCELED when cancelled(arg). */
+int upload_pool_spill(struct upload_pool *p, uint64_t n, int may_wait, int (*cancelled)(void *),
+		      void *arg);
 /* n spilled bytes acknowledged (or given up). */
 void upload_pool_unspill(struct upload_pool *p, uint64_t n);
 

@@ -346,8 +346,13 @@ int upl_start_held(upload *u, const char *digest)
 int upl_stream_feed(upload *u, const char *data, size_t n)
 {
 	uint64_t off = u->written - n;
-	int rc = upload_pool_spill(u->pool, n, upl_cancelled, u);
+	uint64_t mine;
+	int rc;
 
+	pthread_mutex_lock(&u->mu);
+	mine = u->spill_acct;
+	pthread_mutex_unlock(&u->mu);
+	rc = upload_pool_spill(u->pool, n, mine >= u->part_size, upl_cancelled, u);
 	if (rc < 0)
 		return upl_async_err(u) ?: rc;
 	pthread_mutex_lock(&u->mu);
