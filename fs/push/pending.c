@@ -31,6 +31,11 @@ int pending_new(const struct pending_opts *o, pending **out)
 		p->o.timeout_s = 600;
 	p->spill_dir = o->spill_dir ? strdup(o->spill_dir) : NULL;
 	p->o.spill_dir = p->spill_dir;
+	if (upload_pool_new(o->part_bytes, o->spill_bytes, &p->pool) < 0) {
+		free(p->spill_dir);
+		free(p);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	*out = p;
 	return 0;
@@ -75,6 +80,63 @@ void pend_file_unref_locked(pending_file *f)
 		pend_file_free(f);
 }
 
+/* 1 when f's blob upload still runs after its close. */
+static int uploading(pending_file *f)
+{
+	int rc;
+	return f->state == F_FINAL && f->up && !f->by_ref && upload_poll(f->up, &rc);
+}
+
+/* Drops drained files whose upload ended. */
+static void drain_reap_locked(pending_version *v)
+{
+	for (size_t i = v->ndrain; i-- > 0;) {
+		pending_file *f = v->drain[i];
+		if (uploading(f))
+			continue;
+		v->drain[i] = v->drain[--v->ndrain];
+		pend_file_unref_locked(f);
+	}
+}
+
+static void drain_add_locked(pending_version *v, pending_file *f)
+{
+	pending_file **n = realloc(v->drain, (v->ndrain + 1) * sizeof(*n));
+	if (!n)
+		return; /* its upload stops with it */
+	v->drain = n;
+	v->drain[v->ndrain++] = f;
+	f->refs++;
+}
+
+pending_file *pend_drain_find_locked(pending_version *v, const char *digest)
+{
+	for (size_t i = 0; i < v->ndrain; i++)
+		if (!strcmp(v->drain[i]->digest, digest))
+			return v->drain[i];
+	return NULL;
+}
+
+/* A create of blob rel whose upload from an earlier version still runs
+ * waits for it (busy raised, mu let go), so the new file finds the blob in
+ * ECR and is only hashed. */
+int pend_drain_wait_locked(pending_version *v, const char *rel)
+{
+	char digest[80];
+	pending_file *d;
+	int rc = 0;
+
+	pend_digest_of_name(rel, digest, sizeof(digest));
+	d = digest[0] ? pend_drain_find_locked(v, digest) : NULL;
+	if (d && uploading(d)) {
+		pend_net_begin(v);
+		rc = upload_wait(d->up);
+		pend_net_end(v);
+	}
+	drain_reap_locked(v);
+	return rc;
+}
+
 void pend_unlist_locked(pending_version *v, size_t i)
 {
 	pending_file *f = v->files[i];
@@ -82,6 +144,9 @@ void pend_unlist_locked(pending_version *v, size_t i)
 	f->listed = 0;
 	if (f->state == F_WRITING && f->up)
 		upload_abort(f->up);
+	else if (uploading(f))
+		drain_add_locked(v, f);
+	drain_reap_locked(v);
 	pend_file_unref_locked(f);
 }
 
@@ -98,6 +163,9 @@ static void version_free(pending_version *v)
 {
 	while (v->nfiles)
 		pend_unlist_locked(v, v->nfiles - 1);
+	while (v->ndrain) /* unmount: their uploads stop */
+		pend_file_unref_locked(v->drain[--v->ndrain]);
+	free(v->drain);
 	free(v->files);
 	pend_avail_clear(v);
 	free(v->missing);
@@ -120,6 +188,7 @@ void pending_free(pending *p)
 		version_free(v);
 	}
 	pthread_mutex_destroy(&p->mu);
+	upload_pool_free(p->pool); /* after the uploads: they are all freed */
 	free(p->spill_dir);
 	free(p);
 }

@@ -36,9 +36,13 @@
  *   mu alone and never wait for ECR: reads (state, stat, list, summaries),
  *   open and reference counts, a write's failure, pending_repo_deleted.
  *   pending_sweep and pending_trim_idle skip a busy version.
- * - Blob uploads run outside the version's mu: writes, upload_finish
- *   (CompleteLayerUpload) and the copy of pending_ref take no pending lock
- *   while they talk to ECR. Under mu only upload_abort, upload_progress
+ * - Blob uploads run outside the version's mu: writes, upload_finish and
+ *   the copy of pending_ref take no pending lock while they talk to ECR.
+ *   A layer's close only checks its digest; its worker sends the last
+ *   parts and CompleteLayerUpload afterwards, and the commit waits for the
+ *   uploads of the blobs it names (upload_wait, busy raised, mu let go), so
+ *   an upload that fails after its close fails the commit (or the next
+ *   evaluation, e.g. sync TAGDIR). Under mu only upload_abort, upload_progress
  *   (neither waits on the network) and upload_free (when the last
  *   reference goes; it joins the upload's worker) are called. */
 #ifndef ECRFS_PENDING_H
@@ -60,6 +64,8 @@ struct pending_opts {
 	const char *spill_dir;/* for JSON beyond hold_cap; NULL: $TMPDIR or /tmp */
 	size_t hold_cap;      /* 0: 4 MiB */
 	int no_create_repos;  /* never CreateRepository: a missing repository is ENOENT */
+	size_t part_bytes;    /* part buffers of all uploads at once, 0: 40 MiB */
+	uint64_t spill_bytes; /* spilled bytes ECR has not taken yet, 0: 2 GiB */
 	/* Called (without locks) after a commit attempt, e.g. to invalidate the
 	 * kernel's entries; may be NULL. */
 	void (*on_commit)(void *arg, pending_version *v, int rc);
@@ -107,7 +113,7 @@ int pending_truncate(pending_file *f, uint64_t size);
 /* FLUSH: finishes a layout-named file and evaluates (maybe commits);
  * for a temporary name returns the upload's pending error. Idempotent. */
 int pending_flush(pending_file *f);
-/* FSYNC: waits for the part in flight; returns the file's error. */
+/* FSYNC: the file's error so far (its bytes are in the spill file). */
 int pending_fsync(pending_file *f);
 /* RELEASE: one open handle less (nothing important happens here). */
 void pending_release(pending_file *f);

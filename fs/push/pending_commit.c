@@ -53,9 +53,44 @@ static int file_final(pending_file *f)
 	return f && f->state == F_FINAL;
 }
 
+/* A final blob whose upload failed after its close (the worker sends the
+ * last parts and completes alone) is failed now. */
+static void upload_failed_locked(pending_file *f)
+{
+	int rc = 0;
+
+	if (f->state != F_FINAL || !f->up || f->by_ref || upload_poll(f->up, &rc) || rc >= 0)
+		return;
+	f->state = F_FAILED;
+	f->rc = rc;
+}
+
+/* Before PutImage: the uploads of reached blobs have finished (they go on
+ * after their close so the writer can write the next file meanwhile). The
+ * files stay listed: changes wait while busy. */
+static int wait_uploads_locked(pending_version *v, pending_file **wait, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		pending_file *f = wait[i];
+		pend_net_begin(v);
+		rc = upload_wait(f->up);
+		pend_net_end(v);
+		if (rc < 0) {
+			log_err("push of %s:%s: the upload of %s failed: %s", v->repo, v->tag,
+				f->name, strerror(-rc));
+			f->state = F_FAILED;
+			f->rc = rc;
+		}
+	}
+	return rc;
+}
+
 /* Checks reached blobs; the ones neither written nor known present are
  * asked in one BatchCheckLayerAvailability. */
-static int check_blobs_locked(pending_version *v, struct push_desc_list *l, struct strbuf *miss)
+static int check_blobs_locked(pending_version *v, struct push_desc_list *l, struct strbuf *miss,
+			      pending_file **wait, size_t *nwait)
 {
 	const char **ask = NULL;
 	int *av = NULL;
@@ -71,12 +106,20 @@ static int check_blobs_locked(pending_version *v, struct push_desc_list *l, stru
 	for (size_t i = 0; i < l->n; i++) {
 		pending_file *f = pend_find_digest_locked(v, l->v[i].digest);
 		if (f) {
+			upload_failed_locked(f);
 			if (f->state == F_FAILED) {
 				rc = f->rc ? f->rc : -EIO;
 				goto out;
 			}
 			if (f->state != F_FINAL)
 				sb_add(miss, l->v[i].digest);
+			else if (f->up && !f->by_ref)
+				wait[(*nwait)++] = f;
+			continue;
+		}
+		f = pend_drain_find_locked(v, l->v[i].digest);
+		if (f && f->state == F_FINAL) {
+			wait[(*nwait)++] = f; /* closed in an earlier version, still sending */
 			continue;
 		}
 		if (!avail_has(v, l->v[i].digest))
@@ -130,12 +173,15 @@ struct eval {
 	pending_file *sel;           /* the selected manifest or index */
 	pending_file **childm;       /* child manifests written here, PutImage first */
 	size_t nchild;
+	pending_file **wait;         /* reached blobs written here: their uploads */
+	size_t nwait;
 };
 
 static void eval_free(struct eval *e)
 {
 	free(e->miss.s);
 	free(e->childm);
+	free(e->wait);
 	push_desc_list_free(&e->idx);
 	push_desc_list_free(&e->reach);
 	push_desc_list_free(&e->kids);
@@ -357,11 +403,15 @@ int pend_evaluate_locked(pending_version *v, int *committed)
 	rc = select_locked(v, &e);
 	if (rc == 0 && e.sel->kind == PUSH_INDEX)
 		rc = children_locked(v, &e);
-	if (rc == 0)
-		rc = check_blobs_locked(v, e.sel->kind == PUSH_INDEX ? &e.kids : &e.reach,
-					&e.miss);
+	if (rc == 0) {
+		struct push_desc_list *l = e.sel->kind == PUSH_INDEX ? &e.kids : &e.reach;
+		e.wait = calloc(l->n + 1, sizeof(*e.wait));
+		rc = e.wait ? check_blobs_locked(v, l, &e.miss, e.wait, &e.nwait) : -ENOMEM;
+	}
 	if (rc == 0 && e.miss.len)
 		rc = EVAL_INCOMPLETE;
+	if (rc == 0)
+		rc = wait_uploads_locked(v, e.wait, e.nwait);
 	if (rc == 0)
 		rc = commit_locked(v, &e);
 	if (rc == EVAL_INCOMPLETE) {

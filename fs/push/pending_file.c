@@ -140,6 +140,8 @@ static int upload_start(pending_version *v, pending_file *f, const char *rel)
 	uo.digest = digest[0] ? digest : NULL;
 	uo.hold_only = !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout");
 	uo.name = rel;
+	uo.pool = v->p->pool;
+	uo.async = 1; /* the commit waits (pending_commit.c) */
 	return upload_new(&uo, &f->up);
 }
 
@@ -155,6 +157,7 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 	if (rc < 0)
 		goto out;
 	version_for_create_locked(v, rel);
+	pend_drain_wait_locked(v, rel); /* its outcome: the new file asks ECR */
 	rc = -ENOMEM;
 	f = file_new(v, rel);
 	if (!f)

@@ -79,6 +79,12 @@ struct pending_version {
 	long commit_writer;
 	char **avail;  /* digests the repository was seen to have */
 	size_t navail;
+	/* Files no longer listed (a new version, a replaced name) whose blob
+	 * upload still runs after their close: kept (one reference each) until
+	 * it ends, so a failed push's verified blobs still reach ECR and a
+	 * re-run counts or waits for them instead of sending them again. */
+	pending_file **drain;
+	size_t ndrain;
 };
 
 #define REFUSAL_S 30
@@ -86,6 +92,7 @@ struct pending_version {
 struct pending {
 	struct pending_opts o;
 	char *spill_dir;
+	struct upload_pool *pool; /* shared by every upload (own locks) */
 	pthread_mutex_t mu; /* protects versions (taken before any version's mu) */
 	uint64_t next_id;   /* atomic */
 	pending_version *versions;
@@ -102,6 +109,8 @@ void pend_avail_clear(pending_version *v);
 void pend_digest_of_name(const char *rel, char *buf, size_t n);
 pending_file *pend_find_locked(pending_version *v, const char *rel, size_t *idx);
 pending_file *pend_find_digest_locked(pending_version *v, const char *digest);
+pending_file *pend_drain_find_locked(pending_version *v, const char *digest);
+int pend_drain_wait_locked(pending_version *v, const char *rel);
 int pend_ensure_repo_locked(pending_version *v);
 void pend_new_version_locked(pending_version *v, int keep_current_gen);
 void pend_fail_version_locked(pending_version *v, int rc);

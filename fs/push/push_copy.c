@@ -23,58 +23,11 @@ static int sink(void *arg, const char *data, size_t n)
 	return rc;
 }
 
-/* The source again, for an upload ECR lost (upload_opts.reread): the
- * worker's own URL, so it never races the copy loop's. */
-struct reread_ctx {
-	ecr *e;
-	const struct ecr_where *w;
-	const char *digest;
-	char *url;
-};
-
-struct buf_sink {
-	char *p;
-	size_t len, got;
-};
-
-static int to_buf(void *arg, const char *data, size_t n)
-{
-	struct buf_sink *b = arg;
-	if (n > b->len - b->got)
-		return -EIO;
-	memcpy(b->p + b->got, data, n);
-	b->got += n;
-	return 0;
-}
-
-static int src_reread(void *arg, uint64_t off, void *buf, size_t len)
-{
-	struct reread_ctx *r = arg;
-	time_t exp = 0;
-	int rc = 0;
-
-	for (int tries = 0; tries < 2; tries++) {
-		struct buf_sink b = { buf, len, 0 };
-		if (!r->url)
-			rc = ecr_get_download_url(r->e, r->w, r->digest, &r->url, &exp, NULL);
-		if (rc == 0)
-			rc = ecr_fetch_url_range(r->e, r->url, off, len, to_buf, &b, NULL);
-		if (rc == 0 && b.got != len)
-			rc = -EIO;
-		if (rc != -EKEYEXPIRED)
-			break;
-		free(r->url); /* expired: ask again */
-		r->url = NULL;
-	}
-	return rc;
-}
-
 int push_copy_blob(ecr *src, const struct ecr_where *sw, const char *digest, uint64_t size,
 		   struct push_remote *dst, int *copied)
 {
 	struct upload_opts uo = { 0 };
 	struct sink_ctx s = { 0 };
-	struct reread_ctx rr = { src, sw, digest, NULL };
 	const char *d[1] = { digest };
 	char *url = NULL;
 	time_t exp = 0;
@@ -87,8 +40,6 @@ int push_copy_blob(ecr *src, const struct ecr_where *sw, const char *digest, uin
 		return rc;
 	uo.remote = dst;
 	uo.name = digest;
-	uo.reread = src_reread; /* UploadNotFound mid-copy: start again */
-	uo.reread_arg = &rr;
 	rc = upload_new(&uo, &s.u);
 	if (rc < 0)
 		return rc;
@@ -115,8 +66,7 @@ int push_copy_blob(ecr *src, const struct ecr_where *sw, const char *digest, uin
 	if (rc < 0)
 		log_err("copying %s from %s to %s failed: %s", digest, sw->repository, dst->desc,
 			strerror(-rc));
-	upload_free(s.u); /* joins the worker: rr is no longer used */
-	free(rr.url);
+	upload_free(s.u);
 	free(url);
 	return rc;
 }

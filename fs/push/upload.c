@@ -26,12 +26,17 @@ int upload_new(const struct upload_opts *o, upload **out)
 		snprintf(u->known, sizeof(u->known), "%s", o->digest);
 	u->hold_only = o->hold_only;
 	snprintf(u->name, sizeof(u->name), "%s", o->name ? o->name : "blob");
-	u->reread = o->reread;
-	u->reread_arg = o->reread_arg;
+	u->async = o->async;
+	u->pool = o->pool;
 	u->spill_fd = -1;
 	u->sha = EVP_MD_CTX_new();
-	if (!u->spill_dir || !u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
+	if (!u->pool && upload_pool_new(1, 0, &u->pool) == 0)
+		u->own_pool = 1; /* one part at a time */
+	if (!u->spill_dir || !u->sha || !u->pool ||
+	    EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(u->sha);
+		if (u->own_pool)
+			upload_pool_free(u->pool);
 		free(u->spill_dir);
 		free(u);
 		return -ENOMEM;
@@ -48,6 +53,9 @@ void upload_free(upload *u)
 	if (!u)
 		return;
 	upl_stop_worker(u);
+	upload_pool_unspill(u->pool, u->spill_acct); /* what ECR never took */
+	if (u->own_pool)
+		upload_pool_free(u->pool);
 	if (u->spill_fd >= 0)
 		close(u->spill_fd);
 	EVP_MD_CTX_free(u->sha);
@@ -55,8 +63,6 @@ void upload_free(upload *u)
 		free(u->res.bytes);
 	free(u->hold);
 	free(u->res.media_type);
-	free(u->fill);
-	free(u->send);
 	free(u->upload_id);
 	free(u->spill_dir);
 	pthread_cond_destroy(&u->cv);
@@ -89,6 +95,24 @@ int upl_remote_has(upload *u, const char *digest)
 	return avail == 1;
 }
 
+/* An unlinked file under spill_dir for bytes that do not stay in memory. */
+int upl_spill_open(upload *u)
+{
+	char path[4096];
+
+	if (u->spill_fd >= 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/ecrfs-push-XXXXXX", u->spill_dir);
+	u->spill_fd = mkostemp(path, O_CLOEXEC);
+	if (u->spill_fd < 0) {
+		log_err("%s: cannot create a spill file in %s: %s", u->name, u->spill_dir,
+			strerror(errno));
+		return -errno;
+	}
+	unlink(path);
+	return 0;
+}
+
 static int hold_append(upload *u, const char *data, size_t n)
 {
 	if (u->spill_fd < 0 && u->hold_len + n <= u->hold_cap) {
@@ -107,12 +131,9 @@ static int hold_append(upload *u, const char *data, size_t n)
 	}
 	if (u->spill_fd < 0) {
 		/* Past the cap: move what we hold to an unlinked file. */
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/ecrfs-push-XXXXXX", u->spill_dir);
-		u->spill_fd = mkostemp(path, O_CLOEXEC);
-		if (u->spill_fd < 0)
-			return -errno;
-		unlink(path);
+		int rc = upl_spill_open(u);
+		if (rc < 0)
+			return rc;
 		if (pwrite(u->spill_fd, u->hold, u->hold_len, 0) != (ssize_t)u->hold_len)
 			return -EIO;
 		free(u->hold);
@@ -249,10 +270,10 @@ uint64_t upload_size(upload *u)
 
 void upload_progress(upload *u, uint64_t *written, uint64_t *acked)
 {
-	/* Not under wmu: a writer may hold it while waiting on the network. */
+	/* Not under wmu: a writer may hold it while waiting for spill room. */
 	pthread_mutex_lock(&u->mu);
 	*acked = u->acked;
-	*written = u->fill_off > u->acked ? u->fill_off : u->acked;
+	*written = u->avail > u->acked ? u->avail : u->acked;
 	pthread_mutex_unlock(&u->mu);
 }
 
@@ -266,7 +287,7 @@ int upload_sync(upload *u)
 	} else if (u->finished) {
 		rc = u->finish_rc;
 	} else {
-		rc = u->mode == M_STREAM ? upl_drain(u) : 0;
+		rc = upl_async_err(u);
 		if (rc < 0)
 			rc = upl_fail(u, rc);
 	}
@@ -282,4 +303,5 @@ void upload_abort(upload *u)
 		u->err = -ECANCELED;
 	pthread_cond_broadcast(&u->cv);
 	pthread_mutex_unlock(&u->mu);
+	upload_pool_wake(u->pool); /* its worker or writer may wait there */
 }

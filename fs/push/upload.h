@@ -3,26 +3,29 @@
  * Writes must be sequential; a forward gap (or a truncate up) is
  * zero-filled, a write below what was already accepted is -EIO (the running
  * SHA-256 cannot go back). A blob whose first byte is not '{' starts
- * uploading at once: InitiateLayerUpload, then UploadLayerPart in ECR's
- * partSize clamped to 5-10 MiB, one part in flight (a worker thread per
- * upload) while the next fills, so memory is at most two part buffers per
- * file. When ECR keeps only the start of a part (InvalidLayerPartException
- * with lastValidByteReceived inside it), the rest is joined to the bytes
- * that follow, so every part but the last stays >= 5 MiB. UploadNotFound:
- * see upload_opts.reread; at CompleteLayerUpload it is a success when the
- * layer is there (a retried call whose reply was lost). JSON is held (in
- * memory up to hold_cap, then in an unlinked temp file under spill_dir)
- * until upload_finish() classifies it: manifests and indexes are returned
- * as bytes (for PutImage), anything else goes through the layer upload.
- * An error of the worker is returned by the next write/truncate/sync/
- * finish. upload_finish() checks the digest before CompleteLayerUpload and
- * is idempotent.
+ * uploading at once: InitiateLayerUpload, then its bytes go to an unlinked
+ * spill file under spill_dir and the upload's worker thread sends them in
+ * ECR's partSize clamped to 5-10 MiB, strictly in order, one part in
+ * flight per blob. The writer never waits for ECR, only for spill room
+ * (upload_pool.h), so a writer that moves on to the next file leaves the
+ * worker sending and several blobs upload at once; memory is the pool's
+ * part buffers, not a per-file amount. Since every byte stays in the spill
+ * file until CompleteLayerUpload, InvalidLayerPartException resumes at
+ * lastValidByteReceived+1 and UploadNotFound starts the upload again from
+ * byte 0 (at most MAX_RESTARTS times). JSON is held (in memory up to
+ * hold_cap, then in the spill file) until upload_finish() classifies it:
+ * manifests and indexes are returned as bytes (for PutImage), anything
+ * else goes through the layer upload. An error of the worker is returned
+ * by the next write/truncate/sync/finish. upload_finish() checks the digest
+ * before CompleteLayerUpload and is idempotent; with opts.async it returns
+ * once the digest is checked and the worker completes the upload alone
+ * (upload_wait() gives its outcome).
  *
  * Thread-safety: calls on one upload may come from any thread; they are
  * serialised inside (upload_i.h: wmu for the writer side, mu for the
  * hand-off to the worker), except upload_abort(), which never blocks on
  * them. The code: upload.c (writer side), upload_worker.c (the worker),
- * upload_finish.c (the end). */
+ * upload_finish.c (the end), upload_pool.c (what uploads share). */
 #ifndef ECRFS_UPLOAD_H
 #define ECRFS_UPLOAD_H
 
@@ -31,6 +34,7 @@
 
 #include "fs/push/push_json.h"
 #include "fs/push/push_remote.h"
+#include "fs/push/upload_pool.h"
 
 #define UPLOAD_PART_MIN (5u * 1024 * 1024)
 #define UPLOAD_PART_MAX (10u * 1024 * 1024)
@@ -46,17 +50,11 @@ struct upload_opts {
 	int hold_only;              /* oci-layout, index.json: keep the bytes (at most
 	                               hold_cap, else -EFBIG), never upload */
 	const char *name;           /* for log lines */
-	/* Optional: reads bytes [off, off+len) of the blob again (a copy by
-	 * reference fetches them from its source). With it, an upload ECR lost
-	 * after its first part (UploadNotFound) starts again with
-	 * InitiateLayerUpload, transparently; without it the parts already sent
-	 * are gone (bounded memory) and the file fails with EIO, the log line
-	 * saying to re-run the same cp. Called from the upload's worker thread
-	 * (or from upload_finish, the worker idle); returns 0 or -errno. Held
-	 * JSON (configs) is re-read from memory or its spill file without it;
-	 * a lost upload whose first part is still in memory just restarts. */
-	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
-	void *reread_arg;
+	/* Shared part buffers and spill cap; NULL: a private pool of one part. */
+	struct upload_pool *pool;
+	/* upload_finish returns once the digest is checked; the worker sends
+	 * what is left and completes alone (upload_wait). */
+	int async;
 };
 
 struct upload_result {
@@ -76,7 +74,8 @@ int upload_write(upload *u, const void *buf, size_t len, uint64_t off);
 /* size >= current size zero-fills; smaller is -EIO (unless equal). */
 int upload_truncate(upload *u, uint64_t size);
 uint64_t upload_size(upload *u);
-/* Waits until the part in flight is acknowledged; returns a pending error. */
+/* The upload's error so far, without waiting for ECR (the bytes are in the
+ * spill file already). */
 int upload_sync(upload *u);
 
 /* Finishes under the final name: digest ("sha256:<hex>") must equal the
@@ -86,6 +85,12 @@ int upload_sync(upload *u);
  * (may be NULL) points into the upload and lives until upload_free.
  * Idempotent: later calls return the first result. */
 int upload_finish(upload *u, const char *digest, const struct upload_result **res);
+
+/* After an async upload_finish: waits until the worker completed the
+ * upload (or failed); its errno. Otherwise upload_finish's result. */
+int upload_wait(upload *u);
+/* Like upload_wait without waiting: 1 while the worker still works. */
+int upload_poll(upload *u, int *rc);
 
 /* Stops the upload without completing it (the version was aborted). */
 void upload_abort(upload *u);

@@ -1,118 +1,40 @@
-/* The end of an upload: digest check, CompleteLayerUpload, held JSON
- * classified or uploaded (moved from upload.c). */
+/* The end of an upload: digest check, held JSON classified, the rest and
+ * CompleteLayerUpload handed to the worker. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fs/push/upload_i.h"
 #include "net/digest.h"
 #include "net/log.h"
 
-/* CompleteLayerUpload answered not found (-ENOENT): a retried call whose
- * first try completed the layer (the upload is consumed), an upload ECR
- * lost (expired), or a repository that is gone. The worker is idle here,
- * so this thread may use the send buffer and the worker's counters. */
-static int complete_not_found(upload *u, const char *digest, int rc)
+/* The rest of the bytes and CompleteLayerUpload are the worker's; an async
+ * upload leaves them to it (upload_wait), else this waits. */
+static int complete_by_worker(upload *u)
 {
-	const char *d[1] = { digest };
-	int avail = 0;
+	int rc;
 
-	if (u->remote->ops->check_layers(u->remote->ctx, d, 1, &avail) < 0)
-		return rc; /* the repository itself: keep ENOENT */
-	if (avail)
-		return 0; /* the first try completed it */
-	if (!u->reread || ++u->restarts > MAX_RESTARTS) {
-		log_err("upload of %s to %s: ECR lost the upload (UploadNotFound) before "
-			"CompleteLayerUpload; its bytes are no longer held; re-run the same cp: "
-			"blobs already in ECR are skipped", u->name, u->remote->desc);
-		return -EIO;
+	if (u->async) {
+		u->res.uploaded = 1;
+		return 0;
 	}
-	log_warn("upload of %s to %s: ECR lost the upload (UploadNotFound) before "
-		 "CompleteLayerUpload; starting it again", u->name, u->remote->desc);
-	rc = upl_reinitiate(u);
-	if (rc == 0)
-		rc = upl_replay(u, u->written);
-	if (rc == 1) {
-		/* a short rest: the last part */
-		pthread_mutex_lock(&u->mu);
-		u->carry = 1;
-		pthread_mutex_unlock(&u->mu);
-		rc = upl_send_rest(u);
-	}
-	if (rc == 0)
-		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
-	return rc == -ENOENT ? -EIO : rc;
-}
-
-static int stream_complete(upload *u, const char *digest)
-{
-	int rc = upl_send_rest(u);
-
-	if (rc == 0)
-		rc = u->remote->ops->complete(u->remote->ctx, u->upload_id, digest);
-	if (rc == -ENOENT)
-		rc = complete_not_found(u, digest, rc);
+	rc = upl_wait_done(u);
 	if (rc == 0)
 		u->res.uploaded = 1;
 	return rc;
-}
-
-/* Held bytes, again, for a restarted upload: from memory or the spill file
- * (neither changes once upload_held runs: the writer is in finish). */
-static int held_reread(void *arg, uint64_t off, void *buf, size_t len)
-{
-	upload *u = arg;
-
-	if (off > u->written || len > u->written - off)
-		return -EIO;
-	if (u->spill_fd < 0) {
-		memcpy(buf, u->hold + off, len);
-		return 0;
-	}
-	while (len > 0) {
-		ssize_t n = pread(u->spill_fd, buf, len, (off_t)off);
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (char *)buf + n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Uploads held JSON that turned out not to be a manifest (a config). */
 static int upload_held(upload *u, const char *digest)
 {
 	int rc;
-	uint64_t off = 0;
-	char *buf = NULL;
 
 	if (upl_remote_has(u, digest))
 		return 0;
-	u->reread = held_reread; /* before the worker starts */
-	u->reread_arg = u;
-	rc = upl_start_stream(u);
-	if (rc < 0)
-		return rc;
-	if (u->spill_fd < 0)
-		return upl_stream_feed(u, u->hold, u->hold_len) ?: stream_complete(u, digest);
-	buf = malloc(1 << 20);
-	if (!buf)
-		return -ENOMEM;
-	while (off < u->written && rc == 0) {
-		ssize_t n = pread(u->spill_fd, buf, 1 << 20, (off_t)off);
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			break;
-		}
-		rc = upl_stream_feed(u, buf, (size_t)n);
-		off += (uint64_t)n;
-	}
-	free(buf);
-	return rc ?: stream_complete(u, digest);
+	rc = upl_start_held(u, digest);
+	return rc < 0 ? rc : complete_by_worker(u);
 }
 
 /* index.json, oci-layout (also written under a temporary name): their
@@ -142,7 +64,8 @@ static int finish_blob(upload *u, const char *digest)
 	case M_SKIP:
 		return 0;
 	case M_STREAM:
-		return stream_complete(u, digest);
+		upl_set_final(u, digest);
+		return complete_by_worker(u);
 	case M_HOLD:
 		if (u->spill_fd < 0) {
 			u->res.kind = push_json_classify(u->hold, u->hold_len, &u->res.media_type);
@@ -194,12 +117,10 @@ int upload_finish(upload *u, const char *digest, const struct upload_result **re
 		u->finish_rc = finish_locked(u, digest);
 		if (u->finish_rc < 0 && u->mode != M_FAILED)
 			upl_fail(u, u->finish_rc);
-		pthread_mutex_unlock(&u->wmu);
-		upl_stop_worker(u); /* nothing more to send either way */
-		pthread_mutex_lock(&u->wmu);
-		if (u->fill) {
-			free(u->fill);
-			u->fill = NULL;
+		if (u->finish_rc < 0 || !u->async) {
+			pthread_mutex_unlock(&u->wmu);
+			upl_stop_worker(u); /* nothing more to send */
+			pthread_mutex_lock(&u->wmu);
 		}
 	}
 	rc = u->finish_rc;
@@ -207,4 +128,28 @@ int upload_finish(upload *u, const char *digest, const struct upload_result **re
 		*res = &u->res;
 	pthread_mutex_unlock(&u->wmu);
 	return rc;
+}
+
+int upload_wait(upload *u)
+{
+	int rc, fin;
+
+	pthread_mutex_lock(&u->wmu);
+	fin = u->finished;
+	rc = u->mode == M_FAILED ? u->fail_rc : fin ? u->finish_rc : 0;
+	pthread_mutex_unlock(&u->wmu);
+	if (rc < 0 || !fin)
+		return rc < 0 ? rc : upl_async_err(u);
+	return upl_wait_done(u);
+}
+
+int upload_poll(upload *u, int *rc)
+{
+	int busy;
+
+	pthread_mutex_lock(&u->mu);
+	busy = u->started && !u->done;
+	*rc = u->started && u->done ? u->done_rc : u->err;
+	pthread_mutex_unlock(&u->mu);
+	return busy;
 }

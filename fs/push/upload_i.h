@@ -1,4 +1,4 @@
-/* Internals of fs/push/upload*.c (moved from upload.c). */
+/* Internals of fs/push/upload*.c. */
 #ifndef ECRFS_UPLOAD_I_H
 #define ECRFS_UPLOAD_I_H
 
@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "fs/push/upload.h"
+#include "fs/push/upload_pool.h"
 
 #define HOLD_CAP_DEFAULT (4u * 1024 * 1024)
 #define MAX_RESUMES 8  /* InvalidLayerPart resumes without a part acknowledged */
@@ -16,7 +17,7 @@
 enum mode {
 	M_NEW = 0, /* no byte yet */
 	M_HOLD,    /* JSON (or hold_only) kept until finish */
-	M_STREAM,  /* parts flowing to ECR */
+	M_STREAM,  /* bytes go to the spill file, the worker sends parts from it */
 	M_SKIP,    /* the repository has the blob: hash only */
 	M_FAILED,
 };
@@ -28,13 +29,14 @@ struct upload {
 	size_t hold_cap;
 	char known[72];
 	int hold_only;
+	int async;
 	char name[256];
-	/* set before the worker starts, then read-only */
-	int (*reread)(void *arg, uint64_t off, void *buf, size_t len);
-	void *reread_arg;
+	struct upload_pool *pool;
+	int own_pool; /* no pool given: a private one of one part */
 
 	/* wmu serialises the writer side and protects: mode, fail_rc, sha,
-	 * written, hold*, spill_fd, fill*, part_size, finished, finish_rc, res. */
+	 * written, hold*, finished, finish_rc, res. spill_fd and part_size are
+	 * set under it before the worker starts, then read-only. */
 	pthread_mutex_t wmu;
 	enum mode mode;
 	int fail_rc;
@@ -43,48 +45,50 @@ struct upload {
 	char *hold;
 	size_t hold_len;
 	int spill_fd;
-	char *fill;
-	size_t fill_len;
-	uint64_t fill_off;
 	size_t part_size;
 	int finished;
 	int finish_rc;
 	struct upload_result res;
 
-	/* mu + cv hand parts to the worker and protect: send, send_len,
-	 * send_off, send_ready, carry, upload_id, acked, err, stop, worker_on.
-	 * While send_ready is set the worker alone uses send and may move
-	 * send_off/send_len (a part ECR kept only the start of). carry: send
-	 * holds bytes at send_off that ECR does not have yet and that are not
-	 * in flight; the next hand_off sends them first, joined to fill. */
+	/* mu + cv: the hand-off between the writer and the worker; protect
+	 * avail (bytes the worker may send: in the spill file, or in hold for
+	 * held JSON), final (no more bytes: send the rest, then complete with
+	 * digest), upload_id, acked (the next byte ECR expects; acked_max the highest), spill_acct
+	 * (spilled bytes counted in the pool), err, stop, worker_on, started, done,
+	 * done_rc. Only the worker changes upload_id and acked. */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	char *send;
-	size_t send_len;
-	uint64_t send_off;
-	int send_ready;
-	int carry;
+	uint64_t avail;
+	int final;
+	char digest[72];
 	char *upload_id;
 	uint64_t acked;
+	uint64_t acked_max;
+	uint64_t spill_acct;
 	int err;
 	int stop;
 	int worker_on;
+	int started; /* the worker ran (done then comes) */
+	int done;
+	int done_rc;
 	pthread_t worker;
-	int resumes, restarts; /* the worker's alone (or finish's, the worker idle) */
+	int resumes, restarts; /* the worker's alone */
 };
 
 /* upload.c: the writer side (wmu held) */
 int upl_fail(upload *u, int rc);
 int upl_remote_has(upload *u, const char *digest);
 int upl_async_err(upload *u);
+int upl_spill_open(upload *u);
 
-/* upload_worker.c: parts to ECR, one in flight */
+/* upload_worker.c: parts to ECR from the spill file (or held bytes) */
 void upl_stop_worker(upload *u);
-int upl_reinitiate(upload *u);
-int upl_replay(upload *u, uint64_t end);
+int upl_cancelled(void *arg);
 int upl_start_stream(upload *u);
+int upl_start_worker(upload *u);
+int upl_start_held(upload *u, const char *digest);
 int upl_stream_feed(upload *u, const char *data, size_t n);
-int upl_drain(upload *u);
-int upl_send_rest(upload *u);
+void upl_set_final(upload *u, const char *digest);
+int upl_wait_done(upload *u);
 
 #endif

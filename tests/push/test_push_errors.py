@@ -133,7 +133,10 @@ def test_killed_cp_rerun_uploads_only_missing(emulator, mount, layout_dir):
             p.send_signal(signal.SIGKILL)
     finally:
         p.wait()
-    assert tag_digest(emulator, repo, "v1") is None or not killed
+    # cp writes ahead of the network (the daemon spills), so the kill may land
+    # in the close of its last file, whose commit then still runs: the tag
+    # is either untouched or the complete image
+    assert tag_digest(emulator, repo, "v1") in (None, info["manifest"])
     # what the repository has now (AWS CLI), and what a re-run must still send
     chk = emulator.aws("batch-check-layer-availability", "--repository-name", repo,
                        "--layer-digests", *info["layers"])

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -35,6 +36,7 @@ struct fake_upload {
 	size_t part_len[FAKE_PARTS]; /* what each stored part held, in order */
 	int small_part; /* a part < 5 MiB that was not the last */
 	int done;
+	int inflight, inflight_peak; /* UploadLayerPart calls of this upload at once */
 };
 
 struct fake_image {
@@ -71,6 +73,12 @@ struct fake {
 	int complete_reply_lost_at;
 	int complete_expired_at;
 	int deny_initiate; /* -EACCES */
+	int fail_part_at;  /* the Nth part call answers -EACCES */
+	/* parts wait while gate is set (pthread_cond), then sleep part_delay_us */
+	pthread_cond_t gate_cv;
+	int gate;
+	int part_delay_us;
+	int inflight, inflight_peak; /* UploadLayerPart calls at once, all uploads */
 };
 
 static void fake_sha(const void *d, size_t n, char out[72])
@@ -135,14 +143,14 @@ static struct fake_upload *fake_find(struct fake *f, const char *id)
 	return NULL;
 }
 
-static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, size_t len,
-		   int64_t *last_valid)
+static int fk_part_locked(struct fake *f, const char *id, uint64_t first, const void *data,
+			  size_t len, int64_t *last_valid)
 {
-	struct fake *f = ctx;
 	struct fake_upload *u;
 	int rc = 0;
-	pthread_mutex_lock(&f->mu);
 	f->n_part++;
+	if (f->n_part == f->fail_part_at)
+		return -EACCES;
 	u = fake_find(f, id);
 	if (!u || u->done || f->n_part == f->not_found_at) {
 		if (u && f->n_part == f->not_found_at)
@@ -179,6 +187,33 @@ static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, 
 		rc = -ERANGE;
 	}
 out:
+	return rc;
+}
+
+/* Counts parts in flight (per upload and in all), waits at the gate. */
+static int fk_part(void *ctx, const char *id, uint64_t first, const void *data, size_t len,
+		   int64_t *last_valid)
+{
+	struct fake *f = ctx;
+	struct fake_upload *u;
+	int rc;
+	pthread_mutex_lock(&f->mu);
+	u = fake_find(f, id);
+	if (u && ++u->inflight > u->inflight_peak)
+		u->inflight_peak = u->inflight;
+	if (++f->inflight > f->inflight_peak)
+		f->inflight_peak = f->inflight;
+	while (f->gate)
+		pthread_cond_wait(&f->gate_cv, &f->mu);
+	if (f->part_delay_us) {
+		pthread_mutex_unlock(&f->mu);
+		usleep((useconds_t)f->part_delay_us);
+		pthread_mutex_lock(&f->mu);
+	}
+	rc = fk_part_locked(f, id, first, data, len, last_valid);
+	if (u)
+		u->inflight--;
+	f->inflight--;
 	pthread_mutex_unlock(&f->mu);
 	return rc;
 }
@@ -329,6 +364,7 @@ static void fake_init(struct fake *f, struct push_remote *r, int64_t part_size)
 {
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->gate_cv, NULL);
 	f->part_size = part_size;
 	f->repo_exists = 1;
 	memset(r, 0, sizeof(*r));
@@ -343,6 +379,7 @@ static void fake_fini(struct fake *f)
 		free(f->up[i].data);
 	for (int i = 0; i < f->nimg; i++)
 		free(f->img[i].bytes);
+	pthread_cond_destroy(&f->gate_cv);
 	pthread_mutex_destroy(&f->mu);
 }
 

@@ -233,7 +233,8 @@ static void test_corrupt_then_rerun(void)
 	pending_file_put(f);
 	CHECK(F.n_put == 0);
 
-	/* re-run: only what the repository lacks is uploaded (the config is there) */
+	/* re-run: only what the repository lacks is uploaded (the config is
+	 * there, or its upload, still running after the failure, is waited for) */
 	int inits = F.n_initiate;
 	CHECK(put_file(v, "oci-layout", LAYOUT, strlen(LAYOUT)) == 0);
 	CHECK(put_file(v, "index.json", idx, strlen(idx)) == 0);
@@ -325,7 +326,16 @@ static void test_candidates(void)
 	CHECK(!strcmp(fake_image_by_tag(&F, "b")->digest, b.manifest.digest));
 	free(idx);
 
-	/* one written candidate among committed ones: that one, whatever its ref */
+	/* one written candidate among committed ones: that one, whatever its ref
+	 * (a's blobs reach ECR after their close in version b: wait for them) */
+	for (int i = 0; i < 4000; i++) {
+		pthread_mutex_lock(&F.mu);
+		int there = fake_has_layer(&F, a.layer.digest) && fake_has_layer(&F, a.config.digest);
+		pthread_mutex_unlock(&F.mu);
+		if (there)
+			break;
+		usleep(2000);
+	}
 	pending_version *w = version("merged");
 	const char *refs3[] = { "merged", "zzz", NULL };
 	idx = index_json(all, refs3, 2, "application/vnd.oci.image.manifest.v1+json");
@@ -467,6 +477,43 @@ static void test_list(void)
 	teardown();
 }
 
+/* A layer's close returns before its parts reach ECR (the writer goes on
+ * with the next file); the commit waits for them. A part refused after
+ * the close fails the commit with its errno, and sync reports it. */
+static void test_close_before_parts(void)
+{
+	struct image im;
+	for (int fail = 0; fail < 2; fail++) {
+		setup();
+		image_make(&im, 40 + (unsigned)fail, 12 * MiB + 5);
+		pending_version *v = version("late");
+		char *idx = index_json((const struct image *[]){ &im }, NULL, 1,
+				       "application/vnd.oci.image.manifest.v1+json");
+		pthread_mutex_lock(&F.mu);
+		F.gate = 1; /* parts wait until the test lets them go */
+		F.fail_part_at = fail ? 2 : 0;
+		pthread_mutex_unlock(&F.mu);
+		CHECK(put_blob(v, &im.layer) == 0);
+		CHECK(put_blob(v, &im.config) == 0);
+		CHECK(put_blob(v, &im.manifest) == 0);
+		CHECK(put_file(v, "oci-layout", LAYOUT, strlen(LAYOUT)) == 0);
+		pthread_mutex_lock(&F.mu);
+		CHECK(F.n_part == 0 && F.n_complete == 0); /* every close came first */
+		F.gate = 0;
+		pthread_cond_broadcast(&F.gate_cv);
+		pthread_mutex_unlock(&F.mu);
+		/* completes the set: waits for the layer's and the config's uploads */
+		int rc = put_file(v, "index.json", idx, strlen(idx));
+		CHECK(rc == (fail ? -EACCES : 0));
+		CHECK(F.n_put == (fail ? 0 : 1));
+		CHECK(pending_status(v) == (fail ? -EACCES : 0));
+		CHECK(pending_version_state(v) == (fail ? PV_FAILED : PV_COMMITTED));
+		free(idx);
+		image_free(&im);
+		teardown();
+	}
+}
+
 int main(void)
 {
 	test_push_basic();
@@ -478,6 +525,7 @@ int main(void)
 	test_index();
 	test_sweep();
 	test_list();
+	test_close_before_parts();
 	printf("push pending tests passed\n");
 	return 0;
 }

@@ -1,38 +1,5 @@
 /* The streaming uploader against an in-memory ECR with ECR's part rules. */
-#include "push_fake.h"
-
-#include <unistd.h>
-
-#include "fs/push/upload.h"
-#include "net/log.h"
-
-#define MiB (1024 * 1024)
-
-static char log_path[] = "/tmp/test_push_upload_log_XXXXXX";
-
-static struct fake F;
-static struct push_remote R;
-
-static upload *new_upload(const char *digest, size_t hold_cap, int hold_only)
-{
-	struct upload_opts o = { .remote = &R, .digest = digest, .hold_cap = hold_cap,
-				 .hold_only = hold_only, .name = "test" };
-	upload *u = NULL;
-	CHECK(upload_new(&o, &u) == 0);
-	return u;
-}
-
-/* Writes buf in pieces of step bytes (FUSE's max_write is 1 MiB). */
-static int write_all(upload *u, const char *buf, size_t n, size_t step)
-{
-	for (size_t off = 0; off < n; off += step) {
-		size_t k = n - off < step ? n - off : step;
-		int rc = upload_write(u, buf + off, k, off);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
+#include "push_upload_util.h"
 
 static void test_classify(void)
 {
@@ -206,276 +173,6 @@ static void test_skip_existing(void)
 	free(b);
 }
 
-/* A lost reply (part stored) resumes after lastValidByteReceived. */
-static void test_lost_reply(void)
-{
-	size_t n = 25 * MiB;
-	char *b = fake_bytes(n, 6), d[72];
-	upload *u;
-
-	fake_init(&F, &R, 10 * MiB);
-	F.drop_reply_at = 2;
-	fake_sha(b, n, d);
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, NULL) == 0);
-	CHECK(F.up[0].parts == 3 && F.up[0].len == n && !memcmp(F.up[0].data, b, n));
-	upload_free(u);
-	fake_fini(&F);
-	free(b);
-}
-
-/* Every part of upload i but its last holds >= 5 MiB and at most partSize;
- * the upload holds exactly b[0..n) and was completed. */
-static void check_parts(int i, const char *b, size_t n)
-{
-	struct fake_upload *fu = &F.up[i];
-	size_t sum = 0;
-
-	CHECK(fu->done && fu->len == n && !memcmp(fu->data, b, n));
-	for (int k = 0; k < fu->parts; k++) {
-		if (k < fu->parts - 1)
-			CHECK(fu->part_len[k] >= 5 * MiB);
-		CHECK(fu->part_len[k] <= 10 * MiB);
-		sum += fu->part_len[k];
-	}
-	CHECK(sum == n && fu->small_part != 2);
-}
-
-/* ECR keeps only the start of a part (lastValidByteReceived inside it): the
- * rest goes out joined to the following bytes, never as a short part in the
- * middle (LayerPartTooSmall at CompleteLayerUpload). */
-static void mid_part_case(size_t n, int64_t part, int at, size_t keep, size_t step,
-			  const size_t *want, int nwant)
-{
-	char *b = fake_bytes(n, 20 + (unsigned)at), d[72];
-	const struct upload_result *res;
-	upload *u;
-
-	fake_init(&F, &R, part);
-	F.mid_part_at = at;
-	F.mid_part_keep = keep;
-	fake_sha(b, n, d);
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, step) == 0);
-	CHECK(upload_finish(u, d, &res) == 0 && res->uploaded == 1);
-	CHECK(F.n_initiate == 1 && F.n_complete == 1 && fake_has_layer(&F, d));
-	check_parts(0, b, n);
-	CHECK(F.up[0].parts == nwant);
-	for (int k = 0; k < nwant; k++)
-		CHECK(F.up[0].part_len[k] == want[k]);
-	upload_free(u);
-	fake_fini(&F);
-	free(b);
-}
-
-static void test_mid_part(void)
-{
-	/* second part keeps 6 MiB+3: its 4 MiB-3 rest starts the third part */
-	const size_t a[] = { 10 * MiB, 6 * MiB + 3, 10 * MiB, 7 * MiB + 4 };
-	mid_part_case(33 * MiB + 7, 10 * MiB, 2, 6 * MiB + 3, MiB, a, 4);
-	/* the same with small writes */
-	mid_part_case(33 * MiB + 7, 10 * MiB, 2, 6 * MiB + 3, 96 * 1024, a, 4);
-	/* at the finish: the 4 MiB rest and 9 MiB still to send make a whole
-	 * part and a short last one */
-	const size_t c[] = { 10 * MiB, 6 * MiB, 10 * MiB, 3 * MiB };
-	mid_part_case(29 * MiB, 10 * MiB, 2, 6 * MiB, MiB, c, 4);
-	/* the last part keeps its start: the rest goes alone, as the last */
-	const size_t e[] = { 10 * MiB, 10 * MiB, 6 * MiB, 2 * MiB };
-	mid_part_case(28 * MiB, 10 * MiB, 3, 6 * MiB, MiB, e, 4);
-	/* the first part, with an 8 MiB partSize */
-	const size_t g[] = { 5 * MiB, 8 * MiB, 8 * MiB, 3 * MiB };
-	mid_part_case(24 * MiB, 8 * MiB, 1, 5 * MiB, MiB, g, 4);
-	/* none of the part kept: the same part again */
-	const size_t h[] = { 10 * MiB, 2 * MiB };
-	mid_part_case(12 * MiB, 10 * MiB, 1, 0, MiB, h, 2);
-}
-
-static int log_has(const char *needle)
-{
-	char buf[65536];
-	FILE *f = fopen(log_path, "r");
-	size_t n;
-	CHECK(f);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return strstr(buf, needle) != NULL;
-}
-
-/* A source the uploader may read the blob from again (copy by reference). */
-struct src {
-	const char *b;
-	size_t n;
-	int reads;
-};
-static int src_reread(void *arg, uint64_t off, void *buf, size_t len)
-{
-	struct src *s = arg;
-	CHECK(off <= s->n && len <= s->n - off);
-	memcpy(buf, s->b + off, len);
-	s->reads++;
-	return 0;
-}
-
-/* UploadNotFound after the first part, with a source to read from again:
- * a new upload gets every byte again, transparently. */
-static void reread_case(size_t n, int not_found_at, int mid_at, size_t keep)
-{
-	char *b = fake_bytes(n, 30 + (unsigned)not_found_at), d[72];
-	struct src s = { b, n, 0 };
-	struct upload_opts o = { .remote = &R, .name = "blobs/sha256/x", .reread = src_reread,
-				 .reread_arg = &s };
-	upload *u = NULL;
-
-	fake_init(&F, &R, 10 * MiB);
-	F.not_found_at = not_found_at;
-	F.mid_part_at = mid_at;
-	F.mid_part_keep = keep;
-	fake_sha(b, n, d);
-	CHECK(upload_new(&o, &u) == 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, NULL) == 0);
-	CHECK(F.n_initiate == 2 && F.n_complete == 1 && s.reads > 0);
-	CHECK(!F.up[0].done || F.up[0].len < n); /* the lost one never completed */
-	check_parts(1, b, n);
-	upload_free(u);
-	fake_fini(&F);
-	free(b);
-}
-
-/* UploadNotFound on the first part restarts the upload; later it is EIO. */
-static void test_not_found(void)
-{
-	size_t n = 12 * MiB;
-	char *b = fake_bytes(n, 7), d[72];
-	upload *u;
-
-	fake_init(&F, &R, 10 * MiB);
-	F.not_found_at = 1;
-	fake_sha(b, n, d);
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, NULL) == 0);
-	CHECK(F.n_initiate == 2 && F.up[1].len == n);
-	upload_free(u);
-	fake_fini(&F);
-
-	fake_init(&F, &R, 5 * MiB);
-	F.not_found_at = 2;
-	u = new_upload(NULL, 0, 0);
-	int rc = write_all(u, b, n, MiB);
-	if (rc == 0)
-		rc = upload_finish(u, d, NULL);
-	CHECK(rc == -EIO);
-	CHECK(upload_sync(u) == -EIO);
-	CHECK(F.n_complete == 0);
-	upload_free(u);
-	fake_fini(&F);
-	/* the log names the blob and the repository and says what to do */
-	CHECK(log_has("upload of test to fake repository: ECR lost the upload (UploadNotFound)"));
-	CHECK(log_has("re-run the same cp: blobs already in ECR are skipped"));
-
-	/* the error reaches the writer at its next write once the worker saw it */
-	fake_init(&F, &R, 5 * MiB);
-	F.not_found_at = 2;
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, 10 * MiB, MiB) == 0); /* the second part is handed off */
-	CHECK(upload_sync(u) == -EIO);               /* fsync, FLUSH of a temp name */
-	CHECK(upload_write(u, b + 10 * MiB, MiB, 10 * MiB) == -EIO);
-	CHECK(upload_finish(u, d, NULL) == -EIO);
-	upload_free(u);
-	fake_fini(&F);
-
-	/* with a source to read again: transparent restarts */
-	reread_case(25 * MiB, 2, 0, 0);
-	reread_case(33 * MiB, 3, 1, 6 * MiB); /* after a carry: parts re-cut */
-	reread_case(21 * MiB, 3, 0, 0);       /* during the last part */
-	free(b);
-}
-
-/* CompleteLayerUpload answers not found: after a lost reply the layer is
- * there (success); an expired upload restarts from a source, else EIO. */
-static void test_complete_not_found(void)
-{
-	size_t n = 13 * MiB + 5;
-	char *b = fake_bytes(n, 40), d[72];
-	struct src s = { b, n, 0 };
-	struct upload_opts o = { .remote = &R, .name = "blobs/sha256/y", .reread = src_reread,
-				 .reread_arg = &s };
-	const struct upload_result *res;
-	upload *u = NULL;
-
-	fake_sha(b, n, d);
-	fake_init(&F, &R, 10 * MiB);
-	F.complete_reply_lost_at = 1;
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, &res) == 0 && res->uploaded == 1);
-	CHECK(F.n_complete == 1 && F.n_initiate == 1 && fake_has_layer(&F, d));
-	upload_free(u);
-	fake_fini(&F);
-
-	/* expired, no source: EIO, and the log says what to do */
-	fake_init(&F, &R, 10 * MiB);
-	F.complete_expired_at = 1;
-	u = new_upload(NULL, 0, 0);
-	CHECK(write_all(u, b, n, MiB) == 0);
-	CHECK(upload_finish(u, d, NULL) == -EIO);
-	CHECK(F.nlayers == 0);
-	CHECK(log_has("ECR lost the upload (UploadNotFound) before CompleteLayerUpload; its "
-		      "bytes are no longer held; re-run the same cp"));
-	upload_free(u);
-	fake_fini(&F);
-
-	/* expired, with a source: a new upload, every byte again */
-	for (size_t len = n; len > 0; len = len == n ? 3 * MiB : 0) {
-		fake_init(&F, &R, 10 * MiB);
-		F.complete_expired_at = 1;
-		s.n = len;
-		fake_sha(b, len, d);
-		CHECK(upload_new(&o, &u) == 0);
-		CHECK(write_all(u, b, len, MiB) == 0);
-		CHECK(upload_finish(u, d, NULL) == 0);
-		CHECK(F.n_initiate == 2 && F.n_complete == 2 && fake_has_layer(&F, d));
-		check_parts(1, b, len);
-		upload_free(u);
-		fake_fini(&F);
-	}
-	free(b);
-}
-
-/* Held JSON (a config) is read again from memory or its spill file when ECR
- * loses the upload after the first part. */
-static void test_held_restart(void)
-{
-	size_t n = 12 * MiB + 11;
-	char *cfg = malloc(n), d[72];
-	const struct upload_result *res;
-	upload *u;
-
-	memset(cfg, ' ', n);
-	memcpy(cfg, "{\"os\":\"linux\",\"x\":\"", 19);
-	memcpy(cfg + n - 3, "\"} ", 3);
-	for (size_t i = 100; i < n - 100; i += 4099)
-		cfg[i] = (char)('a' + i % 26);
-	fake_sha(cfg, n, d);
-	for (int spilled = 0; spilled < 2; spilled++) {
-		fake_init(&F, &R, 5 * MiB);
-		F.not_found_at = 2;
-		u = new_upload(d, spilled ? 1024 : 16 * MiB, 0);
-		CHECK(write_all(u, cfg, n, MiB) == 0);
-		CHECK(F.n_initiate == 0);
-		CHECK(upload_finish(u, d, &res) == 0);
-		CHECK(res->kind == PUSH_BLOB && res->uploaded == 1);
-		CHECK(F.n_initiate == 2 && F.n_complete == 1);
-		check_parts(1, cfg, n);
-		upload_free(u);
-		fake_fini(&F);
-	}
-	free(cfg);
-}
-
 /* Upload errors surface in a later write or the finish. */
 static void test_denied(void)
 {
@@ -581,6 +278,99 @@ static void test_parallel(void)
 	fake_fini(&F);
 }
 
+/* Waits (bounded) until F.inflight reaches want. */
+static void wait_inflight(int want)
+{
+	int got = 0;
+	for (int i = 0; i < 4000 && got != want; i++) {
+		pthread_mutex_lock(&F.mu);
+		got = F.inflight;
+		pthread_mutex_unlock(&F.mu);
+		if (got != want)
+			usleep(2000);
+	}
+	CHECK(got == want);
+}
+
+/* Files written one after another (as cp does) with async finishes: each
+ * close returns before its parts reach ECR, layers then upload at once,
+ * one part in flight per layer and in order, and never more part buffers
+ * than the shared budget allows. */
+static void test_width(void)
+{
+	enum { K = 4 };
+	size_t n = 23 * MiB + 9;
+	char *b[K], d[K][72];
+	upload *u[K];
+	struct upload_pool *pool;
+	struct upload_pool_stats st;
+
+	fake_init(&F, &R, 5 * MiB);
+	CHECK(upload_pool_new(15 * MiB, 0, &pool) == 0); /* three parts */
+	F.gate = 1;
+	for (int i = 0; i < K; i++) {
+		struct upload_opts o = { .remote = &R, .name = "w", .pool = pool, .async = 1 };
+		b[i] = fake_bytes(n, 50 + (unsigned)i);
+		fake_sha(b[i], n, d[i]);
+		CHECK(upload_new(&o, &u[i]) == 0);
+		CHECK(write_all(u[i], b[i], n, MiB) == 0);
+		CHECK(upload_finish(u[i], d[i], NULL) == 0); /* the close: no part sent yet */
+	}
+	wait_inflight(3); /* the budget: three layers, one part each */
+	usleep(20000);
+	pthread_mutex_lock(&F.mu);
+	CHECK(F.inflight == 3 && F.n_complete == 0 && F.n_part == 0);
+	F.gate = 0;
+	F.part_delay_us = 3000;
+	pthread_cond_broadcast(&F.gate_cv);
+	pthread_mutex_unlock(&F.mu);
+	for (int i = 0; i < K; i++)
+		CHECK(upload_wait(u[i]) == 0);
+	upload_pool_stats(pool, &st);
+	CHECK(F.inflight_peak == 3 && st.parts_peak == 3 && st.bytes_peak <= 15 * MiB);
+	CHECK(st.parts_now == 0 && st.spilled == 0 && st.spilled_peak >= (uint64_t)K * n);
+	CHECK(F.n_complete == K && F.nlayers == K);
+	for (int i = 0; i < K; i++) {
+		CHECK(F.up[i].inflight_peak == 1); /* in order: the fake refuses gaps */
+		check_parts(i, b[i], n);
+		upload_free(u[i]);
+		free(b[i]);
+	}
+	upload_pool_free(pool);
+	fake_fini(&F);
+}
+
+/* The spill cap holds a writer back until ECR takes bytes (back-pressure),
+ * but never while its own upload has less than a part to send (a cap
+ * below a part would wait for ever). */
+static void test_spill_cap(void)
+{
+	size_t n = 31 * MiB;
+	char *b = fake_bytes(n, 60), d[72];
+	struct upload_pool *pool;
+	struct upload_pool_stats st;
+	upload *u;
+
+	fake_sha(b, n, d);
+	for (int tiny = 0; tiny < 2; tiny++) {
+		fake_init(&F, &R, 5 * MiB);
+		F.part_delay_us = 2000;
+		CHECK(upload_pool_new(5 * MiB, tiny ? MiB : 12 * MiB, &pool) == 0);
+		struct upload_opts o = { .remote = &R, .name = "s", .pool = pool };
+		CHECK(upload_new(&o, &u) == 0);
+		CHECK(write_all(u, b, n, MiB) == 0);
+		CHECK(upload_finish(u, d, NULL) == 0);
+		upload_pool_stats(pool, &st);
+		CHECK(st.spilled_peak <= (tiny ? 6 : 12) * MiB && st.spilled == 0);
+		CHECK(st.parts_peak == 1);
+		check_parts(0, b, n);
+		upload_free(u);
+		upload_pool_free(pool);
+		fake_fini(&F);
+	}
+	free(b);
+}
+
 /* An abandoned upload (abort, free before finish) stops cleanly. */
 static void test_abort(void)
 {
@@ -610,14 +400,11 @@ int main(void)
 	test_gaps();
 	test_mismatch();
 	test_skip_existing();
-	test_lost_reply();
-	test_mid_part();
-	test_not_found();
-	test_held_restart();
-	test_complete_not_found();
 	test_denied();
 	test_json();
 	test_parallel();
+	test_width();
+	test_spill_cap();
 	test_abort();
 	log_close();
 	unlink(log_path);

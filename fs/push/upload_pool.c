@@ -1,0 +1,118 @@
+/* The part-buffer budget and spill cap shared by uploads (upload_pool.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fs/push/upload_pool.h"
+
+struct upload_pool {
+	pthread_mutex_t mu; /* protects everything below */
+	pthread_cond_t cv;  /* a buffer or spill room freed, or a wake */
+	size_t budget;
+	uint64_t spill_max;
+	struct upload_pool_stats st;
+};
+
+int upload_pool_new(size_t part_bytes, uint64_t spill_bytes, struct upload_pool **out)
+{
+	struct upload_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->budget = part_bytes ? part_bytes : UPLOAD_POOL_PARTS_DEFAULT;
+	p->spill_max = spill_bytes ? spill_bytes : UPLOAD_POOL_SPILL_DEFAULT;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	*out = p;
+	return 0;
+}
+
+void upload_pool_free(struct upload_pool *p)
+{
+	if (!p)
+		return;
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *), void *arg)
+{
+	void *b;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->st.bytes_now > 0 && p->st.bytes_now + len > p->budget && !cancelled(arg))
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (cancelled(arg)) {
+		pthread_mutex_unlock(&p->mu);
+		return NULL;
+	}
+	p->st.bytes_now += len;
+	p->st.parts_now++;
+	if (p->st.bytes_now > p->st.bytes_peak)
+		p->st.bytes_peak = p->st.bytes_now;
+	if (p->st.parts_now > p->st.parts_peak)
+		p->st.parts_peak = p->st.parts_now;
+	pthread_mutex_unlock(&p->mu);
+	b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b != MAP_FAILED)
+		return b;
+	upload_pool_put(p, NULL, len);
+	return NULL;
+}
+
+void upload_pool_put(struct upload_pool *p, void *buf, size_t len)
+{
+	if (buf)
+		munmap(buf, len);
+	pthread_mutex_lock(&p->mu);
+	p->st.bytes_now -= len;
+	p->st.parts_now--;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+int upload_pool_spill(struct upload_pool *p, uint64_t n, int may_wait, int (*cancelled)(void *),
+		      void *arg)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (may_wait && p->st.spilled > 0 && p->st.spilled + n > p->spill_max &&
+	       !cancelled(arg))
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (cancelled(arg)) {
+		rc = -ECANCELED;
+	} else {
+		p->st.spilled += n;
+		if (p->st.spilled > p->st.spilled_peak)
+			p->st.spilled_peak = p->st.spilled;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+void upload_pool_unspill(struct upload_pool *p, uint64_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->st.spilled -= n > p->st.spilled ? p->st.spilled : n;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void upload_pool_wake(struct upload_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void upload_pool_stats(struct upload_pool *p, struct upload_pool_stats *s)
+{
+	pthread_mutex_lock(&p->mu);
+	*s = p->st;
+	pthread_mutex_unlock(&p->mu);
+}
