@@ -10,7 +10,7 @@
 #include "fs/blob/blob.h"
 #include "fs/fuse/handles.h"
 #include "fs/fuse/notify.h"
-#include "fs/fuse/push_nodes.h"
+#include "fs/fuse/push_side.h"
 #include "fs/mount_setup.h"
 #include "fs/opts.h"
 #include "fs/tree/catalog.h"
@@ -273,11 +273,12 @@ int fs_mount_start(struct fs_ctx *c)
 
 void fs_mount_stop(struct fs_ctx *c)
 {
+	/* Handles first: a writer's handle holds a file of a pending version. */
+	fh_table_free(c->fhs);
+	c->fhs = NULL;
 	if (c->push)
 		push_side_stop(c);
 	push_hide_free();
-	fh_table_free(c->fhs);
-	c->fhs = NULL;
 	fs_rootfs_shutdown(); /* its builds read through c->blobs */
 	fs_blobs_free(c->blobs);
 	c->blobs = NULL;

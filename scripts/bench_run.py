@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""ecrfs benchmarks against the local ECR emulator (DESIGN §9).
+"""ecrfs benchmarks against the local ECR emulator (README "Benchmarks").
 
 Each measurement runs 3 times (median reported) next to a reference measured
 on the same path in the same run. On loopback:

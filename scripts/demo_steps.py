@@ -282,7 +282,7 @@ class Demo:
         heading("The ECR API directly, with the maintainer CLI ecrfs-ctl (no mount involved)")
         ctl = self.build / "net" / "ecrfs-ctl"
         if not ctl.exists():
-            not_yet("ecrfs-ctl is not built in this tree yet (net/ctl.c)")
+            not_yet("ecrfs-ctl is not built in this tree yet (net/ecrfs_ctl.c)")
             return
         self.env["CTL"] = str(ctl)
         say(f"{DIM}(CTL={ctl}){OFF}")
@@ -370,7 +370,7 @@ class Demo:
             os.makedirs(f"{self.mnt}/{ACCOUNT}/{REGION}/team/api", exist_ok=True)
         except OSError as e:
             if e.errno == errno.EROFS:
-                not_yet("push (this build of ecrfs answers EROFS to mkdir: fs/fuse/ops_write.c not in it)")
+                not_yet("push (this build of ecrfs answers EROFS to mkdir: fs/fuse/write_files.c not in it)")
                 return
             raise StepFailed(f"mkdir: {e}")
         self.sh("cp -rT $SRC $M/team/api/v2")

@@ -29,8 +29,9 @@ void interruptible_end(fuse_req_t req);
 /* Attributes of any node: the tree's, or the push glue's for pending ones. */
 int node_getattr(struct fs_ctx *c, struct fs_node *n, struct stat *st);
 /* Replies with n's entry (a new kernel reference) and its timeouts; fi
- * non-NULL: a CREATE reply with that open file. */
-void reply_entry(fuse_req_t req, struct fs_node *n, double entry_ttl, double attr_ttl,
+ * non-NULL: a CREATE reply with that open file. Non-zero when nothing
+ * reached the kernel (an interrupted CREATE: the caller drops fi's handle). */
+int reply_entry(fuse_req_t req, struct fs_node *n, double entry_ttl, double attr_ttl,
 		 struct fuse_file_info *fi);
 void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size);
 

@@ -91,21 +91,24 @@ struct push_remote *remote_for(const char *registry, const char *region, const c
 		if (!strcmp(r->registry, registry) && !strcmp(r->region, region) &&
 		    !strcmp(r->repo, repo))
 			break;
-	if (!r) {
-		r = calloc(1, sizeof(*r));
-		if (r && push_remote_ecr_new(fs_ecr_for(c, registry), registry, region, repo,
-					     &r->r) == 0) {
-			r->registry = strdup(registry);
-			r->region = strdup(region);
-			r->repo = strdup(repo);
+	if (!r && (r = calloc(1, sizeof(*r)))) {
+		r->registry = strdup(registry);
+		r->region = strdup(region);
+		r->repo = strdup(repo);
+		if (r->registry && r->region && r->repo &&
+		    push_remote_ecr_new(fs_ecr_for(c, registry), registry, region, repo,
+					&r->r) == 0) {
 			r->next = remotes;
 			remotes = r;
-		} else {
+		} else { /* listed only whole: the lookup above compares every name */
+			free(r->registry);
+			free(r->region);
+			free(r->repo);
 			free(r);
 			r = NULL;
 		}
 	}
-	if (r && r->registry && r->region && r->repo)
+	if (r)
 		pr = r->r;
 	pthread_mutex_unlock(&wmu);
 	return pr;
@@ -255,23 +258,10 @@ char *rel_join(const char *prefix, const char *name)
 
 /* ---- replies ---- */
 
-void reply_new_entry(fuse_req_t req, struct fs_node *n, struct fuse_file_info *fi)
+int reply_new_entry(fuse_req_t req, struct fs_node *n, struct fuse_file_info *fi)
 {
-	struct fuse_entry_param e;
-	int rc;
-
-	memset(&e, 0, sizeof(e));
-	rc = node_getattr(pside_ctx, n, &e.attr);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	e.ino = n->ino;
-	e.attr_timeout = 0;
-	e.entry_timeout = 0;
-	fs_node_lookup_inc(n);
-	if ((fi ? fuse_reply_create(req, &e, fi) : fuse_reply_entry(req, &e)) != 0)
-		fs_node_forget(n->ino, 1);
+	/* Pending entries change as the writer goes: nothing is cached. */
+	return reply_entry(req, n, 0, 0, fi);
 }
 
 /* fs_node_add_pending with a reference on w for the new node (the node

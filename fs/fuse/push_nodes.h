@@ -11,12 +11,7 @@
 #include "fs/mount.h"
 #include "fs/tree/node.h"
 
-/* Creates the push engine and its sweeper; sets c->push. */
-int push_side_start(struct fs_ctx *c);
-/* Stops the sweeper and frees the push side (unmount). */
-void push_side_stop(struct fs_ctx *c);
-/* The node table's hook: a pending node's record goes with the node. */
-void wnode_put(void *w);
+#include "fs/fuse/push_side.h"
 
 int pnode_getattr(struct fs_ctx *c, struct fs_node *n, struct stat *st);
 /* user.ecr.push_state / user.ecr.push_records: length, -ENODATA when none.

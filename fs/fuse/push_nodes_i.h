@@ -75,7 +75,9 @@ int where_of(struct fs_node *dir, struct where *wh);
  * caller puts it either way) and where it stands. */
 int dir_where(fuse_ino_t parent, struct fs_node **dir, struct where *wh);
 char *rel_join(const char *prefix, const char *name);
-void reply_new_entry(fuse_req_t req, struct fs_node *n, struct fuse_file_info *fi);
+/* Replies with a new pending entry (CREATE when fi); non-zero when the
+ * kernel did not take it (then the caller releases what fi holds). */
+int reply_new_entry(fuse_req_t req, struct fs_node *n, struct fuse_file_info *fi);
 /* Adds a pending child, replacing a pending one of that name. */
 struct fs_node *add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
 			    struct wnode *w);

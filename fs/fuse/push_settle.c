@@ -224,7 +224,6 @@ void push_side_stop(struct fs_ctx *c)
 	}
 	pending_free(P);
 	P = NULL;
-	push_hide_free();
 	pthread_mutex_lock(&wmu);
 	while (tagdirs) {
 		struct wtagdir *t = tagdirs;

@@ -51,22 +51,24 @@ int node_getattr(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 	return fs_tree_getattr(c, n, st);
 }
 
-void reply_entry(fuse_req_t req, struct fs_node *n, double entry_ttl, double attr_ttl,
-		 struct fuse_file_info *fi)
+int reply_entry(fuse_req_t req, struct fs_node *n, double entry_ttl, double attr_ttl,
+		struct fuse_file_info *fi)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof e);
 	int rc = node_getattr(req_ctx(req), n, &e.attr);
 	if (rc) {
 		fuse_reply_err(req, -rc);
-		return;
+		return rc;
 	}
 	e.ino = n->ino;
 	e.attr_timeout = attr_ttl;
 	e.entry_timeout = entry_ttl;
 	fs_node_lookup_inc(n);
-	if ((fi ? fuse_reply_create(req, &e, fi) : fuse_reply_entry(req, &e)) != 0)
+	rc = fi ? fuse_reply_create(req, &e, fi) : fuse_reply_entry(req, &e);
+	if (rc != 0)
 		fs_node_forget(n->ino, 1);
+	return rc;
 }
 
 void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size)

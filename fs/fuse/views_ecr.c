@@ -229,7 +229,8 @@ int vf_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_f
 	fi->direct_io = 1;
 	if ((rc = fh_insert(c->fhs, h, &fi->fh)) != 0)
 		goto out;
-	reply_entry(req, n, 0, 0, fi);
+	if (reply_entry(req, n, 0, 0, fi) != 0)
+		fh_put(fh_remove(c->fhs, fi->fh)); /* no RELEASE will come */
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);

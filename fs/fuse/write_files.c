@@ -115,6 +115,16 @@ static long writer_of(fuse_req_t req)
 	return tgid > 0 ? tgid : (long)ctx->pid;
 }
 
+/* Takes fi's writer handle out of the table and releases its file, as
+ * RELEASE would. */
+static void drop_writer(fuse_req_t req, struct fuse_file_info *fi)
+{
+	struct fs_fh *h = fh_remove(req_ctx(req)->fhs, fi->fh);
+	if (h)
+		pending_release(h->pf);
+	fh_put(h);
+}
+
 static int open_writer(fuse_req_t req, pending_version *v, const char *rel,
 		       struct fuse_file_info *fi)
 {
@@ -178,14 +188,12 @@ void wop_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 	pthread_mutex_unlock(&wmu);
 	n = add_pending(dir, name, FS_N_PENDING_FILE, w);
 	if (!n) {
-		struct fs_fh *h = fh_remove(req_ctx(req)->fhs, fi->fh);
 		rc = -errno;
-		if (h)
-			pending_release(h->pf);
-		fh_put(h);
+		drop_writer(req, fi);
 		goto out;
 	}
-	reply_new_entry(req, n, fi);
+	if (reply_new_entry(req, n, fi) != 0)
+		drop_writer(req, fi); /* the kernel never got the file: no RELEASE comes */
 	fs_node_put(n);
 out:
 	if (rc)
@@ -248,8 +256,8 @@ void wop_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	}
 	rc = open_writer(req, v, rel, fi);
-	if (rc == 0)
-		fuse_reply_open(req, fi);
+	if (rc == 0 && fuse_reply_open(req, fi) != 0)
+		drop_writer(req, fi); /* an interrupted open gets no RELEASE */
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);

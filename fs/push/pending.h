@@ -1,6 +1,6 @@
 /* Pending pushes: one record per tag directory written through this mount,
  * holding its latest version. How a push flows through fs/push/ is in
- * doc/ARCHITECTURE.md ("Push").
+ * doc/ARCHITECTURE.md ("How a push flows").
  *
  * A version collects the files written into the tag directory (name ->
  * upload and state). Names are relative to the tag root: "oci-layout",
@@ -100,7 +100,7 @@ int pending_begin(pending_version *v);
 int pending_is_layout_name(const char *rel);
 
 /* Creates (or truncates: replaces) file rel in the version; starts a new
- * version after a commit or failure (see pending.c). *out holds a
+ * version after a commit or failure (see pending_file.c). *out holds a
  * reference and counts as one open handle. */
 int pending_create(pending_version *v, const char *rel, pending_file **out);
 /* The same, knowing the writer (a process id; 0: unknown): after an

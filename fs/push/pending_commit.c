@@ -1,4 +1,4 @@
-/* Evaluation of a pending version and its commit (moved from pending.c). */
+/* Evaluation of a pending version and its commit. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

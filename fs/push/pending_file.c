@@ -1,5 +1,5 @@
 /* Files of a pending version: create, write, flush, rename, copy by
- * reference, listing (moved from pending.c). */
+ * reference, listing. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

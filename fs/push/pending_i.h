@@ -1,4 +1,4 @@
-/* Internals of fs/push/pending*.c (moved from pending.c). */
+/* Internals of fs/push/pending*.c. */
 #ifndef ECRFS_PENDING_I_H
 #define ECRFS_PENDING_I_H
 

@@ -1,5 +1,4 @@
-/* Summaries of pending versions: user.ecr.push_state and .ecrfs/pending
- * (moved from pending.c). */
+/* Summaries of pending versions: user.ecr.push_state and .ecrfs/pending. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-struct fs_image; /* fs/image.h: a loaded image (manifests, layout), refcounted */
+struct fs_image; /* fs/tree/image.h: a loaded image (manifests, layout), refcounted */
 
 enum fs_kind {
 	FS_N_ROOT = 1,

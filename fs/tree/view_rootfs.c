@@ -1,4 +1,4 @@
-/* TAG@rootfs/ and TAG@layers/N/ (DESIGN §10): the nodes of the two views.
+/* TAG@rootfs/ and TAG@layers/N/ (doc/ROOTFS.md): the nodes of the two views.
  * A VIEW_ENTRY's vdata is its rootfs node (immutable, owned by the image
  * state the VIEW node holds) and its blob_idx says which tree: for
  * TAG@rootfs the platform p, for TAG@layers (p << 16 | layer), or -(p + 1)

@@ -1,4 +1,4 @@
-/* TAG@rootfs/ and TAG@layers/N/ (DESIGN §10): what fs/fuse/ calls for the
+/* TAG@rootfs/ and TAG@layers/N/ (doc/ROOTFS.md): what fs/fuse/ calls for the
  * nodes of these views besides lookup, list and attributes (which go
  * through views.c): opening and reading files, symlink targets, the
  * entries' own xattrs (binary values) and the counters of .ecrfs/stats.

@@ -1,7 +1,7 @@
 """The newcomer's files: systemd units, fstab line, IAM policies, man page.
 
 The units are checked by systemd's own verifier; the IAM policies against the
-action lists of DESIGN §8; the man page by groff with all warnings on.
+action lists of the README; the man page by groff with all warnings on.
 """
 import json
 import os

@@ -4,7 +4,7 @@
 Usage: ecr_emulator.py --state-dir DIR [--port 0] [--tiny-pages N] [--accounts FILE]
 Prints "READY endpoint=http://127.0.0.1:PORT registry=127.0.0.1:RPORT" once
 it serves. ECR JSON 1.1 and STS on PORT; blobs and manifests are kept in a
-docker-registry on RPORT that it starts and stops. See DESIGN.md section 7.
+docker-registry on RPORT that it starts and stops. See tests/emulator/README.md.
 """
 import argparse
 import atexit

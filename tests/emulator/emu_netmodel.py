@@ -1,4 +1,4 @@
-"""A modelled network (DESIGN.md §9): loopback flatters a single stream, so
+"""A modelled network (README "Benchmarks"): loopback flatters a single stream, so
 the emulator can make download URLs and API calls behave more like EC2's
 path to S3 and ECR. Off by default; three knobs:
 

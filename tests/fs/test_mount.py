@@ -85,7 +85,7 @@ def test_registries_option_lists_other_accounts(seeded, mount):
 
 
 def test_comma_lists_in_their_own_o_option(tmp_path, seeded):
-    """`-o regions=R1,R2 -o registries=ID1,ID2` as DESIGN §1 writes them:
+    """`-o regions=R1,R2 -o registries=ID1,ID2` as the README writes them:
     fuse_opt splits at commas, the items are joined back; the escaped
     form `R1\\,R2` works too."""
     env = clean_env(seeded["emu"])

@@ -207,7 +207,7 @@ def test_throttling_forever_is_eio(emu, ctl, repo):
     r = ctl.run("ls", where(repo))
     assert r.returncode == 1
     # EIO once the attempts run out; ETIMEDOUT if a slow machine reaches
-    # the 30 s deadline first (both are what DESIGN §4 promises).
+    # the 30 s deadline first (both are what the README error table promises).
     assert ("ls: Input/output error" in r.stderr or "ls: Connection timed out" in r.stderr)
     assert "ThrottlingException" in r.stderr and "attempt" in r.stderr
 

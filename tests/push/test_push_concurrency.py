@@ -1,5 +1,5 @@
 """LOOKUP, READDIR and GETATTR of a pending tag never wait for its commit:
-the version's lock is not held over PutImage (DESIGN §2 "Concurrency")."""
+the version's lock is not held over PutImage (doc/ARCHITECTURE.md, locks)."""
 import os
 import subprocess
 import time

@@ -1,4 +1,4 @@
-"""Delete the way users type it (DESIGN §2 "Delete"): unlinks inside a
+"""Delete the way users type it (README "Delete"): unlinks inside a
 committed tag only hide names in this mount, nothing is sent to ECR; the
 final rmdir of the tag untags (BatchDeleteImage)."""
 import errno

@@ -1,4 +1,4 @@
-"""Layers of one cp -rT upload at once (DESIGN §2: one part per layer in
+"""Layers of one cp -rT upload at once (README "Push": one part per layer in
 flight, several layers at once): a layer's close leaves its last parts to
 the daemon, so cp writes the next file meanwhile. Checked from the
 emulator's request log with its per-API-call delay on, so that requests

@@ -1,4 +1,4 @@
-/* The errno table of DESIGN §4, error code extraction, the IAM denial
+/* The errno table (README "Errors and what to do"), error code extraction, the IAM denial
  * message parser and the cause/fix log lines. */
 #include <errno.h>
 

@@ -327,7 +327,8 @@ static void test_width(void)
 	for (int i = 0; i < K; i++)
 		CHECK(upload_wait(u[i]) == 0);
 	upload_pool_stats(pool, &st);
-	CHECK(F.inflight_peak == 3 && st.parts_peak == 3 && st.bytes_peak <= 15 * MiB);
+	/* The budget is in bytes: a short last part may let a fourth in. */
+	CHECK(F.inflight_peak >= 3 && st.parts_peak >= 3 && st.bytes_peak <= 15 * MiB);
 	CHECK(st.parts_now == 0 && st.spilled == 0 && st.spilled_peak >= (uint64_t)K * n);
 	CHECK(F.n_complete == K && F.nlayers == K);
 	for (int i = 0; i < K; i++) {
