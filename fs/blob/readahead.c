@@ -142,6 +142,7 @@ void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint64
 	uint64_t nch = (id->ref.size + CHUNK - 1) / CHUNK, pc = piece_chunks(id->ref.size);
 	uint64_t n1 = (off + len + CHUNK - 1) / CHUNK;
 	uint64_t r1 = (off + len + ra + CHUNK - 1) / CHUNK;
+	int full = 0;
 	if (r1 > nch)
 		r1 = nch;
 	if (!ra || !blob_pool_room(rs->bs->pool) || disk_full(rs->bs))
@@ -161,12 +162,14 @@ void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint64
 			c++;
 			continue;
 		}
-		if (start_piece(rs, c, e) != 0)
+		if ((full = start_piece(rs, c, e) != 0))
 			break;
 		c = e;
 	}
+	/* Where the pool was full, the next read goes on, even when a
+	 * concurrent call of this reader went further. */
 	pthread_mutex_lock(&rs->mu);
-	if (c > rs->ra_until)
+	if (full ? c < rs->ra_until : c > rs->ra_until)
 		rs->ra_until = c;
 	pthread_mutex_unlock(&rs->mu);
 }
