@@ -59,7 +59,6 @@ struct fs_rstate {
 	struct blob_id *id;
 	pthread_mutex_t mu;  /* protects the fields below */
 	uint64_t next_off;   /* end of the furthest read of the current run */
-	uint64_t run_start;  /* where the current sequential run began */
 	int in_run;          /* reads are sequential (else random: no readahead) */
 	uint64_t ra;         /* readahead for the next sequential read */
 	uint64_t ra_until;   /* chunks below this were already considered */

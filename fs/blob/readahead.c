@@ -96,10 +96,7 @@ static uint64_t piece_chunks(uint64_t size)
 /* The widest window of a sequential reader of a blob of size: twice what
  * WIDTH pieces hold, so that a worker that finishes a piece finds the next
  * one to fetch while the reader still consumes the earlier ones. */
-static uint64_t ra_max(uint64_t size)
-{
-	return 2 * WIDTH * piece_chunks(size) * CHUNK;
-}
+static uint64_t ra_max(uint64_t size) { return 2 * WIDTH * piece_chunks(size) * CHUNK; }
 
 /* A read continues the run when it starts where the run ends, or close to
  * it while the run goes on (the kernel's requests are handled by several
@@ -114,7 +111,6 @@ uint64_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off)
 	int near = off + SEQ_SLACK >= rs->next_off && off <= rs->next_off + SEQ_SLACK;
 	if (exact && !rs->in_run) {
 		rs->in_run = 1;
-		rs->run_start = off;
 		rs->ra = off < CHUNK ? max / 2 : RA_MIN;
 	}
 	if (exact || (near && rs->in_run)) {

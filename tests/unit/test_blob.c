@@ -79,8 +79,8 @@ static int fake_url(void *arg, const struct fs_blob_ref *ref, char **url, time_t
 	return 0;
 }
 
-static int fake_serve(const struct fs_blob_ref *ref, const char *url, uint64_t off,
-		      uint64_t len, net_sink_cb sink, void *sink_arg)
+static int fake_serve(const struct fs_blob_ref *ref, const char *url, uint64_t off, uint64_t len,
+		      net_sink_cb sink, void *sink_arg)
 {
 	pthread_mutex_lock(&fk.mu);
 	struct fake_blob *b = fake_find(ref->digest);
