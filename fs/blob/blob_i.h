@@ -15,6 +15,7 @@
 #define PIECE (16u << 20)     /* a readahead worker fetches up to this much */
 #define WIDTH 8               /* pieces a whole-file reader's first miss starts at once */
 #define MAX_WORKERS 8         /* readahead pieces running or queued, per mount */
+#define FAST_STREAM (256ull << 20) /* bytes/s of one GET beyond which width buys little */
 #define SEQ_SLACK (2u << 20)  /* reads handled out of order stay in a sequential run */
 #define BAD_TTL 60            /* seconds a blob that failed its hash answers EIO */
 #define MAX_BAD 1024          /* failed digests kept (LRU beyond) */
@@ -52,6 +53,7 @@ struct fs_blobs {
 	struct fs_flights *urls;            /* download URLs: "registry/region/repo/digest" */
 	struct fs_flights *bad;             /* digests that failed their hash */
 	struct blob_pool *pool;             /* readahead workers */
+	uint64_t stream_rate;               /* atomic: bytes/s of the last whole piece */
 };
 
 struct fs_rstate {

@@ -27,8 +27,15 @@ static void piece_run(void *arg)
 	struct piece *p = arg;
 	struct fetch *f = &p->f;
 	const struct blob_id *id = f->id;
-	uint64_t c1 = (f->end + CHUNK - 1) / CHUNK;
+	uint64_t c1 = (f->end + CHUNK - 1) / CHUNK, bytes = f->end - f->pos;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = blob_fetch_run(f, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	uint64_t ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
+		      (uint64_t)t0.tv_nsec;
+	if (rc == 0 && bytes >= PIECE / 4 && ns > 0)
+		__atomic_store_n(&f->bs->stream_rate, bytes * 1000000000u / ns, __ATOMIC_RELAXED);
 	if (rc && rc != -ENOSPC)
 		log_debug("readahead of %s failed: %s", id->digest, strerror(-rc));
 	/* Seal before waking the readers of these chunks: if they completed a
@@ -95,8 +102,14 @@ static uint64_t piece_chunks(uint64_t size)
 
 /* The widest window of a sequential reader of a blob of size: twice what
  * WIDTH pieces hold, so that a worker that finishes a piece finds the next
- * one to fetch while the reader still consumes the earlier ones. */
-static uint64_t ra_max(uint64_t size) { return 2 * WIDTH * piece_chunks(size) * CHUNK; }
+ * one to fetch while the reader still consumes the earlier ones. When one
+ * GET alone is fast (loopback, a local mirror), the CPU is the limit, and
+ * more streams only compete for it: half of WIDTH. */
+static uint64_t ra_max(const struct fs_blobs *bs, uint64_t size)
+{
+	uint64_t rate = __atomic_load_n(&bs->stream_rate, __ATOMIC_RELAXED);
+	return (rate >= FAST_STREAM ? WIDTH / 2 : 2 * WIDTH) * piece_chunks(size) * CHUNK;
+}
 
 /* A read continues the run when it starts where the run ends, or close to
  * it while the run goes on (the kernel's requests are handled by several
@@ -105,7 +118,7 @@ static uint64_t ra_max(uint64_t size) { return 2 * WIDTH * piece_chunks(size) * 
  * run starts small and doubles. Anything else is random: no readahead. */
 uint64_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off)
 {
-	uint64_t ra = 0, max = ra_max(rs->id->ref.size);
+	uint64_t ra = 0, max = ra_max(rs->bs, rs->id->ref.size);
 	pthread_mutex_lock(&rs->mu);
 	int exact = off == rs->next_off;
 	int near = off + SEQ_SLACK >= rs->next_off && off <= rs->next_off + SEQ_SLACK;
