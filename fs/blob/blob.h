@@ -1,8 +1,10 @@
 /* The blob reader: reads a blob's bytes through the disk cache, fetching
- * missing chunks with ranged GETs of the layer's download URL. Concurrent
- * misses on one (digest, chunk) share one download; sequential readers get a
- * growing readahead fetched by a fixed pool of workers in parallel pieces;
- * random reads fetch only the chunks they touch. A blob that completes in the
+ * missing chunks with ranged GETs of the layer's download URL (asked once
+ * per blob and kept until it expires). Concurrent misses on one (digest,
+ * chunk) share one download; sequential readers get a readahead fetched by a
+ * fixed pool of workers in parallel pieces sized from the blob, several at
+ * once from a whole-file reader's first miss; random reads fetch only the
+ * chunks they touch. A blob that completes in the
  * cache is sealed (hashed); a mismatch, or a whole-file sequential read whose
  * hash differs, answers EIO and invalidates the file's page cache.
  *

@@ -11,10 +11,12 @@
 #include "fs/blob/flight.h"
 
 #define CHUNK ((uint64_t)CACHE_CHUNK_SIZE)
-#define RA_MIN (1u << 20)
-#define RA_MAX (64u << 20)
+#define RA_MIN (1u << 20)     /* readahead of a run that did not start at 0, at first */
 #define PIECE (16u << 20)     /* a readahead worker fetches up to this much */
+#define WIDTH 8               /* pieces a whole-file reader's first miss starts at once */
 #define MAX_WORKERS 8         /* readahead pieces running or queued, per mount */
+#define FAST_STREAM (256ull << 20) /* bytes/s of one GET beyond which width buys little */
+#define SEQ_SLACK (2u << 20)  /* reads handled out of order stay in a sequential run */
 #define BAD_TTL 60            /* seconds a blob that failed its hash answers EIO */
 #define MAX_BAD 1024          /* failed digests kept (LRU beyond) */
 #define MAX_URLS 1024         /* download URLs kept (LRU beyond; each until it expires) */
@@ -51,14 +53,16 @@ struct fs_blobs {
 	struct fs_flights *urls;            /* download URLs: "registry/region/repo/digest" */
 	struct fs_flights *bad;             /* digests that failed their hash */
 	struct blob_pool *pool;             /* readahead workers */
+	uint64_t stream_rate;               /* atomic: bytes/s of the last whole piece */
 };
 
 struct fs_rstate {
 	struct fs_blobs *bs;
 	struct blob_id *id;
 	pthread_mutex_t mu;  /* protects the fields below */
-	uint64_t next_off;   /* where a sequential reader reads next */
-	uint32_t ra;         /* readahead for the next sequential miss */
+	uint64_t next_off;   /* end of the furthest read of the current run */
+	int in_run;          /* reads are sequential (else random: no readahead) */
+	uint64_t ra;         /* readahead for the next sequential read */
 	uint64_t ra_until;   /* chunks below this were already considered */
 	int complete;        /* the verified blob is in the cache: plain reads */
 	EVP_MD_CTX *sha;     /* hash of [0, hashed) while reads are in order */
@@ -125,8 +129,8 @@ int blob_hash_uncached(struct fs_rstate *rs, const char *buf, size_t len, uint64
 /* ---- readahead.c: the windows of a sequential reader ---- */
 
 /* Bookkeeping of a read: the readahead to start after it (0: random). */
-uint32_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off);
-void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint32_t ra);
+uint64_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off);
+void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint64_t ra);
 /* Reads the cache file ahead of a sequential reader of a cached blob. */
 void blob_warm_readahead(struct fs_rstate *rs, size_t len, uint64_t off);
 
@@ -140,5 +144,7 @@ int blob_pool_submit(struct blob_pool *p, void (*fn)(void *), void (*drop)(void 
 /* Waits for the running jobs, drops the queued ones (drop(arg)), joins. */
 void blob_pool_free(struct blob_pool *p);
 void blob_pool_stats(struct blob_pool *p, size_t *running, size_t *queued);
+/* Jobs that could be submitted now. */
+size_t blob_pool_room(struct blob_pool *p);
 
 #endif

@@ -88,59 +88,60 @@ int blob_wait_fetches(struct fs_blobs *bs, const char *digest, volatile int *can
 	return waited;
 }
 
-/* ---- download URLs, kept until they expire ---- */
+/* ---- download URLs: one request per blob, kept until they expire ---- */
 
-/* *out: a copy of the kept URL of key when it is good for 5 s more. */
-static int url_kept(struct fs_blobs *bs, const char *key, char **out)
+/* Asks the source for key's URL while holding the claim on u (the table
+ * unlocked meanwhile), keeps it and wakes the waiters. */
+static int url_load(struct fs_blobs *bs, const struct blob_id *id, struct fs_flight *u, char **out)
 {
-	int rc = -ENOENT;
-	fs_flights_lock(bs->urls);
-	struct fs_flight *u = fs_flight_get(bs->urls, key, 0);
-	if (u) {
-		*out = strdup(fs_flight_val(u));
-		rc = *out ? 0 : -ENOMEM;
-		fs_flight_put(bs->urls, u);
-	}
+	char *url = NULL, *kept = NULL;
+	time_t exp = 0;
 	fs_flights_unlock(bs->urls);
+	int rc = bs->cfg.src->url(bs->cfg.src->arg, &id->ref, &url, &exp);
+	if (rc == 0 && !(kept = strdup(url)))
+		rc = -ENOMEM;
+	fs_flights_lock(bs->urls);
+	if (rc == 0) {
+		fs_flight_set(bs->urls, u, kept);
+		/* Gone 5 s before it expires: never handed out past that. */
+		fs_flight_expire_at(bs->urls, u, exp > 5 ? exp - 5 : 1);
+		*out = url;
+	} else {
+		free(url);
+	}
+	fs_flight_done(u);
 	return rc;
 }
 
-static void url_keep(struct fs_blobs *bs, const char *key, const char *url, time_t expires)
-{
-	char *copy = strdup(url);
-	if (!copy)
-		return;
-	fs_flights_lock(bs->urls);
-	struct fs_flight *u = fs_flight_get(bs->urls, key, 1);
-	if (u) {
-		fs_flight_set(bs->urls, u, copy);
-		/* Gone 5 s before it expires: never handed out past that. */
-		fs_flight_expire_at(bs->urls, u, expires > 5 ? expires - 5 : 1);
-		fs_flight_put(bs->urls, u);
-	} else {
-		free(copy);
-	}
-	fs_flights_unlock(bs->urls);
-}
-
-static int get_url(struct fs_blobs *bs, const struct blob_id *id, int renew, char **out)
+/* The blob's download URL in *out (malloc'd). Concurrent callers share one
+ * GetDownloadUrlForLayer; a kept URL serves until it expires. stale: a URL
+ * that was refused (403): asked again only while it is still the kept one,
+ * so that fetches that met the same 403 renew it once between them. */
+static int get_url(struct fs_blobs *bs, const struct blob_id *id, const char *stale, char **out,
+		   volatile int *cancel)
 {
 	char key[600];
 	const struct fs_blob_ref *r = &id->ref;
+	int rc = -EAGAIN;
 	snprintf(key, sizeof key, "%s/%s/%s/%s", r->registry, r->region, r->repo, id->digest);
-	if (!renew) {
-		int rc = url_kept(bs, key, out);
-		if (rc != -ENOENT)
-			return rc;
+	*out = NULL;
+	fs_flights_lock(bs->urls);
+	for (int round = 0; rc == -EAGAIN && round < 6; round++) {
+		struct fs_flight *u = fs_flight_get(bs->urls, key, 1);
+		const char *val = u ? fs_flight_val(u) : NULL;
+		if (!u)
+			rc = -ENOMEM;
+		else if (fs_flight_busy(u)) /* another caller asks: share its answer */
+			rc = fs_flight_wait(bs->urls, u, cancel) ? -EINTR : -EAGAIN;
+		else if (val && (!stale || strcmp(val, stale)))
+			rc = (*out = strdup(val)) ? 0 : -ENOMEM;
+		else if (fs_flight_claim(u))
+			rc = url_load(bs, id, u, out);
+		if (u)
+			fs_flight_put(bs->urls, u);
 	}
-	char *url = NULL;
-	time_t exp = 0;
-	int rc = bs->cfg.src->url(bs->cfg.src->arg, r, &url, &exp);
-	if (rc)
-		return rc;
-	url_keep(bs, key, url, exp);
-	*out = url;
-	return 0;
+	fs_flights_unlock(bs->urls);
+	return rc == -EAGAIN ? -EIO : rc;
 }
 
 /* ---- ranged fetches ---- */
@@ -201,11 +202,11 @@ static int fetch_sink(void *arg, const char *data, size_t n)
 int blob_fetch_run(struct fetch *f, volatile int *cancel)
 {
 	const struct fs_blob_source *src = f->bs->cfg.src;
-	int rc = 0, renew = 0;
-	char *url = NULL;
+	int rc = 0;
+	char *url = NULL, *stale = NULL;
 	time_t deadline = time(NULL) + f->bs->cfg.deadline_ms / 1000 + 1;
 	for (int attempt = 0; attempt < 6; attempt++) {
-		if (!url && (rc = get_url(f->bs, f->id, renew, &url)) != 0)
+		if (!url && (rc = get_url(f->bs, f->id, stale, &url, cancel)) != 0)
 			break;
 		uint64_t from = f->pos + f->fill;
 		rc = src->get_range(src->arg, &f->id->ref, url, from, f->end - from, fetch_sink, f,
@@ -219,15 +220,16 @@ int blob_fetch_run(struct fetch *f, volatile int *cancel)
 			break;
 		}
 		if (rc == -EKEYEXPIRED) {
-			free(url);
+			free(stale);
+			stale = url;
 			url = NULL;
-			renew = 1;
 		}
 		if (time(NULL) >= deadline)
 			break;
 		/* A short body keeps the bytes received: resume after them. */
 	}
 	free(url);
+	free(stale);
 	if (rc == 0 && f->cache_err == 0)
 		return 0;
 	return rc ? rc : f->cache_err;

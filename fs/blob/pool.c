@@ -135,3 +135,11 @@ void blob_pool_stats(struct blob_pool *p, size_t *running, size_t *queued)
 	*queued = p->queued;
 	pthread_mutex_unlock(&p->mu);
 }
+
+size_t blob_pool_room(struct blob_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	size_t busy = p->running + p->queued;
+	pthread_mutex_unlock(&p->mu);
+	return busy < p->max ? p->max - busy : 0;
+}

@@ -1,6 +1,7 @@
-/* Readahead of a sequential reader: a window that grows from RA_MIN to
- * RA_MAX, fetched in pieces of up to PIECE by the pool's workers, and the
- * cache file read ahead of a reader of a cached blob. */
+/* Readahead of a sequential reader: a window sized from the blob, fetched
+ * in pieces by the pool's workers (several GETs in flight from a
+ * whole-file reader's first miss), and the cache file read ahead of a
+ * reader of a cached blob. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,15 @@ static void piece_run(void *arg)
 	struct piece *p = arg;
 	struct fetch *f = &p->f;
 	const struct blob_id *id = f->id;
-	uint64_t c1 = (f->end + CHUNK - 1) / CHUNK;
+	uint64_t c1 = (f->end + CHUNK - 1) / CHUNK, bytes = f->end - f->pos;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = blob_fetch_run(f, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	uint64_t ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
+		      (uint64_t)t0.tv_nsec;
+	if (rc == 0 && bytes >= PIECE / 4 && ns > 0)
+		__atomic_store_n(&f->bs->stream_rate, bytes * 1000000000u / ns, __ATOMIC_RELAXED);
 	if (rc && rc != -ENOSPC)
 		log_debug("readahead of %s failed: %s", id->digest, strerror(-rc));
 	/* Seal before waking the readers of these chunks: if they completed a
@@ -47,28 +55,30 @@ static void piece_drop(void *arg)
 	piece_free(p);
 }
 
-/* Queues a background fetch of chunks [c0, c1) already claimed; releases
- * them when no worker can take it. */
-static void start_piece(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
+/* Queues a background fetch of chunks [c0, c1) already claimed: 0, or
+ * -errno when no worker can take it (the chunks are released). */
+static int start_piece(struct fs_rstate *rs, uint64_t c0, uint64_t c1)
 {
 	uint64_t size = rs->id->ref.size;
+	int rc = -ENOMEM;
 	struct piece *p = calloc(1, sizeof *p);
 	if (!p || !(p->f.chunk = cache_chunk_buf_get()))
-		goto fail;
+		goto out;
 	p->f.bs = rs->bs;
 	p->f.id = blob_id_get(rs->id);
 	p->f.pos = c0 * CHUNK;
 	p->f.end = c1 * CHUNK < size ? c1 * CHUNK : size;
 	p->f.release_each = 1;
 	p->f.released = c0;
-	if (blob_pool_submit(rs->bs->pool, piece_run, piece_drop, p) == 0)
-		return;
+	if ((rc = blob_pool_submit(rs->bs->pool, piece_run, piece_drop, p)) == 0)
+		return 0;
 	blob_id_put(p->f.id);
-fail:
+out:
 	if (p)
 		cache_chunk_buf_put(p->f.chunk);
 	free(p);
 	blob_release_range(rs->bs, rs->id->digest, c0, c1);
+	return rc;
 }
 
 /* With a full cache disk, reads stream from the network: no readahead
@@ -80,18 +90,52 @@ static int disk_full(struct fs_blobs *bs)
 	return st.disk_full;
 }
 
-uint32_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off)
+/* Chunks of one readahead piece of a blob: a sixteenth of it (so that a
+ * whole-file reader's first miss has WIDTH streams to share the first half),
+ * from one chunk to PIECE. Larger pieces pay the first-byte delay less
+ * often; smaller ones spread a small blob over more streams. */
+static uint64_t piece_chunks(uint64_t size)
 {
+	uint64_t n = (size / 16 + CHUNK - 1) / CHUNK;
+	return n < 1 ? 1 : n > PIECE / CHUNK ? PIECE / CHUNK : n;
+}
+
+/* The widest window of a sequential reader of a blob of size: twice what
+ * WIDTH pieces hold, so that a worker that finishes a piece finds the next
+ * one to fetch while the reader still consumes the earlier ones. When one
+ * GET alone is fast (loopback, a local mirror), the CPU is the limit, and
+ * more streams only compete for it: half of WIDTH. */
+static uint64_t ra_max(const struct fs_blobs *bs, uint64_t size)
+{
+	uint64_t rate = __atomic_load_n(&bs->stream_rate, __ATOMIC_RELAXED);
+	return (rate >= FAST_STREAM ? WIDTH / 2 : 2 * WIDTH) * piece_chunks(size) * CHUNK;
+}
+
+/* A read continues the run when it starts where the run ends, or close to
+ * it while the run goes on (the kernel's requests are handled by several
+ * threads, slightly out of order). A run that starts at offset 0 is a
+ * whole-file reader: its first miss gets the full width at once; another
+ * run starts small and doubles. Anything else is random: no readahead. */
+uint64_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off)
+{
+	uint64_t ra = 0, max = ra_max(rs->bs, rs->id->ref.size);
 	pthread_mutex_lock(&rs->mu);
-	int sequential = off == rs->next_off;
-	uint32_t ra = sequential ? rs->ra : 0;
-	if (sequential && rs->ra < RA_MAX)
-		rs->ra *= 2;
-	else if (!sequential) {
-		rs->ra = RA_MIN;
-		rs->ra_until = 0;
+	int exact = off == rs->next_off;
+	int near = off + SEQ_SLACK >= rs->next_off && off <= rs->next_off + SEQ_SLACK;
+	if (exact && !rs->in_run) {
+		rs->in_run = 1;
+		rs->ra = off < CHUNK ? max / 2 : RA_MIN;
 	}
-	rs->next_off = off + len;
+	if (exact || (near && rs->in_run)) {
+		ra = rs->ra;
+		rs->ra = rs->ra * 2 < max ? rs->ra * 2 : max;
+		if (off + len > rs->next_off)
+			rs->next_off = off + len;
+	} else {
+		rs->in_run = 0;
+		rs->ra_until = 0;
+		rs->next_off = off + len;
+	}
 	rs->requested += len;
 	pthread_mutex_unlock(&rs->mu);
 	return ra;
@@ -99,40 +143,44 @@ uint32_t blob_note_read(struct fs_rstate *rs, size_t len, uint64_t off)
 
 /* Starts background fetches of the chunks after [off, off+len) within the
  * readahead window ra, even on a hit, so that a sequential reader rarely
- * waits. Only chunks nobody fetches yet. */
-void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint32_t ra)
+ * waits: whole pieces of chunks nobody fetches yet, while the pool has a
+ * free worker. Where it stops, the next read goes on. */
+void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint64_t ra)
 {
 	const struct blob_id *id = rs->id;
-	uint64_t nch = (id->ref.size + CHUNK - 1) / CHUNK;
+	uint64_t nch = (id->ref.size + CHUNK - 1) / CHUNK, pc = piece_chunks(id->ref.size);
 	uint64_t n1 = (off + len + CHUNK - 1) / CHUNK;
 	uint64_t r1 = (off + len + ra + CHUNK - 1) / CHUNK;
+	int full = 0;
 	if (r1 > nch)
 		r1 = nch;
-	if (!ra || disk_full(rs->bs))
+	if (!ra || !blob_pool_room(rs->bs->pool) || disk_full(rs->bs))
 		return;
 	pthread_mutex_lock(&rs->mu);
 	uint64_t c = rs->ra_until > n1 ? rs->ra_until : n1;
-	/* Refill the window only when less than half of it is ahead, so that
-	 * requests are large (whole pieces), not one chunk each time the
-	 * reader crosses a chunk boundary. */
-	if (c < r1 && (c - n1) * CHUNK <= ra / 2)
-		rs->ra_until = r1;
-	else
-		c = r1;
 	pthread_mutex_unlock(&rs->mu);
 	while (c < r1) {
 		if (cache_blob_has(rs->bs->cfg.cache, id->digest, id->ref.size, c * CHUNK, 1)) {
 			c++;
 			continue;
 		}
-		uint64_t e = blob_claim_run(rs->bs, id->digest, c, r1, PIECE / CHUNK);
+		if (r1 - c < pc && r1 < nch)
+			break; /* requests stay whole pieces: later */
+		uint64_t e = blob_claim_run(rs->bs, id->digest, c, r1, pc);
 		if (e == c) {
 			c++;
 			continue;
 		}
-		start_piece(rs, c, e);
+		if ((full = start_piece(rs, c, e) != 0))
+			break;
 		c = e;
 	}
+	/* Where the pool was full, the next read goes on, even when a
+	 * concurrent call of this reader went further. */
+	pthread_mutex_lock(&rs->mu);
+	if (full ? c < rs->ra_until : c > rs->ra_until)
+		rs->ra_until = c;
+	pthread_mutex_unlock(&rs->mu);
 }
 
 /* The kernel hands a reader's requests to several threads, so the cache

@@ -105,7 +105,6 @@ int fs_blob_open(struct fs_blobs *b, const struct fs_blob_ref *ref, uint64_t ino
 		return -ENOMEM;
 	}
 	rs->bs = b;
-	rs->ra = RA_MIN;
 	pthread_mutex_init(&rs->mu, NULL);
 	rs->complete = cache_blob_complete(b->cfg.cache, rs->id->digest);
 	if (!rs->complete) {

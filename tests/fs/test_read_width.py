@@ -89,8 +89,6 @@ def test_cold_read_fetches_each_byte_once_in_ranges(emu, mount, big):
     assert all(a[1] + 1 == b[0] for a, b in zip(covered, covered[1:]))  # no overlap, no hole
 
 
-@pytest.mark.xfail(strict=True, reason="today a cold read asks GetDownloadUrlForLayer twice "
-                   "(the first two chunk fetches both miss the URL cache): not single-flight")
 def test_one_download_url_per_cold_read(emu, mount, big):
     layer, _ = big
     m = mount()
@@ -103,8 +101,6 @@ def test_one_download_url_per_cold_read(emu, mount, big):
     assert n == 1, f"{n} GetDownloadUrlForLayer calls for one cold read"
 
 
-@pytest.mark.xfail(strict=True, reason="today two readers of one cold blob ask for its URL "
-                   "more than once: not single-flight")
 def test_one_download_url_for_concurrent_readers(emu, mount, big):
     layer, _ = big
     m = mount()
@@ -127,8 +123,6 @@ def test_one_download_url_for_concurrent_readers(emu, mount, big):
     assert sum(e["bytes_out"] for e in gets(log)) == BIG  # nothing fetched twice
 
 
-@pytest.mark.xfail(strict=True, reason="today the first miss opens two 1 MiB GETs and the "
-                   "window ramps from there (1, 2, 4, 9, 16 MiB) instead of starting wide")
 def test_first_miss_opens_several_gets_at_once(emu, mount, big):
     layer, _ = big
     m = mount()

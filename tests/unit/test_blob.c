@@ -1,7 +1,9 @@
 /* fs/blob/ against a fake source that serves blobs from memory and counts
  * its calls: single-flight of one chunk, readahead of a sequential reader,
- * download URLs kept and renewed, a corrupted byte answering EIO on the
- * read that completes the blob, and the tables left behind. */
+ * download URLs kept, asked once for concurrent readers and renewed once,
+ * several GETs at a whole-file reader's first miss, a corrupted byte
+ * answering EIO on the read that completes the blob, and the tables left
+ * behind. */
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -33,9 +35,14 @@ static struct {
 	int url_calls, range_calls;
 	uint64_t bytes;
 	uint64_t max_end;  /* the furthest byte asked for */
+	uint64_t asked;    /* bytes asked for by ranges that arrived */
 	int expire_next;   /* the next range answers -EKEYEXPIRED */
+	int expired_upto;  /* ranges of URLs with a serial up to this answer it too */
 	int gate;          /* ranges wait while set */
 	int at_gate;       /* ranges waiting at the gate */
+	int url_gate;      /* URL requests wait while set */
+	int at_url_gate;   /* URL requests waiting at it */
+	int in_flight, max_in_flight; /* ranges being served, and the most at once */
 } fk = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static int invals;
@@ -55,29 +62,37 @@ static struct fake_blob *fake_find(const char *digest)
 	return NULL;
 }
 
+/* Each URL differs (a serial), as presigned URLs do. */
 static int fake_url(void *arg, const struct fs_blob_ref *ref, char **url, time_t *expires)
 {
 	pthread_mutex_lock(&fk.mu);
-	fk.url_calls++;
+	int serial = ++fk.url_calls;
+	fk.at_url_gate++;
+	pthread_cond_broadcast(&fk.cv);
+	while (fk.url_gate)
+		pthread_cond_wait(&fk.cv, &fk.mu);
+	fk.at_url_gate--;
 	pthread_mutex_unlock(&fk.mu);
-	if (asprintf(url, "fake://%s", ref->digest) < 0)
+	if (asprintf(url, "fake://%s#%d", ref->digest, serial) < 0)
 		return -ENOMEM;
 	*expires = time(NULL) + 900;
 	return 0;
 }
 
-static int fake_range(void *arg, const struct fs_blob_ref *ref, const char *url, uint64_t off,
-		      uint64_t len, net_sink_cb sink, void *sink_arg, volatile int *cancel)
+static int fake_serve(const struct fs_blob_ref *ref, const char *url, uint64_t off, uint64_t len,
+		      net_sink_cb sink, void *sink_arg)
 {
 	pthread_mutex_lock(&fk.mu);
 	struct fake_blob *b = fake_find(ref->digest);
 	fk.range_calls++;
+	fk.asked += len;
 	fk.at_gate++;
 	pthread_cond_broadcast(&fk.cv);
 	while (fk.gate)
 		pthread_cond_wait(&fk.cv, &fk.mu);
 	fk.at_gate--;
-	int expire = fk.expire_next;
+	const char *hash = strchr(url, '#');
+	int expire = fk.expire_next || (hash && atoi(hash + 1) <= fk.expired_upto);
 	fk.expire_next = 0;
 	if (!expire && b && off + len <= b->size) {
 		fk.bytes += len;
@@ -87,7 +102,7 @@ static int fake_range(void *arg, const struct fs_blob_ref *ref, const char *url,
 	pthread_mutex_unlock(&fk.mu);
 	if (expire)
 		return -EKEYEXPIRED;
-	if (!b || off + len > b->size || strcmp(url + 7, ref->digest))
+	if (!b || off + len > b->size || strncmp(url + 7, ref->digest, strlen(ref->digest)))
 		return -ENOENT;
 	/* Streamed in pieces, as the network does. */
 	char piece[65536];
@@ -103,6 +118,20 @@ static int fake_range(void *arg, const struct fs_blob_ref *ref, const char *url,
 		pos += n;
 	}
 	return 0;
+}
+
+static int fake_range(void *arg, const struct fs_blob_ref *ref, const char *url, uint64_t off,
+		      uint64_t len, net_sink_cb sink, void *sink_arg, volatile int *cancel)
+{
+	pthread_mutex_lock(&fk.mu);
+	if (++fk.in_flight > fk.max_in_flight)
+		fk.max_in_flight = fk.in_flight;
+	pthread_mutex_unlock(&fk.mu);
+	int rc = fake_serve(ref, url, off, len, sink, sink_arg);
+	pthread_mutex_lock(&fk.mu);
+	fk.in_flight--;
+	pthread_mutex_unlock(&fk.mu);
+	return rc;
 }
 
 static const struct fs_blob_source fake_src = {fake_url, fake_range, NULL};
@@ -176,8 +205,30 @@ static void settle(struct fs_blobs *bs)
 static void reset_counts(void)
 {
 	pthread_mutex_lock(&fk.mu);
-	fk.url_calls = fk.range_calls = 0;
-	fk.bytes = fk.max_end = 0;
+	fk.url_calls = fk.range_calls = fk.max_in_flight = 0;
+	fk.bytes = fk.max_end = fk.asked = 0;
+	pthread_mutex_unlock(&fk.mu);
+}
+
+/* Waits until *field (a count of fk) reaches n: 1, or 0 after 5 s. */
+static int wait_fk(const int *field, int n)
+{
+	int ok = 1;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&fk.mu);
+	while (ok && *field < n)
+		ok = pthread_cond_timedwait(&fk.cv, &fk.mu, &ts) == 0;
+	pthread_mutex_unlock(&fk.mu);
+	return ok;
+}
+
+static void open_gate(int *gate)
+{
+	pthread_mutex_lock(&fk.mu);
+	*gate = 0;
+	pthread_cond_broadcast(&fk.cv);
 	pthread_mutex_unlock(&fk.mu);
 }
 
@@ -186,12 +237,13 @@ struct reader {
 	const struct fake_blob *b;
 	uint64_t off;
 	int ok;
+	size_t len; /* 0: 4096 */
 };
 
 static void *reader_main(void *arg)
 {
 	struct reader *r = arg;
-	r->ok = read_ok(r->rs, r->b, 4096, r->off);
+	r->ok = read_ok(r->rs, r->b, r->len ? r->len : 4096, r->off);
 	return NULL;
 }
 
@@ -200,7 +252,7 @@ static void test_single_flight(struct fs_blobs *bs)
 {
 	struct fake_blob *b = add_blob(4 * MIB + 100, 1, -1);
 	struct fs_rstate *r1 = open_blob(bs, b, 11), *r2 = open_blob(bs, b, 11);
-	struct reader a = {r1, b, 2 * MIB + 10, 0}, c = {r2, b, 2 * MIB + 10, 0};
+	struct reader a = {r1, b, 2 * MIB + 10, 0, 0}, c = {r2, b, 2 * MIB + 10, 0, 0};
 	pthread_t ta, tc;
 	reset_counts();
 	fk.gate = 1;
@@ -264,6 +316,82 @@ static void test_url_renewal(struct fs_blobs *bs)
 	CHECK(read_ok(rs, b, 100, MIB + 5));
 	CHECK_INT(fk.url_calls, 2);
 	CHECK_INT(fk.range_calls, 4);
+	fs_blob_close(rs);
+}
+
+/* Two readers missing different chunks of a blob at once share one URL
+ * request; two GETs refused with 403 at once renew it once. */
+static void test_url_single_flight(struct fs_blobs *bs)
+{
+	struct fake_blob *b = add_blob(4 * MIB, 6, -1);
+	struct fs_rstate *r1 = open_blob(bs, b, 16), *r2 = open_blob(bs, b, 16);
+	struct reader a = {r1, b, MIB + 10, 0, 0}, c = {r2, b, 3 * MIB + 10, 0, 0};
+	pthread_t ta, tc;
+	reset_counts();
+	fk.url_gate = 1;
+	pthread_create(&ta, NULL, reader_main, &a);
+	pthread_create(&tc, NULL, reader_main, &c);
+	CHECK(wait_fk(&fk.at_url_gate, 1));
+	usleep(200000); /* the other reader finds the request in flight */
+	CHECK_INT(fk.url_calls, 1);
+	open_gate(&fk.url_gate);
+	pthread_join(ta, NULL);
+	pthread_join(tc, NULL);
+	CHECK(a.ok && c.ok);
+	CHECK_INT(fk.url_calls, 1);
+	CHECK_INT(fk.range_calls, 2);
+
+	a.off = 10;
+	c.off = 2 * MIB + 10;
+	fk.gate = 1;
+	pthread_create(&ta, NULL, reader_main, &a);
+	pthread_create(&tc, NULL, reader_main, &c);
+	CHECK(wait_fk(&fk.at_gate, 2));
+	fk.expired_upto = fk.url_calls; /* the kept URL expired */
+	open_gate(&fk.gate);
+	pthread_join(ta, NULL);
+	pthread_join(tc, NULL);
+	CHECK(a.ok && c.ok);
+	CHECK_INT(fk.url_calls, 2);
+	CHECK_INT(fk.range_calls, 6);
+	fk.expired_upto = 0;
+	fs_blob_close(r1);
+	fs_blob_close(r2);
+}
+
+/* A whole-file reader's first miss of a large blob has several GETs in
+ * flight together, asking for a good part of it; each byte is fetched
+ * once. A read of the last bytes of another fetches one chunk. */
+static void test_initial_width(struct fs_blobs *bs, cache *ca)
+{
+	struct fake_blob *b = add_blob(64 * MIB, 7, -1);
+	struct fs_rstate *rs = open_blob(bs, b, 17);
+	struct reader r = {rs, b, 0, 0, 128 * 1024};
+	pthread_t t;
+	reset_counts();
+	fk.gate = 1;
+	pthread_create(&t, NULL, reader_main, &r);
+	CHECK(wait_fk(&fk.at_gate, 5));
+	usleep(100000);
+	CHECK(fk.at_gate >= 5);
+	CHECK(fk.asked >= 16 * MIB);
+	CHECK_INT(fk.url_calls, 1);
+	open_gate(&fk.gate);
+	pthread_join(t, NULL);
+	CHECK(r.ok);
+	settle(bs);
+	CHECK(fk.max_in_flight >= 5);
+	CHECK_INT(fk.bytes, fk.asked); /* nothing asked twice */
+	fs_blob_close(rs);
+
+	struct fake_blob *tail = add_blob(64 * MIB, 8, -1);
+	rs = open_blob(bs, tail, 18);
+	reset_counts();
+	CHECK(read_ok(rs, tail, 4096, tail->size - 4096));
+	CHECK(read_ok(rs, tail, 4096, 33 * MIB));
+	settle(bs);
+	CHECK_INT(fk.bytes, 2 * MIB);
+	CHECK(!cache_blob_complete(ca, tail->digest));
 	fs_blob_close(rs);
 }
 
@@ -331,6 +459,8 @@ int main(void)
 	test_single_flight(bs);
 	test_readahead(bs, ca);
 	test_url_renewal(bs);
+	test_url_single_flight(bs);
+	test_initial_width(bs, ca);
 	test_corrupt(bs, ca);
 
 	struct fs_blobs_stats st;
