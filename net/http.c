@@ -48,7 +48,8 @@ struct net_http {
 	int connect_timeout_ms;
 	int max_conns;
 	struct net_health *health; /* endpoints in back-off; locks itself */
-	_Atomic uint64_t st_fast_fails, st_requests, st_retries, st_errors, st_bytes_in, st_bytes_out;
+	_Atomic uint64_t st_requests, st_retries, st_errors, st_bytes_in, st_bytes_out;
+	_Atomic uint64_t st_fast_fails;
 };
 
 /* Protects the curl_global_init/cleanup reference count. */

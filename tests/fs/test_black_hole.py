@@ -6,6 +6,7 @@ killed while it waits goes at once, and when the registry answers again
 everything works in the same mount. Listings whose TTL expired are
 answered from the old copy after a short wait while ECR is slow."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -66,11 +67,16 @@ def test_uncached_read_ends_within_one_deadline(emu, hole, mount):
         r, took = cat(p, timeout=4 * D)
         assert r.returncode != 0
         assert b"Input/output error" in r.stderr
+        print(f"black hole, uncached cat: EIO after {took:.2f} s (deadline {D} s)")
         assert took <= D + 5, f"cat took {took:.1f} s with a {D} s deadline"
         # The endpoint is in back-off: another uncached read fails at once.
         p2, _ = layer(m, hole, "h2")
         r, took = cat(p2, timeout=4 * D)
+        print(f"black hole, next uncached cat: EIO after {took:.2f} s")
         assert r.returncode != 0 and took < 1.0, took
+        with open(m.path(".ecrfs", "stats")) as f:
+            http = json.load(f)["http"]
+        assert http["hosts_down"] == 1 and http["fast_fails"] >= 1, http
     finally:
         emu.clear_faults()
     assert "does not answer" in m.logtext()
@@ -87,6 +93,7 @@ def test_cached_read_after_ttl_is_fast(emu, hole, mount):
         got = sha256_file(p)
         took = time.monotonic() - t0
         assert got == hexd
+        print(f"black hole, cached 2 MiB blob after its TTL: {took:.2f} s")
         assert took < 1.0, f"a cached blob took {took:.2f} s"
         # A name ECR never listed still fails normally.
         with pytest.raises(FileNotFoundError):
@@ -112,6 +119,7 @@ def test_killed_reader_goes_at_once(emu, hole, mount):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         took = time.monotonic() - t0
+        print(f"black hole, kill -9 of a waiting reader: gone after {took:.2f} s")
         assert took < 2.0, f"the killed reader took {took:.1f} s to go"
     finally:
         emu.clear_faults()
@@ -128,7 +136,8 @@ def test_reads_work_again_when_the_hole_closes(emu, hole, mount):
         emu.clear_faults()
     # Within the back-off reads fail at once; after it one call tries the
     # registry again and everything works, in the same mount.
-    end = time.monotonic() + 60 + D
+    t0 = time.monotonic()
+    end = t0 + 60 + D
     while True:
         try:
             assert sha256_file(p) == hexd
@@ -137,6 +146,7 @@ def test_reads_work_again_when_the_hole_closes(emu, hole, mount):
             assert e.errno == errno.EIO
             assert time.monotonic() < end, "reads still fail after the back-off"
             time.sleep(0.5)
+    print(f"hole closed: reads work again after {time.monotonic() - t0:.1f} s")
     assert "answers again" in m.logtext()
 
 
@@ -153,6 +163,7 @@ def test_slow_listing_answers_stale_then_fresh(emu, hole, mount):
         t0 = time.monotonic()
         names = os.listdir(d)
         took = time.monotonic() - t0
+        print(f"DescribeImages 3 s slow, expired listing: {took:.2f} s")
         assert took < 1.5, f"an expired listing took {took:.2f} s"
         assert "later" not in names  # the old copy
         time.sleep(3.5)  # the refresh went on in the background
