@@ -35,7 +35,13 @@ def hole(seeded, tmp_path_factory):
                                                      "/name": tag.encode()})
     for tag in TAGS:
         ecrclient.push_layout(emu, layout, "hole", tag)
-    return {"layout": layout, "imgs": imgs}
+    yield {"layout": layout, "imgs": imgs}
+    # Other modules list the suite's repositories.
+    c = ecrclient.client_for(emu)
+    try:
+        c.call("DeleteRepository", repositoryName="hole", force=True)
+    finally:
+        c.close()
 
 
 def layer(m, hole, tag):
