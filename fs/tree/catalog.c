@@ -27,8 +27,10 @@
 #define CAT_KEEP 600
 /* Stale answers first (DESIGN §11): a caller with an expired listing waits
  * this long for its refresh, then takes the old listing while the refresh
- * goes on. Below a second: a path crosses two listings (repositories, tags). */
-#define CAT_STALE_WAIT_MS 500
+ * goes on. Well below a second: a path crosses two listings (repositories,
+ * tags), and a cached read must stay under one. ECR answers a listing page
+ * in about 0.1 s. */
+#define CAT_STALE_WAIT_MS 300
 /* Refreshes running in the background at most; past this an expired
  * listing is served as it is and refreshed by a later call. */
 #define CAT_MAX_REFRESH 8
@@ -72,6 +74,7 @@ struct entry {
 	int err;	     /* last error (0: none) */
 	time_t err_at;
 	struct refresh *refresh; /* the background load running, or NULL */
+	int forgotten;		 /* changed by this mount: val must not be served */
 };
 
 void fs_list_put(struct fs_list *l)
@@ -189,6 +192,7 @@ static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, 
 		e->val = l;
 		e->fetched = now;
 		e->err = 0;
+		e->forgotten = 0;
 		*out = cat_list_ref(l);
 		return 0;
 	}
@@ -253,7 +257,8 @@ static void refresh_start(struct fs_flights *t, struct fs_flight *f, struct fs_c
 	pthread_t th;
 	struct refresh *r;
 
-	if (refreshing >= CAT_MAX_REFRESH || refresh_stop || !(r = calloc(1, sizeof *r)))
+	if (refreshing >= CAT_MAX_REFRESH || __atomic_load_n(&refresh_stop, __ATOMIC_RELAXED) ||
+	    !(r = calloc(1, sizeof *r)))
 		return;
 	*r = (struct refresh){.c = c, .t = t, .kind = kind};
 	snprintf(r->key, sizeof r->key, "%s", key);
@@ -326,7 +331,8 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	/* One load per key; the others wait for it and take its outcome, or,
 	 * when an older listing is there, wait briefly and take that. */
 	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1) {
-		if (((struct entry *)fs_flight_val(f))->val) {
+		struct entry *e = fs_flight_val(f);
+		if (e->val && !e->forgotten) {
 			if (!fs_flight_busy(f))
 				refresh_start(t, f, c, key, kind, w);
 			rc = entry_stale(t, f, c, out);
@@ -363,6 +369,7 @@ static void cat_forget(const char *key)
 		struct entry *e = fs_flight_val(f);
 		e->fetched = 0;
 		e->err = 0;
+		e->forgotten = 1; /* the next call waits for ECR's new answer */
 		fs_flight_put(t, f);
 	}
 	fs_flights_unlock(t);
