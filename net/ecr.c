@@ -331,7 +331,11 @@ int ecr_call(ecr *e, struct ecr_call *c, json_t **resp_out, struct ecr_error *er
 		goto out;
 	}
 fail:
-	ecr_log_failure(c, err, rc, sc.source, resp.attempts > 0 ? resp.attempts : 1);
+	if (rc == -EHOSTUNREACH && resp.attempts == 0)
+		/* endpoint in back-off: net/http logged it going down */
+		log_debug("ecr %s: endpoint unreachable, not tried", c->op);
+	else
+		ecr_log_failure(c, err, rc, sc.source, resp.attempts > 0 ? resp.attempts : 1);
 out:
 	c->request_id = NULL; /* points into resp */
 	if (c->op)

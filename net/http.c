@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 
+#include "net/health.h"
 #include "net/log.h"
 
 #define BACKOFF_BASE_MS 100
@@ -25,6 +26,8 @@
 /* Collected (non-sink) bodies are capped: a BatchGetImage reply carrying one
  * 4 MiB manifest is larger once JSON-escaped, so 16 MiB. Beyond: -EFBIG. */
 #define MAX_ERR_BODY (16u << 20)
+/* Endpoints remembered as unreachable (net/health.h). */
+#define HEALTH_MAX 64
 
 /* An easy handle and the multi handle that drives it. */
 struct handle {
@@ -44,7 +47,9 @@ struct net_http {
 	int insecure;
 	int connect_timeout_ms;
 	int max_conns;
+	struct net_health *health; /* endpoints in back-off; locks itself */
 	_Atomic uint64_t st_requests, st_retries, st_errors, st_bytes_in, st_bytes_out;
+	_Atomic uint64_t st_fast_fails;
 };
 
 /* Protects the curl_global_init/cleanup reference count. */
@@ -125,7 +130,7 @@ int net_http_new(const struct net_http_opts *opts, net_http **out)
 		goto out;
 	}
 	h->share = curl_share_init();
-	if (!h->share) {
+	if (!h->share || net_health_new(HEALTH_MAX, &h->health)) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -166,6 +171,7 @@ void net_http_free(net_http *h)
 		pthread_mutex_destroy(&h->share_lock[i]);
 	pthread_mutex_destroy(&h->pool_lock);
 	free(h->ca_file);
+	net_health_free(h->health);
 	free(h);
 	pthread_mutex_lock(&global_lock);
 	if (--global_refs == 0)
@@ -208,6 +214,8 @@ void net_http_get_stats(net_http *h, struct net_http_stats *out)
 	out->errors = atomic_load(&h->st_errors);
 	out->bytes_in = atomic_load(&h->st_bytes_in);
 	out->bytes_out = atomic_load(&h->st_bytes_out);
+	out->fast_fails = atomic_load(&h->st_fast_fails);
+	out->hosts_down = net_health_down(h->health, now_ms());
 }
 
 static int pool_get(net_http *h, struct handle *out)
@@ -643,7 +651,10 @@ volatile int *net_http_thread_cancel_swap(volatile int *cancel)
 	return old;
 }
 
-int net_http_do(net_http *h, const struct net_request *req_in, struct net_response *resp)
+/* One call with its attempts; *answered is set when any attempt got an HTTP
+ * response or a byte (the endpoint is alive). */
+static int http_call(net_http *h, const struct net_request *req_in, struct net_response *resp,
+		     int *answered)
 {
 	struct net_request req_copy = *req_in;
 	const struct net_request *req = &req_copy;
@@ -731,6 +742,8 @@ int net_http_do(net_http *h, const struct net_request *req_in, struct net_respon
 		curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &dout);
 		atomic_fetch_add(&h->st_bytes_in, (uint64_t)(din > 0 ? din : 0));
 		atomic_fetch_add(&h->st_bytes_out, (uint64_t)(dout > 0 ? dout : 0));
+		if (din > 0)
+			*answered = 1;
 
 		if (rc == CURLE_OK) {
 			long status = 0;
@@ -739,7 +752,7 @@ int net_http_do(net_http *h, const struct net_request *req_in, struct net_respon
 			curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
 			resp->status = status;
 			resp->content_length = cl > 0 ? (uint64_t)cl : 0;
-			have_resp = 1;
+			have_resp = *answered = 1;
 			log_debug("http %s %s -> %ld (attempt %d)", req->method, safe_url, status,
 				  attempt);
 			int skew_moved = note_server_date(x.server_date, safe_url);
@@ -829,4 +842,44 @@ out:
 	if (ret < 0)
 		atomic_fetch_add(&h->st_errors, 1);
 	return ret;
+}
+
+/* What a call's outcome says of its endpoint: an answer of any kind means
+ * alive; a timeout or a refused connection with no answer means down. */
+static enum net_health_outcome health_outcome(int rc, int answered)
+{
+	if (answered)
+		return NET_HEALTH_UP;
+	if (rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -EHOSTUNREACH)
+		return NET_HEALTH_DOWN;
+	return NET_HEALTH_NONE; /* cancelled, or a local error */
+}
+
+/* The call, unless its endpoint is in back-off (DESIGN §11: a registry that
+ * stops answering costs one deadline, not one per call). A call failed at
+ * once makes no attempt (resp->attempts 0) and returns -EHOSTUNREACH. */
+int net_http_do(net_http *h, const struct net_request *req, struct net_response *resp)
+{
+	char key[280];
+	int answered = 0, how = NET_HEALTH_GO, rc, changed;
+	int keyed = req->url && net_health_key(req->url, key, sizeof key) == 0;
+
+	if (keyed && (how = net_health_admit(h->health, key, now_ms())) < 0) {
+		memset(resp, 0, sizeof(*resp));
+		atomic_fetch_add(&h->st_fast_fails, 1);
+		atomic_fetch_add(&h->st_errors, 1);
+		log_debug("http %s %s: in back-off, failed at once", req->method, key);
+		return -EHOSTUNREACH;
+	}
+	rc = http_call(h, req, resp, &answered);
+	if (!keyed)
+		return rc;
+	changed = net_health_report(h->health, key, how, health_outcome(rc, answered), now_ms());
+	if (changed > 0)
+		log_warn("%s does not answer (%s): calls to it fail at once for %d s, "
+			 "cached data is served",
+			 key, strerror(-rc), changed / 1000);
+	else if (changed < 0)
+		log_info("%s answers again", key);
+	return rc;
 }

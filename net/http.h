@@ -78,7 +78,11 @@ struct net_response {
 /* Performs the request. Returns 0 when an HTTP response was received (any
  * status; retries exhausted leave the last one), -ETIMEDOUT when the deadline
  * passed, -EINTR when cancelled, -EIO for transport failures after retries,
- * -ECONNREFUSED/-EHOSTUNREACH kept as such. Caller frees resp->body. */
+ * -ECONNREFUSED/-EHOSTUNREACH kept as such. Caller frees resp->body.
+ * After a timeout or a refused connection with no answer, the endpoint
+ * (host:port) is in back-off (net/health.h): calls to it return
+ * -EHOSTUNREACH at once, with resp->attempts 0, until one call tries it
+ * again after the back-off and it answers. */
 int net_http_do(net_http *h, const struct net_request *req, struct net_response *resp);
 
 /* Sets the cancel flag used by the requests this thread makes whose
@@ -94,6 +98,8 @@ volatile int *net_http_thread_cancel_swap(volatile int *cancel);
 /* Counters for .ecrfs/stats */
 struct net_http_stats {
 	uint64_t requests, retries, errors, bytes_in, bytes_out;
+	uint64_t fast_fails; /* calls failed at once: endpoint in back-off */
+	uint64_t hosts_down; /* endpoints in back-off now (net/health.h) */
 };
 void net_http_get_stats(net_http *h, struct net_http_stats *out);
 

@@ -25,6 +25,15 @@
  * TTL it only serves as the offline copy, which the cache's metadata
  * records also keep. */
 #define CAT_KEEP 600
+/* Stale answers first (DESIGN §11): a caller with an expired listing waits
+ * this long for its refresh, then takes the old listing while the refresh
+ * goes on. Well below a second: a path crosses two listings (repositories,
+ * tags), and a cached read must stay under one. ECR answers a listing page
+ * in about 0.1 s. */
+#define CAT_STALE_WAIT_MS 300
+/* Refreshes running in the background at most; past this an expired
+ * listing is served as it is and refreshed by a later call. */
+#define CAT_MAX_REFRESH 8
 
 /* ---- the tables ---- */
 
@@ -57,11 +66,15 @@ time_t cat_keep_until(const struct fs_ctx *c) { return time(NULL) + c->o.tag_ttl
 
 /* ---- a keyed cache of fs_list snapshots ---- */
 
+struct refresh;
+
 struct entry {
 	struct fs_list *val; /* referenced by the entry */
-	time_t fetched;      /* when val was loaded */
-	int err;             /* last error (0: none) */
+	time_t fetched;	     /* when val was loaded */
+	int err;	     /* last error (0: none) */
 	time_t err_at;
+	struct refresh *refresh; /* the background load running, or NULL */
+	int forgotten;		 /* changed by this mount: val must not be served */
 };
 
 void fs_list_put(struct fs_list *l)
@@ -179,6 +192,7 @@ static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, 
 		e->val = l;
 		e->fetched = now;
 		e->err = 0;
+		e->forgotten = 0;
 		*out = cat_list_ref(l);
 		return 0;
 	}
@@ -187,6 +201,118 @@ static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, 
 	e->err = rc;
 	e->err_at = now;
 	return is_transient(rc) ? entry_offline(t, c, e, key, kind, rc, out) : rc;
+}
+
+/* ---- background refreshes of expired listings ---- */
+
+/* One refresh: the entry (held) and where its listing comes from. */
+struct refresh {
+	struct fs_ctx *c;
+	struct fs_flights *t;
+	struct fs_flight *f;
+	const struct persist_kind *kind;
+	char key[512], registry[64], region[64], repo[512];
+	int overdue; /* a caller stopped waiting for it */
+};
+
+/* Protected by the lists table's lock: refreshes running, and how many of
+ * them callers stopped waiting for (while any is, ECR is slow and expired
+ * listings are served at once). */
+static int refreshing, overdue;
+/* Set at shutdown: running refreshes give up (their net calls see it). */
+static volatile int refresh_stop;
+
+static void *refresh_main(void *arg)
+{
+	struct refresh *r = arg;
+	struct where_arg w = {r->registry, r->region, r->repo[0] ? r->repo : NULL};
+	struct fs_list *l = NULL, *got = NULL;
+
+	net_http_thread_cancel(&refresh_stop); /* no FUSE request to interrupt it */
+	int rc = load_list(r->c, &w, &l);
+	if (rc == 0)
+		cat_persist_save(r->c, r->kind, r->key, l);
+	fs_flights_lock(r->t);
+	struct entry *e = fs_flight_val(r->f);
+	e->refresh = NULL;
+	entry_store(r->t, r->c, e, r->key, r->kind, rc, l, &got);
+	if (got)
+		fs_list_put(got);
+	fs_flight_done(r->f);
+	fs_flight_put(r->t, r->f);
+	overdue -= r->overdue;
+	refreshing--;
+	fs_flights_unlock(r->t);
+	free(r);
+	return NULL;
+}
+
+/* Starts the refresh of f's expired listing in a thread, unless too many
+ * run. Table locked; f not being loaded. */
+static void refresh_start(struct fs_flights *t, struct fs_flight *f, struct fs_ctx *c,
+			  const char *key, const struct persist_kind *kind,
+			  const struct where_arg *w)
+{
+	pthread_attr_t at;
+	pthread_t th;
+	struct refresh *r;
+
+	if (refreshing >= CAT_MAX_REFRESH || __atomic_load_n(&refresh_stop, __ATOMIC_RELAXED) ||
+	    !(r = calloc(1, sizeof *r)))
+		return;
+	*r = (struct refresh){.c = c, .t = t, .kind = kind};
+	snprintf(r->key, sizeof r->key, "%s", key);
+	snprintf(r->registry, sizeof r->registry, "%s", w->registry);
+	snprintf(r->region, sizeof r->region, "%s", w->region);
+	snprintf(r->repo, sizeof r->repo, "%s", w->repo ? w->repo : "");
+	r->f = fs_flight_get(t, key, 0); /* the thread's hold of f */
+	if (r->f != f || !fs_flight_claim(f)) {
+		if (r->f)
+			fs_flight_put(t, r->f);
+		free(r);
+		return;
+	}
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, refresh_main, r) == 0) {
+		((struct entry *)fs_flight_val(f))->refresh = r;
+		refreshing++;
+	} else {
+		fs_flight_done(f);
+		fs_flight_put(t, f);
+		free(r);
+	}
+	pthread_attr_destroy(&at);
+}
+
+/* f's listing expired and is being refreshed (or could not be): waits for
+ * the refresh at most CAT_STALE_WAIT_MS, not at all while another is
+ * overdue, then answers the new listing or the old one. Table locked. */
+static int entry_stale(struct fs_flights *t, struct fs_flight *f, struct fs_ctx *c,
+		       struct fs_list **out)
+{
+	struct entry *e = fs_flight_val(f);
+	int rc;
+	for (int waited = 0; fs_flight_busy(f) && !overdue; waited += 20) {
+		if (waited >= CAT_STALE_WAIT_MS) {
+			if (e->refresh && !e->refresh->overdue) {
+				e->refresh->overdue = 1;
+				overdue++;
+			}
+			break;
+		}
+		fs_flights_unlock(t);
+		nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+		fs_flights_lock(t);
+	}
+	if ((rc = entry_answer(c, e, out)) != 1)
+		return rc;
+	if (!e->val)
+		return -EIO; /* not reached: entries with a refresh keep their value */
+	log_debug("%s: ECR is slow, serving the listing of %lld s ago", fs_flight_key(f),
+		  (long long)(time(NULL) - e->fetched));
+	*out = cat_list_ref(e->val);
+	return 0;
 }
 
 static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind *kind,
@@ -202,9 +328,20 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	fs_flights_lock(t);
 	if ((rc = entry_hold(t, c, key, &f)) != 0)
 		goto out;
-	/* One load per key; the others wait for it and take its outcome. */
-	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1 && !fs_flight_claim(f))
+	/* One load per key; the others wait for it and take its outcome, or,
+	 * when an older listing is there, wait briefly and take that. */
+	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1) {
+		struct entry *e = fs_flight_val(f);
+		if (e->val && !e->forgotten) {
+			if (!fs_flight_busy(f))
+				refresh_start(t, f, c, key, kind, w);
+			rc = entry_stale(t, f, c, out);
+			goto out;
+		}
+		if (fs_flight_claim(f))
+			break;
 		fs_flight_wait(t, f, NULL);
+	}
 	if (rc != 1)
 		goto out;
 	fs_flights_unlock(t);
@@ -232,6 +369,7 @@ static void cat_forget(const char *key)
 		struct entry *e = fs_flight_val(f);
 		e->fetched = 0;
 		e->err = 0;
+		e->forgotten = 1; /* the next call waits for ECR's new answer */
 		fs_flight_put(t, f);
 	}
 	fs_flights_unlock(t);
@@ -355,10 +493,20 @@ void fs_cat_stats(struct fs_cat_stats *out)
 
 void fs_cat_shutdown(void)
 {
+	struct fs_flights *t = lists_tab();
+	__atomic_store_n(&refresh_stop, 1, __ATOMIC_RELAXED);
+	for (int n = 1; t && n;) { /* refreshes hold entries: wait for them */
+		fs_flights_lock(t);
+		n = refreshing;
+		fs_flights_unlock(t);
+		if (n)
+			nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+	}
 	pthread_mutex_lock(&tabs_mu);
 	fs_flights_free(lists);
 	fs_flights_free(censuses);
 	lists = censuses = NULL;
 	pthread_mutex_unlock(&tabs_mu);
 	fs_cat_referrers_shutdown();
+	__atomic_store_n(&refresh_stop, 0, __ATOMIC_RELAXED); /* a next mount */
 }

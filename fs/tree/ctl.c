@@ -81,11 +81,13 @@ static int render_stats(struct fs_ctx *c, char **out)
 	}
 	struct net_http_stats hs;
 	net_http_get_stats(c->http, &hs);
-	json_object_set_new(root, "http",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
-				      "retries", (json_int_t)hs.retries, "errors",
-				      (json_int_t)hs.errors, "bytes_in", (json_int_t)hs.bytes_in,
-				      "bytes_out", (json_int_t)hs.bytes_out));
+	json_object_set_new(
+	    root, "http",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
+		      "retries", (json_int_t)hs.retries, "errors", (json_int_t)hs.errors,
+		      "bytes_in", (json_int_t)hs.bytes_in, "bytes_out", (json_int_t)hs.bytes_out,
+		      "fast_fails", (json_int_t)hs.fast_fails, "hosts_down",
+		      (json_int_t)hs.hosts_down));
 	struct cache_stats cs;
 	cache_get_stats(c->cache, &cs);
 	json_object_set_new(root, "cache",

@@ -239,6 +239,17 @@ static void test_attempts_exhausted(void)
 	net_buf_free(&r.body);
 }
 
+/* A handle with an empty endpoint health table: after a test that leaves
+ * the fake server in back-off (net/health.h). */
+static void renew(void)
+{
+	struct net_http_opts o = {.connect_timeout_ms = 2000};
+	net_http_free(h);
+	h = NULL;
+	if (net_http_new(&o, &h))
+		abort();
+}
+
 static void test_deadline(void)
 {
 	struct net_response r;
@@ -252,6 +263,19 @@ static void test_deadline(void)
 	 * deadline (an unbounded call would hang the suite). */
 	CHECK(took < 1500 + 5000);
 	net_buf_free(&r.body);
+
+	/* The endpoint that timed out is in back-off: the next call fails at
+	 * once, without a request. */
+	int nreq = fakesrv_nreq(&srv);
+	struct net_http_stats st;
+	t0 = mono_ms();
+	CHECK(net_http_do(h, &q, &r) == -EHOSTUNREACH);
+	CHECK(mono_ms() - t0 < 500);
+	CHECK(r.attempts == 0);
+	CHECK(fakesrv_nreq(&srv) == nreq);
+	net_http_get_stats(h, &st);
+	CHECK(st.fast_fails == 1 && st.hosts_down == 1);
+	renew();
 
 	/* A busy server and a short deadline: retries stop at the deadline. */
 	reset(SC_503_ALWAYS);
@@ -277,6 +301,7 @@ static void test_stall(void)
 	CHECK(r.attempts == 2);
 	CHECK(fakesrv_nreq(&srv) == 2); /* the stalled attempt was retried */
 	net_buf_free(&r.body);
+	renew();
 }
 
 static int retry_throttle(void *arg, long status, const struct net_buf *b)
