@@ -22,8 +22,10 @@ def test_browsing_many_tags_keeps_tables_bounded(emu, mount):
     with open(m.path(".ecrfs", "stats")) as f:
         t = json.load(f)["tables"]
     # each tag browsed made 5 nodes (tag, index.json, blobs, sha256, manifest):
-    # unbounded that is 15,000; kept: 2,048 images' worth plus repositories
-    assert t["nodes"] <= 2048 * 5 + REPOS + 100, t
+    # unbounded that is 15,000; kept: 2,048 images' worth plus repositories,
+    # and the dropped ones the kernel has not FORGOTTEN yet (it does so
+    # asynchronously)
+    assert t["nodes"] <= 12000, t
     assert t["listings"] <= 256 and t["censuses"] <= 32, t
     # every tag stays reachable after its image directory was dropped
     first = m.repo(names[0])
