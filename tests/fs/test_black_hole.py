@@ -68,6 +68,9 @@ def cat(path, timeout):
 def test_uncached_read_ends_within_one_deadline(emu, hole, mount):
     m = mount(f"deadline={D}")
     p, _ = layer(m, hole, "h1")
+    # Both images opened now: a manifest is fetched only for an image being
+    # opened (browsing is not a pull), and the hole would answer that EIO.
+    p2, _ = layer(m, hole, "h2")
     black_hole(emu)
     try:
         r, took = cat(p, timeout=4 * D)
@@ -76,7 +79,6 @@ def test_uncached_read_ends_within_one_deadline(emu, hole, mount):
         print(f"black hole, uncached cat: EIO after {took:.2f} s (deadline {D} s)")
         assert took <= D + 5, f"cat took {took:.1f} s with a {D} s deadline"
         # The endpoint is in back-off: another uncached read fails at once.
-        p2, _ = layer(m, hole, "h2")
         r, took = cat(p2, timeout=4 * D)
         print(f"black hole, next uncached cat: EIO after {took:.2f} s")
         assert r.returncode != 0 and took < 1.0, took

@@ -119,7 +119,9 @@ def test_read_across_expiry(own_emu, tmp_path):
 def test_push_across_expiry(own_emu, tmp_path):
     emu = own_emu
     layout = str(tmp_path / "layout")
-    img = layouts.make_image(layout, "v1", {"/big": os.urandom(25 << 20)})
+    # Four parts: the layer's close returns before its parts are sent, so
+    # the push must outlive a credential by its parts alone.
+    img = layouts.make_image(layout, "v1", {"/big": os.urandom(35 << 20)})
     # Slow parts: a three-part layer takes longer than a credential lives.
     emu.config(sts_duration=LIFE, sts_expire_early=EARLY)
     emu.fault(op="UploadLayerPart", kind="delay", delay_ms=6000, count=0)

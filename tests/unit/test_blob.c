@@ -373,9 +373,13 @@ static void test_initial_width(struct fs_blobs *bs, cache *ca)
 	pthread_create(&t, NULL, reader_main, &r);
 	CHECK(wait_fk(&fk.at_gate, 5));
 	usleep(100000);
-	CHECK(fk.at_gate >= 5);
-	CHECK(fk.asked >= 16 * MIB);
-	CHECK_INT(fk.url_calls, 1);
+	pthread_mutex_lock(&fk.mu); /* the fetch threads write these under it */
+	int at_gate = fk.at_gate, url_calls = fk.url_calls;
+	uint64_t asked = fk.asked;
+	pthread_mutex_unlock(&fk.mu);
+	CHECK(at_gate >= 5);
+	CHECK(asked >= 16 * MIB);
+	CHECK_INT(url_calls, 1);
 	open_gate(&fk.gate);
 	pthread_join(t, NULL);
 	CHECK(r.ok);
