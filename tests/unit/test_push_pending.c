@@ -196,8 +196,11 @@ static void test_incomplete(void)
 	char *sum = pending_summary_json(P);
 	CHECK(sum && strstr(sum, im.layer.digest) && strstr(sum, "\"pending\""));
 	free(sum);
-	/* the repository gets the layer some other way: sync commits */
+	/* the repository gets the layer some other way: sync commits (the fake
+	 * is locked: the config's upload worker writes it when it completes) */
+	pthread_mutex_lock(&F.mu);
 	strcpy(F.layers[F.nlayers++], im.layer.digest);
+	pthread_mutex_unlock(&F.mu);
 	CHECK(pending_status(v) == 0);
 	CHECK(F.n_put == 1);
 	free(idx);
