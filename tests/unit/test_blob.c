@@ -51,7 +51,7 @@ static uint64_t inval_ino;
 static void on_inval(void *arg, uint64_t ino)
 {
 	__atomic_add_fetch(&invals, 1, __ATOMIC_RELAXED);
-	inval_ino = ino;
+	__atomic_store_n(&inval_ino, ino, __ATOMIC_RELAXED);
 }
 
 static struct fake_blob *fake_find(const char *digest)
@@ -409,16 +409,16 @@ static void test_corrupt(struct fs_blobs *bs, cache *ca)
 	struct fake_blob *b = add_blob(8 * MIB + 5, 4, 3 * MIB / 2);
 	struct fs_rstate *rs = open_blob(bs, b, 14);
 	char buf[4096];
-	invals = 0;
+	__atomic_store_n(&invals, 0, __ATOMIC_RELAXED);
 	/* Chunks last to first: random reads, no readahead. */
 	CHECK_INT(read_at(rs, buf, 5, 8 * MIB), 5);
 	for (uint64_t c = 7; c >= 2; c--)
 		CHECK(read_ok(rs, b, 4096, c * MIB));
 	CHECK_INT(read_at(rs, buf, 4096, MIB), 4096);
-	CHECK_INT(invals, 0);
+	CHECK_INT(__atomic_load_n(&invals, __ATOMIC_RELAXED), 0);
 	CHECK_INT(read_at(rs, buf, 4096, 0), -EIO);
-	CHECK_INT(invals, 1);
-	CHECK_INT(inval_ino, 14);
+	CHECK_INT(__atomic_load_n(&invals, __ATOMIC_RELAXED), 1);
+	CHECK_INT(__atomic_load_n(&inval_ino, __ATOMIC_RELAXED), 14);
 	CHECK(!cache_blob_complete(ca, b->digest));
 	CHECK_INT(read_at(rs, buf, 4096, 2 * MIB), -EIO);
 	fs_blob_close(rs);
@@ -427,7 +427,7 @@ static void test_corrupt(struct fs_blobs *bs, cache *ca)
 	 * end at the latest, never after a successful read of the end. */
 	struct fake_blob *s = add_blob(5 * MIB + 3, 5, 4 * MIB + 1);
 	rs = open_blob(bs, s, 15);
-	invals = 0;
+	__atomic_store_n(&invals, 0, __ATOMIC_RELAXED);
 	static char big[64 * 1024];
 	ssize_t last = 0;
 	int eio_then_ok = 0, seen_eio = 0;
@@ -439,7 +439,7 @@ static void test_corrupt(struct fs_blobs *bs, cache *ca)
 	}
 	CHECK_INT(last, -EIO);
 	CHECK_INT(eio_then_ok, 0);
-	CHECK(invals >= 1);
+	CHECK(__atomic_load_n(&invals, __ATOMIC_RELAXED) >= 1);
 	fs_blob_close(rs);
 }
 
