@@ -23,6 +23,8 @@ int user_errno(int rc);
  * thread makes until interruptible_end, which must come before the reply
  * (libfuse may call the handler until it is unregistered, and the request
  * is freed by the reply). */
+/* libfuse's INTERRUPT handler: sets the int *data points to. */
+void req_interrupted(fuse_req_t req, void *data);
 void interruptible_begin(fuse_req_t req, volatile int *cancel);
 void interruptible_end(fuse_req_t req);
 

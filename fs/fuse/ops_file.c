@@ -51,7 +51,6 @@ static int open_img_file(struct fs_ctx *c, struct fs_node *n, struct fs_fh *h,
 	return 0;
 }
 
-static void on_interrupt(fuse_req_t req, void *data);
 
 /* A file of TAG@rootfs or TAG@layers: the bytes never change. */
 static int open_rootfs(struct fs_ctx *c, fuse_req_t req, struct fs_node *n,
@@ -127,17 +126,12 @@ static void reply_pread(fuse_req_t req, int fd, off_t off, size_t len)
 	free(buf);
 }
 
-static void on_interrupt(fuse_req_t req, void *data)
-{
-	__atomic_store_n((volatile int *)data, 1, __ATOMIC_RELAXED);
-}
-
 static void read_blob(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
 {
 	char *buf = NULL;
 	int fd = -1;
 	volatile int cancel = 0;
-	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
+	fuse_req_interrupt_func(req, req_interrupted, (void *)&cancel);
 	ssize_t n = fs_blob_read(h->rs, &buf, size, (uint64_t)off, &cancel, &fd);
 	fuse_req_interrupt_func(req, NULL, NULL);
 	if (n < 0) {
@@ -159,7 +153,7 @@ static void read_rootfs(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
 {
 	char *buf = malloc(size ? size : 1);
 	volatile int cancel = 0;
-	fuse_req_interrupt_func(req, on_interrupt, (void *)&cancel);
+	fuse_req_interrupt_func(req, req_interrupted, (void *)&cancel);
 	ssize_t n = buf ? fs_rootfs_read(h->rf, buf, size, (uint64_t)off, &cancel) : -ENOMEM;
 	fuse_req_interrupt_func(req, NULL, NULL);
 	if (n < 0)

@@ -26,7 +26,7 @@ int user_errno(int rc)
 	}
 }
 
-static void on_interrupt(fuse_req_t req, void *data)
+void req_interrupted(fuse_req_t req, void *data)
 {
 	__atomic_store_n((volatile int *)data, 1, __ATOMIC_RELAXED);
 }
@@ -34,7 +34,7 @@ static void on_interrupt(fuse_req_t req, void *data)
 void interruptible_begin(fuse_req_t req, volatile int *cancel)
 {
 	*cancel = 0;
-	fuse_req_interrupt_func(req, on_interrupt, (void *)cancel);
+	fuse_req_interrupt_func(req, req_interrupted, (void *)cancel);
 	net_http_thread_cancel(cancel);
 }
 
