@@ -83,6 +83,7 @@ void fs_list_put(struct fs_list *l)
 		return;
 	ecr_repo_list_free(&l->repos);
 	ecr_image_list_free(&l->images);
+	fs_list_index_free(l->index);
 	free(l);
 }
 
@@ -422,31 +423,6 @@ void fs_cat_invalidate(const char *registry, const char *region, const char *rep
 		snprintf(key, sizeof key, "%s/%s/%s", registry, region, repo);
 		cat_forget(key);
 	}
-}
-
-const struct ecr_repo *fs_list_find_repo(const struct fs_list *l, const char *name)
-{
-	for (size_t i = 0; i < l->repos.n; i++)
-		if (!strcmp(l->repos.v[i].name, name))
-			return &l->repos.v[i];
-	return NULL;
-}
-
-const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *tag)
-{
-	for (size_t i = 0; i < l->images.n; i++)
-		for (size_t t = 0; t < l->images.v[i].ntags; t++)
-			if (!strcmp(l->images.v[i].tags[t], tag))
-				return &l->images.v[i];
-	return NULL;
-}
-
-const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest)
-{
-	for (size_t i = 0; i < l->images.n; i++)
-		if (!strcmp(l->images.v[i].digest, digest))
-			return &l->images.v[i];
-	return NULL;
 }
 
 /* ---- identity ---- */
