@@ -3,6 +3,7 @@ send no LOOKUP per entry (counted by the daemon in .ecrfs/stats "fuse"),
 cost the minimum of listing pages (the emulator's request log), give the
 same attributes a LOOKUP gives, and every node READDIRPLUS handed to the
 kernel is FORGOTTEN again (the node count returns to its floor)."""
+import errno
 import json
 import math
 import os
@@ -101,6 +102,21 @@ def test_ls_l_of_many_tags_sends_no_lookup_per_entry(seeded, plus, mount):
     assert emu.count("DescribeImages") == math.ceil(N_TAGS / 1000)
     assert len(emu.log()) <= math.ceil(N_TAGS / 1000) + 1
     assert emu.count("BatchGetImage") == 0
+
+
+def test_xattrs_outside_user_are_not_supported(seeded, mount):
+    """ls -l asks security.selinux and the POSIX ACLs of every entry; an
+    EOPNOTSUPP makes it stop asking for the mount (ENODATA would not)."""
+    m = mount()
+    tag = m.repo("team", "app", "v1")
+    for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+        with pytest.raises(OSError) as e:
+            os.getxattr(tag, name)
+        assert e.value.errno == errno.EOPNOTSUPP, name
+    with pytest.raises(OSError) as e:
+        os.getxattr(tag, "user.nothing")
+    assert e.value.errno == errno.ENODATA
+    assert os.getxattr(tag, "user.ecr.digest").startswith(b"sha256:")
 
 
 def test_find_maxdepth_1_sends_no_lookup_per_entry(seeded, plus, mount):
