@@ -17,10 +17,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
-	/* Every READDIR is a READDIRPLUS (ops_dir.c): not the kernel's "auto"
-	 * mode, which uses it for the first buffer only unless LOOKUPs came
-	 * in between, while `ls -l` reads the whole directory before its
-	 * first stat. */
+	/* Every READDIR is a READDIRPLUS (ops_dir.c), not the kernel's "auto"
+	 * mode: with it (kernel 6.18) `find DIR -maxdepth 1` of 5,000 tags got
+	 * READDIRPLUS for its first buffers only, then plain READDIR and 4,804
+	 * LOOKUPs. */
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
