@@ -20,6 +20,9 @@ from mount import ACCT, REGION
 
 N_TAGS = 1100
 N_REPOS = 1050
+# The module's repositories live in a region of their own, so the other
+# modules' listings of the suite's region stay as they expect.
+PLUS_REGION = "eu-west-1"
 
 
 def _stats(m):
@@ -37,13 +40,13 @@ def _delta(before, after):
 
 @pytest.fixture(scope="module")
 def plus(seeded):
-    """plus/tags: N_TAGS distinct images, one tag each; plus/ns/rNNNN:
-    N_REPOS repositories (empty)."""
+    """In PLUS_REGION: plus/tags, N_TAGS distinct images, one tag each;
+    plus/ns/rNNNN, N_REPOS repositories (empty)."""
     emu, layout = seeded["emu"], seeded["layout"]
     base = layouts.descriptor(layout, "v2")
     man = json.loads(layouts._blob(layout, base["digest"]))
-    ecrclient.create_repository(emu, "plus/tags")
-    c = ecrclient.client_for(emu)
+    ecrclient.create_repository(emu, "plus/tags", region=PLUS_REGION)
+    c = ecrclient.client_for(emu, region=PLUS_REGION)
     try:
         for b in [man["config"]] + man["layers"]:
             c.push_blob("plus/tags", layouts._blob(layout, b["digest"]), b["digest"])
@@ -52,7 +55,7 @@ def plus(seeded):
     tags = [f"t{i:04d}" for i in range(N_TAGS)]
 
     def put(chunk):
-        c = ecrclient.client_for(emu)
+        c = ecrclient.client_for(emu, region=PLUS_REGION)
         try:
             for t in chunk:
                 m = dict(man, annotations={"n": t})
@@ -61,7 +64,7 @@ def plus(seeded):
             c.close()
 
     def create(chunk):
-        c = ecrclient.client_for(emu)
+        c = ecrclient.client_for(emu, region=PLUS_REGION)
         try:
             for i in chunk:
                 c.call("CreateRepository", repositoryName=f"plus/ns/r{i:04d}")
@@ -75,16 +78,20 @@ def plus(seeded):
 
 
 def _region_repos(emu):
-    return len(emu.aws("describe-repositories")["repositories"])
+    return len(emu.aws("describe-repositories", region=PLUS_REGION)["repositories"])
+
+
+def _plus(m, *parts):
+    return m.repo("plus", *parts, region=PLUS_REGION)
 
 
 def test_ls_l_of_many_tags_sends_no_lookup_per_entry(seeded, plus, mount):
     emu = seeded["emu"]
     m = mount("tag_ttl=3600")  # counts must not depend on how fast ls runs
-    os.listdir(m.repo("plus"))  # the repositories' listing, and the path
+    os.listdir(_plus(m))  # the repositories' listing, and the path
     emu.reset_log()
     before = _fuse(m)
-    out = subprocess.run(["ls", "-l", m.repo("plus", "tags")], capture_output=True, text=True,
+    out = subprocess.run(["ls", "-l", _plus(m, "tags")], capture_output=True, text=True,
                          check=True, timeout=300).stdout
     d = _delta(before, _fuse(m))
     names = [line.split()[-1] for line in out.splitlines()[1:]]
@@ -122,10 +129,10 @@ def test_xattrs_outside_user_are_not_supported(seeded, mount):
 def test_find_maxdepth_1_sends_no_lookup_per_entry(seeded, plus, mount):
     emu = seeded["emu"]
     m = mount("tag_ttl=3600")
-    os.listdir(m.repo("plus"))
+    os.listdir(_plus(m))
     emu.reset_log()
     before = _fuse(m)
-    out = subprocess.run(["find", m.repo("plus", "tags"), "-maxdepth", "1"],
+    out = subprocess.run(["find", _plus(m, "tags"), "-maxdepth", "1"],
                          capture_output=True, text=True, check=True, timeout=300).stdout
     d = _delta(before, _fuse(m))
     assert len(out.splitlines()) == N_TAGS + 1
@@ -138,7 +145,7 @@ def test_ls_l_of_many_repositories_sends_no_lookup_per_entry(seeded, plus, mount
     m = mount("tag_ttl=3600")
     emu.reset_log()
     before = _fuse(m)
-    out = subprocess.run(["ls", "-l", m.repo("plus", "ns")], capture_output=True, text=True,
+    out = subprocess.run(["ls", "-l", _plus(m, "ns")], capture_output=True, text=True,
                          check=True, timeout=300).stdout
     d = _delta(before, _fuse(m))
     assert len(out.splitlines()) == N_REPOS + 1
@@ -199,7 +206,7 @@ def test_nodes_return_to_floor_after_drop_caches(seeded, plus, mount):
         pytest.skip("dropping the kernel's caches needs root")
     m = mount("tag_ttl=3600")
     floor = _nodes(m)  # the root, .ecrfs and stats
-    for p in (m.repo("plus", "tags"), m.repo("plus", "ns"), m.repo("team", "app"),
+    for p in (_plus(m, "tags"), _plus(m, "ns"), m.repo("team", "app"),
               m.repo("team", "app", "v1", "blobs", "sha256")):
         subprocess.run(["ls", "-l", p], capture_output=True, check=True, timeout=300)
     assert _nodes(m) >= floor + N_TAGS + N_REPOS
@@ -212,4 +219,4 @@ def test_nodes_return_to_floor_after_drop_caches(seeded, plus, mount):
         time.sleep(0.5)
     assert _nodes(m) == floor
     # and browsing again works from the same mount
-    assert len(os.listdir(m.repo("plus", "tags"))) == N_TAGS
+    assert len(os.listdir(_plus(m, "tags"))) == N_TAGS
