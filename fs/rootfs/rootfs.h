@@ -101,8 +101,24 @@ size_t rootfs_index_entries(const struct rootfs_index *ix);
 /* Size of the uncompressed stream and of the blob. */
 uint64_t rootfs_index_size(const struct rootfs_index *ix);
 uint64_t rootfs_index_blob_size(const struct rootfs_index *ix);
+/* 1 when a and b list the same entries (path, type, size, data offset,
+ * mode, ids, mtime) in the same order: an index from elsewhere agrees with
+ * one built from the layer. */
+int rootfs_index_same_entries(const struct rootfs_index *a, const struct rootfs_index *b);
 /* Bytes of memory the index uses (for stats). */
 size_t rootfs_index_mem(const struct rootfs_index *ix);
+
+/* ---- indexes carried by images ------------------------------------------ */
+
+/* The index of gzip layer `digest` (blob_size bytes) from its SOCI zTOC
+ * (the flatbuffers blob of the soci-snapshotter's ztoc.fbs, already checked
+ * against its own digest by the caller). The zTOC's span digests become the
+ * checkpoints' sha256, so every span read is checked as for a local index.
+ * -EBADMSG when malformed or not for this blob size, -ENOTSUP for a zTOC
+ * ecrfs does not use (uncompressed layer, spans without digests), -EFBIG
+ * over the caps. Every offset, length and field of buf is checked. */
+int rootfs_index_from_ztoc(const char *digest, uint64_t blob_size, const void *buf, size_t len,
+			   struct rootfs_index **out);
 
 /* ---- reading bytes ---------------------------------------------------------- */
 

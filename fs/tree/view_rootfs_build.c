@@ -82,12 +82,14 @@ static void image_free(struct rfs_image *im)
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
 		rootfs_index_free(im->layers[i].ix);
+		rootfs_index_free(im->layers[i].read_ix);
 		if (im->layers[i].copy_fd >= 0)
 			close(im->layers[i].copy_fd);
 	}
 	free(im->plats);
 	free(im->layers);
 	pthread_mutex_destroy(&im->mu);
+	pthread_mutex_destroy(&im->soci_mu);
 	pthread_cond_destroy(&im->cv);
 	free(im->key);
 	free(im->registry);
@@ -239,6 +241,7 @@ static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 	if (!im)
 		return -ENOMEM;
 	pthread_mutex_init(&im->mu, NULL);
+	pthread_mutex_init(&im->soci_mu, NULL);
 	pthread_cond_init(&im->cv, NULL);
 	im->refs = 1;
 	im->c = c;
@@ -541,6 +544,21 @@ struct rfs_image *rfs_image_peek(const struct fs_node *n)
 	return NULL;
 }
 
+/* The layers' index sources, distinct, in layer order: "soci v2, local
+ * build"; "" when every layer was built here. Under im->mu. */
+static void sources_text(struct rfs_image *im, char *out, size_t size)
+{
+	size_t pos = 0;
+	for (size_t i = 0; i < im->nlayers; i++) {
+		const char *src = im->layers[i].source;
+		int seen = !src;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = im->layers[j].source && !strcmp(im->layers[j].source, src);
+		if (!seen && pos < size)
+			pos += (size_t)snprintf(out + pos, size - pos, "%s%s", pos ? ", " : "", src);
+	}
+}
+
 char *rfs_image_state(const struct fs_node *n)
 {
 	struct fs_node *v = view_root(n);
@@ -554,15 +572,14 @@ char *rfs_image_state(const struct fs_node *n)
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);
-	int local = 1;
-	for (size_t i = 0; i < im->nlayers; i++)
-		local &= im->layers[i].local;
+	char srcs[160] = "";
+	sources_text(im, srcs, sizeof srcs);
 	uint64_t done = progress(im, &total);
 	int r = -1;
 	if (im->state == RFS_BUILDING)
 		r = asprintf(&s, "building %d%%", total ? (int)(done * 100 / total) : 0);
 	else if (im->state == RFS_READY)
-		r = asprintf(&s, "%s", local ? "ready (local index)" : "ready");
+		r = asprintf(&s, "ready%s%s%s", srcs[0] ? " (" : "", srcs, srcs[0] ? ")" : "");
 	else if (im->state == RFS_FAILED)
 		r = asprintf(&s, "error: %s", strerror(-im->err));
 	else

@@ -17,6 +17,20 @@ struct rfs_layer {
 	int zstd;		 /* its media type says zstd */
 	int copy_fd;		 /* zstd: the decompressed copy, else -1 */
 	uint64_t fed;		 /* bytes streamed so far (atomic) */
+	/* Where ix came from: NULL built here, "local index" (cache_dir),
+	 * "soci v2", "soci v1", or "local build" (built after an index
+	 * source was refused or disagreed with the layer). */
+	const char *source;
+	int refused; /* an index source was offered and not used */
+	const char *foreign; /* the source of ix when not ecrfs's (set once) */
+	/* A zTOC for this layer (find_soci, under the image's soci_mu). */
+	char ztoc[72];
+	uint64_t ztoc_size;
+	int ztoc_ver;
+	/* Reads use this index once a foreign index's span failed its digest
+	 * (fallback_mu in view_rootfs_layer.c); ix stays, the trees use it. */
+	struct rootfs_index *read_ix;
+	int disagrees; /* the foreign index's entries differ from the layer's */
 };
 
 struct rfs_plat {
@@ -50,6 +64,9 @@ struct rfs_image {
 	struct rfs_plat *plats;
 	size_t nplats;
 	int is_index;
+	/* soci_mu serialises the one lookup of SOCI indexes (soci_done). */
+	pthread_mutex_t soci_mu;
+	int soci_done;
 };
 
 /* The image of a view node (VIEW or VIEW_ENTRY), referenced, ready, or
@@ -67,8 +84,14 @@ struct rootfs_tree *rfs_layer_tree(struct rfs_image *im, size_t p, size_t k);
 ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
 		       size_t len, volatile int *cancel);
 
-/* Loads or builds L's index (view_rootfs_layer.c). */
+/* Loads or builds L's index (view_rootfs_layer.c): the local cache, then
+ * the image's SOCI zTOC, then a local build. */
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L);
+/* L's index from the image's SOCI v2 or v1 zTOC (view_rootfs_soci.c):
+ * 0, -ENOENT when there is none, or the reason it was refused. */
+int rfs_soci_try(struct rfs_image *im, struct rfs_layer *L);
+/* Blob digest of the image's repository read whole and checked (malloc'd). */
+int rfs_blob_whole(struct rfs_image *im, const char *digest, uint64_t size, char **out);
 
 /* Set at unmount: builds stop (the streams' cancel flag). */
 volatile int *rfs_stop_flag(void);

@@ -6,6 +6,7 @@
  * reads of a layer's uncompressed bytes through the span cache. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,9 @@ static void index_path(const struct fs_ctx *c, const struct rfs_layer *L, const 
 	snprintf(out, size, "%s/index/%s%s", c->o.cache_dir, L->digest + 7, suffix);
 }
 
-static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
+/* Builds L's index into *out (and saves it). */
+static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir,
+		 struct rootfs_index **out)
 {
 	struct zcopy z = {.fd = -1};
 	struct rootfs_build_opts o = {.on_output = zcopy_write, .output_arg = &z};
@@ -133,7 +136,7 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 		return rc;
 	}
-	L->ix = ix;
+	*out = ix;
 	return 0;
 }
 
@@ -174,11 +177,54 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 		L->local = 1;
 		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
+		L->source = "local index";
 		return 0;
 	}
-	rc = build(im, L, dir);
+	if (rfs_soci_try(im, L) == 0) {
+		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
+		return 0;
+	}
+	rc = build(im, L, dir, &L->ix);
+	if (rc == 0 && L->refused)
+		L->source = "local build";
 	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
 	return rc;
+}
+
+/* fallback_mu serialises the fallback builds (rare: a foreign index whose
+ * span failed its digest) and protects L->read_ix, L->disagrees. */
+static pthread_mutex_t fallback_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A foreign index disagreed with the layer's bytes: the layer is built
+ * here (verified stream, saved to cache_dir/index for the next mount) and
+ * reads go through that index when the entries are the same ones. */
+static const struct rootfs_index *fallback(struct rfs_image *im, struct rfs_layer *L)
+{
+	char dir[4200];
+	struct rootfs_index *ix = NULL;
+	pthread_mutex_lock(&fallback_mu);
+	if (!L->read_ix && !L->disagrees) {
+		log_err("rootfs: the %s index of layer %s disagrees with the layer's bytes: "
+			"dropped, building it here",
+			L->foreign, L->digest);
+		snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
+		if (build(im, L, dir, &ix) == 0 && rootfs_index_same_entries(L->ix, ix)) {
+			L->read_ix = ix;
+			pthread_mutex_lock(&im->mu);
+			L->source = "local build";
+			pthread_mutex_unlock(&im->mu);
+		} else if (ix) {
+			log_err("rootfs: layer %s: its files differ from the %s index; remount "
+				"to see them",
+				L->digest, L->foreign);
+			L->disagrees = 1;
+			rootfs_index_free(ix);
+		}
+	}
+	const struct rootfs_index *r = L->read_ix;
+	pthread_mutex_unlock(&fallback_mu);
+	return r;
 }
 
 /* ---- reads ---- */
@@ -210,10 +256,17 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 	struct rootfs_spans *s = rfs_spans();
 	struct src_arg a = {im, L, cancel};
 	struct rootfs_source src = {read_compressed, &a};
-	ssize_t n = s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	pthread_mutex_lock(&fallback_mu);
+	const struct rootfs_index *ix = L->read_ix ? L->read_ix : L->ix;
+	pthread_mutex_unlock(&fallback_mu);
+	ssize_t n = s ? rootfs_spans_read(s, ix, &src, off, buf, len) : -ENOMEM;
 	/* A span that failed its sha256 may sit in the blob cache: drop it so
 	 * that the next read fetches it again. */
 	if (n == -EIO && L->copy_fd < 0)
 		cache_blob_drop(im->c->cache, L->digest);
+	/* A foreign index's span digest that the layer does not match. */
+	if (n == -EIO && ix == L->ix && L->foreign &&
+	    (ix = fallback(im, L)) != NULL)
+		n = rootfs_spans_read(s, ix, &src, off, buf, len);
 	return n;
 }
