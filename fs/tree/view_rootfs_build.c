@@ -544,16 +544,19 @@ struct rfs_image *rfs_image_peek(const struct fs_node *n)
 	return NULL;
 }
 
-/* The layers' index sources, distinct, in layer order: "soci v2, local
- * build"; "" when every layer was built here. Under im->mu. */
+/* The layers' index sources, distinct, in layer order ("soci v2, local
+ * build"); "" when every layer was built here. Under im->mu. */
 static void sources_text(struct rfs_image *im, char *out, size_t size)
 {
 	size_t pos = 0;
-	for (size_t i = 0; i < im->nlayers; i++) {
-		const char *src = im->layers[i].source;
-		int seen = !src;
+	int any = 0;
+	for (size_t i = 0; i < im->nlayers; i++)
+		any |= im->layers[i].source != NULL;
+	for (size_t i = 0; any && i < im->nlayers; i++) {
+		const char *src = im->layers[i].source ? im->layers[i].source : "local build";
+		int seen = 0;
 		for (size_t j = 0; j < i && !seen; j++)
-			seen = im->layers[j].source && !strcmp(im->layers[j].source, src);
+			seen = !strcmp(im->layers[j].source ? im->layers[j].source : "local build", src);
 		if (!seen && pos < size)
 			pos += (size_t)snprintf(out + pos, size - pos, "%s%s", pos ? ", " : "", src);
 	}
