@@ -16,6 +16,7 @@ struct rfs_layer {
 	struct rootfs_index *ix; /* set once by its worker, before the image is ready */
 	const char *source;	 /* where ix came from: RFS_SRC_LOCAL, a table name, RFS_SRC_BUILT */
 	int zstd;		 /* its media type says zstd */
+	int ranged;		 /* ix is from a TOC: every span checked, read by range */
 	char *media_type;	 /* the descriptor's, or NULL */
 	json_t *annot;		 /* the descriptor's annotations (a reference), or NULL */
 	size_t plat, pos;	 /* the first platform naming it, and its place there */

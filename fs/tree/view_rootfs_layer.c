@@ -46,7 +46,10 @@ static int blob_ref_open(struct rfs_image *im, const struct rfs_layer *L, struct
 {
 	struct fs_blob_ref ref = {im->registry, im->region, im->repo,
 				  L->digest,	L->size,    fs_ecr_for(im->c, im->registry)};
-	return fs_blob_open(im->c->blobs, &ref, 0, rs);
+	int rc = fs_blob_open(im->c->blobs, &ref, 0, rs);
+	if (rc == 0 && L->ranged)
+		fs_blob_caller_checks(*rs);
+	return rc;
 }
 
 /* Exactly len bytes at off of the blob; 0 or -errno. */
@@ -169,9 +172,11 @@ int rfs_layer_pread(struct rfs_image *im, struct rfs_layer *L, uint64_t off, voi
 		    size_t len, volatile int *cancel)
 {
 	struct fs_rstate *rs = NULL;
+	struct rfs_layer r = *L; /* the sources check what they read */
+	r.ranged = 1;
 	if (off > L->size || len > L->size - off)
 		return -EINVAL;
-	int rc = blob_ref_open(im, L, &rs);
+	int rc = blob_ref_open(im, &r, &rs);
 	if (rc == 0)
 		rc = blob_pread(rs, buf, len, off, cancel);
 	fs_blob_close(rs);
@@ -182,7 +187,7 @@ int rfs_layer_pread(struct rfs_image *im, struct rfs_layer *L, uint64_t off, voi
 
 int rfs_blob_fetch(struct rfs_image *im, const char *digest, uint64_t size, void **out)
 {
-	struct rfs_layer tmp = {.size = size};
+	struct rfs_layer tmp = {.size = size}; /* checked as a whole below */
 	unsigned char md[32];
 	char hex[65];
 	volatile int never = 0;

@@ -15,6 +15,8 @@
  * referrer) and ecrfs's own published index go here, in that order, after
  * eStargz and zstd:chunked. A NULL try_fn is skipped. */
 const struct rfs_index_source rfs_index_sources[] = {
+    {"estargz", rfs_src_estargz},
+    {"zstd:chunked", rfs_src_zstd_chunked},
     {"soci", NULL},
     {"published", NULL},
 };
@@ -69,6 +71,7 @@ static int try_table(struct rfs_image *im, struct rfs_layer *L)
 		if (rc == 0 && ix && strcmp(rootfs_index_digest(ix), L->digest) == 0) {
 			L->ix = ix;
 			L->source = s->name;
+			L->ranged = 1;
 			return 0;
 		}
 		if (rc == 0) {
