@@ -40,7 +40,7 @@ static int slots_used, stopping;
 static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
-uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
+uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes, rfs_st_tocs; /* atomic */
 static uint64_t st_images;						   /* atomic */
 
 static void spans_init(void)
@@ -62,6 +62,7 @@ void fs_rootfs_stats(struct fs_rootfs_stats *out)
 	out->build_failures = __atomic_load_n(&rfs_st_failures, __ATOMIC_RELAXED);
 	out->loads = __atomic_load_n(&rfs_st_loads, __ATOMIC_RELAXED);
 	out->index_bytes = __atomic_load_n(&rfs_st_index_bytes, __ATOMIC_RELAXED);
+	out->from_sources = __atomic_load_n(&rfs_st_tocs, __ATOMIC_RELAXED);
 	out->images = __atomic_load_n(&st_images, __ATOMIC_RELAXED);
 	size_t b = 0;
 	if (spans)
@@ -79,17 +80,19 @@ static void image_free(struct rfs_image *im)
 		free(pl->ltrees);
 		free(pl->ixs);
 		free(pl->lay);
+		free(pl->manifest);
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
 		rootfs_index_free(im->layers[i].ix);
 		rootfs_index_free(im->layers[i].read_ix);
 		if (im->layers[i].copy_fd >= 0)
 			close(im->layers[i].copy_fd);
+		free(im->layers[i].media_type);
+		json_decref(im->layers[i].annot);
 	}
 	free(im->plats);
 	free(im->layers);
 	pthread_mutex_destroy(&im->mu);
-	pthread_mutex_destroy(&im->soci_mu);
 	pthread_cond_destroy(&im->cv);
 	free(im->key);
 	free(im->registry);
@@ -143,6 +146,10 @@ static int add_layer(struct rfs_image *im, struct rfs_plat *pl, const struct oci
 		nv[i].size = (uint64_t)d->size;
 		nv[i].copy_fd = -1;
 		nv[i].zstd = d->media_type && strstr(d->media_type, "zstd");
+		nv[i].plat = (size_t)(pl - im->plats);
+		nv[i].pos = pl->n;
+		if (d->media_type && !(nv[i].media_type = strdup(d->media_type)))
+			return -ENOMEM;
 		im->nlayers++;
 	}
 	size_t *nl = realloc(pl->lay, (pl->n + 1) * sizeof *nl);
@@ -166,6 +173,27 @@ static int on_layer(void *arg, const struct oci_desc *d)
 	return add_layer(w->im, w->pl, d);
 }
 
+/* Keeps each new layer's descriptor annotations (TOC digests, positions)
+ * for the index sources. */
+static int layer_annotations(struct rfs_image *im, const struct rfs_plat *pl)
+{
+	json_t *root = json_loadb(pl->manifest, pl->manifest_len, 0, NULL);
+	json_t *ls = json_object_get(root, "layers"), *d;
+	size_t k;
+	json_array_foreach(ls, k, d)
+	{
+		json_t *an = json_object_get(d, "annotations");
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+		for (size_t i = 0; dg && json_is_object(an) && i < im->nlayers; i++) {
+			struct rfs_layer *L = &im->layers[i];
+			if (!L->annot && L->plat == (size_t)(pl - im->plats) && !strcmp(L->digest, dg))
+				L->annot = json_incref(an);
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
 /* Appends a platform made from manifest digest of img. */
 static int add_plat(struct rfs_image *im, const struct fs_image *img, const char *digest,
 		    const char *name)
@@ -182,8 +210,13 @@ static int add_plat(struct rfs_image *im, const struct fs_image *img, const char
 	snprintf(pl->name, sizeof pl->name, "%s", name);
 	snprintf(pl->digest, sizeof pl->digest, "%s", digest);
 	struct walk_arg w = {im, pl};
-	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS,
-			NULL, NULL, on_layer, &w);
+	if (!(pl->manifest = malloc(img->blobs[bi].size ? img->blobs[bi].size : 1)))
+		return -ENOMEM;
+	memcpy(pl->manifest, img->blobs[bi].data, img->blobs[bi].size);
+	pl->manifest_len = img->blobs[bi].size;
+	int rc = oci_walk(img->blobs[bi].data, img->blobs[bi].size,
+			  OCI_BY_SHAPE | OCI_LIST_LAYERS, NULL, NULL, on_layer, &w);
+	return rc ? rc : layer_annotations(im, pl);
 }
 
 /* "linux_arm_v7" from a descriptor's platform; "" when it has none or is
@@ -241,7 +274,6 @@ static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 	if (!im)
 		return -ENOMEM;
 	pthread_mutex_init(&im->mu, NULL);
-	pthread_mutex_init(&im->soci_mu, NULL);
 	pthread_cond_init(&im->cv, NULL);
 	im->refs = 1;
 	im->c = c;
@@ -544,24 +576,6 @@ struct rfs_image *rfs_image_peek(const struct fs_node *n)
 	return NULL;
 }
 
-/* The layers' index sources, distinct, in layer order ("soci v2, local
- * build"); "" when every layer was built here. Under im->mu. */
-static void sources_text(struct rfs_image *im, char *out, size_t size)
-{
-	size_t pos = 0;
-	int any = 0;
-	for (size_t i = 0; i < im->nlayers; i++)
-		any |= im->layers[i].source != NULL;
-	for (size_t i = 0; any && i < im->nlayers; i++) {
-		const char *src = im->layers[i].source ? im->layers[i].source : "local build";
-		int seen = 0;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = !strcmp(im->layers[j].source ? im->layers[j].source : "local build", src);
-		if (!seen && pos < size)
-			pos += (size_t)snprintf(out + pos, size - pos, "%s%s", pos ? ", " : "", src);
-	}
-}
-
 char *rfs_image_state(const struct fs_node *n)
 {
 	struct fs_node *v = view_root(n);
@@ -575,14 +589,14 @@ char *rfs_image_state(const struct fs_node *n)
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);
-	char srcs[160] = "";
-	sources_text(im, srcs, sizeof srcs);
+	char from[128];
+	rfs_sources_describe(im, from, sizeof from);
 	uint64_t done = progress(im, &total);
 	int r = -1;
 	if (im->state == RFS_BUILDING)
 		r = asprintf(&s, "building %d%%", total ? (int)(done * 100 / total) : 0);
 	else if (im->state == RFS_READY)
-		r = asprintf(&s, "ready%s%s%s", srcs[0] ? " (" : "", srcs, srcs[0] ? ")" : "");
+		r = asprintf(&s, "ready%s%s%s", from[0] ? " (" : "", from, from[0] ? ")" : "");
 	else if (im->state == RFS_FAILED)
 		r = asprintf(&s, "error: %s", strerror(-im->err));
 	else

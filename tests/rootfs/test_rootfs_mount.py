@@ -112,7 +112,7 @@ def test_umoci_image_matches_unpack(pushed, mount, tmp_path):
     root = first_ls(m, emu, "rfs/umoci", "v1", pushed["umoci"])
     ref = check_against_umoci(root, pushed["umoci"], "v1", tmp_path)
     assert len(ref) > 200 and len(groups(ref, "ino")) >= 2
-    assert os.getxattr(m.repo("rfs/umoci", "v1@rootfs"), "user.ecr.rootfs_state") == b"ready"
+    assert os.getxattr(m.repo("rfs/umoci", "v1@rootfs"), "user.ecr.rootfs_state") == b"ready (built)"
     lay = os.getxattr(os.path.join(root, "srv/owned"), "user.ecr.layer").decode()
     layers = manifest(pushed["umoci"], "v1")[1]["layers"]
     assert lay.split()[1] == layers[int(lay.split()[0])]["digest"]

@@ -170,14 +170,14 @@ def test_soci_lists_and_reads_like_unpack(images, mount, tmp_path, tag):
     plain = m.repo("soci/plain", "v1@rootfs")
     strip = lambda t: {p: {k: v for k, v in r.items() if k != "group"} for p, r in t.items()}
     assert strip(walk(root)) == strip(walk(plain))
-    assert os.getxattr(plain, STATE) == b"ready"
+    assert os.getxattr(plain, STATE) == b"ready (built)"
 
 
 def test_malformed_ztoc_falls_back(images, mount, tmp_path):
     m = mount()
     root = m.repo("soci/malformed", "malformed@rootfs")
     check_against_umoci(root, images["layout"], "malformed", tmp_path, made_parents={"data"})
-    assert os.getxattr(root, STATE) == b"ready (local build, soci v2)"
+    assert os.getxattr(root, STATE) == b"ready (built, soci v2)"
     assert "is malformed" in m.logtext()
 
 
@@ -189,8 +189,8 @@ def test_wrong_span_digest_falls_back(images, mount, tmp_path):
     # data/big's last span carries a wrong digest: its read falls back.
     want = bytes(range(256)) * 8000
     assert open(os.path.join(root, "data/big"), "rb").read() == want
-    assert os.getxattr(root, STATE) == b"ready (soci v2, local build)"
-    assert "disagrees with the layer" in m.logtext()
+    assert os.getxattr(root, STATE) == b"ready (soci v2, built)"
+    assert "disagrees with its soci v2 index" in m.logtext()
     check_against_umoci(root, images["layout"], "badspan", tmp_path, made_parents={"data"})
 
 
@@ -202,4 +202,4 @@ def test_strict_refuses_v1_not_v2(images, mount):
     names = sorted(os.listdir(v2))
     assert os.getxattr(v2, STATE) == b"ready (soci v2)"
     assert sorted(os.listdir(v1)) == names
-    assert os.getxattr(v1, STATE) == b"ready"
+    assert os.getxattr(v1, STATE) == b"ready (built)"
