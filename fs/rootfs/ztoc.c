@@ -107,7 +107,7 @@ static int type_of(const char *t, size_t len)
 
 /* The entry's xattrs from its PAX records, through the tar reader's own
  * parser (SCHILY.xattr.* and LIBARCHIVE.xattr.*), so both agree. */
-static int entry_xattrs(const struct fb_table *m, struct rootfs_pax *pax)
+static int entry_xattrs(const struct fb_table *m, uint64_t *budget, struct rootfs_pax *pax)
 {
 	struct fb_vec v;
 	char *rec = NULL;
@@ -122,6 +122,11 @@ static int entry_xattrs(const struct fb_table *m, struct rootfs_pax *pax)
 			rc = -EBADMSG;
 			break;
 		}
+		if (kl + vl + 32 > *budget) {
+			rc = -EFBIG;
+			break;
+		}
+		*budget -= kl + vl + 32;
 		if (strncmp(k, "SCHILY.xattr.", 13) && strncmp(k, "LIBARCHIVE.xattr.", 17))
 			continue;
 		/* "<len> key=value\n", len counting its own digits */
@@ -156,6 +161,9 @@ static int entry_xattrs(const struct fb_table *m, struct rootfs_pax *pax)
 struct zt {
 	struct rootfs_index *ix;
 	uint64_t next_header; /* where the next tar header may start */
+	/* Bytes of names and xattrs still allowed: flatbuffers may point many
+	 * entries at one string, so a small zTOC could ask for huge work. */
+	uint64_t budget;
 };
 
 static int add_xattrs(struct rootfs_index *ix, const struct rootfs_pax *pax, struct rootfs_ent *e)
@@ -249,23 +257,23 @@ static int add_entry(struct zt *z, const struct fb_table *m)
 	struct rootfs_index *ix = z->ix;
 	struct rootfs_ent e = {0};
 	struct rootfs_pax pax = {0};
-	const char *t;
-	size_t tl;
+	const char *t, *name, *link;
+	size_t tl, nl, ll;
 	int type, rc;
-	if (fb_str(m, F_TYPE, &t, &tl) != 1 || (type = type_of(t, tl)) < 0)
+	if (fb_str(m, F_TYPE, &t, &tl) != 1 || (type = type_of(t, tl)) < 0 ||
+	    fb_str(m, F_NAME, &name, &nl) < 0 || fb_str(m, F_LINK, &link, &ll) < 0)
 		return -EBADMSG;
+	if (nl + ll + 64 > z->budget)
+		return -EFBIG;
+	z->budget -= nl + ll + 64;
 	e.type = (uint8_t)type;
 	if ((rc = entry_numbers(z, m, &e)) < 0 || (rc = entry_names(ix, m, &e)) != 0)
 		return rc < 0 ? rc : 0;
-	if ((rc = entry_xattrs(m, &pax)) == 0 &&
+	if ((rc = entry_xattrs(m, &z->budget, &pax)) == 0 &&
 	    (rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1,
 				 sizeof(e))) == 0 &&
-	    (rc = add_xattrs(ix, &pax, &e)) == 0) {
-		if (ix->n_pool > ZTOC_MAX_POOL)
-			rc = -EFBIG;
-		else
-			ix->ents[ix->n_ents++] = e;
-	}
+	    (rc = add_xattrs(ix, &pax, &e)) == 0)
+		ix->ents[ix->n_ents++] = e;
 	rootfs_pax_clear(&pax);
 	return rc;
 }
@@ -403,7 +411,9 @@ int rootfs_index_from_ztoc(const char *digest, uint64_t blob_size, const void *b
 	ix->comp = ROOTFS_COMP_GZIP;
 	ix->blob_size = blob_size;
 	ix->out_size = usize;
-	struct zt z = {ix, 0};
+	/* A real zTOC stores each name once: 4x its size is plenty. */
+	uint64_t budget = 4 * (uint64_t)len + (1u << 20);
+	struct zt z = {ix, 0, budget < ZTOC_MAX_POOL ? budget : ZTOC_MAX_POOL};
 	if ((rc = read_toc(&z, &root)) < 0 || (rc = read_zinfo(ix, &root)) < 0)
 		goto out;
 	rootfs_ix_shrink(ix);
