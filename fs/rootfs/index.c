@@ -103,6 +103,8 @@ size_t rootfs_index_entries(const struct rootfs_index *ix) { return ix->n_ents; 
 
 uint64_t rootfs_index_size(const struct rootfs_index *ix) { return ix->out_size; }
 
+int rootfs_index_comp(const struct rootfs_index *ix) { return (int)ix->comp; }
+
 uint64_t rootfs_index_blob_size(const struct rootfs_index *ix) { return ix->blob_size; }
 
 size_t rootfs_index_mem(const struct rootfs_index *ix)

@@ -95,6 +95,12 @@ int rootfs_index_save(const struct rootfs_index *ix, const char *dir);
 /* Loads DIR/<hex of digest>: -ENOENT when absent, -EBADMSG when corrupt or
  * not for this digest (delete it and rebuild). */
 int rootfs_index_load(const char *dir, const char *digest, struct rootfs_index **out);
+/* The same checks on the bytes of an index file from elsewhere (a
+ * published index): -EBADMSG unless it is a sound index of digest. */
+int rootfs_index_from_bytes(const char *digest, const void *buf, size_t len,
+			    struct rootfs_index **out);
+/* ROOTFS_COMP_NONE, _GZIP or _ZSTD: what the index's spans are ranges of. */
+int rootfs_index_comp(const struct rootfs_index *ix);
 void rootfs_index_free(struct rootfs_index *ix);
 const char *rootfs_index_digest(const struct rootfs_index *ix);
 size_t rootfs_index_entries(const struct rootfs_index *ix);

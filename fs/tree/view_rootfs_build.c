@@ -16,6 +16,7 @@
 #include "fs/tree/image.h"
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_publish.h"
 #include "net/http.h"
 #include "net/log.h"
 #include "net/oci.h"
@@ -437,6 +438,10 @@ static void *worker(void *arg)
 		im->state = rc ? RFS_FAILED : RFS_READY;
 		pthread_cond_broadcast(&im->cv);
 		pthread_mutex_unlock(&im->mu);
+		/* -o rootfs_publish: after the image is served, in this worker
+		 * (unmount waits for it like for a build). */
+		if (rc == 0 && !__atomic_load_n(&stopping, __ATOMIC_RELAXED))
+			rfs_publish(im);
 	}
 	rfs_image_put(im);
 	worker_gone();

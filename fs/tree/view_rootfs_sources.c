@@ -8,6 +8,7 @@
 
 #include "fs/mount.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_publish.h"
 #include "fs/tree/view_rootfs_soci.h"
 #include "fs/tree/view_rootfs_sources.h"
 #include "net/log.h"
@@ -16,13 +17,14 @@
  * referrer) and ecrfs's own published index go here, in that order, after
  * eStargz and zstd:chunked. A NULL try_fn is skipped. */
 const struct rfs_index_source rfs_index_sources[] = {
-    /* SOCI first: finding it costs no layer byte (an annotation, one
-     * ListImageReferrers per image), the footer probes below a tail read. */
+    /* First those that cost no layer byte to find (an annotation, one
+     * ListImageReferrers per image), then the footer probes (a tail read
+     * of every layer). */
     {"soci v2", rfs_src_soci_v2},
     {"soci v1", rfs_src_soci_v1},
+    {"published", rfs_src_published},
     {"estargz", rfs_src_estargz},
     {"zstd:chunked", rfs_src_zstd_chunked},
-    {"published", NULL},
 };
 const size_t rfs_n_index_sources = sizeof rfs_index_sources / sizeof rfs_index_sources[0];
 
