@@ -189,9 +189,13 @@ static int publish_plat(struct rfs_image *im, size_t p)
 void rfs_publish(struct rfs_image *im)
 {
 	int built = 0;
+	if (!im->c->o.rootfs_publish || im->c->ro)
+		return;
+	pthread_mutex_lock(&im->mu); /* a fallback may set a layer's source */
 	for (size_t i = 0; i < im->nlayers; i++)
 		built |= im->layers[i].source && !strcmp(im->layers[i].source, RFS_SRC_BUILT);
-	if (!im->c->o.rootfs_publish || im->c->ro || !built)
+	pthread_mutex_unlock(&im->mu);
+	if (!built)
 		return;
 	for (size_t p = 0; p < im->nplats; p++) {
 		int rc = publish_plat(im, p);
