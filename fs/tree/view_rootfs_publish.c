@@ -9,9 +9,10 @@
  * tools' lazy loading on). Consumer (the "published" index source): the
  * referrer of the manifest, its blob for the layer read whole and checked
  * against its digest, then as an index file (trailing sha256, every bound,
- * the layer digest it names, the layer's size); it is saved to
- * cache_dir/index so that the next mount loads it locally. A referrer is
- * not chained to the image digest, so -o verify=strict never looks. */
+ * the layer digest it names, the layer's size). It is not saved to
+ * cache_dir/index: a later mount with -o verify=strict on the same cache
+ * would take it for one built here, and a referrer is not chained to the
+ * image digest, so -o verify=strict never looks. */
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -298,11 +299,6 @@ int rfs_src_published(const struct rfs_src_ctx *ctx, const struct rfs_src_layer 
 		rootfs_index_free(*index);
 		*index = NULL;
 		rc = -EBADMSG;
-	}
-	if (rc == 0) { /* the next mount loads it from the cache */
-		char dir[4200];
-		snprintf(dir, sizeof dir, "%s/index", ctx->c->o.cache_dir);
-		rootfs_index_save(*index, dir);
 	}
 	free(buf);
 	free(bytes);
