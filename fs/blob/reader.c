@@ -198,8 +198,11 @@ static ssize_t read_filled(struct fs_rstate *rs, char **bufp, size_t len, uint64
 	ssize_t rc = cache_blob_read_fd(rs->bs->cfg.cache, id->digest, id->ref.size, len, off, fd);
 	if (rc == (ssize_t)len) {
 		/* The last bytes of a blob the cache could not seal: the running
-		 * hash covers the whole blob before they are served. */
-		ssize_t hrc = off + len == id->ref.size ? blob_hash_to(rs, id->ref.size, cancel) : 0;
+		 * hash covers the whole blob before they are served (unless the
+		 * caller checks them: a TOC's tail read must not fetch it all). */
+		ssize_t hrc = off + len == id->ref.size && !rs->caller_checks
+				  ? blob_hash_to(rs, id->ref.size, cancel)
+				  : 0;
 		if (hrc) {
 			close(*fd);
 			*fd = -1;

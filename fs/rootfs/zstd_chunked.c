@@ -13,7 +13,6 @@
 #include "fs/rootfs/rootfs_i.h"
 #include "net/log.h"
 
-#define FOOTER 72 /* skippable frame header (8) + 64 bytes */
 #define MANIFEST_MAX (256u << 20)
 #define SKIPPABLE_HEADER 8
 
@@ -45,23 +44,35 @@ int rootfs_zchunked_annotation(const char *value, uint64_t blob_size,
 	return pos_check(pos, type, blob_size);
 }
 
+/* The footer's data: 64 bytes (containers/storage), 48 or 40 (older
+ * writers); all start with offset, length, uncompressed length, type and
+ * end with the magic "GNUlInUx" (older: "GnUlInUx"). */
 int rootfs_zchunked_footer(const void *tail, size_t tail_len, uint64_t blob_size,
 			   struct rootfs_zchunked_pos *pos)
 {
 	static const unsigned char skippable[4] = {0x50, 0x2a, 0x4d, 0x18};
-	if (tail_len < FOOTER || tail_len > blob_size)
+	static const size_t sizes[] = {64, 48, 40};
+	if (tail_len > blob_size)
 		return -ENOENT;
-	const unsigned char *f = (const unsigned char *)tail + tail_len - FOOTER, *d = f + 8;
-	if (memcmp(f, skippable, 4) != 0 || le64(f + 4) % (1ull << 32) != 64 ||
-	    memcmp(d + 56, "GNUlInUx", 8) != 0)
-		return -ENOENT;
-	pos->off = le64(d);
-	pos->len = le64(d + 8);
-	pos->ulen = le64(d + 16);
-	return pos_check(pos, le64(d + 24), blob_size);
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		size_t n = sizes[i];
+		if (tail_len < n + SKIPPABLE_HEADER)
+			continue;
+		const unsigned char *f = (const unsigned char *)tail + tail_len - n - 8, *d = f + 8;
+		if (memcmp(f, skippable, 4) != 0 || le64(f + 4) % (1ull << 32) != n ||
+		    (memcmp(d + n - 8, "GNUlInUx", 8) != 0 && memcmp(d + n - 8, "GnUlInUx", 8) != 0))
+			continue;
+		pos->off = le64(d);
+		pos->len = le64(d + 8);
+		pos->ulen = le64(d + 16);
+		return pos_check(pos, le64(d + 24), blob_size);
+	}
+	return -ENOENT;
 }
 
-/* The manifest's JSON (exactly ulen bytes), malloc'd. */
+/* The manifest's JSON (exactly ulen bytes), malloc'd. Frames after the one
+ * that completes it are ignored (a footer's length may also cover an
+ * older writer's second TOC). */
 static int unzstd(const void *src, size_t len, size_t ulen, char **out)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
@@ -71,12 +82,14 @@ static int unzstd(const void *src, size_t len, size_t ulen, char **out)
 		ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 24);
 	ZSTD_inBuffer in = {src, len, 0};
 	ZSTD_outBuffer o = {buf, ulen + 1, 0};
-	while (rc == 0 && in.pos < in.size) {
-		size_t before = in.pos + o.pos, r = ZSTD_decompressStream(d, &o, &in);
+	size_t r = 1;
+	while (rc == 0 && in.pos < in.size && !(r == 0 && o.pos == ulen)) {
+		size_t before = in.pos + o.pos;
+		r = ZSTD_decompressStream(d, &o, &in);
 		if (ZSTD_isError(r) || o.pos > ulen || in.pos + o.pos == before)
 			rc = -EBADMSG;
 	}
-	if (rc == 0 && o.pos != ulen)
+	if (rc == 0 && (o.pos != ulen || r != 0))
 		rc = -EBADMSG;
 	ZSTD_freeDCtx(d);
 	if (rc) {

@@ -15,8 +15,11 @@
 #define TOC_READ_MAX (64u << 20) /* a compressed TOC bigger than this is not used */
 
 #define ESTARGZ_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"
+/* containers/storage's keys, and the older ones of other writers. */
 #define ZCHUNKED_POSITION "io.github.containers.zstd-chunked.manifest-position"
 #define ZCHUNKED_CHECKSUM "io.github.containers.zstd-chunked.manifest-checksum"
+#define ZCHUNKED_POSITION_OLD "io.containers.zstd-chunked.manifest-position"
+#define ZCHUNKED_CHECKSUM_OLD "io.containers.zstd-chunked.manifest-checksum"
 
 static const char *annotation(const struct rfs_src_layer *layer, const char *key)
 {
@@ -90,6 +93,8 @@ static int zchunked_pos(const struct rfs_src_ctx *ctx, const struct rfs_src_laye
 			unsigned char **tail, size_t *tail_len, struct rootfs_zchunked_pos *pos)
 {
 	const char *at = annotation(layer, ZCHUNKED_POSITION);
+	if (!at)
+		at = annotation(layer, ZCHUNKED_POSITION_OLD);
 	if (at)
 		return rootfs_zchunked_annotation(at, layer->size, pos);
 	int rc = read_tail(ctx, layer, tail, tail_len);
@@ -100,6 +105,8 @@ int rfs_src_zstd_chunked(const struct rfs_src_ctx *ctx, const struct rfs_src_lay
 			 struct rootfs_index **index)
 {
 	const char *mt = layer->media_type, *sum = annotation(layer, ZCHUNKED_CHECKSUM);
+	if (!sum)
+		sum = annotation(layer, ZCHUNKED_CHECKSUM_OLD);
 	unsigned char *tail = NULL, *man = NULL;
 	size_t tail_len = 0;
 	struct rootfs_zchunked_pos pos;

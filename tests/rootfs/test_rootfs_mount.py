@@ -332,10 +332,10 @@ def test_interrupt_ends_wait_not_build(emulator, mount, tmp_path):
         state = os.getxattr(root, "user.ecr.rootfs_state").decode()
         assert state.startswith("building "), state
         deadline = time.monotonic() + 120
-        while state != "ready" and time.monotonic() < deadline:
+        while state != "ready (built)" and time.monotonic() < deadline:
             time.sleep(0.3)
             state = os.getxattr(root, "user.ecr.rootfs_state").decode()
-        assert state == "ready"
+        assert state == "ready (built)"
     t0 = time.monotonic()
     assert sorted(os.listdir(os.path.join(root, "etc"))) == ["blob", "small"]
     assert time.monotonic() - t0 < 2
