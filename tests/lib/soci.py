@@ -10,7 +10,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import struct
+import subprocess
+import tempfile
 import tarfile
 import zlib
 
@@ -173,3 +177,51 @@ def index_manifest(ztocs, version, subject=None):
     if subject:
         m["subject"] = subject
     return json.dumps(m).encode()
+
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "ztoc.fbs")
+FLATC = shutil.which("flatc")
+
+
+def ztoc_json(tar, gz, ck, span, digests=None):
+    """The zTOC as the JSON flatc reads with the schema."""
+    return {"version": "0.9", "build_tool_identifier": "ecrfs tests (flatc)",
+            "compressed_archive_size": len(gz), "uncompressed_archive_size": len(tar),
+            "toc": {"metadata": [
+                {"name": e["name"], "type": e["type"], "uncompressed_offset": e["off"],
+                 "uncompressed_size": e["size"], "linkname": e["link"], "mode": e["mode"],
+                 "uid": e["uid"], "gid": e["gid"], "uname": e["uname"], "gname": e["gname"],
+                 "mod_time": e["mtime"], "devmajor": e["major"], "devminor": e["minor"],
+                 "xattrs": [{"key": k, "value": v} for k, v in e["xattrs"]]}
+                for e in toc(tar)]},
+            "compression_info": {"compression_algorithm": "Gzip", "max_span_id": len(ck) - 1,
+                                 "span_digests": digests if digests is not None
+                                 else span_digests(gz, ck),
+                                 "checkpoints": list(zinfo_blob(ck, span))}}
+
+
+def flatc(args, files):
+    """Runs flatc in a temporary directory holding files {name: bytes};
+    returns that directory's files afterwards."""
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        subprocess.run([FLATC] + args, cwd=d, check=True, capture_output=True, timeout=300)
+        return {n: open(os.path.join(d, n), "rb").read() for n in os.listdir(d)}
+
+
+def ztoc_by_flatc(tar, gz, ck, span):
+    """The same zTOC, serialised by flatc from JSON against the schema (a
+    second writer, with its own layout: shared vtables, other order)."""
+    schema = open(SCHEMA, "rb").read()
+    j = json.dumps(ztoc_json(tar, gz, ck, span)).encode()
+    return flatc(["-b", "ztoc.fbs", "z.json"], {"ztoc.fbs": schema, "z.json": j})["z.bin"]
+
+
+def decode_by_flatc(ztoc_bytes):
+    """A zTOC decoded by flatc with the schema, as JSON."""
+    schema = open(SCHEMA, "rb").read()
+    out = flatc(["--json", "--strict-json", "--raw-binary", "ztoc.fbs", "--", "z.bin"],
+                {"ztoc.fbs": schema, "z.bin": ztoc_bytes})
+    return json.loads(out["z.json"])

@@ -129,8 +129,11 @@ def images(emulator, tarfile_image, tmp_path_factory):
                           tarfile.PAX_FORMAT)
     tars = tars_of(tarfile_image, "py") + [rand]
     out = {"emu": emulator, "layout": layout, "ztoc_bytes": {}}
-    for tag, version, spoil in (("v2", 2, None), ("v1", 1, None), ("badspan", 2, wrong_digest),
-                                ("malformed", 2, malformed)):
+    kinds = [("v2", 2, None), ("v1", 1, None), ("badspan", 2, wrong_digest),
+             ("malformed", 2, malformed)]
+    if soci.FLATC:  # the zTOCs serialised by another writer: flatc, from JSON
+        kinds.append(("v2flatc", 2, lambda i, tar, gz, ck: soci.ztoc_by_flatc(tar, gz, ck, SPAN)))
+    for tag, version, spoil in kinds:
         _, idx, ztocs = soci_image(layout, tag, tars, version, spoil)
         push_soci(emulator, layout, "soci/" + tag, tag, idx, ztocs)
         out["ztoc_bytes"][tag] = sum(len(z) for z in ztocs)
@@ -149,9 +152,11 @@ def layers_bytes(layout, tag):
     return sum(l["size"] for l in manifest(layout, tag)[1]["layers"])
 
 
-@pytest.mark.parametrize("tag", ["v2", "v1"])
+@pytest.mark.parametrize("tag", ["v2", "v1", "v2flatc"])
 def test_soci_lists_and_reads_like_unpack(images, mount, tmp_path, tag):
     emu, layout = images["emu"], images["layout"]
+    if tag not in images["ztoc_bytes"]:
+        pytest.skip("flatc (Debian's flatbuffers-compiler) not installed")
     m = mount()
     root = m.repo("soci/" + tag, tag + "@rootfs")
     emu.reset_log()
@@ -203,3 +208,25 @@ def test_strict_refuses_v1_not_v2(images, mount):
     assert os.getxattr(v2, STATE) == b"ready (soci v2)"
     assert sorted(os.listdir(v1)) == names
     assert os.getxattr(v1, STATE) == b"ready (built)"
+
+
+@pytest.mark.skipif(not soci.FLATC, reason="flatc (flatbuffers-compiler) not installed")
+def test_fixture_is_the_schema(tarfile_image):
+    """flatc decodes the Python-written zTOC with the schema into what it
+    was made from: the fixture's field numbers are the schema's."""
+    tar = tars_of(tarfile_image, "py")[0]
+    gz, ck = soci.gzip_spans(tar, 4096)
+    d = soci.decode_by_flatc(soci.ztoc(tar, gz, ck, 4096))
+    want = soci.ztoc_json(tar, gz, ck, 4096)
+    assert d["compressed_archive_size"] == len(gz)
+    assert d["uncompressed_archive_size"] == len(tar)
+    ci = d["compression_info"]
+    assert ci["span_digests"] == want["compression_info"]["span_digests"]
+    assert ci["checkpoints"] == want["compression_info"]["checkpoints"]
+    assert ci["max_span_id"] == len(ck) - 1 and len(ck) > 2
+    keys = ("name", "type", "uncompressed_offset", "uncompressed_size", "linkname", "mode",
+            "uid", "gid", "mod_time", "devmajor", "devminor", "xattrs")
+    norm = lambda m: {k: m.get(k, 0 if k not in ("name", "type", "linkname", "mod_time", "xattrs")
+                            else [] if k == "xattrs" else "") for k in keys}
+    assert [norm(m) for m in d["toc"]["metadata"]] == \
+        [norm(m) for m in want["toc"]["metadata"]]
