@@ -19,8 +19,22 @@
 /* field numbers of ztoc.fbs */
 enum { Z_VERSION = 0, Z_CSIZE = 2, Z_USIZE = 3, Z_TOC = 4, Z_CINFO = 5 };
 enum { C_ALGO = 0, C_MAXSPAN = 1, C_DIGESTS = 2, C_CKPTS = 3 };
-enum { F_NAME = 0, F_TYPE, F_OFF, F_SIZE, F_LINK, F_MODE, F_UID, F_GID, F_UNAME, F_GNAME,
-       F_MTIME, F_MAJOR, F_MINOR, F_XATTRS };
+enum {
+	F_NAME = 0,
+	F_TYPE,
+	F_OFF,
+	F_SIZE,
+	F_LINK,
+	F_MODE,
+	F_UID,
+	F_GID,
+	F_UNAME,
+	F_GNAME,
+	F_MTIME,
+	F_MAJOR,
+	F_MINOR,
+	F_XATTRS
+};
 
 #define ZINFO_HEAD 12u
 #define ZINFO_CKPT (8u + 8u + 1u + ROOTFS_WINDOW)
@@ -95,10 +109,10 @@ static int parse_time(const char *s, size_t len, int64_t *sec, uint32_t *nsec)
 
 static int type_of(const char *t, size_t len)
 {
-	static const char *const names[] = {[ROOTFS_REG] = "reg",	[ROOTFS_DIR] = "dir",
-					    [ROOTFS_SYMLINK] = "symlink", [ROOTFS_HARDLINK] = "hardlink",
-					    [ROOTFS_CHR] = "char",	[ROOTFS_BLK] = "block",
-					    [ROOTFS_FIFO] = "fifo"};
+	static const char *const names[] = {
+	    [ROOTFS_REG] = "reg",	    [ROOTFS_DIR] = "dir",  [ROOTFS_SYMLINK] = "symlink",
+	    [ROOTFS_HARDLINK] = "hardlink", [ROOTFS_CHR] = "char", [ROOTFS_BLK] = "block",
+	    [ROOTFS_FIFO] = "fifo"};
 	for (int i = 0; t && i <= ROOTFS_FIFO; i++)
 		if (strlen(names[i]) == len && !memcmp(t, names[i], len))
 			return i;
@@ -168,8 +182,8 @@ struct zt {
 
 static int add_xattrs(struct rootfs_index *ix, const struct rootfs_pax *pax, struct rootfs_ent *e)
 {
-	int rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + pax->n_xa,
-				sizeof(*ix->xa));
+	int rc =
+	    rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + pax->n_xa, sizeof(*ix->xa));
 	e->xattr_first = (uint32_t)ix->n_xa;
 	for (size_t i = 0; rc == 0 && i < pax->n_xa; i++) {
 		struct rootfs_xattr *x = &ix->xa[ix->n_xa];
@@ -210,7 +224,8 @@ static int entry_names(struct rootfs_index *ix, const struct fb_table *m, struct
 		if (e->type == ROOTFS_HARDLINK) {
 			int r = rootfs_path_norm(link, lnorm, sizeof(lnorm));
 			if (r < 0) {
-				log_warn("rootfs: zTOC of %s: link %.200s skipped", ix->digest, name);
+				log_warn("rootfs: zTOC of %s: link %.200s skipped", ix->digest,
+					 name);
 				return 1;
 			}
 			lk = lnorm;
@@ -270,8 +285,8 @@ static int add_entry(struct zt *z, const struct fb_table *m)
 	if ((rc = entry_numbers(z, m, &e)) < 0 || (rc = entry_names(ix, m, &e)) != 0)
 		return rc < 0 ? rc : 0;
 	if ((rc = entry_xattrs(m, &z->budget, &pax)) == 0 &&
-	    (rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1,
-				 sizeof(e))) == 0 &&
+	    (rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(e))) ==
+		0 &&
 	    (rc = add_xattrs(ix, &pax, &e)) == 0)
 		ix->ents[ix->n_ents++] = e;
 	rootfs_pax_clear(&pax);
@@ -301,8 +316,8 @@ static int hexval(char c)
 
 /* Checkpoint i of the zinfo blob (v1 blobs omit checkpoint 0: in 10, out
  * 0, no bits, no window). */
-static int add_ckpt(struct rootfs_index *ix, const uint8_t *p, const char *sha_hex,
-		    size_t sha_len, unsigned char *scratch)
+static int add_ckpt(struct rootfs_index *ix, const uint8_t *p, const char *sha_hex, size_t sha_len,
+		    unsigned char *scratch)
 {
 	struct rootfs_ckpt c = {0};
 	if (p) {
@@ -321,8 +336,7 @@ static int add_ckpt(struct rootfs_index *ix, const uint8_t *p, const char *sha_h
 	}
 	const struct rootfs_ckpt *prev = ix->n_ck ? &ix->ck[ix->n_ck - 1] : NULL;
 	if (c.bits > 7 || (c.bits && c.in == 0) || c.in > ix->blob_size || c.out > ix->out_size ||
-	    (prev ? (c.out <= prev->out || c.in < prev->in ||
-		     c.out - prev->out > ZTOC_MAX_SPAN_OUT)
+	    (prev ? (c.out <= prev->out || c.in < prev->in || c.out - prev->out > ZTOC_MAX_SPAN_OUT)
 		  : c.out != 0))
 		return -EBADMSG;
 	c.dict_len = c.out < ROOTFS_WINDOW ? (uint32_t)c.out : ROOTFS_WINDOW;

@@ -120,8 +120,8 @@ static int read_index_file(struct fs_ctx *c, const char *layer, char **buf, size
 }
 
 /* Uploads the index file of layer L and appends its descriptor to layers. */
-static int publish_layer(struct rfs_image *im, const struct ecr_where *w,
-			 const struct rfs_layer *L, json_t *layers)
+static int publish_layer(struct rfs_image *im, const struct ecr_where *w, const struct rfs_layer *L,
+			 json_t *layers)
 {
 	char *buf = NULL, dg[72];
 	size_t len = 0;
@@ -168,15 +168,15 @@ static int publish_plat(struct rfs_image *im, size_t p)
 	}
 	json_t *man = json_loadb(pl->manifest, pl->manifest_len, 0, NULL);
 	const char *smt = json_string_value(json_object_get(man, "mediaType"));
-	json_t *m = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:{s:s, s:s, s:I}}",
-			      "schemaVersion", 2, "mediaType", OCI_MANIFEST_MT, "artifactType",
-			      RFS_PUB_TYPE, "config", "mediaType", EMPTY_MT, "digest", cfg, "size",
-			      2, "layers", layers, "subject", "mediaType",
-			      smt ? smt : OCI_MANIFEST_MT, "digest", pl->digest, "size",
-			      (json_int_t)pl->manifest_len);
+	json_t *m =
+	    json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:{s:s, s:s, s:I}}", "schemaVersion",
+		      2, "mediaType", OCI_MANIFEST_MT, "artifactType", RFS_PUB_TYPE, "config",
+		      "mediaType", EMPTY_MT, "digest", cfg, "size", 2, "layers", layers, "subject",
+		      "mediaType", smt ? smt : OCI_MANIFEST_MT, "digest", pl->digest, "size",
+		      (json_int_t)pl->manifest_len);
 	char *bytes = m ? json_dumps(m, JSON_COMPACT) : NULL;
-	rc = bytes ? ecr_put_image(e, &w, NULL, bytes, strlen(bytes), OCI_MANIFEST_MT, NULL,
-				   NULL, NULL)
+	rc = bytes ? ecr_put_image(e, &w, NULL, bytes, strlen(bytes), OCI_MANIFEST_MT, NULL, NULL,
+				   NULL)
 		   : -ENOMEM;
 	if (rc == 0)
 		log_info("rootfs: published the indexes of %s in %s (%zu layers)", pl->digest,
@@ -278,8 +278,8 @@ int rfs_src_published(const struct rfs_src_ctx *ctx, const struct rfs_src_layer 
 	json_t *m = NULL;
 	if (ctx->strict || referrer_of(ctx, ref) != 0 || !ref[0])
 		return -ENOENT;
-	int rc = fs_cat_manifest(ctx->c, ctx->registry, ctx->region, ctx->repo, ref, &bytes, &len,
-				 &mt);
+	int rc =
+	    fs_cat_manifest(ctx->c, ctx->registry, ctx->region, ctx->repo, ref, &bytes, &len, &mt);
 	char got[72];
 	if (rc == 0) {
 		fs_sha256_digest(bytes, len, got);

@@ -30,8 +30,8 @@
 #define SOCI_INDEX_ANN "com.amazon.soci.index-digest"
 #define SOCI_LAYER_ANN "com.amazon.soci.image-layer-digest"
 #define ZTOC_MAX (64u << 20)
-#define V1_MEMO 64	/* images whose v1 lookup is remembered */
-#define V1_MEMO_TTL 60	/* seconds */
+#define V1_MEMO 64     /* images whose v1 lookup is remembered */
+#define V1_MEMO_TTL 60 /* seconds */
 
 static int is_digest(const char *d)
 {
@@ -64,12 +64,13 @@ static const char *ann(json_t *obj, const char *key)
 static const char *soci_type(json_t *m)
 {
 	const char *t = json_string_value(json_object_get(m, "artifactType"));
-	return t ? t : json_string_value(json_object_get(json_object_get(m, "config"), "mediaType"));
+	return t ? t
+		 : json_string_value(json_object_get(json_object_get(m, "config"), "mediaType"));
 }
 
 /* The layer's index from the zTOC that SOCI index idx lists for it. */
-static int from_index(const struct rfs_src_ctx *ctx, const struct rfs_src_layer *layer,
-		      json_t *idx, struct rootfs_index **out)
+static int from_index(const struct rfs_src_ctx *ctx, const struct rfs_src_layer *layer, json_t *idx,
+		      struct rootfs_index **out)
 {
 	size_t i;
 	json_t *l;
@@ -130,8 +131,8 @@ static int v1_lookup(const struct rfs_src_ctx *ctx, char out[72])
 	struct ecr_where w = {ctx->registry, ctx->region, ctx->repo};
 	const char *types[] = {SOCI_V1_TYPE};
 	out[0] = 0;
-	int rc = ecr_list_image_referrers(fs_ecr_for(ctx->c, ctx->registry), &w,
-					  ctx->image_digest, types, 1, 0, &l, NULL);
+	int rc = ecr_list_image_referrers(fs_ecr_for(ctx->c, ctx->registry), &w, ctx->image_digest,
+					  types, 1, 0, &l, NULL);
 	for (size_t i = 0; rc == 0 && !out[0] && i < l.n; i++) {
 		json_t *idx = NULL;
 		if (!is_digest(l.v[i].digest) || get_manifest(ctx, l.v[i].digest, &idx) != 0)

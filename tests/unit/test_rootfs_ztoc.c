@@ -31,8 +31,13 @@ static unsigned char *big;
 static struct zt_ent ze(const char *name, const char *type, const char *link, const char *mtime,
 			uint64_t off, uint64_t size, uint64_t mode)
 {
-	struct zt_ent e = {.name = name, .type = type, .link = link, .mtime = mtime,
-			   .off = off, .size = size, .mode = mode};
+	struct zt_ent e = {.name = name,
+			   .type = type,
+			   .link = link,
+			   .mtime = mtime,
+			   .off = off,
+			   .size = size,
+			   .mode = mode};
 	return e;
 }
 
@@ -51,27 +56,39 @@ static void make_layer(void)
 	ents[nents++] = ze("etc", "dir", NULL, "2023-11-14T22:13:20Z", 512, 0, 0755);
 	tb_dir(&b, "etc");
 	tb_pax(&b, 'x', 1, kv);
-	ents[nents] = ze("etc/big", "reg", NULL, "2023-11-14T22:13:20.5Z", b.len + 512, 300000,
-			 0644);
+	ents[nents] =
+	    ze("etc/big", "reg", NULL, "2023-11-14T22:13:20.5Z", b.len + 512, 300000, 0644);
 	ents[nents].uid = 1000;
 	ents[nents].gid = 1001;
 	ents[nents].xk = "SCHILY.xattr.user.k";
 	ents[nents++].xv = "v";
-	tb_entry(&b, &(struct tb_ent){.name = "etc/big", .type = '0', .mode = 0644, .uid = 1000,
-				      .gid = 1001, .data = big, .size = 300000,
+	tb_entry(&b, &(struct tb_ent){.name = "etc/big",
+				      .type = '0',
+				      .mode = 0644,
+				      .uid = 1000,
+				      .gid = 1001,
+				      .data = big,
+				      .size = 300000,
 				      .mtime = 1700000000});
-	ents[nents++] = ze("etc/small", "reg", NULL, "2023-11-14T22:13:20Z",
-					b.len + 512, 6, 04755);
-	tb_entry(&b, &(struct tb_ent){.name = "etc/small", .type = '0', .mode = 04755,
-				      .data = "small\n", .size = 6, .mtime = 1700000000});
-	ents[nents++] = ze("l", "symlink", "etc/small", "2023-11-14T23:13:20+01:00",
-					b.len + 512, 0, 0777);
-	tb_entry(&b, &(struct tb_ent){.name = "l", .type = '2', .link = "etc/small",
-				      .mode = 0777, .mtime = 1700000000});
-	ents[nents++] = ze("h", "hardlink", "etc/small", "2023-11-14T22:13:20Z",
-					b.len + 512, 0, 0644);
-	tb_entry(&b, &(struct tb_ent){.name = "h", .type = '1', .link = "etc/small",
-				      .mode = 0644, .mtime = 1700000000});
+	ents[nents++] = ze("etc/small", "reg", NULL, "2023-11-14T22:13:20Z", b.len + 512, 6, 04755);
+	tb_entry(&b, &(struct tb_ent){.name = "etc/small",
+				      .type = '0',
+				      .mode = 04755,
+				      .data = "small\n",
+				      .size = 6,
+				      .mtime = 1700000000});
+	ents[nents++] =
+	    ze("l", "symlink", "etc/small", "2023-11-14T23:13:20+01:00", b.len + 512, 0, 0777);
+	tb_entry(
+	    &b,
+	    &(struct tb_ent){
+		.name = "l", .type = '2', .link = "etc/small", .mode = 0777, .mtime = 1700000000});
+	ents[nents++] =
+	    ze("h", "hardlink", "etc/small", "2023-11-14T22:13:20Z", b.len + 512, 0, 0644);
+	tb_entry(
+	    &b,
+	    &(struct tb_ent){
+		.name = "h", .type = '1', .link = "etc/small", .mode = 0644, .mtime = 1700000000});
 	tb_end(&b);
 	tar = b.buf;
 	tar_len = b.len;
@@ -184,8 +201,8 @@ static size_t hot = SIZE_MAX;
 /* One mutation of p (len bytes, room for len + 64): the new length. */
 static size_t mutate(unsigned char *p, size_t len)
 {
-	static const uint64_t huge[] = {0xffffffffu, 0x7fffffffu, 0x80000000u,
-					0xffffffffffffffffull, 1ull << 62, 0};
+	static const uint64_t huge[] = {0xffffffffu,	       0x7fffffffu, 0x80000000u,
+					0xffffffffffffffffull, 1ull << 62,  0};
 	size_t span = next() % 4 && hot < len ? hot : len;
 	size_t at = span ? (size_t)(next() % span) : 0;
 	switch (next() % 6) {

@@ -167,8 +167,8 @@ static inline unsigned char *zt_ztoc(const unsigned char *tar, size_t tar_len,
 		fbw_le(&w, fbw_field(t, 5), e->mode, 8);
 		fbw_le(&w, fbw_field(t, 6), e->uid, 4);
 		fbw_le(&w, fbw_field(t, 7), e->gid, 4);
-		const char *strs[] = {e->name, e->type, e->link ? e->link : "", "root", "root",
-				      e->mtime};
+		const char *strs[] = {e->name, e->type, e->link ? e->link : "",
+				      "root",  "root",	e->mtime};
 		const unsigned slots[] = {0, 1, 4, 8, 9, 10};
 		for (int k = 0; k < 6; k++)
 			fbw_ref(&w, fbw_field(t, slots[k]), fbw_str(&w, strs[k], strlen(strs[k])));
