@@ -43,55 +43,7 @@ struct rootfs_build {
 static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
 {
 	struct rootfs_build *b = arg;
-	struct rootfs_index *ix = b->ix;
-	struct rootfs_ent ent = {0};
-	size_t need = strlen(e->path) + (e->link ? strlen(e->link) : 0) + 2;
-	for (size_t i = 0; i < e->n_xa; i++)
-		need += strlen(e->xa[i].name) + e->xa[i].len + 2;
-	if (ix->n_pool + need > b->o.max_names) {
-		log_err("rootfs: layer %s: names and xattrs over %llu MiB; refusing it", ix->digest,
-			(unsigned long long)(b->o.max_names >> 20));
-		return -EFBIG;
-	}
-	int rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(ent));
-	if (rc == 0)
-		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa,
-				    sizeof(*ix->xa));
-	if (rc < 0)
-		return rc;
-	ent.path_len = (uint32_t)strlen(e->path);
-	rc = rootfs_ix_pool_add(ix, e->path, ent.path_len, &ent.path);
-	ent.link = ROOTFS_NONE;
-	if (rc == 0 && e->link) {
-		ent.link_len = (uint32_t)strlen(e->link);
-		rc = rootfs_ix_pool_add(ix, e->link, ent.link_len, &ent.link);
-	}
-	ent.xattr_first = (uint32_t)ix->n_xa;
-	for (size_t i = 0; rc == 0 && i < e->n_xa; i++) {
-		struct rootfs_xattr *x = &ix->xa[ix->n_xa];
-		memset(x, 0, sizeof(*x));
-		x->name_len = (uint32_t)strlen(e->xa[i].name);
-		x->value_len = (uint32_t)e->xa[i].len;
-		rc = rootfs_ix_pool_add(ix, e->xa[i].name, x->name_len, &x->name);
-		if (rc == 0)
-			rc = rootfs_ix_pool_add(ix, e->xa[i].value, x->value_len, &x->value);
-		ix->n_xa += rc == 0;
-	}
-	if (rc < 0)
-		return rc;
-	ent.xattr_count = (uint32_t)e->n_xa;
-	ent.size = e->size;
-	ent.data_off = e->data_off;
-	ent.mtime = e->mtime;
-	ent.nsec = e->nsec;
-	ent.mode = e->mode;
-	ent.uid = e->uid;
-	ent.gid = e->gid;
-	ent.major = e->major;
-	ent.minor = e->minor;
-	ent.type = (uint8_t)e->type;
-	ix->ents[ix->n_ents++] = ent;
-	return 0;
+	return rootfs_ix_add_entry(b->ix, e, b->o.max_names);
 }
 
 int rootfs_build_new(const char *digest, enum rootfs_compression comp,

@@ -48,8 +48,9 @@ static json_t *rootfs_json(void)
 {
 	struct fs_rootfs_stats r;
 	fs_rootfs_stats(&r);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
 			 (json_int_t)r.builds, "index_build_failures", (json_int_t)r.build_failures,
+			 "index_from_sources", (json_int_t)r.from_sources,
 			 "index_loads", (json_int_t)r.loads, "index_bytes", (json_int_t)r.index_bytes,
 			 "images", (json_int_t)r.images, "span_hits", (json_int_t)r.span_hits,
 			 "span_misses", (json_int_t)r.span_misses, "span_bytes",

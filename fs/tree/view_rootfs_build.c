@@ -16,6 +16,7 @@
 #include "fs/tree/image.h"
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_publish.h"
 #include "net/http.h"
 #include "net/log.h"
 #include "net/oci.h"
@@ -40,7 +41,7 @@ static int slots_used, stopping;
 static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
-uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
+uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes, rfs_st_tocs; /* atomic */
 static uint64_t st_images;						   /* atomic */
 
 static void spans_init(void)
@@ -62,6 +63,7 @@ void fs_rootfs_stats(struct fs_rootfs_stats *out)
 	out->build_failures = __atomic_load_n(&rfs_st_failures, __ATOMIC_RELAXED);
 	out->loads = __atomic_load_n(&rfs_st_loads, __ATOMIC_RELAXED);
 	out->index_bytes = __atomic_load_n(&rfs_st_index_bytes, __ATOMIC_RELAXED);
+	out->from_sources = __atomic_load_n(&rfs_st_tocs, __ATOMIC_RELAXED);
 	out->images = __atomic_load_n(&st_images, __ATOMIC_RELAXED);
 	size_t b = 0;
 	if (spans)
@@ -79,11 +81,15 @@ static void image_free(struct rfs_image *im)
 		free(pl->ltrees);
 		free(pl->ixs);
 		free(pl->lay);
+		free(pl->manifest);
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
 		rootfs_index_free(im->layers[i].ix);
+		rootfs_index_free(im->layers[i].read_ix);
 		if (im->layers[i].copy_fd >= 0)
 			close(im->layers[i].copy_fd);
+		free(im->layers[i].media_type);
+		json_decref(im->layers[i].annot);
 	}
 	free(im->plats);
 	free(im->layers);
@@ -141,6 +147,10 @@ static int add_layer(struct rfs_image *im, struct rfs_plat *pl, const struct oci
 		nv[i].size = (uint64_t)d->size;
 		nv[i].copy_fd = -1;
 		nv[i].zstd = d->media_type && strstr(d->media_type, "zstd");
+		nv[i].plat = (size_t)(pl - im->plats);
+		nv[i].pos = pl->n;
+		if (d->media_type && !(nv[i].media_type = strdup(d->media_type)))
+			return -ENOMEM;
 		im->nlayers++;
 	}
 	size_t *nl = realloc(pl->lay, (pl->n + 1) * sizeof *nl);
@@ -164,6 +174,27 @@ static int on_layer(void *arg, const struct oci_desc *d)
 	return add_layer(w->im, w->pl, d);
 }
 
+/* Keeps each new layer's descriptor annotations (TOC digests, positions)
+ * for the index sources. */
+static int layer_annotations(struct rfs_image *im, const struct rfs_plat *pl)
+{
+	json_t *root = json_loadb(pl->manifest, pl->manifest_len, 0, NULL);
+	json_t *ls = json_object_get(root, "layers"), *d;
+	size_t k;
+	json_array_foreach(ls, k, d)
+	{
+		json_t *an = json_object_get(d, "annotations");
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+		for (size_t i = 0; dg && json_is_object(an) && i < im->nlayers; i++) {
+			struct rfs_layer *L = &im->layers[i];
+			if (!L->annot && L->plat == (size_t)(pl - im->plats) && !strcmp(L->digest, dg))
+				L->annot = json_incref(an);
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
 /* Appends a platform made from manifest digest of img. */
 static int add_plat(struct rfs_image *im, const struct fs_image *img, const char *digest,
 		    const char *name)
@@ -180,8 +211,13 @@ static int add_plat(struct rfs_image *im, const struct fs_image *img, const char
 	snprintf(pl->name, sizeof pl->name, "%s", name);
 	snprintf(pl->digest, sizeof pl->digest, "%s", digest);
 	struct walk_arg w = {im, pl};
-	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS,
-			NULL, NULL, on_layer, &w);
+	if (!(pl->manifest = malloc(img->blobs[bi].size ? img->blobs[bi].size : 1)))
+		return -ENOMEM;
+	memcpy(pl->manifest, img->blobs[bi].data, img->blobs[bi].size);
+	pl->manifest_len = img->blobs[bi].size;
+	int rc = oci_walk(img->blobs[bi].data, img->blobs[bi].size,
+			  OCI_BY_SHAPE | OCI_LIST_LAYERS, NULL, NULL, on_layer, &w);
+	return rc ? rc : layer_annotations(im, pl);
 }
 
 /* "linux_arm_v7" from a descriptor's platform; "" when it has none or is
@@ -402,6 +438,10 @@ static void *worker(void *arg)
 		im->state = rc ? RFS_FAILED : RFS_READY;
 		pthread_cond_broadcast(&im->cv);
 		pthread_mutex_unlock(&im->mu);
+		/* -o rootfs_publish: after the image is served, in this worker
+		 * (unmount waits for it like for a build). */
+		if (rc == 0 && !__atomic_load_n(&stopping, __ATOMIC_RELAXED))
+			rfs_publish(im);
 	}
 	rfs_image_put(im);
 	worker_gone();
@@ -554,15 +594,14 @@ char *rfs_image_state(const struct fs_node *n)
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);
-	int local = 1;
-	for (size_t i = 0; i < im->nlayers; i++)
-		local &= im->layers[i].local;
+	char from[128];
+	rfs_sources_describe(im, from, sizeof from);
 	uint64_t done = progress(im, &total);
 	int r = -1;
 	if (im->state == RFS_BUILDING)
 		r = asprintf(&s, "building %d%%", total ? (int)(done * 100 / total) : 0);
 	else if (im->state == RFS_READY)
-		r = asprintf(&s, "%s", local ? "ready (local index)" : "ready");
+		r = asprintf(&s, "ready%s%s%s", from[0] ? " (" : "", from, from[0] ? ")" : "");
 	else if (im->state == RFS_FAILED)
 		r = asprintf(&s, "error: %s", strerror(-im->err));
 	else

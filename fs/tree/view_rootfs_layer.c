@@ -1,9 +1,11 @@
-/* One layer's index for TAG@rootfs: loaded from cache_dir/index, else built
- * by streaming the blob once through the verified blob path (which also
- * fills the blob cache) and saved only when the stream hashed to the layer
+/* The two ends of a layer's chain of index sources (view_rootfs_sources.c):
+ * the index loaded from cache_dir/index, and the build that streams the
+ * blob once through the verified blob path (which also fills the blob
+ * cache) and saves the index only when the stream hashed to the layer
  * digest. zstd layers keep their decompressed copy next to the index
  * (<hex>.tar), written before the index so an index never lacks it. And the
- * reads of a layer's uncompressed bytes through the span cache. */
+ * reads of a layer's bytes: by range, and uncompressed through the span
+ * cache. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "fs/blob/blob.h"
 #include "fs/tree/view_rootfs_i.h"
@@ -42,7 +46,10 @@ static int blob_ref_open(struct rfs_image *im, const struct rfs_layer *L, struct
 {
 	struct fs_blob_ref ref = {im->registry, im->region, im->repo,
 				  L->digest,	L->size,    fs_ecr_for(im->c, im->registry)};
-	return fs_blob_open(im->c->blobs, &ref, 0, rs);
+	int rc = fs_blob_open(im->c->blobs, &ref, 0, rs);
+	if (rc == 0 && L->ranged)
+		fs_blob_caller_checks(*rs);
+	return rc;
 }
 
 /* Exactly len bytes at off of the blob; 0 or -errno. */
@@ -98,7 +105,7 @@ static void index_path(const struct fs_ctx *c, const struct rfs_layer *L, const 
 	snprintf(out, size, "%s/index/%s%s", c->o.cache_dir, L->digest + 7, suffix);
 }
 
-static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
+int rfs_layer_build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 {
 	struct zcopy z = {.fd = -1};
 	struct rootfs_build_opts o = {.on_output = zcopy_write, .output_arg = &z};
@@ -138,7 +145,7 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 }
 
 /* A saved index; a zstd layer's also needs its copy. */
-static int load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
+int rfs_layer_load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 {
 	char path[4200];
 	struct rootfs_index *ix = NULL;
@@ -161,24 +168,46 @@ static int load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	return rc;
 }
 
-int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
+int rfs_layer_pread(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
+		    size_t len, volatile int *cancel)
 {
-	char dir[4200];
-	if (L->ix)
-		return 0;
-	snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
-	int rc = load(im, L, dir);
-	if (rc == 0) {
-		L->local = 1;
-		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
-	}
-	rc = build(im, L, dir);
-	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
+	struct fs_rstate *rs = NULL;
+	struct rfs_layer r = *L; /* the sources check what they read */
+	r.ranged = 1;
+	if (off > L->size || len > L->size - off)
+		return -EINVAL;
+	int rc = blob_ref_open(im, &r, &rs);
+	if (rc == 0)
+		rc = blob_pread(rs, buf, len, off, cancel);
+	fs_blob_close(rs);
 	return rc;
+}
+
+#define OTHER_BLOB_MAX (64u << 20)
+
+int rfs_blob_fetch(struct rfs_image *im, const char *digest, uint64_t size, void **out)
+{
+	struct rfs_layer tmp = {.size = size}; /* checked as a whole below */
+	unsigned char md[32];
+	char hex[65];
+	volatile int never = 0;
+	if (size > OTHER_BLOB_MAX || strlen(digest) != 71 || strncmp(digest, "sha256:", 7))
+		return -EFBIG;
+	snprintf(tmp.digest, sizeof tmp.digest, "%s", digest);
+	void *buf = malloc(size ? size : 1);
+	int rc = buf ? rfs_layer_pread(im, &tmp, 0, buf, (size_t)size, &never) : -ENOMEM;
+	if (rc == 0 && EVP_Digest(buf, (size_t)size, md, NULL, EVP_sha256(), NULL) != 1)
+		rc = -EIO;
+	for (size_t i = 0; rc == 0 && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (rc == 0 && strcmp(hex, digest + 7) != 0)
+		rc = -EIO;
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	return 0;
 }
 
 /* ---- reads ---- */
@@ -210,10 +239,14 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 	struct rootfs_spans *s = rfs_spans();
 	struct src_arg a = {im, L, cancel};
 	struct rootfs_source src = {read_compressed, &a};
-	ssize_t n = s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	const struct rootfs_index *ix = rfs_read_index(L);
+	ssize_t n = s ? rootfs_spans_read(s, ix, &src, off, buf, len) : -ENOMEM;
 	/* A span that failed its sha256 may sit in the blob cache: drop it so
 	 * that the next read fetches it again. */
 	if (n == -EIO && L->copy_fd < 0)
 		cache_blob_drop(im->c->cache, L->digest);
+	/* The layer's bytes disagree with a TOC's digest: the local build. */
+	if (n == -EIO && ix == L->ix && L->ranged && (ix = rfs_layer_fallback(im, L)))
+		n = rootfs_spans_read(s, ix, &src, off, buf, len);
 	return n;
 }

@@ -17,6 +17,7 @@
 #include "fs/blob/blob.h"
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_sources.h"
 #include "net/sigv4.h"
 
 static struct {
@@ -119,7 +120,7 @@ static void test_build_load_read(struct fs_ctx *c, const unsigned char *tar)
 	char path[4200], buf[5000];
 	image_init(&im, c, &L);
 	CHECK_INT(rfs_layer_get(&im, &L), 0);
-	CHECK(L.ix != NULL && !L.local);
+	CHECK(L.ix != NULL && !strcmp(L.source, RFS_SRC_BUILT));
 	CHECK_INT(L.fed, blob.size);
 	snprintf(path, sizeof path, "%s/index/%s", c->o.cache_dir, blob.digest + 7);
 	CHECK_INT(access(path, F_OK), 0);
@@ -135,7 +136,7 @@ static void test_build_load_read(struct fs_ctx *c, const unsigned char *tar)
 	image_init(&im2, c, &L2);
 	int before = blob.ranges;
 	CHECK_INT(rfs_layer_get(&im2, &L2), 0);
-	CHECK(L2.local);
+	CHECK(!strcmp(L2.source, RFS_SRC_LOCAL));
 	CHECK_INT(blob.ranges, before);
 	CHECK_INT(rfs_st_loads, 1);
 	CHECK_INT(rfs_read_layer(&im2, &L2, 512, buf, 100, NULL), 100);
