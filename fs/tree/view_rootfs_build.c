@@ -40,7 +40,7 @@ static int slots_used, stopping;
 static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
-uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
+uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads; /* atomic */
 static uint64_t st_images;						   /* atomic */
 
 static void spans_init(void)
@@ -61,7 +61,6 @@ void fs_rootfs_stats(struct fs_rootfs_stats *out)
 	out->builds = __atomic_load_n(&rfs_st_builds, __ATOMIC_RELAXED);
 	out->build_failures = __atomic_load_n(&rfs_st_failures, __ATOMIC_RELAXED);
 	out->loads = __atomic_load_n(&rfs_st_loads, __ATOMIC_RELAXED);
-	out->index_bytes = __atomic_load_n(&rfs_st_index_bytes, __ATOMIC_RELAXED);
 	out->images = __atomic_load_n(&st_images, __ATOMIC_RELAXED);
 	size_t b = 0;
 	if (spans)
@@ -82,6 +81,7 @@ static void image_free(struct rfs_image *im)
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
 		rootfs_index_free(im->layers[i].ix);
+		rfs_layer_unpin(im, &im->layers[i]);
 		if (im->layers[i].copy_fd >= 0)
 			close(im->layers[i].copy_fd);
 	}

@@ -16,6 +16,7 @@ struct rfs_layer {
 	int local;		 /* loaded from cache_dir/index */
 	int zstd;		 /* its media type says zstd */
 	int copy_fd;		 /* zstd: the decompressed copy, else -1 */
+	int pin_ix, pin_copy;	 /* its files are pinned in the cache */
 	uint64_t fed;		 /* bytes streamed so far (atomic) */
 };
 
@@ -67,8 +68,10 @@ struct rootfs_tree *rfs_layer_tree(struct rfs_image *im, size_t p, size_t k);
 ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
 		       size_t len, volatile int *cancel);
 
-/* Loads or builds L's index (view_rootfs_layer.c). */
+/* Loads or builds L's index (view_rootfs_layer.c); its index files stay
+ * pinned in the cache until rfs_layer_unpin. */
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L);
+void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L);
 
 /* Set at unmount: builds stop (the streams' cancel flag). */
 volatile int *rfs_stop_flag(void);
@@ -76,7 +79,7 @@ volatile int *rfs_stop_flag(void);
 struct rootfs_spans *rfs_spans(void);
 
 /* Counters for .ecrfs/stats (atomic). */
-extern uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes;
+extern uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads;
 
 enum where_kind { W_TREE = 0, W_PLATS, W_LAYERS };
 
