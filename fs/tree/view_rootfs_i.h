@@ -17,6 +17,8 @@ struct rfs_layer {
 	int zstd;		 /* its media type says zstd */
 	int copy_fd;		 /* zstd: the decompressed copy, else -1 */
 	int pin_ix, pin_copy;	 /* its files are pinned in the cache */
+	int not_tar;		 /* its content is no tar archive (verified) */
+	char media_type[128];
 	uint64_t fed;		 /* bytes streamed so far (atomic) */
 };
 
@@ -45,6 +47,7 @@ struct rfs_image {
 	pthread_cond_t cv;
 	enum rfs_state state;
 	int err;
+	char *errmsg; /* what user.ecr.rootfs_state says after "error: ", or NULL */
 	size_t next, running;
 	struct rfs_layer *layers;
 	size_t nlayers;
@@ -67,6 +70,10 @@ struct rootfs_tree *rfs_layer_tree(struct rfs_image *im, size_t p, size_t k);
 /* Reads the uncompressed stream of layer L of im (span cache, verified). */
 ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
 		       size_t len, volatile int *cancel);
+
+/* Fills im's platforms and layers from the image's manifests
+ * (view_rootfs_plats.c); -ENOENT for an artifact. */
+int rfs_image_parse(struct rfs_image *im, const struct fs_image *img);
 
 /* Loads or builds L's index (view_rootfs_layer.c); its index files stay
  * pinned in the cache until rfs_layer_unpin. */
@@ -98,5 +105,9 @@ struct where {
 int rfs_where(struct fs_ctx *c, struct fs_node *n, int wait, struct where *w);
 
 extern const struct fs_view_ops view_rootfs_ops, view_layers_ops;
+
+/* 1 when a config media type (DescribeImages' artifactMediaType) is not an
+ * image's: the image is an artifact and has no rootfs. NULL: 0. */
+int rfs_config_is_artifact(const char *config_media_type);
 
 #endif

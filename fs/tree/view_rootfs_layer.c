@@ -160,9 +160,12 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 		copy_hold(L, z.fd);
 	else if (z.fd >= 0)
 		close(z.fd);
+	if (rc == -EMEDIUMTYPE)
+		L->not_tar = 1; /* verified: a retry need not download it again */
+	else if (rc)
+		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 	if (rc) {
 		rootfs_index_free(ix);
-		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 		return rc;
 	}
 	L->ix = ix;
@@ -229,6 +232,8 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 	const char *dir = cache_aux_dir(im->c->cache);
 	if (L->ix)
 		return 0;
+	if (L->not_tar)
+		return -EMEDIUMTYPE;
 	int rc = load(im, L, dir);
 	if (rc == 0) {
 		L->local = 1;
