@@ -93,11 +93,12 @@ static int render_stats(struct fs_ctx *c, char **out)
 	struct cache_stats cs;
 	cache_get_stats(c->cache, &cs);
 	json_object_set_new(root, "cache",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "hits", (json_int_t)cs.hits,
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "hits", (json_int_t)cs.hits,
 				      "misses", (json_int_t)cs.misses, "bytes_stored",
 				      (json_int_t)cs.bytes_stored, "evictions",
 				      (json_int_t)cs.evictions, "bytes_total",
-				      (json_int_t)cs.bytes_total, "disk_full", cs.disk_full));
+				      (json_int_t)cs.bytes_total, "index_bytes",
+				      (json_int_t)cs.index_bytes, "disk_full", cs.disk_full));
 	json_object_set_new(root, "tables", tables_json(c));
 	json_object_set_new(root, "rootfs", rootfs_json(&cs));
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
