@@ -5,8 +5,9 @@
  *
  * Layout under dir (mode 0700): blobs/sha256/<hex> (complete, verified)
  * and <hex>.sum (its chunks' CRC32s), partial/<hex>.data + .map (chunks
- * present, their CRC32s), meta/<ns>/<key-hash>, lock, format (the layout's
- * version). Bytes at rest are checked: each chunk's CRC32 the first time a
+ * present, their CRC32s), meta/<ns>/<key-hash>, index/ (files derived
+ * from blobs, counted and evicted after them: cache_aux_*), lock, format
+ * (the layout's version). Bytes at rest are checked: each chunk's CRC32 the first time a
  * process serves it (cache_check.c); a chunk that fails reads as missing.
  * Writes are atomic (temp + rename). An LRU by access time keeps the total
  * under max_bytes and never evicts a pinned (open) blob. Two mounts on one
