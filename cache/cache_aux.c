@@ -139,18 +139,18 @@ int cache_aux_add(cache *c, const char *name, int pin)
 	if (stat(path, &st) < 0)
 		return -errno;
 	pthread_mutex_lock(&c->mu);
-	struct cache_aux *a = aux_find(c, name);
-	if (a) /* a rebuild of a known file: its old bytes make no room */
-		aux_forget(c, a);
+	/* The same file again (two images built one layer at once): its old
+	 * bytes are replaced, its pins kept; with no bytes it is no victim. */
+	struct cache_aux *a = aux_set(c, name, 0, cache_now_tick(c));
+	ret = a ? 0 : -ENOMEM;
 	/* Room first (blobs go before any other index file), then count it. */
-	ret = cache_reserve(c, NULL, (uint64_t)st.st_size);
-	if (ret == 0) {
+	if (ret == 0 && (ret = cache_reserve(c, NULL, (uint64_t)st.st_size)) == 0) {
 		c->total -= (uint64_t)st.st_size;
-		a = aux_set(c, name, (uint64_t)st.st_size, cache_now_tick(c));
-		if (!a)
-			ret = -ENOMEM;
-		else if (pin)
+		aux_set(c, name, (uint64_t)st.st_size, a->tick);
+		if (pin)
 			a->pins++;
+	} else if (a && !a->pins) {
+		aux_forget(c, a);
 	}
 	c->stats.bytes_total = c->total;
 	pthread_mutex_unlock(&c->mu);

@@ -223,6 +223,39 @@ static void test_reopen(void)
 	cache_close(c);
 }
 
+/* Two builds of one layer (two images at once) add the same file twice:
+ * counted once, and both pins hold it. */
+static void test_added_twice(void)
+{
+	char dir[256], a[100];
+	struct blob x;
+	cache *c = NULL;
+	blob_make(&x, 30);
+	snprintf(dir, sizeof dir, "%s/twice", root);
+	CHECK_INT(cache_open(dir, 2 * CH + CH / 2, &c), 0);
+	ix_name(a, 6, "");
+	ix_write(c, a, CH);
+	CHECK_INT(cache_aux_add(c, a, 1), 0);
+	ix_write(c, a, CH);
+	CHECK_INT(cache_aux_add(c, a, 1), 0);
+	CHECK_INT(stats(c).index_bytes, CH);
+	cache_aux_unpin(c, a);
+	cache_blob_pin(c, x.d);
+	CHECK_INT(cache_blob_put(c, x.d, x.data, CH), 0);
+	CHECK_INT(cache_blob_put(c, x.d, x.data, CH), 0);
+	struct blob y;
+	blob_make(&y, 31);
+	CHECK_INT(cache_blob_put(c, y.d, y.data, CH), -ENOSPC); /* a is still pinned */
+	CHECK(ix_exists(c, a));
+	cache_aux_unpin(c, a);
+	CHECK_INT(cache_blob_put(c, y.d, y.data, CH), 0);
+	CHECK(!ix_exists(c, a));
+	cache_blob_unpin(c, x.d);
+	cache_close(c);
+	free(x.data);
+	free(y.data);
+}
+
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
@@ -239,6 +272,7 @@ int main(void)
 	test_blobs_first();
 	test_pins_and_groups();
 	test_reopen();
+	test_added_twice();
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return check_summary("cache_index");
 }
