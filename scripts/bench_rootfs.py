@@ -33,20 +33,25 @@ REPO = "bench/rootfs"
 # Layers of the image, base first; the last one differs between v1 and v2.
 FULL = ["/usr/share/doc", "/usr/share/locale", "/usr/lib/python3", "/usr/lib/gcc"]
 QUICK = ["/usr/share/perl", "/usr/lib/python3.11"]
-TOPS = ["/usr/share/perl5", "/etc/ssl"]
+TOPS = ["/etc/ssl", "/usr/share/perl5"]
 
 
 def gzip_dir(src, bl):
     """tar of src (paths as in the image: no leading /), gzip -6, into the
-    layout's blobs; returns its descriptor."""
+    layout's blobs; returns (its descriptor, its diff_id)."""
     tmp = bl / "tmp-layer"
+    diff_id = hashlib.sha256()
     with open(tmp, "wb") as out:
         tar = subprocess.Popen(["tar", "-C", "/", "-cf", "-", "--numeric-owner",
                                 src.lstrip("/")], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
-        subprocess.run(["gzip", "-6", "-n"], stdin=tar.stdout, stdout=out, check=True)
-        tar.stdout.close()
-        tar.wait()
+        gz = subprocess.Popen(["gzip", "-6", "-n"], stdin=subprocess.PIPE, stdout=out)
+        for chunk in iter(lambda: tar.stdout.read(MIB), b""):
+            diff_id.update(chunk)
+            gz.stdin.write(chunk)
+        gz.stdin.close()
+        if gz.wait() != 0 or tar.wait() not in (0, 1):  # 1: a file changed while read
+            raise RuntimeError(f"tar | gzip of {src} failed")
     h = hashlib.sha256()
     with open(tmp, "rb") as f:
         for b in iter(lambda: f.read(4 * MIB), b""):
@@ -54,7 +59,7 @@ def gzip_dir(src, bl):
     d = "sha256:" + h.hexdigest()
     size = tmp.stat().st_size
     tmp.rename(bl / d[7:])
-    return {"mediaType": OCI_LAYER, "digest": d, "size": size}
+    return {"mediaType": OCI_LAYER, "digest": d, "size": size}, "sha256:" + diff_id.hexdigest()
 
 
 def blob_put(layout, data):
@@ -63,9 +68,9 @@ def blob_put(layout, data):
     return d
 
 
-def manifest(layout, layers, tag):
+def manifest(layout, layers, diff_ids, tag):
     cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                      "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids},
                       "history": [{"comment": f"ecrfs bench rootfs {tag}"}]}).encode()
     return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                        "config": {"mediaType": OCI_CONFIG, "digest": blob_put(layout, cfg),
@@ -90,7 +95,9 @@ def seed(b, dirs, log):
     base = [gzip_dir(d, bl) for d in dirs]
     tops = [gzip_dir(d, bl) for d in TOPS]
     v1, v2 = base + tops[:1], base + tops[1:]
-    m1, m2 = manifest(lay, v1, "v1"), manifest(lay, v2, "v2")
+    m1 = manifest(lay, [l for l, _ in v1], [i for _, i in v1], "v1")
+    m2 = manifest(lay, [l for l, _ in v2], [i for _, i in v2], "v2")
+    v1, v2, tops = [l for l, _ in v1], [l for l, _ in v2], [l for l, _ in tops]
     log(f"rootfs: pushing {sum(l['size'] for l in v1 + tops[1:]) / MIB:.0f} MiB")
     b.curl.push_layout(lay, REPO, "v1", m1)
     b.curl.push_layout(lay, REPO, "v2", m2)
