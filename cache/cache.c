@@ -104,7 +104,8 @@ out:
 
 static int make_layout(const char *dir)
 {
-	static const char *const subs[] = {"blobs", "blobs/sha256", "partial", "meta", "tmp", "index"};
+	static const char *const subs[] = {"blobs", "blobs/sha256", "partial",
+					   "meta",  "tmp",	    "index"};
 	char path[PATH_MAX];
 	struct stat st;
 	int fd, ret;

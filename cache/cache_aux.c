@@ -155,8 +155,9 @@ int cache_aux_add(cache *c, const char *name, int pin)
 	c->stats.bytes_total = c->total;
 	pthread_mutex_unlock(&c->mu);
 	if (ret) {
-		log_warn("cache: index file %s (%llu bytes) does not fit under cache_size: not kept",
-			 name, (unsigned long long)st.st_size);
+		log_warn(
+		    "cache: index file %s (%llu bytes) does not fit under cache_size: not kept",
+		    name, (unsigned long long)st.st_size);
 		unlink(path);
 	}
 	return ret;

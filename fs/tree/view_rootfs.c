@@ -193,5 +193,7 @@ static int rfs_has(const struct ecr_image *im)
 	return !im || !rfs_config_is_artifact(im->artifact_media_type);
 }
 
-const struct fs_view_ops view_rootfs_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL, rfs_has};
-const struct fs_view_ops view_layers_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL, rfs_has};
+const struct fs_view_ops view_rootfs_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL,
+					    rfs_has};
+const struct fs_view_ops view_layers_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL,
+					    rfs_has};

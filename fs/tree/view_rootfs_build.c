@@ -41,7 +41,7 @@ static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
 uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads; /* atomic */
-static uint64_t st_images;						   /* atomic */
+static uint64_t st_images;			       /* atomic */
 
 static void spans_init(void)
 {

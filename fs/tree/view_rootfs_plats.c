@@ -147,4 +147,3 @@ int rfs_image_parse(struct rfs_image *im, const struct fs_image *img)
 	return im->is_index ? index_plats(im, img, &img->blobs[bi])
 			    : add_plat(im, img, img->digest, "");
 }
-
