@@ -49,11 +49,12 @@ static json_t *rootfs_json(const struct cache_stats *cs)
 	struct fs_rootfs_stats r;
 	fs_rootfs_stats(&r);
 	r.index_bytes = cs->index_bytes; /* on disk, counted in cache_size */
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
 			 (json_int_t)r.builds, "index_build_failures", (json_int_t)r.build_failures,
 			 "index_loads", (json_int_t)r.loads, "index_bytes", (json_int_t)r.index_bytes,
 			 "index_evictions", (json_int_t)cs->index_evictions,
-			 "images", (json_int_t)r.images, "span_hits", (json_int_t)r.span_hits,
+			 "images", (json_int_t)r.images, "indexes_held",
+			 (json_int_t)r.indexes_held, "span_hits", (json_int_t)r.span_hits,
 			 "span_misses", (json_int_t)r.span_misses, "span_bytes",
 			 (json_int_t)r.span_bytes);
 }

@@ -62,6 +62,7 @@ void fs_rootfs_stats(struct fs_rootfs_stats *out)
 	out->build_failures = __atomic_load_n(&rfs_st_failures, __ATOMIC_RELAXED);
 	out->loads = __atomic_load_n(&rfs_st_loads, __ATOMIC_RELAXED);
 	out->images = __atomic_load_n(&st_images, __ATOMIC_RELAXED);
+	out->indexes_held = rfs_held_count();
 	size_t b = 0;
 	if (spans)
 		rootfs_spans_stats(spans, &out->span_hits, &out->span_misses, &b);
@@ -80,10 +81,7 @@ static void image_free(struct rfs_image *im)
 		free(pl->lay);
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
-		rootfs_index_free(im->layers[i].ix);
-		rfs_layer_unpin(im, &im->layers[i]);
-		if (im->layers[i].copy_fd >= 0)
-			close(im->layers[i].copy_fd);
+		rfs_held_put(im, &im->layers[i]);
 	}
 	free(im->plats);
 	free(im->layers);

@@ -9,6 +9,8 @@
 #include "fs/rootfs/rootfs.h"
 #include "fs/tree/kinds_i.h"
 
+struct rfs_held;
+
 struct rfs_layer {
 	char digest[72];
 	uint64_t size;
@@ -18,6 +20,7 @@ struct rfs_layer {
 	int copy_fd;		 /* zstd: the decompressed copy, else -1 */
 	int pin_ix, pin_copy;	 /* its files are pinned in the cache */
 	int not_tar;		 /* its content is no tar archive (verified) */
+	struct rfs_held *held;	 /* the shared index it uses, or NULL: its own */
 	char media_type[128];
 	uint64_t fed;		 /* bytes streamed so far (atomic) */
 };
@@ -79,6 +82,16 @@ int rfs_image_parse(struct rfs_image *im, const struct fs_image *img);
  * pinned in the cache until rfs_layer_unpin. */
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L);
 void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L);
+void rfs_layer_unpin_in(cache *cc, struct rfs_layer *L);
+
+/* Indexes in memory shared by layer digest (view_rootfs_held.c). find:
+ * 1 when L now uses a held index (ix, copy_fd set). add: L's new index
+ * becomes the held one (its pins move there). put: lets go of L's index
+ * (the last user frees it and unpins its files). */
+int rfs_held_find(struct rfs_layer *L);
+void rfs_held_add(struct rfs_image *im, struct rfs_layer *L);
+void rfs_held_put(struct rfs_image *im, struct rfs_layer *L);
+uint64_t rfs_held_count(void);
 
 /* Set at unmount: builds stop (the streams' cancel flag). */
 volatile int *rfs_stop_flag(void);

@@ -212,19 +212,24 @@ static int load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	return rc;
 }
 
-void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L)
+void rfs_layer_unpin_in(cache *cc, struct rfs_layer *L)
 {
 	char name[100];
 	if (L->pin_ix) {
 		aux_name(L, "", name, sizeof name);
-		cache_aux_unpin(im->c->cache, name);
+		cache_aux_unpin(cc, name);
 		L->pin_ix = 0;
 	}
 	if (L->pin_copy) {
 		aux_name(L, ".tar", name, sizeof name);
-		cache_aux_unpin(im->c->cache, name);
+		cache_aux_unpin(cc, name);
 		L->pin_copy = 0;
 	}
+}
+
+void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L)
+{
+	rfs_layer_unpin_in(im->c->cache, L);
 }
 
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
@@ -234,15 +239,23 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 		return 0;
 	if (L->not_tar)
 		return -EMEDIUMTYPE;
+	/* Another image holds this layer's index: share it. */
+	if (rfs_held_find(L)) {
+		L->local = 1;
+		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
+		return 0;
+	}
 	int rc = load(im, L, dir);
 	if (rc == 0) {
 		L->local = 1;
 		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
+	} else {
+		rc = build(im, L, dir);
+		__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
 	}
-	rc = build(im, L, dir);
-	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
+	if (rc == 0)
+		rfs_held_add(im, L);
 	return rc;
 }
 

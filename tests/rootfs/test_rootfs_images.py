@@ -187,6 +187,8 @@ def test_diff_of_two_tags_downloads_each_layer_once(emulator, mount, tmp_path):
     assert blob_bytes(emulator) == sum(distinct.values())
     stats = json.load(open(m.path(".ecrfs", "stats")))["rootfs"]
     assert stats["index_builds"] == len(distinct) == 4
+    # The two images hold one copy of each shared index in memory.
+    assert stats["images"] == 2 and stats["indexes_held"] == 4
     # Again: nothing more downloaded.
     emulator.reset_log()
     subprocess.run(["diff", "-r", m.repo("rfs/diff", "v1@rootfs"),
