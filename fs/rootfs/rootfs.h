@@ -80,7 +80,10 @@ int rootfs_build_new(const char *digest, enum rootfs_compression comp,
  * return it again. */
 int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len);
 /* Ends the stream: -EIO when it is truncated, is not a valid tar/gzip, or
- * does not hash to the digest. On success *out is the index (caller frees). */
+ * does not hash to the digest; -EMEDIUMTYPE when it hashed to the digest
+ * but its (decompressed) content does not start with a tar header (a layer
+ * that is no tar archive; nothing logged, the caller says which layer).
+ * On success *out is the index (caller frees). */
 int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out);
 /* Compressed bytes fed so far (progress = this / blob size). */
 uint64_t rootfs_build_fed(const struct rootfs_build *b);

@@ -29,7 +29,6 @@ const struct rootfs_index *rfs_read_index(struct rfs_layer *L)
 
 const struct rootfs_index *rfs_layer_fallback(struct rfs_image *im, struct rfs_layer *L)
 {
-	char dir[4200];
 	pthread_mutex_lock(&rfs_fallback_mu);
 	if (!L->read_ix && !L->disagrees && !L->zstd) {
 		log_err("rootfs: layer %s disagrees with its %s index: dropped, building it here",
@@ -39,8 +38,11 @@ const struct rootfs_index *rfs_layer_fallback(struct rfs_image *im, struct rfs_l
 		tmp.read_ix = NULL;
 		tmp.ranged = 0;
 		tmp.copy_fd = -1;
-		snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
-		int rc = rfs_layer_build(im, &tmp, dir);
+		tmp.held = NULL;
+		tmp.pin_ix = tmp.pin_copy = 0;
+		int rc = rfs_layer_build(im, &tmp, cache_aux_dir(im->c->cache));
+		/* The index serves from memory: its file need not stay pinned. */
+		rfs_layer_unpin(im, &tmp);
 		if (rc == 0 && rootfs_index_same_entries(L->ix, tmp.ix)) {
 			__atomic_store_n(&L->read_ix, tmp.ix, __ATOMIC_RELEASE);
 			pthread_mutex_lock(&im->mu);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "fs/mount.h"
 #include "fs/tree/view_rootfs_i.h"
@@ -93,27 +92,32 @@ static int try_table(struct rfs_image *im, struct rfs_layer *L)
 
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 {
-	char dir[4200];
+	const char *dir = cache_aux_dir(im->c->cache);
+	int rc;
 	if (L->ix)
 		return 0;
-	snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
-	if (rfs_layer_load(im, L, dir) == 0) {
+	if (L->not_tar)
+		return -EMEDIUMTYPE;
+	/* Another image holds this layer's index: share it. */
+	if (rfs_held_find(L)) {
+		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if ((rc = rfs_layer_load(im, L, dir)) == 0) {
 		L->source = RFS_SRC_LOCAL;
 		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
-	}
-	if (try_table(im, L) == 0) {
+	} else if ((rc = try_table(im, L)) == 0) {
 		__atomic_add_fetch(&rfs_st_tocs, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
+	} else {
+		rc = rfs_layer_build(im, L, dir);
+		__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
+		if (rc == 0)
+			L->source = RFS_SRC_BUILT;
 	}
-	int rc = rfs_layer_build(im, L, dir);
-	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
 	if (rc == 0)
-		L->source = RFS_SRC_BUILT;
+		rfs_held_add(im, L);
 	return rc;
 }
 
