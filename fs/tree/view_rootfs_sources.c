@@ -116,7 +116,9 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 		if (rc == 0)
 			L->source = RFS_SRC_BUILT;
 	}
-	if (rc == 0)
+	/* Only indexes made from the layer's bytes are shared: one from an
+	 * image's own TOC or referrer stays that image's. */
+	if (rc == 0 && (L->source == RFS_SRC_LOCAL || L->source == RFS_SRC_BUILT))
 		rfs_held_add(im, L);
 	return rc;
 }
