@@ -25,6 +25,7 @@ struct toc_build {
 	/* the regular file whose chunks come next */
 	const char *file;
 	uint64_t file_size, file_next;
+	uint64_t file_end; /* its "endOffset" (zstd:chunked), 0 when absent */
 	const char *file_digest;
 };
 
@@ -197,13 +198,13 @@ static int get_xattrs(json_t *e, struct rootfs_tar_xattr **out, size_t *n)
 	return 0;
 }
 
-/* Appends a chunk of len bytes at the end of the stream: [in, in_end) of
- * the blob (eStargz: in_end set by set_ends) decompresses to it. */
+/* Appends a chunk of len bytes at the end of the stream: its compressed
+ * bytes start at in and end at in_end when the TOC says (0: unknown; set_ends
+ * makes it the next chunk's start at most). */
 static int add_chunk(struct rootfs_index *ix, uint64_t toc_end, uint64_t in, uint64_t in_end,
 		     uint64_t skip, uint64_t len, const unsigned char sha[32])
 {
-	if (len > ROOTFS_CHUNK_MAX || skip > ROOTFS_CHUNK_MAX || in >= toc_end ||
-	    (ix->comp == ROOTFS_COMP_ZSTD_CHUNKS && (in_end <= in || in_end > toc_end)))
+	if (len > ROOTFS_CHUNK_MAX || skip > ROOTFS_CHUNK_MAX || in >= toc_end)
 		return -EBADMSG;
 	int rc = rootfs_ix_grow((void **)&ix->ck, &ix->cap_ck, ix->n_ck + 1, sizeof *ix->ck);
 	if (rc)
@@ -236,7 +237,8 @@ static int on_chunk(struct toc_build *t, json_t *e, int first)
 	if (rc || coff != t->file_next)
 		return -EBADMSG;
 	const char *ct = get_str(e, "chunkType");
-	if (ct && strcmp(ct, "data") != 0) {
+	int zeros = ct && !strcmp(ct, "zeros"); /* zstd:chunked: a hole */
+	if (ct && !zeros && strcmp(ct, "data") != 0) {
 		log_warn("rootfs: layer %s: TOC chunks of type %.20s are not supported",
 			 t->ix->digest, ct);
 		return -ENOTSUP;
@@ -249,8 +251,14 @@ static int on_chunk(struct toc_build *t, json_t *e, int first)
 		dg = t->file_digest; /* a file in one chunk: the file's digest */
 	if (csize > rest || parse_digest(dg, sha) != 0)
 		return -EBADMSG;
+	if (first)
+		t->file_end = end;
+	else if (!end)
+		end = t->file_end; /* older zstd:chunked: only the file's end */
 	if ((rc = add_chunk(t->ix, t->toc_end, off, end, inner, csize, sha)) == 0)
 		t->file_next += csize;
+	if (rc == 0 && zeros)
+		t->ix->ck[t->ix->n_ck - 1].bits = ROOTFS_CK_ZEROS;
 	return rc;
 }
 
@@ -354,8 +362,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* eStargz: a chunk's member ends where the next chunk's starts (or the
- * TOC); members of headers in between are read and ignored. */
+/* A chunk's bytes end where the next chunk's start (or the TOC), sooner
+ * when the TOC gives its end (zstd:chunked "endOffset"; older writers give
+ * only the file's); eStargz headers in between are read and ignored. */
 static int set_ends(struct toc_build *t)
 {
 	struct rootfs_index *ix = t->ix;
@@ -369,12 +378,18 @@ static int set_ends(struct toc_build *t)
 	for (size_t i = 0; i < ix->n_ck; i++)
 		if (n == 0 || ins[n - 1] != ins[i])
 			ins[n++] = ins[i];
-	for (size_t i = 0; i < ix->n_ck; i++) {
-		uint64_t *p = bsearch(&ix->ck[i].in, ins, n, sizeof *ins, cmp_u64);
-		ix->ck[i].in_end = p + 1 < ins + n ? p[1] : t->toc_end;
+	int rc = 0;
+	for (size_t i = 0; i < ix->n_ck && !rc; i++) {
+		struct rootfs_ckpt *c = &ix->ck[i];
+		uint64_t *p = bsearch(&c->in, ins, n, sizeof *ins, cmp_u64);
+		uint64_t next = p + 1 < ins + n ? p[1] : t->toc_end;
+		if (c->in_end && c->in_end < next)
+			next = c->in_end;
+		c->in_end = next;
+		rc = c->in_end > c->in && c->in_end <= t->toc_end ? 0 : -EBADMSG;
 	}
 	free(ins);
-	return 0;
+	return rc;
 }
 
 int rootfs_toc_index(const char *digest, uint32_t comp, uint64_t blob_size, uint64_t toc_end,
@@ -398,7 +413,7 @@ int rootfs_toc_index(const char *digest, uint32_t comp, uint64_t blob_size, uint
 	}
 	if (rc == 0)
 		rc = file_end(&t);
-	if (rc == 0 && comp == ROOTFS_COMP_GZIP_CHUNKS)
+	if (rc == 0)
 		rc = set_ends(&t);
 	json_decref(root);
 	if (rc) {

@@ -23,7 +23,7 @@ import ecrclient  # noqa: E402
 from mount import ECRFS, mounts  # noqa: E402
 import test_rootfs_core as core  # noqa: E402
 import toc_layers as tl  # noqa: E402
-from test_rootfs_core import D, F, L, manifest, write_blob  # noqa: E402
+from test_rootfs_core import D, F, L, manifest, write_blob, umoci_image  # noqa: E402,F401
 from test_rootfs_mount import walk, check_against_umoci  # noqa: E402
 
 pytestmark = [
@@ -216,3 +216,36 @@ def test_strict_takes_only_annotated_tocs(images, mount):
     assert open(os.path.join(root, "data/multi"), "rb").read() == multi
     mz = mount(opts="verify=strict", name="z")
     assert first_look(mz, emu, "toc/z", "z")[1] == "ready (zstd:chunked, built)"
+
+
+@pytest.fixture(scope="module")
+def skopeo_zc(emulator, umoci_image, tmp_path_factory):
+    """The umoci image (setuid, capabilities, devices, hardlinks, three
+    layers) converted to zstd:chunked by skopeo (containers/image: the
+    manifest annotations, the 40-byte footer, chunks of files)."""
+    out = str(tmp_path_factory.mktemp("zc")) + "/layout"
+    r = subprocess.run(["skopeo", "copy", "--dest-compress-format", "zstd:chunked",
+                        f"oci:{umoci_image}:v1", f"oci:{out}:v1"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    layers = manifest(out, "v1")[1]["layers"]
+    assert all(l["mediaType"].endswith("+zstd") and any("zstd-chunked.manifest-position" in k
+                                                         for k in l.get("annotations", {}))
+               for l in layers), layers
+    ecrclient.push_layout(emulator, out, "toc/skopeo", "v1")
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo not installed")
+def test_skopeo_zstd_chunked_matches_unpack(images, skopeo_zc, umoci_image, mount, tmp_path):
+    emu = images["emu"]
+    m = mount()
+    emu.reset_log()
+    root = m.repo("toc/skopeo", "v1@rootfs")
+    r = subprocess.run(["ls", "-R", root], capture_output=True, timeout=300)
+    assert r.returncode == 0, m.logtext()[-3000:]
+    assert state(m, "toc/skopeo", "v1") == "ready (zstd:chunked)"
+    g = gets(emu, "toc/skopeo")
+    assert all(e["range"] for e in g) and sum(e["bytes_out"] for e in g) < sum(sizes(skopeo_zc, "v1"))
+    # The reference: umoci unpack of the image skopeo converted.
+    check_against_umoci(root, umoci_image, "v1", tmp_path)
