@@ -98,8 +98,11 @@ static void tar_header(unsigned char h[512], const char *name, size_t size)
 
 static const char A[] = "hello ", B[] = "world, from a second chunk\n";
 
+#define ZEROS 4096
+
 /* The TOC JSON of a layer whose two chunks of etc/hello are at o1 and o2
- * (zstd:chunked: ending at e1 and e2). */
+ * (zstd:chunked as older writers make it: the file's entry ends at e2, the
+ * end of the whole file, the chunk entry has no end; and a file of zeros). */
 static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zstd)
 {
 	char da[72], db[72], whole[72], *s = NULL;
@@ -108,10 +111,16 @@ static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zs
 	sha_hex(A, strlen(A), da);
 	sha_hex(B, strlen(B), db);
 	sha_hex(ab, strlen(ab), whole);
-	char ends1[64] = "", ends2[64] = "";
+	char ends1[64] = "", zeros[400] = "", dz[72];
+	static const unsigned char z[ZEROS];
+	sha_hex(z, sizeof z, dz);
+	(void)e1;
 	if (zstd) {
-		snprintf(ends1, sizeof ends1, ",\"endOffset\":%llu", (unsigned long long)e1);
-		snprintf(ends2, sizeof ends2, ",\"endOffset\":%llu", (unsigned long long)e2);
+		snprintf(ends1, sizeof ends1, ",\"endOffset\":%llu", (unsigned long long)e2);
+		snprintf(zeros, sizeof zeros,
+			 ",{\"name\":\"zeros\",\"type\":\"reg\",\"size\":%d,\"digest\":\"%s\","
+			 "\"offset\":0,\"chunkSize\":%d,\"chunkDigest\":\"%s\",\"chunkType\":\"zeros\"}",
+			 ZEROS, dz, ZEROS, dz);
 	}
 	if (asprintf(&s,
 		     "{\"version\":1,\"entries\":["
@@ -120,14 +129,14 @@ static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zs
 		     "\"gid\":2,\"modtime\":\"2023-11-14T22:13:20.5+01:00\",\"offset\":%llu%s,"
 		     "\"chunkSize\":%zu,\"chunkDigest\":\"%s\",\"digest\":\"%s\","
 		     "\"xattrs\":{\"user.a\":\"dmFsdWU=\"}},"
-		     "{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu%s,\"chunkOffset\":%zu,"
+		     "{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu,\"chunkOffset\":%zu,"
 		     "\"chunkDigest\":\"%s\"},"
 		     "{\"name\":\"etc/link\",\"type\":\"symlink\",\"linkName\":\"hello\"},"
 		     "{\"name\":\"hard\",\"type\":\"hardlink\",\"linkName\":\"etc/hello\"},"
 		     "{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
-		     "{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}]}",
+		     "{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}%s]}",
 		     strlen(A) + strlen(B), (unsigned long long)o1, ends1, strlen(A), da, whole,
-		     (unsigned long long)o2, ends2, strlen(A), db) < 0)
+		     (unsigned long long)o2, strlen(A), db, zeros) < 0)
 		return NULL;
 	return s;
 }
@@ -437,7 +446,7 @@ static long fuzz_zchunked(long iters)
 	zst_frame(&man, json, jn);
 	sha_hex(man.p, man.n, sum);
 	zc_blob(&blob, &prefix, man.p, man.n, jn, &pos);
-	unsigned char got[4096];
+	unsigned char got[8192];
 	ssize_t r = -1;
 	struct rootfs_zchunked_pos fp;
 	unsigned char *tail = exact(blob.p + blob.n - 72, 72);
@@ -445,8 +454,10 @@ static long fuzz_zchunked(long iters)
 	free(tail);
 	CHECK(fp.off == pos.off && fp.len == pos.len && fp.ulen == pos.ulen);
 	CHECK_INT(zc_try(&blob, &pos, sum, got, sizeof got, &r), 0);
-	CHECK_INT(r, strlen(A) + strlen(B));
+	CHECK_INT(r, strlen(A) + strlen(B) + ZEROS);
 	CHECK(memcmp(got, A, strlen(A)) == 0 && memcmp(got + strlen(A), B, strlen(B)) == 0);
+	static const unsigned char z[ZEROS];
+	CHECK(memcmp(got + strlen(A) + strlen(B), z, ZEROS) == 0);
 	sum[20] ^= 1;
 	CHECK_INT(zc_try(&blob, &pos, sum, got, sizeof got, &r), -EBADMSG);
 	long ok = 0, i;
