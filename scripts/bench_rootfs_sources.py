@@ -58,7 +58,9 @@ def first_look(emu, mounts_tmp, repo, tag, run):
         secs = time.monotonic() - t0
         state = os.getxattr(root, "user.ecr.rootfs_state").decode()
         got = sum(e.get("bytes_out") or 0 for e in emu.log() if e.get("op") == "BlobGet")
-        return secs, got, state
+        with open(f"/proc/{m.proc.pid}/status") as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+        return secs, got, state, hwm
     finally:
         m.stop()
 
@@ -97,13 +99,16 @@ def main():
             ecrclient.push_layout(emu, layout, repo, tag)
             runs = [first_look(emu, work, repo, tag, r) for r in range(a.runs)]
             rows.append((repo, statistics.median(r[0] for r in runs),
-                         statistics.median(r[1] for r in runs), size, runs[0][2]))
+                         statistics.median(r[1] for r in runs), size, runs[0][2],
+                         max(r[3] for r in runs)))
     finally:
         emu.stop()
     base = rows[0][1]
-    print(f"{'image':10} {'state':24} {'ls -R (median)':>15} {'vs built':>9} {'downloaded':>12} {'layer':>12}")
-    for repo, secs, got, size, state in rows:
-        print(f"{repo:10} {state:24} {secs:13.2f} s {base / secs:8.1f}x {got:12,} {size:12,}")
+    print(f"{'image':10} {'state':24} {'ls -R (median)':>15} {'vs built':>9} {'downloaded':>12} "
+          f"{'layer':>12} {'VmHWM KiB':>10}")
+    for repo, secs, got, size, state, hwm in rows:
+        print(f"{repo:10} {state:24} {secs:13.2f} s {base / secs:8.1f}x {got:12,} {size:12,} "
+              f"{hwm:10,}")
 
 
 if __name__ == "__main__":

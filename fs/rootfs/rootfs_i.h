@@ -3,6 +3,7 @@
 #ifndef ECRFS_ROOTFS_I_H
 #define ECRFS_ROOTFS_I_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -161,6 +162,12 @@ int rootfs_zstd_frames(const void *src, size_t len, void *dst, size_t n);
 /* sha256 of buf into sha; -EBADMSG when digest ("sha256:<hex>") is not
  * NULL and differs. */
 int rootfs_sha256_check(const void *buf, size_t len, const char *digest, unsigned char sha[32]);
+/* toc_scan.c: cb(arg, entry) for each element of the top-level "entries"
+ * array, each parsed alone (the caller's reference is dropped after cb);
+ * -EBADMSG when the JSON is not an object with one such array, else what
+ * cb returned first. */
+typedef int (*rootfs_toc_entry_cb)(void *arg, json_t *entry);
+int rootfs_toc_each_entry(const char *json, size_t len, rootfs_toc_entry_cb cb, void *arg);
 /* Appends file e, whose bytes are in the member at [in, in_end) after skip
  * bytes (eStargz: the TOC file itself, a tar entry of the layer too). */
 int rootfs_toc_append(struct rootfs_index *ix, const struct rootfs_tar_entry *e, uint64_t in,

@@ -6,6 +6,7 @@
  * tile each file, lack a digest, or point outside the blob is -EBADMSG. */
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,11 +23,12 @@
 struct toc_build {
 	struct rootfs_index *ix;
 	uint64_t blob_size, toc_end;
-	/* the regular file whose chunks come next */
-	const char *file;
+	/* the regular file whose chunks come next (copies: its entry's JSON is
+	 * freed before they come) */
+	char *file;
 	uint64_t file_size, file_next;
 	uint64_t file_end; /* its "endOffset" (zstd:chunked), 0 when absent */
-	const char *file_digest;
+	char file_digest[80]; /* "" when absent */
 };
 
 static int hexval(char c)
@@ -248,7 +250,7 @@ static int on_chunk(struct toc_build *t, json_t *e, int first)
 		csize = rest;
 	const char *dg = get_str(e, "chunkDigest");
 	if (!dg && first && csize == t->file_size)
-		dg = t->file_digest; /* a file in one chunk: the file's digest */
+		dg = t->file_digest[0] ? t->file_digest : NULL; /* one chunk: the file's */
 	if (csize > rest || parse_digest(dg, sha) != 0)
 		return -EBADMSG;
 	if (first)
@@ -315,12 +317,14 @@ static int entry_attrs(json_t *e, struct rootfs_tar_entry *te, struct rootfs_tar
 static int file_end(struct toc_build *t)
 {
 	int rc = t->file && t->file_next != t->file_size ? -EBADMSG : 0;
+	free(t->file);
 	t->file = NULL;
 	return rc;
 }
 
-static int on_entry(struct toc_build *t, json_t *e)
+static int on_entry(void *arg, json_t *e)
 {
+	struct toc_build *t = arg;
 	const char *type = get_str(e, "type"), *name = get_str(e, "name");
 	if (!json_is_object(e) || !type || !name)
 		return -EBADMSG;
@@ -349,10 +353,12 @@ static int on_entry(struct toc_build *t, json_t *e)
 	xattrs_free(xa, nxa);
 	if (rc || te.type != ROOTFS_REG || te.size == 0)
 		return rc;
-	t->file = name;
+	if (!(t->file = strdup(name)))
+		return -ENOMEM;
 	t->file_size = te.size;
 	t->file_next = 0;
-	t->file_digest = get_str(e, "digest");
+	const char *fd = get_str(e, "digest");
+	snprintf(t->file_digest, sizeof t->file_digest, "%s", fd && strlen(fd) < 80 ? fd : "");
 	return on_chunk(t, e, 1);
 }
 
@@ -396,26 +402,17 @@ int rootfs_toc_index(const char *digest, uint32_t comp, uint64_t blob_size, uint
 		     const char *json, size_t len, struct rootfs_index **out)
 {
 	struct toc_build t = {.blob_size = blob_size, .toc_end = toc_end};
-	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL), *e;
-	json_t *ents = json_object_get(root, "entries");
-	size_t i;
-	int rc = json_is_array(ents) && toc_end <= blob_size ? 0 : -EBADMSG;
-	if (rc == 0)
-		rc = rootfs_ix_new(digest, &t.ix);
+	int rc = toc_end <= blob_size ? rootfs_ix_new(digest, &t.ix) : -EBADMSG;
 	if (rc == 0) {
 		t.ix->comp = comp;
 		t.ix->blob_size = blob_size;
-	}
-	json_array_foreach(ents, i, e)
-	{
-		if (rc == 0)
-			rc = on_entry(&t, e);
+		rc = rootfs_toc_each_entry(json, len, on_entry, &t);
 	}
 	if (rc == 0)
 		rc = file_end(&t);
 	if (rc == 0)
 		rc = set_ends(&t);
-	json_decref(root);
+	free(t.file);
 	if (rc) {
 		rootfs_index_free(t.ix);
 		return rc;
