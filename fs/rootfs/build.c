@@ -22,6 +22,7 @@ struct rootfs_build {
 	struct rootfs_build_opts o;
 	enum rootfs_compression comp;
 	int err;
+	int not_tar; /* its content is no tar: only hashed from then on */
 	EVP_MD_CTX *whole, *span;
 	uint64_t fed; /* compressed bytes so far */
 	uint64_t out; /* uncompressed bytes so far */
@@ -383,7 +384,17 @@ int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len)
 		if ((b->err = detect(b)) < 0)
 			return b->err;
 	}
+	if (b->not_tar) {
+		b->fed += len;
+		return EVP_DigestUpdate(b->whole, p, len) ? 0 : (b->err = -ENOMEM);
+	}
 	b->err = feed_bytes(b, p, len);
+	if (b->err == -EMEDIUMTYPE) {
+		/* Said only once the whole blob hashed to its digest: a damaged
+		 * download is an EIO, not a verdict on the layer. */
+		b->not_tar = 1;
+		b->err = 0;
+	}
 	return b->err;
 }
 
@@ -407,20 +418,23 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 	struct rootfs_index *ix = b->ix;
 	int rc = b->err;
 	*out = NULL;
-	if (rc == 0 && b->comp == ROOTFS_COMP_AUTO)
-		rc = detect(b); /* a blob shorter than 4 bytes */
-	if (rc == 0 && b->comp == ROOTFS_COMP_GZIP && !b->member_end && !b->trailing) {
+	if (rc == 0 && b->comp == ROOTFS_COMP_AUTO && (rc = detect(b)) == -EMEDIUMTYPE)
+		rc = 0, b->not_tar = 1; /* a blob shorter than 4 bytes */
+	if (rc == 0 && !b->not_tar && b->comp == ROOTFS_COMP_GZIP && !b->member_end &&
+	    !b->trailing) {
 		log_err("rootfs: layer %s: gzip stream truncated", ix->digest);
 		rc = -EIO;
 	}
-	if (rc == 0 && b->comp == ROOTFS_COMP_ZSTD && (!b->zd || b->zret != 0)) {
+	if (rc == 0 && !b->not_tar && b->comp == ROOTFS_COMP_ZSTD && (!b->zd || b->zret != 0)) {
 		log_err("rootfs: layer %s: zstd stream truncated", ix->digest);
 		rc = -EIO;
 	}
-	if (rc == 0)
-		rc = rootfs_tar_finish(b->tar);
+	if (rc == 0 && !b->not_tar && (rc = rootfs_tar_finish(b->tar)) == -EMEDIUMTYPE)
+		rc = 0, b->not_tar = 1;
 	if (rc == 0)
 		rc = check_digest(b);
+	if (rc == 0 && b->not_tar)
+		rc = -EMEDIUMTYPE;
 	if (rc == 0 && ix->n_ck && !EVP_DigestFinal_ex(b->span, ix->ck[ix->n_ck - 1].sha, NULL))
 		rc = -ENOMEM;
 	if (rc < 0) {

@@ -103,6 +103,8 @@ size_t rootfs_index_entries(const struct rootfs_index *ix) { return ix->n_ents; 
 
 uint64_t rootfs_index_size(const struct rootfs_index *ix) { return ix->out_size; }
 
+int rootfs_index_comp(const struct rootfs_index *ix) { return (int)ix->comp; }
+
 uint64_t rootfs_index_blob_size(const struct rootfs_index *ix) { return ix->blob_size; }
 
 size_t rootfs_index_mem(const struct rootfs_index *ix)
@@ -111,6 +113,19 @@ size_t rootfs_index_mem(const struct rootfs_index *ix)
 	       ix->cap_ck * sizeof(*ix->ck) + ix->cap_pool + ix->cap_wins;
 }
 
+int rootfs_index_same_entries(const struct rootfs_index *a, const struct rootfs_index *b)
+{
+	if (a->n_ents != b->n_ents || a->out_size != b->out_size)
+		return 0;
+	for (size_t i = 0; i < a->n_ents; i++) {
+		const struct rootfs_ent *x = &a->ents[i], *y = &b->ents[i];
+		if (x->type != y->type || x->size != y->size || x->data_off != y->data_off ||
+		    x->mode != y->mode || x->uid != y->uid || x->gid != y->gid ||
+		    x->mtime != y->mtime || strcmp(rootfs_ix_str(a, x->path), rootfs_ix_str(b, y->path)))
+			return 0;
+	}
+	return 1;
+}
 int rootfs_ix_add_entry(struct rootfs_index *ix, const struct rootfs_tar_entry *e,
 			uint64_t max_names)
 {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,10 +100,50 @@ static int stream(struct rfs_image *im, struct rfs_layer *L, struct rootfs_build
 	return rc;
 }
 
-static void index_path(const struct fs_ctx *c, const struct rfs_layer *L, const char *suffix,
-		       char *out, size_t size)
+/* Names under cache_dir/index/ (the cache counts and evicts them): the
+ * index "<hex>", a zstd layer's decompressed copy "<hex>.tar". */
+static void aux_name(const struct rfs_layer *L, const char *suffix, char *out, size_t size)
 {
-	snprintf(out, size, "%s/index/%s%s", c->o.cache_dir, L->digest + 7, suffix);
+	snprintf(out, size, "%s%s", L->digest + 7, suffix);
+}
+
+static void aux_path(const struct rfs_image *im, const struct rfs_layer *L, const char *suffix,
+		     char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s%s", cache_aux_dir(im->c->cache), L->digest + 7, suffix);
+}
+
+/* The copy is kept open for reads; a shared flock keeps other mounts on
+ * this cache_dir from evicting it meanwhile. */
+static void copy_hold(struct rfs_layer *L, int fd)
+{
+	flock(fd, LOCK_SH);
+	L->copy_fd = fd;
+}
+
+/* Hands a finished build's files to the cache, pinned: the copy first
+ * (an index never lacks it), then the index. No room: the index serves
+ * this mount from memory and is rebuilt by a later one. */
+static void commit(struct rfs_image *im, struct rfs_layer *L, struct rootfs_index *ix,
+		   struct zcopy *z, const char *dir)
+{
+	char name[100], path[4200];
+	cache *cc = im->c->cache;
+	if (z->fd >= 0) {
+		aux_path(im, L, ".tar", path, sizeof path);
+		aux_name(L, ".tar", name, sizeof name);
+		if (fdatasync(z->fd) || rename(z->tmp, path)) {
+			log_warn("rootfs: copy of %s: %s", L->digest, strerror(errno));
+			unlink(z->tmp);
+			return;
+		}
+		if (cache_aux_add(cc, name, 1) != 0)
+			return;
+		L->pin_copy = 1;
+	}
+	aux_name(L, "", name, sizeof name);
+	if (rootfs_index_save(ix, dir) == 0 && cache_aux_add(cc, name, 1) == 0)
+		L->pin_ix = 1;
 }
 
 int rfs_layer_build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
@@ -111,7 +152,6 @@ int rfs_layer_build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	struct rootfs_build_opts o = {.on_output = zcopy_write, .output_arg = &z};
 	struct rootfs_build *b = NULL;
 	struct rootfs_index *ix = NULL;
-	char path[4200];
 	snprintf(z.tmp, sizeof z.tmp, "%s/.%s.tar.XXXXXX", dir, L->digest + 7);
 	int rc = rootfs_build_new(L->digest, ROOTFS_COMP_AUTO, &o, &b);
 	if (rc == 0)
@@ -119,53 +159,84 @@ int rfs_layer_build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	if (rc == 0)
 		rc = rootfs_build_finish(b, &ix);
 	rootfs_build_free(b);
-	index_path(im->c, L, ".tar", path, sizeof path);
-	if (rc == 0 && z.fd >= 0 && (fdatasync(z.fd) || rename(z.tmp, path)))
-		rc = -errno;
-	if (rc == 0 && (rc = rootfs_index_save(ix, dir)) == 0) {
-		struct stat st;
-		index_path(im->c, L, "", path, sizeof path);
-		if (stat(path, &st) == 0)
-			__atomic_add_fetch(&rfs_st_index_bytes, (uint64_t)st.st_size,
-					   __ATOMIC_RELAXED);
-	}
-	if (rc && z.fd >= 0)
+	if (rc == 0)
+		commit(im, L, ix, &z, dir);
+	else if (z.fd >= 0)
 		unlink(z.tmp);
 	if (z.fd >= 0 && rc == 0)
-		L->copy_fd = z.fd;
+		copy_hold(L, z.fd);
 	else if (z.fd >= 0)
 		close(z.fd);
+	if (rc == -EMEDIUMTYPE)
+		L->not_tar = 1; /* verified: a retry need not download it again */
+	else if (rc)
+		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 	if (rc) {
 		rootfs_index_free(ix);
-		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 		return rc;
 	}
 	L->ix = ix;
 	return 0;
 }
 
-/* A saved index; a zstd layer's also needs its copy. */
+/* A saved index, pinned in the cache while this image holds it; a zstd
+ * layer's also needs its copy. */
 int rfs_layer_load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 {
-	char path[4200];
+	char path[4200], name[100];
 	struct rootfs_index *ix = NULL;
-	int rc = rootfs_index_load(dir, L->digest, &ix);
+	cache *cc = im->c->cache;
+	aux_name(L, "", name, sizeof name);
+	int rc = cache_aux_pin(cc, name);
+	if (rc)
+		return rc;
+	L->pin_ix = 1;
+	rc = rootfs_index_load(dir, L->digest, &ix);
 	if (rc == 0 && L->zstd) {
-		index_path(im->c, L, ".tar", path, sizeof path);
-		L->copy_fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (L->copy_fd < 0) {
-			rootfs_index_free(ix);
-			rc = -EBADMSG;
+		aux_name(L, ".tar", name, sizeof name);
+		aux_path(im, L, ".tar", path, sizeof path);
+		int fd = -1;
+		if (cache_aux_pin(cc, name) == 0) {
+			L->pin_copy = 1;
+			fd = open(path, O_RDONLY | O_CLOEXEC);
 		}
+		if (fd >= 0)
+			copy_hold(L, fd);
+		else
+			rc = -EBADMSG;
+	}
+	if (rc) {
+		rootfs_index_free(ix);
+		rfs_layer_unpin(im, L);
 	}
 	if (rc == -EBADMSG) {
 		log_warn("rootfs: index of %s unusable: rebuilt", L->digest);
-		index_path(im->c, L, "", path, sizeof path);
-		unlink(path);
+		aux_name(L, "", name, sizeof name);
+		cache_aux_drop(cc, name);
 	}
 	if (rc == 0)
 		L->ix = ix;
 	return rc;
+}
+
+void rfs_layer_unpin_in(cache *cc, struct rfs_layer *L)
+{
+	char name[100];
+	if (L->pin_ix) {
+		aux_name(L, "", name, sizeof name);
+		cache_aux_unpin(cc, name);
+		L->pin_ix = 0;
+	}
+	if (L->pin_copy) {
+		aux_name(L, ".tar", name, sizeof name);
+		cache_aux_unpin(cc, name);
+		L->pin_copy = 0;
+	}
+}
+
+void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L)
+{
+	rfs_layer_unpin_in(im->c->cache, L);
 }
 
 int rfs_layer_pread(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
@@ -239,10 +310,14 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 	struct rootfs_spans *s = rfs_spans();
 	struct src_arg a = {im, L, cancel};
 	struct rootfs_source src = {read_compressed, &a};
-	ssize_t n = s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	const struct rootfs_index *ix = rfs_read_index(L);
+	ssize_t n = s ? rootfs_spans_read(s, ix, &src, off, buf, len) : -ENOMEM;
 	/* A span that failed its sha256 may sit in the blob cache: drop it so
 	 * that the next read fetches it again. */
 	if (n == -EIO && L->copy_fd < 0)
 		cache_blob_drop(im->c->cache, L->digest);
+	/* The layer's bytes disagree with a TOC's digest: the local build. */
+	if (n == -EIO && ix == L->ix && L->ranged && (ix = rfs_layer_fallback(im, L)))
+		n = rootfs_spans_read(s, ix, &src, off, buf, len);
 	return n;
 }

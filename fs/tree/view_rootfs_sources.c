@@ -4,10 +4,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "fs/mount.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_publish.h"
+#include "fs/tree/view_rootfs_soci.h"
 #include "fs/tree/view_rootfs_sources.h"
 #include "net/log.h"
 
@@ -15,10 +16,14 @@
  * referrer) and ecrfs's own published index go here, in that order, after
  * eStargz and zstd:chunked. A NULL try_fn is skipped. */
 const struct rfs_index_source rfs_index_sources[] = {
+    /* First those that cost no layer byte to find (an annotation, one
+     * ListImageReferrers per image), then the footer probes (a tail read
+     * of every layer). */
+    {"soci v2", rfs_src_soci_v2},
+    {"soci v1", rfs_src_soci_v1},
+    {"published", rfs_src_published},
     {"estargz", rfs_src_estargz},
     {"zstd:chunked", rfs_src_zstd_chunked},
-    {"soci", NULL},
-    {"published", NULL},
 };
 const size_t rfs_n_index_sources = sizeof rfs_index_sources / sizeof rfs_index_sources[0];
 
@@ -87,27 +92,32 @@ static int try_table(struct rfs_image *im, struct rfs_layer *L)
 
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 {
-	char dir[4200];
+	const char *dir = cache_aux_dir(im->c->cache);
+	int rc;
 	if (L->ix)
 		return 0;
-	snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
-	if (rfs_layer_load(im, L, dir) == 0) {
+	if (L->not_tar)
+		return -EMEDIUMTYPE;
+	/* Another image holds this layer's index: share it. */
+	if (rfs_held_find(L)) {
+		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if ((rc = rfs_layer_load(im, L, dir)) == 0) {
 		L->source = RFS_SRC_LOCAL;
 		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
-	}
-	if (try_table(im, L) == 0) {
+	} else if ((rc = try_table(im, L)) == 0) {
 		__atomic_add_fetch(&rfs_st_tocs, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
+	} else {
+		rc = rfs_layer_build(im, L, dir);
+		__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
+		if (rc == 0)
+			L->source = RFS_SRC_BUILT;
 	}
-	int rc = rfs_layer_build(im, L, dir);
-	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
 	if (rc == 0)
-		L->source = RFS_SRC_BUILT;
+		rfs_held_add(im, L);
 	return rc;
 }
 
