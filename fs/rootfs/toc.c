@@ -27,7 +27,7 @@ struct toc_build {
 	 * freed before they come) */
 	char *file;
 	uint64_t file_size, file_next;
-	uint64_t file_end; /* its "endOffset" (zstd:chunked), 0 when absent */
+	uint64_t file_end;    /* its "endOffset" (zstd:chunked), 0 when absent */
 	char file_digest[80]; /* "" when absent */
 };
 
@@ -89,7 +89,8 @@ static int parse_time(const char *s, int64_t *sec, uint32_t *nsec)
 	if (!s)
 		return 0;
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
 		return -EBADMSG;
 	const char *p = s + n;
 	if (*p == '.') {
@@ -137,7 +138,8 @@ static int b64_decode(const char *s, unsigned char **out, size_t *len)
 		for (int k = 0; k < 4; k++)
 			v[k] = s[i + k] == '=' && last && k >= 2 ? -2 : b64val(s[i + k]);
 		/* '=' only as the last one or two characters */
-		if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 || (v[2] == -2 && v[3] != -2)) {
+		if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 ||
+		    (v[2] == -2 && v[3] != -2)) {
 			free(b);
 			return -EBADMSG;
 		}
@@ -269,8 +271,9 @@ static int type_of(const char *s, enum rootfs_type *out)
 	static const struct {
 		const char *name;
 		enum rootfs_type type;
-	} types[] = {{"reg", ROOTFS_REG},	  {"dir", ROOTFS_DIR},	 {"symlink", ROOTFS_SYMLINK},
-		     {"hardlink", ROOTFS_HARDLINK}, {"char", ROOTFS_CHR}, {"block", ROOTFS_BLK},
+	} types[] = {{"reg", ROOTFS_REG},	  {"dir", ROOTFS_DIR},
+		     {"symlink", ROOTFS_SYMLINK}, {"hardlink", ROOTFS_HARDLINK},
+		     {"char", ROOTFS_CHR},	  {"block", ROOTFS_BLK},
 		     {"fifo", ROOTFS_FIFO}};
 	for (size_t i = 0; s && i < sizeof types / sizeof types[0]; i++)
 		if (!strcmp(s, types[i].name)) {
@@ -346,10 +349,12 @@ static int on_entry(void *arg, json_t *e)
 		return 0;
 	}
 	te.path = path;
-	te.link = te.type == ROOTFS_HARDLINK ? link : te.type == ROOTFS_SYMLINK ? ln ? ln : "" : NULL;
+	te.link = te.type == ROOTFS_HARDLINK  ? link
+		  : te.type == ROOTFS_SYMLINK ? ln ? ln : ""
+					      : NULL;
 	te.data_off = t->ix->out_size;
 	rc = t->ix->n_ents >= TOC_MAX_ENTRIES ? -EFBIG
-					       : rootfs_ix_add_entry(t->ix, &te, TOC_MAX_NAMES);
+					      : rootfs_ix_add_entry(t->ix, &te, TOC_MAX_NAMES);
 	xattrs_free(xa, nxa);
 	if (rc || te.type != ROOTFS_REG || te.size == 0)
 		return rc;

@@ -49,7 +49,8 @@ static const char *value_end(const char *p, const char *end)
 				break;
 			if (--depth == 0)
 				return p + 1;
-		} else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+		} else if (depth == 0 &&
+			   (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
 			break;
 		}
 		p++;

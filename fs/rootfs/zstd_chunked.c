@@ -37,9 +37,11 @@ int rootfs_zchunked_annotation(const char *value, uint64_t blob_size,
 {
 	uint64_t type = 0;
 	int n = -1;
-	if (!value || sscanf(value, "%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 "%n", &pos->off,
-			     &pos->len, &pos->ulen, &type, &n) != 4 ||
-	    n < 0 || value[n] != '\0' || value[0] == '-' || strchr(value, '-') || strchr(value, '+'))
+	if (!value ||
+	    sscanf(value, "%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 "%n", &pos->off, &pos->len,
+		   &pos->ulen, &type, &n) != 4 ||
+	    n < 0 || value[n] != '\0' || value[0] == '-' || strchr(value, '-') ||
+	    strchr(value, '+'))
 		return -EBADMSG;
 	return pos_check(pos, type, blob_size);
 }
@@ -60,7 +62,8 @@ int rootfs_zchunked_footer(const void *tail, size_t tail_len, uint64_t blob_size
 			continue;
 		const unsigned char *f = (const unsigned char *)tail + tail_len - n - 8, *d = f + 8;
 		if (memcmp(f, skippable, 4) != 0 || le64(f + 4) % (1ull << 32) != n ||
-		    (memcmp(d + n - 8, "GNUlInUx", 8) != 0 && memcmp(d + n - 8, "GnUlInUx", 8) != 0))
+		    (memcmp(d + n - 8, "GNUlInUx", 8) != 0 &&
+		     memcmp(d + n - 8, "GnUlInUx", 8) != 0))
 			continue;
 		pos->off = le64(d);
 		pos->len = le64(d + 8);

@@ -88,7 +88,10 @@ static void tar_header(unsigned char h[512], const char *name, size_t size)
 	snprintf((char *)h + 124, 12, "%011zo", size);
 	snprintf((char *)h + 136, 12, "%011o", 1700000000);
 	h[156] = '0';
-	memcpy(h + 257, "ustar\0" "00", 8);
+	memcpy(h + 257,
+	       "ustar\0"
+	       "00",
+	       8);
 	memset(h + 148, ' ', 8);
 	unsigned sum = 0;
 	for (int i = 0; i < 512; i++)
@@ -117,26 +120,29 @@ static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zs
 	(void)e1;
 	if (zstd) {
 		snprintf(ends1, sizeof ends1, ",\"endOffset\":%llu", (unsigned long long)e2);
-		snprintf(zeros, sizeof zeros,
-			 ",{\"name\":\"zeros\",\"type\":\"reg\",\"size\":%d,\"digest\":\"%s\","
-			 "\"offset\":0,\"chunkSize\":%d,\"chunkDigest\":\"%s\",\"chunkType\":\"zeros\"}",
-			 ZEROS, dz, ZEROS, dz);
+		snprintf(
+		    zeros, sizeof zeros,
+		    ",{\"name\":\"zeros\",\"type\":\"reg\",\"size\":%d,\"digest\":\"%s\","
+		    "\"offset\":0,\"chunkSize\":%d,\"chunkDigest\":\"%s\",\"chunkType\":\"zeros\"}",
+		    ZEROS, dz, ZEROS, dz);
 	}
-	if (asprintf(&s,
-		     "{\"version\":1,\"entries\":["
-		     "{\"name\":\"etc/\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2023-11-14T22:13:20Z\"},"
-		     "{\"name\":\"etc/hello\",\"type\":\"reg\",\"size\":%zu,\"mode\":420,\"uid\":1,"
-		     "\"gid\":2,\"modtime\":\"2023-11-14T22:13:20.5+01:00\",\"offset\":%llu%s,"
-		     "\"chunkSize\":%zu,\"chunkDigest\":\"%s\",\"digest\":\"%s\","
-		     "\"xattrs\":{\"user.a\":\"dmFsdWU=\"}},"
-		     "{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu,\"chunkOffset\":%zu,"
-		     "\"chunkDigest\":\"%s\"},"
-		     "{\"name\":\"etc/link\",\"type\":\"symlink\",\"linkName\":\"hello\"},"
-		     "{\"name\":\"hard\",\"type\":\"hardlink\",\"linkName\":\"etc/hello\"},"
-		     "{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
-		     "{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}%s]}",
-		     strlen(A) + strlen(B), (unsigned long long)o1, ends1, strlen(A), da, whole,
-		     (unsigned long long)o2, strlen(A), db, zeros) < 0)
+	if (asprintf(
+		&s,
+		"{\"version\":1,\"entries\":["
+		"{\"name\":\"etc/"
+		"\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2023-11-14T22:13:20Z\"},"
+		"{\"name\":\"etc/hello\",\"type\":\"reg\",\"size\":%zu,\"mode\":420,\"uid\":1,"
+		"\"gid\":2,\"modtime\":\"2023-11-14T22:13:20.5+01:00\",\"offset\":%llu%s,"
+		"\"chunkSize\":%zu,\"chunkDigest\":\"%s\",\"digest\":\"%s\","
+		"\"xattrs\":{\"user.a\":\"dmFsdWU=\"}},"
+		"{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu,\"chunkOffset\":%zu,"
+		"\"chunkDigest\":\"%s\"},"
+		"{\"name\":\"etc/link\",\"type\":\"symlink\",\"linkName\":\"hello\"},"
+		"{\"name\":\"hard\",\"type\":\"hardlink\",\"linkName\":\"etc/hello\"},"
+		"{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
+		"{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}%s]}",
+		strlen(A) + strlen(B), (unsigned long long)o1, ends1, strlen(A), da, whole,
+		(unsigned long long)o2, strlen(A), db, zeros) < 0)
 		return NULL;
 	return s;
 }
@@ -178,8 +184,15 @@ static ssize_t exercise(struct rootfs_index *ix, const struct buf *blob, unsigne
 	return total;
 }
 
-static const char *const HUGE_NUMS[] = {"99999999999999999999", "-1", "1e400", "18446744073709551615",
-					 "4611686018427387904", "\"\"", "null", "[]", "{}"};
+static const char *const HUGE_NUMS[] = {"99999999999999999999",
+					"-1",
+					"1e400",
+					"18446744073709551615",
+					"4611686018427387904",
+					"\"\"",
+					"null",
+					"[]",
+					"{}"};
 
 /* A mutated copy of in, in a buffer of its exact size (+1 for a NUL the
  * parsers never read: *out_n excludes it). */
@@ -198,13 +211,15 @@ static unsigned char *mutate(const unsigned char *in, size_t n, size_t *out_n)
 			break;
 		case 1:
 			if (len)
-				w[pos] = (unsigned char)interesting[next() % (sizeof interesting - 1)];
+				w[pos] =
+				    (unsigned char)interesting[next() % (sizeof interesting - 1)];
 			break;
 		case 2:
 			len = len ? next() % len : 0;
 			break;
 		case 3: {
-			const char *s = HUGE_NUMS[next() % (sizeof HUGE_NUMS / sizeof HUGE_NUMS[0])];
+			const char *s =
+			    HUGE_NUMS[next() % (sizeof HUGE_NUMS / sizeof HUGE_NUMS[0])];
 			size_t sl = strlen(s);
 			if (len + sl > cap)
 				break;
@@ -294,7 +309,8 @@ static int esgz_try(const struct buf *blob, const char *toc_digest, unsigned cha
 	if (rc)
 		return rc;
 	unsigned char *m = exact(blob->p + off, (size_t)(end - off));
-	rc = rootfs_estargz_index(LAYER, blob->n, m, (size_t)(end - off), off, end, toc_digest, &ix);
+	rc =
+	    rootfs_estargz_index(LAYER, blob->n, m, (size_t)(end - off), off, end, toc_digest, &ix);
 	free(m);
 	if (rc == 0) {
 		*read = exercise(ix, blob, got, cap);
@@ -361,8 +377,14 @@ static long fuzz_estargz(long iters)
 
 static void skippable(struct buf *b, const void *p, size_t n)
 {
-	unsigned char h[8] = {0x50, 0x2a, 0x4d, 0x18, (unsigned char)n, (unsigned char)(n >> 8),
-			      (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+	unsigned char h[8] = {0x50,
+			      0x2a,
+			      0x4d,
+			      0x18,
+			      (unsigned char)n,
+			      (unsigned char)(n >> 8),
+			      (unsigned char)(n >> 16),
+			      (unsigned char)(n >> 24)};
 	put(b, h, 8);
 	put(b, p, n);
 }
