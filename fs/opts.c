@@ -110,6 +110,7 @@ static const char usage[] =
 	"    -o neg_ttl=S           seconds a missing name is cached (default 5)\n"
 	"    -o deadline=S          deadline of each operation (default 30)\n"
 	"    -o verify=strict       verify a blob's digest before serving any byte of it\n"
+	"                           (TAG@rootfs: only TOCs whose digest the manifest annotates)\n"
 	"    -o show_referrers      list referrers (images with a subject) and signature tags\n"
 	"Mount:\n"
 	"    -o ro                  read-only: every write fails with EROFS\n"

@@ -33,7 +33,7 @@ static int footer_at(const unsigned char *f, size_t flen, uint64_t *off)
 	uint64_t v = 0;
 	for (size_t i = 0; i < 16; i++) {
 		char c = (char)p[i];
-		int d = c >= '0' && c <= '9'	 ? c - '0'
+		int d = c >= '0' && c <= '9'   ? c - '0'
 			: c >= 'a' && c <= 'f' ? c - 'a' + 10
 			: c >= 'A' && c <= 'F' ? c - 'A' + 10
 					       : -1;
@@ -45,8 +45,8 @@ static int footer_at(const unsigned char *f, size_t flen, uint64_t *off)
 	return 0;
 }
 
-int rootfs_estargz_locate(const void *tail, size_t tail_len, uint64_t blob_size,
-			  uint64_t *toc_off, uint64_t *toc_end)
+int rootfs_estargz_locate(const void *tail, size_t tail_len, uint64_t blob_size, uint64_t *toc_off,
+			  uint64_t *toc_end)
 {
 	const unsigned char *t = tail;
 	static const size_t sizes[] = {FOOTER, FOOTER_LEGACY};

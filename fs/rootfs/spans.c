@@ -9,7 +9,6 @@
 
 #include <openssl/evp.h>
 #include <zlib.h>
-#include <zstd.h>
 
 #include "fs/rootfs/rootfs_i.h"
 #include "net/log.h"
@@ -198,7 +197,12 @@ static int fetch_span(const struct rootfs_index *ix, const struct rootfs_source 
 {
 	const struct rootfs_ckpt *c = &ix->ck[i];
 	int chunks = rootfs_comp_chunks(ix->comp);
-	uint64_t from = c->in - (c->bits ? 1 : 0);
+	uint64_t from = c->in - (c->bits && !chunks ? 1 : 0);
+	if (chunks && c->bits == ROOTFS_CK_ZEROS) { /* nothing to fetch */
+		*out = NULL;
+		*out_len = 0;
+		return 0;
+	}
 	/* Spans of plain and zstd layers are ranges of the uncompressed stream. */
 	uint64_t end = ix->comp == ROOTFS_COMP_GZIP ? ix->blob_size : ix->out_size;
 	uint64_t to = chunks ? c->in_end : i + 1 < ix->n_ck ? ix->ck[i + 1].in : end;
@@ -339,26 +343,6 @@ static int gunzip_chunk(const unsigned char *cbuf, size_t clen, unsigned char *d
 	return rc;
 }
 
-/* zstd frames from cbuf until n bytes are out. */
-static int unzstd_chunk(const unsigned char *cbuf, size_t clen, unsigned char *dst, size_t n)
-{
-	ZSTD_DCtx *d = ZSTD_createDCtx();
-	if (!d)
-		return -ENOMEM;
-	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 24);
-	ZSTD_inBuffer in = {cbuf, clen, 0};
-	ZSTD_outBuffer out = {dst, n, 0};
-	int rc = 0;
-	while (rc == 0 && out.pos < n) {
-		size_t before_in = in.pos, before_out = out.pos;
-		size_t r = ZSTD_decompressStream(d, &out, &in);
-		if (ZSTD_isError(r) || (in.pos == before_in && out.pos == before_out))
-			rc = -EIO;
-	}
-	ZSTD_freeDCtx(d);
-	return rc;
-}
-
 /* A chunk kind's span: decompressed whole, its sha256 checked, then
  * [pos, pos + n) copied to dst and the chunk cached. */
 static int chunk_load(struct rootfs_spans *s, const struct rootfs_index *ix, size_t i,
@@ -371,8 +355,13 @@ static int chunk_load(struct rootfs_spans *s, const struct rootfs_index *ix, siz
 	unsigned char md[32], *full = fits ? malloc(all ? all : 1) : NULL;
 	if (!full)
 		return fits ? -ENOMEM : -EIO;
-	int rc = ix->comp == ROOTFS_COMP_GZIP_CHUNKS ? gunzip_chunk(cbuf, clen, full, all)
-						     : unzstd_chunk(cbuf, clen, full, all);
+	int rc = 0;
+	if (ix->ck[i].bits == ROOTFS_CK_ZEROS)
+		memset(full, 0, all);
+	else if (ix->comp == ROOTFS_COMP_GZIP_CHUNKS)
+		rc = gunzip_chunk(cbuf, clen, full, all);
+	else
+		rc = rootfs_zstd_frames(cbuf, clen, full, all) ? -EIO : 0;
 	if (rc == 0 && skip)
 		memmove(full, full + skip, (size_t)slen);
 	if (rc == 0 && (EVP_Digest(full, (size_t)slen, md, NULL, EVP_sha256(), NULL) != 1 ||

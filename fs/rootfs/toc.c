@@ -6,6 +6,7 @@
  * tile each file, lack a digest, or point outside the blob is -EBADMSG. */
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,10 +23,12 @@
 struct toc_build {
 	struct rootfs_index *ix;
 	uint64_t blob_size, toc_end;
-	/* the regular file whose chunks come next */
-	const char *file;
+	/* the regular file whose chunks come next (copies: its entry's JSON is
+	 * freed before they come) */
+	char *file;
 	uint64_t file_size, file_next;
-	const char *file_digest;
+	uint64_t file_end;    /* its "endOffset" (zstd:chunked), 0 when absent */
+	char file_digest[80]; /* "" when absent */
 };
 
 static int hexval(char c)
@@ -86,7 +89,8 @@ static int parse_time(const char *s, int64_t *sec, uint32_t *nsec)
 	if (!s)
 		return 0;
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
 		return -EBADMSG;
 	const char *p = s + n;
 	if (*p == '.') {
@@ -134,7 +138,8 @@ static int b64_decode(const char *s, unsigned char **out, size_t *len)
 		for (int k = 0; k < 4; k++)
 			v[k] = s[i + k] == '=' && last && k >= 2 ? -2 : b64val(s[i + k]);
 		/* '=' only as the last one or two characters */
-		if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 || (v[2] == -2 && v[3] != -2)) {
+		if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 ||
+		    (v[2] == -2 && v[3] != -2)) {
 			free(b);
 			return -EBADMSG;
 		}
@@ -197,13 +202,13 @@ static int get_xattrs(json_t *e, struct rootfs_tar_xattr **out, size_t *n)
 	return 0;
 }
 
-/* Appends a chunk of len bytes at the end of the stream: [in, in_end) of
- * the blob (eStargz: in_end set by set_ends) decompresses to it. */
+/* Appends a chunk of len bytes at the end of the stream: its compressed
+ * bytes start at in and end at in_end when the TOC says (0: unknown; set_ends
+ * makes it the next chunk's start at most). */
 static int add_chunk(struct rootfs_index *ix, uint64_t toc_end, uint64_t in, uint64_t in_end,
 		     uint64_t skip, uint64_t len, const unsigned char sha[32])
 {
-	if (len > ROOTFS_CHUNK_MAX || skip > ROOTFS_CHUNK_MAX || in >= toc_end ||
-	    (ix->comp == ROOTFS_COMP_ZSTD_CHUNKS && (in_end <= in || in_end > toc_end)))
+	if (len > ROOTFS_CHUNK_MAX || skip > ROOTFS_CHUNK_MAX || in >= toc_end)
 		return -EBADMSG;
 	int rc = rootfs_ix_grow((void **)&ix->ck, &ix->cap_ck, ix->n_ck + 1, sizeof *ix->ck);
 	if (rc)
@@ -236,7 +241,8 @@ static int on_chunk(struct toc_build *t, json_t *e, int first)
 	if (rc || coff != t->file_next)
 		return -EBADMSG;
 	const char *ct = get_str(e, "chunkType");
-	if (ct && strcmp(ct, "data") != 0) {
+	int zeros = ct && !strcmp(ct, "zeros"); /* zstd:chunked: a hole */
+	if (ct && !zeros && strcmp(ct, "data") != 0) {
 		log_warn("rootfs: layer %s: TOC chunks of type %.20s are not supported",
 			 t->ix->digest, ct);
 		return -ENOTSUP;
@@ -246,11 +252,17 @@ static int on_chunk(struct toc_build *t, json_t *e, int first)
 		csize = rest;
 	const char *dg = get_str(e, "chunkDigest");
 	if (!dg && first && csize == t->file_size)
-		dg = t->file_digest; /* a file in one chunk: the file's digest */
+		dg = t->file_digest[0] ? t->file_digest : NULL; /* one chunk: the file's */
 	if (csize > rest || parse_digest(dg, sha) != 0)
 		return -EBADMSG;
+	if (first)
+		t->file_end = end;
+	else if (!end)
+		end = t->file_end; /* older zstd:chunked: only the file's end */
 	if ((rc = add_chunk(t->ix, t->toc_end, off, end, inner, csize, sha)) == 0)
 		t->file_next += csize;
+	if (rc == 0 && zeros)
+		t->ix->ck[t->ix->n_ck - 1].bits = ROOTFS_CK_ZEROS;
 	return rc;
 }
 
@@ -259,8 +271,9 @@ static int type_of(const char *s, enum rootfs_type *out)
 	static const struct {
 		const char *name;
 		enum rootfs_type type;
-	} types[] = {{"reg", ROOTFS_REG},	  {"dir", ROOTFS_DIR},	 {"symlink", ROOTFS_SYMLINK},
-		     {"hardlink", ROOTFS_HARDLINK}, {"char", ROOTFS_CHR}, {"block", ROOTFS_BLK},
+	} types[] = {{"reg", ROOTFS_REG},	  {"dir", ROOTFS_DIR},
+		     {"symlink", ROOTFS_SYMLINK}, {"hardlink", ROOTFS_HARDLINK},
+		     {"char", ROOTFS_CHR},	  {"block", ROOTFS_BLK},
 		     {"fifo", ROOTFS_FIFO}};
 	for (size_t i = 0; s && i < sizeof types / sizeof types[0]; i++)
 		if (!strcmp(s, types[i].name)) {
@@ -307,12 +320,14 @@ static int entry_attrs(json_t *e, struct rootfs_tar_entry *te, struct rootfs_tar
 static int file_end(struct toc_build *t)
 {
 	int rc = t->file && t->file_next != t->file_size ? -EBADMSG : 0;
+	free(t->file);
 	t->file = NULL;
 	return rc;
 }
 
-static int on_entry(struct toc_build *t, json_t *e)
+static int on_entry(void *arg, json_t *e)
 {
+	struct toc_build *t = arg;
 	const char *type = get_str(e, "type"), *name = get_str(e, "name");
 	if (!json_is_object(e) || !type || !name)
 		return -EBADMSG;
@@ -334,17 +349,21 @@ static int on_entry(struct toc_build *t, json_t *e)
 		return 0;
 	}
 	te.path = path;
-	te.link = te.type == ROOTFS_HARDLINK ? link : te.type == ROOTFS_SYMLINK ? ln ? ln : "" : NULL;
+	te.link = te.type == ROOTFS_HARDLINK  ? link
+		  : te.type == ROOTFS_SYMLINK ? ln ? ln : ""
+					      : NULL;
 	te.data_off = t->ix->out_size;
 	rc = t->ix->n_ents >= TOC_MAX_ENTRIES ? -EFBIG
-					       : rootfs_ix_add_entry(t->ix, &te, TOC_MAX_NAMES);
+					      : rootfs_ix_add_entry(t->ix, &te, TOC_MAX_NAMES);
 	xattrs_free(xa, nxa);
 	if (rc || te.type != ROOTFS_REG || te.size == 0)
 		return rc;
-	t->file = name;
+	if (!(t->file = strdup(name)))
+		return -ENOMEM;
 	t->file_size = te.size;
 	t->file_next = 0;
-	t->file_digest = get_str(e, "digest");
+	const char *fd = get_str(e, "digest");
+	snprintf(t->file_digest, sizeof t->file_digest, "%s", fd && strlen(fd) < 80 ? fd : "");
 	return on_chunk(t, e, 1);
 }
 
@@ -354,8 +373,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* eStargz: a chunk's member ends where the next chunk's starts (or the
- * TOC); members of headers in between are read and ignored. */
+/* A chunk's bytes end where the next chunk's start (or the TOC), sooner
+ * when the TOC gives its end (zstd:chunked "endOffset"; older writers give
+ * only the file's); eStargz headers in between are read and ignored. */
 static int set_ends(struct toc_build *t)
 {
 	struct rootfs_index *ix = t->ix;
@@ -369,38 +389,35 @@ static int set_ends(struct toc_build *t)
 	for (size_t i = 0; i < ix->n_ck; i++)
 		if (n == 0 || ins[n - 1] != ins[i])
 			ins[n++] = ins[i];
-	for (size_t i = 0; i < ix->n_ck; i++) {
-		uint64_t *p = bsearch(&ix->ck[i].in, ins, n, sizeof *ins, cmp_u64);
-		ix->ck[i].in_end = p + 1 < ins + n ? p[1] : t->toc_end;
+	int rc = 0;
+	for (size_t i = 0; i < ix->n_ck && !rc; i++) {
+		struct rootfs_ckpt *c = &ix->ck[i];
+		uint64_t *p = bsearch(&c->in, ins, n, sizeof *ins, cmp_u64);
+		uint64_t next = p + 1 < ins + n ? p[1] : t->toc_end;
+		if (c->in_end && c->in_end < next)
+			next = c->in_end;
+		c->in_end = next;
+		rc = c->in_end > c->in && c->in_end <= t->toc_end ? 0 : -EBADMSG;
 	}
 	free(ins);
-	return 0;
+	return rc;
 }
 
 int rootfs_toc_index(const char *digest, uint32_t comp, uint64_t blob_size, uint64_t toc_end,
 		     const char *json, size_t len, struct rootfs_index **out)
 {
 	struct toc_build t = {.blob_size = blob_size, .toc_end = toc_end};
-	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL), *e;
-	json_t *ents = json_object_get(root, "entries");
-	size_t i;
-	int rc = json_is_array(ents) && toc_end <= blob_size ? 0 : -EBADMSG;
-	if (rc == 0)
-		rc = rootfs_ix_new(digest, &t.ix);
+	int rc = toc_end <= blob_size ? rootfs_ix_new(digest, &t.ix) : -EBADMSG;
 	if (rc == 0) {
 		t.ix->comp = comp;
 		t.ix->blob_size = blob_size;
-	}
-	json_array_foreach(ents, i, e)
-	{
-		if (rc == 0)
-			rc = on_entry(&t, e);
+		rc = rootfs_toc_each_entry(json, len, on_entry, &t);
 	}
 	if (rc == 0)
 		rc = file_end(&t);
-	if (rc == 0 && comp == ROOTFS_COMP_GZIP_CHUNKS)
+	if (rc == 0)
 		rc = set_ends(&t);
-	json_decref(root);
+	free(t.file);
 	if (rc) {
 		rootfs_index_free(t.ix);
 		return rc;

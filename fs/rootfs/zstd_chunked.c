@@ -37,9 +37,11 @@ int rootfs_zchunked_annotation(const char *value, uint64_t blob_size,
 {
 	uint64_t type = 0;
 	int n = -1;
-	if (!value || sscanf(value, "%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 "%n", &pos->off,
-			     &pos->len, &pos->ulen, &type, &n) != 4 ||
-	    n < 0 || value[n] != '\0' || value[0] == '-' || strchr(value, '-') || strchr(value, '+'))
+	if (!value ||
+	    sscanf(value, "%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 "%n", &pos->off, &pos->len,
+		   &pos->ulen, &type, &n) != 4 ||
+	    n < 0 || value[n] != '\0' || value[0] == '-' || strchr(value, '-') ||
+	    strchr(value, '+'))
 		return -EBADMSG;
 	return pos_check(pos, type, blob_size);
 }
@@ -60,7 +62,8 @@ int rootfs_zchunked_footer(const void *tail, size_t tail_len, uint64_t blob_size
 			continue;
 		const unsigned char *f = (const unsigned char *)tail + tail_len - n - 8, *d = f + 8;
 		if (memcmp(f, skippable, 4) != 0 || le64(f + 4) % (1ull << 32) != n ||
-		    (memcmp(d + n - 8, "GNUlInUx", 8) != 0 && memcmp(d + n - 8, "GnUlInUx", 8) != 0))
+		    (memcmp(d + n - 8, "GNUlInUx", 8) != 0 &&
+		     memcmp(d + n - 8, "GnUlInUx", 8) != 0))
 			continue;
 		pos->off = le64(d);
 		pos->len = le64(d + 8);
@@ -70,28 +73,36 @@ int rootfs_zchunked_footer(const void *tail, size_t tail_len, uint64_t blob_size
 	return -ENOENT;
 }
 
-/* The manifest's JSON (exactly ulen bytes), malloc'd. Frames after the one
- * that completes it are ignored (a footer's length may also cover an
- * older writer's second TOC). */
-static int unzstd(const void *src, size_t len, size_t ulen, char **out)
+int rootfs_zstd_frames(const void *src, size_t len, void *dst, size_t n)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
-	char *buf = malloc(ulen + 1);
-	int rc = d && buf ? 0 : -ENOMEM;
-	if (rc == 0)
-		ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 24);
-	ZSTD_inBuffer in = {src, len, 0};
-	ZSTD_outBuffer o = {buf, ulen + 1, 0};
-	size_t r = 1;
-	while (rc == 0 && in.pos < in.size && !(r == 0 && o.pos == ulen)) {
-		size_t before = in.pos + o.pos;
-		r = ZSTD_decompressStream(d, &o, &in);
-		if (ZSTD_isError(r) || o.pos > ulen || in.pos + o.pos == before)
+	const unsigned char *p = src;
+	size_t got = 0;
+	int rc = d ? 0 : -ENOMEM;
+	while (rc == 0 && got < n) {
+		size_t fl = len ? ZSTD_findFrameCompressedSize(p, len) : 0;
+		if (len == 0 || ZSTD_isError(fl) || fl > len) {
 			rc = -EBADMSG;
+			break;
+		}
+		/* Single pass: no window buffer, whatever the frame's window. */
+		size_t r = ZSTD_decompressDCtx(d, (char *)dst + got, n - got, p, fl);
+		if (ZSTD_isError(r))
+			rc = -EBADMSG;
+		else
+			got += r;
+		p += fl;
+		len -= fl;
 	}
-	if (rc == 0 && (o.pos != ulen || r != 0))
-		rc = -EBADMSG;
 	ZSTD_freeDCtx(d);
+	return rc;
+}
+
+/* The manifest's JSON (exactly ulen bytes), malloc'd. */
+static int unzstd(const void *src, size_t len, size_t ulen, char **out)
+{
+	char *buf = malloc(ulen + 1);
+	int rc = buf ? rootfs_zstd_frames(src, len, buf, ulen) : -ENOMEM;
 	if (rc) {
 		free(buf);
 		return rc;

@@ -483,8 +483,11 @@ char *rfs_image_state(const struct fs_node *n)
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);
-	char from[128];
-	rfs_sources_describe(im, from, sizeof from);
+	/* The layers' sources are set by the workers before the state is
+	 * ready (under mu): read them only then. */
+	char from[128] = "";
+	if (im->state == RFS_READY)
+		rfs_sources_describe(im, from, sizeof from);
 	uint64_t done = progress(im, &total);
 	int r = -1;
 	if (im->state == RFS_BUILDING)

@@ -19,10 +19,8 @@ const struct rfs_index_source rfs_index_sources[] = {
     /* First those that cost no layer byte to find (an annotation, one
      * ListImageReferrers per image), then the footer probes (a tail read
      * of every layer). */
-    {"soci v2", rfs_src_soci_v2},
-    {"soci v1", rfs_src_soci_v1},
-    {"published", rfs_src_published},
-    {"estargz", rfs_src_estargz},
+    {"soci v2", rfs_src_soci_v2},	    {"soci v1", rfs_src_soci_v1},
+    {"published", rfs_src_published},	    {"estargz", rfs_src_estargz},
     {"zstd:chunked", rfs_src_zstd_chunked},
 };
 const size_t rfs_n_index_sources = sizeof rfs_index_sources / sizeof rfs_index_sources[0];

@@ -71,7 +71,7 @@ typedef int (*rfs_src_try_fn)(const struct rfs_src_ctx *ctx, const struct rfs_sr
 			      struct rootfs_index **index);
 
 struct rfs_index_source {
-	const char *name;	/* shown as "ready (NAME)" */
+	const char *name;      /* shown as "ready (NAME)" */
 	rfs_src_try_fn try_fn; /* NULL: skipped */
 };
 

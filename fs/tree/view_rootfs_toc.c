@@ -11,7 +11,7 @@
 #include "fs/tree/view_rootfs_sources.h"
 #include "net/log.h"
 
-#define TAIL_READ (256u << 10)	/* one ranged read finds the footer, often the TOC */
+#define TAIL_READ (256u << 10)	 /* one ranged read finds the footer, often the TOC */
 #define TOC_READ_MAX (64u << 20) /* a compressed TOC bigger than this is not used */
 
 #define ESTARGZ_TOC_DIGEST "containerd.io/snapshot/stargz/toc.digest"

@@ -88,7 +88,10 @@ static void tar_header(unsigned char h[512], const char *name, size_t size)
 	snprintf((char *)h + 124, 12, "%011zo", size);
 	snprintf((char *)h + 136, 12, "%011o", 1700000000);
 	h[156] = '0';
-	memcpy(h + 257, "ustar\0" "00", 8);
+	memcpy(h + 257,
+	       "ustar\0"
+	       "00",
+	       8);
 	memset(h + 148, ' ', 8);
 	unsigned sum = 0;
 	for (int i = 0; i < 512; i++)
@@ -98,8 +101,11 @@ static void tar_header(unsigned char h[512], const char *name, size_t size)
 
 static const char A[] = "hello ", B[] = "world, from a second chunk\n";
 
+#define ZEROS 4096
+
 /* The TOC JSON of a layer whose two chunks of etc/hello are at o1 and o2
- * (zstd:chunked: ending at e1 and e2). */
+ * (zstd:chunked as older writers make it: the file's entry ends at e2, the
+ * end of the whole file, the chunk entry has no end; and a file of zeros). */
 static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zstd)
 {
 	char da[72], db[72], whole[72], *s = NULL;
@@ -108,26 +114,35 @@ static char *toc_json(uint64_t o1, uint64_t e1, uint64_t o2, uint64_t e2, int zs
 	sha_hex(A, strlen(A), da);
 	sha_hex(B, strlen(B), db);
 	sha_hex(ab, strlen(ab), whole);
-	char ends1[64] = "", ends2[64] = "";
+	char ends1[64] = "", zeros[400] = "", dz[72];
+	static const unsigned char z[ZEROS];
+	sha_hex(z, sizeof z, dz);
+	(void)e1;
 	if (zstd) {
-		snprintf(ends1, sizeof ends1, ",\"endOffset\":%llu", (unsigned long long)e1);
-		snprintf(ends2, sizeof ends2, ",\"endOffset\":%llu", (unsigned long long)e2);
+		snprintf(ends1, sizeof ends1, ",\"endOffset\":%llu", (unsigned long long)e2);
+		snprintf(
+		    zeros, sizeof zeros,
+		    ",{\"name\":\"zeros\",\"type\":\"reg\",\"size\":%d,\"digest\":\"%s\","
+		    "\"offset\":0,\"chunkSize\":%d,\"chunkDigest\":\"%s\",\"chunkType\":\"zeros\"}",
+		    ZEROS, dz, ZEROS, dz);
 	}
-	if (asprintf(&s,
-		     "{\"version\":1,\"entries\":["
-		     "{\"name\":\"etc/\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2023-11-14T22:13:20Z\"},"
-		     "{\"name\":\"etc/hello\",\"type\":\"reg\",\"size\":%zu,\"mode\":420,\"uid\":1,"
-		     "\"gid\":2,\"modtime\":\"2023-11-14T22:13:20.5+01:00\",\"offset\":%llu%s,"
-		     "\"chunkSize\":%zu,\"chunkDigest\":\"%s\",\"digest\":\"%s\","
-		     "\"xattrs\":{\"user.a\":\"dmFsdWU=\"}},"
-		     "{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu%s,\"chunkOffset\":%zu,"
-		     "\"chunkDigest\":\"%s\"},"
-		     "{\"name\":\"etc/link\",\"type\":\"symlink\",\"linkName\":\"hello\"},"
-		     "{\"name\":\"hard\",\"type\":\"hardlink\",\"linkName\":\"etc/hello\"},"
-		     "{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
-		     "{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}]}",
-		     strlen(A) + strlen(B), (unsigned long long)o1, ends1, strlen(A), da, whole,
-		     (unsigned long long)o2, ends2, strlen(A), db) < 0)
+	if (asprintf(
+		&s,
+		"{\"version\":1,\"entries\":["
+		"{\"name\":\"etc/"
+		"\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2023-11-14T22:13:20Z\"},"
+		"{\"name\":\"etc/hello\",\"type\":\"reg\",\"size\":%zu,\"mode\":420,\"uid\":1,"
+		"\"gid\":2,\"modtime\":\"2023-11-14T22:13:20.5+01:00\",\"offset\":%llu%s,"
+		"\"chunkSize\":%zu,\"chunkDigest\":\"%s\",\"digest\":\"%s\","
+		"\"xattrs\":{\"user.a\":\"dmFsdWU=\"}},"
+		"{\"name\":\"etc/hello\",\"type\":\"chunk\",\"offset\":%llu,\"chunkOffset\":%zu,"
+		"\"chunkDigest\":\"%s\"},"
+		"{\"name\":\"etc/link\",\"type\":\"symlink\",\"linkName\":\"hello\"},"
+		"{\"name\":\"hard\",\"type\":\"hardlink\",\"linkName\":\"etc/hello\"},"
+		"{\"name\":\"dev/null\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
+		"{\"name\":\"fifo\",\"type\":\"fifo\"},{\"name\":\"empty\",\"type\":\"reg\"}%s]}",
+		strlen(A) + strlen(B), (unsigned long long)o1, ends1, strlen(A), da, whole,
+		(unsigned long long)o2, strlen(A), db, zeros) < 0)
 		return NULL;
 	return s;
 }
@@ -169,8 +184,15 @@ static ssize_t exercise(struct rootfs_index *ix, const struct buf *blob, unsigne
 	return total;
 }
 
-static const char *const HUGE_NUMS[] = {"99999999999999999999", "-1", "1e400", "18446744073709551615",
-					 "4611686018427387904", "\"\"", "null", "[]", "{}"};
+static const char *const HUGE_NUMS[] = {"99999999999999999999",
+					"-1",
+					"1e400",
+					"18446744073709551615",
+					"4611686018427387904",
+					"\"\"",
+					"null",
+					"[]",
+					"{}"};
 
 /* A mutated copy of in, in a buffer of its exact size (+1 for a NUL the
  * parsers never read: *out_n excludes it). */
@@ -189,13 +211,15 @@ static unsigned char *mutate(const unsigned char *in, size_t n, size_t *out_n)
 			break;
 		case 1:
 			if (len)
-				w[pos] = (unsigned char)interesting[next() % (sizeof interesting - 1)];
+				w[pos] =
+				    (unsigned char)interesting[next() % (sizeof interesting - 1)];
 			break;
 		case 2:
 			len = len ? next() % len : 0;
 			break;
 		case 3: {
-			const char *s = HUGE_NUMS[next() % (sizeof HUGE_NUMS / sizeof HUGE_NUMS[0])];
+			const char *s =
+			    HUGE_NUMS[next() % (sizeof HUGE_NUMS / sizeof HUGE_NUMS[0])];
 			size_t sl = strlen(s);
 			if (len + sl > cap)
 				break;
@@ -285,7 +309,8 @@ static int esgz_try(const struct buf *blob, const char *toc_digest, unsigned cha
 	if (rc)
 		return rc;
 	unsigned char *m = exact(blob->p + off, (size_t)(end - off));
-	rc = rootfs_estargz_index(LAYER, blob->n, m, (size_t)(end - off), off, end, toc_digest, &ix);
+	rc =
+	    rootfs_estargz_index(LAYER, blob->n, m, (size_t)(end - off), off, end, toc_digest, &ix);
 	free(m);
 	if (rc == 0) {
 		*read = exercise(ix, blob, got, cap);
@@ -352,8 +377,14 @@ static long fuzz_estargz(long iters)
 
 static void skippable(struct buf *b, const void *p, size_t n)
 {
-	unsigned char h[8] = {0x50, 0x2a, 0x4d, 0x18, (unsigned char)n, (unsigned char)(n >> 8),
-			      (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+	unsigned char h[8] = {0x50,
+			      0x2a,
+			      0x4d,
+			      0x18,
+			      (unsigned char)n,
+			      (unsigned char)(n >> 8),
+			      (unsigned char)(n >> 16),
+			      (unsigned char)(n >> 24)};
 	put(b, h, 8);
 	put(b, p, n);
 }
@@ -437,7 +468,7 @@ static long fuzz_zchunked(long iters)
 	zst_frame(&man, json, jn);
 	sha_hex(man.p, man.n, sum);
 	zc_blob(&blob, &prefix, man.p, man.n, jn, &pos);
-	unsigned char got[4096];
+	unsigned char got[8192];
 	ssize_t r = -1;
 	struct rootfs_zchunked_pos fp;
 	unsigned char *tail = exact(blob.p + blob.n - 72, 72);
@@ -445,8 +476,10 @@ static long fuzz_zchunked(long iters)
 	free(tail);
 	CHECK(fp.off == pos.off && fp.len == pos.len && fp.ulen == pos.ulen);
 	CHECK_INT(zc_try(&blob, &pos, sum, got, sizeof got, &r), 0);
-	CHECK_INT(r, strlen(A) + strlen(B));
+	CHECK_INT(r, strlen(A) + strlen(B) + ZEROS);
 	CHECK(memcmp(got, A, strlen(A)) == 0 && memcmp(got + strlen(A), B, strlen(B)) == 0);
+	static const unsigned char z[ZEROS];
+	CHECK(memcmp(got + strlen(A) + strlen(B), z, ZEROS) == 0);
 	sum[20] ^= 1;
 	CHECK_INT(zc_try(&blob, &pos, sum, got, sizeof got, &r), -EBADMSG);
 	long ok = 0, i;
