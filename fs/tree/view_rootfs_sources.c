@@ -91,7 +91,7 @@ static int try_table(struct rfs_image *im, struct rfs_layer *L)
 int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 {
 	const char *dir = cache_aux_dir(im->c->cache);
-	int rc;
+	int rc, own = 1; /* made from the layer's bytes */
 	if (L->ix)
 		return 0;
 	if (L->not_tar)
@@ -106,6 +106,7 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
 	} else if ((rc = try_table(im, L)) == 0) {
+		own = 0;
 		__atomic_add_fetch(&rfs_st_tocs, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
 	} else {
@@ -116,7 +117,7 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 	}
 	/* Only indexes made from the layer's bytes are shared: one from an
 	 * image's own TOC or referrer stays that image's. */
-	if (rc == 0 && (L->source == RFS_SRC_LOCAL || L->source == RFS_SRC_BUILT))
+	if (rc == 0 && own)
 		rfs_held_add(im, L);
 	return rc;
 }
