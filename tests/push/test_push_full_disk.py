@@ -1,0 +1,97 @@
+"""A push whose spill file cannot grow (DESIGN §11): the cache directory,
+where layers are spilled while they upload, is on a tmpfs smaller than the
+layer. cp fails with ENOSPC at the write() the daemon could not store
+(strace shows what cp saw), ECR gets no tag (AWS CLI), and once space comes
+back the same cp succeeds in the same mount."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+import layouts
+from mount import ACCT, REGION, mounts
+from tmpfs import resize, small_tmpfs
+
+MiB = 1 << 20
+
+
+def tags(emu, repo):
+    r = emu.aws_run("list-images", "--repository-name", repo)
+    assert r.returncode == 0, r.stderr
+    return sorted(i["imageTag"] for i in json.loads(r.stdout)["imageIds"] if "imageTag" in i)
+
+
+def strace_cp(src, dst, trace):
+    """cp -rT src dst under strace: (returncode, stderr, [failed calls])."""
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,close,fsync",
+                        "-e", "signal=none", "-o", trace, "cp", "-rT", src, dst],
+                       capture_output=True, text=True, timeout=600)
+    with open(trace) as f:
+        failed = [ln.strip() for ln in f if re.search(r"= -1 E[A-Z]+", ln)]
+    return r.returncode, r.stderr, failed
+
+
+def json_layer_image(layout, tag, size):
+    """An image whose one layer starts with '{': the daemon holds such a
+    blob as JSON (it might be a manifest) and spills it past 4 MiB."""
+    layouts.make_image(layout, tag, {"/etc/x": b"x\n"})
+    m = json.loads(layouts._blob(layout, layouts.descriptor(layout, tag)["digest"]))
+    data = b"{" + os.urandom(size - 1)
+    m["layers"] = [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layouts._write_blob(layout, data), "size": len(data)}]
+    body = json.dumps(m).encode()
+    digest = layouts._write_blob(layout, body)
+    idx = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+        "size": len(body), "annotations": {layouts.REF: tag}}]}
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(idx, f)
+    return {"manifest": digest}
+
+
+def big_layer_image(layout, tag, size):
+    return layouts.make_image(layout, tag, {"/big.bin": os.urandom(size)})
+
+
+@pytest.mark.parametrize("kind", ["layer", "json"])
+def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind):
+    emu = emulator
+    layout = str(tmp_path / "layout")
+    make = big_layer_image if kind == "layer" else json_layer_image
+    img = make(layout, "v1", 24 * MiB)
+    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
+            mounts(emu, tmp_path) as mount:
+        m = mount(cache_dir=os.path.join(small, "cache"))
+        REPO = f"full/push-{kind}"
+        repo = m.path(ACCT, REGION, *REPO.split("/"))
+        os.makedirs(repo, exist_ok=True)
+        dst = os.path.join(repo, "v1")
+        rc, err, failed = strace_cp(layout, dst, str(tmp_path / "trace1"))
+        print("cp with a full spill disk:", err.strip(), failed)
+        assert rc != 0
+        assert "No space left on device" in err, err
+        assert "Input/output error" not in err, err
+        # The call that could not complete is a write() of the layer, and
+        # nothing else failed with another errno.
+        assert any(re.match(r"\d+\s+write\(", c) and "ENOSPC" in c for c in failed), failed
+        assert all("ENOSPC" in c for c in failed), failed
+        # The failed upload's spill file gave its space back at once (not
+        # when the pending version is dropped, minutes later).
+        st = os.statvfs(small)
+        assert st.f_bfree * st.f_frsize > 6 * MiB, st
+        assert "v1" not in tags(emu, REPO)
+        r = emu.aws_run("describe-images", "--repository-name", REPO,
+                        "--image-ids", "imageTag=v1")
+        assert r.returncode != 0 and "ImageNotFoundException" in r.stderr, r.stderr
+
+        # Space comes back: the same cp, the same mount, succeeds.
+        resize(small, "256m")
+        rc, err, failed = strace_cp(layout, dst, str(tmp_path / "trace2"))
+        assert rc == 0, err + m.logtext()[-3000:]
+        assert not failed, failed
+        d = emu.aws("describe-images", "--repository-name", REPO, "--image-ids",
+                    "imageTag=v1")["imageDetails"][0]["imageDigest"]
+        assert d == img["manifest"]
+        assert tags(emu, REPO) == ["v1"]
