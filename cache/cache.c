@@ -77,6 +77,15 @@ int cache_write_error(cache *c, int err)
 	return -ENOSPC;
 }
 
+void cache_room_again(cache *c)
+{
+	if (!c->stats.disk_full)
+		return;
+	c->stats.disk_full = 0;
+	c->disk_full_logged = 0; /* the next full disk is logged again */
+	log_info("cache_dir %s has room again; caching resumes", c->dir);
+}
+
 /* mkdir -p with mode 0700 for what it creates. */
 static int mkdir_p(const char *dir)
 {

@@ -102,6 +102,9 @@ def test_reads_larger_than_the_disk_stream(own_emu, image, mount, tmp_path):
         assert sha256sum(p) == want
         assert os.path.exists(os.path.join(cache, "blobs", "sha256",
                                            image["imgs"]["a"]["layers"][0][7:]))
+        # ... and says so (its readahead is back on).
+        assert stats(m)["cache"]["disk_full"] == 0
+        assert "has room again" in m.logtext()
         assert m.stop() == 0
 
 
