@@ -3,7 +3,8 @@ costs one deadline, not one per call. Uncached reads end with EIO within a
 deadline (the kernel's retry of the failed readahead fails at once),
 cached data is served at once even after its listings expired, a reader
 killed while it waits goes at once, and when the registry answers again
-everything works in the same mount. Listings whose TTL expired are
+everything works in the same mount (a background probe notices it before
+the back-off runs out). Listings whose TTL expired are
 answered from the old copy after a short wait while ECR is slow."""
 import errno
 import json
@@ -161,6 +162,38 @@ def test_reads_work_again_when_the_hole_closes(emu, hole, mount):
             time.sleep(0.5)
     print(f"hole closed: reads work again after {time.monotonic() - t0:.1f} s")
     assert "answers again" in m.logtext()
+
+
+def test_probe_ends_the_back_off_early(emu, hole, mount):
+    """While the endpoint is in back-off a background probe asks it once a
+    second: when the hole closes, the first read succeeds, long before the
+    back-off would have run out."""
+    m = mount(f"deadline={D}")
+    p, hexd = layer(m, hole, "h1")
+    emu.reset_log()
+    black_hole(emu)
+    try:
+        r, _ = cat(p, timeout=4 * D)  # down: 5 s of back-off
+        assert r.returncode != 0
+        time.sleep(5.5)
+        # The back-off ran out: this read tries the hole and fails; the
+        # back-off doubles to 10 s. Background probes failed all along.
+        r, _ = cat(p, timeout=4 * D)
+        assert r.returncode != 0
+        down = time.monotonic()
+    finally:
+        emu.clear_faults()
+    time.sleep(4)  # probes once a second, each waits at most 2 s
+    t0 = time.monotonic()
+    assert t0 - down < 9, "too slow to tell: the back-off is nearly over"
+    assert sha256_file(p) == hexd  # the first read after the hole closed
+    print(f"hole closed: the first read worked {t0 - down:.1f} s into a 10 s back-off")
+    assert "answers again (background probe)" in m.logtext()
+    # The probe is one cheap unsigned GET of the origin (the emulator logs
+    # it as an unknown STS call), answered once the hole closed.
+    probes = [e for e in emu.log() if e.get("op") == "Unknown" and e.get("status")]
+    print(f"answered probes in the emulator's log: {len(probes)}")
+    assert 1 <= len(probes) <= 2, probes
 
 
 def test_slow_listing_answers_stale_then_fresh(emu, hole, mount):
