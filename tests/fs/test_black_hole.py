@@ -196,6 +196,34 @@ def test_probe_ends_the_back_off_early(emu, hole, mount):
     assert 1 <= len(probes) <= 2, probes
 
 
+def test_persisted_listing_answers_at_once_after_remount(emu, hole, mount, tmp_path):
+    """A listing this mount never loaded but an earlier mount persisted is
+    an expired answer like any other: into a black hole, the first call
+    waits a fraction of a second, then the persisted listing answers."""
+    cache = str(tmp_path / "shared-cache")
+    m = mount(f"deadline={D}", name="m1", cache_dir=cache)
+    p, hexd = layer(m, hole, "h2")
+    assert sha256_file(p) == hexd  # listings, manifest and blob persisted
+    assert m.stop() == 0
+    m = mount(f"deadline={D}", name="m2", cache_dir=cache)
+    black_hole(emu)
+    try:
+        t0 = time.monotonic()
+        names = os.listdir(m.repo("hole"))
+        took_ls = time.monotonic() - t0
+        t0 = time.monotonic()
+        got = sha256_file(m.repo("hole", "h2", "blobs", "sha256", hexd))
+        took_cat = time.monotonic() - t0
+    finally:
+        emu.clear_faults()
+    print(f"black hole, remount: ls of a persisted listing {took_ls:.2f} s, "
+          f"cat of a cached blob {took_cat:.2f} s")
+    assert set(TAGS) <= set(names), names
+    assert got == hexd
+    assert took_ls < 1.5, f"the first listing took {took_ls:.1f} s"
+    assert took_cat < 1.0, f"the cached blob took {took_cat:.1f} s"
+
+
 def test_slow_listing_answers_stale_then_fresh(emu, hole, mount):
     """ECR slower than a second: an expired listing is answered from the
     old copy after a short wait, and the next call sees the refresh."""
