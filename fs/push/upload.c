@@ -130,8 +130,12 @@ int upl_spill_write(upload *u, const void *data, size_t n, uint64_t off)
 			continue;
 		if (k <= 0) {
 			int rc = k < 0 ? -errno : -EIO;
-			log_err("%s: writing the spill file in %s: %s", u->name, u->spill_dir,
-				strerror(-rc));
+			int full = rc == -ENOSPC || rc == -EDQUOT;
+			log_err("%s: writing the spill file in %s: %s%s", u->name, u->spill_dir,
+				strerror(-rc),
+				full ? "; free space there (or mount with another cache_dir) and "
+				       "re-run the same cp: blobs already in ECR are skipped"
+				     : "");
 			return rc;
 		}
 		data = (const char *)data + k;

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -68,8 +69,13 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
         repo = m.path(ACCT, REGION, *REPO.split("/"))
         os.makedirs(repo, exist_ok=True)
         dst = os.path.join(repo, "v1")
+        t0 = time.monotonic()
         rc, err, failed = strace_cp(layout, dst, str(tmp_path / "trace1"))
-        print("cp with a full spill disk:", err.strip(), failed)
+        took = time.monotonic() - t0
+        print(f"cp of a 24 MiB {kind} into an 8 MiB cache_dir: rc {rc} after {took:.2f} s;",
+              err.strip().splitlines()[0])
+        print("  failed calls (strace):", [c[:40] + " ... " + c[c.rfind("="):] for c in failed])
+        print("  log:", [ln for ln in m.logtext().splitlines() if "spill file" in ln or "push of" in ln])
         assert rc != 0
         assert "No space left on device" in err, err
         assert "Input/output error" not in err, err
@@ -81,6 +87,7 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
         # when the pending version is dropped, minutes later).
         st = os.statvfs(small)
         assert st.f_bfree * st.f_frsize > 6 * MiB, st
+        assert "re-run the same cp" in m.logtext()
         assert "v1" not in tags(emu, REPO)
         r = emu.aws_run("describe-images", "--repository-name", REPO,
                         "--image-ids", "imageTag=v1")
@@ -88,7 +95,9 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
 
         # Space comes back: the same cp, the same mount, succeeds.
         resize(small, "256m")
+        t0 = time.monotonic()
         rc, err, failed = strace_cp(layout, dst, str(tmp_path / "trace2"))
+        print(f"  space back: the same cp, rc {rc} after {time.monotonic() - t0:.2f} s")
         assert rc == 0, err + m.logtext()[-3000:]
         assert not failed, failed
         d = emu.aws("describe-images", "--repository-name", REPO, "--image-ids",
