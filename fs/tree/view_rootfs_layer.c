@@ -115,12 +115,16 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	index_path(im->c, L, ".tar", path, sizeof path);
 	if (rc == 0 && z.fd >= 0 && (fdatasync(z.fd) || rename(z.tmp, path)))
 		rc = -errno;
-	if (rc == 0 && (rc = rootfs_index_save(ix, dir)) == 0) {
+	if (rc == 0 && rootfs_index_save(ix, dir) == 0) {
 		struct stat st;
 		index_path(im->c, L, "", path, sizeof path);
 		if (stat(path, &st) == 0)
 			__atomic_add_fetch(&rfs_st_index_bytes, (uint64_t)st.st_size,
 					   __ATOMIC_RELAXED);
+	} else if (rc == 0) {
+		/* A full cache disk: the index serves from memory, built again
+		 * by a later mount (the save logged why). */
+		log_warn("rootfs: index of %s not saved; kept in memory", L->digest);
 	}
 	if (rc && z.fd >= 0)
 		unlink(z.tmp);
@@ -167,8 +171,10 @@ int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
 	if (L->ix)
 		return 0;
 	snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
+	/* Not fatal (a full disk): nothing loads, and the build's save fails
+	 * and keeps its index in memory. */
 	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
+		log_debug("rootfs: %s: %s", dir, strerror(errno));
 	int rc = load(im, L, dir);
 	if (rc == 0) {
 		L->local = 1;

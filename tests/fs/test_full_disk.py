@@ -157,3 +157,26 @@ def test_nothing_half_written_is_served(own_emu, image, mount, tmp_path):
             emu.clear_faults()
         print(f"full disk: {served} of {len(src) // MiB} chunks kept in the cache")
         assert 0 < served < len(src) // MiB
+
+
+def test_rootfs_on_a_full_disk(own_emu, mount, tmp_path):
+    """TAG@rootfs with no room for its layer index: the index stays in
+    memory (one log line), the files read right."""
+    emu = own_emu
+    layout = str(tmp_path / "layout")
+    files = {"/etc/os-release": b"ID=full\n", "/data/big.bin": os.urandom(6 * MiB)}
+    layouts.make_image(layout, "r1", files)
+    ecrclient.push_layout(emu, layout, "full/rootfs", "r1")
+    with small_tmpfs(str(tmp_path / "small"), "4m") as small:
+        cache = os.path.join(small, "cache")
+        m = mount("deadline=5", cache_dir=cache, emu=emu)
+        root = m.repo("full/rootfs", "r1@rootfs")
+        os.listdir(m.repo("full/rootfs", "r1"))
+        fill(small)  # not a byte left
+        assert sorted(os.listdir(root)) == ["data", "etc"]
+        with open(os.path.join(root, "etc", "os-release"), "rb") as f:
+            assert f.read() == files["/etc/os-release"]
+        with open(os.path.join(root, "data", "big.bin"), "rb") as f:
+            assert f.read() == files["/data/big.bin"]
+        assert "index" in m.logtext() and "kept in memory" in m.logtext()
+        assert m.stop() == 0
