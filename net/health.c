@@ -200,7 +200,8 @@ size_t net_health_count(struct net_health *t)
 	return n;
 }
 
-int net_health_set_origin(struct net_health *t, const char *key, const char *url)
+int net_health_set_origin(struct net_health *t, const char *key, const char *url,
+			  int64_t now_ms)
 {
 	const char *sep = strstr(url, "://");
 	size_t slen = sep ? (size_t)(sep - url) : 0;
@@ -211,6 +212,8 @@ int net_health_set_origin(struct net_health *t, const char *key, const char *url
 	pthread_mutex_lock(&t->mu);
 	struct hentry *e = find(t, key);
 	if (e) { /* the key, never the URL's path, query or user information */
+		if (!e->origin[0])
+			e->bg_at = now_ms; /* it just failed: probed an interval from now */
 		snprintf(e->origin, sizeof e->origin, "%.*s://%s/", (int)slen, url, e->key);
 		rc = 0;
 	}

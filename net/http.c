@@ -897,7 +897,7 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 	if (!keyed)
 		return rc;
 	changed = net_health_report(h->health, key, how, health_outcome(rc, answered), now_ms());
-	if (changed > 0 && net_health_set_origin(h->health, key, req->url) == 0)
+	if (changed > 0 && net_health_set_origin(h->health, key, req->url, now_ms()) == 0)
 		net_prober_kick(h->prober);
 	if (changed > 0)
 		log_warn("%s does not answer (%s): calls to it fail at once for %d s, "

@@ -145,18 +145,22 @@ static void test_due(void)
 	CHECK(wait == -1); /* nothing down: the prober sleeps until kicked */
 	CHECK(net_health_report(t, "a:80", NET_HEALTH_GO, NET_HEALTH_DOWN, 1000) == 5000);
 	CHECK(net_health_due(t, 1000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
-	CHECK_INT(net_health_set_origin(t, "a:80", "http://u:p@A:80/v2/x?X-Amz-Signature=s"), 0);
-	CHECK_INT(net_health_set_origin(t, "b:80", "http://b/"), -ENOENT);
+	CHECK_INT(net_health_set_origin(t, "a:80", "http://u:p@A:80/v2/x?X-Amz-Signature=s", 0),
+		  0);
+	CHECK_INT(net_health_set_origin(t, "b:80", "http://b/", 0), -ENOENT);
 	CHECK(net_health_report(t, "c:443", NET_HEALTH_GO, NET_HEALTH_DOWN, 1000) == 5000);
-	CHECK_INT(net_health_set_origin(t, "c:443", "https://c/x"), 0);
-	CHECK(net_health_due(t, 1000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK_INT(net_health_set_origin(t, "c:443", "https://c/x", 500), 0);
+	/* The first probe an interval after the endpoint went down. */
+	CHECK(net_health_due(t, 999, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == 1);
+	CHECK(net_health_due(t, 1500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
 	CHECK_STR(key, "a:80");
 	CHECK_STR(origin, "http://a:80/"); /* no user, path or query */
-	CHECK(net_health_due(t, 1000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK(net_health_due(t, 1500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
 	CHECK_STR(origin, "https://c:443/");
-	CHECK(net_health_due(t, 1500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(net_health_due(t, 2000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
 	CHECK(wait == 500);
-	CHECK(net_health_due(t, 2000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK(net_health_due(t, 2500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
 	/* Not answered: still in back-off, not lengthened. */
 	CHECK(net_health_admit(t, "a:80", 2000) == -EHOSTUNREACH);
 	CHECK(net_health_admit(t, "a:80", 6000) == NET_HEALTH_PROBE);
