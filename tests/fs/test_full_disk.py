@@ -180,3 +180,24 @@ def test_rootfs_on_a_full_disk(own_emu, mount, tmp_path):
             assert f.read() == files["/data/big.bin"]
         assert "index" in m.logtext() and "kept in memory" in m.logtext()
         assert m.stop() == 0
+
+
+def test_wrong_bytes_fail_even_when_streamed(own_emu, image, mount, tmp_path):
+    """With nowhere to cache, a whole-file read is still hashed: bytes the
+    registry corrupted end in EIO, twice, never served as the layer."""
+    emu = own_emu
+    digest = image["imgs"]["a"]["layers"][0]
+    emu.corrupt_blob(digest, offset=10 * MiB + 5, length=16)
+    with small_tmpfs(str(tmp_path / "small"), "4m") as small:
+        m = mount("deadline=5", cache_dir=os.path.join(small, "cache"), emu=emu)
+        p = layer_path(m, image, "a")
+        for _ in range(2):
+            with pytest.raises(OSError) as e:
+                with open(p, "rb") as f:
+                    while f.read(1 << 20):
+                        pass
+            assert e.value.errno == errno.EIO
+            drop_pages(p)
+        assert "is full" in m.logtext()
+        assert "do not hash" in m.logtext() or "hashes to" in m.logtext()
+        assert m.stop() == 0
