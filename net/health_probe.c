@@ -12,10 +12,10 @@ struct net_prober {
 	struct net_health *t;
 	net_probe_call call;
 	void *arg;
-	pthread_mutex_t mu; /* protects started, stop, kicked */
+	pthread_mutex_t mu; /* protects started, stop, kicked, enabled */
 	pthread_cond_t cv;  /* kicked or stop changed */
 	pthread_t thread;
-	int started, kicked;
+	int started, kicked, enabled;
 	volatile int stop; /* also the cancel flag of the probe in flight */
 };
 
@@ -26,7 +26,7 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int net_prober_new(struct net_health *t, net_probe_call call, void *arg,
+int net_prober_new(struct net_health *t, net_probe_call call, void *arg, int deferred,
 		   struct net_prober **out)
 {
 	struct net_prober *p = calloc(1, sizeof *p);
@@ -38,6 +38,7 @@ int net_prober_new(struct net_health *t, net_probe_call call, void *arg,
 	p->t = t;
 	p->call = call;
 	p->arg = arg;
+	p->enabled = !deferred;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -90,15 +91,32 @@ static void *prober_main(void *arg)
 	return NULL;
 }
 
+/* mu held. */
+static void start_locked(struct net_prober *p)
+{
+	if (!p->started && !p->stop && p->enabled)
+		p->started = pthread_create(&p->thread, NULL, prober_main, p) == 0;
+	pthread_cond_broadcast(&p->cv);
+}
+
 void net_prober_kick(struct net_prober *p)
 {
 	if (!p)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->kicked = 1;
-	if (!p->started && !p->stop)
-		p->started = pthread_create(&p->thread, NULL, prober_main, p) == 0;
-	pthread_cond_broadcast(&p->cv);
+	start_locked(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void net_prober_enable(struct net_prober *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->enabled = 1;
+	p->kicked = 1; /* look at what went down before */
+	start_locked(p);
 	pthread_mutex_unlock(&p->mu);
 }
 

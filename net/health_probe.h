@@ -18,10 +18,15 @@ struct net_prober;
  * must end soon once *cancel is set. */
 typedef int (*net_probe_call)(void *arg, const char *origin, volatile int *cancel);
 
-int net_prober_new(struct net_health *t, net_probe_call call, void *arg,
+/* deferred: no thread until net_prober_enable (a process that forks after
+ * its first calls must not start one before the fork). */
+int net_prober_new(struct net_health *t, net_probe_call call, void *arg, int deferred,
 		   struct net_prober **out);
 /* An endpoint went down: starts the thread if needed, wakes it. */
 void net_prober_kick(struct net_prober *p);
+/* Threads may start now: the thread starts (it probes what is already
+ * down, then waits for the next kick). */
+void net_prober_enable(struct net_prober *p);
 /* Stops the thread (a probe in flight is cancelled) and frees p. */
 void net_prober_free(struct net_prober *p);
 

@@ -135,7 +135,7 @@ int net_http_new(const struct net_http_opts *opts, net_http **out)
 	}
 	h->share = curl_share_init();
 	if (!h->share || net_health_new(HEALTH_MAX, &h->health) ||
-	    net_prober_new(h->health, probe_call, h, &h->prober)) {
+	    net_prober_new(h->health, probe_call, h, opts && opts->defer_probes, &h->prober)) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -212,6 +212,8 @@ int net_buf_append(struct net_buf *b, const void *data, size_t len)
 	b->data[b->len] = '\0';
 	return 0;
 }
+
+void net_http_start_probes(net_http *h) { net_prober_enable(h->prober); }
 
 void net_http_get_stats(net_http *h, struct net_http_stats *out)
 {

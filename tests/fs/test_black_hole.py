@@ -17,7 +17,7 @@ import pytest
 
 import ecrclient
 import layouts
-from conftest import sha256_file
+from conftest import ACCT, ECRFS, REGION, Mount, sha256_file
 
 # A short deadline keeps the suite short; the old behaviour (two deadlines
 # per read) is told apart from the new one (one) for any D > 5.
@@ -194,6 +194,48 @@ def test_probe_ends_the_back_off_early(emu, hole, mount):
     probes = [e for e in emu.log() if e.get("op") == "Unknown" and e.get("status")]
     print(f"answered probes in the emulator's log: {len(probes)}")
     assert 1 <= len(probes) <= 2, probes
+
+
+def test_probe_in_a_daemon_mounted_into_the_hole(emu, hole, tmp_path):
+    """Without -f the daemon forks after its first calls: a mount made while
+    the registry is black-holed (the endpoint goes down before the fork)
+    still probes it, so reads work as soon as the hole closes."""
+    mnt, log = tmp_path / "dmnt", tmp_path / "dmnt.log"
+    mnt.mkdir()
+    env = Mount(emu, tmp_path).env
+    black_hole(emu)
+    try:
+        r = subprocess.run([ECRFS, str(mnt), "-o", f"cache_dir={tmp_path / 'dcache'},"
+                            f"log={log},deadline={D}"], env=env, capture_output=True,
+                           timeout=60)
+        down = time.monotonic()
+    finally:
+        emu.clear_faults()
+    assert r.returncode == 0, r.stderr
+    try:
+        time.sleep(3)  # within the 5 s back-off
+        p = mnt / ACCT / REGION / "hole" / "h3" / "blobs" / "sha256"
+        hexd = max((x[7:] for x in hole["imgs"]["h3"]["layers"]),
+                   key=lambda h: os.path.getsize(p / h))
+        assert time.monotonic() - down < 5, "too slow to tell"
+        assert sha256_file(str(p / hexd)) == hexd
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        # The daemon ends after the unmount (a thread lost in the fork
+        # would hang its teardown).
+        end = time.monotonic() + 20
+        while True:
+            pids = subprocess.run(["pgrep", "-f", f"{ECRFS} {mnt} "], capture_output=True,
+                                  text=True).stdout.split()
+            if not pids:
+                break
+            if time.monotonic() > end:
+                for pid in pids:
+                    os.kill(int(pid), signal.SIGKILL)
+                pytest.fail("the daemon did not end after its unmount")
+            time.sleep(0.2)
+    text = log.read_text()
+    assert "does not answer" in text and "answers again (background probe)" in text, text
 
 
 def test_persisted_listing_answers_at_once_after_remount(emu, hole, mount, tmp_path):
