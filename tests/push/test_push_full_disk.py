@@ -104,3 +104,31 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
                     "imageTag=v1")["imageDetails"][0]["imageDigest"]
         assert d == img["manifest"]
         assert tags(emu, REPO) == ["v1"]
+
+
+def test_skopeo_into_a_full_disk(emulator, tmp_path):
+    """skopeo (temporary names, then renames) meets the same full disk: it
+    fails with ENOSPC, ECR gets no tag, and the same copy succeeds once
+    space comes back."""
+    emu = emulator
+    layout = str(tmp_path / "layout")
+    img = big_layer_image(layout, "v1", 24 * MiB)
+    REPO = "full/push-skopeo"
+    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
+            mounts(emu, tmp_path) as mount:
+        m = mount(cache_dir=os.path.join(small, "cache"))
+        repo = m.path(ACCT, REGION, *REPO.split("/"))
+        os.makedirs(repo, exist_ok=True)
+        dst = os.path.join(repo, "v1")
+        cmd = ["skopeo", "copy", f"oci:{layout}:v1", f"oci:{dst}:v1"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        print("skopeo with a full spill disk:", r.returncode, r.stderr.strip()[-300:])
+        assert r.returncode != 0
+        assert "no space left on device" in r.stderr.lower(), r.stderr
+        assert "v1" not in tags(emu, REPO)
+        resize(small, "256m")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+        d = emu.aws("describe-images", "--repository-name", REPO, "--image-ids",
+                    "imageTag=v1")["imageDetails"][0]["imageDigest"]
+        assert d == img["manifest"]
