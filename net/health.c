@@ -14,11 +14,11 @@
 struct hentry {
 	char key[KEY_MAX];
 	char origin[KEY_MAX + 16]; /* "scheme://host:port/" for background probes */
-	int64_t bg_at;	  /* when the last background probe was handed out */
-	int64_t until;	  /* calls fail at once before this */
-	int64_t probe_at; /* when the running probe was admitted (probing) */
-	int fails;	  /* back-offs in a row: the next is 5 s << fails */
-	int probing;	  /* a call admitted as the probe has not reported */
+	int64_t bg_at;		   /* when the last background probe was handed out */
+	int64_t until;		   /* calls fail at once before this */
+	int64_t probe_at;	   /* when the running probe was admitted (probing) */
+	int fails;		   /* back-offs in a row: the next is 5 s << fails */
+	int probing;		   /* a call admitted as the probe has not reported */
 };
 
 struct net_health {
@@ -200,8 +200,7 @@ size_t net_health_count(struct net_health *t)
 	return n;
 }
 
-int net_health_set_origin(struct net_health *t, const char *key, const char *url,
-			  int64_t now_ms)
+int net_health_set_origin(struct net_health *t, const char *key, const char *url, int64_t now_ms)
 {
 	const char *sep = strstr(url, "://");
 	size_t slen = sep ? (size_t)(sep - url) : 0;

@@ -52,8 +52,7 @@ int net_health_report(struct net_health *t, const char *key, int how, enum net_h
 /* Background probes (net/health_probe.c). The scheme of a key in back-off,
  * taken from url (a call to it): its probe goes to "scheme://key/", the
  * first one an interval after now_ms. 0, or -ENOENT when key has no entry. */
-int net_health_set_origin(struct net_health *t, const char *key, const char *url,
-			  int64_t now_ms);
+int net_health_set_origin(struct net_health *t, const char *key, const char *url, int64_t now_ms);
 /* The endpoint whose background probe is due (none for every_ms, the
  * longest waiting first): 1 with its key and origin, marked as probed now;
  * else 0 with *wait_ms the time until the next is due, -1 when no endpoint
