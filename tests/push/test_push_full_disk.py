@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import ecrclient
 import layouts
 from mount import ACCT, REGION, mounts
 from tmpfs import resize, small_tmpfs
@@ -26,7 +27,7 @@ def tags(emu, repo):
 
 def strace_cp(src, dst, trace):
     """cp -rT src dst under strace: (returncode, stderr, [failed calls])."""
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,close,fsync",
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,close,fsync,copy_file_range",
                         "-e", "signal=none", "-o", trace, "cp", "-rT", src, dst],
                        capture_output=True, text=True, timeout=600)
     with open(trace) as f:
@@ -130,5 +131,38 @@ def test_skopeo_into_a_full_disk(emulator, tmp_path):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
         d = emu.aws("describe-images", "--repository-name", REPO, "--image-ids",
+                    "imageTag=v1")["imageDetails"][0]["imageDigest"]
+        assert d == img["manifest"]
+
+
+def test_promotion_into_a_full_disk(emulator, tmp_path):
+    """A copy between repositories of the mount (by reference: the layer is
+    streamed from its source into the new repository through a spill file
+    in $TMPDIR) fails with ENOSPC on a full disk, leaves no tag, and
+    succeeds once space comes back."""
+    emu = emulator
+    layout = str(tmp_path / "layout")
+    img = big_layer_image(layout, "v1", 24 * MiB)
+    ecrclient.push_layout(emu, layout, "full/promo-src", "v1")
+    DST = "full/promo-dst"
+    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
+            mounts(emu, tmp_path) as mount:
+        m = mount(cache_dir=os.path.join(small, "cache"), env={"TMPDIR": small})
+        src = m.repo("full/promo-src", "v1")
+        dst_repo = m.path(ACCT, REGION, *DST.split("/"))
+        os.makedirs(dst_repo, exist_ok=True)
+        dst = os.path.join(dst_repo, "v1")
+        rc, err, failed = strace_cp(src, dst, str(tmp_path / "trace1"))
+        print(f"promotion into an 8 MiB cache_dir: rc {rc};", err.strip()[:300])
+        print("  failed calls (strace):", [c[:40] + " ... " + c[c.rfind("="):] for c in failed])
+        assert rc != 0
+        assert "No space left on device" in err, err + m.logtext()[-2000:]
+        assert "Input/output error" not in err, err
+        assert all("ENOSPC" in c for c in failed), failed
+        assert "v1" not in tags(emu, DST)
+        resize(small, "256m")
+        rc, err, failed = strace_cp(src, dst, str(tmp_path / "trace2"))
+        assert rc == 0, err + m.logtext()[-3000:]
+        d = emu.aws("describe-images", "--repository-name", DST, "--image-ids",
                     "imageTag=v1")["imageDetails"][0]["imageDigest"]
         assert d == img["manifest"]
