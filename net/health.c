@@ -15,6 +15,7 @@ struct hentry {
 	char key[KEY_MAX];
 	char origin[KEY_MAX + 16]; /* "scheme://host:port/" for background probes */
 	int64_t bg_at;		   /* when the last background probe was handed out */
+	int64_t wanted;		   /* the last call to it (background probes stop after idle) */
 	int64_t until;		   /* calls fail at once before this */
 	int64_t probe_at;	   /* when the running probe was admitted (probing) */
 	int fails;		   /* back-offs in a row: the next is 5 s << fails */
@@ -130,6 +131,7 @@ int net_health_admit(struct net_health *t, const char *key, int64_t now_ms)
 	 * (a bug) must not keep the host down for ever. */
 	if (e->probing && now_ms - e->probe_at > 2 * NET_HEALTH_MAX_MS)
 		e->probing = 0;
+	e->wanted = now_ms;
 	if (now_ms < e->until || e->probing) {
 		rc = -EHOSTUNREACH;
 		goto out;
@@ -210,9 +212,9 @@ int net_health_set_origin(struct net_health *t, const char *key, const char *url
 		return -EINVAL;
 	pthread_mutex_lock(&t->mu);
 	struct hentry *e = find(t, key);
-	if (e) { /* the key, never the URL's path, query or user information */
-		if (!e->origin[0])
-			e->bg_at = now_ms; /* it just failed: probed an interval from now */
+	if (e) {		   /* the key, never the URL's path, query or user information */
+		if (!e->origin[0]) /* it just failed: probed an interval from now */
+			e->bg_at = e->wanted = now_ms;
 		snprintf(e->origin, sizeof e->origin, "%.*s://%s/", (int)slen, url, e->key);
 		rc = 0;
 	}
@@ -229,7 +231,9 @@ int net_health_due(struct net_health *t, int64_t now_ms, int every_ms, char *key
 	pthread_mutex_lock(&t->mu);
 	for (size_t i = 0; i < t->n; i++) {
 		struct hentry *e = &t->v[i];
-		if (!e->origin[0])
+		/* Nobody called it for a while: no probing in the background
+		 * (the next call, once the back-off ends, tries it itself). */
+		if (!e->origin[0] || now_ms - e->wanted > NET_HEALTH_PROBE_IDLE_MS)
 			continue;
 		int64_t at = e->bg_at + every_ms;
 		if (at <= now_ms && (!best || e->bg_at < best->bg_at))

@@ -17,6 +17,8 @@
 
 #define NET_HEALTH_MIN_MS 5000
 #define NET_HEALTH_MAX_MS 60000
+/* Background probes stop for an endpoint no call wanted for this long. */
+#define NET_HEALTH_PROBE_IDLE_MS (10 * 60000)
 
 struct net_health;
 
@@ -54,7 +56,9 @@ int net_health_report(struct net_health *t, const char *key, int how, enum net_h
  * first one an interval after now_ms. 0, or -ENOENT when key has no entry. */
 int net_health_set_origin(struct net_health *t, const char *key, const char *url, int64_t now_ms);
 /* The endpoint whose background probe is due (none for every_ms, the
- * longest waiting first): 1 with its key and origin, marked as probed now;
+ * longest waiting first; endpoints no call wanted for
+ * NET_HEALTH_PROBE_IDLE_MS are left alone): 1 with its key and origin,
+ * marked as probed now;
  * else 0 with *wait_ms the time until the next is due, -1 when no endpoint
  * is in back-off. */
 int net_health_due(struct net_health *t, int64_t now_ms, int every_ms, char *key, size_t keyn,

@@ -170,6 +170,15 @@ static void test_due(void)
 	CHECK_INT(net_health_probe_up(t, "c:443"), 0);
 	CHECK(net_health_admit(t, "c:443", 2001) == NET_HEALTH_GO);
 	CHECK(net_health_down(t, 2001) == 1);
+	/* An endpoint nobody calls any more is no longer probed... */
+	int64_t idle = 6000 + NET_HEALTH_PROBE_IDLE_MS + 1;
+	CHECK(net_health_due(t, idle, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == -1);
+	/* ... until a call wants it again. */
+	CHECK(net_health_admit(t, "a:80", idle) == NET_HEALTH_PROBE);
+	CHECK(net_health_report(t, "a:80", NET_HEALTH_PROBE, NET_HEALTH_DOWN, idle) == 10000);
+	CHECK(net_health_due(t, idle, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK_STR(key, "a:80");
 	net_health_free(t);
 }
 
