@@ -612,8 +612,13 @@ static int tmpfs_child(const char *dir, const char *logpath)
 	CHECK_INT(cache_blob_read(c, b.d, 4 * CH, buf, 8, CH), -ENOENT);
 	/* The failed chunk's space went back (hole punched): small records fit. */
 	CHECK_INT(cache_meta_put(c, "tags", "k", "v", 1), 0);
+	/* A little room: a chunk is stored, the disk is still nearly full. */
+	CHECK_INT(mount(NULL, dir, NULL, MS_REMOUNT, "size=4m"), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, 3 * CH, b.data + 3 * CH, CH), 0);
+	cache_get_stats(c, &st);
+	CHECK_INT(st.disk_full, 1);
 	/* Space comes back: the next chunk is stored and the flag goes down. */
-	CHECK_INT(mount(NULL, dir, NULL, MS_REMOUNT, "size=16m"), 0);
+	CHECK_INT(mount(NULL, dir, NULL, MS_REMOUNT, "size=64m"), 0);
 	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, CH, b.data + CH, CH), 0);
 	cache_get_stats(c, &st);
 	CHECK_INT(st.disk_full, 0);
