@@ -3,6 +3,7 @@ where layers are spilled while they upload, is on a tmpfs smaller than the
 layer. cp fails with ENOSPC at the write() the daemon could not store
 (strace shows what cp saw), ECR gets no tag (AWS CLI), and once space comes
 back the same cp succeeds in the same mount."""
+import errno
 import json
 import os
 import re
@@ -23,6 +24,18 @@ def tags(emu, repo):
     r = emu.aws_run("list-images", "--repository-name", repo)
     assert r.returncode == 0, r.stderr
     return sorted(i["imageTag"] for i in json.loads(r.stdout)["imageIds"] if "imageTag" in i)
+
+
+def sync_errno(path):
+    """`sync TAGDIR` (OPENDIR + FSYNCDIR): 0 or the errno."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
 
 
 def strace_cp(src, dst, trace):
@@ -92,6 +105,8 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
         st = os.statvfs(small)
         assert st.f_bfree * st.f_frsize > 6 * MiB, st
         assert "re-run the same cp" in m.logtext()
+        # sync TAGDIR reports the version's outcome: the same errno.
+        assert sync_errno(dst) == errno.ENOSPC
         assert "v1" not in tags(emu, REPO)
         r = emu.aws_run("describe-images", "--repository-name", REPO,
                         "--image-ids", "imageTag=v1")
