@@ -122,7 +122,8 @@ out:
 
 static int make_layout(const char *dir)
 {
-	static const char *const subs[] = {"blobs", "blobs/sha256", "partial", "meta", "tmp"};
+	static const char *const subs[] = {"blobs", "blobs/sha256", "partial",
+					   "meta",  "tmp",	    "index"};
 	char path[PATH_MAX];
 	struct stat st;
 	int fd, ret;
@@ -148,7 +149,7 @@ static int make_layout(const char *dir)
 	return 0;
 }
 
-static uint64_t stat_tick(const struct stat *st)
+uint64_t cache_stat_tick(const struct stat *st)
 {
 	uint64_t a = (uint64_t)st->st_atim.tv_sec * 1000000000u + (uint64_t)st->st_atim.tv_nsec;
 	uint64_t m = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
@@ -243,7 +244,7 @@ static void scan_dir(cache *c, const char *sub, int partial)
 		}
 		e->complete = !partial;
 		e->bytes = partial ? partial_bytes(c, hex, &st) : (uint64_t)st.st_size;
-		e->tick = stat_tick(&st);
+		e->tick = cache_stat_tick(&st);
 		c->total += e->bytes;
 	}
 	closedir(d);
@@ -407,6 +408,11 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 		}
 		free(c->dir);
 		c->dir = abs;
+		if (asprintf(&c->aux_dir, "%s/index", abs) < 0) {
+			c->aux_dir = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
 	}
 	ret = take_dir_lock(c);
 	if (ret)
@@ -414,6 +420,7 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	clean_tmp(c);
 	scan_dir(c, "blobs/sha256", 0);
 	scan_dir(c, "partial", 1);
+	cache_aux_scan(c);
 	if (c->crashed_dropped)
 		log_info("cache_dir %s was not closed cleanly; %u partial blobs start again",
 			 c->dir, c->crashed_dropped);
@@ -444,6 +451,8 @@ void cache_close(cache *c)
 	if (c->lock_fd >= 0)
 		release_dir_lock(c);
 	cache_index_free(c);
+	cache_aux_free(c);
+	free(c->aux_dir);
 	pthread_cond_destroy(&c->hash_cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c->dir);
@@ -578,5 +587,6 @@ void cache_get_stats(cache *c, struct cache_stats *out)
 	pthread_mutex_lock(&c->mu);
 	*out = c->stats;
 	out->bytes_total = c->total;
+	out->index_bytes = c->aux_bytes;
 	pthread_mutex_unlock(&c->mu);
 }

@@ -64,6 +64,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	OPT("pending_timeout=%d", pending_timeout),
 	OPTV("no_create_repos", no_create_repos, 1),
 	OPTV("show_referrers", show_referrers, 1),
+	OPTV("rootfs_publish", rootfs_publish, 1),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -120,6 +121,7 @@ static const char usage[] =
 	"Push:\n"
 	"    -o pending_timeout=S   drop an idle unfinished push after S seconds (default 600)\n"
 	"    -o no_create_repos     do not create missing repositories on push\n"
+	"    -o rootfs_publish      push TAG@rootfs indexes built here as a referrer\n"
 	"Other:\n"
 	"    -h, --help             this help\n"
 	"    -V, --version          version\n";
