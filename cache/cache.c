@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int cache_is_hex(const char *s, size_t n)
@@ -75,6 +76,23 @@ int cache_write_error(cache *c, int err)
 	}
 	pthread_mutex_unlock(&c->mu);
 	return -ENOSPC;
+}
+
+void cache_room_again(cache *c)
+{
+	struct statvfs st;
+
+	if (!c->stats.disk_full)
+		return;
+	/* A disk that is nearly full takes a chunk now and then (a failed
+	 * one gave its space back): only real room ends the state, so it
+	 * does not flap (and log) at every chunk. */
+	if (statvfs(c->dir, &st) == 0 &&
+	    (uint64_t)st.f_bavail * st.f_frsize < CACHE_ROOM_AGAIN_BYTES)
+		return;
+	c->stats.disk_full = 0;
+	c->disk_full_logged = 0; /* the next full disk is logged again */
+	log_info("cache_dir %s has room again; caching resumes", c->dir);
 }
 
 /* mkdir -p with mode 0700 for what it creates. */

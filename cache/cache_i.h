@@ -124,9 +124,14 @@ void cache_path_map(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_sum(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_tmp(cache *c, char buf[PATH_MAX]);
 /* Maps a write error (negative errno) to what the caller gets: ENOSPC,
- * EDQUOT and EFBIG become -ENOSPC with one warning per cache, and
- * stats.disk_full stays 1 from then on. Takes mu. */
+ * EDQUOT and EFBIG become -ENOSPC with one warning, and stats.disk_full
+ * stays 1 until a chunk is stored with room to spare. Takes mu. */
 int cache_write_error(cache *c, int err);
+/* A chunk was stored: a full disk has room again (readahead resumes), with
+ * one log line, once the disk has CACHE_ROOM_AGAIN_BYTES free. Caller
+ * holds mu. */
+#define CACHE_ROOM_AGAIN_BYTES (32u * 1024 * 1024)
+void cache_room_again(cache *c);
 
 /* cache_index.c (callers hold mu) */
 uint64_t cache_now_tick(cache *c);
