@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int cache_is_hex(const char *s, size_t n)
@@ -77,6 +78,23 @@ int cache_write_error(cache *c, int err)
 	return -ENOSPC;
 }
 
+void cache_room_again(cache *c)
+{
+	struct statvfs st;
+
+	if (!c->stats.disk_full)
+		return;
+	/* A disk that is nearly full takes a chunk now and then (a failed
+	 * one gave its space back): only real room ends the state, so it
+	 * does not flap (and log) at every chunk. */
+	if (statvfs(c->dir, &st) == 0 &&
+	    (uint64_t)st.f_bavail * st.f_frsize < CACHE_ROOM_AGAIN_BYTES)
+		return;
+	c->stats.disk_full = 0;
+	c->disk_full_logged = 0; /* the next full disk is logged again */
+	log_info("cache_dir %s has room again; caching resumes", c->dir);
+}
+
 /* mkdir -p with mode 0700 for what it creates. */
 static int mkdir_p(const char *dir)
 {
@@ -104,7 +122,8 @@ out:
 
 static int make_layout(const char *dir)
 {
-	static const char *const subs[] = {"blobs", "blobs/sha256", "partial", "meta", "tmp"};
+	static const char *const subs[] = {"blobs", "blobs/sha256", "partial",
+					   "meta",  "tmp",	    "index"};
 	char path[PATH_MAX];
 	struct stat st;
 	int fd, ret;
@@ -130,7 +149,7 @@ static int make_layout(const char *dir)
 	return 0;
 }
 
-static uint64_t stat_tick(const struct stat *st)
+uint64_t cache_stat_tick(const struct stat *st)
 {
 	uint64_t a = (uint64_t)st->st_atim.tv_sec * 1000000000u + (uint64_t)st->st_atim.tv_nsec;
 	uint64_t m = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
@@ -225,7 +244,7 @@ static void scan_dir(cache *c, const char *sub, int partial)
 		}
 		e->complete = !partial;
 		e->bytes = partial ? partial_bytes(c, hex, &st) : (uint64_t)st.st_size;
-		e->tick = stat_tick(&st);
+		e->tick = cache_stat_tick(&st);
 		c->total += e->bytes;
 	}
 	closedir(d);
@@ -389,6 +408,11 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 		}
 		free(c->dir);
 		c->dir = abs;
+		if (asprintf(&c->aux_dir, "%s/index", abs) < 0) {
+			c->aux_dir = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
 	}
 	ret = take_dir_lock(c);
 	if (ret)
@@ -396,6 +420,7 @@ int cache_open(const char *dir, uint64_t max_bytes, cache **out)
 	clean_tmp(c);
 	scan_dir(c, "blobs/sha256", 0);
 	scan_dir(c, "partial", 1);
+	cache_aux_scan(c);
 	if (c->crashed_dropped)
 		log_info("cache_dir %s was not closed cleanly; %u partial blobs start again",
 			 c->dir, c->crashed_dropped);
@@ -426,6 +451,8 @@ void cache_close(cache *c)
 	if (c->lock_fd >= 0)
 		release_dir_lock(c);
 	cache_index_free(c);
+	cache_aux_free(c);
+	free(c->aux_dir);
 	pthread_cond_destroy(&c->hash_cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c->dir);
@@ -560,5 +587,6 @@ void cache_get_stats(cache *c, struct cache_stats *out)
 	pthread_mutex_lock(&c->mu);
 	*out = c->stats;
 	out->bytes_total = c->total;
+	out->index_bytes = c->aux_bytes;
 	pthread_mutex_unlock(&c->mu);
 }

@@ -5,8 +5,9 @@
  *
  * Layout under dir (mode 0700): blobs/sha256/<hex> (complete, verified)
  * and <hex>.sum (its chunks' CRC32s), partial/<hex>.data + .map (chunks
- * present, their CRC32s), meta/<ns>/<key-hash>, lock, format (the layout's
- * version). Bytes at rest are checked: each chunk's CRC32 the first time a
+ * present, their CRC32s), meta/<ns>/<key-hash>, index/ (files derived
+ * from blobs, counted and evicted after them: cache_aux_*), lock, format
+ * (the layout's version). Bytes at rest are checked: each chunk's CRC32 the first time a
  * process serves it (cache_check.c); a chunk that fails reads as missing.
  * Writes are atomic (temp + rename). An LRU by access time keeps the total
  * under max_bytes and never evicts a pinned (open) blob. Two mounts on one
@@ -100,8 +101,29 @@ int cache_meta_put(cache *c, const char *ns, const char *key, const void *data, 
 int cache_meta_get(cache *c, const char *ns, const char *key, char **data, size_t *len);
 int cache_meta_del(cache *c, const char *ns, const char *key);
 
+/* ---- index files: files derived from blobs (a layer's index, a zstd
+ * layer's decompressed copy) kept under DIR/index/ by the caller ----
+ * Written under a temp name starting with '.' (left ones older than an
+ * hour are removed at open), renamed, then added: the cache counts them in
+ * max_bytes and evicts them, least recently used first, only when blobs
+ * alone cannot make room; never one this process pins, nor one another
+ * process holds a shared flock on. Files whose names share their first 64
+ * hex digits (one layer's) are evicted together. Names: [a-z0-9._-],
+ * not starting with '.'. */
+/* DIR/index (absolute; made at open). */
+const char *cache_aux_dir(cache *c);
+/* Counts DIR/index/name, pinned if pin, after making room for it.
+ * -ENOSPC: no room (the file is removed, with a log line). */
+int cache_aux_add(cache *c, const char *name, int pin);
+/* Pins name and marks it used now: 0, or -ENOENT when the file is gone. */
+int cache_aux_pin(cache *c, const char *name);
+void cache_aux_unpin(cache *c, const char *name);
+/* Removes the file (an unusable index) and forgets it. */
+void cache_aux_drop(cache *c, const char *name);
+
 struct cache_stats {
 	uint64_t hits, misses, bytes_stored, evictions, bytes_total;
+	uint64_t index_bytes, index_evictions; /* index files: part of bytes_total */
 	int disk_full;
 };
 void cache_get_stats(cache *c, struct cache_stats *out);

@@ -352,6 +352,7 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 		goto out;
 	pthread_mutex_lock(&c->mu);
 	c->stats.bytes_stored += len;
+	cache_room_again(c);
 	pthread_mutex_unlock(&c->mu);
 	close(lock_fd); /* hashing below needs no lock: flagged chunks are final */
 	lock_fd = -1;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #define CACHE_HEX_LEN 64
 /* Buckets of the in-memory index (digests are random: the first bytes hash). */
@@ -103,6 +104,12 @@ struct cache {
 	unsigned evict_round;
 
 	atomic_uint tmp_counter; /* unique temp names (lock-free) */
+
+	/* Index files (cache_aux.c): their list and bytes (part of total),
+	 * under mu. aux_dir is DIR/index, set at open. */
+	char *aux_dir;
+	struct cache_aux *aux;
+	uint64_t aux_bytes;
 };
 
 /* cache.c */
@@ -117,9 +124,14 @@ void cache_path_map(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_sum(const cache *c, const char *hex, char buf[PATH_MAX]);
 void cache_path_tmp(cache *c, char buf[PATH_MAX]);
 /* Maps a write error (negative errno) to what the caller gets: ENOSPC,
- * EDQUOT and EFBIG become -ENOSPC with one warning per cache, and
- * stats.disk_full stays 1 from then on. Takes mu. */
+ * EDQUOT and EFBIG become -ENOSPC with one warning, and stats.disk_full
+ * stays 1 until a chunk is stored with room to spare. Takes mu. */
 int cache_write_error(cache *c, int err);
+/* A chunk was stored: a full disk has room again (readahead resumes), with
+ * one log line, once the disk has CACHE_ROOM_AGAIN_BYTES free. Caller
+ * holds mu. */
+#define CACHE_ROOM_AGAIN_BYTES (32u * 1024 * 1024)
+void cache_room_again(cache *c);
 
 /* cache_index.c (callers hold mu) */
 uint64_t cache_now_tick(cache *c);
@@ -133,6 +145,9 @@ void cache_index_free(cache *c);
  * used unpinned blobs other than keep_hex, then accounts len. -ENOSPC when
  * not possible. */
 int cache_reserve(cache *c, const char *keep_hex, uint64_t len);
+/* Exclusive non-blocking flock on path: fails while any reader (this or
+ * another process) holds its shared lock. Returns fd, -ENOENT or -EBUSY. */
+int cache_lock_for_delete(const char *path);
 /* Deletes a blob's files if no other process holds it open (non-blocking
  * exclusive flock). 0, or -EBUSY when locked elsewhere. */
 int cache_unlink_blob(cache *c, const char *hex);
@@ -143,6 +158,16 @@ int cache_unlink_partial(cache *c, const char *hex);
  * never unlinked under an open holder: the holder could pair it with a
  * new map, and a later opener a new empty data file with that map. */
 void cache_discard_partial(cache *c, const char *hex);
+
+/* cache_aux.c: index files */
+void cache_aux_scan(cache *c); /* takes mu */
+void cache_aux_free(cache *c);
+/* Evicts the least recently used unpinned index file (and its layer's
+ * other files) that no other process holds; for cache_reserve when no
+ * blob can go. mu held. 0 or -ENOSPC. */
+int cache_aux_evict_one(cache *c, unsigned round);
+/* max(atime, mtime) in ns: the LRU tick of a file found at open. */
+uint64_t cache_stat_tick(const struct stat *st);
 
 /* cache_slot.c (take mu themselves) */
 int cache_fds_get(cache *c, const char *hex, uint64_t size, int create, struct cache_fds *f);

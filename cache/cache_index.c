@@ -95,9 +95,7 @@ void cache_index_free(cache *c)
 	}
 }
 
-/* Exclusive non-blocking flock on path: fails while any reader (this or
- * another process) holds its shared lock. Returns fd, -ENOENT or -EBUSY. */
-static int lock_for_delete(const char *path)
+int cache_lock_for_delete(const char *path)
 {
 	struct stat a, b;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -123,7 +121,7 @@ int cache_unlink_blob(cache *c, const char *hex)
 	int fd;
 
 	cache_path_blob(c, hex, path);
-	fd = lock_for_delete(path);
+	fd = cache_lock_for_delete(path);
 	if (fd == -EBUSY)
 		return -EBUSY;
 	if (fd >= 0) {
@@ -141,7 +139,7 @@ int cache_unlink_partial(cache *c, const char *hex)
 	int fd;
 
 	cache_path_data(c, hex, path);
-	fd = lock_for_delete(path);
+	fd = cache_lock_for_delete(path);
 	if (fd == -EBUSY)
 		return -EBUSY;
 	/* Map first: a map never claims chunks of a data file that is gone. */
@@ -182,6 +180,9 @@ int cache_reserve(cache *c, const char *keep_hex, uint64_t len)
 				if (!victim || e->tick < victim->tick)
 					victim = e;
 			}
+		/* Index files go only when no blob can. */
+		if (!victim && cache_aux_evict_one(c, round) == 0)
+			continue;
 		if (!victim) {
 			log_debug("cache: %llu bytes do not fit under cache_size (all pinned)",
 				  (unsigned long long)len);

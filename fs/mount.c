@@ -237,7 +237,9 @@ int fs_mount_setup(struct fs_ctx *c)
 	start_logging(&c->o);
 	if ((rc = setup_regions(c, &co)) != 0 || (rc = setup_credentials(c, &co)) != 0)
 		return rc;
-	struct net_http_opts ho = {.ca_file = c->o.ca_file, .insecure = c->o.insecure};
+	/* The prober's thread waits for fs_mount_start: main forks in between. */
+	struct net_http_opts ho = {.ca_file = c->o.ca_file, .insecure = c->o.insecure,
+				   .defer_probes = 1};
 	if ((rc = net_http_new(&ho, &c->http)) != 0)
 		return rc;
 	struct ecr_opts eo = {.creds = c->creds, .http = c->http, .endpoint = c->o.endpoint,
@@ -261,6 +263,7 @@ int fs_mount_start(struct fs_ctx *c)
 	struct fs_blobs_cfg bc = {.cache = c->cache, .deadline_ms = c->deadline_ms,
 				  .verify_strict = c->verify_strict, .inval = blob_inval};
 	int rc = fs_node_init(c->ro ? NULL : wnode_put);
+	net_http_start_probes(c->http);
 	if (rc == 0)
 		rc = fh_table_new(&c->fhs);
 	if (rc == 0)

@@ -47,6 +47,7 @@ struct fs_opts {
 	int pending_timeout; /* seconds, push side; default 600 */
 	int no_create_repos; /* push side */
 	int show_referrers;  /* list signature/SBOM tags and untagged referrers */
+	int rootfs_publish;  /* push TAG@rootfs indexes built here as a referrer */
 	int show_help, show_version;
 };
 

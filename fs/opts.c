@@ -64,6 +64,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	OPT("pending_timeout=%d", pending_timeout),
 	OPTV("no_create_repos", no_create_repos, 1),
 	OPTV("show_referrers", show_referrers, 1),
+	OPTV("rootfs_publish", rootfs_publish, 1),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -109,6 +110,7 @@ static const char usage[] =
 	"    -o neg_ttl=S           seconds a missing name is cached (default 5)\n"
 	"    -o deadline=S          deadline of each operation (default 30)\n"
 	"    -o verify=strict       verify a blob's digest before serving any byte of it\n"
+	"                           (TAG@rootfs: only TOCs whose digest the manifest annotates)\n"
 	"    -o show_referrers      list referrers (images with a subject) and signature tags\n"
 	"Mount:\n"
 	"    -o ro                  read-only: every write fails with EROFS\n"
@@ -120,6 +122,7 @@ static const char usage[] =
 	"Push:\n"
 	"    -o pending_timeout=S   drop an idle unfinished push after S seconds (default 600)\n"
 	"    -o no_create_repos     do not create missing repositories on push\n"
+	"    -o rootfs_publish      push TAG@rootfs indexes built here as a referrer\n"
 	"Other:\n"
 	"    -h, --help             this help\n"
 	"    -V, --version          version\n";

@@ -186,7 +186,8 @@ int ecr_fetch_url_range(ecr *e, const char *url, uint64_t off, uint64_t len, net
 	if (rc == -ECANCELED && len && rs.delivered == len)
 		rc = 0;
 	if (rc < 0) {
-		if (rc != -EINTR)
+		/* ENOSPC: the caller's sink stopped (a full cache, logged there). */
+		if (rc != -EINTR && rc != -ENOSPC)
 			log_err("layer download %s bytes %" PRIu64 "+%" PRIu64 ": %s", safe, off,
 				len, strerror(-rc));
 		goto out;

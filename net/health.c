@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,10 +13,13 @@
 
 struct hentry {
 	char key[KEY_MAX];
-	int64_t until;	  /* calls fail at once before this */
-	int64_t probe_at; /* when the running probe was admitted (probing) */
-	int fails;	  /* back-offs in a row: the next is 5 s << fails */
-	int probing;	  /* a call admitted as the probe has not reported */
+	char origin[KEY_MAX + 16]; /* "scheme://host:port/" for background probes */
+	int64_t bg_at;		   /* when the last background probe was handed out */
+	int64_t wanted;		   /* the last call to it (background probes stop after idle) */
+	int64_t until;		   /* calls fail at once before this */
+	int64_t probe_at;	   /* when the running probe was admitted (probing) */
+	int fails;		   /* back-offs in a row: the next is 5 s << fails */
+	int probing;		   /* a call admitted as the probe has not reported */
 };
 
 struct net_health {
@@ -127,6 +131,7 @@ int net_health_admit(struct net_health *t, const char *key, int64_t now_ms)
 	 * (a bug) must not keep the host down for ever. */
 	if (e->probing && now_ms - e->probe_at > 2 * NET_HEALTH_MAX_MS)
 		e->probing = 0;
+	e->wanted = now_ms;
 	if (now_ms < e->until || e->probing) {
 		rc = -EHOSTUNREACH;
 		goto out;
@@ -195,4 +200,66 @@ size_t net_health_count(struct net_health *t)
 	size_t n = t->n;
 	pthread_mutex_unlock(&t->mu);
 	return n;
+}
+
+int net_health_set_origin(struct net_health *t, const char *key, const char *url, int64_t now_ms)
+{
+	const char *sep = strstr(url, "://");
+	size_t slen = sep ? (size_t)(sep - url) : 0;
+	int rc = -ENOENT;
+
+	if (!sep || slen == 0 || slen > 8)
+		return -EINVAL;
+	pthread_mutex_lock(&t->mu);
+	struct hentry *e = find(t, key);
+	if (e) {		   /* the key, never the URL's path, query or user information */
+		if (!e->origin[0]) /* it just failed: probed an interval from now */
+			e->bg_at = e->wanted = now_ms;
+		snprintf(e->origin, sizeof e->origin, "%.*s://%s/", (int)slen, url, e->key);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return rc;
+}
+
+int net_health_due(struct net_health *t, int64_t now_ms, int every_ms, char *key, size_t keyn,
+		   char *origin, size_t originn, int64_t *wait_ms)
+{
+	struct hentry *best = NULL;
+	int64_t wait = -1;
+
+	pthread_mutex_lock(&t->mu);
+	for (size_t i = 0; i < t->n; i++) {
+		struct hentry *e = &t->v[i];
+		/* Nobody called it for a while: no probing in the background
+		 * (the next call, once the back-off ends, tries it itself). */
+		if (!e->origin[0] || now_ms - e->wanted > NET_HEALTH_PROBE_IDLE_MS)
+			continue;
+		int64_t at = e->bg_at + every_ms;
+		if (at <= now_ms && (!best || e->bg_at < best->bg_at))
+			best = e;
+		else if (at > now_ms && (wait < 0 || at - now_ms < wait))
+			wait = at - now_ms;
+	}
+	if (best) {
+		best->bg_at = now_ms;
+		snprintf(key, keyn, "%s", best->key);
+		snprintf(origin, originn, "%s", best->origin);
+	}
+	pthread_mutex_unlock(&t->mu);
+	*wait_ms = best ? 0 : wait;
+	return best != NULL;
+}
+
+int net_health_probe_up(struct net_health *t, const char *key)
+{
+	int rc = 0;
+	pthread_mutex_lock(&t->mu);
+	struct hentry *e = find(t, key);
+	if (e) {
+		drop(t, e);
+		rc = -1;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return rc;
 }

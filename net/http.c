@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "net/health.h"
+#include "net/health_probe.h"
 #include "net/log.h"
 
 #define BACKOFF_BASE_MS 100
@@ -28,6 +29,8 @@
 #define MAX_ERR_BODY (16u << 20)
 /* Endpoints remembered as unreachable (net/health.h). */
 #define HEALTH_MAX 64
+
+static int probe_call(void *arg, const char *origin, volatile int *cancel);
 
 /* An easy handle and the multi handle that drives it. */
 struct handle {
@@ -48,6 +51,7 @@ struct net_http {
 	int connect_timeout_ms;
 	int max_conns;
 	struct net_health *health; /* endpoints in back-off; locks itself */
+	struct net_prober *prober; /* probes them in the background; locks itself */
 	_Atomic uint64_t st_requests, st_retries, st_errors, st_bytes_in, st_bytes_out;
 	_Atomic uint64_t st_fast_fails;
 };
@@ -130,7 +134,8 @@ int net_http_new(const struct net_http_opts *opts, net_http **out)
 		goto out;
 	}
 	h->share = curl_share_init();
-	if (!h->share || net_health_new(HEALTH_MAX, &h->health)) {
+	if (!h->share || net_health_new(HEALTH_MAX, &h->health) ||
+	    net_prober_new(h->health, probe_call, h, opts && opts->defer_probes, &h->prober)) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -160,6 +165,7 @@ void net_http_free(net_http *h)
 {
 	if (!h)
 		return;
+	net_prober_free(h->prober); /* first: its probe uses the handles */
 	for (size_t i = 0; i < h->npool; i++) {
 		curl_multi_cleanup(h->pool[i].m);
 		curl_easy_cleanup(h->pool[i].e);
@@ -206,6 +212,8 @@ int net_buf_append(struct net_buf *b, const void *data, size_t len)
 	b->data[b->len] = '\0';
 	return 0;
 }
+
+void net_http_start_probes(net_http *h) { net_prober_enable(h->prober); }
 
 void net_http_get_stats(net_http *h, struct net_http_stats *out)
 {
@@ -855,6 +863,22 @@ static enum net_health_outcome health_outcome(int rc, int answered)
 	return NET_HEALTH_NONE; /* cancelled, or a local error */
 }
 
+/* A background probe (net/health_probe.h): GET of the origin, one short
+ * attempt, no credentials; 1 when anything HTTP answered. */
+static int probe_call(void *arg, const char *origin, volatile int *cancel)
+{
+	struct net_request req = {.method = "GET", .url = origin,
+				  .deadline_ms = NET_PROBE_TIMEOUT_MS,
+				  .stall_ms = NET_PROBE_TIMEOUT_MS, .max_attempts = 1,
+				  .cancel = cancel};
+	struct net_response resp;
+	int answered = 0;
+
+	http_call(arg, &req, &resp, &answered);
+	net_buf_free(&resp.body);
+	return answered;
+}
+
 /* The call, unless its endpoint is in back-off (DESIGN §11: a registry that
  * stops answering costs one deadline, not one per call). A call failed at
  * once makes no attempt (resp->attempts 0) and returns -EHOSTUNREACH. */
@@ -875,6 +899,8 @@ int net_http_do(net_http *h, const struct net_request *req, struct net_response 
 	if (!keyed)
 		return rc;
 	changed = net_health_report(h->health, key, how, health_outcome(rc, answered), now_ms());
+	if (changed > 0 && net_health_set_origin(h->health, key, req->url, now_ms()) == 0)
+		net_prober_kick(h->prober);
 	if (changed > 0)
 		log_warn("%s does not answer (%s): calls to it fail at once for %d s, "
 			 "cached data is served",

@@ -16,10 +16,15 @@ struct net_http_opts {
 	int insecure;          /* 1 only when the user asked (-o insecure); logged */
 	int connect_timeout_ms;/* 0: 5000 */
 	int max_conns;         /* connection cache size, 0: 32 */
+	int defer_probes;      /* 1: no background probe thread before
+	                          net_http_start_probes (a process that forks) */
 };
 
 int net_http_new(const struct net_http_opts *opts, net_http **out);
 void net_http_free(net_http *h);
+/* Lets the background probe of endpoints in back-off (net/health_probe.h)
+ * start its thread, when defer_probes was set. */
+void net_http_start_probes(net_http *h);
 
 struct net_buf {
 	char *data; /* NUL-terminated for convenience; len excludes the NUL */

@@ -17,6 +17,9 @@ on the same path in the same run. On loopback:
   push        cp -rT of a single-layer layout (+ sync)  vs  the same kind of parts sent one
               after another by curl --aws-sigv4 (bodies prepared on disk); UploadLayerPart
               counts
+  rootfs      first ls -R of TAG@rootfs of a multi-layer image of real files  vs  skopeo
+              copy + umoci unpack, and curl | gzip -dc of its layers; cat after the blob
+              cache is emptied; diff -r of two tags sharing layers; VmHWM (bench_rootfs.py)
   push_layers cp -rT of an image of 8 x 64 MiB layers  vs  one sequential curl --aws-sigv4
               loop (InitiateLayerUpload calls, then every part and CompleteLayerUpload in
               order, then PutImage); parts and API calls of both
@@ -52,6 +55,8 @@ import time
 
 SRC = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SRC / "tests" / "lib"))
+sys.path.insert(0, str(SRC / "scripts"))
+import bench_rootfs  # noqa: E402
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 MIB = 1 << 20
@@ -814,6 +819,8 @@ def describe(r):
                 f"aws ecr describe-repositories {r['ref_aws_cli_s']:.3f} s, "
                 f"{r['aws_cli_api_calls']:.0f} API calls",
                 ratio, r["ratio"] > 1 and rss_ok(r))
+    if n == "rootfs":
+        return bench_rootfs.describe(r)
     if n == "soak_tags":
         return (f"VmHWM {r['peak_rss_mib']:.1f} MiB after browsing in {r['ecrfs_s']:.1f} s, "
                 f"{r['tables'].get('nodes', 0)} nodes kept", "", "", r["peak_rss_mib"] <= 64)
@@ -859,7 +866,8 @@ def table(results):
     return "\n".join(lines)
 
 
-LOOPBACK = ["reads", "list_tags", "list_repos", "rss_read", "push", "push_layers", "soak_tags"]
+LOOPBACK = ["reads", "list_tags", "list_repos", "rss_read", "push", "push_layers", "soak_tags",
+            "rootfs"]
 NET = ["net_reads", "net_list_tags", "net_list_repos", "net_push_layers"]
 
 
@@ -884,6 +892,9 @@ def main():
                     help="modelled network: ms per ECR API call (default 30)")
     ap.add_argument("--soak-tags", type=int, help="tags browsed by the memory soak "
                     "(default 20000, quick 2000)")
+    ap.add_argument("--rootfs-dirs", help="comma-separated directories, one gzip layer each, "
+                    "of the rootfs image (default " + ",".join(bench_rootfs.FULL) + "; quick " +
+                    ",".join(bench_rootfs.QUICK) + ")")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", help="comma-separated, of: " + ",".join(LOOPBACK + NET) +
                     "; or loopback, net (all rows of that network)")
@@ -897,6 +908,8 @@ def main():
     a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
     a.net_read_sizes = [int(x) for x in (a.net_read_sizes_mib or ("32" if a.quick else "256,1024"))
                         .split(",")]
+    a.rootfs_dirs = (a.rootfs_dirs.split(",") if a.rootfs_dirs else
+                     bench_rootfs.QUICK if a.quick else bench_rootfs.FULL)
     a.push_layers = a.push_layers or (4 if a.quick else 8)
     a.push_layer_mib = a.push_layer_mib or (8 if a.quick else 64)
     a.net_rate_mib = int(a.net_rate_mib) if a.net_rate_mib == int(a.net_rate_mib) else a.net_rate_mib
@@ -924,6 +937,7 @@ def main():
         steps = [("reads", b.reads), ("list_tags", b.list_tags), ("list_repos", b.list_repos),
                  ("rss_read", b.rss_read),
                  ("push", b.push), ("push_layers", b.push_layers), ("soak_tags", b.soak_tags),
+                 ("rootfs", lambda: bench_rootfs.run(b, a.rootfs_dirs, timed, median, log)),
                  ("net_reads", b.net_reads), ("net_list_tags", lambda: b.list_tags(net=True)),
                  ("net_list_repos", lambda: b.list_repos(net=True)),
                  ("net_push_layers", lambda: b.push_layers(net=True))]

@@ -78,6 +78,12 @@ int fs_blob_open(struct fs_blobs *b, const struct fs_blob_ref *ref, uint64_t ino
 		 struct fs_rstate **out);
 /* NULL is a no-op. */
 void fs_blob_close(struct fs_rstate *rs);
+/* The caller checks every range it reads against digests chained to the
+ * image (the chunks of an eStargz or zstd:chunked TOC, a footer that must
+ * lead to a TOC with a digest): under verify_strict reads of rs fetch their
+ * ranges instead of the whole blob first, and a read of the blob's last
+ * bytes does not hash the whole blob. */
+void fs_blob_caller_checks(struct fs_rstate *rs);
 
 /* Reads up to len bytes at off. Returns bytes (0 at EOF) or -errno. The
  * bytes are either in the cache, then *fd is a descriptor to read (or

@@ -71,6 +71,7 @@ struct fs_rstate {
 	uint64_t warm_until; /* the cache file is read ahead up to here */
 	uint64_t warm_next;  /* end of the furthest read of a cached blob */
 	uint64_t warm_win;   /* its read-ahead window (0: reads are random) */
+	int caller_checks;   /* fs_blob_caller_checks: no whole-blob check first */
 };
 
 /* ---- fetch.c: chunks in flight, download URLs, ranged fetches ---- */

@@ -166,7 +166,13 @@ void blob_start_readahead(struct fs_rstate *rs, size_t len, uint64_t off, uint64
 		}
 		if (r1 - c < pc && r1 < nch)
 			break; /* requests stay whole pieces: later */
-		uint64_t e = blob_claim_run(rs->bs, id->digest, c, r1, pc);
+		/* A piece stops before a chunk already cached (an index source's
+		 * tail read leaves the last one): it is not fetched twice. */
+		uint64_t stop = c + 1;
+		while (stop < r1 && stop - c < pc &&
+		       !cache_blob_has(rs->bs->cfg.cache, id->digest, id->ref.size, stop * CHUNK, 1))
+			stop++;
+		uint64_t e = blob_claim_run(rs->bs, id->digest, c, stop, pc);
 		if (e == c) {
 			c++;
 			continue;

@@ -119,6 +119,8 @@ int fs_blob_open(struct fs_blobs *b, const struct fs_blob_ref *ref, uint64_t ino
 	return 0;
 }
 
+void fs_blob_caller_checks(struct fs_rstate *rs) { rs->caller_checks = 1; }
+
 void fs_blob_close(struct fs_rstate *rs)
 {
 	if (!rs)
@@ -196,8 +198,11 @@ static ssize_t read_filled(struct fs_rstate *rs, char **bufp, size_t len, uint64
 	ssize_t rc = cache_blob_read_fd(rs->bs->cfg.cache, id->digest, id->ref.size, len, off, fd);
 	if (rc == (ssize_t)len) {
 		/* The last bytes of a blob the cache could not seal: the running
-		 * hash covers the whole blob before they are served. */
-		ssize_t hrc = off + len == id->ref.size ? blob_hash_to(rs, id->ref.size, cancel) : 0;
+		 * hash covers the whole blob before they are served (unless the
+		 * caller checks them: a TOC's tail read must not fetch it all). */
+		ssize_t hrc = off + len == id->ref.size && !rs->caller_checks
+				  ? blob_hash_to(rs, id->ref.size, cancel)
+				  : 0;
 		if (hrc) {
 			close(*fd);
 			*fd = -1;
@@ -233,7 +238,8 @@ ssize_t fs_blob_read(struct fs_rstate *rs, char **bufp, size_t len, uint64_t off
 		return rc;
 	if (blob_is_bad(rs->bs, id->digest))
 		return -EIO;
-	if (rs->bs->cfg.verify_strict && (rc = blob_ensure_verified(rs, cancel)) != 0)
+	if (rs->bs->cfg.verify_strict && !rs->caller_checks &&
+	    (rc = blob_ensure_verified(rs, cancel)) != 0)
 		return rc;
 	if (off == 0)
 		blob_restart_hash(rs);

@@ -78,6 +78,12 @@ int upl_fail(upload *u, int rc)
 	if (u->mode != M_FAILED) {
 		u->mode = M_FAILED;
 		u->fail_rc = rc;
+		/* A failed upload never completes: its spilled bytes give their
+		 * disk back now (a full disk must not stay full until the
+		 * version is dropped). Truncated, not closed: the worker may
+		 * still read it, and then fails too. */
+		if (u->spill_fd >= 0 && ftruncate(u->spill_fd, 0) < 0)
+			log_debug("%s: truncating the spill file: %s", u->name, strerror(errno));
 	}
 	return u->fail_rc;
 }
@@ -113,8 +119,36 @@ int upl_spill_open(upload *u)
 	return 0;
 }
 
+/* All n bytes at off in the spill file, or -errno: a short write goes on,
+ * so a full disk answers ENOSPC (what the writer's write() then returns),
+ * never a made-up EIO. */
+int upl_spill_write(upload *u, const void *data, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t k = pwrite(u->spill_fd, data, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			int rc = k < 0 ? -errno : -EIO;
+			int full = rc == -ENOSPC || rc == -EDQUOT;
+			log_err("%s: writing the spill file in %s: %s%s", u->name, u->spill_dir,
+				strerror(-rc),
+				full ? "; free space there (or mount with another cache_dir) and "
+				       "re-run the same cp: blobs already in ECR are skipped"
+				     : "");
+			return rc;
+		}
+		data = (const char *)data + k;
+		off += (uint64_t)k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
 static int hold_append(upload *u, const char *data, size_t n)
 {
+	int rc;
+
 	if (u->spill_fd < 0 && u->hold_len + n <= u->hold_cap) {
 		char *h = realloc(u->hold, u->hold_len + n + 1);
 		if (!h)
@@ -131,17 +165,16 @@ static int hold_append(upload *u, const char *data, size_t n)
 	}
 	if (u->spill_fd < 0) {
 		/* Past the cap: move what we hold to an unlinked file. */
-		int rc = upl_spill_open(u);
+		rc = upl_spill_open(u);
 		if (rc < 0)
 			return rc;
-		if (pwrite(u->spill_fd, u->hold, u->hold_len, 0) != (ssize_t)u->hold_len)
-			return -EIO;
+		rc = upl_spill_write(u, u->hold, u->hold_len, 0);
+		if (rc < 0)
+			return rc;
 		free(u->hold);
 		u->hold = NULL;
 	}
-	if (pwrite(u->spill_fd, data, n, (off_t)(u->written - n)) != (ssize_t)n)
-		return errno ? -errno : -EIO;
-	return 0;
+	return upl_spill_write(u, data, n, u->written - n);
 }
 
 /* Takes n bytes at the current end. */

@@ -80,6 +80,7 @@ int upl_fail(upload *u, int rc);
 int upl_remote_has(upload *u, const char *digest);
 int upl_async_err(upload *u);
 int upl_spill_open(upload *u);
+int upl_spill_write(upload *u, const void *data, size_t n, uint64_t off);
 
 /* upload_worker.c: parts to ECR from the spill file (or held bytes) */
 void upl_stop_worker(upload *u);

@@ -358,18 +358,9 @@ int upl_stream_feed(upload *u, const char *data, size_t n)
 	pthread_mutex_lock(&u->mu);
 	u->spill_acct += n;
 	pthread_mutex_unlock(&u->mu);
-	while (n > 0) {
-		ssize_t k = pwrite(u->spill_fd, data, n, (off_t)off);
-		if (k <= 0) {
-			rc = k < 0 ? -errno : -EIO;
-			log_err("%s: writing the spill file in %s: %s", u->name, u->spill_dir,
-				strerror(-rc));
-			return rc;
-		}
-		data += k;
-		off += (uint64_t)k;
-		n -= (size_t)k;
-	}
+	rc = upl_spill_write(u, data, n, off);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&u->mu);
 	u->avail = u->written;
 	pthread_cond_broadcast(&u->cv);

@@ -22,6 +22,7 @@ struct rootfs_build {
 	struct rootfs_build_opts o;
 	enum rootfs_compression comp;
 	int err;
+	int not_tar; /* its content is no tar: only hashed from then on */
 	EVP_MD_CTX *whole, *span;
 	uint64_t fed; /* compressed bytes so far */
 	uint64_t out; /* uncompressed bytes so far */
@@ -43,55 +44,7 @@ struct rootfs_build {
 static int on_tar_entry(void *arg, const struct rootfs_tar_entry *e)
 {
 	struct rootfs_build *b = arg;
-	struct rootfs_index *ix = b->ix;
-	struct rootfs_ent ent = {0};
-	size_t need = strlen(e->path) + (e->link ? strlen(e->link) : 0) + 2;
-	for (size_t i = 0; i < e->n_xa; i++)
-		need += strlen(e->xa[i].name) + e->xa[i].len + 2;
-	if (ix->n_pool + need > b->o.max_names) {
-		log_err("rootfs: layer %s: names and xattrs over %llu MiB; refusing it", ix->digest,
-			(unsigned long long)(b->o.max_names >> 20));
-		return -EFBIG;
-	}
-	int rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(ent));
-	if (rc == 0)
-		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa,
-				    sizeof(*ix->xa));
-	if (rc < 0)
-		return rc;
-	ent.path_len = (uint32_t)strlen(e->path);
-	rc = rootfs_ix_pool_add(ix, e->path, ent.path_len, &ent.path);
-	ent.link = ROOTFS_NONE;
-	if (rc == 0 && e->link) {
-		ent.link_len = (uint32_t)strlen(e->link);
-		rc = rootfs_ix_pool_add(ix, e->link, ent.link_len, &ent.link);
-	}
-	ent.xattr_first = (uint32_t)ix->n_xa;
-	for (size_t i = 0; rc == 0 && i < e->n_xa; i++) {
-		struct rootfs_xattr *x = &ix->xa[ix->n_xa];
-		memset(x, 0, sizeof(*x));
-		x->name_len = (uint32_t)strlen(e->xa[i].name);
-		x->value_len = (uint32_t)e->xa[i].len;
-		rc = rootfs_ix_pool_add(ix, e->xa[i].name, x->name_len, &x->name);
-		if (rc == 0)
-			rc = rootfs_ix_pool_add(ix, e->xa[i].value, x->value_len, &x->value);
-		ix->n_xa += rc == 0;
-	}
-	if (rc < 0)
-		return rc;
-	ent.xattr_count = (uint32_t)e->n_xa;
-	ent.size = e->size;
-	ent.data_off = e->data_off;
-	ent.mtime = e->mtime;
-	ent.nsec = e->nsec;
-	ent.mode = e->mode;
-	ent.uid = e->uid;
-	ent.gid = e->gid;
-	ent.major = e->major;
-	ent.minor = e->minor;
-	ent.type = (uint8_t)e->type;
-	ix->ents[ix->n_ents++] = ent;
-	return 0;
+	return rootfs_ix_add_entry(b->ix, e, b->o.max_names);
 }
 
 int rootfs_build_new(const char *digest, enum rootfs_compression comp,
@@ -431,7 +384,17 @@ int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len)
 		if ((b->err = detect(b)) < 0)
 			return b->err;
 	}
+	if (b->not_tar) {
+		b->fed += len;
+		return EVP_DigestUpdate(b->whole, p, len) ? 0 : (b->err = -ENOMEM);
+	}
 	b->err = feed_bytes(b, p, len);
+	if (b->err == -EMEDIUMTYPE) {
+		/* Said only once the whole blob hashed to its digest: a damaged
+		 * download is an EIO, not a verdict on the layer. */
+		b->not_tar = 1;
+		b->err = 0;
+	}
 	return b->err;
 }
 
@@ -455,20 +418,23 @@ int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out)
 	struct rootfs_index *ix = b->ix;
 	int rc = b->err;
 	*out = NULL;
-	if (rc == 0 && b->comp == ROOTFS_COMP_AUTO)
-		rc = detect(b); /* a blob shorter than 4 bytes */
-	if (rc == 0 && b->comp == ROOTFS_COMP_GZIP && !b->member_end && !b->trailing) {
+	if (rc == 0 && b->comp == ROOTFS_COMP_AUTO && (rc = detect(b)) == -EMEDIUMTYPE)
+		rc = 0, b->not_tar = 1; /* a blob shorter than 4 bytes */
+	if (rc == 0 && !b->not_tar && b->comp == ROOTFS_COMP_GZIP && !b->member_end &&
+	    !b->trailing) {
 		log_err("rootfs: layer %s: gzip stream truncated", ix->digest);
 		rc = -EIO;
 	}
-	if (rc == 0 && b->comp == ROOTFS_COMP_ZSTD && (!b->zd || b->zret != 0)) {
+	if (rc == 0 && !b->not_tar && b->comp == ROOTFS_COMP_ZSTD && (!b->zd || b->zret != 0)) {
 		log_err("rootfs: layer %s: zstd stream truncated", ix->digest);
 		rc = -EIO;
 	}
-	if (rc == 0)
-		rc = rootfs_tar_finish(b->tar);
+	if (rc == 0 && !b->not_tar && (rc = rootfs_tar_finish(b->tar)) == -EMEDIUMTYPE)
+		rc = 0, b->not_tar = 1;
 	if (rc == 0)
 		rc = check_digest(b);
+	if (rc == 0 && b->not_tar)
+		rc = -EMEDIUMTYPE;
 	if (rc == 0 && ix->n_ck && !EVP_DigestFinal_ex(b->span, ix->ck[ix->n_ck - 1].sha, NULL))
 		rc = -ENOMEM;
 	if (rc < 0) {

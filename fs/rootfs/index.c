@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "fs/rootfs/rootfs_i.h"
+#include "net/log.h"
 
 int rootfs_digest_hex(const char *digest, char hex[65])
 {
@@ -102,6 +103,8 @@ size_t rootfs_index_entries(const struct rootfs_index *ix) { return ix->n_ents; 
 
 uint64_t rootfs_index_size(const struct rootfs_index *ix) { return ix->out_size; }
 
+int rootfs_index_comp(const struct rootfs_index *ix) { return (int)ix->comp; }
+
 uint64_t rootfs_index_blob_size(const struct rootfs_index *ix) { return ix->blob_size; }
 
 size_t rootfs_index_mem(const struct rootfs_index *ix)
@@ -109,3 +112,70 @@ size_t rootfs_index_mem(const struct rootfs_index *ix)
 	return sizeof(*ix) + ix->cap_ents * sizeof(*ix->ents) + ix->cap_xa * sizeof(*ix->xa) +
 	       ix->cap_ck * sizeof(*ix->ck) + ix->cap_pool + ix->cap_wins;
 }
+
+int rootfs_index_same_entries(const struct rootfs_index *a, const struct rootfs_index *b)
+{
+	if (a->n_ents != b->n_ents || a->out_size != b->out_size)
+		return 0;
+	for (size_t i = 0; i < a->n_ents; i++) {
+		const struct rootfs_ent *x = &a->ents[i], *y = &b->ents[i];
+		if (x->type != y->type || x->size != y->size || x->data_off != y->data_off ||
+		    x->mode != y->mode || x->uid != y->uid || x->gid != y->gid ||
+		    x->mtime != y->mtime || strcmp(rootfs_ix_str(a, x->path), rootfs_ix_str(b, y->path)))
+			return 0;
+	}
+	return 1;
+}
+int rootfs_ix_add_entry(struct rootfs_index *ix, const struct rootfs_tar_entry *e,
+			uint64_t max_names)
+{
+	struct rootfs_ent ent = {0};
+	size_t need = strlen(e->path) + (e->link ? strlen(e->link) : 0) + 2;
+	for (size_t i = 0; i < e->n_xa; i++)
+		need += strlen(e->xa[i].name) + e->xa[i].len + 2;
+	if (ix->n_pool + need > max_names) {
+		log_err("rootfs: layer %s: names and xattrs over %llu MiB; refusing it", ix->digest,
+			(unsigned long long)(max_names >> 20));
+		return -EFBIG;
+	}
+	int rc = rootfs_ix_grow((void **)&ix->ents, &ix->cap_ents, ix->n_ents + 1, sizeof(ent));
+	if (rc == 0)
+		rc = rootfs_ix_grow((void **)&ix->xa, &ix->cap_xa, ix->n_xa + e->n_xa,
+				    sizeof(*ix->xa));
+	if (rc < 0)
+		return rc;
+	ent.path_len = (uint32_t)strlen(e->path);
+	rc = rootfs_ix_pool_add(ix, e->path, ent.path_len, &ent.path);
+	ent.link = ROOTFS_NONE;
+	if (rc == 0 && e->link) {
+		ent.link_len = (uint32_t)strlen(e->link);
+		rc = rootfs_ix_pool_add(ix, e->link, ent.link_len, &ent.link);
+	}
+	ent.xattr_first = (uint32_t)ix->n_xa;
+	for (size_t i = 0; rc == 0 && i < e->n_xa; i++) {
+		struct rootfs_xattr *x = &ix->xa[ix->n_xa];
+		memset(x, 0, sizeof(*x));
+		x->name_len = (uint32_t)strlen(e->xa[i].name);
+		x->value_len = (uint32_t)e->xa[i].len;
+		rc = rootfs_ix_pool_add(ix, e->xa[i].name, x->name_len, &x->name);
+		if (rc == 0)
+			rc = rootfs_ix_pool_add(ix, e->xa[i].value, x->value_len, &x->value);
+		ix->n_xa += rc == 0;
+	}
+	if (rc < 0)
+		return rc;
+	ent.xattr_count = (uint32_t)e->n_xa;
+	ent.size = e->size;
+	ent.data_off = e->data_off;
+	ent.mtime = e->mtime;
+	ent.nsec = e->nsec;
+	ent.mode = e->mode;
+	ent.uid = e->uid;
+	ent.gid = e->gid;
+	ent.major = e->major;
+	ent.minor = e->minor;
+	ent.type = (uint8_t)e->type;
+	ix->ents[ix->n_ents++] = ent;
+	return 0;
+}
+

@@ -266,31 +266,50 @@ static int parse(const unsigned char *buf, size_t len, const char *digest, struc
 	return 0;
 }
 
+/* Checks the trailing sha256 and every bound of an index file's bytes. */
+static int from_bytes(const unsigned char *buf, size_t len, const char *digest,
+		      struct rootfs_index **out)
+{
+	unsigned char sum[32];
+	struct rootfs_index *ix = NULL;
+	int rc = -EBADMSG;
+	if (len < sizeof(struct ix_header) + 32 ||
+	    EVP_Digest(buf, len - 32, sum, NULL, EVP_sha256(), NULL) != 1 ||
+	    memcmp(sum, buf + len - 32, 32) != 0)
+		return rc;
+	if ((rc = rootfs_ix_new(digest, &ix)) == 0 && (rc = parse(buf, len, digest, ix)) == 0) {
+		*out = ix;
+		ix = NULL;
+	}
+	rootfs_index_free(ix);
+	return rc;
+}
+
+int rootfs_index_from_bytes(const char *digest, const void *buf, size_t len,
+			    struct rootfs_index **out)
+{
+	char hex[65];
+	int rc = rootfs_digest_hex(digest, hex);
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	return len > IX_MAX_FILE ? -EBADMSG : from_bytes(buf, len, digest, out);
+}
+
 int rootfs_index_load(const char *dir, const char *digest, struct rootfs_index **out)
 {
 	char hex[65], path[4096];
-	unsigned char *buf = NULL, sum[32];
+	unsigned char *buf = NULL;
 	size_t len = 0;
-	struct rootfs_index *ix = NULL;
 	int rc = rootfs_digest_hex(digest, hex);
 	*out = NULL;
 	if (rc < 0)
 		return rc;
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
-	if ((rc = read_file(path, &buf, &len)) < 0)
-		goto out;
-	rc = -EBADMSG;
-	if (EVP_Digest(buf, len - 32, sum, NULL, EVP_sha256(), NULL) != 1 ||
-	    memcmp(sum, buf + len - 32, 32) != 0)
-		goto out;
-	if ((rc = rootfs_ix_new(digest, &ix)) < 0 || (rc = parse(buf, len, digest, ix)) < 0)
-		goto out;
-	*out = ix;
-	ix = NULL;
-out:
+	if ((rc = read_file(path, &buf, &len)) == 0)
+		rc = from_bytes(buf, len, digest, out);
 	if (rc == -EBADMSG)
 		log_warn("rootfs: index %s is corrupt; it will be rebuilt", path);
-	rootfs_index_free(ix);
 	free(buf);
 	return rc;
 }

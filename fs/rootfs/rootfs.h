@@ -80,7 +80,10 @@ int rootfs_build_new(const char *digest, enum rootfs_compression comp,
  * return it again. */
 int rootfs_build_feed(struct rootfs_build *b, const void *buf, size_t len);
 /* Ends the stream: -EIO when it is truncated, is not a valid tar/gzip, or
- * does not hash to the digest. On success *out is the index (caller frees). */
+ * does not hash to the digest; -EMEDIUMTYPE when it hashed to the digest
+ * but its (decompressed) content does not start with a tar header (a layer
+ * that is no tar archive; nothing logged, the caller says which layer).
+ * On success *out is the index (caller frees). */
 int rootfs_build_finish(struct rootfs_build *b, struct rootfs_index **out);
 /* Compressed bytes fed so far (progress = this / blob size). */
 uint64_t rootfs_build_fed(const struct rootfs_build *b);
@@ -95,14 +98,76 @@ int rootfs_index_save(const struct rootfs_index *ix, const char *dir);
 /* Loads DIR/<hex of digest>: -ENOENT when absent, -EBADMSG when corrupt or
  * not for this digest (delete it and rebuild). */
 int rootfs_index_load(const char *dir, const char *digest, struct rootfs_index **out);
+/* The same checks on the bytes of an index file from elsewhere (a
+ * published index): -EBADMSG unless it is a sound index of digest. */
+int rootfs_index_from_bytes(const char *digest, const void *buf, size_t len,
+			    struct rootfs_index **out);
+/* ROOTFS_COMP_NONE, _GZIP or _ZSTD: what the index's spans are ranges of. */
+int rootfs_index_comp(const struct rootfs_index *ix);
 void rootfs_index_free(struct rootfs_index *ix);
 const char *rootfs_index_digest(const struct rootfs_index *ix);
 size_t rootfs_index_entries(const struct rootfs_index *ix);
 /* Size of the uncompressed stream and of the blob. */
 uint64_t rootfs_index_size(const struct rootfs_index *ix);
 uint64_t rootfs_index_blob_size(const struct rootfs_index *ix);
+/* 1 when a and b list the same entries (path, type, size, data offset,
+ * mode, ids, mtime) in the same order: an index from elsewhere agrees with
+ * one built from the layer. */
+int rootfs_index_same_entries(const struct rootfs_index *a, const struct rootfs_index *b);
 /* Bytes of memory the index uses (for stats). */
 size_t rootfs_index_mem(const struct rootfs_index *ix);
+
+/* ---- indexes carried by images ------------------------------------------ */
+
+/* The index of gzip layer `digest` (blob_size bytes) from its SOCI zTOC
+ * (the flatbuffers blob of the soci-snapshotter's ztoc.fbs, already checked
+ * against its own digest by the caller). The zTOC's span digests become the
+ * checkpoints' sha256, so every span read is checked as for a local index.
+ * -EBADMSG when malformed or not for this blob size, -ENOTSUP for a zTOC
+ * ecrfs does not use (uncompressed layer, spans without digests), -EFBIG
+ * over the caps. Every offset, length and field of buf is checked. */
+int rootfs_index_from_ztoc(const char *digest, uint64_t blob_size, const void *buf, size_t len,
+			   struct rootfs_index **out);
+/* ---- indexes from a layer's own table of contents -------------------------- */
+/* eStargz and zstd:chunked layers carry a TOC: an index made from it lists
+ * the layer after a ranged read or two, and its spans are the files'
+ * chunks, each checked against the TOC's chunk digest before any byte of it
+ * is served (rootfs_spans_read). Such indexes are not saved. A TOC that is
+ * malformed, fails its digest or points outside the blob is -EBADMSG
+ * (-ENOTSUP for features not handled); the caller builds the index then. */
+
+/* eStargz: tail holds the last tail_len bytes of the blob (at least the
+ * 51-byte footer; the 47-byte one of legacy stargz is read too). -ENOENT
+ * when there is no footer; else *toc_off is where the TOC's gzip member
+ * starts and *toc_end where it ends (the footer). */
+int rootfs_estargz_locate(const void *tail, size_t tail_len, uint64_t blob_size,
+			  uint64_t *toc_off, uint64_t *toc_end);
+/* member: the blob's bytes [toc_off, toc_end), the gzip member holding the
+ * tar entry stargz.index.json. toc_digest ("sha256:<hex>", the layer's
+ * containerd.io/snapshot/stargz/toc.digest annotation) is checked against
+ * the TOC's JSON when not NULL. */
+int rootfs_estargz_index(const char *digest, uint64_t blob_size, const void *member, size_t len,
+			 uint64_t toc_off, uint64_t toc_end, const char *toc_digest,
+			 struct rootfs_index **out);
+
+/* zstd:chunked: where the manifest (the TOC, zstd-compressed) is. */
+struct rootfs_zchunked_pos {
+	uint64_t off, len, ulen; /* compressed bytes [off, off + len), ulen uncompressed */
+};
+/* From the annotation io.github.containers.zstd-chunked.manifest-position
+ * ("off:len:ulen:type", type 1). -EBADMSG when malformed or out of the blob. */
+int rootfs_zchunked_annotation(const char *value, uint64_t blob_size,
+			       struct rootfs_zchunked_pos *pos);
+/* From the footer frame: tail holds the last tail_len (>= 72) bytes of the
+ * blob. -ENOENT when there is none. */
+int rootfs_zchunked_footer(const void *tail, size_t tail_len, uint64_t blob_size,
+			   struct rootfs_zchunked_pos *pos);
+/* manifest: the blob's bytes at pos. checksum ("sha256:<hex>", the
+ * ...zstd-chunked.manifest-checksum annotation, of the compressed bytes) is
+ * checked when not NULL. */
+int rootfs_zchunked_index(const char *digest, uint64_t blob_size, const void *manifest,
+			  const struct rootfs_zchunked_pos *pos, const char *checksum,
+			  struct rootfs_index **out);
 
 /* ---- reading bytes ---------------------------------------------------------- */
 

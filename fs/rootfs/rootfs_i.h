@@ -3,6 +3,7 @@
 #ifndef ECRFS_ROOTFS_I_H
 #define ECRFS_ROOTFS_I_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,12 +37,37 @@ struct rootfs_xattr {
 	uint64_t pad;
 };
 
+/* Index kinds made from a layer's own table of contents (toc.c), kept in
+ * memory only (never saved): every checkpoint is one chunk of a file,
+ * compressed in [in, in_end) of the blob as gzip members (eStargz) or zstd
+ * frames (zstd:chunked) whose output holds the chunk's bytes after
+ * dict_len bytes (eStargz's innerOffset, or the TOC's own tar header), and
+ * sha is the sha256 of the chunk's bytes, checked before any is served;
+ * bits is ROOTFS_CK_ZEROS for a chunk of zeros (zstd:chunked "zeros").
+ * The uncompressed stream is the chunks one after another. */
+#define ROOTFS_COMP_GZIP_CHUNKS 100u
+#define ROOTFS_COMP_ZSTD_CHUNKS 101u
+#define ROOTFS_CHUNK_MAX (64u << 20) /* uncompressed bytes of one chunk */
+/* bits of a chunk: its bytes are zeros (nothing fetched; still checked) */
+#define ROOTFS_CK_ZEROS 1u
+
+static inline int rootfs_comp_chunks(uint32_t comp)
+{
+	return comp == ROOTFS_COMP_GZIP_CHUNKS || comp == ROOTFS_COMP_ZSTD_CHUNKS;
+}
+
 /* A place where inflating can start: uncompressed offset out, compressed
  * offset in (bits > 0: the byte before in holds `bits` more bits), the last
  * dict_len bytes of output before it stored deflated at win_off/win_len of
- * the window pool. sha is the sha256 of the span that starts here. */
+ * the window pool. sha is the sha256 of the span that starts here (of its
+ * uncompressed bytes for the chunk kinds above, whose in_end replaces the
+ * window offset). */
 struct rootfs_ckpt {
-	uint64_t out, in, win_off;
+	uint64_t out, in;
+	union {
+		uint64_t win_off;
+		uint64_t in_end;
+	};
 	uint32_t win_len, dict_len, bits, pad;
 	uint8_t sha[32];
 };
@@ -117,6 +143,35 @@ void rootfs_tar_free(struct rootfs_tar *t);
 /* Normalises a tar name into out: length, -EINVAL for a ".." component,
  * -ENAMETOOLONG. */
 int rootfs_path_norm(const char *in, char *out, size_t outsz);
+
+/* Appends entry e (its strings and xattrs copied into the pool): -EFBIG
+ * once the pool would pass max_names. */
+int rootfs_ix_add_entry(struct rootfs_index *ix, const struct rootfs_tar_entry *e,
+			uint64_t max_names);
+
+/* toc.c: an index of a chunk kind from a TOC's JSON (eStargz and
+ * zstd:chunked share the entry format). toc_end: where the TOC starts in
+ * the blob (an eStargz chunk ends at the next chunk's member or there). */
+int rootfs_toc_index(const char *digest, uint32_t comp, uint64_t blob_size, uint64_t toc_end,
+		     const char *json, size_t len, struct rootfs_index **out);
+/* zstd_chunked.c: whole zstd frames of src (skippable ones skipped), each
+ * decompressed in one pass (no window buffer: frames of any window size),
+ * until n bytes are in dst; frames after those are ignored. -EBADMSG when
+ * src ends first or a frame does not fit. */
+int rootfs_zstd_frames(const void *src, size_t len, void *dst, size_t n);
+/* sha256 of buf into sha; -EBADMSG when digest ("sha256:<hex>") is not
+ * NULL and differs. */
+int rootfs_sha256_check(const void *buf, size_t len, const char *digest, unsigned char sha[32]);
+/* toc_scan.c: cb(arg, entry) for each element of the top-level "entries"
+ * array, each parsed alone (the caller's reference is dropped after cb);
+ * -EBADMSG when the JSON is not an object with one such array, else what
+ * cb returned first. */
+typedef int (*rootfs_toc_entry_cb)(void *arg, json_t *entry);
+int rootfs_toc_each_entry(const char *json, size_t len, rootfs_toc_entry_cb cb, void *arg);
+/* Appends file e, whose bytes are in the member at [in, in_end) after skip
+ * bytes (eStargz: the TOC file itself, a tar entry of the layer too). */
+int rootfs_toc_append(struct rootfs_index *ix, const struct rootfs_tar_entry *e, uint64_t in,
+		      uint64_t in_end, uint64_t skip, const unsigned char sha[32]);
 
 void rootfs_pax_clear(struct rootfs_pax *p);
 /* Parses a PAX header's records into p (later records override earlier). */

@@ -190,15 +190,22 @@ static uint64_t span_end_out(const struct rootfs_index *ix, size_t i)
 	return i + 1 < ix->n_ck ? ix->ck[i + 1].out : ix->out_size;
 }
 
-/* Fetches span i's compressed bytes and checks their sha256. */
+/* Fetches span i's compressed bytes and checks their sha256 (chunk kinds:
+ * only fetches them). */
 static int fetch_span(const struct rootfs_index *ix, const struct rootfs_source *src, size_t i,
 		      unsigned char **out, size_t *out_len)
 {
 	const struct rootfs_ckpt *c = &ix->ck[i];
-	uint64_t from = c->in - (c->bits ? 1 : 0);
+	int chunks = rootfs_comp_chunks(ix->comp);
+	uint64_t from = c->in - (c->bits && !chunks ? 1 : 0);
+	if (chunks && c->bits == ROOTFS_CK_ZEROS) { /* nothing to fetch */
+		*out = NULL;
+		*out_len = 0;
+		return 0;
+	}
 	/* Spans of plain and zstd layers are ranges of the uncompressed stream. */
 	uint64_t end = ix->comp == ROOTFS_COMP_GZIP ? ix->blob_size : ix->out_size;
-	uint64_t to = i + 1 < ix->n_ck ? ix->ck[i + 1].in : end;
+	uint64_t to = chunks ? c->in_end : i + 1 < ix->n_ck ? ix->ck[i + 1].in : end;
 	unsigned char md[32], *buf = NULL;
 	int rc = -EIO;
 	if (to < from || to - from > SPAN_MAX_COMPRESSED) {
@@ -212,9 +219,10 @@ static int fetch_span(const struct rootfs_index *ix, const struct rootfs_source 
 	if ((rc = src->read_compressed(src->arg, from, buf, to - from)) < 0)
 		goto out;
 	rc = -EIO;
-	if (EVP_Digest(buf, to - from, md, NULL, EVP_sha256(), NULL) != 1)
+	/* A chunk's digest is of its uncompressed bytes: chunk_load checks it. */
+	if (!chunks && EVP_Digest(buf, to - from, md, NULL, EVP_sha256(), NULL) != 1)
 		goto out;
-	if (memcmp(md, c->sha, 32) != 0) {
+	if (!chunks && memcmp(md, c->sha, 32) != 0) {
 		log_err("rootfs: layer %s span %zu (bytes %llu-%llu) fails its sha256", ix->digest,
 			i, (unsigned long long)from, (unsigned long long)to);
 		goto out;
@@ -309,6 +317,69 @@ static int inflate_span(const struct rootfs_index *ix, size_t i, unsigned char *
 	return rc;
 }
 
+/* Gzip members from cbuf until n bytes are out (a chunk of eStargz starts a
+ * member; its tar padding and the next headers may follow). */
+static int gunzip_chunk(const unsigned char *cbuf, size_t clen, unsigned char *dst, size_t n)
+{
+	z_stream zs = {0};
+	if (inflateInit2(&zs, 15 + 16) != Z_OK)
+		return -ENOMEM;
+	zs.next_in = (unsigned char *)cbuf;
+	zs.avail_in = (uInt)clen;
+	zs.next_out = dst;
+	zs.avail_out = (uInt)n;
+	int rc = 0;
+	while (rc == 0 && zs.avail_out) {
+		int ret = inflate(&zs, Z_NO_FLUSH);
+		if (ret == Z_STREAM_END && zs.avail_out)
+			rc = zs.avail_in && *zs.next_in == 0x1f && inflateReset(&zs) == Z_OK ? 0
+											      : -EIO;
+		else if (ret != Z_OK && ret != Z_STREAM_END)
+			rc = -EIO;
+		else if (ret == Z_OK && zs.avail_in == 0 && zs.avail_out)
+			rc = -EIO;
+	}
+	inflateEnd(&zs);
+	return rc;
+}
+
+/* A chunk kind's span: decompressed whole, its sha256 checked, then
+ * [pos, pos + n) copied to dst and the chunk cached. */
+static int chunk_load(struct rootfs_spans *s, const struct rootfs_index *ix, size_t i,
+		      const unsigned char *cbuf, size_t clen, uint64_t pos, unsigned char *dst,
+		      size_t n)
+{
+	uint64_t start = ix->ck[i].out, slen = span_end_out(ix, i) - start;
+	size_t skip = ix->ck[i].dict_len, all = (size_t)slen + skip;
+	int fits = slen <= ROOTFS_CHUNK_MAX && skip <= ROOTFS_CHUNK_MAX;
+	unsigned char md[32], *full = fits ? malloc(all ? all : 1) : NULL;
+	if (!full)
+		return fits ? -ENOMEM : -EIO;
+	int rc = 0;
+	if (ix->ck[i].bits == ROOTFS_CK_ZEROS)
+		memset(full, 0, all);
+	else if (ix->comp == ROOTFS_COMP_GZIP_CHUNKS)
+		rc = gunzip_chunk(cbuf, clen, full, all);
+	else
+		rc = rootfs_zstd_frames(cbuf, clen, full, all) ? -EIO : 0;
+	if (rc == 0 && skip)
+		memmove(full, full + skip, (size_t)slen);
+	if (rc == 0 && (EVP_Digest(full, (size_t)slen, md, NULL, EVP_sha256(), NULL) != 1 ||
+			memcmp(md, ix->ck[i].sha, 32) != 0))
+		rc = -EIO;
+	if (rc) {
+		log_err("rootfs: layer %s chunk %zu (bytes %llu-%llu) fails to decompress or its "
+			"sha256",
+			ix->digest, i, (unsigned long long)ix->ck[i].in,
+			(unsigned long long)ix->ck[i].in_end);
+		free(full);
+		return -EIO;
+	}
+	memcpy(dst, full + (pos - start), n);
+	cache_put(s, ix->digest + 7, start, full, (size_t)slen);
+	return 0;
+}
+
 /* Fetches, checks and inflates span i, caches it when it fits, and copies
  * [pos, pos + n) of it to dst. */
 static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
@@ -322,6 +393,10 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	int rc = fetch_span(ix, src, i, &cbuf, &clen);
 	if (rc < 0)
 		goto out;
+	if (rootfs_comp_chunks(ix->comp)) {
+		rc = chunk_load(s, ix, i, cbuf, clen, pos, dst, n);
+		goto out;
+	}
 	if (ix->comp != ROOTFS_COMP_GZIP) {
 		memcpy(dst, cbuf + (pos - start), n);
 		cache_put(s, layer, ix->ck[i].out, cbuf, clen);

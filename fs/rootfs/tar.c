@@ -358,7 +358,12 @@ static int on_header(struct rootfs_tar *t)
 		return 0;
 	}
 	t->zero_blocks = 0;
+	/* A stream whose first block fails the header checksum is not a tar
+	 * archive (the caller says so once); a later one is a damaged tar. */
+	int first = t->pos == 512;
 	if (!hdr_checksum_ok(h)) {
+		if (first)
+			return -EMEDIUMTYPE;
 		log_err("rootfs: bad tar header checksum at offset %llu",
 			(unsigned long long)t->pos - 512);
 		return -EIO;
@@ -433,6 +438,8 @@ int rootfs_tar_finish(struct rootfs_tar *t)
 {
 	if (t->state == ST_END || (t->state == ST_HDR && t->hdr_fill == 0))
 		return 0;
+	if (t->pos < 512)
+		return -EMEDIUMTYPE; /* shorter than one tar header */
 	log_err("rootfs: tar stream truncated at offset %llu", (unsigned long long)t->pos);
 	return -EIO;
 }

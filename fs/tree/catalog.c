@@ -75,6 +75,7 @@ struct entry {
 	time_t err_at;
 	struct refresh *refresh; /* the background load running, or NULL */
 	int forgotten;		 /* changed by this mount: val must not be served */
+	int persist_tried;	 /* the copy an earlier mount persisted was looked for */
 };
 
 void fs_list_put(struct fs_list *l)
@@ -202,6 +203,31 @@ static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, 
 	e->err = rc;
 	e->err_at = now;
 	return is_transient(rc) ? entry_offline(t, c, e, key, kind, rc, out) : rc;
+}
+
+/* A listing this mount never loaded: the copy an earlier mount persisted,
+ * if any, becomes the entry's value, already expired (fetched 0), so the
+ * caller goes the stale-first way instead of waiting for ECR in full. 1
+ * when the entry got a value. Table locked (unlocked meanwhile). */
+static int entry_from_persist(struct fs_flights *t, struct fs_ctx *c, struct entry *e,
+			      const char *key, const struct persist_kind *kind)
+{
+	struct fs_list *old = NULL;
+
+	if (e->val || e->forgotten || e->persist_tried)
+		return 0;
+	e->persist_tried = 1;
+	fs_flights_unlock(t);
+	int prc = cat_persist_load(c, kind, key, &old);
+	fs_flights_lock(t);
+	if (prc || !old || e->val || e->forgotten) {
+		fs_list_put(old);
+		return e->val != NULL;
+	}
+	old->stale = 1;
+	e->val = old;
+	e->fetched = 0;
+	return 1;
 }
 
 /* ---- background refreshes of expired listings ---- */
@@ -365,8 +391,12 @@ static int entry_stale(struct fs_flights *t, struct fs_flight *f, struct fs_ctx 
 		return rc;
 	if (!e->val)
 		return -EIO; /* not reached: entries with a refresh keep their value */
-	log_debug("%s: ECR is slow, serving the listing of %lld s ago", fs_flight_key(f),
-		  (long long)(time(NULL) - e->fetched));
+	if (!e->fetched)
+		log_info("%s: ECR is slow, serving the listing an earlier mount kept",
+			 fs_flight_key(f));
+	else
+		log_debug("%s: ECR is slow, serving the listing of %lld s ago", fs_flight_key(f),
+			  (long long)(time(NULL) - e->fetched));
 	*out = cat_list_ref(e->val);
 	return 0;
 }
@@ -388,6 +418,8 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	 * when an older listing is there, wait briefly and take that. */
 	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1) {
 		struct entry *e = fs_flight_val(f);
+		if (entry_from_persist(t, c, e, key, kind))
+			continue; /* now an expired listing: answered stale-first */
 		if (e->val && !e->forgotten) {
 			if (!fs_flight_busy(f))
 				refresh_start(t, f, c, key, kind, w);

@@ -44,14 +44,18 @@ static json_t *tables_json(struct fs_ctx *c)
 }
 
 /* TAG@rootfs indexes and the span cache. */
-static json_t *rootfs_json(void)
+static json_t *rootfs_json(const struct cache_stats *cs)
 {
 	struct fs_rootfs_stats r;
 	fs_rootfs_stats(&r);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
+	r.index_bytes = cs->index_bytes; /* on disk, counted in cache_size */
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index_builds",
 			 (json_int_t)r.builds, "index_build_failures", (json_int_t)r.build_failures,
+			 "index_from_sources", (json_int_t)r.from_sources,
 			 "index_loads", (json_int_t)r.loads, "index_bytes", (json_int_t)r.index_bytes,
-			 "images", (json_int_t)r.images, "span_hits", (json_int_t)r.span_hits,
+			 "index_evictions", (json_int_t)cs->index_evictions,
+			 "images", (json_int_t)r.images, "indexes_held",
+			 (json_int_t)r.indexes_held, "span_hits", (json_int_t)r.span_hits,
 			 "span_misses", (json_int_t)r.span_misses, "span_bytes",
 			 (json_int_t)r.span_bytes);
 }
@@ -109,14 +113,15 @@ static int render_stats(struct fs_ctx *c, char **out)
 	struct cache_stats cs;
 	cache_get_stats(c->cache, &cs);
 	json_object_set_new(root, "cache",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "hits", (json_int_t)cs.hits,
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "hits", (json_int_t)cs.hits,
 				      "misses", (json_int_t)cs.misses, "bytes_stored",
 				      (json_int_t)cs.bytes_stored, "evictions",
 				      (json_int_t)cs.evictions, "bytes_total",
-				      (json_int_t)cs.bytes_total, "disk_full", cs.disk_full));
+				      (json_int_t)cs.bytes_total, "index_bytes",
+				      (json_int_t)cs.index_bytes, "disk_full", cs.disk_full));
 	json_object_set_new(root, "tables", tables_json(c));
 	json_object_set_new(root, "fuse", fuse_json(c));
-	json_object_set_new(root, "rootfs", rootfs_json());
+	json_object_set_new(root, "rootfs", rootfs_json(&cs));
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	rc = *out ? 0 : -ENOMEM;
 	json_decref(root);

@@ -147,4 +147,4 @@ static void ref_attr(struct fs_ctx *c, const struct fs_node *n, struct stat *st,
 
 static const struct fs_kind_ops refs_root = {ref_lookup, ref_list, ref_attr, ttl_tag, ttl_tag};
 
-const struct fs_view_ops fs_view_referrers = {&refs_root, NULL, refs_free, NULL};
+const struct fs_view_ops fs_view_referrers = {&refs_root, NULL, refs_free, NULL, NULL};

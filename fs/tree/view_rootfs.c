@@ -12,6 +12,7 @@
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
 #include "fs/tree/views.h"
+#include "net/ecr.h"
 
 static const struct rootfs_node *root_of(struct rootfs_tree *t)
 {
@@ -183,5 +184,16 @@ static const struct fs_kind_ops rootfs_entry = {rfs_lookup, rfs_list, rfs_attr, 
 
 static void rfs_free_data(void *vdata) { rfs_image_put(vdata); }
 
-const struct fs_view_ops view_rootfs_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL};
-const struct fs_view_ops view_layers_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL};
+/* An artifact (a Helm chart, a signature, an SBOM: its config is not an
+ * image config) has no files to show: ENOENT, and not in user.ecr.views.
+ * DescribeImages says so without a pull; the manifest is checked again
+ * when the view is built (rfs_manifest_is_artifact). */
+static int rfs_has(const struct ecr_image *im)
+{
+	return !im || !rfs_config_is_artifact(im->artifact_media_type);
+}
+
+const struct fs_view_ops view_rootfs_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL,
+					    rfs_has};
+const struct fs_view_ops view_layers_ops = {&rootfs_root, &rootfs_entry, rfs_free_data, NULL,
+					    rfs_has};

@@ -36,7 +36,9 @@ ssize_t fs_rootfs_xattr_list(struct fs_ctx *c, struct fs_node *n, char *buf, siz
 
 struct fs_rootfs_stats {
 	uint64_t builds, build_failures, loads; /* layer indexes built, failed, loaded */
-	uint64_t index_bytes;			/* bytes of index files written */
+	uint64_t from_sources;			/* taken from an image's own index (eStargz...) */
+	uint64_t index_bytes;			/* index files on disk (the cache's count) */
+	uint64_t indexes_held;			/* distinct layer indexes in memory */
 	uint64_t images;			/* image states in memory */
 	uint64_t span_hits, span_misses, span_bytes;
 };

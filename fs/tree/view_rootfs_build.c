@@ -16,6 +16,7 @@
 #include "fs/tree/image.h"
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_publish.h"
 #include "net/http.h"
 #include "net/log.h"
 #include "net/oci.h"
@@ -40,8 +41,8 @@ static int slots_used, stopping;
 static size_t workers;
 static struct rootfs_spans *spans;
 static pthread_once_t spans_once = PTHREAD_ONCE_INIT;
-uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_index_bytes; /* atomic */
-static uint64_t st_images;						   /* atomic */
+uint64_t rfs_st_builds, rfs_st_failures, rfs_st_loads, rfs_st_tocs; /* atomic */
+static uint64_t st_images;					    /* atomic */
 
 static void spans_init(void)
 {
@@ -61,8 +62,9 @@ void fs_rootfs_stats(struct fs_rootfs_stats *out)
 	out->builds = __atomic_load_n(&rfs_st_builds, __ATOMIC_RELAXED);
 	out->build_failures = __atomic_load_n(&rfs_st_failures, __ATOMIC_RELAXED);
 	out->loads = __atomic_load_n(&rfs_st_loads, __ATOMIC_RELAXED);
-	out->index_bytes = __atomic_load_n(&rfs_st_index_bytes, __ATOMIC_RELAXED);
+	out->from_sources = __atomic_load_n(&rfs_st_tocs, __ATOMIC_RELAXED);
 	out->images = __atomic_load_n(&st_images, __ATOMIC_RELAXED);
+	out->indexes_held = rfs_held_count();
 	size_t b = 0;
 	if (spans)
 		rootfs_spans_stats(spans, &out->span_hits, &out->span_misses, &b);
@@ -79,14 +81,17 @@ static void image_free(struct rfs_image *im)
 		free(pl->ltrees);
 		free(pl->ixs);
 		free(pl->lay);
+		free(pl->manifest);
 	}
 	for (size_t i = 0; i < im->nlayers; i++) {
-		rootfs_index_free(im->layers[i].ix);
-		if (im->layers[i].copy_fd >= 0)
-			close(im->layers[i].copy_fd);
+		rfs_held_put(im, &im->layers[i]);
+		rootfs_index_free(im->layers[i].read_ix);
+		free(im->layers[i].media_type);
+		json_decref(im->layers[i].annot);
 	}
 	free(im->plats);
 	free(im->layers);
+	free(im->errmsg);
 	pthread_mutex_destroy(&im->mu);
 	pthread_cond_destroy(&im->cv);
 	free(im->key);
@@ -124,115 +129,6 @@ static void image_ref(struct rfs_image *im)
 	pthread_mutex_unlock(&tab_mu);
 }
 
-/* ---- platforms and layers of the manifest ---- */
-
-static int add_layer(struct rfs_image *im, struct rfs_plat *pl, const struct oci_desc *d)
-{
-	size_t i;
-	for (i = 0; i < im->nlayers && strcmp(im->layers[i].digest, d->digest); i++)
-		;
-	if (i == im->nlayers) {
-		struct rfs_layer *nv = realloc(im->layers, (i + 1) * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		im->layers = nv;
-		memset(&nv[i], 0, sizeof nv[i]);
-		snprintf(nv[i].digest, sizeof nv[i].digest, "%s", d->digest);
-		nv[i].size = (uint64_t)d->size;
-		nv[i].copy_fd = -1;
-		nv[i].zstd = d->media_type && strstr(d->media_type, "zstd");
-		im->nlayers++;
-	}
-	size_t *nl = realloc(pl->lay, (pl->n + 1) * sizeof *nl);
-	if (!nl)
-		return -ENOMEM;
-	pl->lay = nl;
-	nl[pl->n++] = i;
-	return 0;
-}
-
-struct walk_arg {
-	struct rfs_image *im;
-	struct rfs_plat *pl;
-};
-
-static int on_layer(void *arg, const struct oci_desc *d)
-{
-	struct walk_arg *w = arg;
-	if (strncmp(d->digest, "sha256:", 7) || strlen(d->digest) != 71 || !d->size_valid)
-		return -EIO;
-	return add_layer(w->im, w->pl, d);
-}
-
-/* Appends a platform made from manifest digest of img. */
-static int add_plat(struct rfs_image *im, const struct fs_image *img, const char *digest,
-		    const char *name)
-{
-	long bi = strlen(digest) == 71 ? fs_image_find_blob(img, digest + 7) : -1;
-	if (bi < 0 || !img->blobs[bi].data)
-		return -EIO;
-	struct rfs_plat *nv = realloc(im->plats, (im->nplats + 1) * sizeof *nv);
-	if (!nv)
-		return -ENOMEM;
-	im->plats = nv;
-	struct rfs_plat *pl = &nv[im->nplats++];
-	memset(pl, 0, sizeof *pl);
-	snprintf(pl->name, sizeof pl->name, "%s", name);
-	snprintf(pl->digest, sizeof pl->digest, "%s", digest);
-	struct walk_arg w = {im, pl};
-	return oci_walk(img->blobs[bi].data, img->blobs[bi].size, OCI_BY_SHAPE | OCI_LIST_LAYERS,
-			NULL, NULL, on_layer, &w);
-}
-
-/* "linux_arm_v7" from a descriptor's platform; "" when it has none or is
- * an attestation (unknown/unknown). */
-static void plat_name(json_t *m, char *out, size_t size)
-{
-	json_t *p = json_object_get(m, "platform");
-	const char *os = json_string_value(json_object_get(p, "os"));
-	const char *arch = json_string_value(json_object_get(p, "architecture"));
-	const char *var = json_string_value(json_object_get(p, "variant"));
-	out[0] = 0;
-	if (!os || !arch || !strcmp(os, "unknown") || !strcmp(arch, "unknown") || strchr(os, '/') ||
-	    strchr(arch, '/') || (var && strchr(var, '/')))
-		return;
-	snprintf(out, size, "%s_%s%s%s", os, arch, var ? "_" : "", var ? var : "");
-}
-
-static int index_plats(struct rfs_image *im, const struct fs_image *img, const struct fs_blob *b)
-{
-	json_t *root = json_loadb(b->data, b->size, 0, NULL);
-	json_t *ms = json_object_get(root, "manifests");
-	size_t i;
-	json_t *m;
-	int rc = root ? 0 : -EIO;
-	json_array_foreach(ms, i, m)
-	{
-		char name[64];
-		const char *dg = json_string_value(json_object_get(m, "digest"));
-		plat_name(m, name, sizeof name);
-		int dup = 0;
-		for (size_t p = 0; p < im->nplats; p++)
-			dup |= !strcmp(im->plats[p].name, name);
-		if (!dg || !name[0] || dup)
-			continue;
-		if ((rc = add_plat(im, img, dg, name)) != 0)
-			break;
-	}
-	json_decref(root);
-	return rc;
-}
-
-static int image_parse(struct rfs_image *im, const struct fs_image *img)
-{
-	long bi = fs_image_find_blob(img, img->digest + 7);
-	if (bi < 0 || !img->blobs[bi].data)
-		return -EIO;
-	im->is_index = img->blobs[bi].kind == FS_BLOB_INDEX;
-	return im->is_index ? index_plats(im, img, &img->blobs[bi])
-			    : add_plat(im, img, img->digest, "");
-}
-
 static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_image **out)
 {
 	struct rfs_image *im = calloc(1, sizeof *im);
@@ -252,7 +148,7 @@ static int image_new(struct fs_ctx *c, const struct fs_image *img, struct rfs_im
 	    0)
 		im->key = NULL;
 	if (im->key && im->registry && im->region && im->repo && im->digest)
-		rc = image_parse(im, img);
+		rc = rfs_image_parse(im, img);
 	if (rc) {
 		image_free(im);
 		return rc;
@@ -373,6 +269,33 @@ static int make_trees(struct rfs_image *im)
 	return 0;
 }
 
+/* A layer whose verified content is no tar archive: the image answers
+ * EIO and user.ecr.rootfs_state says which layer, logged once. */
+static int not_tar(struct rfs_image *im, size_t i)
+{
+	const struct rfs_layer *L = &im->layers[i];
+	size_t k = 0;
+	for (size_t p = 0; p < im->nplats; p++)
+		for (size_t j = 0; j < im->plats[p].n; j++)
+			if (im->plats[p].lay[j] == i && !k) /* its place in the first platform */
+				k = j + 1;
+	char *msg = NULL;
+	if (asprintf(&msg, "layer %zu is not a tar archive (mediaType %s)", k ? k - 1 : 0,
+		     L->media_type ? L->media_type : "none") < 0)
+		return -EIO;
+	pthread_mutex_lock(&im->mu);
+	int first = !im->errmsg;
+	if (first)
+		im->errmsg = msg;
+	pthread_mutex_unlock(&im->mu);
+	if (first)
+		log_warn("rootfs: %s: %s, %s; no TAG@rootfs for this image", im->key, msg,
+			 L->digest);
+	else
+		free(msg);
+	return -EIO;
+}
+
 static void *worker(void *arg)
 {
 	struct rfs_image *im = arg;
@@ -387,6 +310,8 @@ static void *worker(void *arg)
 			rc = rfs_layer_get(im, &im->layers[i]);
 			slot_give();
 		}
+		if (rc == -EMEDIUMTYPE)
+			rc = not_tar(im, i);
 		pthread_mutex_lock(&im->mu);
 		if (rc && !im->err)
 			im->err = rc;
@@ -402,6 +327,10 @@ static void *worker(void *arg)
 		im->state = rc ? RFS_FAILED : RFS_READY;
 		pthread_cond_broadcast(&im->cv);
 		pthread_mutex_unlock(&im->mu);
+		/* -o rootfs_publish: after the image is served, in this worker
+		 * (unmount waits for it like for a build). */
+		if (rc == 0 && !__atomic_load_n(&stopping, __ATOMIC_RELAXED))
+			rfs_publish(im);
 	}
 	rfs_image_put(im);
 	worker_gone();
@@ -554,17 +483,19 @@ char *rfs_image_state(const struct fs_node *n)
 	if (!im)
 		return strdup("not built");
 	pthread_mutex_lock(&im->mu);
-	int local = 1;
-	for (size_t i = 0; i < im->nlayers; i++)
-		local &= im->layers[i].local;
+	/* The layers' sources are set by the workers before the state is
+	 * ready (under mu): read them only then. */
+	char from[128] = "";
+	if (im->state == RFS_READY)
+		rfs_sources_describe(im, from, sizeof from);
 	uint64_t done = progress(im, &total);
 	int r = -1;
 	if (im->state == RFS_BUILDING)
 		r = asprintf(&s, "building %d%%", total ? (int)(done * 100 / total) : 0);
 	else if (im->state == RFS_READY)
-		r = asprintf(&s, "%s", local ? "ready (local index)" : "ready");
+		r = asprintf(&s, "ready%s%s%s", from[0] ? " (" : "", from, from[0] ? ")" : "");
 	else if (im->state == RFS_FAILED)
-		r = asprintf(&s, "error: %s", strerror(-im->err));
+		r = asprintf(&s, "error: %s", im->errmsg ? im->errmsg : strerror(-im->err));
 	else
 		r = asprintf(&s, "not built");
 	pthread_mutex_unlock(&im->mu);

@@ -1,16 +1,21 @@
-/* One layer's index for TAG@rootfs: loaded from cache_dir/index, else built
- * by streaming the blob once through the verified blob path (which also
- * fills the blob cache) and saved only when the stream hashed to the layer
+/* The two ends of a layer's chain of index sources (view_rootfs_sources.c):
+ * the index loaded from cache_dir/index, and the build that streams the
+ * blob once through the verified blob path (which also fills the blob
+ * cache) and saves the index only when the stream hashed to the layer
  * digest. zstd layers keep their decompressed copy next to the index
  * (<hex>.tar), written before the index so an index never lacks it. And the
- * reads of a layer's uncompressed bytes through the span cache. */
+ * reads of a layer's bytes: by range, and uncompressed through the span
+ * cache. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "fs/blob/blob.h"
 #include "fs/tree/view_rootfs_i.h"
@@ -42,7 +47,10 @@ static int blob_ref_open(struct rfs_image *im, const struct rfs_layer *L, struct
 {
 	struct fs_blob_ref ref = {im->registry, im->region, im->repo,
 				  L->digest,	L->size,    fs_ecr_for(im->c, im->registry)};
-	return fs_blob_open(im->c->blobs, &ref, 0, rs);
+	int rc = fs_blob_open(im->c->blobs, &ref, 0, rs);
+	if (rc == 0 && L->ranged)
+		fs_blob_caller_checks(*rs);
+	return rc;
 }
 
 /* Exactly len bytes at off of the blob; 0 or -errno. */
@@ -92,19 +100,58 @@ static int stream(struct rfs_image *im, struct rfs_layer *L, struct rootfs_build
 	return rc;
 }
 
-static void index_path(const struct fs_ctx *c, const struct rfs_layer *L, const char *suffix,
-		       char *out, size_t size)
+/* Names under cache_dir/index/ (the cache counts and evicts them): the
+ * index "<hex>", a zstd layer's decompressed copy "<hex>.tar". */
+static void aux_name(const struct rfs_layer *L, const char *suffix, char *out, size_t size)
 {
-	snprintf(out, size, "%s/index/%s%s", c->o.cache_dir, L->digest + 7, suffix);
+	snprintf(out, size, "%s%s", L->digest + 7, suffix);
 }
 
-static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
+static void aux_path(const struct rfs_image *im, const struct rfs_layer *L, const char *suffix,
+		     char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s%s", cache_aux_dir(im->c->cache), L->digest + 7, suffix);
+}
+
+/* The copy is kept open for reads; a shared flock keeps other mounts on
+ * this cache_dir from evicting it meanwhile. */
+static void copy_hold(struct rfs_layer *L, int fd)
+{
+	flock(fd, LOCK_SH);
+	L->copy_fd = fd;
+}
+
+/* Hands a finished build's files to the cache, pinned: the copy first
+ * (an index never lacks it), then the index. No room: the index serves
+ * this mount from memory and is rebuilt by a later one. */
+static void commit(struct rfs_image *im, struct rfs_layer *L, struct rootfs_index *ix,
+		   struct zcopy *z, const char *dir)
+{
+	char name[100], path[4200];
+	cache *cc = im->c->cache;
+	if (z->fd >= 0) {
+		aux_path(im, L, ".tar", path, sizeof path);
+		aux_name(L, ".tar", name, sizeof name);
+		if (fdatasync(z->fd) || rename(z->tmp, path)) {
+			log_warn("rootfs: copy of %s: %s", L->digest, strerror(errno));
+			unlink(z->tmp);
+			return;
+		}
+		if (cache_aux_add(cc, name, 1) != 0)
+			return;
+		L->pin_copy = 1;
+	}
+	aux_name(L, "", name, sizeof name);
+	if (rootfs_index_save(ix, dir) == 0 && cache_aux_add(cc, name, 1) == 0)
+		L->pin_ix = 1;
+}
+
+int rfs_layer_build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 {
 	struct zcopy z = {.fd = -1};
 	struct rootfs_build_opts o = {.on_output = zcopy_write, .output_arg = &z};
 	struct rootfs_build *b = NULL;
 	struct rootfs_index *ix = NULL;
-	char path[4200];
 	snprintf(z.tmp, sizeof z.tmp, "%s/.%s.tar.XXXXXX", dir, L->digest + 7);
 	int rc = rootfs_build_new(L->digest, ROOTFS_COMP_AUTO, &o, &b);
 	if (rc == 0)
@@ -112,73 +159,126 @@ static int build(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 	if (rc == 0)
 		rc = rootfs_build_finish(b, &ix);
 	rootfs_build_free(b);
-	index_path(im->c, L, ".tar", path, sizeof path);
-	if (rc == 0 && z.fd >= 0 && (fdatasync(z.fd) || rename(z.tmp, path)))
-		rc = -errno;
-	if (rc == 0 && (rc = rootfs_index_save(ix, dir)) == 0) {
-		struct stat st;
-		index_path(im->c, L, "", path, sizeof path);
-		if (stat(path, &st) == 0)
-			__atomic_add_fetch(&rfs_st_index_bytes, (uint64_t)st.st_size,
-					   __ATOMIC_RELAXED);
-	}
-	if (rc && z.fd >= 0)
+	if (rc == 0)
+		commit(im, L, ix, &z, dir);
+	else if (z.fd >= 0)
 		unlink(z.tmp);
 	if (z.fd >= 0 && rc == 0)
-		L->copy_fd = z.fd;
+		copy_hold(L, z.fd);
 	else if (z.fd >= 0)
 		close(z.fd);
+	if (rc == -EMEDIUMTYPE)
+		L->not_tar = 1; /* verified: a retry need not download it again */
+	else if (rc)
+		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 	if (rc) {
 		rootfs_index_free(ix);
-		log_warn("rootfs: index of %s: %s", L->digest, strerror(-rc));
 		return rc;
 	}
 	L->ix = ix;
 	return 0;
 }
 
-/* A saved index; a zstd layer's also needs its copy. */
-static int load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
+/* A saved index, pinned in the cache while this image holds it; a zstd
+ * layer's also needs its copy. */
+int rfs_layer_load(struct rfs_image *im, struct rfs_layer *L, const char *dir)
 {
-	char path[4200];
+	char path[4200], name[100];
 	struct rootfs_index *ix = NULL;
-	int rc = rootfs_index_load(dir, L->digest, &ix);
+	cache *cc = im->c->cache;
+	aux_name(L, "", name, sizeof name);
+	int rc = cache_aux_pin(cc, name);
+	if (rc)
+		return rc;
+	L->pin_ix = 1;
+	rc = rootfs_index_load(dir, L->digest, &ix);
 	if (rc == 0 && L->zstd) {
-		index_path(im->c, L, ".tar", path, sizeof path);
-		L->copy_fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (L->copy_fd < 0) {
-			rootfs_index_free(ix);
-			rc = -EBADMSG;
+		aux_name(L, ".tar", name, sizeof name);
+		aux_path(im, L, ".tar", path, sizeof path);
+		int fd = -1;
+		if (cache_aux_pin(cc, name) == 0) {
+			L->pin_copy = 1;
+			fd = open(path, O_RDONLY | O_CLOEXEC);
 		}
+		if (fd >= 0)
+			copy_hold(L, fd);
+		else
+			rc = -EBADMSG;
+	}
+	if (rc) {
+		rootfs_index_free(ix);
+		rfs_layer_unpin(im, L);
 	}
 	if (rc == -EBADMSG) {
 		log_warn("rootfs: index of %s unusable: rebuilt", L->digest);
-		index_path(im->c, L, "", path, sizeof path);
-		unlink(path);
+		aux_name(L, "", name, sizeof name);
+		cache_aux_drop(cc, name);
 	}
 	if (rc == 0)
 		L->ix = ix;
 	return rc;
 }
 
-int rfs_layer_get(struct rfs_image *im, struct rfs_layer *L)
+void rfs_layer_unpin_in(cache *cc, struct rfs_layer *L)
 {
-	char dir[4200];
-	if (L->ix)
-		return 0;
-	snprintf(dir, sizeof dir, "%s/index", im->c->o.cache_dir);
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
-	int rc = load(im, L, dir);
-	if (rc == 0) {
-		L->local = 1;
-		__atomic_add_fetch(&rfs_st_loads, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&L->fed, L->size, __ATOMIC_RELAXED);
-		return 0;
+	char name[100];
+	if (L->pin_ix) {
+		aux_name(L, "", name, sizeof name);
+		cache_aux_unpin(cc, name);
+		L->pin_ix = 0;
 	}
-	rc = build(im, L, dir);
-	__atomic_add_fetch(rc ? &rfs_st_failures : &rfs_st_builds, 1, __ATOMIC_RELAXED);
+	if (L->pin_copy) {
+		aux_name(L, ".tar", name, sizeof name);
+		cache_aux_unpin(cc, name);
+		L->pin_copy = 0;
+	}
+}
+
+void rfs_layer_unpin(struct rfs_image *im, struct rfs_layer *L)
+{
+	rfs_layer_unpin_in(im->c->cache, L);
+}
+
+int rfs_layer_pread(struct rfs_image *im, struct rfs_layer *L, uint64_t off, void *buf,
+		    size_t len, volatile int *cancel)
+{
+	struct fs_rstate *rs = NULL;
+	struct rfs_layer r = *L; /* the sources check what they read */
+	r.ranged = 1;
+	if (off > L->size || len > L->size - off)
+		return -EINVAL;
+	int rc = blob_ref_open(im, &r, &rs);
+	if (rc == 0)
+		rc = blob_pread(rs, buf, len, off, cancel);
+	fs_blob_close(rs);
 	return rc;
+}
+
+#define OTHER_BLOB_MAX (64u << 20)
+
+int rfs_blob_fetch(struct rfs_image *im, const char *digest, uint64_t size, void **out)
+{
+	struct rfs_layer tmp = {.size = size}; /* checked as a whole below */
+	unsigned char md[32];
+	char hex[65];
+	volatile int never = 0;
+	if (size > OTHER_BLOB_MAX || strlen(digest) != 71 || strncmp(digest, "sha256:", 7))
+		return -EFBIG;
+	snprintf(tmp.digest, sizeof tmp.digest, "%s", digest);
+	void *buf = malloc(size ? size : 1);
+	int rc = buf ? rfs_layer_pread(im, &tmp, 0, buf, (size_t)size, &never) : -ENOMEM;
+	if (rc == 0 && EVP_Digest(buf, (size_t)size, md, NULL, EVP_sha256(), NULL) != 1)
+		rc = -EIO;
+	for (size_t i = 0; rc == 0 && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (rc == 0 && strcmp(hex, digest + 7) != 0)
+		rc = -EIO;
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	return 0;
 }
 
 /* ---- reads ---- */
@@ -210,10 +310,14 @@ ssize_t rfs_read_layer(struct rfs_image *im, struct rfs_layer *L, uint64_t off, 
 	struct rootfs_spans *s = rfs_spans();
 	struct src_arg a = {im, L, cancel};
 	struct rootfs_source src = {read_compressed, &a};
-	ssize_t n = s ? rootfs_spans_read(s, L->ix, &src, off, buf, len) : -ENOMEM;
+	const struct rootfs_index *ix = rfs_read_index(L);
+	ssize_t n = s ? rootfs_spans_read(s, ix, &src, off, buf, len) : -ENOMEM;
 	/* A span that failed its sha256 may sit in the blob cache: drop it so
 	 * that the next read fetches it again. */
 	if (n == -EIO && L->copy_fd < 0)
 		cache_blob_drop(im->c->cache, L->digest);
+	/* The layer's bytes disagree with a TOC's digest: the local build. */
+	if (n == -EIO && ix == L->ix && L->ranged && (ix = rfs_layer_fallback(im, L)))
+		n = rootfs_spans_read(s, ix, &src, off, buf, len);
 	return n;
 }

@@ -24,7 +24,7 @@ static double ttl_zero(const struct fs_ctx *c, const struct fs_node *n) { return
 
 static const struct fs_kind_ops scan_root = {NULL, NULL, scan_attr, ttl_tag, ttl_zero};
 
-const struct fs_view_ops fs_view_scan = {&scan_root, NULL, NULL, NULL};
+const struct fs_view_ops fs_view_scan = {&scan_root, NULL, NULL, NULL, NULL};
 
 int fs_scan_is_file(const struct fs_node *n)
 {

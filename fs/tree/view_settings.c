@@ -110,7 +110,8 @@ static const struct fs_kind_ops settings_root = {settings_lookup, settings_list,
 static const struct fs_kind_ops settings_entry = {NULL, NULL, settings_file_attr, ttl_zero,
 						  ttl_zero};
 
-const struct fs_view_ops fs_view_settings = {&settings_root, &settings_entry, NULL, settings_has};
+const struct fs_view_ops fs_view_settings = {&settings_root, &settings_entry, NULL, settings_has,
+					      NULL};
 
 /* ---- calls of the FUSE glue ---- */
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/tree/catalog.h"
 #include "fs/tree/kinds_i.h"
 #include "fs/tree/view_ecr.h"
 #include "fs/tree/view_rootfs_i.h"
@@ -49,16 +50,21 @@ int fs_view_lookup(struct fs_ctx *c, struct fs_node *dir, const char *base, enum
 		return -ENOENT;
 	if (o->has && !o->has(c, f))
 		return -ENOENT;
+	if (on_image && o->image_has &&
+	    !o->image_has(f->imgs && f->t.digest ? fs_list_find_digest(f->imgs, f->t.digest) : NULL))
+		return -ENOENT;
 	f->t.kind = FS_N_VIEW;
 	f->t.view = v;
 	return 0;
 }
 
-char *fs_views_list(int on_image)
+char *fs_views_list(int on_image, const struct ecr_image *im)
 {
 	char buf[128] = "";
 	for (int v = FS_VIEW_ROOTFS; v <= FS_VIEW_SETTINGS; v++) {
 		if (!views[v] || on_image == (v == FS_VIEW_SETTINGS))
+			continue;
+		if (on_image && views[v]->image_has && !views[v]->image_has(im))
 			continue;
 		if (buf[0])
 			strcat(buf, ",");

@@ -9,6 +9,7 @@
 #include "fs/tree/names.h"
 #include "fs/tree/tree.h"
 
+struct ecr_image;
 struct fs_found;
 struct fs_kind_ops;
 
@@ -20,6 +21,10 @@ struct fs_view_ops {
 	/* Whether X (an image directory's node template, or a repository)
 	 * has this view; NULL: always. */
 	int (*has)(struct fs_ctx *c, const struct fs_found *x);
+	/* Whether an image has this view, from its DescribeImages record
+	 * (NULL: not known, then it has); also for user.ecr.views. NULL:
+	 * always. */
+	int (*image_has)(const struct ecr_image *im);
 };
 
 /* The view's handlers; NULL when this build has none for it. */
@@ -29,7 +34,8 @@ int fs_view_lookup(struct fs_ctx *c, struct fs_node *dir, const char *base, enum
 		   struct fs_found *f);
 void fs_view_data_free(int view, void *vdata);
 /* The views X has, comma-separated, for user.ecr.views (malloc'd; NULL when
- * none): on_image for tags and digest directories, else a repository. */
-char *fs_views_list(int on_image);
+ * none): on_image for tags and digest directories (im: its DescribeImages
+ * record, or NULL), else a repository. */
+char *fs_views_list(int on_image, const struct ecr_image *im);
 
 #endif

@@ -73,7 +73,7 @@ static int namespace_xattr(struct fs_ctx *c, struct fs_node *n, const char *name
 		*val = xstrdup(r->mutability != ECR_MUT_UNKNOWN ? ecr_mutability_name(r->mutability)
 		       : r->immutable ? "IMMUTABLE" : "MUTABLE");
 	else if (!strcmp(name, "user.ecr.views"))
-		*val = fs_views_list(0);
+		*val = fs_views_list(0, NULL);
 	else if (!strcmp(name, "user.ecr.mutability_exclusions") && r->nmutability_filters)
 		*val = joined(r->mutability_filters, r->nmutability_filters);
 	fs_list_put(repos);
@@ -138,7 +138,7 @@ static char *image_value(struct fs_node *n, const struct ecr_image *im, const ch
 	if (!strcmp(name, "user.ecr.tags"))
 		return im ? joined(im->tags, im->ntags) : NULL;
 	if (!strcmp(name, "user.ecr.views"))
-		return fs_views_list(1);
+		return fs_views_list(1, im);
 	if (!strcmp(name, "user.ecr.image_bytes"))
 		return im ? printed("%lld", (long long)im->size) : NULL;
 	if (!strncmp(name, "user.ecr.scan.", 14))

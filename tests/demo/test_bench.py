@@ -16,7 +16,7 @@ def test_bench_smoke(tmp_path):
                         "--build", str(BUILD), "--size-mib", "8", "--tags", "60",
                         "--rss-total-mib", "16", "--net-read-sizes-mib", "8",
                         "--push-layers", "2", "--push-layer-mib", "6", "--soak-tags", "40",
-                        "--runs", "1",
+                        "--rootfs-dirs", "/usr/share/perl", "--runs", "1",
                         "--out", str(out),
                         "--workdir", str(tmp_path / "work")],
                        capture_output=True, text=True, timeout=900)
@@ -24,7 +24,7 @@ def test_bench_smoke(tmp_path):
     res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
     assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push",
                         "push_layers", "soak_tags", "net_cold_read_8", "net_tail_read",
-                        "net_list_tags", "net_push_layers"}
+                        "net_list_tags", "net_push_layers", "rootfs"}
     for name, row in res.items():
         assert "status" not in row, (name, row)
         assert row["network"] in ("loopback", "modelled", "none (cache)"), row
@@ -48,6 +48,13 @@ def test_bench_smoke(tmp_path):
         assert res[name]["ref_upload_parts"] == 3
         assert 3 <= res[name]["ecrfs_upload_parts"] <= 5
         assert res[name]["peak_rss_mib"] > 0
+    # TAG@rootfs: ls -R and the user's way measured; the small file of an
+    # evicted layer cost one ranged GET; diff -r fetched each layer once.
+    rf = res["rootfs"]
+    assert rf["ecrfs_ls_s"] > 0 and rf["ref_umoci_unpack_s"] > 0 and rf["floor_curl_gzip_s"] > 0
+    assert rf["cat_gets"] == 1 and 0 < rf["cat_fetched_kib"] <= 2048 + 64
+    assert abs(rf["diff_fetched_mib"] - rf["distinct_layers_mib"]) < 1e-6
+    assert 0 < rf["ls_hwm_mib"] and rf["small_file"].startswith("usr/share/perl/")
     assert "measurement" in r.stdout and "median of 1 runs" in r.stdout
     # Nothing stays mounted.
     assert str(tmp_path) not in pathlib.Path("/proc/mounts").read_text()

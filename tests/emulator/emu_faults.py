@@ -5,7 +5,8 @@ A spec (JSON from POST /_emu/fault) has:
   kind      http500 | http503 | http (with status) | throttle | http429 | delay |
             truncate | expired_url | expired_token | access_denied |
             drop_reply | blackhole | partial_part | upload_lost
-  op        operation name, STS action or "BlobGet" ("*" or absent: any)
+  op        operation name, STS action, "BlobGet", or "Unknown" for a request
+            that names none, such as a bare GET / ("*" or absent: any)
   repo, account   optional filters
   nth       first matching request to hit, counted from now (default 1)
   count     how many times to fire (default 1; 0 = unlimited)

@@ -321,6 +321,12 @@ class Handler(BaseHTTPRequestHandler):
         action = params.get("Action")
         self.entry["op"] = action or "Unknown"
         if not action:
+            # Any request (ecrfs's probe of a host in back-off is a bare
+            # GET /) meets the faults that name no operation: a black hole
+            # answers nothing at all.
+            fault = app.faults.match("Unknown")
+            if fault and self.generic_fault(fault, self.sts_error):
+                return
             return self.sts_error("MissingAction", "Missing Action", 400)
         ident, region = None, None
         if action != "AssumeRoleWithWebIdentity":

@@ -3,7 +3,8 @@ costs one deadline, not one per call. Uncached reads end with EIO within a
 deadline (the kernel's retry of the failed readahead fails at once),
 cached data is served at once even after its listings expired, a reader
 killed while it waits goes at once, and when the registry answers again
-everything works in the same mount. Listings whose TTL expired are
+everything works in the same mount (a background probe notices it before
+the back-off runs out). Listings whose TTL expired are
 answered from the old copy after a short wait while ECR is slow."""
 import errno
 import json
@@ -16,7 +17,7 @@ import pytest
 
 import ecrclient
 import layouts
-from conftest import sha256_file
+from conftest import ACCT, ECRFS, REGION, Mount, sha256_file
 
 # A short deadline keeps the suite short; the old behaviour (two deadlines
 # per read) is told apart from the new one (one) for any D > 5.
@@ -161,6 +162,108 @@ def test_reads_work_again_when_the_hole_closes(emu, hole, mount):
             time.sleep(0.5)
     print(f"hole closed: reads work again after {time.monotonic() - t0:.1f} s")
     assert "answers again" in m.logtext()
+
+
+def test_probe_ends_the_back_off_early(emu, hole, mount):
+    """While the endpoint is in back-off a background probe asks it once a
+    second: when the hole closes, the first read succeeds, long before the
+    back-off would have run out."""
+    m = mount(f"deadline={D}")
+    p, hexd = layer(m, hole, "h1")
+    emu.reset_log()
+    black_hole(emu)
+    try:
+        r, _ = cat(p, timeout=4 * D)  # down: 5 s of back-off
+        assert r.returncode != 0
+        time.sleep(5.5)
+        # The back-off ran out: this read tries the hole and fails; the
+        # back-off doubles to 10 s. Background probes failed all along.
+        r, _ = cat(p, timeout=4 * D)
+        assert r.returncode != 0
+        down = time.monotonic()
+    finally:
+        emu.clear_faults()
+    time.sleep(4)  # probes once a second, each waits at most 2 s
+    t0 = time.monotonic()
+    assert t0 - down < 9, "too slow to tell: the back-off is nearly over"
+    assert sha256_file(p) == hexd  # the first read after the hole closed
+    print(f"hole closed: the first read worked {t0 - down:.1f} s into a 10 s back-off")
+    assert "answers again (background probe)" in m.logtext()
+    # The probe is one cheap unsigned GET of the origin (the emulator logs
+    # it as an unknown STS call), answered once the hole closed.
+    probes = [e for e in emu.log() if e.get("op") == "Unknown" and e.get("status")]
+    print(f"answered probes in the emulator's log: {len(probes)}")
+    assert 1 <= len(probes) <= 2, probes
+
+
+def test_probe_in_a_daemon_mounted_into_the_hole(emu, hole, tmp_path):
+    """Without -f the daemon forks after its first calls: a mount made while
+    the registry is black-holed (the endpoint goes down before the fork)
+    still probes it, so reads work as soon as the hole closes."""
+    mnt, log = tmp_path / "dmnt", tmp_path / "dmnt.log"
+    mnt.mkdir()
+    env = Mount(emu, tmp_path).env
+    black_hole(emu)
+    try:
+        r = subprocess.run([ECRFS, str(mnt), "-o", f"cache_dir={tmp_path / 'dcache'},"
+                            f"log={log},deadline={D}"], env=env, capture_output=True,
+                           timeout=60)
+        down = time.monotonic()
+    finally:
+        emu.clear_faults()
+    assert r.returncode == 0, r.stderr
+    try:
+        time.sleep(3)  # within the 5 s back-off
+        p = mnt / ACCT / REGION / "hole" / "h3" / "blobs" / "sha256"
+        hexd = max((x[7:] for x in hole["imgs"]["h3"]["layers"]),
+                   key=lambda h: os.path.getsize(p / h))
+        assert time.monotonic() - down < 5, "too slow to tell"
+        assert sha256_file(str(p / hexd)) == hexd
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        # The daemon ends after the unmount (a thread lost in the fork
+        # would hang its teardown).
+        end = time.monotonic() + 20
+        while True:
+            pids = subprocess.run(["pgrep", "-f", f"{ECRFS} {mnt} "], capture_output=True,
+                                  text=True).stdout.split()
+            if not pids:
+                break
+            if time.monotonic() > end:
+                for pid in pids:
+                    os.kill(int(pid), signal.SIGKILL)
+                pytest.fail("the daemon did not end after its unmount")
+            time.sleep(0.2)
+    text = log.read_text()
+    assert "does not answer" in text and "answers again (background probe)" in text, text
+
+
+def test_persisted_listing_answers_at_once_after_remount(emu, hole, mount, tmp_path):
+    """A listing this mount never loaded but an earlier mount persisted is
+    an expired answer like any other: into a black hole, the first call
+    waits a fraction of a second, then the persisted listing answers."""
+    cache = str(tmp_path / "shared-cache")
+    m = mount(f"deadline={D}", name="m1", cache_dir=cache)
+    p, hexd = layer(m, hole, "h2")
+    assert sha256_file(p) == hexd  # listings, manifest and blob persisted
+    assert m.stop() == 0
+    m = mount(f"deadline={D}", name="m2", cache_dir=cache)
+    black_hole(emu)
+    try:
+        t0 = time.monotonic()
+        names = os.listdir(m.repo("hole"))
+        took_ls = time.monotonic() - t0
+        t0 = time.monotonic()
+        got = sha256_file(m.repo("hole", "h2", "blobs", "sha256", hexd))
+        took_cat = time.monotonic() - t0
+    finally:
+        emu.clear_faults()
+    print(f"black hole, remount: ls of a persisted listing {took_ls:.2f} s, "
+          f"cat of a cached blob {took_cat:.2f} s")
+    assert set(TAGS) <= set(names), names
+    assert got == hexd
+    assert took_ls < 1.5, f"the first listing took {took_ls:.1f} s"
+    assert took_cat < 1.0, f"the cached blob took {took_cat:.1f} s"
 
 
 def test_slow_listing_answers_stale_then_fresh(emu, hole, mount):

@@ -112,7 +112,7 @@ def test_umoci_image_matches_unpack(pushed, mount, tmp_path):
     root = first_ls(m, emu, "rfs/umoci", "v1", pushed["umoci"])
     ref = check_against_umoci(root, pushed["umoci"], "v1", tmp_path)
     assert len(ref) > 200 and len(groups(ref, "ino")) >= 2
-    assert os.getxattr(m.repo("rfs/umoci", "v1@rootfs"), "user.ecr.rootfs_state") == b"ready"
+    assert os.getxattr(m.repo("rfs/umoci", "v1@rootfs"), "user.ecr.rootfs_state") == b"ready (built)"
     lay = os.getxattr(os.path.join(root, "srv/owned"), "user.ecr.layer").decode()
     layers = manifest(pushed["umoci"], "v1")[1]["layers"]
     assert lay.split()[1] == layers[int(lay.split()[0])]["digest"]
@@ -332,10 +332,10 @@ def test_interrupt_ends_wait_not_build(emulator, mount, tmp_path):
         state = os.getxattr(root, "user.ecr.rootfs_state").decode()
         assert state.startswith("building "), state
         deadline = time.monotonic() + 120
-        while state != "ready" and time.monotonic() < deadline:
+        while state != "ready (built)" and time.monotonic() < deadline:
             time.sleep(0.3)
             state = os.getxattr(root, "user.ecr.rootfs_state").decode()
-        assert state == "ready"
+        assert state == "ready (built)"
     t0 = time.monotonic()
     assert sorted(os.listdir(os.path.join(root, "etc"))) == ["blob", "small"]
     assert time.monotonic() - t0 < 2

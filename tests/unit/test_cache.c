@@ -612,6 +612,18 @@ static int tmpfs_child(const char *dir, const char *logpath)
 	CHECK_INT(cache_blob_read(c, b.d, 4 * CH, buf, 8, CH), -ENOENT);
 	/* The failed chunk's space went back (hole punched): small records fit. */
 	CHECK_INT(cache_meta_put(c, "tags", "k", "v", 1), 0);
+	/* A little room: a chunk is stored, the disk is still nearly full. */
+	CHECK_INT(mount(NULL, dir, NULL, MS_REMOUNT, "size=4m"), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, 3 * CH, b.data + 3 * CH, CH), 0);
+	cache_get_stats(c, &st);
+	CHECK_INT(st.disk_full, 1);
+	/* Space comes back: the next chunk is stored and the flag goes down. */
+	CHECK_INT(mount(NULL, dir, NULL, MS_REMOUNT, "size=64m"), 0);
+	CHECK_INT(cache_blob_write_chunk(c, b.d, 4 * CH, CH, b.data + CH, CH), 0);
+	cache_get_stats(c, &st);
+	CHECK_INT(st.disk_full, 0);
+	CHECK_INT(cache_blob_read(c, b.d, 4 * CH, buf, 8, CH), 8);
+	CHECK(memcmp(buf, b.data + CH, 8) == 0);
 	cache_close(c);
 	log_close();
 	free(b.data);
@@ -650,6 +662,7 @@ static void test_disk_full_tmpfs(void)
 	}
 	CHECK_INT(rc, 0);
 	CHECK_INT(count_lines(logpath, "is full; reading from the network without caching"), 1);
+	CHECK_INT(count_lines(logpath, "has room again; caching resumes"), 1);
 }
 
 static void test_disk_full(void)

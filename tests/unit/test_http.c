@@ -15,6 +15,7 @@
 #include "check.h"
 #include "fakesrv.h"
 #include "net/aws_sign.h"
+#include "net/health.h"
 #include "net/http.h"
 #include "net/log.h"
 #include "net/sigv4.h"
@@ -288,6 +289,49 @@ static void test_deadline(void)
 	CHECK(r.attempts < 1000);
 	CHECK(took < 800 + 5000);
 	net_buf_free(&r.body);
+}
+
+/* The background probe (net/health_probe.h): once the server that hung
+ * answers, a probe (GET /, an interval after the endpoint went down) ends
+ * the back-off well before its 5 s run out, and the next call goes
+ * through. Freeing the handle stops the prober, also in the middle of a
+ * probe the server does not answer. */
+static void test_background_probe(const char *logpath)
+{
+	struct net_response r;
+	struct net_http_stats st;
+	const char *u = play(SC_HANG, "/probe");
+	struct net_request q = {.method = "GET", .url = u, .deadline_ms = 800};
+
+	renew();
+	CHECK(net_http_do(h, &q, &r) == -ETIMEDOUT);
+	int64_t down = mono_ms();
+	scenario = SC_OK;
+	net_http_get_stats(h, &st);
+	CHECK(st.hosts_down == 1);
+	do {
+		usleep(50 * 1000);
+		net_http_get_stats(h, &st);
+	} while (st.hosts_down && mono_ms() - down < NET_HEALTH_MIN_MS);
+	CHECK(st.hosts_down == 0);
+	CHECK(mono_ms() - down < NET_HEALTH_MIN_MS); /* not the back-off's end */
+	CHECK(fakesrv_nreq(&srv) == 2);
+	CHECK_STR(srv.reqs[1].target, "/");
+	CHECK(strcasestr(srv.reqs[1].headers, "Authorization") == NULL);
+	CHECK(net_http_do(h, &q, &r) == 0 && r.status == 200);
+	net_buf_free(&r.body);
+	char *text = log_text(logpath);
+	CHECK(strstr(text, "answers again (background probe)") != NULL);
+	free(text);
+
+	/* Down again, probed when freed: the free ends the probe at once. */
+	reset(SC_HANG);
+	CHECK(net_http_do(h, &q, &r) == -ETIMEDOUT);
+	while (fakesrv_nreq(&srv) < 2 && mono_ms() - down < 15000)
+		usleep(20 * 1000);
+	int64_t t0 = mono_ms();
+	renew();
+	CHECK(mono_ms() - t0 < 1000);
 }
 
 static void test_stall(void)
@@ -820,6 +864,7 @@ int main(void)
 	test_retry_reset();
 	test_attempts_exhausted();
 	test_deadline();
+	test_background_probe(logpath);
 	test_stall();
 	test_retry_cb();
 	test_range_sink();

@@ -131,8 +131,60 @@ static void test_threads(void)
 	net_health_free(shared);
 }
 
+/* Background probes: only endpoints in back-off with a known origin are
+ * due, once per interval each, longest waiting first; an answer ends the
+ * back-off, a silence changes nothing. */
+static void test_due(void)
+{
+	struct net_health *t;
+	char key[64], origin[96];
+	int64_t wait;
+
+	CHECK(net_health_new(8, &t) == 0);
+	CHECK(net_health_due(t, 0, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == -1); /* nothing down: the prober sleeps until kicked */
+	CHECK(net_health_report(t, "a:80", NET_HEALTH_GO, NET_HEALTH_DOWN, 1000) == 5000);
+	CHECK(net_health_due(t, 1000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK_INT(net_health_set_origin(t, "a:80", "http://u:p@A:80/v2/x?X-Amz-Signature=s", 0),
+		  0);
+	CHECK_INT(net_health_set_origin(t, "b:80", "http://b/", 0), -ENOENT);
+	CHECK(net_health_report(t, "c:443", NET_HEALTH_GO, NET_HEALTH_DOWN, 1000) == 5000);
+	CHECK_INT(net_health_set_origin(t, "c:443", "https://c/x", 500), 0);
+	/* The first probe an interval after the endpoint went down. */
+	CHECK(net_health_due(t, 999, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == 1);
+	CHECK(net_health_due(t, 1500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK_STR(key, "a:80");
+	CHECK_STR(origin, "http://a:80/"); /* no user, path or query */
+	CHECK(net_health_due(t, 1500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK_STR(origin, "https://c:443/");
+	CHECK(net_health_due(t, 2000, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == 500);
+	CHECK(net_health_due(t, 2500, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	/* Not answered: still in back-off, not lengthened. */
+	CHECK(net_health_admit(t, "a:80", 2000) == -EHOSTUNREACH);
+	CHECK(net_health_admit(t, "a:80", 6000) == NET_HEALTH_PROBE);
+	CHECK(net_health_report(t, "a:80", NET_HEALTH_PROBE, NET_HEALTH_NONE, 6000) == 0);
+	/* Answered: the back-off ends at once, the call goes through. */
+	CHECK_INT(net_health_probe_up(t, "c:443"), -1);
+	CHECK_INT(net_health_probe_up(t, "c:443"), 0);
+	CHECK(net_health_admit(t, "c:443", 2001) == NET_HEALTH_GO);
+	CHECK(net_health_down(t, 2001) == 1);
+	/* An endpoint nobody calls any more is no longer probed... */
+	int64_t idle = 6000 + NET_HEALTH_PROBE_IDLE_MS + 1;
+	CHECK(net_health_due(t, idle, 1000, key, sizeof key, origin, sizeof origin, &wait) == 0);
+	CHECK(wait == -1);
+	/* ... until a call wants it again. */
+	CHECK(net_health_admit(t, "a:80", idle) == NET_HEALTH_PROBE);
+	CHECK(net_health_report(t, "a:80", NET_HEALTH_PROBE, NET_HEALTH_DOWN, idle) == 10000);
+	CHECK(net_health_due(t, idle, 1000, key, sizeof key, origin, sizeof origin, &wait) == 1);
+	CHECK_STR(key, "a:80");
+	net_health_free(t);
+}
+
 int main(void)
 {
+	test_due();
 	test_keys();
 	test_backoff();
 	test_bound();

@@ -245,6 +245,35 @@ static void test_refused(const struct tb *tar)
 	rootfs_index_free(ix);
 }
 
+/* Content that is no tar archive (an artifact's blob, gzip'd JSON, a
+ * few bytes): -EMEDIUMTYPE, but only once the whole blob hashed to its
+ * digest; the same bytes under another digest are a damaged download. */
+static void test_not_tar(void)
+{
+	size_t n = 3u << 20, glen;
+	unsigned char *rnd = malloc(n);
+	struct rootfs_index *ix = NULL;
+	char wrong[72];
+	for (size_t i = 0; i < n; i++)
+		rnd[i] = (unsigned char)next_rand();
+	rnd[0] = 'R'; /* neither gzip nor zstd magic */
+	sha256_digest("y", 1, wrong);
+	CHECK_INT(build_ix(rnd, n, 0, 65536, NULL, NULL, &ix), -EMEDIUMTYPE);
+	CHECK_INT(build_ix(rnd, n, 0, 65536, wrong, NULL, &ix), -EIO);
+	CHECK_INT(build_ix(rnd, n - 1, 0, 1000, NULL, NULL, &ix), -EMEDIUMTYPE);
+	const char *json = "{\"apiVersion\": \"v2\", \"name\": \"chart\"}\n";
+	unsigned char *g = gz(json, strlen(json), 6, &glen);
+	CHECK_INT(build_ix(g, glen, 0, 7, NULL, NULL, &ix), -EMEDIUMTYPE);
+	CHECK_INT(build_ix(g, glen, 0, 7, wrong, NULL, &ix), -EIO);
+	free(g);
+	g = gz(rnd, n, 1, &glen);
+	CHECK_INT(build_ix(g, glen, 0, 65536, NULL, NULL, &ix), -EMEDIUMTYPE);
+	free(g);
+	CHECK_INT(build_ix("ab", 2, 0, 1, NULL, NULL, &ix), -EMEDIUMTYPE);
+	CHECK(ix == NULL);
+	free(rnd);
+}
+
 /* Zeros deflate about 1000:1: the caps stop the stream, memory stays small. */
 static void test_bomb(void)
 {
@@ -527,6 +556,7 @@ int main(void)
 	test_span_digest(&tar);
 	test_two_span_sizes(&tar);
 	test_refused(&tar);
+	test_not_tar();
 	test_zstd(&tar);
 	test_threads(&tar);
 	test_single_flight(&tar, 0);

@@ -17,6 +17,7 @@
 #include "fs/blob/blob.h"
 #include "fs/tree/view_rootfs.h"
 #include "fs/tree/view_rootfs_i.h"
+#include "fs/tree/view_rootfs_sources.h"
 #include "net/sigv4.h"
 
 static struct {
@@ -119,7 +120,7 @@ static void test_build_load_read(struct fs_ctx *c, const unsigned char *tar)
 	char path[4200], buf[5000];
 	image_init(&im, c, &L);
 	CHECK_INT(rfs_layer_get(&im, &L), 0);
-	CHECK(L.ix != NULL && !L.local);
+	CHECK(L.ix != NULL && !strcmp(L.source, RFS_SRC_BUILT));
 	CHECK_INT(L.fed, blob.size);
 	snprintf(path, sizeof path, "%s/index/%s", c->o.cache_dir, blob.digest + 7);
 	CHECK_INT(access(path, F_OK), 0);
@@ -127,7 +128,9 @@ static void test_build_load_read(struct fs_ctx *c, const unsigned char *tar)
 	/* A read in the middle of the file, across a span boundary. */
 	CHECK_INT(rfs_read_layer(&im, &L, 512 + 1048000, buf, sizeof buf, NULL), sizeof buf);
 	CHECK(!memcmp(buf, tar + 512 + 1048000, sizeof buf));
-	rootfs_index_free(L.ix);
+	CHECK_INT(rfs_held_count(), 1);
+	rfs_held_put(&im, &L);
+	CHECK_INT(rfs_held_count(), 0);
 
 	/* Another state (a remount): the saved index, no fetch. */
 	struct rfs_image im2;
@@ -135,12 +138,28 @@ static void test_build_load_read(struct fs_ctx *c, const unsigned char *tar)
 	image_init(&im2, c, &L2);
 	int before = blob.ranges;
 	CHECK_INT(rfs_layer_get(&im2, &L2), 0);
-	CHECK(L2.local);
+	CHECK(!strcmp(L2.source, RFS_SRC_LOCAL));
 	CHECK_INT(blob.ranges, before);
 	CHECK_INT(rfs_st_loads, 1);
 	CHECK_INT(rfs_read_layer(&im2, &L2, 512, buf, 100, NULL), 100);
 	CHECK(!memcmp(buf, tar + 512, 100));
-	rootfs_index_free(L2.ix);
+
+	/* A second image with the same layer shares the index in memory: no
+	 * load, no fetch; it lives until the last image lets go. */
+	struct rfs_image im3;
+	struct rfs_layer L3;
+	image_init(&im3, c, &L3);
+	CHECK_INT(rfs_layer_get(&im3, &L3), 0);
+	CHECK(L3.ix == L2.ix);
+	CHECK_INT(rfs_st_loads, 1);
+	CHECK_INT(blob.ranges, before);
+	CHECK_INT(rfs_held_count(), 1);
+	rfs_held_put(&im2, &L2);
+	CHECK_INT(rfs_held_count(), 1);
+	CHECK_INT(rfs_read_layer(&im3, &L3, 512, buf, 100, NULL), 100);
+	CHECK(!memcmp(buf, tar + 512, 100));
+	rfs_held_put(&im3, &L3);
+	CHECK_INT(rfs_held_count(), 0);
 }
 
 /* The blob reader's hash check fails the stream: no index is saved. */
