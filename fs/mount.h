@@ -59,6 +59,22 @@ struct fs_registry {
 };
 
 
+/* Requests the kernel sent, by FUSE operation (.ecrfs/stats "fuse"):
+ * atomics, counted by fs/fuse/ as each handler starts. */
+enum fs_op {
+	FS_OP_LOOKUP,
+	FS_OP_FORGET, /* FORGET and each entry of a BATCH_FORGET */
+	FS_OP_GETATTR,
+	FS_OP_OPENDIR,
+	FS_OP_READDIR,
+	FS_OP_READDIRPLUS,
+	FS_OP_GETXATTR,
+	FS_OP_LISTXATTR,
+	FS_OP_OPEN,
+	FS_OP_READ,
+	FS_OP_COUNT
+};
+
 struct fs_ctx {
 	struct fs_opts o;
 	struct fuse_session *se;
@@ -81,7 +97,15 @@ struct fs_ctx {
 	struct fs_push_side *push; /* NULL under -o ro */
 	struct fs_fh_table *fhs;   /* open handles (fs/fuse/handles.h) */
 	struct fs_blobs *blobs; /* the blob reader (fs/blob), from mount to unmount */
+	uint64_t ops[FS_OP_COUNT]; /* requests by operation; atomic, the one mutable field */
+	/* Entries READDIRPLUS answered with a node (each one LOOKUP saved). */
+	uint64_t plus_entries;
 };
+
+static inline void fs_op_count(struct fs_ctx *c, enum fs_op op, uint64_t n)
+{
+	__atomic_add_fetch(&c->ops[op], n, __ATOMIC_RELAXED);
+}
 
 /* The ECR client for a registry (its profile's, or the default). */
 static inline ecr *fs_ecr_for(struct fs_ctx *c, const char *registry)

@@ -10,7 +10,9 @@ on the same path in the same run. On loopback:
   warm_read   cat after a remount, page cache dropped  vs  cat of the cache file
   tail_read   bytes fetched (emulator request log) to read the last 1 MiB of the layer
   list_tags   ls -l of a repository with many tags  vs  /usr/bin/aws ecr describe-images,
-              with the API call counts of both from the emulator's log
+              with the API call counts of both from the emulator's log; and find -maxdepth 1
+  list_repos  ls -l of a namespace of 2,000 repositories, fresh mount  vs
+              /usr/bin/aws ecr describe-repositories (API calls of both)
   rss_read    the daemon's VmHWM with 8 parallel readers
   push        cp -rT of a single-layer layout (+ sync)  vs  the same kind of parts sent one
               after another by curl --aws-sigv4 (bodies prepared on disk); UploadLayerPart
@@ -28,6 +30,7 @@ its first byte, 30 ms per API call; both sides go through it):
   net_cold_read_N   cold read of an N MiB layer (256 and 1024)  vs  one curl -o FILE stream
   net_tail_read     bytes fetched for the last 1 MiB of the largest
   net_list_tags     ls -l of the tags, fresh mount  vs  aws ecr describe-images
+  net_list_repos    ls -l of the 2,000 repositories, fresh mount  vs  aws ecr describe-repositories
   net_push_layers   push_layers on the modelled network
 
 (Warm reads do not touch the network.) Every ecrfs row reports the daemon's
@@ -405,6 +408,7 @@ class Bench:
         self.size = args.size_mib * MIB
         self.read_layers = {}  # size in MiB -> (repo, tag, layer digest)
         self.tags_seeded = False
+        self.repos_seeded = False
         self.model = {"get_rate": args.net_rate_mib * MIB, "first_byte_ms": args.net_first_byte_ms,
                       "api_ms": args.net_api_ms}
 
@@ -571,7 +575,7 @@ class Bench:
         repo = "bench/tags"
         self.seed_tags()
         log(f"ls -l of {n} tags ({'modelled network' if net else 'loopback'})")
-        ls, cli, ls_calls, cli_calls, hwm = [], [], [], [], []
+        ls, cli, ls_calls, cli_calls, hwm, finds = [], [], [], [], [], []
         env = dict(os.environ, **self.emu.env(account=ACCOUNT, region=REGION), AWS_PAGER="")
         with self.network(net):
             for run in range(self.a.runs):
@@ -592,12 +596,56 @@ class Bench:
                     got = len([l for l in out.stdout.splitlines() if l.startswith("d")])
                     if got < n:
                         raise RuntimeError(f"ls -l listed {got} tag directories, expected {n}")
+                with self.mount(self.fresh_cache()) as m:
+                    os.listdir(m.path("bench"))
+                    finds.append(timed(["find", str(m.path(repo)), "-maxdepth", "1"]))
         goal = ("< 0.6 s, <= 6 calls, faster than the CLI" if net
                 else "faster than the CLI, <= 6 calls")
         self.add("net_list_tags" if net else "list_tags", network="modelled" if net else "loopback",
                  tags=n, ecrfs_s=median(ls), ref_aws_cli_s=median(cli),
                  ratio=median(cli) / median(ls), ecrfs_api_calls=median(ls_calls),
-                 aws_cli_api_calls=median(cli_calls), peak_rss_mib=peak(hwm), goal=goal, runs=ls)
+                 aws_cli_api_calls=median(cli_calls), peak_rss_mib=peak(hwm),
+                 find_s=median(finds), goal=goal, runs=ls)
+
+    def seed_repos(self):
+        if self.repos_seeded:
+            return
+        n = self.a.repos
+        log(f"seeding bench/ns with {n} repositories")
+        self.curl.run_parallel("CreateRepository",
+                               [{"repositoryName": f"bench/ns/r{i:05d}"} for i in range(n)])
+        self.repos_seeded = True
+
+    def list_repos(self, net=False):
+        """ls -l of a namespace of many repositories on a fresh mount (the
+        region's DescribeRepositories pages included) vs the AWS CLI."""
+        n = self.a.repos
+        self.seed_repos()
+        log(f"ls -l of {n} repositories ({'modelled network' if net else 'loopback'})")
+        ls, cli, ls_calls, cli_calls, hwm = [], [], [], [], []
+        env = dict(os.environ, **self.emu.env(account=ACCOUNT, region=REGION), AWS_PAGER="")
+        with self.network(net):
+            for run in range(self.a.runs):
+                self.emu.reset_log()
+                cli.append(timed(["/usr/bin/aws", "--endpoint-url", self.emu.endpoint, "--output",
+                                  "json", "ecr", "describe-repositories"], env=env))
+                cli_calls.append(len(self.emu.log()))
+                with self.mount(self.fresh_cache()) as m:
+                    self.emu.reset_log()
+                    t0 = time.perf_counter()
+                    out = subprocess.run(["ls", "-l", str(m.path("bench", "ns"))],
+                                         capture_output=True, text=True)
+                    ls.append(time.perf_counter() - t0)
+                    ls_calls.append(len(self.emu.log()))
+                    hwm.append(m.vmhwm_kib() / 1024)
+                    got = len([l for l in out.stdout.splitlines() if l.startswith("d")])
+                    if got < n:
+                        raise RuntimeError(f"ls -l listed {got} repositories, expected {n}")
+        self.add("net_list_repos" if net else "list_repos",
+                 network="modelled" if net else "loopback", repos=n, ecrfs_s=median(ls),
+                 ref_aws_cli_s=median(cli), ratio=median(cli) / median(ls),
+                 ecrfs_api_calls=median(ls_calls), aws_cli_api_calls=median(cli_calls),
+                 peak_rss_mib=peak(hwm), goal="faster than the CLI, fewest pages", runs=ls)
 
     def rss_read(self):
         total = self.a.rss_total_mib * MIB
@@ -761,10 +809,16 @@ def describe(r):
         met = r["ratio"] > 1 and r["ecrfs_api_calls"] <= 6 and rss_ok(r)
         if n == "net_list_tags":
             met = met and r["ecrfs_s"] < 0.6
-        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_api_calls']:.0f} API calls{hwm}",
+        find = f"; find -maxdepth 1 {r['find_s']:.3f} s" if "find_s" in r else ""
+        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_api_calls']:.0f} API calls{find}{hwm}",
                 f"aws ecr describe-images {r['ref_aws_cli_s']:.3f} s, "
                 f"{r['aws_cli_api_calls']:.0f} API calls",
                 ratio, met)
+    if n in ("list_repos", "net_list_repos"):
+        return (f"{r['ecrfs_s']:.3f} s, {r['ecrfs_api_calls']:.0f} API calls{hwm}",
+                f"aws ecr describe-repositories {r['ref_aws_cli_s']:.3f} s, "
+                f"{r['aws_cli_api_calls']:.0f} API calls",
+                ratio, r["ratio"] > 1 and rss_ok(r))
     if n == "rootfs":
         return bench_rootfs.describe(r)
     if n == "soak_tags":
@@ -800,6 +854,7 @@ def table(results):
             ecrfs, ref, ratio, met = r.get("status", ""), "", "", None
         size = f" {r['size_mib']} MiB" if "size_mib" in r else ""
         size = f" {r['tags']} tags" if "tags" in r else size
+        size = f" {r['repos']} repositories" if "repos" in r else size
         size = f" {r['layers']}x{r['layer_mib']} MiB" if "layers" in r else size
         rows.append([r["name"] + size, r.get("network", ""), ecrfs, ref, ratio, r.get("goal", ""),
                      "" if met is None else ("yes" if met else "NO")])
@@ -811,8 +866,9 @@ def table(results):
     return "\n".join(lines)
 
 
-LOOPBACK = ["reads", "list_tags", "rss_read", "push", "push_layers", "soak_tags", "rootfs"]
-NET = ["net_reads", "net_list_tags", "net_push_layers"]
+LOOPBACK = ["reads", "list_tags", "list_repos", "rss_read", "push", "push_layers", "soak_tags",
+            "rootfs"]
+NET = ["net_reads", "net_list_tags", "net_list_repos", "net_push_layers"]
 
 
 def main():
@@ -821,6 +877,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     ap.add_argument("--size-mib", type=int, help="layer size for loopback reads and push (default 1024, quick 32)")
     ap.add_argument("--tags", type=int, help="tags in the listing repository (default 5000, quick 500)")
+    ap.add_argument("--repos", type=int, help="repositories in the listed namespace "
+                    "(default 2000, quick 200)")
     ap.add_argument("--rss-total-mib", type=int, help="total read by 8 readers (default 4096, quick 128)")
     ap.add_argument("--net-read-sizes-mib", help="layer sizes of the modelled cold reads "
                     "(default 256,1024, quick 32)")
@@ -845,6 +903,7 @@ def main():
     a = ap.parse_args()
     a.size_mib = a.size_mib or (32 if a.quick else 1024)
     a.tags = a.tags or (500 if a.quick else 5000)
+    a.repos = a.repos or (200 if a.quick else 2000)
     a.soak_tags = a.soak_tags or (2000 if a.quick else 20000)
     a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
     a.net_read_sizes = [int(x) for x in (a.net_read_sizes_mib or ("32" if a.quick else "256,1024"))
@@ -875,10 +934,12 @@ def main():
         b = Bench(a, emu, work)
         if not b.can_drop:
             log("bench: not root: page caches cannot be dropped; warm reads are skipped")
-        steps = [("reads", b.reads), ("list_tags", b.list_tags), ("rss_read", b.rss_read),
+        steps = [("reads", b.reads), ("list_tags", b.list_tags), ("list_repos", b.list_repos),
+                 ("rss_read", b.rss_read),
                  ("push", b.push), ("push_layers", b.push_layers), ("soak_tags", b.soak_tags),
                  ("rootfs", lambda: bench_rootfs.run(b, a.rootfs_dirs, timed, median, log)),
                  ("net_reads", b.net_reads), ("net_list_tags", lambda: b.list_tags(net=True)),
+                 ("net_list_repos", lambda: b.list_repos(net=True)),
                  ("net_push_layers", lambda: b.push_layers(net=True))]
         for name, fn in steps:
             if name not in only:
@@ -895,7 +956,7 @@ def main():
     model = (f"{a.net_rate_mib} MiB/s per GET, {a.net_first_byte_ms} ms to first byte, "
              f"{a.net_api_ms} ms per API call")
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": a.runs,
-            "size_mib": a.size_mib, "tags": a.tags, "rss_total_mib": a.rss_total_mib,
+            "size_mib": a.size_mib, "tags": a.tags, "repos": a.repos, "rss_total_mib": a.rss_total_mib,
             "net_read_sizes_mib": a.net_read_sizes, "push_layers": a.push_layers,
             "push_layer_mib": a.push_layer_mib, "modelled_network": model,
             "nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),

@@ -38,6 +38,9 @@ int reply_entry(fuse_req_t req, struct fs_node *n, double entry_ttl, double attr
 void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size);
 
 /* ops_node.c */
+/* Asks the kernel to drop the image directories beyond the bound kept
+ * (fs_node_images_over); after anything that touched IMAGE nodes. */
+void drop_old_images(void);
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
@@ -47,6 +50,8 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino);
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi);
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* ops_file.c */
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

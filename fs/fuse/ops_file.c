@@ -76,6 +76,7 @@ static int open_rootfs(struct fs_ctx *c, fuse_req_t req, struct fs_node *n,
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *c = req_ctx(req);
+	fs_op_count(c, FS_OP_OPEN, 1);
 	if (vf_open(req, ino, fi))
 		return; /* TAG@scan.json, REPO@settings/ files */
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -165,6 +166,7 @@ static void read_rootfs(fuse_req_t req, struct fs_fh *h, size_t size, off_t off)
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+	fs_op_count(req_ctx(req), FS_OP_READ, 1);
 	/* The handle's reference keeps it alive if a RELEASE comes meanwhile. */
 	struct fs_fh *h = fh_get(req_ctx(req)->fhs, fi->fh);
 	if (!h || h->kind == FH_WRITER || h->kind == FH_DIR || h->kind == FH_SETTINGS) {

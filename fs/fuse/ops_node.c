@@ -9,25 +9,32 @@
 #include "fs/tree/tree.h"
 
 /* Image directories the kernel keeps are bounded (fs_node_images_over):
- * each holds its image in memory, and the kernel forgets nodes only under
- * memory pressure, so a mount browsing many tags would grow without it. */
-#define IMAGE_DIRS_KEPT 2048
+ * the kernel forgets nodes only under memory pressure, so a mount browsing
+ * many tags would grow without it. Those with their image loaded hold it
+ * in memory; the others are the node alone (about half a KiB), so many
+ * more are kept: a READDIRPLUS of a large repository makes one for every
+ * tag, and `ls -l` then stats them all. */
+static const size_t images_kept[2] = {[FS_TIER_LISTED] = 16384, [FS_TIER_LOADED] = 2048};
 
-static void drop_old_images(void)
+void drop_old_images(void)
 {
 	struct fs_node *v[16];
-	size_t n = fs_node_images_over(IMAGE_DIRS_KEPT, v, 16);
-	for (size_t i = 0; i < n; i++) {
-		if (v[i]->parent)
-			fs_notify_drop_entry(v[i]->parent->ino, v[i]->name);
-		fs_node_put(v[i]);
-	}
+	size_t n;
+	do {
+		n = fs_node_images_over(images_kept, v, 16);
+		for (size_t i = 0; i < n; i++) {
+			if (v[i]->parent)
+				fs_notify_drop_entry(v[i]->parent->ino, v[i]->name);
+			fs_node_put(v[i]);
+		}
+	} while (n == 16);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ctx *c = req_ctx(req);
 	struct fs_node *dir = fs_node_get(parent), *n = NULL;
+	fs_op_count(c, FS_OP_LOOKUP, 1);
 	if (!dir) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -57,12 +64,14 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	fs_op_count(req_ctx(req), FS_OP_FORGET, 1);
 	fs_node_forget(ino, nlookup);
 	fuse_reply_none(req);
 }
 
 void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	fs_op_count(req_ctx(req), FS_OP_FORGET, count);
 	for (size_t i = 0; i < count; i++)
 		fs_node_forget(forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
@@ -73,6 +82,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_ctx *c = req_ctx(req);
 	struct fs_node *n = fs_node_get(ino);
 	struct stat st;
+	fs_op_count(c, FS_OP_GETATTR, 1);
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;

@@ -1,5 +1,6 @@
 /* GETXATTR, LISTXATTR: the tree's user.ecr.* and the push glue's
- * user.ecr.push_state / user.ecr.push_records. */
+ * user.ecr.push_state / user.ecr.push_records; the files of TAG@rootfs
+ * have their layers' own (any namespace). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +56,18 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_node *n = fs_node_get(ino);
 	char *val = NULL;
+	fs_op_count(req_ctx(req), FS_OP_GETXATTR, 1);
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	if (fs_rootfs_is(n)) {
 		rootfs_getxattr(req, n, name, size);
+	} else if (strncmp(name, "user.", 5) != 0) {
+		/* Only user.* exists here. EOPNOTSUPP (not ENODATA) tells ls -l,
+		 * which asks security.selinux and both POSIX ACLs of every entry,
+		 * that this filesystem has none: it stops asking (per device). */
+		fuse_reply_err(req, EOPNOTSUPP);
 	} else if (!push_xattr(req, n, name, size)) {
 		volatile int cancel;
 		interruptible_begin(req, &cancel);
@@ -81,6 +88,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct fs_node *n = fs_node_get(ino);
 	static const char push_state[] = "user.ecr.push_state";
 	char buf[1024];
+	fs_op_count(c, FS_OP_LISTXATTR, 1);
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;

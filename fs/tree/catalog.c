@@ -84,6 +84,7 @@ void fs_list_put(struct fs_list *l)
 		return;
 	ecr_repo_list_free(&l->repos);
 	ecr_image_list_free(&l->images);
+	fs_list_index_free(l->index);
 	free(l);
 }
 
@@ -311,6 +312,61 @@ static void refresh_start(struct fs_flights *t, struct fs_flight *f, struct fs_c
 	pthread_attr_destroy(&at);
 }
 
+/* The offline copy of a listing just loaded is written by a thread, after
+ * the caller (an OPENDIR or LOOKUP) has its answer: for 5,000 images it is
+ * a third of the daemon's work in `ls -l`. It counts as a refresh, so
+ * fs_cat_shutdown waits for it. */
+struct persist {
+	struct fs_ctx *c;
+	struct fs_flights *t;
+	const struct persist_kind *kind;
+	struct fs_list *l; /* referenced */
+	char key[512];
+};
+
+static void *persist_main(void *arg)
+{
+	struct persist *p = arg;
+	cat_persist_save(p->c, p->kind, p->key, p->l);
+	fs_list_put(p->l);
+	fs_flights_lock(p->t);
+	refreshing--;
+	fs_flights_unlock(p->t);
+	free(p);
+	return NULL;
+}
+
+/* Saves l as key's offline copy, in a thread unless too many refreshes
+ * run (then here). Table not locked. */
+static void persist_later(struct fs_flights *t, struct fs_ctx *c, const struct persist_kind *kind,
+			  const char *key, struct fs_list *l)
+{
+	pthread_attr_t at;
+	pthread_t th;
+	struct persist *p = calloc(1, sizeof *p);
+	int started = 0;
+	if (p) {
+		*p = (struct persist){.c = c, .t = t, .kind = kind, .l = cat_list_ref(l)};
+		snprintf(p->key, sizeof p->key, "%s", key);
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		fs_flights_lock(t);
+		if (refreshing < CAT_MAX_REFRESH && !__atomic_load_n(&refresh_stop, __ATOMIC_RELAXED) &&
+		    pthread_create(&th, &at, persist_main, p) == 0) {
+			refreshing++;
+			started = 1;
+		}
+		fs_flights_unlock(t);
+		pthread_attr_destroy(&at);
+	}
+	if (started)
+		return;
+	cat_persist_save(c, kind, key, l);
+	if (p)
+		fs_list_put(p->l);
+	free(p);
+}
+
 /* f's listing expired and is being refreshed (or could not be): waits for
  * the refresh at most CAT_STALE_WAIT_MS, not at all while another is
  * overdue, then answers the new listing or the old one. Table locked. */
@@ -379,7 +435,7 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	fs_flights_unlock(t);
 	rc = load_list(c, w, &l);
 	if (rc == 0)
-		cat_persist_save(c, kind, key, l);
+		persist_later(t, c, kind, key, l);
 	fs_flights_lock(t);
 	rc = entry_store(t, c, fs_flight_val(f), key, kind, rc, l, out);
 	fs_flight_done(f);
@@ -454,31 +510,6 @@ void fs_cat_invalidate(const char *registry, const char *region, const char *rep
 		snprintf(key, sizeof key, "%s/%s/%s", registry, region, repo);
 		cat_forget(key);
 	}
-}
-
-const struct ecr_repo *fs_list_find_repo(const struct fs_list *l, const char *name)
-{
-	for (size_t i = 0; i < l->repos.n; i++)
-		if (!strcmp(l->repos.v[i].name, name))
-			return &l->repos.v[i];
-	return NULL;
-}
-
-const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *tag)
-{
-	for (size_t i = 0; i < l->images.n; i++)
-		for (size_t t = 0; t < l->images.v[i].ntags; t++)
-			if (!strcmp(l->images.v[i].tags[t], tag))
-				return &l->images.v[i];
-	return NULL;
-}
-
-const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest)
-{
-	for (size_t i = 0; i < l->images.n; i++)
-		if (!strcmp(l->images.v[i].digest, digest))
-			return &l->images.v[i];
-	return NULL;
 }
 
 /* ---- identity ---- */

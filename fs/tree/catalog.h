@@ -13,21 +13,27 @@
 #include "net/ecr.h"
 
 /* A refcounted, immutable snapshot of a listing. */
+struct fs_list_index; /* catalog_index.c */
 struct fs_list {
 	int refs;
 	int stale; /* served from an older copy because ECR could not be reached */
 	struct ecr_repo_list repos;   /* for repository listings */
 	struct ecr_image_list images; /* for image listings */
+	struct fs_list_index *index;  /* built at the first search of a large list, atomic */
 };
 void fs_list_put(struct fs_list *l);
+void fs_list_index_free(struct fs_list_index *x);
 
 int fs_cat_repos(struct fs_ctx *c, const char *registry, const char *region,
 		 struct fs_list **out);
 int fs_cat_images(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
 		  struct fs_list **out);
 
-/* Helpers over listings. */
+/* Searches of a listing (catalog_index.c): binary search once it is large. */
 const struct ecr_repo *fs_list_find_repo(const struct fs_list *l, const char *name);
+/* Does a repository live at or below prefix? *repo: the one named exactly
+ * prefix, or NULL. */
+int fs_list_find_ns(const struct fs_list *l, const char *prefix, const struct ecr_repo **repo);
 const struct ecr_image *fs_list_find_tag(const struct fs_list *l, const char *tag);
 const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char *digest);
 

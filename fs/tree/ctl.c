@@ -60,6 +60,24 @@ static json_t *rootfs_json(const struct cache_stats *cs)
 			 (json_int_t)r.span_bytes);
 }
 
+/* Requests by FUSE operation (enum fs_op), and the LOOKUPs READDIRPLUS saved. */
+static json_t *fuse_json(struct fs_ctx *c)
+{
+	static const char *const op_names[FS_OP_COUNT] = {
+	    "lookup", "forget", "getattr", "opendir", "readdir", "readdirplus",
+	    "getxattr", "listxattr", "open", "read"};
+	json_t *o = json_object();
+	for (int i = 0; o && i < FS_OP_COUNT; i++)
+		json_object_set_new(o, op_names[i],
+				    json_integer((json_int_t)__atomic_load_n(&c->ops[i],
+									     __ATOMIC_RELAXED)));
+	if (o)
+		json_object_set_new(o, "readdirplus_entries",
+				    json_integer((json_int_t)__atomic_load_n(&c->plus_entries,
+									     __ATOMIC_RELAXED)));
+	return o ? o : json_object();
+}
+
 static int render_stats(struct fs_ctx *c, char **out)
 {
 	json_t *root = json_object();
@@ -102,6 +120,7 @@ static int render_stats(struct fs_ctx *c, char **out)
 				      (json_int_t)cs.bytes_total, "index_bytes",
 				      (json_int_t)cs.index_bytes, "disk_full", cs.disk_full));
 	json_object_set_new(root, "tables", tables_json(c));
+	json_object_set_new(root, "fuse", fuse_json(c));
 	json_object_set_new(root, "rootfs", rootfs_json(&cs));
 	*out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	rc = *out ? 0 : -ENOMEM;

@@ -14,18 +14,7 @@
 
 int ns_exists(const struct fs_list *repos, const char *prefix, const struct ecr_repo **repo)
 {
-	size_t pl = strlen(prefix);
-	int found = 0;
-	*repo = NULL;
-	for (size_t i = 0; i < repos->repos.n; i++) {
-		const char *r = repos->repos.v[i].name;
-		if (!strncmp(r, prefix, pl) && (r[pl] == 0 || r[pl] == '/')) {
-			found = 1;
-			if (r[pl] == 0)
-				*repo = &repos->repos.v[i];
-		}
-	}
-	return found;
+	return fs_list_find_ns(repos, prefix, repo);
 }
 
 int repo_protects_untagged(const struct ecr_repo *r)

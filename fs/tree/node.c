@@ -108,38 +108,44 @@ static struct fs_node *child_find(struct fs_node *dir, const char *name)
 
 static void (*push_free)(void *push); /* given to fs_node_init */
 
-/* IMAGE nodes in use order (under the node lock): head most recent. */
-static struct fs_node *lru_head, *lru_tail;
-static size_t lru_count;
+/* IMAGE nodes the kernel knows, in use order (under the node lock), head
+ * most recent; one list per tier (node.h): in_lru is the tier + 1. */
+struct lru {
+	struct fs_node *head, *tail;
+	size_t count;
+};
+static struct lru lru[2];
 
 static void lru_unlink_locked(struct fs_node *n)
 {
 	if (!n->in_lru)
 		return;
+	struct lru *l = &lru[n->in_lru - 1];
 	n->in_lru = 0;
 	if (n->lru_prev)
 		n->lru_prev->lru_next = n->lru_next;
 	else
-		lru_head = n->lru_next;
+		l->head = n->lru_next;
 	if (n->lru_next)
 		n->lru_next->lru_prev = n->lru_prev;
 	else
-		lru_tail = n->lru_prev;
+		l->tail = n->lru_prev;
 	n->lru_prev = n->lru_next = NULL;
-	lru_count--;
+	l->count--;
 }
 
-static void lru_front_locked(struct fs_node *n)
+static void lru_front_locked(struct fs_node *n, int tier)
 {
+	struct lru *l = &lru[tier];
 	lru_unlink_locked(n);
-	n->in_lru = 1;
-	n->lru_next = lru_head;
-	if (lru_head)
-		lru_head->lru_prev = n;
-	lru_head = n;
-	if (!lru_tail)
-		lru_tail = n;
-	lru_count++;
+	n->in_lru = tier + 1;
+	n->lru_next = l->head;
+	if (l->head)
+		l->head->lru_prev = n;
+	l->head = n;
+	if (!l->tail)
+		l->tail = n;
+	l->count++;
 }
 
 void fs_node_touch(struct fs_node *n)
@@ -148,20 +154,28 @@ void fs_node_touch(struct fs_node *n)
 		return;
 	pthread_mutex_lock(&node_mu);
 	if (n->listed || n->nlookup)
-		lru_front_locked(n);
+		lru_front_locked(n, n->img ? FS_TIER_LOADED : FS_TIER_LISTED);
 	pthread_mutex_unlock(&node_mu);
 }
 
-size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max)
+/* Hands out the tail of a tier beyond bound. Lock held. */
+static size_t lru_over_locked(struct lru *l, size_t bound, struct fs_node **out, size_t max)
 {
 	size_t n = 0;
-	pthread_mutex_lock(&node_mu);
-	while (lru_count > bound && n < max && lru_tail) {
-		struct fs_node *v = lru_tail;
+	while (l->count > bound && n < max && l->tail) {
+		struct fs_node *v = l->tail;
 		lru_unlink_locked(v);
 		v->refs++;
 		out[n++] = v;
 	}
+	return n;
+}
+
+size_t fs_node_images_over(const size_t bound[2], struct fs_node **out, size_t max)
+{
+	pthread_mutex_lock(&node_mu);
+	size_t n = lru_over_locked(&lru[FS_TIER_LOADED], bound[FS_TIER_LOADED], out, max);
+	n += lru_over_locked(&lru[FS_TIER_LISTED], bound[FS_TIER_LISTED], out + n, max - n);
 	pthread_mutex_unlock(&node_mu);
 	return n;
 }
@@ -242,8 +256,7 @@ void fs_node_shutdown(void)
 	}
 	root = NULL;
 	live_nodes = 0;
-	lru_head = lru_tail = NULL;
-	lru_count = 0;
+	memset(lru, 0, sizeof lru);
 	next_ino = FS_ROOT_INO + 1;
 	pthread_mutex_unlock(&node_mu);
 }
@@ -391,6 +404,9 @@ struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img)
 	if (!n->img) {
 		fs_image_ref(img);
 		n->img = img;
+		/* Its image is in memory now: it counts with the loaded ones. */
+		if (n->in_lru)
+			lru_front_locked(n, FS_TIER_LOADED);
 	}
 	img = n->img;
 	fs_image_ref(img);

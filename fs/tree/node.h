@@ -86,7 +86,7 @@ struct fs_node {
 	struct fs_node *cnext;   /* child hash chain, keyed by (parent ino, name) */
 	struct fs_node *pend_head, *pend_next; /* pending children of a dir */
 	struct fs_node *lru_prev, *lru_next;   /* IMAGE nodes, most recently used first */
-	int in_lru;
+	int in_lru;              /* 0, or the LRU tier (FS_TIER_*) + 1 */
 
 	/* Pending entries (push side). `push` is opaque to the read side. */
 	void *push;
@@ -173,15 +173,20 @@ void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, v
 /* Path of a node from the root ("/111111111111/us-east-1/team/app/v1"), malloc'd. */
 char *fs_node_path(struct fs_node *n);
 
-/* Image directories the kernel may keep are bounded: each holds its
- * loaded image and a few child nodes, and the kernel only forgets nodes
- * under memory pressure. fs_node_touch marks an IMAGE node used (LOOKUP);
- * fs_node_images_over hands out (referenced, at most max) the least
- * recently used IMAGE nodes beyond `bound`, for the caller to ask the
- * kernel to drop their entries (it then FORGETs them unless they are in
- * use). Each is handed out once, then counts as used again. */
+/* Image directories the kernel may keep are bounded, in two tiers: those
+ * whose image is loaded (its manifests, layout and child nodes: some KiB
+ * each) and those only listed or looked up (the node alone, about half a
+ * KiB, many at once after READDIRPLUS of a large repository); the kernel
+ * only forgets nodes under memory pressure. fs_node_touch marks an IMAGE
+ * node used (LOOKUP, READDIRPLUS); loading its image moves it to the
+ * loaded tier. fs_node_images_over hands out (referenced, at most max) the
+ * least recently used IMAGE nodes beyond bound[tier] of each tier, for the
+ * caller to ask the kernel to drop their entries (it then FORGETs them
+ * unless they are in use). Each is handed out once, then counts as used
+ * again. */
+enum { FS_TIER_LISTED, FS_TIER_LOADED };
 void fs_node_touch(struct fs_node *n);
-size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max);
+size_t fs_node_images_over(const size_t bound[2], struct fs_node **out, size_t max);
 
 /* Nodes in the table (for .ecrfs/stats). */
 size_t fs_node_count(void);

@@ -117,6 +117,11 @@ int fs_tree_list(struct fs_ctx *c, struct fs_node *dir, struct fs_dirlist *l)
 	return rc;
 }
 
+int fs_tree_list_plus(const struct fs_node *dir)
+{
+	return !fs_settings_is_dir(dir);
+}
+
 /* ---- lookups ---- */
 
 /* Reuses the cached child when it still means the same thing. */

@@ -38,6 +38,10 @@ int fs_tree_lookup(struct fs_ctx *c, struct fs_node *dir, const char *name,
 		   struct fs_node **out);
 /* The listing of dir into l (empty on entry). */
 int fs_tree_list(struct fs_ctx *c, struct fs_node *dir, struct fs_dirlist *l);
+/* 1 when READDIRPLUS may look up every listed name of dir: those lookups
+ * are answered from what the listing loaded. 0 for REPO@settings/, whose
+ * lookups read each policy from ECR. */
+int fs_tree_list_plus(const struct fs_node *dir);
 /* Attributes of a committed or remote node; -ENOENT for pending nodes
  * (their attributes belong to the push glue). */
 int fs_tree_getattr(struct fs_ctx *c, const struct fs_node *n, struct stat *st);

@@ -1,16 +1,79 @@
-/* The inode table: children, kernel lookups and forgets, pending entries. */
+/* The inode table: children, kernel lookups and forgets, pending entries,
+ * the two tiers of image directories kept. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/tree/image.h"
 #include "fs/tree/node.h"
 
 static void count_pending(struct fs_node *n, void *arg)
 {
 	(void)n;
 	(*(int *)arg)++;
+}
+
+static struct fs_image *an_image(void)
+{
+	static const char man[] =
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+	    "\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"size\":7},"
+	    "\"layers\":[]}";
+	char digest[72];
+	fs_sha256_digest(man, strlen(man), digest);
+	struct fs_image_src src = {.registry = "111111111111", .region = "us-east-1",
+				   .repo = "team", .digest = digest, .refname = "v", .bytes = man,
+				   .len = strlen(man)};
+	struct fs_image *img = NULL;
+	assert(fs_image_build(&src, NULL, NULL, &img) == 0);
+	return img;
+}
+
+/* Image directories known to the kernel, in two tiers: listed ones (no
+ * image in memory) and loaded ones; each tier gives up its least recently
+ * used beyond its own bound, and loading an image moves its node. */
+static void test_image_tiers(struct fs_node *ns)
+{
+	const size_t bound[2] = {[FS_TIER_LISTED] = 4, [FS_TIER_LOADED] = 2};
+	struct fs_node *v[8], *out[8];
+	char name[16];
+	for (int i = 0; i < 8; i++) {
+		snprintf(name, sizeof name, "t%d", i);
+		struct fs_node_tmpl t = {.kind = FS_N_IMAGE, .tag = name, .digest = "sha256:00"};
+		v[i] = fs_node_make(ns, name, &t);
+		fs_node_lookup_inc(v[i]); /* as READDIRPLUS or LOOKUP gives it */
+		fs_node_touch(v[i]);
+	}
+	/* t0..t2 open their image: the loaded tier holds 3, bound 2 */
+	struct fs_image *img = an_image();
+	for (int i = 0; i < 3; i++)
+		fs_image_put(fs_node_set_img(v[i], img));
+	fs_node_touch(v[1]); /* t1 used again: t0 is the oldest loaded */
+	size_t n = fs_node_images_over(bound, out, 8);
+	/* loaded: t0 beyond 2; listed t3..t7 (5): t3 beyond 4 */
+	assert(n == 2 && out[0] == v[0] && out[1] == v[3]);
+	for (size_t i = 0; i < n; i++)
+		fs_node_put(out[i]);
+	/* each is handed out once */
+	assert(fs_node_images_over(bound, out, 8) == 0);
+	/* a small max hands out the rest later */
+	const size_t tight[2] = {1, 1};
+	assert(fs_node_images_over(tight, out, 1) == 1 && out[0] == v[2]);
+	fs_node_put(out[0]);
+	assert(fs_node_images_over(tight, out, 8) == 3);
+	assert(out[0] == v[4] && out[1] == v[5] && out[2] == v[6]);
+	for (int i = 0; i < 3; i++)
+		fs_node_put(out[i]);
+	for (int i = 0; i < 8; i++) {
+		uint64_t ino = v[i]->ino;
+		fs_node_put(v[i]);
+		fs_node_forget(ino, 1);
+		assert(fs_node_get(ino) == NULL);
+	}
+	fs_image_put(img);
 }
 
 int main(void)
@@ -100,6 +163,7 @@ int main(void)
 	fs_node_put(i1);
 	fs_node_put(i2);
 
+	test_image_tiers(ns);
 	fs_node_put(ns);
 	fs_node_put(reg);
 	fs_node_put(root);
