@@ -390,7 +390,7 @@ static int wait_locked(struct rfs_image *im)
 	volatile int *cancel = net_http_thread_cancel_swap(NULL);
 	net_http_thread_cancel_swap(cancel);
 	int deadline_ms = im->c->deadline_ms > 0 ? im->c->deadline_ms : 30000;
-	uint64_t total, last = progress(im, &total);
+	uint64_t total, last = progress(im, &total) + __atomic_load_n(&im->probed, __ATOMIC_RELAXED);
 	struct timespec idle_since;
 	clock_gettime(CLOCK_MONOTONIC, &idle_since);
 	while (im->state == RFS_BUILDING) {
@@ -406,7 +406,8 @@ static int wait_locked(struct rfs_image *im)
 			return -EINTR;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		uint64_t p = progress(im, &total);
+		/* Bytes the index sources read count as progress too. */
+		uint64_t p = progress(im, &total) + __atomic_load_n(&im->probed, __ATOMIC_RELAXED);
 		if (p != last) {
 			last = p;
 			idle_since = now;

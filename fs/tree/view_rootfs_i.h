@@ -64,6 +64,9 @@ struct rfs_image {
 	int err;
 	char *errmsg; /* what user.ecr.rootfs_state says after "error: ", or NULL */
 	size_t next, running;
+	/* bytes the index sources read (atomic): progress for the wait, though
+	 * not part of "building NN%" */
+	uint64_t probed;
 	struct rfs_layer *layers;
 	size_t nlayers;
 	struct rfs_plat *plats;

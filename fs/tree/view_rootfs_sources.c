@@ -34,14 +34,20 @@ static int ctx_read_layer(const struct rfs_src_ctx *ctx, uint64_t off, void *buf
 {
 	const struct src_priv *p = ctx->priv;
 	volatile int never = 0;
-	return rfs_layer_pread(p->im, p->L, off, buf, len, &never);
+	int rc = rfs_layer_pread(p->im, p->L, off, buf, len, &never);
+	if (rc == 0)
+		__atomic_add_fetch(&p->im->probed, len, __ATOMIC_RELAXED);
+	return rc;
 }
 
 static int ctx_read_blob(const struct rfs_src_ctx *ctx, const char *digest, uint64_t size,
 			 void **buf)
 {
 	const struct src_priv *p = ctx->priv;
-	return rfs_blob_fetch(p->im, digest, size, buf);
+	int rc = rfs_blob_fetch(p->im, digest, size, buf);
+	if (rc == 0)
+		__atomic_add_fetch(&p->im->probed, size, __ATOMIC_RELAXED);
+	return rc;
 }
 
 /* The table's sources in order: 0 when one gave L its index. */
