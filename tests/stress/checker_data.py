@@ -1,0 +1,107 @@
+"""The stress checker's data: blobs whose bytes come from the seed, the
+images that hold them, their push to the emulator, and the faults the
+emulator injects. Standard library only (tests/lib on sys.path)."""
+import hashlib
+import json
+import random
+
+import ecrclient
+
+KIB, MIB = 1024, 1024 * 1024
+# Page and chunk edges (the cache's chunk is 1 MiB, the kernel's page 4 KiB,
+# the daemon's larger fetches 16 MiB): the sizes where off-by-ones live.
+SIZES = [1, 4095, 4096, 4097, MIB - 1, MIB, MIB + 1, 16 * MIB + 1]
+TAGS = ["all", "odd", "even"]
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def blob_bytes(seed, i, size):
+    """Blob i of the seed: pseudo-random bytes, the same on every run."""
+    return random.Random(f"ecrfs-stress:{seed}:{i}").randbytes(size)
+
+
+class Blob:
+    def __init__(self, seed, i, size):
+        self.i = i
+        self.size = size
+        self.data = blob_bytes(seed, i, size)
+        self.digest = "sha256:" + hashlib.sha256(self.data).hexdigest()
+        self.hex = self.digest[7:]
+
+
+class Corpus:
+    """The blobs, and per tag the names its blobs/sha256 lists."""
+
+    def __init__(self, seed, sizes=SIZES):
+        self.seed = seed
+        self.repo = f"stress/s{seed}"
+        self.blobs = [Blob(seed, i, s) for i, s in enumerate(sizes)]
+        self.by_hex = {b.hex: b for b in self.blobs}
+        pick = {"all": lambda i: True, "odd": lambda i: i % 2 == 1, "even": lambda i: i % 2 == 0}
+        self.layers = {t: [b for b in self.blobs if pick[t](b.i)] for t in TAGS}
+        self.images = {}  # tag -> (manifest bytes, config bytes)
+        for t in TAGS:
+            cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                              "rootfs": {"type": "layers", "diff_ids": []},
+                              "history": [{"comment": f"ecrfs stress {seed} {t}"}]}).encode()
+            man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                              "config": {"mediaType": OCI_CONFIG, "size": len(cfg),
+                                         "digest": "sha256:" + hashlib.sha256(cfg).hexdigest()},
+                              "layers": [{"mediaType": OCI_LAYER, "digest": b.digest,
+                                          "size": b.size} for b in self.layers[t]]}).encode()
+            self.images[t] = (man, cfg)
+
+    def listing(self, tag):
+        """The names blobs/sha256 of the tag must list: layers, config, manifest."""
+        man, cfg = self.images[tag]
+        names = {b.hex for b in self.layers[tag]}
+        names.add(hashlib.sha256(cfg).hexdigest())
+        names.add(hashlib.sha256(man).hexdigest())
+        return names
+
+    def working_set(self):
+        return sum(b.size for b in self.blobs)
+
+    def push(self, emu):
+        """Pushes every blob and image with the tests' ECR client."""
+        ecrclient.create_repository(emu, self.repo)
+        c = ecrclient.client_for(emu)
+        try:
+            for b in self.blobs:
+                c.push_blob(self.repo, b.data, b.digest)
+            for t in TAGS:
+                man, cfg = self.images[t]
+                c.push_blob(self.repo, cfg)
+                c.put_image(self.repo, man, OCI_MANIFEST, t)
+        finally:
+            c.close()
+
+
+def fault_plan(seed, rate=1.0):
+    """The faults of a run: seeded storms of truncations, 503s, stalls,
+    dropped connections and expired URLs on downloads, and 503s, stalls and
+    lost replies on the API calls a read or a listing makes. Stalls stay far
+    under the mount's deadline; rate scales every probability."""
+    plan = []
+    k = 0
+
+    def add(op, kind, p, **kw):
+        nonlocal k
+        k += 1
+        plan.append(dict(op=op, kind=kind, count=0, probability=p * rate,
+                         seed=seed * 100 + k, **kw))
+    add("BlobGet", "truncate", 0.02, keep_bytes=0)          # headers, then hang up
+    add("BlobGet", "truncate", 0.02, keep_bytes=4097)
+    add("BlobGet", "truncate", 0.02, keep_bytes=300000)
+    add("BlobGet", "http503", 0.04)
+    add("BlobGet", "delay", 0.01, delay_ms=1500)            # a stall
+    add("BlobGet", "blackhole", 0.01, timeout_ms=200)       # accepted, dropped unanswered
+    add("BlobGet", "expired_url", 0.01)
+    for op in ("GetDownloadUrlForLayer", "DescribeImages", "ListImages", "BatchGetImage",
+               "DescribeRepositories"):
+        add(op, "http503", 0.04)
+        add(op, "drop_reply", 0.02)
+        add(op, "delay", 0.01, delay_ms=800)
+    return plan
