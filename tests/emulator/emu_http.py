@@ -459,13 +459,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.hangup()
 
     def sendfile_all(self, f, start, limit):
-        """All but the last chunk, then the log line, then the rest."""
+        """All but the last chunk, then the log line, then the rest.
+        socket.sendfile's count 0 means "to the end of the file": a body
+        truncated to 0 bytes sends none."""
         head = max(0, limit - CHUNK)
         sent = self.connection.sendfile(f, start, head) if head else 0
         if sent == head:
             self.entry["bytes_out"] = limit
             self.commit_log()
-            sent += self.connection.sendfile(f, start + sent, limit - sent)
+            if limit > sent:
+                sent += self.connection.sendfile(f, start + sent, limit - sent)
         return sent
 
     def sendfile_paced(self, f, start, limit, pacer):

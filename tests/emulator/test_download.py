@@ -93,6 +93,24 @@ def test_truncated_download(emu, repo, layer):
     assert get(url)[2] == data
 
 
+def test_download_truncated_to_nothing_ends_at_once(emu, repo, layer):
+    """keep_bytes=0: the headers, then the connection closes (socket.sendfile
+    with a count of 0 would send the whole rest of the file instead)."""
+    data, d, url = layer
+    emu.fault(op="BlobGet", kind="truncate", keep_bytes=0)
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        c.request("GET", u.path + "?" + u.query, headers={"Range": "bytes=1048576-2097151"})
+        r = c.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as e:
+            r.read()
+        assert e.value.partial == b""
+    finally:
+        c.close()
+    assert get(url)[2] == data
+
+
 def test_corrupt_blob(emu, repo, layer):
     data, d, url = layer
     emu.corrupt_blob(d, offset=10, length=4)
