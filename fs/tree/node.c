@@ -14,6 +14,7 @@
 
 /* Protects everything below and every node's mutable fields. */
 static pthread_mutex_t node_mu = PTHREAD_MUTEX_INITIALIZER;
+static void node_unlock(void);
 static struct fs_node *ino_hash[NBUCKETS];
 static struct fs_node *child_hash[NBUCKETS];
 static uint64_t next_ino = FS_ROOT_INO + 1;
@@ -26,7 +27,7 @@ void fs_node_lock(void)
 
 void fs_node_unlock(void)
 {
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 uint64_t fs_hash64(const char *const *parts, size_t nparts)
@@ -54,6 +55,11 @@ static size_t child_bucket(uint64_t parent, const char *name)
 }
 
 static size_t live_nodes; /* under the node lock */
+/* Under the node lock: VIEW nodes freed with their view's data still to
+ * free. That data is freed after the lock is dropped (node_unlock): a
+ * rootfs image's release takes the rootfs table lock, which is held around
+ * fs_node_* calls (ThreadSanitizer: lock-order inversion). Linked by hnext. */
+static struct fs_node *graveyard;
 
 static void ino_insert(struct fs_node *n)
 {
@@ -149,7 +155,7 @@ void fs_node_touch(struct fs_node *n)
 	pthread_mutex_lock(&node_mu);
 	if (n->listed || n->nlookup)
 		lru_front_locked(n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max)
@@ -162,7 +168,7 @@ size_t fs_node_images_over(size_t bound, struct fs_node **out, size_t max)
 		v->refs++;
 		out[n++] = v;
 	}
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -179,9 +185,27 @@ static void node_free(struct fs_node *n)
 	free(n->digest);
 	if (n->img)
 		fs_image_put(n->img);
-	if (n->kind == FS_N_VIEW && n->vdata)
-		fs_view_data_free(n->view, n->vdata);
+	if (n->kind == FS_N_VIEW && n->vdata) {
+		n->hnext = graveyard; /* freed by node_unlock */
+		graveyard = n;
+		return;
+	}
 	free(n);
+}
+
+/* Drops the node lock, then frees the view data of the VIEW nodes freed
+ * under it. */
+static void node_unlock(void)
+{
+	struct fs_node *g = graveyard;
+	graveyard = NULL;
+	pthread_mutex_unlock(&node_mu);
+	while (g) {
+		struct fs_node *next = g->hnext;
+		fs_view_data_free(g->view, g->vdata);
+		free(g);
+		g = next;
+	}
 }
 
 /* Frees n and the parents it was the last holder of. Lock held. */
@@ -223,7 +247,7 @@ int fs_node_init(void (*free_push)(void *push))
 	root->nlookup = 1;
 	ino_insert(root);
 out:
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return rc;
 }
 
@@ -245,7 +269,7 @@ void fs_node_shutdown(void)
 	lru_head = lru_tail = NULL;
 	lru_count = 0;
 	next_ino = FS_ROOT_INO + 1;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_get(uint64_t ino)
@@ -257,7 +281,7 @@ struct fs_node *fs_node_get(uint64_t ino)
 			break;
 	if (n)
 		n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -265,7 +289,7 @@ void fs_node_ref(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_put(struct fs_node *n)
@@ -275,14 +299,14 @@ void fs_node_put(struct fs_node *n)
 	pthread_mutex_lock(&node_mu);
 	n->refs--;
 	maybe_free_locked(n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_lookup_inc(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	n->nlookup++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_forget(uint64_t ino, uint64_t nlookup)
@@ -296,7 +320,7 @@ void fs_node_forget(uint64_t ino, uint64_t nlookup)
 		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 		maybe_free_locked(n);
 	}
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
@@ -305,7 +329,7 @@ struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
 	struct fs_node *n = child_find(dir, name);
 	if (n)
 		n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -372,7 +396,7 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 	if (old && old->pending) {
 		/* A pending entry shadows the remote one: keep it. */
 		old->refs++;
-		pthread_mutex_unlock(&node_mu);
+		node_unlock();
 		node_free(n);
 		return old;
 	}
@@ -381,7 +405,7 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 	publish_locked(dir, n);
 	if (old)
 		maybe_free_locked(old);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -394,7 +418,7 @@ struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img)
 	}
 	img = n->img;
 	fs_image_ref(img);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return img;
 }
 
@@ -404,7 +428,7 @@ struct fs_image *fs_node_img(struct fs_node *n)
 	struct fs_image *img = n->img;
 	if (img)
 		fs_image_ref(img);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return img;
 }
 
@@ -416,7 +440,7 @@ void fs_node_drop_child(struct fs_node *dir, const char *name)
 		child_unlist(old);
 		maybe_free_locked(old);
 	}
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
@@ -431,7 +455,7 @@ struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum 
 	pthread_mutex_lock(&node_mu);
 	struct fs_node *old = child_find(dir, name);
 	if (old && old->pending) {
-		pthread_mutex_unlock(&node_mu);
+		node_unlock();
 		node_free(n);
 		errno = EEXIST;
 		return NULL;
@@ -444,7 +468,7 @@ struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum 
 	dir->pend_head = n;
 	if (old)
 		maybe_free_locked(old);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -471,7 +495,7 @@ void fs_node_remove_pending(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	unlist_pending_locked(n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 /* Unlists n's pending descendants, children first, and n itself when self
@@ -489,7 +513,7 @@ void fs_node_remove_pending_tree(struct fs_node *n, int self)
 {
 	pthread_mutex_lock(&node_mu);
 	remove_tree_locked(n, self);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, void *),
@@ -498,7 +522,7 @@ void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, v
 	pthread_mutex_lock(&node_mu);
 	for (struct fs_node *n = dir->pend_head; n; n = n->pend_next)
 		fn(n, arg);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 char *fs_node_path(struct fs_node *n)
@@ -527,7 +551,7 @@ size_t fs_node_count(void)
 {
 	pthread_mutex_lock(&node_mu);
 	size_t n = live_nodes;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -540,7 +564,7 @@ void *fs_node_set_vdata(struct fs_node *n, void *vdata)
 	else
 		loser = vdata;
 	vdata = n->vdata;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	if (loser)
 		fs_view_data_free(n->view, loser);
 	return vdata;
@@ -550,6 +574,14 @@ void *fs_node_vdata(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	void *v = n->vdata;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return v;
+}
+
+int fs_node_is_pending(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	int p = n->pending;
+	node_unlock();
+	return p;
 }
