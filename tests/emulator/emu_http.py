@@ -150,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault["kind"] == "drop_reply":
             self.entry["status"] = 0
             return self.hangup()
+        if fault and fault["kind"] == "delay_reply":  # computed now, arrives later
+            self.app.stop.wait(int(fault.get("delay_ms", 1000)) / 1000.0)
         self.send(200, body, ctype, fault=fault)
 
     def commit_log(self):
