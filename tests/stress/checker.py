@@ -50,6 +50,11 @@ def parse_args(argv=None):
     ap.add_argument("--cache-mib", type=int, default=6,
                     help="the mount's cache_size in MiB (the working set is about 19 MiB)")
     ap.add_argument("--deadline", type=int, default=10, help="the mount's deadline= (s)")
+    ap.add_argument("--no-push", dest="push", action="store_false",
+                    help="no push operations (cp -rT of a small layout into a new tag)")
+    ap.add_argument("--storm-every", type=float, default=30,
+                    help="seconds between 503 storms on downloads longer than the deadline "
+                         "(so reads end in EIO); 0: none")
     ap.add_argument("--build", default=os.environ.get("ECRFS_BUILD", os.path.join(SRC, "build-test")),
                     help="build dir holding fs/ecrfs (default $ECRFS_BUILD or build-test)")
     ap.add_argument("--json", help="also write the result to this file")
@@ -68,7 +73,8 @@ def replay_command(a):
                      [("seed", a.seed), ("ops", a.ops), ("seconds", a.seconds),
                       ("threads", a.threads), ("fault-rate", a.fault_rate),
                       ("cache-mib", a.cache_mib), ("deadline", a.deadline),
-                      ("build", a.build)]))
+                      ("storm-every", a.storm_every), ("build", a.build)]) +
+            ("" if a.push else " --no-push"))
 
 
 class Claims:
@@ -91,16 +97,36 @@ class Claims:
             return True
 
 
+def storms(a, emu, stop, log):
+    """Every --storm-every seconds, every download fails with 503 for a
+    deadline and a half: uncached reads end in EIO, and the checker sees
+    what the kernel and the daemon serve after one."""
+    plan = checker_data.fault_plan(a.seed, a.fault_rate) if a.fault_rate else []
+    k = 0
+    while a.storm_every and not stop.wait(a.storm_every):
+        k += 1
+        emu.fault(op="BlobGet", kind="http503", count=0)
+        log(f"  storm {k}: every download fails for {a.deadline * 1.5:.0f} s")
+        stop.wait(a.deadline * 1.5)
+        emu.clear_faults()
+        for f in plan:
+            emu.fault(**f)
+    return k
+
+
 def run_workers(a, corpus, m, log):
     """Runs the threads; returns (summed Tally, seconds, hung)."""
     stop = threading.Event()
     claim = Claims(a.ops, a.seconds)
     repo = m.repo(corpus.repo)
-    workers = [Worker(k, a.seed, corpus, repo, claim, stop) for k in range(a.threads)]
+    push_repo = m.repo(corpus.repo + "-push") if a.push else None
+    workers = [Worker(k, a.seed, corpus, repo, claim, stop, push_repo) for k in range(a.threads)]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    storm = threading.Thread(target=storms, args=(a, m.emu, stop, log), daemon=True)
     t0 = time.monotonic()
     for t in threads:
         t.start()
+    storm.start()
     # a thread may wait out retries of one deadline per call; more is a hang
     limit = (a.seconds or 1e9) + 6 * a.deadline + 60
     next_report = t0 + 15
@@ -116,6 +142,7 @@ def run_workers(a, corpus, m, log):
                 f"{sum(w.t.wrong_bytes for w in workers)} wrong bytes, "
                 f"{sum(w.t.eio for w in workers)} EIOs")
     stop.set()
+    storm.join(a.deadline * 2)
     hung = [k for k, t in enumerate(threads) if t.is_alive()]
     took = time.monotonic() - t0
     total = Tally()
@@ -209,6 +236,8 @@ def report(r):
         f"wrong answers (sizes, listings, ENOENT): {r['wrong_answers']}",
         f"EIOs: {r['eio']} (of which mmap SIGBUS: {r['eio_mmap']})",
         f"other errnos: {r['unexpected_errno']}",
+        f"pushes whose layer was ENOENT after the commit (open issue, not failed): "
+        f"{r['push_enoent']}",
         f"faults fired: {r['faults_fired']}",
         f"cache: {r['cache'].get('evictions', '?')} evictions, "
         f"{r['cache'].get('hits', '?')} hits, {r['cache'].get('misses', '?')} misses "

@@ -79,6 +79,42 @@ class Corpus:
             c.close()
 
 
+class Pushed:
+    """A layer a checker thread pushes (Blob's fields, its own bytes)."""
+
+    def __init__(self, data):
+        self.i = -1
+        self.size = len(data)
+        self.data = data
+        self.hex = hashlib.sha256(data).hexdigest()
+        self.digest = "sha256:" + self.hex
+
+
+def push_layout(seed, k, n, size, tag):
+    """The files of thread k's n-th push, in the order cp -rT writes them
+    (blobs, then oci-layout and index.json), and its layer."""
+    layer = Pushed(random.Random(f"ecrfs-stress-push:{seed}:{k}:{n}").randbytes(size))
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": []},
+                      "history": [{"comment": f"ecrfs stress push {seed} {k} {n}"}]}).encode()
+    cd = hashlib.sha256(cfg).hexdigest()
+    man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": OCI_CONFIG, "size": len(cfg),
+                                 "digest": "sha256:" + cd},
+                      "layers": [{"mediaType": OCI_LAYER, "digest": layer.digest,
+                                  "size": layer.size}]}).encode()
+    md = hashlib.sha256(man).hexdigest()
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": OCI_MANIFEST, "digest": "sha256:" + md,
+                                       "size": len(man),
+                                       "annotations": {"org.opencontainers.image.ref.name":
+                                                       tag}}]}).encode()
+    files = [(f"blobs/sha256/{layer.hex}", layer.data), (f"blobs/sha256/{cd}", cfg),
+             (f"blobs/sha256/{md}", man), ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+             ("index.json", index)]
+    return files, layer
+
+
 def fault_plan(seed, rate=1.0):
     """The faults of a run: seeded storms of truncations, 503s, stalls,
     dropped connections and expired URLs on downloads, and 503s, stalls and

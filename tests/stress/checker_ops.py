@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 
+import checker_data
 from checker_data import MIB, TAGS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MMAP_READER = [sys.executable, os.path.join(HERE, "mmap_reader.py")]
 OPS = [("pread", 34), ("mmap", 10), ("whole", 4), ("openclose", 12), ("stat", 20),
-       ("list", 10), ("missing", 5), ("drop", 5)]
+       ("list", 10), ("missing", 5), ("drop", 5), ("push", 1)]
 DEAD = {errno.ENOTCONN, errno.ECONNABORTED}  # the daemon is gone
 FD_POOL = 4
 MAX_DETAILS = 20
@@ -31,7 +32,7 @@ class Dead(Exception):
 class Tally:
     """Counts of one worker (summed by the checker at the end)."""
     FIELDS = ("ops", "bytes_read", "bytes_checked", "wrong_bytes", "wrong_answers", "eio",
-              "eio_mmap", "unexpected_errno")
+              "eio_mmap", "unexpected_errno", "push_enoent")
 
     def __init__(self):
         for f in self.FIELDS:
@@ -71,7 +72,7 @@ def pick_length(rng, size, off):
 
 
 class Worker:
-    def __init__(self, k, seed, corpus, mnt_repo, claim, stop):
+    def __init__(self, k, seed, corpus, mnt_repo, claim, stop, push_repo=None):
         # rng draws every operation and its arguments before any I/O, so a
         # thread's sequence replays whatever failed; aux keeps the descriptors
         self.rng = random.Random(f"ecrfs-stress-ops:{seed}:{k}")
@@ -83,6 +84,10 @@ class Worker:
         self.t = Tally()
         self.fds = {}         # path -> fd kept open between operations
         self.mm = None        # the mmap reader child
+        self.k = k
+        self.seed = seed
+        self.push_repo = push_repo  # where op_push writes new tags (None: no pushes)
+        self.pushes = 0
         self.ops = [o for o, _ in OPS]
         self.weights = [w for _, w in OPS]
 
@@ -225,6 +230,42 @@ class Worker:
         """Closes a kept descriptor (a RELEASE while others read the blob)."""
         if self.fds:
             os.close(self.fds.pop(self.aux.choice(sorted(self.fds))))
+
+    def op_push(self):
+        """Writes a one-layer OCI layout into a new tag the way cp -rT does
+        (the commit's errno is index.json's close), then reads the layer
+        back through the mount."""
+        if not self.push_repo:
+            return
+        size = self.rng.choice([1, 4097, MIB + 1])
+        self.pushes += 1
+        tag = f"p{self.k}-{self.pushes}"
+        files, layer = checker_data.push_layout(self.seed, self.k, self.pushes, size, tag)
+        d = os.path.join(self.push_repo, tag)
+        os.makedirs(os.path.join(d, "blobs", "sha256"), exist_ok=True)
+        for name, data in files:
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        p = os.path.join(d, "blobs", "sha256", layer.hex)
+        try:
+            with open(p, "rb", buffering=0) as f:
+                got = f.read()
+        except FileNotFoundError:
+            self.push_missing(d, p)
+            return
+        self.compare("push", layer, 0, layer.size, got)
+
+    def push_missing(self, d, p):
+        """The layer of a tag whose commit returned 0 is not there: an open
+        issue of the push side (a tag directory giving way to the committed
+        tag), counted apart with what was visible, and after a second."""
+        seen = [os.path.exists(x) for x in (d, os.path.join(d, "blobs"),
+                                            os.path.dirname(p), p)]
+        time.sleep(1)
+        later = os.path.exists(p)
+        self.t.push_enoent += 1
+        self.t.fail(f"push: {p} ENOENT after a successful commit; tag/blobs/sha256/layer "
+                    f"exist: {seen}; a second later: {later}")
 
     # -- the loop --------------------------------------------------------------
     def run(self):
