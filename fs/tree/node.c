@@ -56,9 +56,10 @@ static size_t child_bucket(uint64_t parent, const char *name)
 
 static size_t live_nodes; /* under the node lock */
 /* Under the node lock: VIEW nodes freed with their view's data still to
- * free. That data is freed after the lock is dropped (node_unlock): a
- * rootfs image's release takes the rootfs table lock, which is held around
- * fs_node_* calls (ThreadSanitizer: lock-order inversion). Linked by hnext. */
+ * free. That data is freed after the lock is dropped (node_unlock): the
+ * last release of a rootfs image takes the rootfs table lock and frees its
+ * trees and descriptors, none of which needs the inode table held, and the
+ * table lock then stays a leaf. Linked by hnext. */
 static struct fs_node *graveyard;
 
 static void ino_insert(struct fs_node *n)
