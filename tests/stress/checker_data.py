@@ -67,6 +67,10 @@ class Corpus:
     def push(self, emu):
         """Pushes every blob and image with the tests' ECR client."""
         ecrclient.create_repository(emu, self.repo)
+        # where the checker's pushes go: created here, so its directory is a
+        # repository, not a pending one (a pending repository directory
+        # hides tags committed in it while other pushes in it go on)
+        ecrclient.create_repository(emu, self.repo + "-push")
         c = ecrclient.client_for(emu)
         try:
             for b in self.blobs:

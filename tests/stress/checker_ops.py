@@ -72,7 +72,7 @@ def pick_length(rng, size, off):
 
 
 class Worker:
-    def __init__(self, k, seed, corpus, mnt_repo, claim, stop, push_repo=None):
+    def __init__(self, k, seed, corpus, mnt_repo, claim, stop, push_repo=None, weights=None):
         # rng draws every operation and its arguments before any I/O, so a
         # thread's sequence replays whatever failed; aux keeps the descriptors
         self.rng = random.Random(f"ecrfs-stress-ops:{seed}:{k}")
@@ -88,8 +88,9 @@ class Worker:
         self.seed = seed
         self.push_repo = push_repo  # where op_push writes new tags (None: no pushes)
         self.pushes = 0
+        mix = dict(OPS, **(weights or {}))
         self.ops = [o for o, _ in OPS]
-        self.weights = [w for _, w in OPS]
+        self.weights = [mix[o] for o in self.ops]
 
     # -- helpers ---------------------------------------------------------------
     def blob_path(self, b=None):
@@ -256,15 +257,14 @@ class Worker:
         self.compare("push", layer, 0, layer.size, got)
 
     def push_missing(self, d, p):
-        """The layer of a tag whose commit returned 0 is not there (the tag
-        directory is ENOENT for up to a second after the commit). An open
-        issue of the push side, counted apart and not failed (yet), with
-        what was visible then and a second later."""
+        """The layer of a tag whose commit returned 0 is not there: a wrong
+        answer, told with what was visible then and a second later."""
         seen = [os.path.exists(x) for x in (d, os.path.join(d, "blobs"),
                                             os.path.dirname(p), p)]
         time.sleep(1)
         later = os.path.exists(p)
         self.t.push_enoent += 1
+        self.t.wrong_answers += 1
         self.t.fail(f"push: {p} ENOENT after a successful commit; tag/blobs/sha256/layer "
                     f"exist: {seen}; a second later: {later}")
 
