@@ -734,11 +734,12 @@ class Bench:
     def stress(self):
         """The seeded random-operation checker (tests/stress/checker.py) for
         --stress-ops operations on this build, with its own emulator and
-        faults: a count of wrong bytes (must be 0), not a speed race."""
+        faults (16 threads: most wait on faults; a storm every 2 minutes):
+        a count of wrong bytes (must be 0), not a speed race."""
         out = self.work / "stress.json"
         cmd = ["/usr/bin/python3", str(SRC / "tests" / "stress" / "checker.py"),
                "--ops", str(self.a.stress_ops), "--seconds", "0", "--build", self.a.build,
-               "--json", str(out)]
+               "--threads", "16", "--storm-every", "120", "--json", str(out)]
         if self.a.stress_seed is not None:
             cmd += ["--seed", str(self.a.stress_seed)]
         log(f"stress: {' '.join(cmd)}")
