@@ -238,7 +238,7 @@ def report(r):
     lines = [
         f"seed: {r['seed']}",
         f"operations: {r['ops']} in {r['seconds']} s ({r['ops_per_s']:.0f} ops/s; {ops})",
-        f"longest operation (s): " + ", ".join(f"{k} {v}" for k, v in sorted(r["max_op_s"].items())),
+        "longest operation (s): " + ", ".join(f"{k} {v}" for k, v in sorted(r["max_op_s"].items())),
         f"bytes compared: {r['bytes_checked']}",
         f"wrong bytes: {r['wrong_bytes']}",
         f"wrong answers (sizes, listings, ENOENT): {r['wrong_answers']}",
