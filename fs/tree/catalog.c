@@ -218,7 +218,7 @@ struct refresh {
 	struct fs_flight *f;
 	const struct persist_kind *kind;
 	char key[512], registry[64], region[64], repo[512];
-	int overdue; /* a caller stopped waiting for it */
+	int overdue;  /* a caller stopped waiting for it */
 	unsigned gen; /* the entry's generation when it began */
 };
 
