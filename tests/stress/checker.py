@@ -60,6 +60,9 @@ def parse_args(argv=None):
     ap.add_argument("--json", help="also write the result to this file")
     ap.add_argument("--keep-log", help="copy the daemon's log to this file")
     ap.add_argument("--opts", default="", help="more -o options of the mount (e.g. debug)")
+    ap.add_argument("--corrupt", action="store_true",
+                    help="self-test: flip 16 bytes in the middle of each blob of 1 MiB and more "
+                         "in the emulator's storage first; the run must then FAIL")
     ap.add_argument("--weights", default="",
                     help="operation weights over the defaults, e.g. push=20,pread=0")
     a = ap.parse_args(argv)
@@ -185,6 +188,10 @@ def check(a, log=lambda s: print(s, file=sys.stderr, flush=True)):
         log(f"stress: seed {a.seed}: pushing {len(corpus.blobs)} blobs "
             f"({corpus.working_set() / (1 << 20):.1f} MiB) to the emulator")
         corpus.push(emu)
+        if a.corrupt:
+            for b in corpus.blobs:
+                if b.size >= 1 << 20:
+                    emu.corrupt_blob(b.digest, offset=b.size // 2, length=16)
         opts = f"cache_size={a.cache_mib}M,deadline={a.deadline},tag_ttl=2"
         if a.opts:
             opts += "," + a.opts
