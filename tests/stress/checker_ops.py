@@ -46,9 +46,16 @@ class Tally:
             self.details.append(what)
 
 
+# Offsets where 32-bit arithmetic would break, for the blob over 4 GiB.
+WIDE = [(2 << 30) - 1, 2 << 30, (4 << 30) - 4097, (4 << 30) - 1, 4 << 30, (4 << 30) + 1]
+HUGE_READ_MAX = 2 * MIB + 1  # never read the 4 GiB blob to its end from its start
+
+
 def pick_offset(rng, size):
     """An offset at or near an edge most of the time, anywhere otherwise."""
     r = rng.random()
+    if size > (4 << 30) and r < 0.3:
+        return rng.choice(WIDE + [size - 1, size - 4097])
     if r < 0.25:
         return rng.randrange(size)
     if r < 0.35:
@@ -93,8 +100,9 @@ class Worker:
         self.weights = [mix[o] for o in self.ops]
 
     # -- helpers ---------------------------------------------------------------
-    def blob_path(self, b=None):
-        b = b or self.rng.choice(self.corpus.blobs)
+    def blob_path(self, b=None, whole=False):
+        pool = [x for x in self.corpus.blobs if not (whole and x.huge)]
+        b = b or self.rng.choice(pool)
         tags = [t for t in TAGS if b in self.corpus.layers[t]]
         return b, os.path.join(self.repo, self.rng.choice(tags), "blobs", "sha256", b.hex)
 
@@ -129,6 +137,8 @@ class Worker:
         b, p = self.blob_path()
         off = pick_offset(self.rng, b.size)
         n = pick_length(self.rng, b.size, off)
+        if b.huge:
+            n = min(n, HUGE_READ_MAX)
         drop = self.rng.random() < 0.6
         fd = self.fd_for(p)
         if drop:  # from the daemon, not the page cache
@@ -151,7 +161,8 @@ class Worker:
     def op_mmap(self):
         b, p = self.blob_path()
         off = pick_offset(self.rng, b.size)
-        n = min(pick_length(self.rng, b.size, off), b.size - off)
+        n = min(pick_length(self.rng, b.size, off), b.size - off,
+                HUGE_READ_MAX if b.huge else b.size)
         drop = "1" if self.rng.random() < 0.6 else "0"
         if self.mm is None:
             self.mm = subprocess.Popen(MMAP_READER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -173,7 +184,7 @@ class Worker:
         self.compare("mmap", b, off, n, got)
 
     def op_whole(self):
-        b, p = self.blob_path()
+        b, p = self.blob_path(whole=True)
         drop = self.rng.random() < 0.5
         with open(p, "rb", buffering=0) as f:
             if drop:
