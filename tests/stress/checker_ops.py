@@ -190,7 +190,7 @@ class Worker:
             if drop:
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             got = f.read()  # FileIO.readall: reads until 0 (EOF)
-        self.compare("whole", b, 0, b.size, got)
+        self.compare("whole (page cache dropped)" if drop else "whole", b, 0, b.size, got)
 
     def op_openclose(self):
         b, p = self.blob_path()
