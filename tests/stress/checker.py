@@ -104,7 +104,7 @@ class Claims:
             return True
 
 
-def storms(a, emu, stop, log):
+def storms(a, emu, stop, log, fired):
     """Every --storm-every seconds, every download fails with 503 for three
     deadlines (a read's fetches may retry for about two): uncached reads end
     in EIO, and the checker sees what the kernel and the daemon serve after."""
@@ -115,14 +115,16 @@ def storms(a, emu, stop, log):
         emu.fault(op="BlobGet", kind="http503", count=0)
         log(f"  storm {k}: every download fails for {a.deadline * 3} s")
         stop.wait(a.deadline * 3)
+        fired[0] += sum(f.get("fired", 0) for f in emu.faults())  # cleared next
         emu.clear_faults()
         for f in plan:
             emu.fault(**f)
     return k
 
 
-def run_workers(a, corpus, m, log):
-    """Runs the threads; returns (summed Tally, seconds, hung)."""
+def run_workers(a, corpus, m, log, fired):
+    """Runs the threads; returns (summed Tally, seconds, hung); fired[0]
+    gets the faults fired before a storm cleared them."""
     stop = threading.Event()
     claim = Claims(a.ops, a.seconds)
     repo = m.repo(corpus.repo)
@@ -131,7 +133,7 @@ def run_workers(a, corpus, m, log):
     workers = [Worker(k, a.seed, corpus, repo, claim, stop, push_repo, weights)
                for k in range(a.threads)]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    storm = threading.Thread(target=storms, args=(a, m.emu, stop, log), daemon=True)
+    storm = threading.Thread(target=storms, args=(a, m.emu, stop, log, fired), daemon=True)
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -202,7 +204,8 @@ def check(a, log=lambda s: print(s, file=sys.stderr, flush=True)):
                 emu.fault(**f)
             log(f"stress: {a.threads} threads, {a.ops or 'unlimited'} operations, "
                 f"{a.seconds or 'no'} s limit, -o {opts}")
-            total, took, hung = run_workers(a, corpus, m, log)
+            fired = [0]
+            total, took, hung = run_workers(a, corpus, m, log, fired)
             faults = emu.faults()
             emu.clear_faults()
             try:
@@ -222,8 +225,8 @@ def check(a, log=lambda s: print(s, file=sys.stderr, flush=True)):
     res.update(seconds=round(took, 1), ops_per_s=round(total.ops / took, 1) if took else 0,
                by_op=total.by_op, max_op_s=total.max_s, details=total.details, hung_threads=hung,
                daemon=verdict.splitlines()[0], daemon_ok=ok_daemon,
-               faults_fired=sum(f.get("fired", 0) for f in faults),
-               faults_by_kind=fired_by_kind(faults), cache=stats.get("cache", {}),
+               faults_fired=fired[0] + sum(f.get("fired", 0) for f in faults),
+               faults_by_kind_since_last_storm=fired_by_kind(faults), cache=stats.get("cache", {}),
                http=stats.get("http", {}), replay=replay_command(a))
     res["ok"] = (total.wrong_bytes == 0 and total.wrong_answers == 0 and
                  total.unexpected_errno == 0 and not hung and ok_daemon)
