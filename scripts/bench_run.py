@@ -23,6 +23,9 @@ on the same path in the same run. On loopback:
   push_layers cp -rT of an image of 8 x 64 MiB layers  vs  one sequential curl --aws-sigv4
               loop (InitiateLayerUpload calls, then every part and CompleteLayerUpload in
               order, then PutImage); parts and API calls of both
+  soak_tags   memory soak: VmHWM after browsing 20,000 distinct tags
+  stress      the seeded random-operation checker (tests/stress/checker.py), 1,000,000
+              operations under injected faults: seed, wrong bytes (must be 0), EIOs, ops/s
 
 On the modelled network (the emulator's: 64 MiB/s per download GET, 20 ms to
 its first byte, 30 ms per API call; both sides go through it):
@@ -781,6 +784,32 @@ class Bench:
                  peak_rss_mib=hwm, tables=tables, goal="<= 64 MiB")
 
 
+    def stress(self):
+        """The seeded random-operation checker (tests/stress/checker.py) for
+        --stress-ops operations on this build, with its own emulator and
+        faults (16 threads: most wait on faults; a storm every 2 minutes):
+        a count of wrong bytes (must be 0), not a speed race."""
+        out = self.work / "stress.json"
+        cmd = ["/usr/bin/python3", str(SRC / "tests" / "stress" / "checker.py"),
+               "--ops", str(self.a.stress_ops), "--seconds", "0", "--build", self.a.build,
+               "--threads", "16", "--storm-every", "120", "--json", str(out)]
+        if self.a.stress_seed is not None:
+            cmd += ["--seed", str(self.a.stress_seed)]
+        log(f"stress: {' '.join(cmd)}")
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stderr.write(p.stdout[-3000:])
+        if not out.exists():
+            raise RuntimeError(f"the checker wrote no result: {p.stderr[-2000:]}")
+        r = json.loads(out.read_text())
+        self.add("stress", network="loopback", seed=r["seed"], ops=r["ops"],
+                 wrong_bytes=r["wrong_bytes"], wrong_answers=r["wrong_answers"],
+                 eio=r["eio"], eio_mmap=r["eio_mmap"], unexpected_errno=r["unexpected_errno"],
+                 push_enoent=r["push_enoent"], seconds=r["seconds"], ops_per_s=r["ops_per_s"],
+                 faults_fired=r["faults_fired"], evictions=r["cache"].get("evictions"),
+                 daemon=r["daemon"], checker_ok=r["ok"], replay=r["replay"],
+                 goal="0 wrong bytes")
+
+
 def rss_ok(r):
     return r.get("peak_rss_mib") is None or r["peak_rss_mib"] <= 64
 
@@ -824,6 +853,10 @@ def describe(r):
     if n == "soak_tags":
         return (f"VmHWM {r['peak_rss_mib']:.1f} MiB after browsing in {r['ecrfs_s']:.1f} s, "
                 f"{r['tables'].get('nodes', 0)} nodes kept", "", "", r["peak_rss_mib"] <= 64)
+    if n == "stress":
+        return (f"seed {r['seed']}: {r['ops']} ops, {r['wrong_bytes']} wrong bytes, "
+                f"{r['eio']} EIOs, {r['ops_per_s']:.0f} ops/s, {r['faults_fired']} faults, "
+                f"{r['evictions']} evictions", "", "", r["checker_ok"])
     if n == "rss_read":
         return (f"VmHWM {r['peak_rss_mib']:.1f} MiB ({r['total_mib']} MiB in {r['seconds']:.2f} s)",
                 "", "", r["peak_rss_mib"] <= 64)
@@ -867,7 +900,7 @@ def table(results):
 
 
 LOOPBACK = ["reads", "list_tags", "list_repos", "rss_read", "push", "push_layers", "soak_tags",
-            "rootfs"]
+            "rootfs", "stress"]
 NET = ["net_reads", "net_list_tags", "net_list_repos", "net_push_layers"]
 
 
@@ -895,6 +928,9 @@ def main():
     ap.add_argument("--rootfs-dirs", help="comma-separated directories, one gzip layer each, "
                     "of the rootfs image (default " + ",".join(bench_rootfs.FULL) + "; quick " +
                     ",".join(bench_rootfs.QUICK) + ")")
+    ap.add_argument("--stress-ops", type=int, help="operations of the stress checker "
+                    "(default 1000000, quick 20000)")
+    ap.add_argument("--stress-seed", type=int, help="its seed (default: a new one, printed)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", help="comma-separated, of: " + ",".join(LOOPBACK + NET) +
                     "; or loopback, net (all rows of that network)")
@@ -905,6 +941,7 @@ def main():
     a.tags = a.tags or (500 if a.quick else 5000)
     a.repos = a.repos or (200 if a.quick else 2000)
     a.soak_tags = a.soak_tags or (2000 if a.quick else 20000)
+    a.stress_ops = a.stress_ops or (20000 if a.quick else 1000000)
     a.rss_total_mib = a.rss_total_mib or (128 if a.quick else 4096)
     a.net_read_sizes = [int(x) for x in (a.net_read_sizes_mib or ("32" if a.quick else "256,1024"))
                         .split(",")]
@@ -938,6 +975,7 @@ def main():
                  ("rss_read", b.rss_read),
                  ("push", b.push), ("push_layers", b.push_layers), ("soak_tags", b.soak_tags),
                  ("rootfs", lambda: bench_rootfs.run(b, a.rootfs_dirs, timed, median, log)),
+                 ("stress", b.stress),
                  ("net_reads", b.net_reads), ("net_list_tags", lambda: b.list_tags(net=True)),
                  ("net_list_repos", lambda: b.list_repos(net=True)),
                  ("net_push_layers", lambda: b.push_layers(net=True))]

@@ -289,7 +289,7 @@ struct fs_node *add_pending(struct fs_node *dir, const char *name, enum fs_kind 
 	if (!n && errno == EEXIST) {
 		struct fs_node *old = fs_node_child(dir, name);
 		if (old) {
-			if (old->pending)
+			if (fs_node_is_pending(old))
 				fs_node_remove_pending(old);
 			fs_node_put(old);
 		}

@@ -43,7 +43,7 @@ void settle(pending_version *v)
 
 	pthread_mutex_lock(&wmu);
 	for (t = tagdirs; t && nh < 16; t = t->next)
-		if (t->v == v && t->node->pending) {
+		if (t->v == v && fs_node_is_pending(t->node)) {
 			fs_node_ref(t->node);
 			hits[nh++] = t->node;
 		}
@@ -51,7 +51,7 @@ void settle(pending_version *v)
 	for (int i = 0; i < nh; i++) {
 		struct fs_node *n = hits[i], *dir = n->parent;
 		fs_node_remove_pending_tree(n, 1); /* its files and blobs/ too */
-		while (dir && dir->kind == FS_N_PENDING_DIR && dir->pending &&
+		while (dir && dir->kind == FS_N_PENDING_DIR && fs_node_is_pending(dir) &&
 		       count_pending(dir) == 0) {
 			struct fs_node *up = dir->parent;
 			fs_node_remove_pending(dir);
@@ -83,7 +83,7 @@ static void on_commit(void *arg, pending_version *v, int rc)
 		settle(v); /* every name of the image was written: nothing can collide */
 	pthread_mutex_lock(&wmu);
 	for (t = tagdirs; t && nh < 16; t = t->next)
-		if (t->v == v && !t->node->pending && t->node->kind == FS_N_IMAGE) {
+		if (t->v == v && !fs_node_is_pending(t->node) && t->node->kind == FS_N_IMAGE) {
 			fs_node_ref(t->node);
 			hits[nh++] = t->node;
 		}
@@ -104,7 +104,7 @@ static void settle_idle(time_t now)
 
 	pthread_mutex_lock(&wmu);
 	for (t = tagdirs; t && nv < 32; t = t->next)
-		if (t->node->pending && pending_version_state(t->v) == PV_COMMITTED &&
+		if (fs_node_is_pending(t->node) && pending_version_state(t->v) == PV_COMMITTED &&
 		    pending_idle_s(t->v, now) >= SETTLE_S)
 			vs[nv++] = t->v;
 	pthread_mutex_unlock(&wmu);
@@ -149,7 +149,7 @@ static void forget_settled(time_t now)
 
 	pthread_mutex_lock(&wmu);
 	for (pp = &tagdirs; (t = *pp);) {
-		if (!t->node->pending && pending_version_state(t->v) != PV_PENDING &&
+		if (!fs_node_is_pending(t->node) && pending_version_state(t->v) != PV_PENDING &&
 		    pending_idle_s(t->v, now) >= TRIM_S) {
 			*pp = t->next;
 			t->next = gone;

@@ -98,7 +98,7 @@ static int retag(struct fs_node *src, struct fs_node *ndir, const char *newname,
 	if (noreplace) {
 		/* mv -n: an existing tag (or one being pushed here) stays. */
 		struct fs_node *t = fs_node_child(ndir, newname);
-		rc = t && t->pending ? 1 : tag_exists(c, ndir->registry, ndir->region, repo,
+		rc = t && fs_node_is_pending(t) ? 1 : tag_exists(c, ndir->registry, ndir->region, repo,
 						       newname);
 		fs_node_put(t);
 		if (rc != 0) {

@@ -76,6 +76,8 @@ struct entry {
 	struct refresh *refresh; /* the background load running, or NULL */
 	int forgotten;		 /* changed by this mount: val must not be served */
 	int persist_tried;	 /* the copy an earlier mount persisted was looked for */
+	unsigned gen;		 /* bumped by each forget: a load begun before one
+				    does not make val fresh (it may lack the change) */
 };
 
 void fs_list_put(struct fs_list *l)
@@ -182,9 +184,11 @@ static int entry_offline(struct fs_flights *t, struct fs_ctx *c, struct entry *e
 	return 0;
 }
 
-/* Keeps the outcome of a load (rc, l) in e. Table locked. */
+/* Keeps the outcome of a load (rc, l) begun at generation gen in e. A
+ * listing begun before a forget is kept (for offline use) but not fresh:
+ * the next call loads again. Table locked. */
 static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, const char *key,
-		       const struct persist_kind *kind, int rc, struct fs_list *l,
+		       const struct persist_kind *kind, int rc, struct fs_list *l, unsigned gen,
 		       struct fs_list **out)
 {
 	time_t now = time(NULL);
@@ -192,9 +196,11 @@ static int entry_store(struct fs_flights *t, struct fs_ctx *c, struct entry *e, 
 		if (e->val)
 			fs_list_put(e->val);
 		e->val = l;
-		e->fetched = now;
 		e->err = 0;
-		e->forgotten = 0;
+		if (gen == e->gen) {
+			e->fetched = now;
+			e->forgotten = 0;
+		}
 		*out = cat_list_ref(l);
 		return 0;
 	}
@@ -239,7 +245,8 @@ struct refresh {
 	struct fs_flight *f;
 	const struct persist_kind *kind;
 	char key[512], registry[64], region[64], repo[512];
-	int overdue; /* a caller stopped waiting for it */
+	int overdue;  /* a caller stopped waiting for it */
+	unsigned gen; /* the entry's generation when it began */
 };
 
 /* Protected by the lists table's lock: refreshes running, and how many of
@@ -262,7 +269,7 @@ static void *refresh_main(void *arg)
 	fs_flights_lock(r->t);
 	struct entry *e = fs_flight_val(r->f);
 	e->refresh = NULL;
-	entry_store(r->t, r->c, e, r->key, r->kind, rc, l, &got);
+	entry_store(r->t, r->c, e, r->key, r->kind, rc, l, r->gen, &got);
 	if (got)
 		fs_list_put(got);
 	fs_flight_done(r->f);
@@ -299,6 +306,7 @@ static void refresh_start(struct fs_flights *t, struct fs_flight *f, struct fs_c
 		free(r);
 		return;
 	}
+	r->gen = ((struct entry *)fs_flight_val(f))->gen;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, refresh_main, r) == 0) {
@@ -407,13 +415,14 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	struct fs_flights *t = lists_tab();
 	struct fs_flight *f = NULL;
 	struct fs_list *l = NULL;
-	int rc;
+	int rc, loads = 0;
 	*out = NULL;
 	if (!t)
 		return -ENOMEM;
 	fs_flights_lock(t);
 	if ((rc = entry_hold(t, c, key, &f)) != 0)
 		goto out;
+again:
 	/* One load per key; the others wait for it and take its outcome, or,
 	 * when an older listing is there, wait briefly and take that. */
 	while ((rc = entry_answer(c, fs_flight_val(f), out)) == 1) {
@@ -432,13 +441,21 @@ static int cat_get(struct fs_ctx *c, const char *key, const struct persist_kind 
 	}
 	if (rc != 1)
 		goto out;
+	unsigned gen = ((struct entry *)fs_flight_val(f))->gen;
 	fs_flights_unlock(t);
 	rc = load_list(c, w, &l);
 	if (rc == 0)
 		persist_later(t, c, kind, key, l);
 	fs_flights_lock(t);
-	rc = entry_store(t, c, fs_flight_val(f), key, kind, rc, l, out);
+	rc = entry_store(t, c, fs_flight_val(f), key, kind, rc, l, gen, out);
 	fs_flight_done(f);
+	/* This mount changed the listing while it loaded: load it again. */
+	if (rc == 0 && gen != ((struct entry *)fs_flight_val(f))->gen && ++loads < 3) {
+		fs_list_put(*out);
+		*out = NULL;
+		l = NULL;
+		goto again;
+	}
 out:
 	if (f)
 		fs_flight_put(t, f);
@@ -458,6 +475,7 @@ static void cat_forget(const char *key)
 		e->fetched = 0;
 		e->err = 0;
 		e->forgotten = 1; /* the next call waits for ECR's new answer */
+		e->gen++;	  /* and so do the callers of a load already running */
 		fs_flight_put(t, f);
 	}
 	fs_flights_unlock(t);

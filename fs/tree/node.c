@@ -14,6 +14,7 @@
 
 /* Protects everything below and every node's mutable fields. */
 static pthread_mutex_t node_mu = PTHREAD_MUTEX_INITIALIZER;
+static void node_unlock(void);
 static struct fs_node *ino_hash[NBUCKETS];
 static struct fs_node *child_hash[NBUCKETS];
 static uint64_t next_ino = FS_ROOT_INO + 1;
@@ -26,7 +27,7 @@ void fs_node_lock(void)
 
 void fs_node_unlock(void)
 {
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 uint64_t fs_hash64(const char *const *parts, size_t nparts)
@@ -54,6 +55,12 @@ static size_t child_bucket(uint64_t parent, const char *name)
 }
 
 static size_t live_nodes; /* under the node lock */
+/* Under the node lock: VIEW nodes freed with their view's data still to
+ * free. That data is freed after the lock is dropped (node_unlock): the
+ * last release of a rootfs image takes the rootfs table lock and frees its
+ * trees and descriptors, none of which needs the inode table held, and the
+ * table lock then stays a leaf. Linked by hnext. */
+static struct fs_node *graveyard;
 
 static void ino_insert(struct fs_node *n)
 {
@@ -155,7 +162,7 @@ void fs_node_touch(struct fs_node *n)
 	pthread_mutex_lock(&node_mu);
 	if (n->listed || n->nlookup)
 		lru_front_locked(n, n->img ? FS_TIER_LOADED : FS_TIER_LISTED);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 /* Hands out the tail of a tier beyond bound. Lock held. */
@@ -176,7 +183,7 @@ size_t fs_node_images_over(const size_t bound[2], struct fs_node **out, size_t m
 	pthread_mutex_lock(&node_mu);
 	size_t n = lru_over_locked(&lru[FS_TIER_LOADED], bound[FS_TIER_LOADED], out, max);
 	n += lru_over_locked(&lru[FS_TIER_LISTED], bound[FS_TIER_LISTED], out + n, max - n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -193,9 +200,27 @@ static void node_free(struct fs_node *n)
 	free(n->digest);
 	if (n->img)
 		fs_image_put(n->img);
-	if (n->kind == FS_N_VIEW && n->vdata)
-		fs_view_data_free(n->view, n->vdata);
+	if (n->kind == FS_N_VIEW && n->vdata) {
+		n->hnext = graveyard; /* freed by node_unlock */
+		graveyard = n;
+		return;
+	}
 	free(n);
+}
+
+/* Drops the node lock, then frees the view data of the VIEW nodes freed
+ * under it. */
+static void node_unlock(void)
+{
+	struct fs_node *g = graveyard;
+	graveyard = NULL;
+	pthread_mutex_unlock(&node_mu);
+	while (g) {
+		struct fs_node *next = g->hnext;
+		fs_view_data_free(g->view, g->vdata);
+		free(g);
+		g = next;
+	}
 }
 
 /* Frees n and the parents it was the last holder of. Lock held. */
@@ -237,7 +262,7 @@ int fs_node_init(void (*free_push)(void *push))
 	root->nlookup = 1;
 	ino_insert(root);
 out:
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return rc;
 }
 
@@ -258,7 +283,7 @@ void fs_node_shutdown(void)
 	live_nodes = 0;
 	memset(lru, 0, sizeof lru);
 	next_ino = FS_ROOT_INO + 1;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_get(uint64_t ino)
@@ -270,7 +295,7 @@ struct fs_node *fs_node_get(uint64_t ino)
 			break;
 	if (n)
 		n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -278,7 +303,7 @@ void fs_node_ref(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_put(struct fs_node *n)
@@ -288,14 +313,14 @@ void fs_node_put(struct fs_node *n)
 	pthread_mutex_lock(&node_mu);
 	n->refs--;
 	maybe_free_locked(n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_lookup_inc(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	n->nlookup++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_forget(uint64_t ino, uint64_t nlookup)
@@ -309,7 +334,7 @@ void fs_node_forget(uint64_t ino, uint64_t nlookup)
 		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 		maybe_free_locked(n);
 	}
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
@@ -318,7 +343,7 @@ struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
 	struct fs_node *n = child_find(dir, name);
 	if (n)
 		n->refs++;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -385,7 +410,7 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 	if (old && old->pending) {
 		/* A pending entry shadows the remote one: keep it. */
 		old->refs++;
-		pthread_mutex_unlock(&node_mu);
+		node_unlock();
 		node_free(n);
 		return old;
 	}
@@ -394,7 +419,7 @@ struct fs_node *fs_node_make(struct fs_node *dir, const char *name,
 	publish_locked(dir, n);
 	if (old)
 		maybe_free_locked(old);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -410,7 +435,7 @@ struct fs_image *fs_node_set_img(struct fs_node *n, struct fs_image *img)
 	}
 	img = n->img;
 	fs_image_ref(img);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return img;
 }
 
@@ -420,7 +445,7 @@ struct fs_image *fs_node_img(struct fs_node *n)
 	struct fs_image *img = n->img;
 	if (img)
 		fs_image_ref(img);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return img;
 }
 
@@ -432,7 +457,7 @@ void fs_node_drop_child(struct fs_node *dir, const char *name)
 		child_unlist(old);
 		maybe_free_locked(old);
 	}
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
@@ -447,7 +472,7 @@ struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum 
 	pthread_mutex_lock(&node_mu);
 	struct fs_node *old = child_find(dir, name);
 	if (old && old->pending) {
-		pthread_mutex_unlock(&node_mu);
+		node_unlock();
 		node_free(n);
 		errno = EEXIST;
 		return NULL;
@@ -460,7 +485,7 @@ struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum 
 	dir->pend_head = n;
 	if (old)
 		maybe_free_locked(old);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -487,7 +512,7 @@ void fs_node_remove_pending(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	unlist_pending_locked(n);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 /* Unlists n's pending descendants, children first, and n itself when self
@@ -505,7 +530,7 @@ void fs_node_remove_pending_tree(struct fs_node *n, int self)
 {
 	pthread_mutex_lock(&node_mu);
 	remove_tree_locked(n, self);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, void *),
@@ -514,7 +539,7 @@ void fs_node_foreach_pending(struct fs_node *dir, void (*fn)(struct fs_node *, v
 	pthread_mutex_lock(&node_mu);
 	for (struct fs_node *n = dir->pend_head; n; n = n->pend_next)
 		fn(n, arg);
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 }
 
 char *fs_node_path(struct fs_node *n)
@@ -543,7 +568,7 @@ size_t fs_node_count(void)
 {
 	pthread_mutex_lock(&node_mu);
 	size_t n = live_nodes;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return n;
 }
 
@@ -556,7 +581,7 @@ void *fs_node_set_vdata(struct fs_node *n, void *vdata)
 	else
 		loser = vdata;
 	vdata = n->vdata;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	if (loser)
 		fs_view_data_free(n->view, loser);
 	return vdata;
@@ -566,6 +591,14 @@ void *fs_node_vdata(struct fs_node *n)
 {
 	pthread_mutex_lock(&node_mu);
 	void *v = n->vdata;
-	pthread_mutex_unlock(&node_mu);
+	node_unlock();
 	return v;
+}
+
+int fs_node_is_pending(struct fs_node *n)
+{
+	pthread_mutex_lock(&node_mu);
+	int p = n->pending;
+	node_unlock();
+	return p;
 }

@@ -159,6 +159,9 @@ void fs_node_drop_child(struct fs_node *dir, const char *name);
  * stays listed until fs_node_remove_pending(). */
 struct fs_node *fs_node_add_pending(struct fs_node *dir, const char *name, enum fs_kind kind,
 				    void *push);
+/* Whether n is listed as a pending child (`pending`, read under the node
+ * lock: the push side's sweeper and commits change it from other threads). */
+int fs_node_is_pending(struct fs_node *n);
 /* Unlists a pending child (the node itself lives until FORGET). */
 void fs_node_remove_pending(struct fs_node *n);
 /* Unlists every pending descendant of n (a settled or committed tag

@@ -130,7 +130,7 @@ static struct fs_node *child_get_or_make(struct fs_node *dir, const char *name,
 {
 	struct fs_node *old = fs_node_child(dir, name);
 	if (old) {
-		if (old->pending)
+		if (fs_node_is_pending(old))
 			return old;
 		int same = old->kind == t->kind && old->blob_idx == t->blob_idx &&
 			   old->immutable == t->immutable &&
@@ -158,7 +158,7 @@ int fs_tree_lookup(struct fs_ctx *c, struct fs_node *dir, const char *name,
 	*out = NULL;
 	/* Pending entries (pushes in progress) come first. */
 	struct fs_node *p = fs_node_child(dir, name);
-	if (p && p->pending) {
+	if (p && fs_node_is_pending(p)) {
 		*out = p;
 		return 0;
 	}

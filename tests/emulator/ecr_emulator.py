@@ -25,6 +25,7 @@ from emu_http import RequestLog, Server  # noqa: E402
 from emu_netmodel import NetModel  # noqa: E402
 from emu_registry import Registry, RegistryError  # noqa: E402
 from emu_settings import RepoSettings  # noqa: E402
+from emu_sparse import sparse_blob  # noqa: E402
 from emu_state import State  # noqa: E402
 from emu_sts import Sts  # noqa: E402
 from emu_upload import Layers  # noqa: E402
@@ -63,7 +64,8 @@ class App:
             self.ops["GetDownloadUrlForLayer"])
         self.controls = {"seed_scan": self.artifacts.seed_scan,
                          "image_times": self.artifacts.set_image_times,
-                         "archive_config": self.ecr.archive_config}
+                         "archive_config": self.ecr.archive_config,
+                         "sparse_blob": lambda args: sparse_blob(self, args)}
         self.endpoint = None
 
 

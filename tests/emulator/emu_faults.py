@@ -3,8 +3,10 @@ gets an error, a delay, a truncated or dropped reply, or a black hole.
 
 A spec (JSON from POST /_emu/fault) has:
   kind      http500 | http503 | http (with status) | throttle | http429 | delay |
-            truncate | expired_url | expired_token | access_denied |
+            delay_reply | truncate | expired_url | expired_token | access_denied |
             drop_reply | blackhole | partial_part | upload_lost
+            (delay waits before the call is done; delay_reply after: the
+            answer is what was true delay_ms before it arrives)
   op        operation name, STS action, "BlobGet", or "Unknown" for a request
             that names none, such as a bare GET / ("*" or absent: any)
   repo, account   optional filters
@@ -21,7 +23,7 @@ through current(), the fault matched for this request on this thread).
 import random
 import threading
 
-KINDS = {"http500", "http503", "http", "throttle", "http429", "delay", "truncate",
+KINDS = {"http500", "http503", "http", "throttle", "http429", "delay", "delay_reply", "truncate",
          "expired_url", "expired_token", "access_denied", "drop_reply", "blackhole",
          "partial_part", "upload_lost"}
 

@@ -150,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault["kind"] == "drop_reply":
             self.entry["status"] = 0
             return self.hangup()
+        if fault and fault["kind"] == "delay_reply":  # computed now, arrives later
+            self.app.stop.wait(int(fault.get("delay_ms", 1000)) / 1000.0)
         self.send(200, body, ctype, fault=fault)
 
     def commit_log(self):
@@ -465,13 +467,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.hangup()
 
     def sendfile_all(self, f, start, limit):
-        """All but the last chunk, then the log line, then the rest."""
+        """All but the last chunk, then the log line, then the rest.
+        socket.sendfile's count 0 means "to the end of the file": a body
+        truncated to 0 bytes sends none."""
         head = max(0, limit - CHUNK)
         sent = self.connection.sendfile(f, start, head) if head else 0
         if sent == head:
             self.entry["bytes_out"] = limit
             self.commit_log()
-            sent += self.connection.sendfile(f, start + sent, limit - sent)
+            if limit > sent:
+                sent += self.connection.sendfile(f, start + sent, limit - sent)
         return sent
 
     def sendfile_paced(self, f, start, limit, pacer):

@@ -93,6 +93,24 @@ def test_truncated_download(emu, repo, layer):
     assert get(url)[2] == data
 
 
+def test_download_truncated_to_nothing_ends_at_once(emu, repo, layer):
+    """keep_bytes=0: the headers, then the connection closes (socket.sendfile
+    with a count of 0 would send the whole rest of the file instead)."""
+    data, d, url = layer
+    emu.fault(op="BlobGet", kind="truncate", keep_bytes=0)
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        c.request("GET", u.path + "?" + u.query, headers={"Range": "bytes=1048576-2097151"})
+        r = c.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as e:
+            r.read()
+        assert e.value.partial == b""
+    finally:
+        c.close()
+    assert get(url)[2] == data
+
+
 def test_corrupt_blob(emu, repo, layer):
     data, d, url = layer
     emu.corrupt_blob(d, offset=10, length=4)
@@ -107,3 +125,34 @@ def test_encoded_colon_in_url_path(emu, repo, layer):
     data, d, url = layer
     st, _, body = get(url.replace("sha256:", "sha256%3A"))
     assert st == 200 and body == data
+
+
+def test_sparse_blob_over_4_gib(emu, client, repo):
+    """sparse_blob: a 4 GiB + 4099 blob stored as a hole with patches serves
+    its ranges, and PutImage of an image naming it succeeds."""
+    import base64
+    import json
+    size = (4 << 30) + 4099
+    patch = os.urandom(4096)
+    # any digest will do for serving ranges: the emulator trusts the caller
+    d = "sha256:" + "ab" * 32
+    emu.control("sparse_blob", {"repo": repo, "digest": d, "size": size,
+                                "patches": [{"offset": (4 << 30) - 2048,
+                                             "data_b64": base64.b64encode(patch).decode()}]})
+    url = client.call("GetDownloadUrlForLayer", repositoryName=repo, layerDigest=d)["downloadUrl"]
+    a = (4 << 30) - 4096
+    st, h, body = get(url, {"Range": f"bytes={a}-{a + 8191}"})
+    assert st == 206 and h["Content-Range"] == f"bytes {a}-{a + 8191}/{size}"
+    assert body == bytes(2048) + patch + bytes(2048)
+    st, h, body = get(url, {"Range": "bytes=-3"})
+    assert st == 206 and body == bytes(3)
+    cfg = b'{"architecture":"amd64","os":"linux"}'
+    cd = client.push_blob(repo, cfg)
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": cd, "size": len(cfg)},
+                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                  "digest": d, "size": size}]}).encode()
+    client.put_image(repo, man, "application/vnd.oci.image.manifest.v1+json", "huge")
+    imgs = client.call("DescribeImages", repositoryName=repo)["imageDetails"]
+    assert any("huge" in i.get("imageTags", []) for i in imgs)
