@@ -15,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UPLOAD_POOL_PARTS_DEFAULT (40u * 1024 * 1024)
+/* Three UploadLayerPart bodies of 10 MiB parts (base64 in JSON: 13.4 MiB
+ * each, net/ecr.h ecr_part_room), as much memory as four raw parts took. */
+#define UPLOAD_POOL_PARTS_DEFAULT (41u * 1024 * 1024)
 #define UPLOAD_POOL_SPILL_DEFAULT (2ull * 1024 * 1024 * 1024)
 
 struct upload_pool_stats {
