@@ -6,8 +6,10 @@
  * is an error.
  *
  * Part buffers are mapped and unmapped by the pool, not malloc'd, so the
- * memory goes back to the system when a part is acknowledged instead of
- * staying in an allocator arena. Thread-safe: mu protects every field. */
+ * memory goes back to the system instead of staying in an allocator arena:
+ * while parts are in flight a freed buffer is kept for the next part of
+ * its size (within the budget), and all go once none is in flight.
+ * Thread-safe: mu protects every field. */
 #ifndef ECRFS_UPLOAD_POOL_H
 #define ECRFS_UPLOAD_POOL_H
 
