@@ -407,10 +407,13 @@ int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *uplo
 					buf + cap - len, len);
 		if (rc)
 			return rc;
-		if (b.prefix_len > PART_PREFIX_ROOM)
-			rc = -ENAMETOOLONG;
-		else
-			rc = build_in_place(&b, buf, cap, len, &built->total, built->hash);
+		if (b.prefix_len > PART_PREFIX_ROOM) {
+			/* Names longer than ECR allows: the streaming form. */
+			ecr_part_body_free(&b);
+			return ecr_upload_layer_part(e, w, upload_id, first_byte,
+						     buf + cap - len, len, last_valid_byte, err);
+		}
+		rc = build_in_place(&b, buf, cap, len, &built->total, built->hash);
 		ecr_part_body_free(&b);
 		if (rc)
 			return rc;
