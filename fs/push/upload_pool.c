@@ -82,8 +82,12 @@ void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *
 {
 	void *b;
 
+	/* Small parts (a config, a small layer) never wait behind the parts of
+	 * big layers: together they may pass the budget by SMALL_EXTRA. */
+	size_t cap = p->budget + (len <= UPLOAD_POOL_SMALL ? UPLOAD_POOL_SMALL_EXTRA : 0);
+
 	pthread_mutex_lock(&p->mu);
-	while (p->st.bytes_now > 0 && p->st.bytes_now + len > p->budget && !cancelled(arg))
+	while (p->st.bytes_now > 0 && p->st.bytes_now + len > cap && !cancelled(arg))
 		pthread_cond_wait(&p->cv, &p->mu);
 	if (cancelled(arg)) {
 		pthread_mutex_unlock(&p->mu);

@@ -20,6 +20,11 @@
 /* Three UploadLayerPart bodies of 10 MiB parts (base64 in JSON: 13.4 MiB
  * each, net/ecr.h ecr_part_room), as much memory as four raw parts took. */
 #define UPLOAD_POOL_PARTS_DEFAULT (41u * 1024 * 1024)
+/* Buffers of at most SMALL bytes (the body of a config) are granted past
+ * the budget, by up to SMALL_EXTRA bytes in all, so they never wait behind
+ * layers' parts. */
+#define UPLOAD_POOL_SMALL (1u * 1024 * 1024)
+#define UPLOAD_POOL_SMALL_EXTRA (4u * 1024 * 1024)
 #define UPLOAD_POOL_SPILL_DEFAULT (2ull * 1024 * 1024 * 1024)
 
 struct upload_pool_stats {
