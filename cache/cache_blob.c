@@ -289,7 +289,7 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	char hex[CACHE_HEX_LEN + 1];
 	struct cache_fds f;
 	unsigned char flag = 0;
-	uint64_t idx = off / CACHE_CHUNK_SIZE;
+	uint64_t idx = off / CACHE_CHUNK_SIZE, nonce = 0;
 	size_t got = 0;
 	int ret = cache_hex_of(digest, hex), reserved = 0, lock_fd = -1;
 
@@ -354,6 +354,8 @@ int cache_blob_write_chunk(cache *c, const char *digest, uint64_t size, uint64_t
 	c->stats.bytes_stored += len;
 	cache_room_again(c);
 	pthread_mutex_unlock(&c->mu);
+	if (cache_map_nonce(f.map_fd, size, &nonce) == 0)
+		cache_chunk_checked(c, hex, nonce, size, idx); /* its CRC is of our bytes */
 	close(lock_fd); /* hashing below needs no lock: flagged chunks are final */
 	lock_fd = -1;
 	cache_hash_advance(c, hex, size, &f, buf, off, len);

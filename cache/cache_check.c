@@ -7,7 +7,10 @@
  * The first time this process serves a chunk (cache_blob_read_fd), the
  * chunk is read and checked against its CRC; one bit per chunk in the
  * index entry, keyed by the map's nonce (which the .sum keeps, so bits
- * survive a seal), remembers it: at most one bit per cached MiB.
+ * survive a seal), remembers it: at most one bit per cached MiB. A chunk
+ * this process stored gets its bit when stored: its CRC was computed from
+ * the bytes it wrote, so reading them back would check nothing at rest
+ * and cost a copy and a CRC of every downloaded byte.
  *
  * A mismatch: a partial chunk loses its flag and is fetched again; a
  * sealed blob is dropped whole and fetched again as it is read (rot is
@@ -116,6 +119,11 @@ static int vbit(cache *c, const char *hex, uint64_t nonce, uint64_t size, uint64
 	}
 	pthread_mutex_unlock(&c->mu);
 	return on;
+}
+
+void cache_chunk_checked(cache *c, const char *hex, uint64_t nonce, uint64_t size, uint64_t idx)
+{
+	vbit(c, hex, nonce, size, idx, 1);
 }
 
 void cache_vbits_reset(struct cache_entry *e)

@@ -211,6 +211,9 @@ int cache_chunk_ok(const struct cache_fds *f, uint64_t size, uint64_t idx, unsig
  * a complete blob without a valid .sum, or another -errno. */
 int cache_check_range(cache *c, const struct cache_fds *f, uint64_t size, uint64_t off, size_t len,
 		      uint64_t *bad);
+/* Marks chunk idx of the copy with nonce as checked (this process stored
+ * it). Takes mu. */
+void cache_chunk_checked(cache *c, const char *hex, uint64_t nonce, uint64_t size, uint64_t idx);
 /* Forgets the checked bits of an entry. Caller holds mu. */
 void cache_vbits_reset(struct cache_entry *e);
 /* A complete blob without sums: 0 when it hashes to its digest (its sums

@@ -231,6 +231,25 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
 			  uint64_t first_byte, const void *data, size_t len,
 			  int64_t *last_valid_byte, struct ecr_error *err);
 
+/* The same call with its body built once, in the caller's buffer: buf has
+ * cap >= ecr_part_room(len) bytes and the part's len bytes at its end
+ * (buf + cap - len). The first call (built->done 0) encodes them in place
+ * into the JSON body, front to back, hashing it on the way, so each byte
+ * is encoded and hashed once (the streaming form encodes twice: to hash,
+ * then to send), and fills *built; later calls with the same buf and
+ * *built send that body again (same upload id, first_byte and len).
+ * Returns as ecr_upload_layer_part. */
+struct ecr_part_built {
+	int done;
+	size_t total;  /* bytes of the body at buf */
+	char hash[65]; /* its sha256, for SigV4 */
+};
+size_t ecr_part_room(size_t len);
+int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *upload_id,
+			     uint64_t first_byte, char *buf, size_t cap, size_t len,
+			     struct ecr_part_built *built, int64_t *last_valid_byte,
+			     struct ecr_error *err);
+
 /* CompleteLayerUpload; LayerAlreadyExists is success. */
 int ecr_complete_layer_upload(ecr *e, const struct ecr_where *w, const char *upload_id,
 			      const char *digest, struct ecr_error *err);

@@ -253,9 +253,12 @@ int ecr_initiate_layer_upload(ecr *e, const struct ecr_where *w, char **upload_i
 	return rc;
 }
 
-int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_id,
-			  uint64_t first_byte, const void *data, size_t len,
-			  int64_t *last_valid_byte, struct ecr_error *err)
+/* Sends an UploadLayerPart body of total bytes read by body_cb, whose sha256
+ * is hash, for the part [first_byte, first_byte + len). */
+static int send_part(ecr *e, const struct ecr_where *w, const char *upload_id,
+		     uint64_t first_byte, size_t len, net_body_cb body_cb, void *body_arg,
+		     size_t total, const char *hash, int64_t *last_valid_byte,
+		     struct ecr_error *err)
 {
 	static const char *const expected[] = {"InvalidLayerPartException",
 					       "UploadNotFoundException", NULL};
@@ -265,23 +268,14 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
 			     .subject = upload_id,
 			     .expected = expected};
 	struct ecr_error eb, *er = err ? err : &eb;
-	struct ecr_part_body b;
-	char hash[65];
 	json_t *j = NULL;
 	int rc;
 
 	if (last_valid_byte)
 		*last_valid_byte = -1;
-	rc =
-	    ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte, data, len);
-	if (rc)
-		return rc;
-	rc = ecr_part_body_hash(&b, hash);
-	if (rc)
-		goto out;
-	c.body_cb = ecr_part_body_read;
-	c.body_arg = &b;
-	c.body_len = b.total;
+	c.body_cb = body_cb;
+	c.body_arg = body_arg;
+	c.body_len = total;
 	c.payload_hash = hash;
 	c.stall_ms = UPLOAD_STALL_MS;
 	c.deadline_ms = UPLOAD_DEADLINE_MS;
@@ -309,10 +303,126 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
 	} else if (rc == 0 && last_valid_byte) {
 		*last_valid_byte = ecr_json_int(j, "lastByteReceived", -1);
 	}
-out:
 	json_decref(j);
+	return rc;
+}
+
+int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_id,
+			  uint64_t first_byte, const void *data, size_t len,
+			  int64_t *last_valid_byte, struct ecr_error *err)
+{
+	struct ecr_part_body b;
+	char hash[65];
+	int rc;
+
+	if (last_valid_byte)
+		*last_valid_byte = -1;
+	rc =
+	    ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte, data, len);
+	if (rc)
+		return rc;
+	rc = ecr_part_body_hash(&b, hash);
+	if (rc == 0)
+		rc = send_part(e, w, upload_id, first_byte, len, ecr_part_body_read, &b, b.total,
+			       hash, last_valid_byte, err);
 	ecr_part_body_free(&b);
 	return rc;
+}
+
+/* ---- a part's body built once, in place ---- */
+
+#define PART_PREFIX_ROOM 4096u	     /* the JSON before the base64, at most */
+#define PART_BLOCK (3u * 16384)	     /* input bytes encoded at a time */
+#define PART_SLACK (PART_BLOCK + 64) /* keeps the output behind the input */
+
+size_t ecr_part_room(size_t len)
+{
+	return PART_PREFIX_ROOM + 4 * ((len + 2) / 3) + sizeof(part_suffix) + PART_SLACK;
+}
+
+struct mem_body {
+	const char *p;
+	size_t len;
+};
+
+static ssize_t mem_body_read(void *arg, char *dst, size_t n, uint64_t off)
+{
+	const struct mem_body *m = arg;
+
+	if (off >= m->len)
+		return 0;
+	if (n > m->len - off)
+		n = (size_t)(m->len - off);
+	memcpy(dst, m->p + off, n);
+	return (ssize_t)n;
+}
+
+/* The body of b in buf, whose last len bytes are the part: the prefix,
+ * then each block's base64 written where the part's bytes already read
+ * were (with PART_SLACK, the output [0, P + 4(i+k)/3) never reaches the
+ * input still unread at cap - len + i), hashed while it is hot. */
+static int build_in_place(const struct ecr_part_body *b, char *buf, size_t cap, size_t len,
+			  size_t *total, char hex[65])
+{
+	const unsigned char *in = (const unsigned char *)buf + cap - len;
+	unsigned char *out = (unsigned char *)buf, h[32];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	size_t o = b->prefix_len;
+
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(md);
+		return -ENOMEM;
+	}
+	memcpy(out, b->prefix, o);
+	EVP_DigestUpdate(md, out, o);
+	for (size_t i = 0; i < len; i += PART_BLOCK) {
+		size_t k = len - i < PART_BLOCK ? len - i : PART_BLOCK;
+		int n = EVP_EncodeBlock(out + o, in + i, (int)k);
+		EVP_DigestUpdate(md, out + o, (size_t)n);
+		o += (size_t)n;
+	}
+	memcpy(out + o, part_suffix, sizeof(part_suffix) - 1);
+	EVP_DigestUpdate(md, out + o, sizeof(part_suffix) - 1);
+	o += sizeof(part_suffix) - 1;
+	EVP_DigestFinal_ex(md, h, NULL);
+	EVP_MD_CTX_free(md);
+	net_hex(h, 32, hex);
+	*total = o;
+	return 0;
+}
+
+int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *upload_id,
+			     uint64_t first_byte, char *buf, size_t cap, size_t len,
+			     struct ecr_part_built *built, int64_t *last_valid_byte,
+			     struct ecr_error *err)
+{
+	struct ecr_part_body b;
+	struct mem_body m;
+	int rc;
+
+	if (cap < ecr_part_room(len))
+		return -EINVAL;
+	if (!built->done) {
+		rc = ecr_part_body_init(&b, w->registry_id, w->repository, upload_id, first_byte,
+					buf + cap - len, len);
+		if (rc)
+			return rc;
+		if (b.prefix_len > PART_PREFIX_ROOM) {
+			/* Names longer than ECR allows: the streaming form. */
+			ecr_part_body_free(&b);
+			return ecr_upload_layer_part(e, w, upload_id, first_byte,
+						     buf + cap - len, len, last_valid_byte, err);
+		}
+		rc = build_in_place(&b, buf, cap, len, &built->total, built->hash);
+		ecr_part_body_free(&b);
+		if (rc)
+			return rc;
+		built->done = 1;
+	}
+	m.p = buf;
+	m.len = built->total;
+	return send_part(e, w, upload_id, first_byte, len, mem_body_read, &m, built->total,
+			 built->hash, last_valid_byte, err);
 }
 
 int ecr_complete_layer_upload(ecr *e, const struct ecr_where *w, const char *upload_id,

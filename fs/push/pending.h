@@ -64,7 +64,7 @@ struct pending_opts {
 	const char *spill_dir;/* for JSON beyond hold_cap; NULL: $TMPDIR or /tmp */
 	size_t hold_cap;      /* 0: 4 MiB */
 	int no_create_repos;  /* never CreateRepository: a missing repository is ENOENT */
-	size_t part_bytes;    /* part buffers of all uploads at once, 0: 40 MiB */
+	size_t part_bytes;    /* part buffers of all uploads at once, 0: 41 MiB */
 	uint64_t spill_bytes; /* spilled bytes ECR has not taken yet, 0: 2 GiB */
 	/* Called (without locks) after a commit attempt, e.g. to invalidate the
 	 * kernel's entries; may be NULL. */

@@ -19,6 +19,13 @@ struct push_remote_ops {
 	 * InvalidLayerPartException; -ESTALE on UploadNotFoundException. */
 	int (*upload_part)(void *ctx, const char *upload_id, uint64_t first_byte, const void *data,
 			   size_t len, int64_t *last_valid);
+	/* Optional (NULL: upload_part only): a part sent as one body built in
+	 * place in the uploader's buffer (net/ecr.h ecr_upload_layer_part_in):
+	 * part_room(len) bytes, the part at their end; errors as upload_part. */
+	size_t (*part_room)(size_t len);
+	int (*upload_part_in)(void *ctx, const char *upload_id, uint64_t first_byte, char *buf,
+			      size_t cap, size_t len, struct ecr_part_built *built,
+			      int64_t *last_valid);
 	/* LayerAlreadyExists is success. */
 	int (*complete)(void *ctx, const char *upload_id, const char *digest);
 	/* tag NULL: by digest. ImageAlreadyExists is success; immutable tag -> -EEXIST. */

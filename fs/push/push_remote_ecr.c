@@ -47,6 +47,19 @@ static int r_part(void *ctx, const char *upload_id, uint64_t first_byte, const v
 	return rc;
 }
 
+static int r_part_in(void *ctx, const char *upload_id, uint64_t first_byte, char *buf,
+		     size_t cap, size_t len, struct ecr_part_built *built, int64_t *last_valid)
+{
+	struct ecr_remote *r = ctx;
+	struct ecr_where w = where_of(r);
+	struct ecr_error err = { 0 };
+	int rc = ecr_upload_layer_part_in(r->e, &w, upload_id, first_byte, buf, cap, len, built,
+					  last_valid, &err);
+	if (rc == -ENOENT && strstr(err.code, "UploadNotFound"))
+		rc = -ESTALE;
+	return rc;
+}
+
 static int r_complete(void *ctx, const char *upload_id, const char *digest)
 {
 	struct ecr_remote *r = ctx;
@@ -132,6 +145,8 @@ static const struct push_remote_ops ecr_remote_ops = {
 	.check_layers = r_check,
 	.initiate = r_initiate,
 	.upload_part = r_part,
+	.part_room = ecr_part_room,
+	.upload_part_in = r_part_in,
 	.complete = r_complete,
 	.put_image = r_put,
 	.image_exists = r_image_exists,

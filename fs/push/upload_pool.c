@@ -1,10 +1,18 @@
 /* The part-buffer budget and spill cap shared by uploads (upload_pool.h). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "fs/push/upload_pool.h"
+
+/* Buffers given back while other parts are in flight are kept for the
+ * next part of the same size (parts are mostly one size): mapping and
+ * zero-filling 13 MiB per part cost the daemon more than encoding it.
+ * Kept buffers count against the budget too, and all go back to the
+ * system once no part is in flight. */
+#define KEEP_MAX 4
 
 struct upload_pool {
 	pthread_mutex_t mu; /* protects everything below */
@@ -12,7 +20,39 @@ struct upload_pool {
 	size_t budget;
 	uint64_t spill_max;
 	struct upload_pool_stats st;
+	void *kept[KEEP_MAX];
+	size_t kept_len[KEEP_MAX];
+	int nkept;
+	size_t kept_bytes;
 };
+
+/* Caller holds mu. Unmaps kept buffers until want more bytes fit the
+ * budget beside those in use (all of them for want SIZE_MAX). */
+static void drop_kept(struct upload_pool *p, size_t want)
+{
+	while (p->nkept > 0 && (want == SIZE_MAX || p->st.bytes_now + p->kept_bytes + want >
+							   p->budget)) {
+		p->nkept--;
+		munmap(p->kept[p->nkept], p->kept_len[p->nkept]);
+		p->kept_bytes -= p->kept_len[p->nkept];
+	}
+}
+
+/* Caller holds mu: a kept buffer of exactly len, or NULL. */
+static void *take_kept(struct upload_pool *p, size_t len)
+{
+	for (int i = 0; i < p->nkept; i++) {
+		if (p->kept_len[i] != len)
+			continue;
+		void *b = p->kept[i];
+		p->kept_bytes -= len;
+		p->nkept--;
+		p->kept[i] = p->kept[p->nkept];
+		p->kept_len[i] = p->kept_len[p->nkept];
+		return b;
+	}
+	return NULL;
+}
 
 int upload_pool_new(size_t part_bytes, uint64_t spill_bytes, struct upload_pool **out)
 {
@@ -32,6 +72,7 @@ void upload_pool_free(struct upload_pool *p)
 {
 	if (!p)
 		return;
+	drop_kept(p, SIZE_MAX);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -41,8 +82,12 @@ void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *
 {
 	void *b;
 
+	/* Small parts (a config, a small layer) never wait behind the parts of
+	 * big layers: together they may pass the budget by SMALL_EXTRA. */
+	size_t cap = p->budget + (len <= UPLOAD_POOL_SMALL ? UPLOAD_POOL_SMALL_EXTRA : 0);
+
 	pthread_mutex_lock(&p->mu);
-	while (p->st.bytes_now > 0 && p->st.bytes_now + len > p->budget && !cancelled(arg))
+	while (p->st.bytes_now > 0 && p->st.bytes_now + len > cap && !cancelled(arg))
 		pthread_cond_wait(&p->cv, &p->mu);
 	if (cancelled(arg)) {
 		pthread_mutex_unlock(&p->mu);
@@ -54,7 +99,12 @@ void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *
 		p->st.bytes_peak = p->st.bytes_now;
 	if (p->st.parts_now > p->st.parts_peak)
 		p->st.parts_peak = p->st.parts_now;
+	b = take_kept(p, len);
+	if (!b)
+		drop_kept(p, 0); /* what is in use now (len included) fits */
 	pthread_mutex_unlock(&p->mu);
+	if (b)
+		return b;
 	b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b != MAP_FAILED)
 		return b;
@@ -64,13 +114,21 @@ void *upload_pool_get(struct upload_pool *p, size_t len, int (*cancelled)(void *
 
 void upload_pool_put(struct upload_pool *p, void *buf, size_t len)
 {
-	if (buf)
-		munmap(buf, len);
 	pthread_mutex_lock(&p->mu);
 	p->st.bytes_now -= len;
 	p->st.parts_now--;
+	if (buf && p->st.parts_now > 0 && p->nkept < KEEP_MAX) {
+		p->kept[p->nkept] = buf;
+		p->kept_len[p->nkept++] = len;
+		p->kept_bytes += len;
+		buf = NULL;
+	}
+	if (p->st.parts_now == 0)
+		drop_kept(p, SIZE_MAX);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	if (buf)
+		munmap(buf, len);
 }
 
 int upload_pool_spill(struct upload_pool *p, uint64_t n, int may_wait, int (*cancelled)(void *),

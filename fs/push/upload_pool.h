@@ -6,8 +6,10 @@
  * is an error.
  *
  * Part buffers are mapped and unmapped by the pool, not malloc'd, so the
- * memory goes back to the system when a part is acknowledged instead of
- * staying in an allocator arena. Thread-safe: mu protects every field. */
+ * memory goes back to the system instead of staying in an allocator arena:
+ * while parts are in flight a freed buffer is kept for the next part of
+ * its size (within the budget), and all go once none is in flight.
+ * Thread-safe: mu protects every field. */
 #ifndef ECRFS_UPLOAD_POOL_H
 #define ECRFS_UPLOAD_POOL_H
 
@@ -15,7 +17,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UPLOAD_POOL_PARTS_DEFAULT (40u * 1024 * 1024)
+/* Three UploadLayerPart bodies of 10 MiB parts (base64 in JSON: 13.4 MiB
+ * each, net/ecr.h ecr_part_room), as much memory as four raw parts took. */
+#define UPLOAD_POOL_PARTS_DEFAULT (41u * 1024 * 1024)
+/* Buffers of at most SMALL bytes (the body of a config) are granted past
+ * the budget, by up to SMALL_EXTRA bytes in all, so they never wait behind
+ * layers' parts. */
+#define UPLOAD_POOL_SMALL (1u * 1024 * 1024)
+#define UPLOAD_POOL_SMALL_EXTRA (4u * 1024 * 1024)
 #define UPLOAD_POOL_SPILL_DEFAULT (2ull * 1024 * 1024 * 1024)
 
 struct upload_pool_stats {

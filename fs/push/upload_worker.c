@@ -135,11 +135,14 @@ static int part_refused(upload *u, uint64_t off, size_t n, int64_t lv)
 	return -EIO;
 }
 
-/* Sends buf (bytes [off, off+n)); 0 when ECR moved on (acked updated,
- * possibly back to 0 after a restart), or -errno. */
-static int send_part(upload *u, uint64_t off, const char *buf, size_t n)
+/* Sends bytes [off, off+n), the last n of buf's cap; 0 when ECR moved on
+ * (acked updated, possibly back to 0 after a restart), or -errno. A remote
+ * that builds the body in place rewrites buf once and resends that body:
+ * the id does not change within this loop (restart returns). */
+static int send_part(upload *u, uint64_t off, char *buf, size_t cap, size_t n)
 {
 	const struct push_remote_ops *ops = u->remote->ops;
+	struct ecr_part_built built = { 0 };
 	char *id;
 	int rc;
 
@@ -149,7 +152,11 @@ static int send_part(upload *u, uint64_t off, const char *buf, size_t n)
 		rc = current_id(u, &id);
 		if (rc)
 			return rc;
-		rc = ops->upload_part(u->remote->ctx, id, off, buf, n, &lv);
+		if (ops->upload_part_in && ops->part_room)
+			rc = ops->upload_part_in(u->remote->ctx, id, off, buf, cap, n, &built,
+						 &lv);
+		else
+			rc = ops->upload_part(u->remote->ctx, id, off, buf + cap - n, n, &lv);
 		if (rc == 0) {
 			u->resumes = 0;
 			set_acked(u, off + n);
@@ -235,17 +242,21 @@ static int complete(upload *u)
 	return rc < 0 ? rc : 1;
 }
 
+/* One part in a buffer of the pool: the bytes at its end, and room before
+ * them for a remote that encodes the body in place. */
 static int one_part(upload *u, uint64_t off, size_t n)
 {
-	char *buf = upload_pool_get(u->pool, n, upl_cancelled, u);
+	const struct push_remote_ops *ops = u->remote->ops;
+	size_t cap = ops->upload_part_in && ops->part_room ? ops->part_room(n) : n;
+	char *buf = upload_pool_get(u->pool, cap, upl_cancelled, u);
 	int rc;
 
 	if (!buf)
 		return upl_cancelled(u) ? -ECANCELED : -ENOMEM;
-	rc = read_bytes(u, off, buf, n);
+	rc = read_bytes(u, off, buf + cap - n, n);
 	if (rc == 0)
-		rc = send_part(u, off, buf, n);
-	upload_pool_put(u->pool, buf, n);
+		rc = send_part(u, off, buf, cap, n);
+	upload_pool_put(u->pool, buf, cap);
 	return rc;
 }
 

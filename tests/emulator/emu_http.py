@@ -15,6 +15,7 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import emu_partbody
 import emu_sigv4
 from emu_sigv4 import AuthError
 from emu_ecr import check_registry_id
@@ -253,7 +254,8 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
         fn = app.ops.get(op) if target.startswith(ECR_PREFIX) else None
         try:
-            params = json.loads(body or b"{}")
+            params = (emu_partbody.parse(body) if body and op == "UploadLayerPart"
+                      else json.loads(body or b"{}"))
             if not isinstance(params, dict):
                 raise ValueError
         except ValueError:

@@ -1,8 +1,8 @@
 """Layer operations: chunked uploads, availability, download URLs.
 
 Parts are appended to a temp file in STATE_DIR/uploads (hashing as they
-arrive); CompleteLayerUpload checks the digest and streams the file into
-the backing registry.
+arrive); CompleteLayerUpload checks the digest and moves the file into the
+backing registry's storage (emu_registry.place_blob_file).
 """
 import binascii
 import hashlib
@@ -14,6 +14,7 @@ import urllib.parse
 import uuid
 
 import emu_faults
+import emu_partbody
 from emu_ecr import DIGEST_RE, invalid
 from emu_registry import RegistryError
 from emu_state import EcrError
@@ -80,7 +81,7 @@ class Layers:
         u = self._upload(ctx, p, r)
         first, last = p.get("partFirstByte"), p.get("partLastByte")
         try:
-            blob = binascii.a2b_base64(p.get("layerPartBlob") or "", strict_mode=True)
+            blob = emu_partbody.decode(p.get("layerPartBlob"))
         except (binascii.Error, ValueError):
             raise invalid("layerPartBlob", "must be valid base64")
         uid = p["uploadId"]
@@ -171,7 +172,7 @@ class Layers:
                                        f"repository with name '{r.name}' in the registry with "
                                        f"id '{r.account}'")
                 try:
-                    self.ecr.registry.push_blob_file(self.ecr.rname(r), u.path, want, u.size)
+                    self.ecr.registry.place_blob_file(self.ecr.rname(r), u.path, want, u.size)
                 except (RegistryError, OSError) as e:
                     raise EcrError("ServerException", f"backing registry: {e}", 500)
                 with self.state.lock:

@@ -171,6 +171,67 @@ static void test_upload_part(void)
 	free(data);
 }
 
+/* The body built in place carries the part's bytes (base64 decoded back),
+ * is signed with its own hash, and is sent again as is after a refusal. */
+static void upload_part_in_len(size_t len)
+{
+	struct fake f = {0};
+	size_t cap = ecr_part_room(len);
+	char *buf = malloc(cap);
+	unsigned char *data = malloc(len), *dec = malloc(len + 3);
+	struct ecr_where w = {.region = "us-east-1", .repository = "team/app"};
+	struct ecr_part_built built = {0};
+	int64_t lv = 0;
+	int mode = 0;
+	ecr *e;
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = (unsigned char)(i * 7 ^ (i >> 9));
+	memcpy(buf + cap - len, data, len);
+	f.reply = reply_part;
+	f.ctx = &mode;
+	e = new_ecr(&f);
+
+	CHECK_INT(ecr_upload_layer_part_in(e, &w, "u", 5242880, buf, cap - 1, len, &built, &lv,
+					   NULL), -EINVAL);
+	CHECK_INT(built.done, 0);
+	CHECK_INT(ecr_upload_layer_part_in(e, &w, "u", 5242880, buf, cap, len, &built, &lv, NULL),
+		  0);
+	CHECK_INT(built.done, 1);
+	CHECK_INT(lv, 5242880 + (int64_t)len - 1);
+	CHECK_INT(f.hash_mismatch, 0);
+	CHECK_INT(ecr_json_int(f.bodies[0], "partFirstByte", -1), 5242880);
+	CHECK_INT(ecr_json_int(f.bodies[0], "partLastByte", -1), 5242880 + (int64_t)len - 1);
+	CHECK_STR(ecr_json_str(f.bodies[0], "repositoryName"), "team/app");
+	const char *b64 = ecr_json_str(f.bodies[0], "layerPartBlob");
+	CHECK(b64 && strlen(b64) == 4 * ((len + 2) / 3));
+	int n = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)strlen(b64));
+	size_t pad = len % 3 ? 3 - len % 3 : 0;
+	CHECK_INT(n, (int)(len + pad));
+	CHECK(memcmp(dec, data, len) == 0);
+
+	/* Refused: the same body goes again, still matching its hash. */
+	mode = 1;
+	CHECK_INT(ecr_upload_layer_part_in(e, &w, "u", 5242880, buf, cap, len, &built, &lv, NULL),
+		  -ERANGE);
+	CHECK_INT(f.ncalls, 2);
+	CHECK_INT(f.hash_mismatch, 0);
+	CHECK_STR(ecr_json_str(f.bodies[1], "layerPartBlob"), b64);
+	ecr_free(e);
+	fake_reset(&f);
+	free(buf);
+	free(data);
+	free(dec);
+}
+
+static void test_upload_part_in(void)
+{
+	upload_part_in_len(3 * 400000);       /* no padding */
+	upload_part_in_len(5 * 1024 * 1024 + 1); /* "==" */
+	upload_part_in_len(1);
+	upload_part_in_len(10 * 1024 * 1024);  /* a full part: "=" */
+}
+
 /* ---- pagination and batching ---- */
 
 struct pager {
@@ -701,6 +762,7 @@ int main(void)
 	log_init(LOG_TO_STDERR, NULL, LOGL_ERR);
 	test_part_body();
 	test_upload_part();
+	test_upload_part_in();
 	test_pagination();
 	test_batching();
 	test_describe_ids();

@@ -341,6 +341,65 @@ static void test_width(void)
 	fake_fini(&F);
 }
 
+struct getter {
+	struct upload_pool *pool;
+	size_t len;
+	void *buf;
+	int done; /* atomic */
+};
+
+static int never(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static void *getter_main(void *arg)
+{
+	struct getter *g = arg;
+	g->buf = upload_pool_get(g->pool, g->len, never, NULL);
+	__atomic_store_n(&g->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static int done_within(struct getter *g, int ms)
+{
+	for (int i = 0; i < ms && !__atomic_load_n(&g->done, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	return __atomic_load_n(&g->done, __ATOMIC_SEQ_CST);
+}
+
+/* With the budget taken by layers' parts, a config's small part still gets
+ * its buffer at once; a big part waits for one to come back. */
+static void test_small_parts_pass(void)
+{
+	struct upload_pool *pool;
+	struct getter small = { 0 }, big = { 0 };
+	pthread_t ts, tb;
+	void *b[3];
+
+	CHECK(upload_pool_new(15 * MiB, 0, &pool) == 0);
+	for (int i = 0; i < 3; i++)
+		CHECK((b[i] = upload_pool_get(pool, 5 * MiB, never, NULL)) != NULL);
+	small = (struct getter){ .pool = pool, .len = 64 * 1024 };
+	big = (struct getter){ .pool = pool, .len = 5 * MiB };
+	pthread_create(&ts, NULL, getter_main, &small);
+	pthread_create(&tb, NULL, getter_main, &big);
+	CHECK(done_within(&small, 2000));
+	CHECK(!done_within(&big, 100));
+	pthread_join(ts, NULL);
+	CHECK(small.buf != NULL);
+	upload_pool_put(pool, small.buf, small.len);
+	upload_pool_put(pool, b[0], 5 * MiB);
+	CHECK(done_within(&big, 2000));
+	pthread_join(tb, NULL);
+	CHECK(big.buf != NULL);
+	upload_pool_put(pool, big.buf, big.len);
+	upload_pool_put(pool, b[1], 5 * MiB);
+	upload_pool_put(pool, b[2], 5 * MiB);
+	upload_pool_free(pool);
+}
+
 /* The spill cap holds a writer back until ECR takes bytes (back-pressure),
  * but never while its own upload has less than a part to send (a cap
  * below a part would wait for ever). */
@@ -405,6 +464,7 @@ int main(void)
 	test_json();
 	test_parallel();
 	test_width();
+	test_small_parts_pass();
 	test_spill_cap();
 	test_abort();
 	log_close();
