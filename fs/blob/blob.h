@@ -71,6 +71,11 @@ struct fs_blobs_stats {
 	size_t ra_running, ra_queued; /* readahead pieces */
 };
 void fs_blobs_stats(struct fs_blobs *b, struct fs_blobs_stats *out);
+/* Bytes of digest received from the network so far by any reader (and of
+ * the few digests that share its count): moves as the bytes arrive, before
+ * a chunk is complete, so that a wait can tell a slow download from a
+ * stalled one. */
+uint64_t fs_blob_received(struct fs_blobs *b, const char *digest);
 
 /* Opens a reader of ref; ino is handed to cfg.inval when the blob turns out
  * corrupt. Pins the blob in the cache while open. 0 or -errno. */

@@ -47,6 +47,10 @@ void blob_id_put(struct blob_id *id);
 
 struct blob_pool;
 
+/* Counts of bytes received, one per group of digests (a hash of the name):
+ * a shared slot only makes a wait see another blob's bytes as progress. */
+#define RECEIVED_SLOTS 64
+
 struct fs_blobs {
 	struct fs_blobs_cfg cfg;            /* cfg.src never NULL */
 	struct fs_flights *chunks;          /* chunks in flight: "digest/index", no value */
@@ -54,7 +58,10 @@ struct fs_blobs {
 	struct fs_flights *bad;             /* digests that failed their hash */
 	struct blob_pool *pool;             /* readahead workers */
 	uint64_t stream_rate;               /* atomic: bytes/s of the last whole piece */
+	uint64_t received[RECEIVED_SLOTS];  /* atomic: bytes received, by blob_received_slot */
 };
+/* The slot of digest's count of bytes received. */
+size_t blob_received_slot(const char *digest);
 
 struct fs_rstate {
 	struct fs_blobs *bs;

@@ -169,6 +169,8 @@ static int fetch_sink(void *arg, const char *data, size_t n)
 {
 	struct fetch *f = arg;
 	uint64_t size = f->id->ref.size;
+	__atomic_add_fetch(&f->bs->received[blob_received_slot(f->id->digest)], n,
+			   __ATOMIC_RELAXED);
 	while (n > 0) {
 		uint64_t abs = f->pos + f->fill;
 		uint64_t clen = (f->pos + CHUNK <= size ? CHUNK : size - f->pos);

@@ -58,6 +58,19 @@ void fs_blobs_stats(struct fs_blobs *b, struct fs_blobs_stats *out)
 	blob_pool_stats(b->pool, &out->ra_running, &out->ra_queued);
 }
 
+size_t blob_received_slot(const char *digest)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)digest; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % RECEIVED_SLOTS;
+}
+
+uint64_t fs_blob_received(struct fs_blobs *b, const char *digest)
+{
+	return __atomic_load_n(&b->received[blob_received_slot(digest)], __ATOMIC_RELAXED);
+}
+
 /* ---- a blob's name ---- */
 
 struct blob_id *blob_id_new(const struct fs_blob_ref *ref, uint64_t ino)

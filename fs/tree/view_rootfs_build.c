@@ -383,6 +383,18 @@ static uint64_t progress(struct rfs_image *im, uint64_t *total)
 	return done;
 }
 
+/* What the first lookup's wait counts as progress: bytes fed to the
+ * builds, bytes of the layers arriving from the network (a chunk at a slow
+ * link's rate may take longer than the deadline) and bytes the index
+ * sources read. */
+static uint64_t wait_progress(struct rfs_image *im)
+{
+	uint64_t total, p = progress(im, &total) + __atomic_load_n(&im->probed, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < im->nlayers; i++)
+		p += fs_blob_received(im->c->blobs, im->layers[i].digest);
+	return p;
+}
+
 /* Waits for the build while it makes progress; the caller's INTERRUPT
  * ends the wait, not the build. mu held. */
 static int wait_locked(struct rfs_image *im)
@@ -390,7 +402,7 @@ static int wait_locked(struct rfs_image *im)
 	volatile int *cancel = net_http_thread_cancel_swap(NULL);
 	net_http_thread_cancel_swap(cancel);
 	int deadline_ms = im->c->deadline_ms > 0 ? im->c->deadline_ms : 30000;
-	uint64_t total, last = progress(im, &total) + __atomic_load_n(&im->probed, __ATOMIC_RELAXED);
+	uint64_t last = wait_progress(im);
 	struct timespec idle_since;
 	clock_gettime(CLOCK_MONOTONIC, &idle_since);
 	while (im->state == RFS_BUILDING) {
@@ -406,8 +418,7 @@ static int wait_locked(struct rfs_image *im)
 			return -EINTR;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		/* Bytes the index sources read count as progress too. */
-		uint64_t p = progress(im, &total) + __atomic_load_n(&im->probed, __ATOMIC_RELAXED);
+		uint64_t p = wait_progress(im);
 		if (p != last) {
 			last = p;
 			idle_since = now;
