@@ -121,7 +121,13 @@ int rootfs_index_same_entries(const struct rootfs_index *a, const struct rootfs_
 		const struct rootfs_ent *x = &a->ents[i], *y = &b->ents[i];
 		if (x->type != y->type || x->size != y->size || x->data_off != y->data_off ||
 		    x->mode != y->mode || x->uid != y->uid || x->gid != y->gid ||
-		    x->mtime != y->mtime || strcmp(rootfs_ix_str(a, x->path), rootfs_ix_str(b, y->path)))
+		    x->mtime != y->mtime || x->major != y->major || x->minor != y->minor ||
+		    strcmp(rootfs_ix_str(a, x->path), rootfs_ix_str(b, y->path)))
+			return 0;
+		/* A link target the trees keep from the dropped index must be right. */
+		if ((x->link == ROOTFS_NONE) != (y->link == ROOTFS_NONE) ||
+		    (x->link != ROOTFS_NONE &&
+		     strcmp(rootfs_ix_str(a, x->link), rootfs_ix_str(b, y->link))))
 			return 0;
 	}
 	return 1;

@@ -343,6 +343,16 @@ static int gunzip_chunk(const unsigned char *cbuf, size_t clen, unsigned char *d
 	return rc;
 }
 
+/* The cache key of span i: its first uncompressed offset. Offsets of a
+ * chunk kind's index (eStargz, zstd:chunked) count the files' contents laid
+ * end to end, those of every other index the tar stream: bit 63 keeps the
+ * two apart, so indexes of one layer from different sources never serve
+ * each other's bytes. */
+static uint64_t span_key(const struct rootfs_index *ix, size_t i)
+{
+	return ix->ck[i].out | (rootfs_comp_chunks(ix->comp) ? 1ull << 63 : 0);
+}
+
 /* A chunk kind's span: decompressed whole, its sha256 checked, then
  * [pos, pos + n) copied to dst and the chunk cached. */
 static int chunk_load(struct rootfs_spans *s, const struct rootfs_index *ix, size_t i,
@@ -376,7 +386,7 @@ static int chunk_load(struct rootfs_spans *s, const struct rootfs_index *ix, siz
 		return -EIO;
 	}
 	memcpy(dst, full + (pos - start), n);
-	cache_put(s, ix->digest + 7, start, full, (size_t)slen);
+	cache_put(s, ix->digest + 7, span_key(ix, i), full, (size_t)slen);
 	return 0;
 }
 
@@ -399,7 +409,7 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	}
 	if (ix->comp != ROOTFS_COMP_GZIP) {
 		memcpy(dst, cbuf + (pos - start), n);
-		cache_put(s, layer, ix->ck[i].out, cbuf, clen);
+		cache_put(s, layer, span_key(ix, i), cbuf, clen);
 		cbuf = NULL;
 		goto out;
 	}
@@ -413,7 +423,7 @@ static int load_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 	if ((rc = inflate_span(ix, i, cbuf, clen, 0, full, (size_t)slen)) < 0)
 		goto out;
 	memcpy(dst, full + (pos - start), n);
-	cache_put(s, layer, ix->ck[i].out, full, (size_t)slen);
+	cache_put(s, layer, span_key(ix, i), full, (size_t)slen);
 	full = NULL;
 out:
 	free(cbuf);
@@ -447,8 +457,8 @@ static int read_in_span(struct rootfs_spans *s, const struct rootfs_index *ix,
 			size_t n)
 {
 	const char *layer = ix->digest + 7;
-	uint64_t key = ix->ck[i].out;
-	size_t from = (size_t)(pos - key);
+	uint64_t key = span_key(ix, i);
+	size_t from = (size_t)(pos - ix->ck[i].out);
 	struct flight *f;
 	int rc;
 	pthread_mutex_lock(&s->lock);

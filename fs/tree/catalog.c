@@ -444,13 +444,22 @@ again:
 	unsigned gen = ((struct entry *)fs_flight_val(f))->gen;
 	fs_flights_unlock(t);
 	rc = load_list(c, w, &l);
-	if (rc == 0)
-		persist_later(t, c, kind, key, l);
+	struct fs_list *copy = rc == 0 && l ? cat_list_ref(l) : NULL; /* the offline copy's */
 	fs_flights_lock(t);
 	rc = entry_store(t, c, fs_flight_val(f), key, kind, rc, l, gen, out);
 	fs_flight_done(f);
+	int changed = gen != ((struct entry *)fs_flight_val(f))->gen;
+	if (copy) {
+		/* Only a listing no change of this mount overtook becomes the
+		 * offline copy: an older one saved last would lack the change. */
+		fs_flights_unlock(t);
+		if (rc == 0 && !changed)
+			persist_later(t, c, kind, key, copy);
+		fs_list_put(copy);
+		fs_flights_lock(t);
+	}
 	/* This mount changed the listing while it loaded: load it again. */
-	if (rc == 0 && gen != ((struct entry *)fs_flight_val(f))->gen && ++loads < 3) {
+	if (rc == 0 && changed && ++loads < 3) {
 		fs_list_put(*out);
 		*out = NULL;
 		l = NULL;

@@ -3,9 +3,11 @@
  * is built here once (streamed through the verified blob path, saved to
  * cache_dir/index so that the next mount loads it), and reads go through
  * that index if it lists the same entries at the same places; otherwise the
- * layer's reads stay -EIO with a log line until a remount rebuilds the
- * trees. zstd layers (their local index is over a decompressed copy) are
- * not rebuilt here. */
+ * layer's reads stay -EIO with a log line until a remount, which loads the
+ * index built here. An eStargz or zstd:chunked index places files by their
+ * contents laid end to end, a build by the tar stream, so for those the
+ * entries always differ: only the next mount reads them right. zstd layers
+ * (their local index is over a decompressed copy) are not rebuilt here. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -12,9 +12,7 @@
 #include "fs/tree/view_rootfs_sources.h"
 #include "net/log.h"
 
-/* One line per source. SOCI (zTOC of a SOCI index, v2 annotation or v1
- * referrer) and ecrfs's own published index go here, in that order, after
- * eStargz and zstd:chunked. A NULL try_fn is skipped. */
+/* One line per source, tried in this order; a NULL try_fn is skipped. */
 const struct rfs_index_source rfs_index_sources[] = {
     /* First those that cost no layer byte to find (an annotation, one
      * ListImageReferrers per image), then the footer probes (a tail read

@@ -1,9 +1,10 @@
 /* Index sources of TAG@rootfs: where a layer's index comes from.
  *
- * Per layer the mount tries, first match wins: the local cache
- * (cache_dir/index), then every entry of rfs_index_sources[] in order
- * (eStargz TOC, zstd:chunked TOC, SOCI zTOC, ecrfs's published index),
- * then the local build (the layer streamed once). The name of the source
+ * Per layer the mount tries, first match wins: an index another image
+ * holds (built here), the local cache (cache_dir/index), then every entry
+ * of rfs_index_sources[] in order (SOCI v2, SOCI v1, ecrfs's published
+ * index, eStargz TOC, zstd:chunked TOC), then the local build (the layer
+ * streamed once). The name of the source
  * that gave the index is shown in user.ecr.rootfs_state ("ready (estargz)").
  * doc/ROOTFS.md "Index sources" describes the contract.
  *
@@ -83,7 +84,7 @@ extern const size_t rfs_n_index_sources;
 #define RFS_SRC_LOCAL "local index"
 #define RFS_SRC_BUILT "built"
 
-/* The sources of this issue (fs/tree/view_rootfs_toc.c). */
+/* eStargz and zstd:chunked (fs/tree/view_rootfs_toc.c). */
 int rfs_src_estargz(const struct rfs_src_ctx *ctx, const struct rfs_src_layer *layer,
 		    struct rootfs_index **index);
 int rfs_src_zstd_chunked(const struct rfs_src_ctx *ctx, const struct rfs_src_layer *layer,
