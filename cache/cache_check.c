@@ -104,6 +104,8 @@ static int vbit(cache *c, const char *hex, uint64_t nonce, uint64_t size, uint64
 	struct cache_entry *e;
 	int on = 0;
 
+	if (idx >= cache_nchunks(size))
+		return 0; /* an empty blob has no chunk, so no bit */
 	pthread_mutex_lock(&c->mu);
 	e = cache_entry_find(c, hex); /* exists: the caller's fds keep it busy */
 	if (e && e->vbits && e->vnonce != nonce)

@@ -16,7 +16,8 @@ def test_bench_smoke(tmp_path):
                         "--build", str(BUILD), "--size-mib", "8", "--tags", "60",
                         "--rss-total-mib", "16", "--net-read-sizes-mib", "8",
                         "--push-layers", "2", "--push-layer-mib", "6", "--soak-tags", "40",
-                        "--rootfs-dirs", "/usr/share/perl", "--runs", "1",
+                        "--rootfs-dirs", "/usr/share/perl", "--repos", "30",
+                        "--stress-ops", "300", "--runs", "1",
                         "--out", str(out),
                         "--workdir", str(tmp_path / "work")],
                        capture_output=True, text=True, timeout=900)
@@ -24,7 +25,8 @@ def test_bench_smoke(tmp_path):
     res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
     assert set(res) == {"cold_read", "warm_read", "tail_read", "list_tags", "rss_read", "push",
                         "push_layers", "soak_tags", "net_cold_read_8", "net_tail_read",
-                        "net_list_tags", "net_push_layers", "rootfs"}
+                        "net_list_tags", "net_push_layers", "rootfs", "list_repos",
+                        "net_list_repos", "stress"}
     for name, row in res.items():
         assert "status" not in row, (name, row)
         assert row["network"] in ("loopback", "modelled", "none (cache)"), row
@@ -55,6 +57,11 @@ def test_bench_smoke(tmp_path):
     assert rf["cat_gets"] == 1 and 0 < rf["cat_fetched_kib"] <= 2048 + 64
     assert abs(rf["diff_fetched_mib"] - rf["distinct_layers_mib"]) < 1e-6
     assert 0 < rf["ls_hwm_mib"] and rf["small_file"].startswith("usr/share/perl/")
+    # The checker ran the operations asked for and compared every byte.
+    st = res["stress"]
+    assert st["ops"] >= 300 and st["wrong_bytes"] == 0 and st["checker_ok"], st
+    # 30 repositories fit one DescribeRepositories page each way.
+    assert res["list_repos"]["ecrfs_api_calls"] >= 1
     assert "measurement" in r.stdout and "median of 1 runs" in r.stdout
     # Nothing stays mounted.
     assert str(tmp_path) not in pathlib.Path("/proc/mounts").read_text()
