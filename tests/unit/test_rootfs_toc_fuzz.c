@@ -373,6 +373,60 @@ static long fuzz_estargz(long iters)
 	return i;
 }
 
+/* One layer read through an eStargz index (offsets of the files' contents
+ * laid end to end) and through a built one (offsets of the tar stream) in
+ * one span cache: both have a span at offset 0, and neither may be served
+ * the other's bytes. */
+static void test_sources_keep_their_spans_apart(void)
+{
+	struct buf tar = {0}, prefix = {0}, member = {0}, blob = {0};
+	unsigned char h[512], zero[1024] = {0}, got[8];
+	char hex[72], digest[80];
+	tar_header(h, "etc/hello", strlen(A) + strlen(B));
+	put(&tar, h, 512);
+	put(&tar, A, strlen(A));
+	put(&tar, B, strlen(B));
+	put(&tar, zero, 512 - (strlen(A) + strlen(B)) % 512);
+	put(&tar, zero, sizeof zero);
+	sha_hex(tar.p, tar.n, hex);
+	snprintf(digest, sizeof digest, "%s", hex); /* sha_hex writes "sha256:<hex>" */
+	struct rootfs_build *b = NULL;
+	struct rootfs_index *built = NULL, *toc = NULL;
+	CHECK_INT(rootfs_build_new(digest, ROOTFS_COMP_NONE, NULL, &b), 0);
+	CHECK_INT(rootfs_build_feed(b, tar.p, tar.n), 0);
+	CHECK_INT(rootfs_build_finish(b, &built), 0);
+	rootfs_build_free(b);
+	/* The eStargz index of the same layer digest (its blob's own bytes). */
+	gz_member(&prefix, A, strlen(A));
+	uint64_t o2 = prefix.n;
+	gz_member(&prefix, B, strlen(B));
+	char *json = toc_json(0, 0, o2, 0, 0);
+	toc_member(&member, (unsigned char *)json, strlen(json));
+	esgz_blob(&blob, &prefix, member.p, member.n);
+	uint64_t off, end;
+	CHECK_INT(rootfs_estargz_locate(blob.p + blob.n - 200, 200, blob.n, &off, &end), 0);
+	CHECK_INT(rootfs_estargz_index(digest, blob.n, blob.p + off, (size_t)(end - off), off, end,
+				       NULL, &toc),
+		  0);
+	struct rootfs_spans *s = NULL;
+	struct rootfs_source from_blob = {blob_read, &blob}, from_tar = {blob_read, &tar};
+	CHECK_INT(rootfs_spans_new(1 << 20, &s), 0);
+	if (toc && built && s) {
+		CHECK_INT(rootfs_spans_read(s, toc, &from_blob, 0, got, 5), 5);
+		CHECK(memcmp(got, A, 5) == 0);
+		CHECK_INT(rootfs_spans_read(s, built, &from_tar, 0, got, 5), 5);
+		CHECK(memcmp(got, "etc/h", 5) == 0); /* the tar header, not "hello" */
+	}
+	rootfs_spans_free(s);
+	rootfs_index_free(toc);
+	rootfs_index_free(built);
+	free(json);
+	free(tar.p);
+	free(prefix.p);
+	free(member.p);
+	free(blob.p);
+}
+
 /* ---- zstd:chunked ---- */
 
 static void skippable(struct buf *b, const void *p, size_t n)
@@ -521,6 +575,7 @@ int main(int argc, char **argv)
 	rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 0x9e3779b97f4a7c15ull;
 	printf("seed 0x%llx\n", (unsigned long long)rng);
 	log_init(LOG_TO_FILE, "/dev/null", LOGL_ERR);
+	test_sources_keep_their_spans_apart();
 	CHECK(fuzz_estargz(iters) >= 1000 || iters < 1000);
 	CHECK(fuzz_zchunked(iters) >= 1000 || iters < 1000);
 	return check_summary("rootfs_toc_fuzz");
