@@ -13,6 +13,7 @@ import time
 import pytest
 
 import ecrclient
+from conftest import sync_dir
 import layouts
 from mount import ACCT, REGION, mounts
 from tmpfs import resize, small_tmpfs
@@ -24,18 +25,6 @@ def tags(emu, repo):
     r = emu.aws_run("list-images", "--repository-name", repo)
     assert r.returncode == 0, r.stderr
     return sorted(i["imageTag"] for i in json.loads(r.stdout)["imageIds"] if "imageTag" in i)
-
-
-def sync_errno(path):
-    """`sync TAGDIR` (OPENDIR + FSYNCDIR): 0 or the errno."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-        return 0
-    except OSError as e:
-        return e.errno
-    finally:
-        os.close(fd)
 
 
 def strace_cp(src, dst, trace):
@@ -106,7 +95,7 @@ def test_spill_enospc_fails_the_write_and_leaves_no_tag(emulator, tmp_path, kind
         assert st.f_bfree * st.f_frsize > 6 * MiB, st
         assert "re-run the same cp" in m.logtext()
         # sync TAGDIR reports the version's outcome: the same errno.
-        assert sync_errno(dst) == errno.ENOSPC
+        assert sync_dir(dst) == errno.ENOSPC
         assert "v1" not in tags(emu, REPO)
         r = emu.aws_run("describe-images", "--repository-name", REPO,
                         "--image-ids", "imageTag=v1")
