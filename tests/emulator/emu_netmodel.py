@@ -9,17 +9,24 @@ path to S3 and ECR. Off by default; three knobs:
 Set at start by ECR_EMU_GET_RATE (bytes/s, or with a K/M/G suffix for
 KiB/MiB/GiB: "64M"), ECR_EMU_FIRST_BYTE_MS and ECR_EMU_API_MS, and at any
 time by POST /_emu/netmodel (GET answers the current model).
+
+A fourth knob, hold (0 or 1, control URL only), models a path that stops
+carrying bytes mid-stream: while it is 1 the bodies of rate-capped GETs
+already in flight pause (connections open, no bytes), and go on where they
+were when it returns to 0. Tests use it to stall downloads that started
+before a fault, which a fault on new requests cannot reach.
 """
 import threading
 import time
 
-KEYS = ("get_rate", "first_byte_ms", "api_ms")
+KEYS = ("get_rate", "first_byte_ms", "api_ms", "hold")
 ENV = {"get_rate": "ECR_EMU_GET_RATE", "first_byte_ms": "ECR_EMU_FIRST_BYTE_MS",
        "api_ms": "ECR_EMU_API_MS"}
 SLICE_S = 0.01            # a paced GET sends about 10 ms of its rate at a time
 SLICE_MIN = 16 * 1024
 SLICE_MAX = 4 * 1024 * 1024
 MAX_DELAY_MS = 60_000
+HOLD_POLL_S = 0.02        # a held GET looks for the hold's end this often
 
 
 def parse_rate(text):
@@ -45,7 +52,7 @@ class NetModel:
         new = dict(self.cfg)
         for k, v in args.items():
             n = parse_rate(v) if k == "get_rate" else int(v)
-            if n < 0 or (k != "get_rate" and n > MAX_DELAY_MS):
+            if n < 0 or (k != "get_rate" and n > MAX_DELAY_MS) or (k == "hold" and n > 1):
                 raise ValueError(f"netmodel {k}={v} out of range")
             new[k] = n
         with self.lock:
@@ -69,7 +76,10 @@ class NetModel:
     def pacer(self):
         """A Pacer for one GET's body, or None when its rate is not capped."""
         rate = self.cfg["get_rate"]
-        return Pacer(rate) if rate else None
+        return Pacer(rate, self) if rate else None
+
+    def held(self):
+        return self.cfg["hold"] != 0
 
 
 class Pacer:
@@ -79,13 +89,18 @@ class Pacer:
     that falls behind does not earn a burst later (at most one slice of
     credit), as on a link."""
 
-    def __init__(self, rate):
+    def __init__(self, rate, model):
+        self.model = model
         self.rate = float(rate)
         self.slice = max(SLICE_MIN, min(SLICE_MAX, int(rate * SLICE_S)))
         self.next = time.monotonic()
 
     def wait(self, nbytes):
-        """Sleeps until nbytes more may leave."""
+        """Sleeps until nbytes more may leave (and while the model holds)."""
+        if self.model.held():
+            while self.model.held():
+                time.sleep(HOLD_POLL_S)
+            self.next = time.monotonic()
         now = time.monotonic()
         if self.next > now:
             time.sleep(self.next - now)

@@ -44,11 +44,12 @@ def blob8(emu, client, repo):
 def test_knobs_round_trip(emu):
     assert emu.netmodel() == NETMODEL_OFF
     got = emu.netmodel(get_rate=64 * MIB, first_byte_ms=20, api_ms=30)
-    assert got == {"get_rate": 64 * MIB, "first_byte_ms": 20, "api_ms": 30}
+    assert got == {"get_rate": 64 * MIB, "first_byte_ms": 20, "api_ms": 30, "hold": 0}
     assert emu.netmodel() == got
     assert emu.netmodel(get_rate="16M")["get_rate"] == 16 * MIB  # the env's form too
-    assert emu.netmodel(api_ms=0) == {"get_rate": 16 * MIB, "first_byte_ms": 20, "api_ms": 0}
-    for bad in ({"rate": 1}, {"api_ms": -1}, {"first_byte_ms": "x"}):
+    assert emu.netmodel(api_ms=0) == {"get_rate": 16 * MIB, "first_byte_ms": 20, "api_ms": 0,
+                                      "hold": 0}
+    for bad in ({"rate": 1}, {"api_ms": -1}, {"first_byte_ms": "x"}, {"hold": 2}):
         with pytest.raises(urllib.error.HTTPError) as e:
             emu.netmodel(**bad)
         assert e.value.code == 400
@@ -94,6 +95,25 @@ def test_rate_cap_is_per_get(emu, blob8):
     assert wall < 0.8, wall  # one after another: 1 s
 
 
+def test_hold_pauses_bodies_in_flight(emu, blob8):
+    """hold=1 stops a capped GET that already started, mid-body, with its
+    connection open; hold=0 lets it finish with the right bytes."""
+    data, url = blob8
+    emu.netmodel(get_rate=4 * MIB)  # 8 MiB: 2 s
+    res = {}
+    t = threading.Thread(target=lambda: res.update(r=timed_get(url)))
+    t.start()
+    time.sleep(0.5)
+    emu.netmodel(hold=1)
+    t.join(timeout=2.5)
+    assert t.is_alive(), "the body finished while held"
+    emu.netmodel(hold=0)
+    t.join(timeout=10)
+    st, body, _, total = res["r"]
+    assert st == 200 and body == data
+    assert total >= 4.0, total  # 2 s of sending and the 2.5 s held
+
+
 def test_first_byte_delay(emu, blob8):
     data, url = blob8
     emu.netmodel(first_byte_ms=300)
@@ -129,4 +149,4 @@ def test_model_off_is_fast(emu, blob8):
 def test_model_from_environment(tmp_path):
     with Emulator(state_dir=str(tmp_path / "emu"),
                   netmodel={"get_rate": "64M", "first_byte_ms": 20, "api_ms": 30}) as e:
-        assert e.netmodel() == {"get_rate": 64 * MIB, "first_byte_ms": 20, "api_ms": 30}
+        assert e.netmodel() == {"get_rate": 64 * MIB, "first_byte_ms": 20, "api_ms": 30, "hold": 0}

@@ -41,7 +41,7 @@ DEFAULT_KNOBS = {"tiny_pages": 0, "sts_duration": None, "sts_expire_early": 0, "
                  "part_size": 10 * 1024 * 1024, "min_part_size": 5 * 1024 * 1024,
                  "max_parts": 4200}
 # The modelled network (emu_netmodel.py): off.
-NETMODEL_OFF = {"get_rate": 0, "first_byte_ms": 0, "api_ms": 0}
+NETMODEL_OFF = {"get_rate": 0, "first_byte_ms": 0, "api_ms": 0, "hold": 0}
 NETMODEL_ENV = {"get_rate": "ECR_EMU_GET_RATE", "first_byte_ms": "ECR_EMU_FIRST_BYTE_MS",
                 "api_ms": "ECR_EMU_API_MS"}
 

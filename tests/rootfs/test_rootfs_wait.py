@@ -54,8 +54,11 @@ def percent(st):
 
 def test_stall_mid_layer_fails_after_deadline(emulator, mount, tmp_path):
     """The layer streams at 4 MiB/s per GET; once it has made progress,
-    every new download hangs for 30 s. `ls` fails with EIO about one
-    deadline after the last progress, while the build itself still runs."""
+    the downloads in flight stop mid-body (the modelled network's hold)
+    and every new one hangs for 30 s. `ls` fails with EIO about one
+    deadline after the last progress, while the build itself still runs.
+    Both are needed: a whole-layer reader may have every piece of a 40 MiB
+    layer in flight from its first miss."""
     push_random_layer(emulator, tmp_path, "rfs/stall", "stall", 40)
     m = mount(opts=f"deadline={DEADLINE}")
     root = m.repo("rfs/stall", "stall@rootfs")
@@ -71,6 +74,7 @@ def test_stall_mid_layer_fails_after_deadline(emulator, mount, tmp_path):
                     last, last_change = pc, time.monotonic()
                 if not faulted and pc:
                     emulator.fault(kind="blackhole", op="BlobGet", count=0, timeout_ms=30000)
+                    emulator.netmodel(hold=1)
                     t_fault, faulted = time.monotonic(), True
                 time.sleep(0.05)
             ended = time.monotonic()
