@@ -238,12 +238,28 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
  * is encoded and hashed once (the streaming form encodes twice: to hash,
  * then to send), and fills *built; later calls with the same buf and
  * *built send that body again (same upload id, first_byte and len).
- * Returns as ecr_upload_layer_part. */
+ * Returns as ecr_upload_layer_part.
+ *
+ * With release set, buf is given back early: release(arg) is called once
+ * the body's last byte has been handed to the connection (the reply is
+ * still awaited: ECR's processing of a part takes longer than sending it,
+ * and that wait no longer holds a part buffer), and any later send of the
+ * same body (an HTTP retry, a resend after InvalidLayerPart) encodes it
+ * again from raw(arg, off, dst, n), the part's bytes [off, off+n), in
+ * small slices. ecr_part_built_free() frees what that keeps. */
 struct ecr_part_built {
 	int done;
 	size_t total;  /* bytes of the body at buf */
 	char hash[65]; /* its sha256, for SigV4 */
+	void (*release)(void *arg);
+	int (*raw)(void *arg, uint64_t off, char *dst, size_t n);
+	void *arg;
+	int released;	  /* buf was given back: sends rebuild from raw */
+	char *prefix;	  /* the JSON before the base64, kept for rebuilding */
+	size_t prefix_len;
+	unsigned char *scratch; /* rebuilding's buffers, made at the first */
 };
+void ecr_part_built_free(struct ecr_part_built *b);
 size_t ecr_part_room(size_t len);
 int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *upload_id,
 			     uint64_t first_byte, char *buf, size_t cap, size_t len,

@@ -340,21 +340,92 @@ size_t ecr_part_room(size_t len)
 	return PART_PREFIX_ROOM + 4 * ((len + 2) / 3) + sizeof(part_suffix) + PART_SLACK;
 }
 
-struct mem_body {
-	const char *p;
-	size_t len;
+/* The body of a built part: from buf while the caller lends it, else
+ * encoded again from the part's raw bytes. */
+struct built_body {
+	struct ecr_part_built *b;
+	const char *buf;
+	size_t len; /* the part's raw bytes */
 };
 
-static ssize_t mem_body_read(void *arg, char *dst, size_t n, uint64_t off)
-{
-	const struct mem_body *m = arg;
+#define REBUILD_GROUPS 16384u /* 48 KiB of the part encoded at a time */
 
-	if (off >= m->len)
+/* Base64 characters [pos, pos+n) of the part, from raw(): whole 3-byte
+ * groups, so the text is the same as the first encoding's. */
+static ssize_t rebuild_b64(struct built_body *bb, char *dst, size_t n, size_t pos)
+{
+	struct ecr_part_built *b = bb->b;
+	unsigned char *in, *out;
+	size_t done = 0;
+
+	if (!b->scratch && !(b->scratch = malloc(REBUILD_GROUPS * 7 + 1)))
+		return -ENOMEM;
+	in = b->scratch;
+	out = b->scratch + REBUILD_GROUPS * 3;
+	while (done < n) {
+		size_t group = pos / 4, skip = pos % 4, in_off = group * 3;
+		size_t groups = (n - done + skip + 3) / 4, in_len;
+		if (in_off >= bb->len)
+			break;
+		if (groups > REBUILD_GROUPS)
+			groups = REBUILD_GROUPS;
+		in_len = bb->len - in_off < groups * 3 ? bb->len - in_off : groups * 3;
+		if (b->raw(b->arg, in_off, (char *)in, in_len))
+			return -EIO;
+		size_t got = (size_t)EVP_EncodeBlock(out, in, (int)in_len) - skip;
+		if (got > n - done)
+			got = n - done;
+		memcpy(dst + done, out + skip, got);
+		done += got;
+		pos += got;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t built_body_read(void *arg, char *dst, size_t n, uint64_t off)
+{
+	struct built_body *bb = arg;
+	struct ecr_part_built *b = bb->b;
+	size_t p = b->prefix_len, t = 4 * ((bb->len + 2) / 3), done = 0;
+
+	if (off >= b->total)
 		return 0;
-	if (n > m->len - off)
-		n = (size_t)(m->len - off);
-	memcpy(dst, m->p + off, n);
-	return (ssize_t)n;
+	if (n > b->total - off)
+		n = (size_t)(b->total - off);
+	if (!b->released) {
+		memcpy(dst, bb->buf + off, n);
+		if (off + n == b->total && b->release) {
+			b->released = 1; /* curl holds the last bytes now */
+			b->release(b->arg);
+		}
+		return (ssize_t)n;
+	}
+	while (done < n) {
+		size_t o = (size_t)off + done, k;
+		if (o < p) {
+			k = p - o < n - done ? p - o : n - done;
+			memcpy(dst + done, b->prefix + o, k);
+		} else if (o < p + t) {
+			ssize_t r = rebuild_b64(bb, dst + done, n - done < p + t - o ? n - done
+										: p + t - o, o - p);
+			if (r <= 0)
+				return r < 0 ? r : -EIO;
+			k = (size_t)r;
+		} else {
+			k = b->total - o < n - done ? b->total - o : n - done;
+			memcpy(dst + done, part_suffix + (o - p - t), k);
+		}
+		done += k;
+	}
+	return (ssize_t)done;
+}
+
+void ecr_part_built_free(struct ecr_part_built *b)
+{
+	free(b->prefix);
+	free(b->scratch);
+	b->prefix = NULL;
+	b->scratch = NULL;
 }
 
 /* The body of b in buf, whose last len bytes are the part: the prefix,
@@ -397,7 +468,7 @@ int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *uplo
 			     struct ecr_error *err)
 {
 	struct ecr_part_body b;
-	struct mem_body m;
+	struct built_body bb = {.b = built, .buf = buf, .len = len};
 	int rc;
 
 	if (cap < ecr_part_room(len))
@@ -414,14 +485,19 @@ int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *uplo
 						     buf + cap - len, len, last_valid_byte, err);
 		}
 		rc = build_in_place(&b, buf, cap, len, &built->total, built->hash);
+		if (rc == 0 && built->release && built->raw) {
+			built->prefix = b.prefix; /* kept for a rebuild */
+			built->prefix_len = b.prefix_len;
+			b.prefix = NULL;
+		}
 		ecr_part_body_free(&b);
 		if (rc)
 			return rc;
+		if (!built->prefix)
+			built->release = NULL; /* no rebuild possible: keep buf */
 		built->done = 1;
 	}
-	m.p = buf;
-	m.len = built->total;
-	return send_part(e, w, upload_id, first_byte, len, mem_body_read, &m, built->total,
+	return send_part(e, w, upload_id, first_byte, len, built_body_read, &bb, built->total,
 			 built->hash, last_valid_byte, err);
 }
 

@@ -10,6 +10,7 @@
 
 #include "fs/fuse/notify.h"
 #include "fs/fuse/push_nodes_i.h"
+#include "fs/tree/catalog.h"
 #include "fs/tree/hidden.h"
 #include "net/log.h"
 
@@ -92,6 +93,16 @@ static void on_commit(void *arg, pending_version *v, int rc)
 		fs_notify_changed(hits[i]->parent, hits[i]->name);
 		fs_node_put(hits[i]);
 	}
+}
+
+/* A manifest this mount pushed: kept as if BatchGetImage had answered it,
+ * so the first look at the new tag (`sync TAGDIR`, `ls`) needs no call
+ * for it, and is no pull. */
+static void on_put(void *arg, const char *digest, const char *media_type, const char *bytes,
+		   size_t len)
+{
+	if (pside_ctx)
+		fs_cat_manifest_learn(pside_ctx, digest, media_type, bytes, len);
 }
 
 /* Sweeper: committed pending tag dirs idle for SETTLE_S give way. */
@@ -199,6 +210,7 @@ int push_side_start(struct fs_ctx *c)
 	po.spill_dir = c->cache ? cache_dir(c->cache) : NULL;
 	po.no_create_repos = c->o.no_create_repos;
 	po.on_commit = on_commit;
+	po.on_put = on_put;
 	if (!P && pending_new(&po, &P) < 0) {
 		log_err("push side: out of memory");
 		return -ENOMEM;

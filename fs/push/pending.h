@@ -70,6 +70,12 @@ struct pending_opts {
 	 * kernel's entries; may be NULL. */
 	void (*on_commit)(void *arg, pending_version *v, int rc);
 	void *on_commit_arg;
+	/* Called (without locks) after each manifest or index ECR accepted by
+	 * PutImage, with its bytes, so the mount knows them without asking
+	 * (BatchGetImage); may be NULL. */
+	void (*on_put)(void *arg, const char *digest, const char *media_type, const char *bytes,
+		       size_t len);
+	void *on_put_arg;
 };
 
 int pending_new(const struct pending_opts *o, pending **out);

@@ -157,6 +157,8 @@ static int put_locked(pending_version *v, const char *tag, pending_file *m)
 	rc = v->remote->ops->put_image(v->remote->ctx, tag, m->bytes, m->len, m->media_type,
 				       m->digest);
 	pend_net_end(v);
+	if (rc == 0 && v->p->o.on_put)
+		v->p->o.on_put(v->p->o.on_put_arg, m->digest, m->media_type, m->bytes, m->len);
 	return rc;
 }
 

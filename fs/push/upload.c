@@ -187,9 +187,6 @@ static int feed(upload *u, const char *data, size_t n)
 	if (u->mode == M_NEW) {
 		if (u->hold_only || data[0] == '{') {
 			u->mode = M_HOLD;
-		} else if (u->known[0] && upl_remote_has(u, u->known)) {
-			log_debug("%s: the repository has it, not uploading", u->name);
-			u->mode = M_SKIP;
 		} else {
 			rc = upl_start_stream(u);
 			if (rc < 0)

@@ -3,10 +3,11 @@
  * Writes must be sequential; a forward gap (or a truncate up) is
  * zero-filled, a write below what was already accepted is -EIO (the running
  * SHA-256 cannot go back). A blob whose first byte is not '{' starts
- * uploading at once: InitiateLayerUpload, then its bytes go to an unlinked
- * spill file under spill_dir and the upload's worker thread sends them in
- * ECR's partSize clamped to 5-10 MiB, strictly in order, one part in
- * flight per blob. The writer never waits for ECR, only for spill room
+ * uploading at once: its bytes go to an unlinked spill file under
+ * spill_dir and the upload's worker thread asks whether the repository
+ * already has it (when the name gives the digest: then nothing is sent),
+ * calls InitiateLayerUpload and sends them in ECR's partSize clamped to
+ * 5-10 MiB, strictly in order, one part in flight per blob. The writer never waits for ECR, only for spill room
  * (upload_pool.h), so a writer that moves on to the next file leaves the
  * worker sending and several blobs upload at once; memory is the pool's
  * part buffers, not a per-file amount. Since every byte stays in the spill

@@ -17,12 +17,16 @@ static int complete_by_worker(upload *u)
 	int rc;
 
 	if (u->async) {
-		u->res.uploaded = 1;
+		pthread_mutex_lock(&u->mu);
+		u->res.uploaded = !u->had;
+		pthread_mutex_unlock(&u->mu);
 		return 0;
 	}
 	rc = upl_wait_done(u);
-	if (rc == 0)
+	pthread_mutex_lock(&u->mu);
+	if (rc == 0 && !u->had) /* had: the repository had it, nothing was sent */
 		u->res.uploaded = 1;
+	pthread_mutex_unlock(&u->mu);
 	return rc;
 }
 

@@ -18,7 +18,7 @@ enum mode {
 	M_NEW = 0, /* no byte yet */
 	M_HOLD,    /* JSON (or hold_only) kept until finish */
 	M_STREAM,  /* bytes go to the spill file, the worker sends parts from it */
-	M_SKIP,    /* the repository has the blob: hash only */
+	M_SKIP,    /* the repository has the blob (the worker found it): hash only */
 	M_FAILED,
 };
 
@@ -35,8 +35,8 @@ struct upload {
 	int own_pool; /* no pool given: a private one of one part */
 
 	/* wmu serialises the writer side and protects: mode, fail_rc, sha,
-	 * written, hold*, finished, finish_rc, res. spill_fd and part_size are
-	 * set under it before the worker starts, then read-only. */
+	 * written, hold*, finished, finish_rc, res. spill_fd is set under it
+	 * before the worker starts, then read-only. */
 	pthread_mutex_t wmu;
 	enum mode mode;
 	int fail_rc;
@@ -45,7 +45,6 @@ struct upload {
 	char *hold;
 	size_t hold_len;
 	int spill_fd;
-	size_t part_size;
 	int finished;
 	int finish_rc;
 	struct upload_result res;
@@ -55,7 +54,8 @@ struct upload {
 	 * held JSON), final (no more bytes: send the rest, then complete with
 	 * digest), upload_id, acked (the next byte ECR expects; acked_max the highest), spill_acct
 	 * (spilled bytes counted in the pool), err, stop, worker_on, started, done,
-	 * done_rc. Only the worker changes upload_id and acked. */
+	 * done_rc, part_size, had. Only the worker changes upload_id, acked,
+	 * part_size and had. */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t avail;
@@ -71,6 +71,9 @@ struct upload {
 	int started; /* the worker ran (done then comes) */
 	int done;
 	int done_rc;
+	size_t part_size; /* ECR's, once InitiateLayerUpload answered */
+	int had;	  /* the repository has known: nothing was uploaded */
+	int need_start;	  /* the worker begins with the check and InitiateLayerUpload */
 	pthread_t worker;
 	int resumes, restarts; /* the worker's alone */
 };

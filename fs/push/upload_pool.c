@@ -11,7 +11,8 @@
  * next part of the same size (parts are mostly one size): mapping and
  * zero-filling 13 MiB per part cost the daemon more than encoding it.
  * Kept buffers count against the budget too, and all go back to the
- * system once no part is in flight. */
+ * system once no part is in flight: none has a buffer and none awaits its
+ * reply (a part gives its buffer back once its body is sent). */
 #define KEEP_MAX 4
 
 struct upload_pool {
@@ -24,6 +25,7 @@ struct upload_pool {
 	size_t kept_len[KEEP_MAX];
 	int nkept;
 	size_t kept_bytes;
+	int awaiting; /* parts between upload_pool_part_begin and _end */
 };
 
 /* Caller holds mu. Unmaps kept buffers until want more bytes fit the
@@ -117,13 +119,13 @@ void upload_pool_put(struct upload_pool *p, void *buf, size_t len)
 	pthread_mutex_lock(&p->mu);
 	p->st.bytes_now -= len;
 	p->st.parts_now--;
-	if (buf && p->st.parts_now > 0 && p->nkept < KEEP_MAX) {
+	if (buf && (p->st.parts_now > 0 || p->awaiting > 0) && p->nkept < KEEP_MAX) {
 		p->kept[p->nkept] = buf;
 		p->kept_len[p->nkept++] = len;
 		p->kept_bytes += len;
 		buf = NULL;
 	}
-	if (p->st.parts_now == 0)
+	if (p->st.parts_now == 0 && p->awaiting == 0)
 		drop_kept(p, SIZE_MAX);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
@@ -172,5 +174,20 @@ void upload_pool_stats(struct upload_pool *p, struct upload_pool_stats *s)
 {
 	pthread_mutex_lock(&p->mu);
 	*s = p->st;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void upload_pool_part_begin(struct upload_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->awaiting++;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void upload_pool_part_end(struct upload_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (--p->awaiting == 0 && p->st.parts_now == 0)
+		drop_kept(p, SIZE_MAX);
 	pthread_mutex_unlock(&p->mu);
 }

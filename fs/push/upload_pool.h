@@ -59,4 +59,9 @@ void upload_pool_unspill(struct upload_pool *p, uint64_t n);
 void upload_pool_wake(struct upload_pool *p);
 void upload_pool_stats(struct upload_pool *p, struct upload_pool_stats *s);
 
+/* A part's whole life, its reply included (it may give its buffer back
+ * before): kept buffers stay while any part is between the two. */
+void upload_pool_part_begin(struct upload_pool *p);
+void upload_pool_part_end(struct upload_pool *p);
+
 #endif

@@ -135,14 +135,45 @@ static int part_refused(upload *u, uint64_t off, size_t n, int64_t lv)
 	return -EIO;
 }
 
+static int read_bytes(upload *u, uint64_t off, char *buf, size_t len);
+
+/* A part's pool buffer, lent to the remote until its body is sent. */
+struct part_lend {
+	upload *u;
+	char *buf;
+	size_t cap;
+	uint64_t off; /* the part's first byte */
+	int back;     /* the buffer went back to the pool */
+};
+
+/* The body's last byte left: the buffer goes back to the pool while ECR
+ * processes the part, so the next part can use it (as many parts in
+ * flight as the budget holds bodies being built or sent, not awaited). */
+static void part_release(void *arg)
+{
+	struct part_lend *l = arg;
+	upload_pool_put(l->u->pool, l->buf, l->cap);
+	l->back = 1;
+}
+
+/* A resend after the release: the part's bytes again, from the spill file. */
+static int part_raw(void *arg, uint64_t off, char *dst, size_t n)
+{
+	struct part_lend *l = arg;
+	return read_bytes(l->u, l->off + off, dst, n);
+}
+
 /* Sends bytes [off, off+n), the last n of buf's cap; 0 when ECR moved on
  * (acked updated, possibly back to 0 after a restart), or -errno. A remote
- * that builds the body in place rewrites buf once and resends that body:
+ * that builds the body in place rewrites buf once and resends that body
+ * (or, once buf went back through l, encodes it again from the spill):
  * the id does not change within this loop (restart returns). */
-static int send_part(upload *u, uint64_t off, char *buf, size_t cap, size_t n)
+static int send_part(upload *u, uint64_t off, struct part_lend *l, size_t n)
 {
 	const struct push_remote_ops *ops = u->remote->ops;
-	struct ecr_part_built built = { 0 };
+	struct ecr_part_built built = {.release = part_release, .raw = part_raw, .arg = l};
+	char *buf = l->buf;
+	size_t cap = l->cap;
 	char *id;
 	int rc;
 
@@ -151,7 +182,7 @@ static int send_part(upload *u, uint64_t off, char *buf, size_t cap, size_t n)
 
 		rc = current_id(u, &id);
 		if (rc)
-			return rc;
+			break;
 		if (ops->upload_part_in && ops->part_room)
 			rc = ops->upload_part_in(u->remote->ctx, id, off, buf, cap, n, &built,
 						 &lv);
@@ -160,16 +191,20 @@ static int send_part(upload *u, uint64_t off, char *buf, size_t cap, size_t n)
 		if (rc == 0) {
 			u->resumes = 0;
 			set_acked(u, off + n);
-			return 0;
+			break;
 		}
-		if (rc == -ESTALE)
-			return restart(u, off ? "after its first part" : "at its first part");
+		if (rc == -ESTALE) {
+			rc = restart(u, off ? "after its first part" : "at its first part");
+			break;
+		}
 		if (rc != -ERANGE)
-			return rc;
+			break;
 		rc = part_refused(u, off, n, lv);
 		if (rc != -EAGAIN)
-			return rc;
+			break;
 	}
+	ecr_part_built_free(&built);
+	return rc;
 }
 
 /* Bytes [off, off+len) of the blob: the spill file, or held JSON in
@@ -248,26 +283,32 @@ static int one_part(upload *u, uint64_t off, size_t n)
 {
 	const struct push_remote_ops *ops = u->remote->ops;
 	size_t cap = ops->upload_part_in && ops->part_room ? ops->part_room(n) : n;
-	char *buf = upload_pool_get(u->pool, cap, upl_cancelled, u);
+	struct part_lend l = {.u = u, .cap = cap, .off = off};
 	int rc;
 
-	if (!buf)
+	l.buf = upload_pool_get(u->pool, cap, upl_cancelled, u);
+	if (!l.buf)
 		return upl_cancelled(u) ? -ECANCELED : -ENOMEM;
-	rc = read_bytes(u, off, buf + cap - n, n);
+	upload_pool_part_begin(u->pool);
+	rc = read_bytes(u, off, l.buf + cap - n, n);
 	if (rc == 0)
-		rc = send_part(u, off, buf, cap, n);
-	upload_pool_put(u->pool, buf, cap);
+		rc = send_part(u, off, &l, n);
+	if (!l.back)
+		upload_pool_put(u->pool, l.buf, cap);
+	upload_pool_part_end(u->pool);
 	return rc;
 }
+
+static int start(upload *u);
 
 static void *worker_main(void *arg)
 {
 	upload *u = arg;
 	uint64_t off = 0, give;
 	size_t n = 0;
-	int rc;
+	int rc = u->need_start ? start(u) : 0;
 
-	for (;;) {
+	while (rc == 0) { /* start() gives 1 when the repository has the blob */
 		rc = next_step(u, &off, &n);
 		if (rc == W_SEND)
 			rc = one_part(u, off, n);
@@ -275,7 +316,10 @@ static void *worker_main(void *arg)
 			break;
 		if (rc < 0)
 			break;
+		rc = 0; /* a part sent, or complete() started the upload again */
 	}
+	if (rc > 0)
+		rc = 0;
 	pthread_mutex_lock(&u->mu);
 	if (rc < 0 && rc != -ECANCELED)
 		log_err("upload of %s failed at byte %llu: %s", u->name,
@@ -305,7 +349,7 @@ int upl_start_worker(upload *u)
 	return rc;
 }
 
-/* InitiateLayerUpload, the part size and the spill file (wmu held). */
+/* InitiateLayerUpload and the part size. */
 static int initiate(upload *u)
 {
 	int64_t ps = 0;
@@ -314,24 +358,41 @@ static int initiate(upload *u)
 
 	if (rc < 0)
 		return rc;
+	pthread_mutex_lock(&u->mu);
 	/* ECR advertises partSize; parts must stay within 5-10 MiB. */
 	u->part_size = ps < UPLOAD_PART_MIN ? UPLOAD_PART_MIN
 		       : ps > UPLOAD_PART_MAX ? UPLOAD_PART_MAX : (size_t)ps;
-	pthread_mutex_lock(&u->mu);
 	u->upload_id = id;
 	pthread_mutex_unlock(&u->mu);
 	return 0;
 }
 
-/* The first byte of a layer (wmu held). */
+/* The worker's first step for a layer: a blob the repository already has
+ * (its name gave the digest) is not uploaded, else InitiateLayerUpload.
+ * Here rather than in the writer's first write so that cp never waits for
+ * these two round trips: it goes on writing into the spill file meanwhile.
+ * Returns 1 when the repository has it. */
+static int start(upload *u)
+{
+	if (u->known[0] && upl_remote_has(u, u->known)) {
+		log_debug("%s: the repository has it, not uploading", u->name);
+		pthread_mutex_lock(&u->mu);
+		u->had = 1;
+		pthread_mutex_unlock(&u->mu);
+		return 1;
+	}
+	return initiate(u);
+}
+
+/* The first byte of a layer (wmu held): the worker starts with start(). */
 int upl_start_stream(upload *u)
 {
-	int rc = initiate(u);
+	int rc = upl_spill_open(u);
 
-	if (rc == 0)
-		rc = upl_spill_open(u);
-	if (rc == 0)
+	if (rc == 0) {
+		u->need_start = 1;
 		rc = upl_start_worker(u);
+	}
 	if (rc == 0)
 		u->mode = M_STREAM;
 	return rc;
@@ -358,12 +419,19 @@ int upl_stream_feed(upload *u, const char *data, size_t n)
 {
 	uint64_t off = u->written - n;
 	uint64_t mine;
-	int rc;
+	size_t part;
+	int rc, had;
 
 	pthread_mutex_lock(&u->mu);
 	mine = u->spill_acct;
+	part = u->part_size ? u->part_size : UPLOAD_PART_MAX; /* before ECR said */
+	had = u->had;
 	pthread_mutex_unlock(&u->mu);
-	rc = upload_pool_spill(u->pool, n, mine >= u->part_size, upl_cancelled, u);
+	if (had) {
+		u->mode = M_SKIP; /* the worker found it in the repository: hash only */
+		return 0;
+	}
+	rc = upload_pool_spill(u->pool, n, mine >= part, upl_cancelled, u);
 	if (rc < 0)
 		return upl_async_err(u) ?: rc;
 	pthread_mutex_lock(&u->mu);

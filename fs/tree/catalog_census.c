@@ -72,6 +72,15 @@ static void meta_manifest_put(struct fs_ctx *c, const struct ecr_manifest *m)
 	free(s);
 }
 
+void fs_cat_manifest_learn(struct fs_ctx *c, const char *digest, const char *media_type,
+			   const char *bytes, size_t len)
+{
+	/* Only the record: its bytes are checked against digest there. */
+	struct ecr_manifest m = {.digest = (char *)digest, .media_type = (char *)media_type,
+				 .bytes = (char *)bytes, .len = len};
+	meta_manifest_put(c, &m);
+}
+
 /* BatchGetImage for the digests not cached yet (one call per 100): the
  * child manifests of an index being opened. */
 static int prefetch_manifests(struct fs_ctx *c, const char *registry, const char *region,

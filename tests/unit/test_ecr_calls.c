@@ -173,17 +173,47 @@ static void test_upload_part(void)
 
 /* The body built in place carries the part's bytes (base64 decoded back),
  * is signed with its own hash, and is sent again as is after a refusal. */
-static void upload_part_in_len(size_t len)
+/* A lender of the part buffer: the release poisons it (as the pool's next
+ * user would overwrite it); raw gives the part's bytes back. */
+struct lend {
+	char *buf;
+	size_t cap;
+	const unsigned char *data;
+	int released;
+};
+
+static void lend_release(void *arg)
+{
+	struct lend *l = arg;
+	memset(l->buf, 0xAA, l->cap);
+	l->released++;
+}
+
+static int lend_raw(void *arg, uint64_t off, char *dst, size_t n)
+{
+	struct lend *l = arg;
+	memcpy(dst, l->data + off, n);
+	return 0;
+}
+
+static void upload_part_in_len(size_t len, int lent)
 {
 	struct fake f = {0};
 	size_t cap = ecr_part_room(len);
 	char *buf = malloc(cap);
 	unsigned char *data = malloc(len), *dec = malloc(len + 3);
 	struct ecr_where w = {.region = "us-east-1", .repository = "team/app"};
+	struct lend l = {.buf = buf, .cap = cap, .data = data};
 	struct ecr_part_built built = {0};
 	int64_t lv = 0;
 	int mode = 0;
 	ecr *e;
+
+	if (lent) {
+		built.release = lend_release;
+		built.raw = lend_raw;
+		built.arg = &l;
+	}
 
 	for (size_t i = 0; i < len; i++)
 		data[i] = (unsigned char)(i * 7 ^ (i >> 9));
@@ -209,14 +239,19 @@ static void upload_part_in_len(size_t len)
 	size_t pad = len % 3 ? 3 - len % 3 : 0;
 	CHECK_INT(n, (int)(len + pad));
 	CHECK(memcmp(dec, data, len) == 0);
+	/* Lent: the buffer went back once the body was sent, not before. */
+	CHECK_INT(l.released, lent ? 1 : 0);
 
-	/* Refused: the same body goes again, still matching its hash. */
+	/* Refused: the same body goes again, still matching its hash (lent:
+	 * encoded again from raw, the buffer being someone else's now). */
 	mode = 1;
 	CHECK_INT(ecr_upload_layer_part_in(e, &w, "u", 5242880, buf, cap, len, &built, &lv, NULL),
 		  -ERANGE);
 	CHECK_INT(f.ncalls, 2);
 	CHECK_INT(f.hash_mismatch, 0);
 	CHECK_STR(ecr_json_str(f.bodies[1], "layerPartBlob"), b64);
+	CHECK_INT(l.released, lent ? 1 : 0);
+	ecr_part_built_free(&built);
 	ecr_free(e);
 	fake_reset(&f);
 	free(buf);
@@ -226,10 +261,12 @@ static void upload_part_in_len(size_t len)
 
 static void test_upload_part_in(void)
 {
-	upload_part_in_len(3 * 400000);       /* no padding */
-	upload_part_in_len(5 * 1024 * 1024 + 1); /* "==" */
-	upload_part_in_len(1);
-	upload_part_in_len(10 * 1024 * 1024);  /* a full part: "=" */
+	for (int lent = 0; lent < 2; lent++) {
+		upload_part_in_len(3 * 400000, lent);	      /* no padding */
+		upload_part_in_len(5 * 1024 * 1024 + 1, lent); /* "==" */
+		upload_part_in_len(1, lent);
+		upload_part_in_len(10 * 1024 * 1024, lent);	/* a full part: "=" */
+	}
 }
 
 /* ---- pagination and batching ---- */

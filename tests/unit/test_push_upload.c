@@ -173,18 +173,25 @@ static void test_skip_existing(void)
 	free(b);
 }
 
-/* Upload errors surface in a later write or the finish. */
+/* Upload errors surface in a later write or the finish: the first write
+ * does not wait for InitiateLayerUpload (the worker calls it). */
 static void test_denied(void)
 {
 	char *b = fake_bytes(MiB, 8), d[72];
+	uint64_t off = MiB;
 	upload *u;
+	int rc = 0;
 
 	fake_init(&F, &R, 10 * MiB);
 	F.deny_initiate = 1;
 	fake_sha(b, MiB, d);
 	u = new_upload(d, 0, 0);
-	CHECK(upload_write(u, b, MiB, 0) == -EACCES);
-	CHECK(upload_write(u, b, 10, MiB) == -EACCES);
+	CHECK(upload_write(u, b, MiB, 0) == 0);
+	for (int i = 0; i < 5000 && rc == 0; i++, off += 10)
+		if ((rc = upload_write(u, b, 10, off)) == 0)
+			usleep(1000);
+	CHECK(rc == -EACCES);
+	CHECK(upload_write(u, b, 10, off) == -EACCES);
 	CHECK(upload_finish(u, d, NULL) == -EACCES);
 	upload_free(u);
 	fake_fini(&F);
