@@ -181,3 +181,25 @@ print("done", flush=True)
     assert sync_dir(tag) == 0
     assert tag_digest(emulator, repo, "v1") == iv["manifest"]
     assert tag_digest(emulator, repo, "other") is None
+
+
+def test_pushed_image_is_read_without_batch_get_image(emulator, mount, layout_dir):
+    """The manifest this mount pushed is known to it: reading the new tag's
+    layout asks ECR for the listing, never for the manifest (BatchGetImage,
+    which would also count as a pull), and gives the layout's bytes."""
+    lay, info = single_image(str(layout_dir / "k"), "v1", {"/etc/k": b"k\n"})
+    m = mount()
+    repo = "push/known"
+    os.makedirs(m.repo(repo))
+    r = run("cp", "-rT", lay, m.repo(repo, "v1"))
+    assert r.returncode == 0, r.stderr + m.logtext()[-3000:]
+    assert sync_dir(m.repo(repo, "v1")) == 0
+    hexd = info["manifest"].split(":")[1]
+    with open(m.repo(repo, "v1", "blobs", "sha256", hexd), "rb") as f:
+        got = f.read()
+    with open(os.path.join(lay, "blobs", "sha256", hexd), "rb") as f:
+        assert got == f.read()
+    idx = json.load(open(m.repo(repo, "v1", "index.json")))
+    assert idx["manifests"][0]["digest"] == info["manifest"]
+    assert count(emulator, "BatchGetImage", repo) == 0
+    assert tag_digest(emulator, repo, "v1") == info["manifest"]
