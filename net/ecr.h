@@ -246,7 +246,7 @@ int ecr_upload_layer_part(ecr *e, const struct ecr_where *w, const char *upload_
  * and that wait no longer holds a part buffer), and any later send of the
  * same body (an HTTP retry, a resend after InvalidLayerPart) encodes it
  * again from raw(arg, off, dst, n), the part's bytes [off, off+n), in
- * small slices. ecr_part_built_free() frees what that keeps. */
+ * 3 KiB slices. ecr_part_built_free() frees what that keeps. */
 struct ecr_part_built {
 	int done;
 	size_t total;  /* bytes of the body at buf */
@@ -257,7 +257,6 @@ struct ecr_part_built {
 	int released;	  /* buf was given back: sends rebuild from raw */
 	char *prefix;	  /* the JSON before the base64, kept for rebuilding */
 	size_t prefix_len;
-	unsigned char *scratch; /* rebuilding's buffers, made at the first */
 };
 void ecr_part_built_free(struct ecr_part_built *b);
 size_t ecr_part_room(size_t len);

@@ -147,7 +147,9 @@ int ecr_merge_page(const json_t *resp, void *merged, char **next);
 struct ecr_part_body {
 	char *prefix; /* {"registryId":...,"layerPartBlob":" */
 	size_t prefix_len;
-	const unsigned char *data;
+	const unsigned char *data; /* the part, or NULL: read through raw */
+	int (*raw)(void *arg, uint64_t off, char *dst, size_t n);
+	void *raw_arg;
 	size_t data_len;
 	size_t b64_len;
 	size_t total; /* prefix + base64 + suffix */

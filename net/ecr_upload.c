@@ -87,10 +87,11 @@ void ecr_part_body_free(struct ecr_part_body *b)
 }
 
 /* Copies base64 characters [pos, pos+n) of the encoded data into dst.
- * Encodes 3-byte-aligned slices with EVP_EncodeBlock. */
-static size_t b64_copy(const struct ecr_part_body *b, char *dst, size_t n, size_t pos)
+ * Encodes 3-byte-aligned slices with EVP_EncodeBlock, from data or from
+ * what raw reads (-EIO when it fails). */
+static ssize_t b64_copy(const struct ecr_part_body *b, char *dst, size_t n, size_t pos)
 {
-	unsigned char tmp[4 * 1024 + 1];
+	unsigned char tmp[4 * 1024 + 1], in[3 * 1024];
 	size_t done = 0;
 
 	while (done < n && pos < b->b64_len) {
@@ -105,7 +106,10 @@ static size_t b64_copy(const struct ecr_part_body *b, char *dst, size_t n, size_
 			groups = sizeof(tmp) / 4 - 1;
 		if (in_len > groups * 3)
 			in_len = groups * 3;
-		int out = EVP_EncodeBlock(tmp, b->data + in_off, (int)in_len);
+		const unsigned char *src = b->data ? b->data + in_off : in;
+		if (!b->data && b->raw(b->raw_arg, in_off, (char *)in, in_len))
+			return -EIO;
+		int out = EVP_EncodeBlock(tmp, src, (int)in_len);
 		size_t avail = (size_t)out - skip;
 		if (avail > want)
 			avail = want;
@@ -113,7 +117,7 @@ static size_t b64_copy(const struct ecr_part_body *b, char *dst, size_t n, size_
 		done += avail;
 		pos += avail;
 	}
-	return done;
+	return (ssize_t)done;
 }
 
 ssize_t ecr_part_body_read(void *arg, char *dst, size_t n, uint64_t off)
@@ -131,7 +135,10 @@ ssize_t ecr_part_body_read(void *arg, char *dst, size_t n, uint64_t off)
 				k = n - done;
 			memcpy(dst + done, b->prefix + off, k);
 		} else if (off < b->prefix_len + b->b64_len) {
-			k = b64_copy(b, dst + done, n - done, (size_t)off - b->prefix_len);
+			ssize_t r = b64_copy(b, dst + done, n - done, (size_t)off - b->prefix_len);
+			if (r <= 0)
+				return r < 0 ? r : -EIO;
+			k = (size_t)r;
 		} else {
 			size_t s = (size_t)off - b->prefix_len - b->b64_len;
 			k = sizeof(part_suffix) - 1 - s;
@@ -348,45 +355,10 @@ struct built_body {
 	size_t len; /* the part's raw bytes */
 };
 
-#define REBUILD_GROUPS 16384u /* 48 KiB of the part encoded at a time */
-
-/* Base64 characters [pos, pos+n) of the part, from raw(): whole 3-byte
- * groups, so the text is the same as the first encoding's. */
-static ssize_t rebuild_b64(struct built_body *bb, char *dst, size_t n, size_t pos)
-{
-	struct ecr_part_built *b = bb->b;
-	unsigned char *in, *out;
-	size_t done = 0;
-
-	if (!b->scratch && !(b->scratch = malloc(REBUILD_GROUPS * 7 + 1)))
-		return -ENOMEM;
-	in = b->scratch;
-	out = b->scratch + REBUILD_GROUPS * 3;
-	while (done < n) {
-		size_t group = pos / 4, skip = pos % 4, in_off = group * 3;
-		size_t groups = (n - done + skip + 3) / 4, in_len;
-		if (in_off >= bb->len)
-			break;
-		if (groups > REBUILD_GROUPS)
-			groups = REBUILD_GROUPS;
-		in_len = bb->len - in_off < groups * 3 ? bb->len - in_off : groups * 3;
-		if (b->raw(b->arg, in_off, (char *)in, in_len))
-			return -EIO;
-		size_t got = (size_t)EVP_EncodeBlock(out, in, (int)in_len) - skip;
-		if (got > n - done)
-			got = n - done;
-		memcpy(dst + done, out + skip, got);
-		done += got;
-		pos += got;
-	}
-	return (ssize_t)done;
-}
-
 static ssize_t built_body_read(void *arg, char *dst, size_t n, uint64_t off)
 {
 	struct built_body *bb = arg;
 	struct ecr_part_built *b = bb->b;
-	size_t p = b->prefix_len, t = 4 * ((bb->len + 2) / 3), done = 0;
 
 	if (off >= b->total)
 		return 0;
@@ -400,32 +372,17 @@ static ssize_t built_body_read(void *arg, char *dst, size_t n, uint64_t off)
 		}
 		return (ssize_t)n;
 	}
-	while (done < n) {
-		size_t o = (size_t)off + done, k;
-		if (o < p) {
-			k = p - o < n - done ? p - o : n - done;
-			memcpy(dst + done, b->prefix + o, k);
-		} else if (o < p + t) {
-			ssize_t r = rebuild_b64(bb, dst + done, n - done < p + t - o ? n - done
-										: p + t - o, o - p);
-			if (r <= 0)
-				return r < 0 ? r : -EIO;
-			k = (size_t)r;
-		} else {
-			k = b->total - o < n - done ? b->total - o : n - done;
-			memcpy(dst + done, part_suffix + (o - p - t), k);
-		}
-		done += k;
-	}
-	return (ssize_t)done;
+	/* The buffer is someone else's now: the streaming form over raw. */
+	struct ecr_part_body sb = {.prefix = b->prefix, .prefix_len = b->prefix_len,
+				   .raw = b->raw, .raw_arg = b->arg, .data_len = bb->len,
+				   .b64_len = 4 * ((bb->len + 2) / 3), .total = b->total};
+	return ecr_part_body_read(&sb, dst, n, off);
 }
 
 void ecr_part_built_free(struct ecr_part_built *b)
 {
 	free(b->prefix);
-	free(b->scratch);
 	b->prefix = NULL;
-	b->scratch = NULL;
 }
 
 /* The body of b in buf, whose last len bytes are the part: the prefix,
