@@ -7,10 +7,15 @@
  *   after the selected image completed) join it without changing its
  *   outcome; creating oci-layout or index.json, or replacing an existing
  *   name, starts a new version that keeps only those later files.
- * - FAILED: the next create starts a new version from nothing, so running
- *   the copy again works after a killed cp or a corrupted blob. After an
- *   immutable tag refused index.json, the refused writer's creates fail with
- *   EEXIST instead (see refused), and sync TAGDIR keeps answering EEXIST.
+ * - FAILED: at once when one of its files fails (a write's ENOSPC, a copy
+ *   by reference, a digest), not at the next evaluation, so no later
+ *   writer joins a version holding a failed file. The next create starts a
+ *   new version from nothing, so running the copy again works after a full
+ *   disk, a killed cp or a corrupted blob; only the rest of the failing
+ *   writer's own copy (new names, see failed_writer) joins the failed
+ *   version, so sync TAGDIR still answers its errno. After an immutable tag
+ *   refused index.json, the refused writer's creates fail with EEXIST
+ *   instead (see refused), and sync TAGDIR keeps answering EEXIST.
  * - A version with no open file for timeout_s is dropped (EMPTY). */
 #include <errno.h>
 #include <pthread.h>
@@ -363,6 +368,7 @@ void pend_new_version_locked(pending_version *v, int keep_current_gen)
 		if (!keep_current_gen || v->files[i]->gen != v->gen || v->files[i]->discard)
 			pend_unlist_locked(v, i);
 	v->commit_writer = 0;
+	v->failed_writer = 0;
 	if (!keep_current_gen)
 		v->gen++;
 	v->state = PV_PENDING;

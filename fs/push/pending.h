@@ -31,10 +31,11 @@
  *   CreateRepository raise the version's busy count and let go of mu for
  *   each ECR call (BatchCheckLayerAvailability, PutImage, ...). The calls
  *   that change what an evaluation reads (begin, create, finish, rename,
- *   unlink, copy by reference, status, drop) take mu through pend_vlock,
- *   which waits until busy is 0, so they run one at a time. The others take
- *   mu alone and never wait for ECR: reads (state, stat, list, summaries),
- *   open and reference counts, a write's failure, pending_repo_deleted.
+ *   unlink, copy by reference, status, drop, a write's failure, which fails
+ *   the version) take mu through pend_vlock, which waits until busy is 0,
+ *   so they run one at a time. The others take mu alone and never wait for
+ *   ECR: reads (state, stat, list, summaries), open and reference counts,
+ *   pending_repo_deleted.
  *   pending_sweep and pending_trim_idle skip a busy version.
  * - Blob uploads run outside the version's mu: writes, upload_finish and
  *   the copy of pending_ref take no pending lock while they talk to ECR.

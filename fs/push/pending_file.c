@@ -110,16 +110,18 @@ static int refused_locked(pending_version *v, const char *rel, long writer)
 	return -EEXIST;
 }
 
-/* The version a create of rel joins: a new one after a failure, or over a
- * committed tag when rel replaces a name or is index.json or oci-layout. The
- * old file of that name, if any, is removed (O_TRUNC or a new create: the
- * name starts over). */
-static void version_for_create_locked(pending_version *v, const char *rel)
+/* The version a create of rel joins: a new one after a failure (but the
+ * failed one for the rest of the failing writer's copy: a name it has not
+ * written yet), or over a committed tag when rel replaces a name or is
+ * index.json or oci-layout. The old file of that name, if any, is removed
+ * (O_TRUNC or a new create: the name starts over). */
+static void version_for_create_locked(pending_version *v, const char *rel, long writer)
 {
 	size_t idx;
 	pending_file *old = pend_find_locked(v, rel, &idx);
+	int rest_of_failed = v->state == PV_FAILED && writer && writer == v->failed_writer && !old;
 
-	if (v->state == PV_EMPTY || v->state == PV_FAILED)
+	if (v->state == PV_EMPTY || (v->state == PV_FAILED && !rest_of_failed))
 		pend_new_version_locked(v, 0);
 	else if (v->state == PV_COMMITTED &&
 		 (old || !strcmp(rel, "index.json") || !strcmp(rel, "oci-layout")))
@@ -156,7 +158,7 @@ int pending_create_as(pending_version *v, const char *rel, long writer, pending_
 		rc = pend_ensure_repo_locked(v);
 	if (rc < 0)
 		goto out;
-	version_for_create_locked(v, rel);
+	version_for_create_locked(v, rel, writer);
 	pend_drain_wait_locked(v, rel); /* its outcome: the new file asks ECR */
 	rc = -ENOMEM;
 	f = file_new(v, rel);
@@ -184,16 +186,41 @@ out:
 	return rc;
 }
 
+/* f failed with rc (a write, a copy by reference, its finish): so does its
+ * version, at once, while f is one of its files. The writer's later closes
+ * and sync TAGDIR answer rc, and the next create starts a new version from
+ * nothing: a version left pending with a failed file would fail the next
+ * writer's evaluation (a re-run of the same cp) with this writer's errno.
+ * v->mu held through pend_vlock (the version's state changes); *did is set
+ * when the version failed here. Returns f's error. */
+static int file_failed_locked(pending_file *f, int rc, int *did)
+{
+	pending_version *v = f->v;
+
+	if (f->state == F_WRITING) {
+		f->state = F_FAILED;
+		f->rc = rc;
+	}
+	if (f->state == F_FAILED && f->listed && f->gen == v->gen && v->state == PV_PENDING) {
+		log_err("push of %s:%s aborted: %s failed (%s)", v->repo, v->tag, f->name,
+			strerror(-f->rc));
+		pend_fail_version_locked(v, f->rc);
+		v->failed_writer = f->writer;
+		*did = 1;
+	}
+	return f->state == F_FAILED ? f->rc : rc;
+}
+
 int pending_write(pending_file *f, const void *buf, size_t len, uint64_t off)
 {
-	int rc = upload_write(f->up, buf, len, off);
+	pending_version *v = f->v;
+	int rc = upload_write(f->up, buf, len, off), did = 0;
+
 	if (rc < 0) {
-		pthread_mutex_lock(&f->v->mu);
-		if (f->state == F_WRITING) {
-			f->state = F_FAILED;
-			f->rc = rc;
-		}
-		pthread_mutex_unlock(&f->v->mu);
+		pend_vlock(v);
+		file_failed_locked(f, rc, &did);
+		pthread_mutex_unlock(&v->mu);
+		pend_notify(v, did, rc);
 	}
 	return rc;
 }
@@ -293,15 +320,8 @@ static int settle_locked(pending_file *f, int rc)
 		/* Replaced, or written after the commit: not part of a pending set. */
 		return finished(f, 0, rc);
 	}
-	if (rc < 0) {
-		if (v->state == PV_PENDING) {
-			log_err("push of %s:%s aborted: %s failed (%s)", v->repo, v->tag, f->name,
-				strerror(-rc));
-			pend_fail_version_locked(v, rc);
-			did = 1;
-		}
-		return finished(f, did, rc);
-	}
+	if (rc < 0)
+		return finished(f, did, file_failed_locked(f, rc, &did));
 	erc = strcmp(f->name, "index.json") ? 0 : pend_immutable_check_locked(v, f);
 	if (erc < 0) {
 		pend_fail_version_locked(v, erc);
@@ -463,7 +483,7 @@ int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy
 		void *arg)
 {
 	pending_version *v = f->v;
-	int rc;
+	int rc, did = 0;
 
 	/* upload_size outside v->mu: it may wait on a writer of this file. */
 	uint64_t written = f->up ? upload_size(f->up) : 0;
@@ -477,10 +497,7 @@ int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy
 	rc = copy(arg, v->remote);
 	pend_vlock(v);
 	if (rc < 0) {
-		if (f->state == F_WRITING) {
-			f->state = F_FAILED;
-			f->rc = rc;
-		}
+		file_failed_locked(f, rc, &did);
 	} else {
 		f->by_ref = 1;
 		snprintf(f->digest, sizeof(f->digest), "%s", digest);
@@ -490,6 +507,7 @@ int pending_ref(pending_file *f, const char *digest, uint64_t size, pending_copy
 	}
 	v->last_activity = time(NULL);
 	pthread_mutex_unlock(&v->mu);
+	pend_notify(v, did, rc);
 	return rc;
 }
 

@@ -73,6 +73,12 @@ struct pending_version {
 	 * cannot be tagged. Other writers start their own push. */
 	char refused[72];
 	long refused_writer; /* the refusal ends after REFUSAL_S idle seconds */
+	/* The writer one of whose files failed the version (a write, a copy by
+	 * reference, a finish; 0: unknown). Its later creates of names the
+	 * version does not have yet (the rest of that cp) join the failed
+	 * version, whose errno their closes and sync TAGDIR keep answering;
+	 * any other create (another process: the re-run) starts a new one. */
+	long failed_writer;
 	/* The writer whose close or rename ran the commit (0: unknown). Its
 	 * later creates (blobs of other refs in its layout) are hashed and
 	 * dropped, not uploaded, until a new version starts. */

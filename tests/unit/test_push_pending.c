@@ -83,11 +83,13 @@ static char *index_json(const struct image *const *ims, const char *const *refs,
 
 static const char *LAYOUT = "{\"imageLayoutVersion\": \"1.0.0\"}";
 
-/* create + write in 1 MiB pieces + flush + release, like cp. Returns flush's rc. */
-static int put_file(pending_version *v, const char *rel, const char *data, size_t len)
+/* create + write in 1 MiB pieces + flush + release, like cp (process
+ * writer, 0: unknown). Returns flush's rc. */
+static int put_file_as(pending_version *v, const char *rel, const char *data, size_t len,
+		       long writer)
 {
 	pending_file *f = NULL;
-	int rc = pending_create(v, rel, &f);
+	int rc = pending_create_as(v, rel, writer, &f);
 	if (rc)
 		return rc;
 	for (size_t off = 0; off < len && rc == 0; off += MiB)
@@ -99,6 +101,11 @@ static int put_file(pending_version *v, const char *rel, const char *data, size_
 	pending_release(f);
 	pending_file_put(f);
 	return rc;
+}
+
+static int put_file(pending_version *v, const char *rel, const char *data, size_t len)
+{
+	return put_file_as(v, rel, data, len, 0);
 }
 
 static int put_blob(pending_version *v, const struct blob *b)
@@ -517,6 +524,100 @@ static void test_close_before_parts(void)
 	}
 }
 
+/* A copy by reference that cannot store the blob (a full $TMPDIR). */
+static int copy_enospc(void *arg, struct push_remote *dst)
+{
+	return -ENOSPC;
+}
+
+/* cp -rT of an image whose layer cannot be stored (ENOSPC at its copy by
+ * reference), then the same cp again once space is back. */
+struct rerun {
+	pending_version *v;
+	struct image im;
+	char *idx;
+};
+
+static int copy_layout(struct rerun *r, long writer)
+{
+	int rc = put_file_as(r->v, "oci-layout", LAYOUT, strlen(LAYOUT), writer);
+	if (rc == 0)
+		rc = put_file_as(r->v, "index.json", r->idx, strlen(r->idx), writer);
+	return rc;
+}
+
+static int copy_blob(struct rerun *r, const struct blob *b, long writer)
+{
+	return put_file_as(r->v, b->rel, b->data, b->len, writer);
+}
+
+static int copy_layer_enospc(struct rerun *r, long writer)
+{
+	pending_file *f = NULL;
+	CHECK(pending_create_as(r->v, r->im.layer.rel, writer, &f) == 0);
+	CHECK(pending_ref(f, r->im.layer.digest, r->im.layer.len, copy_enospc, NULL) == -ENOSPC);
+	int rc = pending_flush(f);
+	pending_release(f);
+	pending_file_put(f);
+	return rc;
+}
+
+/* The re-run: every close succeeds, the last one commits. */
+static void rerun_commits(struct rerun *r, long writer)
+{
+	CHECK(copy_layout(r, writer) == 0);
+	CHECK(copy_blob(r, &r->im.manifest, writer) == 0);
+	CHECK(copy_blob(r, &r->im.config, writer) == 0);
+	CHECK(copy_blob(r, &r->im.layer, writer) == 0);
+	CHECK(F.n_put == 1 && pending_status(r->v) == 0);
+	CHECK(pending_version_state(r->v) == PV_COMMITTED);
+}
+
+/* mode 0, 1: the layer is the last file of the cp (writer 7): its close
+ * answers ENOSPC and the version is over at once, so the re-run (writer 8),
+ * with or without a sync TAGDIR first (ENOSPC until a new version starts),
+ * starts a clean version and commits. It used to fail at its first close
+ * with the old ENOSPC: the failed layer stayed in a pending version that
+ * the re-run joined and evaluated.
+ * mode 2: the layer fails first; the rest of that cp (new names) joins the
+ * failed version, whose ENOSPC its closes and sync answer, and nothing is
+ * put; the same process copying again (names it wrote) starts a new
+ * version and commits. */
+static void test_failed_file_then_rerun(void)
+{
+	for (int mode = 0; mode < 3; mode++) {
+		struct rerun r;
+		setup();
+		image_make(&r.im, 50 + (unsigned)mode, 6 * MiB + 1);
+		r.v = version("full");
+		r.idx = index_json((const struct image *[]){ &r.im }, NULL, 1,
+				   "application/vnd.oci.image.manifest.v1+json");
+		if (mode < 2) {
+			CHECK(copy_layout(&r, 7) == 0);
+			CHECK(copy_blob(&r, &r.im.manifest, 7) == 0);
+			CHECK(copy_blob(&r, &r.im.config, 7) == 0);
+			CHECK(copy_layer_enospc(&r, 7) == -ENOSPC);
+			if (mode == 1) {
+				CHECK(pending_version_state(r.v) == PV_FAILED);
+				CHECK(pending_status(r.v) == -ENOSPC);
+				CHECK(pending_status(r.v) == -ENOSPC);
+			}
+			rerun_commits(&r, 8);
+		} else {
+			CHECK(copy_layer_enospc(&r, 7) == -ENOSPC);
+			CHECK(copy_blob(&r, &r.im.manifest, 7) == -ENOSPC);
+			CHECK(copy_blob(&r, &r.im.config, 7) == -ENOSPC);
+			CHECK(copy_layout(&r, 7) == -ENOSPC);
+			CHECK(pending_version_state(r.v) == PV_FAILED);
+			CHECK(pending_status(r.v) == -ENOSPC && F.n_put == 0);
+			rerun_commits(&r, 7);
+		}
+		free(r.idx);
+		image_free(&r.im);
+		teardown();
+	}
+}
+
 int main(void)
 {
 	test_push_basic();
@@ -529,6 +630,7 @@ int main(void)
 	test_sweep();
 	test_list();
 	test_close_before_parts();
+	test_failed_file_then_rerun();
 	printf("push pending tests passed\n");
 	return 0;
 }
