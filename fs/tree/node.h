@@ -189,8 +189,8 @@ char *fs_node_path(struct fs_node *n);
 
 /* Image directories the kernel may keep are bounded, in two tiers: those
  * whose image is loaded (its manifests, layout and child nodes: some KiB
- * each) and those only listed or looked up (the node alone, about half a
- * KiB, many at once after READDIRPLUS of a large repository); the kernel
+ * each) and those only listed or looked up (the node alone, about 300
+ * bytes, many at once after READDIRPLUS of a large repository); the kernel
  * only forgets nodes under memory pressure. fs_node_touch marks an IMAGE
  * node used (LOOKUP, READDIRPLUS); loading its image moves it to the
  * loaded tier. fs_node_images_over hands out (referenced, at most max) the
