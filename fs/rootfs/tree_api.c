@@ -28,6 +28,18 @@ static uint64_t ino_of(const char *ns, const char *path)
 	return v < 2 ? v + 2 : v; /* 0 is invalid and 1 is FUSE's root */
 }
 
+/* Gives back the room an array grew into (the tree is not added to once
+ * finished, and rootfs_ix_grow starts at 64 slots: most directories have a
+ * few children). Keeps the array when realloc fails. */
+static void shrink(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	void *p = n < *cap ? realloc(*arr, n * elem) : NULL;
+	if (p) {
+		*arr = p;
+		*cap = n;
+	}
+}
+
 struct fin {
 	struct rootfs_tree *t;
 	char path[ROOTFS_PATH_MAX + 256];
@@ -51,8 +63,10 @@ static int fin_node(struct fin *f, struct rootfs_node *n, size_t plen)
 			return rc;
 		f->t->inos[f->t->n_inos++] = (struct ino_slot){in->ino, n};
 	}
-	if (n->nkids)
+	if (n->nkids) {
 		qsort(n->kids, n->nkids, sizeof(*n->kids), kid_cmp);
+		shrink((void **)&n->kids, &n->capkids, n->nkids, sizeof(*n->kids));
+	}
 	for (size_t i = 0; i < n->nkids && rc == 0; i++) {
 		struct rootfs_node *k = n->kids[i];
 		size_t l = strlen(k->name);
@@ -84,11 +98,15 @@ int rootfs_tree_finalize(struct rootfs_tree *t)
 		return -ENOMEM;
 	f->t = t;
 	int rc = fin_node(f, t->root, 0);
+	size_t f_cap_inos = f->cap_inos;
 	free(f);
 	if (rc < 0)
 		return rc;
-	if (t->n_inos)
+	if (t->n_inos) {
 		qsort(t->inos, t->n_inos, sizeof(*t->inos), slot_cmp);
+		size_t cap = f_cap_inos;
+		shrink((void **)&t->inos, &cap, t->n_inos, sizeof(*t->inos));
+	}
 	free(t->tab); /* lookups use the sorted children from now on */
 	t->tab = NULL;
 	t->nbuckets = 0;

@@ -115,6 +115,16 @@ static struct fs_node *child_find(struct fs_node *dir, const char *name)
 
 static void (*push_free)(void *push); /* given to fs_node_init */
 
+/* Bits of fs_node.owns: the location strings a node copied (the others
+ * are NULL or its parent's). */
+enum {
+	OWN_REGISTRY = 1 << 0,
+	OWN_REGION = 1 << 1,
+	OWN_REPO = 1 << 2,
+	OWN_TAG = 1 << 3,
+	OWN_DIGEST = 1 << 4,
+};
+
 /* IMAGE nodes the kernel knows, in use order (under the node lock), head
  * most recent; one list per tier (node.h): in_lru is the tier + 1. */
 struct lru {
@@ -192,12 +202,16 @@ static void node_free(struct fs_node *n)
 	lru_unlink_locked(n);
 	if (n->push && push_free)
 		push_free(n->push);
-	free(n->name);
-	free(n->registry);
-	free(n->region);
-	free(n->repo);
-	free(n->tag);
-	free(n->digest);
+	if (n->owns & OWN_REGISTRY)
+		free(n->registry);
+	if (n->owns & OWN_REGION)
+		free(n->region);
+	if (n->owns & OWN_REPO)
+		free(n->repo);
+	if (n->owns & OWN_TAG)
+		free(n->tag);
+	if (n->owns & OWN_DIGEST)
+		free(n->digest);
 	if (n->img)
 		fs_image_put(n->img);
 	if (n->kind == FS_N_VIEW && n->vdata) {
@@ -237,9 +251,33 @@ static void maybe_free_locked(struct fs_node *n)
 	}
 }
 
-static char *xstrdup(const char *s)
+/* A node with room for its name, zeroed. */
+static struct fs_node *node_alloc(const char *name)
 {
-	return s ? strdup(s) : NULL;
+	size_t len = strlen(name);
+	struct fs_node *n = calloc(1, sizeof *n + len + 1);
+	if (n)
+		memcpy(n->name, name, len + 1);
+	return n;
+}
+
+/* Sets *field to v: the parent's string when equal to it (the parent
+ * outlives its children), else n's own copy (bit in n->owns). -1 when out
+ * of memory. */
+static int set_str(struct fs_node *n, char **field, const char *v, char *parent_v, unsigned bit)
+{
+	if (!v) {
+		*field = NULL;
+		return 0;
+	}
+	if (parent_v && (v == parent_v || strcmp(v, parent_v) == 0)) {
+		*field = parent_v;
+		return 0;
+	}
+	if (!(*field = strdup(v)))
+		return -1;
+	n->owns |= bit;
+	return 0;
 }
 
 int fs_node_init(void (*free_push)(void *push))
@@ -249,10 +287,8 @@ int fs_node_init(void (*free_push)(void *push))
 	push_free = free_push;
 	if (root)
 		goto out;
-	root = calloc(1, sizeof *root);
-	if (!root || !(root->name = strdup(""))) {
-		free(root);
-		root = NULL;
+	root = node_alloc("");
+	if (!root) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -350,21 +386,26 @@ struct fs_node *fs_node_child(struct fs_node *dir, const char *name)
 static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_kind kind,
 				const struct fs_node_tmpl *t)
 {
-	struct fs_node *n = calloc(1, sizeof *n);
+	struct fs_node *n = node_alloc(name);
 	if (!n)
 		return NULL;
 	n->kind = kind;
 	n->parent = dir;
-	n->name = strdup(name);
-	n->registry = xstrdup(t && t->registry ? t->registry : dir->registry);
-	n->region = xstrdup(t && t->region ? t->region : dir->region);
-	n->repo = xstrdup(t && t->repo ? t->repo : dir->repo);
 	/* An image's tag is its template's: an image by digest below a tag's
 	 * view (TAG@referrers/@sha256-...) has none. */
 	int own_tag = t && t->kind == FS_N_IMAGE;
-	n->tag = xstrdup(t && t->tag ? t->tag : own_tag ? NULL : dir->tag);
+	if (set_str(n, &n->registry, t && t->registry ? t->registry : dir->registry, dir->registry,
+		    OWN_REGISTRY) ||
+	    set_str(n, &n->region, t && t->region ? t->region : dir->region, dir->region,
+		    OWN_REGION) ||
+	    set_str(n, &n->repo, t && t->repo ? t->repo : dir->repo, dir->repo, OWN_REPO) ||
+	    set_str(n, &n->tag, t && t->tag ? t->tag : own_tag ? NULL : dir->tag, dir->tag,
+		    OWN_TAG) ||
+	    set_str(n, &n->digest, t ? t->digest : NULL, dir->digest, OWN_DIGEST)) {
+		node_free(n);
+		return NULL;
+	}
 	n->img = t && t->img ? t->img : dir->img;
-	n->digest = xstrdup(t && t->digest ? t->digest : NULL);
 	n->mtime = t && t->mtime ? t->mtime : dir->mtime;
 	n->atime = t && t->kind == FS_N_IMAGE ? t->atime : 0;
 	/* An image's or a namespace's own setting (a tag's exclusion filters may
@@ -378,12 +419,6 @@ static struct fs_node *node_new(struct fs_node *dir, const char *name, enum fs_k
 	n->view = t && t->view ? t->view : dir->view;
 	n->vdata = t ? t->vdata : NULL;
 	n->created = time(NULL);
-	if (!n->name || (t && t->digest && !n->digest) || (dir->registry && !n->registry) || (dir->region && !n->region) ||
-	    (dir->repo && !n->repo) || ((own_tag ? t->tag : dir->tag) && !n->tag)) {
-		n->img = NULL;
-		node_free(n);
-		return NULL;
-	}
 	if (n->img)
 		fs_image_ref(n->img);
 	return n;

@@ -53,12 +53,16 @@ enum fs_ctl { FS_CTL_STATS = 1, FS_CTL_IDENTITY, FS_CTL_VERSION, FS_CTL_PENDING,
 #define FS_IDX_OCI_LAYOUT (-1) /* IMG_FILE oci-layout */
 #define FS_IDX_INDEX_JSON (-2) /* IMG_FILE index.json */
 
+/* Nodes are the daemon's biggest table (one per name the kernel keeps: a
+ * walk of a large TAG@rootfs leaves tens of thousands), so a node is one
+ * allocation with its name at the end, and the location strings a child
+ * shares with its parent are the parent's (see `owns`). */
 struct fs_node {
 	uint64_t ino;            /* immutable: the node id the kernel knows */
-	enum fs_kind kind;       /* immutable */
 	struct fs_node *parent;  /* immutable (NULL for root); referenced */
-	char *name;              /* immutable */
-	/* Location (immutable, malloc'd, NULL when not applicable). */
+	/* Location (immutable, NULL when not applicable). Each is the node's
+	 * own malloc'd copy (its bit in `owns`) or, when equal to its parent's,
+	 * the parent's, which lives at least as long as the node. */
 	char *registry;          /* 12-digit id */
 	char *region;
 	char *repo;              /* NAMESPACE: the prefix ("team/app"); IMAGE and
@@ -68,12 +72,8 @@ struct fs_node {
 	time_t mtime;            /* IMAGE: imagePushedAt */
 	time_t atime;            /* IMAGE: lastRecordedPullTime (0: never), renewed by
 	                            each lookup (atomic) */
-	int immutable;           /* IMAGE and below: repository is IMMUTABLE */
 	struct fs_image *img;    /* IMG_*: immutable, referenced. IMAGE: loaded lazily,
 	                            set once under the node lock (fs_node_set_img) */
-	int blob_idx;            /* IMG_DIR/IMG_FILE: see FS_IDX_*, or index in img */
-	enum fs_ctl ctl;         /* CTL_FILE */
-	int view;                /* VIEW, VIEW_ENTRY: enum fs_view (tree/names.h) */
 	void *vdata;             /* VIEW_ENTRY: the view's, immutable (e.g. a rootfs node);
 	                            VIEW: loaded lazily under the node lock (fs_node_set_vdata) */
 	time_t created;          /* immutable: when the node was made (TTL checks) */
@@ -81,16 +81,27 @@ struct fs_node {
 	/* Under the node lock. */
 	uint64_t nlookup;        /* kernel references */
 	uint64_t refs;           /* internal references */
-	int listed;              /* reachable by name from its parent (child hash) */
 	struct fs_node *hnext;   /* ino hash chain */
 	struct fs_node *cnext;   /* child hash chain, keyed by (parent ino, name) */
 	struct fs_node *pend_head, *pend_next; /* pending children of a dir */
 	struct fs_node *lru_prev, *lru_next;   /* IMAGE nodes, most recently used first */
-	int in_lru;              /* 0, or the LRU tier (FS_TIER_*) + 1 */
 
 	/* Pending entries (push side). `push` is opaque to the read side. */
 	void *push;
-	int pending;             /* 1 while listed as a pending child of parent */
+
+	enum fs_kind kind;       /* immutable */
+	int immutable;           /* IMAGE and below: repository is IMMUTABLE */
+	int blob_idx;            /* IMG_DIR/IMG_FILE: see FS_IDX_*, or index in img */
+	enum fs_ctl ctl;         /* CTL_FILE */
+	int view;                /* VIEW, VIEW_ENTRY: enum fs_view (tree/names.h) */
+	int listed;              /* under the lock: reachable by name from its parent
+	                            (child hash) */
+	int in_lru;              /* under the lock: 0, or the LRU tier (FS_TIER_*) + 1 */
+	int pending;             /* under the lock: 1 while listed as a pending child
+	                            of parent */
+	unsigned char owns;      /* immutable: which location strings are its own
+	                            copies (bits: node.c) */
+	char name[];             /* immutable */
 };
 
 /* Creates the root (ino FS_ROOT_INO). Call once at mount. free_push (may
@@ -178,8 +189,8 @@ char *fs_node_path(struct fs_node *n);
 
 /* Image directories the kernel may keep are bounded, in two tiers: those
  * whose image is loaded (its manifests, layout and child nodes: some KiB
- * each) and those only listed or looked up (the node alone, about half a
- * KiB, many at once after READDIRPLUS of a large repository); the kernel
+ * each) and those only listed or looked up (the node alone, about 300
+ * bytes, many at once after READDIRPLUS of a large repository); the kernel
  * only forgets nodes under memory pressure. fs_node_touch marks an IMAGE
  * node used (LOOKUP, READDIRPLUS); loading its image moves it to the
  * loaded tier. fs_node_images_over hands out (referenced, at most max) the

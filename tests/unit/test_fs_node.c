@@ -76,6 +76,45 @@ static void test_image_tiers(struct fs_node *ns)
 	fs_image_put(img);
 }
 
+/* A child keeps its parent's location strings instead of copies (the
+ * parent lives as long as its children): the thousands of nodes under a
+ * walked TAG@rootfs cost their struct and name only. Strings that differ
+ * are the node's own. */
+static void test_shared_strings(struct fs_node *ns)
+{
+	struct fs_node_tmpl ti = {.kind = FS_N_IMAGE, .tag = "v9", .digest = "sha256:99"};
+	struct fs_node *tag = fs_node_make(ns, "v9", &ti);
+	assert(tag && tag->repo == ns->repo && tag->registry == ns->registry &&
+	       tag->region == ns->region && !strcmp(tag->tag, "v9") && !strcmp(tag->digest, "sha256:99"));
+	struct fs_node_tmpl tv = {.kind = FS_N_VIEW, .view = 1};
+	struct fs_node *view = fs_node_make(tag, "v9@x", &tv);
+	struct fs_node_tmpl te = {.kind = FS_N_VIEW_ENTRY, .blob_idx = 3};
+	struct fs_node *ent = fs_node_make(view, "a-rather-long-file-name-of-the-image.txt", &te);
+	assert(view && ent && view->tag == tag->tag && ent->tag == tag->tag &&
+	       ent->repo == ns->repo && ent->registry == ns->registry && ent->region == ns->region &&
+	       ent->digest == NULL && ent->blob_idx == 3 && ent->view == 1);
+	assert(!strcmp(ent->name, "a-rather-long-file-name-of-the-image.txt"));
+	/* a repository below the namespace has its own name */
+	struct fs_node_tmpl tr = {.kind = FS_N_NAMESPACE, .repo = "team/app"};
+	struct fs_node *app = fs_node_make(ns, "app", &tr);
+	assert(app && app->repo != ns->repo && !strcmp(app->repo, "team/app") &&
+	       app->registry == ns->registry);
+	fs_node_put(app);
+	/* the entry alone keeps the tag and view nodes, and so the strings */
+	uint64_t ent_ino = ent->ino, tag_ino = tag->ino;
+	fs_node_lookup_inc(ent);
+	fs_node_put(ent);
+	fs_node_put(view);
+	fs_node_drop_child(ns, "v9");
+	fs_node_put(tag);
+	struct fs_node *g = fs_node_get(ent_ino);
+	assert(g == ent && !strcmp(g->tag, "v9") && !strcmp(g->repo, "team"));
+	assert(!strcmp(g->parent->parent->digest, "sha256:99"));
+	fs_node_put(g);
+	fs_node_forget(ent_ino, 1);
+	assert(fs_node_get(ent_ino) == NULL && fs_node_get(tag_ino) == NULL);
+}
+
 int main(void)
 {
 	assert(fs_node_init(NULL) == 0);
@@ -164,6 +203,7 @@ int main(void)
 	fs_node_put(i2);
 
 	test_image_tiers(ns);
+	test_shared_strings(ns);
 	fs_node_put(ns);
 	fs_node_put(reg);
 	fs_node_put(root);
