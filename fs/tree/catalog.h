@@ -39,12 +39,12 @@ const struct ecr_image *fs_list_find_digest(const struct fs_list *l, const char 
 
 /* A manifest by digest (cache, then BatchGetImage); -ENOMEDIUM when ECR
  * answers that the image is archived (logged by net/ecr_images.c). */
+int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
+		    const char *digest, char **bytes, size_t *len, char **media_type);
 /* A manifest known from elsewhere (this mount's PutImage): kept in the
  * cache's records when bytes hash to digest, as BatchGetImage's answer is. */
 void fs_cat_manifest_learn(struct fs_ctx *c, const char *digest, const char *media_type,
 			   const char *bytes, size_t len);
-int fs_cat_manifest(struct fs_ctx *c, const char *registry, const char *region, const char *repo,
-		    const char *digest, char **bytes, size_t *len, char **media_type);
 
 /* The loaded image for (registry, region, repo, digest) with ref.name refname.
  * BatchGetImage (a pull for ECR) only for manifests not cached: the image's
