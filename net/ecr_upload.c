@@ -441,8 +441,10 @@ int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *uplo
 			return ecr_upload_layer_part(e, w, upload_id, first_byte,
 						     buf + cap - len, len, last_valid_byte, err);
 		}
+		if (!built->raw)
+			built->release = NULL; /* no rebuild possible: keep buf */
 		rc = build_in_place(&b, buf, cap, len, &built->total, built->hash);
-		if (rc == 0 && built->release && built->raw) {
+		if (rc == 0 && built->release) {
 			built->prefix = b.prefix; /* kept for a rebuild */
 			built->prefix_len = b.prefix_len;
 			b.prefix = NULL;
@@ -450,8 +452,6 @@ int ecr_upload_layer_part_in(ecr *e, const struct ecr_where *w, const char *uplo
 		ecr_part_body_free(&b);
 		if (rc)
 			return rc;
-		if (!built->prefix)
-			built->release = NULL; /* no rebuild possible: keep buf */
 		built->done = 1;
 	}
 	return send_part(e, w, upload_id, first_byte, len, built_body_read, &bb, built->total,
