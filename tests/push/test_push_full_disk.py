@@ -3,6 +3,7 @@ where layers are spilled while they upload, is on a tmpfs smaller than the
 layer. cp fails with ENOSPC at the write() the daemon could not store
 (strace shows what cp saw), ECR gets no tag (AWS CLI), and once space comes
 back the same cp succeeds in the same mount."""
+import contextlib
 import errno
 import json
 import os
@@ -25,6 +26,19 @@ def tags(emu, repo):
     r = emu.aws_run("list-images", "--repository-name", repo)
     assert r.returncode == 0, r.stderr
     return sorted(i["imageTag"] for i in json.loads(r.stdout)["imageIds"] if "imageTag" in i)
+
+
+@contextlib.contextmanager
+def promotion_mount(emu, tmp_path, src_repo):
+    """A 24 MiB-layer image pushed to src_repo:v1, and a mount whose
+    cache_dir and $TMPDIR (where a copy by reference spills) are on an
+    8 MiB tmpfs: yields (mount, image info, the tmpfs path)."""
+    layout = str(tmp_path / "layout")
+    img = big_layer_image(layout, "v1", 24 * MiB)
+    ecrclient.push_layout(emu, layout, src_repo, "v1")
+    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
+            mounts(emu, tmp_path) as mount:
+        yield mount(cache_dir=os.path.join(small, "cache"), env={"TMPDIR": small}), img, small
 
 
 def strace_cp(src, dst, trace):
@@ -148,13 +162,8 @@ def test_promotion_into_a_full_disk(emulator, tmp_path):
     in $TMPDIR) fails with ENOSPC on a full disk, leaves no tag, and
     succeeds once space comes back."""
     emu = emulator
-    layout = str(tmp_path / "layout")
-    img = big_layer_image(layout, "v1", 24 * MiB)
-    ecrclient.push_layout(emu, layout, "full/promo-src", "v1")
     DST = "full/promo-dst"
-    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
-            mounts(emu, tmp_path) as mount:
-        m = mount(cache_dir=os.path.join(small, "cache"), env={"TMPDIR": small})
+    with promotion_mount(emu, tmp_path, "full/promo-src") as (m, img, small):
         src = m.repo("full/promo-src", "v1")
         dst_repo = m.path(ACCT, REGION, *DST.split("/"))
         os.makedirs(dst_repo, exist_ok=True)
@@ -187,13 +196,8 @@ def test_promotion_retry_after_the_last_file_failed(emulator, tmp_path):
     re-run joined: its first close evaluated that version and answered
     the old ENOSPC.)"""
     emu = emulator
-    layout = str(tmp_path / "layout")
-    img = big_layer_image(layout, "v1", 24 * MiB)
-    ecrclient.push_layout(emu, layout, "full/last-src", "v1")
     DST = "full/last-dst"
-    with small_tmpfs(str(tmp_path / "small"), "8m") as small, \
-            mounts(emu, tmp_path) as mount:
-        m = mount(cache_dir=os.path.join(small, "cache"), env={"TMPDIR": small})
+    with promotion_mount(emu, tmp_path, "full/last-src") as (m, img, small):
         src = m.repo("full/last-src", "v1")
         dst = os.path.join(m.path(ACCT, REGION, *DST.split("/")), "v1")
         os.makedirs(os.path.join(dst, "blobs", "sha256"))
